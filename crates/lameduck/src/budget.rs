@@ -1,0 +1,394 @@
+//! The timing budget: one grace period split into the phases of a shutdown.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::fmt::Seconds;
+
+/// The shutdown timing plan, built from the one number an operator knows: the
+/// time the orchestrator waits between `SIGTERM` and `SIGKILL`.
+///
+/// Kubernetes calls it `terminationGracePeriodSeconds` (default 30 s), systemd
+/// `TimeoutStopSec`. Every phase of the shutdown must fit inside it, with a
+/// safety margin, or the process is killed half-way through closing its
+/// resources. [`Budget::check`] verifies that and resolves the phases into a
+/// [`Timeline`].
+///
+/// | setting | default | what it bounds |
+/// |---|---|---|
+/// | `grace_period` | 30 s | the whole shutdown, from the first signal to `SIGKILL` |
+/// | `drain_delay` | 5 s | Draining: unready but still serving, while load balancers catch up |
+/// | `shutdown_timeout` | what is left | Stopping: in-flight work finishes on its own |
+/// | `hard_timeout` | 3 s | Cancelling: work that got its cancel signal winds down |
+/// | close timeouts | 1 s per component | Closing: each resource closes in turn |
+/// | `log_flush` | 500 ms | the final log flush |
+/// | `safety_margin` | 5 % of the grace period, at least 500 ms | slack for scheduling, never used on purpose |
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::Budget;
+///
+/// let timeline = Budget::new(Duration::from_secs(30))
+///     .drain_delay(Duration::from_secs(5))
+///     .close_timeout("db", Duration::from_secs(2))
+///     .check()
+///     .unwrap();
+/// // 30 s - 5 s drain - 3 s hard - 2 s close - 0.5 s log flush - 1.5 s margin
+/// assert_eq!(timeline.shutdown_timeout, Duration::from_secs(18));
+///
+/// let err = Budget::new(Duration::from_secs(10))
+///     .drain_delay(Duration::from_secs(8))
+///     .check()
+///     .unwrap_err();
+/// assert!(err.to_string().contains("grace period 10s"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Budget {
+    grace_period: Duration,
+    drain_delay: Duration,
+    shutdown_timeout: Option<Duration>,
+    hard_timeout: Duration,
+    closes: Vec<(String, Duration)>,
+    log_flush: Duration,
+    safety_margin: Option<Duration>,
+}
+
+/// The default grace period: Kubernetes' `terminationGracePeriodSeconds`.
+pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
+/// The default drain delay under `SIGTERM`.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// The default time cancelled work gets before it is aborted.
+pub const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// The default close timeout of one component.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// The default bound on the final log flush.
+pub const DEFAULT_LOG_FLUSH: Duration = Duration::from_millis(500);
+/// The smallest shutdown timeout a budget may leave.
+pub const MIN_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(100);
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self::new(DEFAULT_GRACE_PERIOD)
+    }
+}
+
+impl Budget {
+    /// A budget for the given grace period, with every other setting at its
+    /// default.
+    pub fn new(grace_period: Duration) -> Self {
+        Self {
+            grace_period,
+            drain_delay: DEFAULT_DRAIN_DELAY,
+            shutdown_timeout: None,
+            hard_timeout: DEFAULT_HARD_TIMEOUT,
+            closes: Vec::new(),
+            log_flush: DEFAULT_LOG_FLUSH,
+            safety_margin: None,
+        }
+    }
+
+    /// Sets the grace period: the time between the first signal and `SIGKILL`.
+    pub fn grace_period(mut self, d: Duration) -> Self {
+        self.grace_period = d;
+        self
+    }
+
+    /// Sets how long Draining lasts.
+    pub fn drain_delay(mut self, d: Duration) -> Self {
+        self.drain_delay = d;
+        self
+    }
+
+    /// Sets how long Stopping waits for in-flight work; by default, all the
+    /// time the other phases leave.
+    pub fn shutdown_timeout(mut self, d: Duration) -> Self {
+        self.shutdown_timeout = Some(d);
+        self
+    }
+
+    /// Sets how long cancelled work may take before it is aborted.
+    pub fn hard_timeout(mut self, d: Duration) -> Self {
+        self.hard_timeout = d;
+        self
+    }
+
+    /// Adds (or replaces) the close timeout of one named resource.
+    pub fn close_timeout(mut self, name: impl Into<String>, d: Duration) -> Self {
+        let name = name.into();
+        match self.closes.iter_mut().find(|(n, _)| *n == name) {
+            Some(entry) => entry.1 = d,
+            None => self.closes.push((name, d)),
+        }
+        self
+    }
+
+    /// Sets the bound on the final log flush.
+    pub fn log_flush(mut self, d: Duration) -> Self {
+        self.log_flush = d;
+        self
+    }
+
+    /// Sets the safety margin left unused before `SIGKILL`.
+    pub fn safety_margin(mut self, d: Duration) -> Self {
+        self.safety_margin = Some(d);
+        self
+    }
+
+    /// The grace period.
+    pub fn get_grace_period(&self) -> Duration {
+        self.grace_period
+    }
+
+    /// The drain delay.
+    pub fn get_drain_delay(&self) -> Duration {
+        self.drain_delay
+    }
+
+    fn margin(&self) -> Duration {
+        self.safety_margin
+            .unwrap_or_else(|| (self.grace_period / 20).max(Duration::from_millis(500)))
+    }
+
+    /// Checks that every phase fits inside the grace period and resolves the
+    /// shutdown timeout if it was left to default.
+    ///
+    /// # Errors
+    ///
+    /// A [`BudgetError`] whose message shows the arithmetic when the phases
+    /// add up to more than the grace period, or leave less than
+    /// [`MIN_SHUTDOWN_TIMEOUT`] for Stopping.
+    pub fn check(&self) -> Result<Timeline, BudgetError> {
+        let margin = self.margin();
+        let close_total: Duration = self.closes.iter().map(|(_, d)| *d).sum();
+        let fixed = self.drain_delay + self.hard_timeout + close_total + self.log_flush + margin;
+        let shutdown_timeout = match self.shutdown_timeout {
+            Some(d) => d,
+            None => self.grace_period.saturating_sub(fixed),
+        };
+        let timeline = Timeline {
+            grace_period: self.grace_period,
+            drain_delay: self.drain_delay,
+            shutdown_timeout,
+            hard_timeout: self.hard_timeout,
+            closes: self.closes.clone(),
+            log_flush: self.log_flush,
+            safety_margin: margin,
+        };
+        let total = fixed + shutdown_timeout;
+        if total > self.grace_period {
+            return Err(BudgetError {
+                kind: BudgetErrorKind::DoesNotFit,
+                message: format!(
+                    "{} = {}, more than the grace period {}; shorten a phase or raise the grace period",
+                    timeline.sum_terms(),
+                    Seconds(total),
+                    Seconds(self.grace_period)
+                ),
+            });
+        }
+        if shutdown_timeout < MIN_SHUTDOWN_TIMEOUT {
+            return Err(BudgetError {
+                kind: BudgetErrorKind::NoTimeToStop,
+                message: format!(
+                    "the grace period {} leaves {} for in-flight work to finish ({} - {}), less than the minimum {}; shorten a phase or raise the grace period",
+                    Seconds(self.grace_period),
+                    Seconds(shutdown_timeout),
+                    Seconds(self.grace_period),
+                    timeline.fixed_terms(),
+                    Seconds(MIN_SHUTDOWN_TIMEOUT)
+                ),
+            });
+        }
+        Ok(timeline)
+    }
+}
+
+/// A checked [`Budget`]: how long each phase of a shutdown may last.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Timeline {
+    /// Time from the first signal to `SIGKILL`.
+    pub grace_period: Duration,
+    /// Draining: unready but still serving.
+    pub drain_delay: Duration,
+    /// Stopping: in-flight work finishes on its own.
+    pub shutdown_timeout: Duration,
+    /// Cancelling: cancelled work winds down before it is aborted.
+    pub hard_timeout: Duration,
+    /// Closing: each resource's close timeout, in the order they were given.
+    pub closes: Vec<(String, Duration)>,
+    /// The final log flush.
+    pub log_flush: Duration,
+    /// Slack left before `SIGKILL`.
+    pub safety_margin: Duration,
+}
+
+impl Timeline {
+    /// The sum of the close timeouts.
+    pub fn close_total(&self) -> Duration {
+        self.closes.iter().map(|(_, d)| *d).sum()
+    }
+
+    /// Time from the first signal to the end of the log flush, at most.
+    pub fn worst_case(&self) -> Duration {
+        self.drain_delay + self.shutdown_timeout + self.hard_timeout + self.close_total() + self.log_flush
+    }
+
+    /// The phases in order, each with its maximum duration.
+    pub fn rows(&self) -> Vec<(&'static str, Duration)> {
+        vec![
+            ("draining", self.drain_delay),
+            ("stopping", self.shutdown_timeout),
+            ("cancelling", self.hard_timeout),
+            ("closing", self.close_total()),
+            ("log flush", self.log_flush),
+            ("safety margin", self.safety_margin),
+        ]
+    }
+
+    fn close_term(&self) -> String {
+        let mut s = format!("close {}", Seconds(self.close_total()));
+        if !self.closes.is_empty() {
+            let parts: Vec<_> = self
+                .closes
+                .iter()
+                .map(|(n, d)| format!("{n} {}", Seconds(*d)))
+                .collect();
+            s.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        s
+    }
+
+    fn fixed_terms(&self) -> String {
+        format!(
+            "drain {} - hard {} - {} - log flush {} - margin {}",
+            Seconds(self.drain_delay),
+            Seconds(self.hard_timeout),
+            self.close_term(),
+            Seconds(self.log_flush),
+            Seconds(self.safety_margin)
+        )
+    }
+
+    fn sum_terms(&self) -> String {
+        format!(
+            "drain {} + shutdown {} + hard {} + {} + log flush {} + margin {}",
+            Seconds(self.drain_delay),
+            Seconds(self.shutdown_timeout),
+            Seconds(self.hard_timeout),
+            self.close_term(),
+            Seconds(self.log_flush),
+            Seconds(self.safety_margin)
+        )
+    }
+}
+
+impl fmt::Display for Timeline {
+    /// A table: each phase, when it starts, how long it may last, when it
+    /// ends at the latest (offsets from the first signal).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{:<15} {:>9} {:>9} {:>9}", "phase", "starts", "lasts", "ends by")?;
+        let mut at = Duration::ZERO;
+        for (name, d) in self.rows() {
+            writeln!(
+                f,
+                "{:<15} {:>9} {:>9} {:>9}",
+                name,
+                Seconds(at).to_string(),
+                Seconds(d).to_string(),
+                Seconds(at + d).to_string()
+            )?;
+            if name == "closing" {
+                for (n, d) in &self.closes {
+                    writeln!(f, "  {:<13} {:>9} {:>9}", n, "", Seconds(*d).to_string())?;
+                }
+            }
+            at += d;
+        }
+        write!(f, "{:<15} {:>9}", "SIGKILL", Seconds(self.grace_period).to_string())
+    }
+}
+
+/// A budget whose phases do not fit its grace period.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("invalid shutdown budget: {message}")]
+pub struct BudgetError {
+    kind: BudgetErrorKind,
+    message: String,
+}
+
+impl BudgetError {
+    /// What is wrong with the budget.
+    pub fn kind(&self) -> BudgetErrorKind {
+        self.kind
+    }
+}
+
+/// The ways a [`Budget`] can be wrong.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum BudgetErrorKind {
+    /// The phases add up to more than the grace period.
+    DoesNotFit,
+    /// The phases leave (almost) no time for in-flight work to finish.
+    NoTimeToStop,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    #[test]
+    fn default_budget_gives_stopping_what_is_left() {
+        let t = Budget::default().check().unwrap();
+        // 30 - 5 drain - 3 hard - 0.5 flush - 1.5 margin
+        assert_eq!(t.shutdown_timeout, Duration::from_millis(20_000));
+        assert_eq!(t.worst_case() + t.safety_margin, s(30));
+    }
+
+    #[test]
+    fn explicit_phases_that_overflow_show_the_arithmetic() {
+        let err = Budget::new(s(30))
+            .shutdown_timeout(s(20))
+            .close_timeout("db", s(2))
+            .check()
+            .unwrap_err();
+        assert_eq!(err.kind(), BudgetErrorKind::DoesNotFit);
+        assert_eq!(
+            err.to_string(),
+            "invalid shutdown budget: drain 5s + shutdown 20s + hard 3s + close 2s (db 2s) + log flush 0.5s + margin 1.5s = 32s, more than the grace period 30s; shorten a phase or raise the grace period"
+        );
+    }
+
+    #[test]
+    fn a_budget_with_no_room_for_stopping_is_rejected() {
+        let err = Budget::new(s(10)).drain_delay(s(6)).check().unwrap_err();
+        assert_eq!(err.kind(), BudgetErrorKind::NoTimeToStop);
+        assert!(err.to_string().contains("leaves 0s"), "{err}");
+    }
+
+    #[test]
+    fn close_timeouts_replace_by_name() {
+        let t = Budget::default()
+            .close_timeout("db", s(1))
+            .close_timeout("db", s(2))
+            .check()
+            .unwrap();
+        assert_eq!(t.closes, vec![("db".to_string(), s(2))]);
+    }
+
+    #[test]
+    fn table_lists_phases_with_offsets() {
+        let t = Budget::default().close_timeout("db", s(1)).check().unwrap();
+        let table = t.to_string();
+        assert!(table.contains("stopping"), "{table}");
+        assert!(table.lines().any(|l| l.starts_with("SIGKILL") && l.ends_with("30s")), "{table}");
+        assert!(table.lines().any(|l| l.trim_start().starts_with("db")), "{table}");
+    }
+}
