@@ -1,11 +1,293 @@
-//! `lameduck plan`: the shutdown budget as a table or a Kubernetes pod spec.
+//! `lameduck plan`: the shutdown budget as a table, a Kubernetes pod spec or
+//! JSON.
+//!
+//! The flags ([`Args`]) are parsed by clap into typed values; [`Config`]
+//! turns them into a [`Budget`] and the Kubernetes settings, and the budget's
+//! own check decides whether the phases fit. All the arithmetic lives in
+//! `lameduck::budget`: this file only gathers the numbers and prints them.
 
+mod json;
+mod k8s;
+
+use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
-/// Print the shutdown timing budget for a grace period.
+use anyhow::Context;
+use lameduck::{Budget, Timeline};
+
+/// Exit code when the phases do not fit the grace period (the arithmetic is
+/// printed on stderr). Bad flags exit with 2, like every other error.
+const EXIT_DOES_NOT_FIT: u8 = 1;
+
+/// The longest duration any flag accepts. Far beyond any real grace period,
+/// and low enough that adding every phase together cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+
+const LONG_ABOUT: &str = "\
+Print the shutdown timing budget for a grace period.
+
+The grace period is the one number the orchestrator gives a process to stop:
+the time between SIGTERM and SIGKILL (Kubernetes terminationGracePeriodSeconds,
+default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
+
+  draining       unready but still serving while load balancers and endpoints
+                 catch up                                       (--drain-delay)
+  stopping       listeners closed; in-flight work finishes  (--shutdown-timeout)
+  cancelling     work that got its cancel signal winds down    (--hard-timeout)
+  closing        each resource closes in turn, with its own timeout   (--close)
+  log flush      the final log flush                              (--log-flush)
+  safety margin  slack for scheduling, never used on purpose         (--margin)
+
+Stopping gets whatever the other phases leave, unless --shutdown-timeout sets
+it. The plan is invalid when the phases add up to more than the grace period,
+or leave Stopping less than 100ms: then the arithmetic is printed on stderr
+and the exit code is 1.
+
+With --format k8s, the matching pod spec fragment: terminationGracePeriodSeconds
+(the grace period, rounded up to whole seconds), startup, readiness and liveness
+probes on --admin-port, and a preStop sleep only with --drain-in prestop. Every
+number carries a comment that says where it comes from.
+
+Durations are written like 30s, 1500ms, 1m or 1m 30s.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+
+  lameduck plan --grace-period 30s --close db=2s --close kafka=3s
+      the budget as a table
+
+  lameduck plan --grace-period 45s --drain-delay 10s --format k8s
+      the pod spec fragment: terminationGracePeriodSeconds, probes on the
+      admin port, and no preStop hook (lameduck drains by itself)
+
+  lameduck plan --grace-period 30s --drain-in prestop --format k8s
+      for a program that exits at once on SIGTERM: a preStop sleep holds the
+      drain delay instead
+
+Exit status:
+  0  the phases fit: the plan is on stdout
+  1  the phases do not fit the grace period: the arithmetic is on stderr
+  2  bad flags or values (an unparsable duration, --close without '=')";
+
+/// Print the shutdown timing budget: a table, a Kubernetes pod spec or JSON.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+pub struct Args {
+    /// Time between SIGTERM and SIGKILL: Kubernetes
+    /// terminationGracePeriodSeconds, systemd TimeoutStopSec [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace_period: Option<Duration>,
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+    /// How long to stay unready but serving, while load balancers and
+    /// Kubernetes endpoints stop sending traffic [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    drain_delay: Option<Duration>,
+
+    /// How long in-flight work may take to finish once listeners close
+    /// [default: what the other phases leave]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    shutdown_timeout: Option<Duration>,
+
+    /// How long cancelled work may take to wind down before it is aborted
+    /// [default: 3s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    hard_timeout: Option<Duration>,
+
+    /// The close timeout of one resource (a pool, a producer, a telemetry
+    /// exporter); repeat for each, in closing order [default: none]
+    #[arg(long = "close", value_name = "NAME=DURATION", value_parser = parse_close)]
+    closes: Vec<(String, Duration)>,
+
+    /// Bound on the final log flush [default: 500ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    log_flush: Option<Duration>,
+
+    /// Slack left unused before SIGKILL [default: 5% of the grace period, at
+    /// least 500ms]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    margin: Option<Duration>,
+
+    /// What to print
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = Format::Table)]
+    format: Format,
+
+    /// Where the drain delay is spent when Kubernetes stops the pod (for
+    /// --format k8s and json)
+    #[arg(long, value_name = "WHERE", value_enum, default_value_t = DrainIn::App)]
+    drain_in: DrainIn,
+
+    /// Port of the admin listener that serves /livez, /readyz and /startupz:
+    /// the Kubernetes probes call it
+    #[arg(long, value_name = "PORT", default_value_t = 8081,
+          value_parser = clap::value_parser!(u16).range(1..))]
+    admin_port: u16,
+}
+
+/// The output formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// The phases with their offsets from the first signal.
+    Table,
+    /// A Kubernetes pod spec fragment (YAML).
+    K8s,
+    /// The budget for machines, durations in seconds as floats.
+    Json,
+}
+
+/// Where the drain delay is spent when Kubernetes stops the pod.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DrainIn {
+    /// The program runs under lameduck (`lameduck run` or the library), which
+    /// drains after SIGTERM: no preStop hook.
+    App,
+    /// The program exits at once on SIGTERM: a preStop sleep holds the drain
+    /// delay, and SIGTERM comes after it.
+    Prestop,
+}
+
+/// The validated flags: a budget to check and how to print it.
+#[derive(Debug)]
+struct Config {
+    budget: Budget,
+    format: Format,
+    drain_in: DrainIn,
+    admin_port: u16,
+}
+
+impl Config {
+    fn new(args: Args) -> anyhow::Result<Self> {
+        let mut budget = Budget::default();
+        // Only the flags given override the library's defaults, so the CLI
+        // never disagrees with the library about them.
+        if let Some(d) = args.grace_period {
+            budget = budget.grace_period(d);
+        }
+        if let Some(d) = args.drain_delay {
+            budget = budget.drain_delay(d);
+        }
+        if let Some(d) = args.shutdown_timeout {
+            budget = budget.shutdown_timeout(d);
+        }
+        if let Some(d) = args.hard_timeout {
+            budget = budget.hard_timeout(d);
+        }
+        if let Some(d) = args.log_flush {
+            budget = budget.log_flush(d);
+        }
+        if let Some(d) = args.margin {
+            budget = budget.safety_margin(d);
+        }
+        for (i, (name, d)) in args.closes.iter().enumerate() {
+            // The library replaces a close timeout by name; on the command
+            // line a repeated name is more likely a typo than a wish.
+            if args.closes[..i].iter().any(|(n, _)| n == name) {
+                anyhow::bail!("--close {name} is given more than once");
+            }
+            budget = budget.close_timeout(name.as_str(), *d);
+        }
+        Ok(Self {
+            budget,
+            format: args.format,
+            drain_in: args.drain_in,
+            admin_port: args.admin_port,
+        })
+    }
+}
+
+/// Runs `lameduck plan`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let config = Config::new(args)?;
+    let timeline = match config.budget.check() {
+        Ok(timeline) => timeline,
+        Err(err) => {
+            eprintln!("lameduck: error: {err:#}");
+            return Ok(ExitCode::from(EXIT_DOES_NOT_FIT));
+        }
+    };
+    let out = render(&config, &timeline)?;
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .context("writing the plan to stdout")?;
+    stdout.flush().context("writing the plan to stdout")?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn render(config: &Config, timeline: &Timeline) -> anyhow::Result<String> {
+    let pod = k8s::PodSettings::new(timeline, config.drain_in, config.admin_port);
+    Ok(match config.format {
+        Format::Table => format!("{timeline}\n"),
+        Format::K8s => k8s::PodSpec {
+            timeline,
+            pod: &pod,
+        }
+        .to_string(),
+        Format::Json => json::render(timeline, &pod)?,
+    })
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
+    if d > MAX_DURATION {
+        return Err(format!(
+            "{s} is more than the longest accepted duration, 365 days"
+        ));
+    }
+    Ok(d)
+}
+
+fn parse_close(s: &str) -> Result<(String, Duration), String> {
+    let (name, d) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=DURATION, like db=2s, not {s:?}"))?;
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(format!("the resource name before '=' is empty in {s:?}"));
+    }
+    let d = parse_duration(d).map_err(|e| format!("bad duration for {name}: {e}"))?;
+    Ok((name.to_string(), d))
+}
+
+/// Formats a duration in seconds the way the budget does: `5s`, `1.5s`.
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_splits_at_the_first_equals_sign() {
+        assert_eq!(
+            parse_close("db=2s"),
+            Ok(("db".to_string(), Duration::from_secs(2)))
+        );
+        assert_eq!(
+            parse_close(" kafka = 1500ms"),
+            Ok(("kafka".to_string(), Duration::from_millis(1500)))
+        );
+        assert!(parse_close("db").unwrap_err().contains("NAME=DURATION"));
+        assert!(parse_close("=2s").unwrap_err().contains("name"));
+        assert!(
+            parse_close("db=2x")
+                .unwrap_err()
+                .starts_with("bad duration for db")
+        );
+    }
+
+    #[test]
+    fn durations_beyond_a_year_are_refused() {
+        assert!(parse_duration("365days").is_ok());
+        assert!(parse_duration("366days").is_err());
+    }
+
+    #[test]
+    fn secs_matches_the_budget_format() {
+        assert_eq!(secs(Duration::from_secs(30)), "30s");
+        assert_eq!(secs(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(secs(Duration::ZERO), "0s");
+    }
 }

@@ -1,0 +1,48 @@
+//! A small harness for the CLI tests: run the real `lameduck` binary and
+//! capture what it printed and how it exited.
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::process::{Command, Stdio};
+
+/// The `lameduck` binary built for this test run, with a clean environment
+/// for the variables that change how it prints.
+pub fn lameduck() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    cmd.env_remove("RUST_LOG")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// What one run of the binary printed, and its exit code.
+#[derive(Debug)]
+pub struct Output {
+    /// `None` when a signal ended the process.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    /// Panics with everything the binary printed unless it exited with `code`.
+    #[track_caller]
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, Some(code), "unexpected exit code; {self:#?}");
+        self
+    }
+}
+
+/// Runs `lameduck ARGS` to completion.
+pub fn run(args: &[&str]) -> Output {
+    let out = lameduck()
+        .args(args)
+        .output()
+        .expect("spawning the lameduck binary");
+    Output {
+        code: out.status.code(),
+        stdout: String::from_utf8(out.stdout).expect("stdout is UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
+    }
+}

@@ -1,0 +1,251 @@
+//! The app: components, a budget and signals, run through the shutdown
+//! sequence.
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use tokio::sync::{mpsc, watch};
+
+use crate::component::BoxFuture;
+use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
+
+mod builder;
+mod driver;
+mod graph;
+mod signals;
+mod watchdog;
+
+pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
+
+/// A service: its components, its timing budget and its signal handling,
+/// driven through `Starting → Running → Draining → Stopping → Cancelling →
+/// Closing → Stopped`.
+///
+/// Build one with [`App::builder`], then `.await` it (or call
+/// [`run`](Self::run)): it runs until a shutdown is triggered and completes,
+/// returning a [`Report`] whose [`exit_code`](Report::exit_code) `main`
+/// should return. It never exits the process itself, except when a second
+/// signal forces the exit or the exit watchdog fires past the grace period.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::{App, Budget, Component};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::process::ExitCode {
+/// let app = App::builder("example")
+///     .budget(Budget::new(Duration::from_secs(30)).drain_delay(Duration::from_millis(10)))
+///     .component(Component::new("worker", |ctx| async move {
+///         ctx.ready();
+///         ctx.on_stopping().await;
+///         Ok(())
+///     }))
+///     .build()
+///     .expect("valid configuration");
+///
+/// // Stop it from anywhere: a signal, or a handle.
+/// app.handle().shutdown("example done");
+///
+/// let report = app.await;
+/// assert!(report.status().is_clean());
+/// report.exit_code()
+/// # }
+/// ```
+#[must_use = "an app does nothing until it is run or awaited"]
+pub struct App {
+    handle: AppHandle,
+    parts: builder::Parts,
+    events: mpsc::UnboundedReceiver<Event>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("name", &self.handle.name()).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    /// Starts building an app named `name` (used in logs and the report).
+    pub fn builder(name: impl Into<Arc<str>>) -> AppBuilder {
+        AppBuilder::new(name.into())
+    }
+
+    /// A handle to observe and control the app; valid before, during and
+    /// after `run`.
+    pub fn handle(&self) -> AppHandle {
+        self.handle.clone()
+    }
+
+    /// The checked timing budget.
+    pub fn timeline(&self) -> &Timeline {
+        &self.parts.timeline
+    }
+
+    /// Runs the app until it has shut down.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: dropping the future mid-way abandons the shutdown
+    /// sequence (components are aborted with the runtime, nothing is closed).
+    pub async fn run(self) -> Report {
+        driver::Driver::new(self.handle, self.parts, self.events).run().await
+    }
+}
+
+impl IntoFuture for App {
+    type Output = Report;
+    type IntoFuture = RunFuture;
+
+    fn into_future(self) -> RunFuture {
+        RunFuture {
+            inner: Box::pin(self.run()),
+        }
+    }
+}
+
+/// The future of [`App::run`], from `app.await`.
+#[must_use = "futures do nothing unless polled"]
+pub struct RunFuture {
+    inner: BoxFuture<Report>,
+}
+
+impl std::fmt::Debug for RunFuture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunFuture").finish_non_exhaustive()
+    }
+}
+
+impl Future for RunFuture {
+    type Output = Report;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Report> {
+        self.inner.as_mut().poll(cx)
+    }
+}
+
+/// What components and handles tell the driver.
+#[derive(Debug)]
+pub(crate) enum Event {
+    Ready { index: usize, attempt: u32 },
+    Shutdown(ShutdownReason),
+    TrackerIdle(usize),
+}
+
+/// A cheap, cloneable handle to a running (or not yet running) [`App`]:
+/// observe its phase and health, request a shutdown, add trackers.
+#[derive(Clone, Debug)]
+pub struct AppHandle {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    name: Arc<str>,
+    phase: watch::Sender<Phase>,
+    reason: OnceLock<ShutdownReason>,
+    events: mpsc::UnboundedSender<Event>,
+    health: Health,
+    trackers: Mutex<Vec<Tracker>>,
+}
+
+impl AppHandle {
+    pub(crate) fn new(name: Arc<str>, events: mpsc::UnboundedSender<Event>) -> Self {
+        let (phase, _) = watch::channel(Phase::Starting);
+        let health = Health::new();
+        health.set_phase(Phase::Starting);
+        Self {
+            shared: Arc::new(Shared {
+                name,
+                phase,
+                reason: OnceLock::new(),
+                events,
+                health,
+                trackers: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The app's name.
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The phase now.
+    pub fn phase(&self) -> Phase {
+        *self.shared.phase.borrow()
+    }
+
+    /// A receiver that sees every phase change.
+    pub fn watch_phase(&self) -> watch::Receiver<Phase> {
+        self.shared.phase.subscribe()
+    }
+
+    /// Completes once the app has reached `phase` (or gone past it).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn reached(&self, phase: Phase) {
+        let mut rx = self.watch_phase();
+        // The sender lives in `Shared`, which this handle keeps alive, so
+        // the channel cannot close while we wait.
+        let _ = rx.wait_for(|p| *p >= phase).await;
+    }
+
+    /// Asks the app to shut down, with `reason` in logs and the report. The
+    /// first trigger wins; later ones are ignored.
+    pub fn shutdown(&self, reason: impl Into<String>) {
+        self.send(Event::Shutdown(ShutdownReason::Requested(
+            reason.into().into(),
+        )));
+    }
+
+    /// Why the app is shutting down, once it is.
+    pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
+        self.shared.reason.get().cloned()
+    }
+
+    /// The health registry behind the probes.
+    pub fn health(&self) -> &Health {
+        &self.shared.health
+    }
+
+    /// A new tracker for work that belongs to no single component; the app
+    /// waits for it at Stopping and names what is left in its report.
+    pub fn tracker(&self, name: impl Into<Arc<str>>) -> Tracker {
+        let tracker = Tracker::new(name);
+        self.register_tracker(tracker.clone());
+        tracker
+    }
+
+    pub(crate) fn register_tracker(&self, tracker: Tracker) -> usize {
+        let mut list = self.shared.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        list.push(tracker);
+        list.len() - 1
+    }
+
+    pub(crate) fn trackers(&self) -> Vec<Tracker> {
+        self.shared.trackers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub(crate) fn send(&self, event: Event) {
+        // After the driver is gone nobody listens, and there is nothing left
+        // to tell; dropping the event is right.
+        let _ = self.shared.events.send(event);
+    }
+
+    pub(crate) fn set_reason(&self, reason: ShutdownReason) -> bool {
+        self.shared.reason.set(reason).is_ok()
+    }
+
+    pub(crate) fn set_phase(&self, phase: Phase) {
+        // Health first: readiness must be false before anyone can observe
+        // the new phase, so that nothing sees "draining" while still ready.
+        self.shared.health.set_phase(phase);
+        self.shared.phase.send_replace(phase);
+    }
+}
+

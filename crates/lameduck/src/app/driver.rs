@@ -1,0 +1,619 @@
+//! The driver: one task that owns every component's state and walks the
+//! phases. Components and handles talk to it through events; it alone
+//! decides, so there are no races between a restart and a shutdown.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::{sleep_until, Instant};
+use tokio_util::sync::CancellationToken;
+
+use super::builder::{DrainPolicy, FlushFn, Parts};
+use super::signals::Signals;
+use super::watchdog::Watchdog;
+use super::{AppHandle, Event};
+use crate::component::BoxError;
+use crate::context::Tokens;
+use crate::fmt::Seconds;
+use crate::report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, WorkReport};
+use crate::{Context, ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem};
+
+mod closing;
+mod slot;
+
+use slot::{Slot, State};
+
+type TaskOutput = (usize, u32, Result<(), BoxError>);
+
+/// What one turn of the event loop did.
+enum Step {
+    Handled,
+    Deadline,
+    Forced(Signal),
+}
+
+pub(crate) struct Driver {
+    handle: AppHandle,
+    events: mpsc::UnboundedReceiver<Event>,
+    slots: Vec<Slot>,
+    order: Vec<usize>,
+    timeline: Timeline,
+    strategy: Strategy,
+    sigterm: DrainPolicy,
+    sigint: DrainPolicy,
+    handle_signals: bool,
+    exit_watchdog: bool,
+    exit_on_force: bool,
+    flushes: Vec<FlushFn>,
+    tasks: JoinSet<TaskOutput>,
+    task_ids: HashMap<tokio::task::Id, (usize, u32)>,
+    draining: CancellationToken,
+    cancel: CancellationToken,
+    signals: Signals,
+    rng: fastrand::Rng,
+    phase_started: Instant,
+    phases: Vec<PhaseTiming>,
+    trigger: Option<(ShutdownReason, bool)>,
+    shutdown_at: Option<Instant>,
+    status: ExitStatus,
+    watching: HashSet<usize>,
+    work: WorkReport,
+}
+
+impl Driver {
+    pub(crate) fn new(handle: AppHandle, parts: Parts, events: mpsc::UnboundedReceiver<Event>) -> Self {
+        let slots = parts
+            .components
+            .into_iter()
+            .map(|c| Slot::new(c, &handle))
+            .collect::<Vec<_>>();
+        let mut driver = Self {
+            handle,
+            events,
+            slots,
+            order: parts.order,
+            timeline: parts.timeline,
+            strategy: parts.strategy,
+            sigterm: parts.sigterm,
+            sigint: parts.sigint,
+            handle_signals: parts.handle_signals,
+            exit_watchdog: parts.exit_watchdog,
+            exit_on_force: parts.exit_on_force,
+            flushes: parts.flushes,
+            tasks: JoinSet::new(),
+            task_ids: HashMap::new(),
+            draining: CancellationToken::new(),
+            cancel: CancellationToken::new(),
+            signals: Signals::none(),
+            rng: fastrand::Rng::new(),
+            phase_started: Instant::now(),
+            phases: Vec::new(),
+            trigger: None,
+            shutdown_at: None,
+            status: ExitStatus::Clean,
+            watching: HashSet::new(),
+            work: WorkReport::default(),
+        };
+        driver.link_dependencies();
+        driver
+    }
+
+    fn link_dependencies(&mut self) {
+        let names: HashMap<Arc<str>, usize> = self
+            .slots
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
+        for i in 0..self.slots.len() {
+            let deps: Vec<usize> = self.slots[i].dep_names.iter().map(|n| names[n]).collect();
+            for &d in &deps {
+                self.slots[d].dependents.push(i);
+            }
+            self.slots[i].deps = deps;
+        }
+    }
+
+    pub(crate) async fn run(mut self) -> Report {
+        if self.handle_signals {
+            match Signals::listen() {
+                Ok(s) => self.signals = s,
+                Err(err) => tracing::warn!(target: "lameduck", app = %self.handle.name(), error = %err, "cannot listen for signals"),
+            }
+        }
+        self.phase_started = Instant::now();
+        tracing::info!(target: "lameduck", app = %self.handle.name(), phase = "starting", components = self.slots.len(), "phase changed");
+        self.start_waiting();
+        self.check_started();
+        while self.trigger.is_none() {
+            if let Step::Forced(sig) = self.step(None).await {
+                // Unreachable before a trigger (the first signal is the
+                // trigger), but harmless to honour.
+                return self.forced(sig).await;
+            }
+        }
+        self.shut_down().await
+    }
+
+    /// Waits for one thing to happen and handles it.
+    async fn step(&mut self, deadline: Option<Instant>) -> Step {
+        let next_restart = self.slots.iter().filter_map(Slot::restart_due).min();
+        if self.trigger.is_some() {
+            self.watch_trackers();
+        }
+        tokio::select! {
+            biased;
+            sig = self.signals.recv() => {
+                if self.trigger.is_some() {
+                    return Step::Forced(sig);
+                }
+                self.trigger(ShutdownReason::Signal(sig));
+            }
+            Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
+                let (index, attempt, result) = match joined {
+                    Ok((id, (index, attempt, result))) => {
+                        self.task_ids.remove(&id);
+                        (index, attempt, result.map_err(|e| e.to_string()))
+                    }
+                    Err(err) => {
+                        let Some((index, attempt)) = self.task_ids.remove(&err.id()) else {
+                            return Step::Handled;
+                        };
+                        let why = if err.is_panic() {
+                            format!("panicked: {}", panic_message(err.into_panic()))
+                        } else {
+                            "aborted".to_string()
+                        };
+                        (index, attempt, Err(why))
+                    }
+                };
+                self.on_exit(index, attempt, result);
+            }
+            Some(event) = self.events.recv() => self.on_event(event),
+            () = sleep_until(next_restart.unwrap_or_else(Instant::now)), if next_restart.is_some() => {
+                let now = Instant::now();
+                for slot in &mut self.slots {
+                    if slot.restart_due().is_some_and(|due| due <= now) {
+                        slot.state = State::Waiting;
+                    }
+                }
+                self.start_waiting();
+            }
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => return Step::Deadline,
+        }
+        Step::Handled
+    }
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Ready { index, attempt } => {
+                let slot = &mut self.slots[index];
+                if slot.state != State::Running || slot.attempt != attempt + 1 {
+                    return;
+                }
+                slot.ready = true;
+                self.handle.health().set_started(&slot.name, true);
+                tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, attempt, "component ready");
+                self.start_waiting();
+                self.check_started();
+            }
+            Event::Shutdown(reason) => self.trigger(reason),
+            Event::TrackerIdle(i) => {
+                self.watching.remove(&i);
+            }
+        }
+    }
+
+    /// Starts every waiting component whose dependencies are ready.
+    fn start_waiting(&mut self) {
+        if self.trigger.is_some() {
+            return;
+        }
+        for k in 0..self.order.len() {
+            let i = self.order[k];
+            if self.slots[i].state != State::Waiting {
+                continue;
+            }
+            if let Some(&d) = self.slots[i].deps.iter().find(|&&d| self.slots[d].is_dead()) {
+                let (name, dep) = (self.slots[i].name.clone(), self.slots[d].name.clone());
+                self.status = self.status.worst(ExitStatus::ComponentFailed);
+                self.trigger(ShutdownReason::ComponentFailed {
+                    component: name,
+                    error: format!("its dependency {dep} failed and will not restart").into(),
+                });
+                return;
+            }
+            if self.slots[i].deps.iter().all(|&d| self.slots[d].satisfies_dependents()) {
+                self.spawn(i);
+            }
+        }
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let tokens = Tokens {
+            draining: self.draining.clone(),
+            stopping: self.slots[i].stop.child_token(),
+            cancelled: self.cancel.clone(),
+        };
+        let slot = &mut self.slots[i];
+        let attempt = slot.attempt;
+        slot.attempt += 1;
+        slot.run_stop = Some(tokens.stopping.clone());
+        slot.state = State::Running;
+        slot.ready = false;
+        slot.held = false;
+        let ctx = Context::new(slot.name.clone(), i, attempt, tokens, slot.tracker.clone(), self.handle.clone());
+        let fut = (slot.run)(ctx);
+        tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, attempt, "component started");
+        let abort = self.tasks.spawn(async move { (i, attempt, fut.await) });
+        self.task_ids.insert(abort.id(), (i, attempt));
+    }
+
+    fn check_started(&mut self) {
+        if self.handle.phase() != Phase::Starting || self.trigger.is_some() {
+            return;
+        }
+        if self.slots.iter().all(Slot::is_up) {
+            self.enter(Phase::Running, "every component is ready");
+        }
+    }
+
+    fn on_exit(&mut self, i: usize, attempt: u32, result: Result<(), String>) {
+        let app = self.handle.name().to_string();
+        let slot = &mut self.slots[i];
+        slot.run_stop = None;
+        slot.ready = false;
+        slot.state = State::Done;
+        match &result {
+            Ok(()) => tracing::info!(target: "lameduck", app = %app, component = %slot.name, attempt, "component finished"),
+            Err(e) => tracing::warn!(target: "lameduck", app = %app, component = %slot.name, attempt, error = %e, "component failed"),
+        }
+        slot.ended = Some(match &result {
+            Ok(()) => Ending::Finished,
+            Err(e) => Ending::Failed(e.clone()),
+        });
+        if self.trigger.is_some() {
+            if result.is_err() {
+                self.status = self.status.worst(ExitStatus::ComponentFailed);
+            }
+            return;
+        }
+        if slot.held {
+            // Stopped on purpose for a rest-for-one restart: it starts again
+            // once its dependencies are ready.
+            slot.state = State::Waiting;
+            slot.restarts += 1;
+            self.start_waiting();
+            return;
+        }
+        let failed = result.is_err();
+        if slot.policy.restarts_after(failed) {
+            let now = Instant::now();
+            if slot.window.allow(&slot.policy, now) {
+                slot.restarts += 1;
+                let delay = slot.policy.delay(slot.restarts, &mut self.rng);
+                slot.state = State::Backoff(now + delay);
+                let why = result.err().unwrap_or_else(|| "returned".into());
+                tracing::info!(target: "lameduck", app = %app, component = %slot.name, restarts = slot.restarts, delay_ms = delay.as_millis() as u64, "component restarting in {}", Seconds(delay));
+                self.handle.health().set_unready(&slot.name, Some(format!("restarting: {why}")));
+                if self.strategy == Strategy::RestForOne {
+                    self.hold_dependents(i);
+                }
+            } else {
+                let error = format!(
+                    "{}; restarted {} times within {}, giving up",
+                    result.err().unwrap_or_else(|| "returned".into()),
+                    slot.window.recent(),
+                    Seconds(slot.policy.within)
+                );
+                tracing::error!(target: "lameduck", app = %app, component = %slot.name, error = %error, "restart intensity exceeded");
+                let component = slot.name.clone();
+                slot.ended = Some(Ending::Failed(error.clone()));
+                self.status = self.status.worst(ExitStatus::ComponentFailed);
+                self.trigger(ShutdownReason::ComponentFailed { component, error: error.into() });
+                return;
+            }
+        } else if failed {
+            self.handle
+                .health()
+                .set_unready(&slot.name, None);
+        }
+        self.start_waiting();
+        self.check_started();
+        if !self.slots.is_empty() && self.slots.iter().all(|s| s.state == State::Done) {
+            self.trigger(ShutdownReason::Completed);
+        }
+    }
+
+    /// Rest-for-one: stops every component that depends on `i`, directly or
+    /// not; they start again once `i` is ready.
+    fn hold_dependents(&mut self, i: usize) {
+        let mut stack = self.slots[i].dependents.clone();
+        let cause = self.slots[i].name.clone();
+        let mut seen = HashSet::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) {
+                continue;
+            }
+            stack.extend(self.slots[d].dependents.iter().copied());
+            let slot = &mut self.slots[d];
+            match slot.state {
+                State::Running => {
+                    slot.held = true;
+                    if let Some(stop) = &slot.run_stop {
+                        stop.cancel();
+                    }
+                    tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, cause = %cause, "stopping dependent for restart");
+                }
+                State::Backoff(_) => slot.state = State::Waiting,
+                State::Waiting | State::Done => {}
+            }
+        }
+    }
+
+    fn trigger(&mut self, reason: ShutdownReason) {
+        if self.trigger.is_some() {
+            return;
+        }
+        let was_running = self.handle.phase() == Phase::Running;
+        let drain = was_running
+            && match &reason {
+                ShutdownReason::Signal(Signal::Terminate) => policy_drains(self.sigterm),
+                ShutdownReason::Signal(Signal::Interrupt) => policy_drains(self.sigint),
+                ShutdownReason::Completed => false,
+                _ => true,
+            };
+        self.handle.set_reason(reason.clone());
+        self.shutdown_at = Some(Instant::now());
+        self.trigger = Some((reason, drain));
+    }
+
+    fn enter(&mut self, phase: Phase, cause: &str) {
+        let now = Instant::now();
+        let from = self.handle.phase();
+        self.phases.push(PhaseTiming {
+            phase: from,
+            duration: now - self.phase_started,
+        });
+        self.phase_started = now;
+        self.handle.set_phase(phase);
+        let since_ms = self.shutdown_at.map_or(0, |t| (now - t).as_millis() as u64);
+        tracing::info!(target: "lameduck", app = %self.handle.name(), phase = %phase, from = %from, cause = %cause, since_shutdown_ms = since_ms, "phase changed");
+    }
+
+    fn trackers(&self) -> Vec<crate::Tracker> {
+        self.handle.trackers()
+    }
+
+    fn snapshot(&self) -> Vec<(usize, WorkItem)> {
+        self.trackers()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.snapshot().into_iter().map(move |w| (i, w)))
+            .collect()
+    }
+
+    /// Spawns a watcher for each busy tracker, so that the loop wakes when it
+    /// goes idle.
+    fn watch_trackers(&mut self) {
+        for (i, tracker) in self.trackers().into_iter().enumerate() {
+            if tracker.is_empty() || !self.watching.insert(i) {
+                continue;
+            }
+            let handle = self.handle.clone();
+            tokio::spawn(async move {
+                tracker.wait_idle().await;
+                handle.send(Event::TrackerIdle(i));
+            });
+        }
+    }
+
+    fn all_done(&self) -> bool {
+        self.tasks.is_empty() && self.trackers().iter().all(|t| t.is_empty())
+    }
+
+    /// Fires the stop signal of every component whose dependents have all
+    /// finished, their tracked work included.
+    fn fire_stops(&mut self) {
+        loop {
+            let mut fired = false;
+            for i in 0..self.slots.len() {
+                let slot = &self.slots[i];
+                if slot.stop.is_cancelled() {
+                    continue;
+                }
+                let dependents_done = slot
+                    .dependents
+                    .iter()
+                    .all(|&d| self.slots[d].state != State::Running && self.slots[d].tracker.is_empty() && self.slots[d].stop.is_cancelled());
+                if dependents_done {
+                    tracing::debug!(target: "lameduck", app = %self.handle.name(), component = %slot.name, "stop signal sent");
+                    slot.stop.cancel();
+                    fired = true;
+                }
+            }
+            if !fired {
+                return;
+            }
+        }
+    }
+
+    async fn shut_down(mut self) -> Report {
+        let (reason, drain) = self.trigger.clone().expect("shut_down runs after a trigger");
+        let _watchdog = self.exit_watchdog.then(|| {
+            let t = &self.timeline;
+            Watchdog::arm(self.handle.name(), t.worst_case() + t.safety_margin / 2)
+        });
+        let cause = reason.to_string();
+        for slot in &mut self.slots {
+            if matches!(slot.state, State::Waiting | State::Backoff(_)) {
+                slot.state = State::Done;
+                slot.ended.get_or_insert(Ending::NeverStarted);
+            }
+        }
+
+        // Draining: unready at once, still serving.
+        self.enter(Phase::Draining, &cause);
+        self.draining.cancel();
+        if drain && !self.timeline.drain_delay.is_zero() {
+            let deadline = Instant::now() + self.timeline.drain_delay;
+            loop {
+                match self.step(Some(deadline)).await {
+                    Step::Deadline => break,
+                    Step::Forced(sig) => return self.forced(sig).await,
+                    Step::Handled => {}
+                }
+            }
+        }
+
+        // Stopping: components stop in reverse dependency order.
+        self.enter(Phase::Stopping, if drain { "drain delay over" } else { "drain skipped" });
+        let at_stop = self.snapshot();
+        self.work.in_flight_at_stop = at_stop.len();
+        self.fire_stops();
+        let deadline = Instant::now() + self.timeline.shutdown_timeout;
+        let mut finished_in_time = true;
+        while !self.all_done() {
+            match self.step(Some(deadline)).await {
+                Step::Deadline => {
+                    finished_in_time = false;
+                    break;
+                }
+                Step::Forced(sig) => return self.forced(sig).await,
+                Step::Handled => self.fire_stops(),
+            }
+        }
+
+        // Cancelling: what is left gets its cancel signal.
+        let mut at_cancel = Vec::new();
+        if !finished_in_time {
+            self.enter(Phase::Cancelling, "shutdown timeout passed");
+            self.status = self.status.worst(ExitStatus::DeadlineExceeded);
+            at_cancel = self.snapshot();
+            for (_, w) in &at_cancel {
+                tracing::warn!(target: "lameduck", app = %self.handle.name(), tracker = %w.tracker, work = %w.label, age_ms = w.age.as_millis() as u64, "cancelling work still in flight");
+            }
+            self.cancel.cancel();
+            for slot in &self.slots {
+                slot.stop.cancel();
+            }
+            let deadline = Instant::now() + self.timeline.hard_timeout;
+            while !self.all_done() {
+                match self.step(Some(deadline)).await {
+                    Step::Deadline => break,
+                    Step::Forced(sig) => return self.forced(sig).await,
+                    Step::Handled => {}
+                }
+            }
+            if !self.all_done() {
+                self.abort_remaining();
+            }
+        }
+        let cancelled_ids: HashSet<(usize, u64)> = at_cancel.iter().map(|(i, w)| (*i, w.id)).collect();
+        self.work.finished = at_stop.iter().filter(|(i, w)| !cancelled_ids.contains(&(*i, w.id))).count();
+        self.work.cancelled = at_cancel.into_iter().map(|(_, w)| w).collect();
+
+        // Closing: resources in reverse dependency order, then the flushes.
+        self.enter(Phase::Closing, "every component stopped");
+        if let Err(sig) = self.close_all().await {
+            return self.forced(sig).await;
+        }
+        let report = self.report(self.handle.phase());
+        report.log();
+        self.flush().await;
+        self.enter(Phase::Stopped, "closed");
+        report
+    }
+
+    /// Aborts every component still running and names the work still in
+    /// flight.
+    fn abort_remaining(&mut self) {
+        let left = self.snapshot();
+        for (_, w) in &left {
+            tracing::error!(target: "lameduck", app = %self.handle.name(), tracker = %w.tracker, work = %w.label, age_ms = w.age.as_millis() as u64, "aborting work still in flight at the hard deadline");
+        }
+        self.work.aborted = left.into_iter().map(|(_, w)| w).collect();
+        for (_, (i, _)) in self.task_ids.drain() {
+            let slot = &mut self.slots[i];
+            slot.state = State::Done;
+            slot.ended = Some(Ending::Aborted);
+            tracing::error!(target: "lameduck", app = %self.handle.name(), component = %slot.name, "aborting component still running at the hard deadline");
+        }
+        self.tasks.abort_all();
+        // Aborted tasks stuck in blocking code never finish; waiting for
+        // them would hang the shutdown, so let them go. The exit watchdog
+        // covers a runtime that cannot drop them.
+        self.tasks.detach_all();
+        self.status = self.status.worst(ExitStatus::DeadlineExceeded);
+    }
+
+    async fn forced(mut self, sig: Signal) -> Report {
+        self.status = ExitStatus::Forced(sig);
+        tracing::error!(target: "lameduck", app = %self.handle.name(), signal = %sig, exit_code = self.status.code(), "second signal: forcing the exit");
+        let left = self.snapshot();
+        self.work.aborted = left.into_iter().map(|(_, w)| w).collect();
+        self.tasks.abort_all();
+        self.tasks.detach_all();
+        let report = self.report(self.handle.phase());
+        report.log();
+        if self.exit_on_force {
+            closing::flush_blocking(std::mem::take(&mut self.flushes), self.timeline.log_flush);
+            std::process::exit(self.status.code().into());
+        }
+        self.flush().await;
+        self.enter(Phase::Stopped, "forced");
+        report
+    }
+
+    fn report(&self, current: Phase) -> Report {
+        let mut phases = self.phases.clone();
+        phases.push(PhaseTiming {
+            phase: current,
+            duration: Instant::now() - self.phase_started,
+        });
+        // Starting and Running are not part of the shutdown.
+        phases.retain(|p| p.phase.is_shutting_down());
+        Report {
+            app: self.handle.name().into(),
+            reason: self.trigger.as_ref().map(|(r, _)| r.clone()),
+            phases,
+            shutdown: self.shutdown_at.map_or_else(Default::default, |t| Instant::now() - t),
+            work: self.work.clone(),
+            components: self
+                .order
+                .iter()
+                .map(|&i| {
+                    let s = &self.slots[i];
+                    ComponentReport {
+                        name: s.name.clone(),
+                        restarts: s.restarts,
+                        ended: s.ended.clone().unwrap_or(Ending::NeverStarted),
+                        close: s.closed.clone().unwrap_or(CloseOutcome::None),
+                    }
+                })
+                .collect(),
+            status: self.status,
+        }
+    }
+}
+
+fn policy_drains(policy: DrainPolicy) -> bool {
+    use std::io::IsTerminal;
+    match policy {
+        DrainPolicy::Always => true,
+        DrainPolicy::Never => false,
+        DrainPolicy::UnlessTerminal => !std::io::stdin().is_terminal(),
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string payload".to_string()
+    }
+}

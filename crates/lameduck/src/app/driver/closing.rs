@@ -1,0 +1,102 @@
+//! Closing: each resource in reverse dependency order, then the flushes.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Driver;
+use crate::report::CloseOutcome;
+use crate::{ExitStatus, Signal};
+
+impl Driver {
+    /// Runs every close in reverse dependency order, each bounded by its
+    /// timeout. A second signal interrupts and is returned.
+    pub(super) async fn close_all(&mut self) -> Result<(), Signal> {
+        for k in (0..self.order.len()).rev() {
+            let i = self.order[k];
+            let Some(close) = self.slots[i].close.take() else {
+                continue;
+            };
+            let timeout = self.slots[i].close_timeout;
+            let started = Instant::now();
+            // A task of its own, so that a panic in the close is caught like
+            // a panic in a run.
+            let task = tokio::spawn(close());
+            let abort = task.abort_handle();
+            let outcome = tokio::select! {
+                biased;
+                sig = self.signals.recv() => {
+                    abort.abort();
+                    return Err(sig);
+                }
+                r = tokio::time::timeout(timeout, task) => match r {
+                    Ok(Ok(Ok(()))) => CloseOutcome::Closed(started.elapsed()),
+                    Ok(Ok(Err(e))) => CloseOutcome::Failed(e.to_string()),
+                    Ok(Err(e)) if e.is_panic() => CloseOutcome::Failed(format!("panicked: {}", super::panic_message(e.into_panic()))),
+                    Ok(Err(_)) => CloseOutcome::Failed("aborted".into()),
+                    Err(_) => {
+                        abort.abort();
+                        CloseOutcome::TimedOut(timeout)
+                    }
+                },
+            };
+            let name = &self.slots[i].name;
+            match &outcome {
+                CloseOutcome::Closed(d) => {
+                    tracing::info!(target: "lameduck", app = %self.handle.name(), component = %name, close_ms = d.as_millis() as u64, "component closed");
+                }
+                CloseOutcome::Failed(e) => {
+                    self.status = self.status.worst(ExitStatus::ComponentFailed);
+                    tracing::error!(target: "lameduck", app = %self.handle.name(), component = %name, error = %e, "component close failed");
+                }
+                CloseOutcome::TimedOut(d) => {
+                    self.status = self.status.worst(ExitStatus::DeadlineExceeded);
+                    tracing::error!(target: "lameduck", app = %self.handle.name(), component = %name, timeout_ms = d.as_millis() as u64, "component close timed out");
+                }
+                CloseOutcome::None => {}
+            }
+            self.slots[i].closed = Some(outcome);
+        }
+        Ok(())
+    }
+
+    /// Runs the flushes, bounded by the budget's log flush time.
+    pub(super) async fn flush(&mut self) {
+        let flushes = std::mem::take(&mut self.flushes);
+        if flushes.is_empty() {
+            return;
+        }
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let spawned = std::thread::Builder::new()
+            .name("lameduck-flush".into())
+            .spawn(move || {
+                for f in flushes {
+                    f();
+                }
+                let _ = tx.send(());
+            });
+        if spawned.is_ok() && tokio::time::timeout(self.timeline.log_flush, rx).await.is_err() {
+            eprintln!("lameduck: {}: the final flush did not finish within {:?}", self.handle.name(), self.timeline.log_flush);
+        }
+    }
+}
+
+/// Runs the flushes on a plain thread and waits at most `bound`: for the
+/// forced exit, where the runtime may be stuck.
+pub(super) fn flush_blocking(flushes: Vec<super::FlushFn>, bound: Duration) {
+    if flushes.is_empty() {
+        return;
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let spawned = std::thread::Builder::new()
+        .name("lameduck-flush".into())
+        .spawn(move || {
+            for f in flushes {
+                f();
+            }
+            let _ = tx.send(());
+        });
+    if spawned.is_ok() {
+        let _ = rx.recv_timeout(bound);
+    }
+}

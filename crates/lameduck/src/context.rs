@@ -1,0 +1,204 @@
+//! What a component gets from the app.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+
+use crate::app::Event;
+use crate::{AppHandle, Phase, ShutdownReason, Tracker};
+
+/// A component's view of the app: its stop signals, its readiness, its
+/// in-flight tracker and the app handle.
+///
+/// # The three stop signals
+///
+/// | signal | fires | a component should |
+/// |---|---|---|
+/// | draining | at Draining, for every component at once | keep serving, tell keep-alive clients to go elsewhere |
+/// | stopping | at Stopping, once every component that depends on this one has returned (and for a restart under [`Strategy::RestForOne`](crate::Strategy)) | stop taking new work, finish what is in flight, return |
+/// | cancelled | at Cancelling, when the shutdown timeout has passed | abandon in-flight work with a clean error, return quickly |
+///
+/// Each comes as a future (`on_*`), a predicate (`is_*`) and a
+/// [`CancellationToken`] (`*_token`) to hand to spawned tasks. A cancelled
+/// component is also stopping, and a stopping one also draining.
+///
+/// Cloning a context is cheap; clones share everything.
+#[derive(Clone, Debug)]
+pub struct Context {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    name: Arc<str>,
+    index: usize,
+    attempt: u32,
+    draining: CancellationToken,
+    stopping: CancellationToken,
+    cancelled: CancellationToken,
+    tracker: Tracker,
+    app: AppHandle,
+    ready_sent: AtomicBool,
+}
+
+pub(crate) struct Tokens {
+    pub(crate) draining: CancellationToken,
+    pub(crate) stopping: CancellationToken,
+    pub(crate) cancelled: CancellationToken,
+}
+
+impl Context {
+    pub(crate) fn new(
+        name: Arc<str>,
+        index: usize,
+        attempt: u32,
+        tokens: Tokens,
+        tracker: Tracker,
+        app: AppHandle,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                name,
+                index,
+                attempt,
+                draining: tokens.draining,
+                stopping: tokens.stopping,
+                cancelled: tokens.cancelled,
+                tracker,
+                app,
+                ready_sent: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// The component's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// How many times this component was started before this run (0 for the
+    /// first run).
+    pub fn attempt(&self) -> u32 {
+        self.inner.attempt
+    }
+
+    /// Reports the component started and ready. Components that depend on it
+    /// start now; the service turns ready once every component has called
+    /// it. Also clears a reason given to [`unready`](Self::unready).
+    /// Idempotent.
+    pub fn ready(&self) {
+        let health = self.inner.app.health();
+        health.set_unready(&self.inner.name, None);
+        // Only the first call tells the driver; the swap makes concurrent
+        // callers agree on which one that is.
+        if !self.inner.ready_sent.swap(true, Ordering::AcqRel) {
+            self.inner.app.send(Event::Ready {
+                index: self.inner.index,
+                attempt: self.inner.attempt,
+            });
+        }
+    }
+
+    /// Reports the component temporarily unable to serve (the readiness probe
+    /// fails with `reason`) until [`ready`](Self::ready) is called again.
+    pub fn unready(&self, reason: impl Into<String>) {
+        self.inner
+            .app
+            .health()
+            .set_unready(&self.inner.name, Some(reason.into()));
+    }
+
+    /// Reports the component broken beyond repair: the liveness probe fails
+    /// with `reason`, and an orchestrator will restart the process.
+    pub fn unhealthy(&self, reason: impl Into<String>) {
+        self.inner
+            .app
+            .health()
+            .set_unlive(&self.inner.name, Some(reason.into()));
+    }
+
+    /// Clears [`unhealthy`](Self::unhealthy).
+    pub fn healthy(&self) {
+        self.inner.app.health().set_unlive(&self.inner.name, None);
+    }
+
+    /// Whether the app is draining (or further along).
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.is_cancelled()
+    }
+
+    /// Whether this component was told to stop.
+    pub fn is_stopping(&self) -> bool {
+        self.inner.stopping.is_cancelled()
+    }
+
+    /// Whether in-flight work was told to cancel.
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancelled.is_cancelled()
+    }
+
+    /// Completes when the app starts draining.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future loses nothing, and a new one
+    /// completes at once if draining has begun.
+    pub fn on_draining(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.draining.cancelled()
+    }
+
+    /// Completes when this component is told to stop.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`on_draining`](Self::on_draining).
+    pub fn on_stopping(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.stopping.cancelled()
+    }
+
+    /// Completes when in-flight work is told to cancel.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as [`on_draining`](Self::on_draining).
+    pub fn on_cancelled(&self) -> WaitForCancellationFuture<'_> {
+        self.inner.cancelled.cancelled()
+    }
+
+    /// The draining signal as a token, for spawned tasks.
+    pub fn draining_token(&self) -> CancellationToken {
+        self.inner.draining.clone()
+    }
+
+    /// The stopping signal as a token, for spawned tasks.
+    pub fn stopping_token(&self) -> CancellationToken {
+        self.inner.stopping.clone()
+    }
+
+    /// The cancel signal as a token, for spawned tasks.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.inner.cancelled.clone()
+    }
+
+    /// The component's in-flight tracker: work tracked here holds up
+    /// Stopping, and is named in the report if it outlives a deadline.
+    pub fn tracker(&self) -> &Tracker {
+        &self.inner.tracker
+    }
+
+    /// The app handle.
+    pub fn app(&self) -> &AppHandle {
+        &self.inner.app
+    }
+
+    /// The app's phase now.
+    pub fn phase(&self) -> Phase {
+        self.inner.app.phase()
+    }
+
+    /// Why the app is shutting down, once it is.
+    pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
+        self.inner.app.shutdown_reason()
+    }
+}

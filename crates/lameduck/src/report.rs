@@ -1,0 +1,204 @@
+//! What happened at shutdown.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::fmt::Seconds;
+use crate::{ExitStatus, Phase, ShutdownReason, WorkItem};
+
+/// What happened during a run: why it stopped, how long each phase took,
+/// what work finished, was cancelled or aborted, each component's fate, and
+/// the exit status.
+///
+/// The app logs it as one structured event at the end of Closing (target
+/// `lameduck::report`); `Display` gives the same as a short text for people.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Report {
+    /// The app's name.
+    pub app: Arc<str>,
+    /// Why the shutdown began.
+    pub reason: Option<ShutdownReason>,
+    /// Each phase entered, with how long it lasted.
+    pub phases: Vec<PhaseTiming>,
+    /// Time from the shutdown trigger to the end of Closing.
+    pub shutdown: Duration,
+    /// In-flight work during the shutdown.
+    pub work: WorkReport,
+    /// Each component, in start order.
+    pub components: Vec<ComponentReport>,
+    /// How it ended.
+    pub status: ExitStatus,
+}
+
+/// One phase and how long it lasted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhaseTiming {
+    /// The phase.
+    pub phase: Phase,
+    /// How long the app was in it.
+    pub duration: Duration,
+}
+
+/// In-flight work during the shutdown.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct WorkReport {
+    /// Work in flight when Stopping began.
+    pub in_flight_at_stop: usize,
+    /// Of that, what finished on its own before the shutdown timeout.
+    pub finished: usize,
+    /// Work still running at the shutdown timeout, which got the cancel
+    /// signal.
+    pub cancelled: Vec<WorkItem>,
+    /// Work still running at the hard deadline, which was aborted.
+    pub aborted: Vec<WorkItem>,
+}
+
+/// One component's fate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ComponentReport {
+    /// The component's name.
+    pub name: Arc<str>,
+    /// How many times it was restarted.
+    pub restarts: u32,
+    /// How its last run ended.
+    pub ended: Ending,
+    /// How its close went.
+    pub close: CloseOutcome,
+}
+
+/// How a component's last run ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Ending {
+    /// It returned `Ok`.
+    Finished,
+    /// It returned `Err` or panicked; the text says which and why.
+    Failed(String),
+    /// It was still running at the hard deadline and was aborted.
+    Aborted,
+    /// It never started (a dependency never became ready).
+    NeverStarted,
+}
+
+/// How a component's close went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CloseOutcome {
+    /// It has no close.
+    None,
+    /// It closed within its timeout.
+    Closed(Duration),
+    /// The close returned an error or panicked.
+    Failed(String),
+    /// The close overran its timeout and was abandoned.
+    TimedOut(Duration),
+}
+
+impl Report {
+    /// How it ended.
+    pub fn status(&self) -> ExitStatus {
+        self.status
+    }
+
+    /// The process exit code to return from `main`.
+    pub fn exit_code(&self) -> std::process::ExitCode {
+        self.status.into()
+    }
+
+    /// How long `phase` lasted, if the app went through it.
+    pub fn phase_duration(&self, phase: Phase) -> Option<Duration> {
+        self.phases.iter().find(|p| p.phase == phase).map(|p| p.duration)
+    }
+
+    /// The report of the component named `name`.
+    pub fn component(&self, name: &str) -> Option<&ComponentReport> {
+        self.components.iter().find(|c| &*c.name == name)
+    }
+
+    pub(crate) fn log(&self) {
+        let phases = self
+            .phases
+            .iter()
+            .map(|p| format!("{}={}", p.phase, Seconds(p.duration)))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let list = |items: &[WorkItem]| {
+            items
+                .iter()
+                .map(|w| format!("{}: {} ({})", w.tracker, w.label, Seconds(w.age)))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        let restarts: u32 = self.components.iter().map(|c| c.restarts).sum();
+        let event = |status: ExitStatus| {
+            tracing::info!(
+                target: "lameduck::report",
+                app = %self.app,
+                reason = %self.reason.as_ref().map(ToString::to_string).unwrap_or_default(),
+                status = %status,
+                exit_code = status.code(),
+                shutdown_ms = self.shutdown.as_millis() as u64,
+                phases = %phases,
+                in_flight_at_stop = self.work.in_flight_at_stop,
+                finished = self.work.finished,
+                cancelled = self.work.cancelled.len(),
+                aborted = self.work.aborted.len(),
+                cancelled_work = %list(&self.work.cancelled),
+                aborted_work = %list(&self.work.aborted),
+                restarts,
+                "shutdown report"
+            );
+        };
+        event(self.status);
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.app)?;
+        match &self.reason {
+            Some(r) => writeln!(f, "shut down ({r}) in {}", Seconds(self.shutdown))?,
+            None => writeln!(f, "stopped")?,
+        }
+        for p in &self.phases {
+            writeln!(f, "  {:<11} {}", p.phase.as_str(), Seconds(p.duration))?;
+        }
+        writeln!(
+            f,
+            "  work: {} in flight at stop, {} finished, {} cancelled, {} aborted",
+            self.work.in_flight_at_stop,
+            self.work.finished,
+            self.work.cancelled.len(),
+            self.work.aborted.len()
+        )?;
+        for (what, items) in [("cancelled", &self.work.cancelled), ("aborted", &self.work.aborted)] {
+            for w in items {
+                writeln!(f, "    {what}: {}: {} (running {})", w.tracker, w.label, Seconds(w.age))?;
+            }
+        }
+        for c in &self.components {
+            write!(f, "  component {}: ", c.name)?;
+            match &c.ended {
+                Ending::Finished => write!(f, "finished")?,
+                Ending::Failed(e) => write!(f, "failed: {e}")?,
+                Ending::Aborted => write!(f, "aborted")?,
+                Ending::NeverStarted => write!(f, "never started")?,
+            }
+            if c.restarts > 0 {
+                write!(f, ", {} restarts", c.restarts)?;
+            }
+            match &c.close {
+                CloseOutcome::None => {}
+                CloseOutcome::Closed(d) => write!(f, ", closed in {}", Seconds(*d))?,
+                CloseOutcome::Failed(e) => write!(f, ", close failed: {e}")?,
+                CloseOutcome::TimedOut(d) => write!(f, ", close timed out after {}", Seconds(*d))?,
+            }
+            writeln!(f)?;
+        }
+        write!(f, "  exit: {}", self.status)
+    }
+}
