@@ -1,7 +1,7 @@
 //! `lameduck plan`: the shutdown budget as a table, a Kubernetes pod spec or
 //! JSON.
 //!
-//! The flags ([`Args`]) are parsed by clap into typed values; [`Config`]
+//! The flags (`Args`) are parsed by clap into typed values; `Config`
 //! turns them into a [`Budget`] and the Kubernetes settings, and the budget's
 //! own check decides whether the phases fit. All the arithmetic lives in
 //! `lameduck::budget`: this file only gathers the numbers and prints them.
@@ -208,11 +208,17 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     let out = render(&config, &timeline)?;
     let mut stdout = std::io::stdout().lock();
-    stdout
+    match stdout
         .write_all(out.as_bytes())
-        .context("writing the plan to stdout")?;
-    stdout.flush().context("writing the plan to stdout")?;
-    Ok(ExitCode::SUCCESS)
+        .and_then(|()| stdout.flush())
+    {
+        // `lameduck plan | head` is not an error: the reader had enough.
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        result => {
+            result.context("writing the plan to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }
 
 fn render(config: &Config, timeline: &Timeline) -> anyhow::Result<String> {

@@ -362,7 +362,7 @@ mod tests {
         assert_eq!(err.kind(), BudgetErrorKind::DoesNotFit);
         assert_eq!(
             err.to_string(),
-            "invalid shutdown budget: drain 5s + shutdown 20s + hard 3s + close 2s (db 2s) + log flush 0.5s + margin 1.5s = 32s, more than the grace period 30s; shorten a phase or raise the grace period"
+            "invalid shutdown budget: drain 5s + shutdown 20s + hard 3s + close 2s (db 2s) + log flush 500ms + margin 1.5s = 32s, more than the grace period 30s; shorten a phase or raise the grace period"
         );
     }
 
@@ -370,7 +370,7 @@ mod tests {
     fn a_budget_with_no_room_for_stopping_is_rejected() {
         let err = Budget::new(s(10)).drain_delay(s(6)).check().unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::NoTimeToStop);
-        assert!(err.to_string().contains("leaves 0s"), "{err}");
+        assert!(err.to_string().contains("leaves 0ms"), "{err}");
     }
 
     #[test]

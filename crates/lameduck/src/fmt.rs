@@ -3,22 +3,25 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Formats a duration in seconds, trimmed: `30s`, `1.5s`, `0.25s`, `0.004s`.
+/// Formats a duration for people, trimmed: `30s`, `1.5s`, `250ms`, `0.8ms`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Seconds(pub(crate) Duration);
 
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ms = self.0.as_millis();
-        let s = if ms == 0 && !self.0.is_zero() {
-            format!("{:.6}", self.0.as_secs_f64())
+        let d = self.0;
+        let text = if d >= Duration::from_secs(1) {
+            let ms = d.as_millis();
+            trim(format!("{}.{:03}", ms / 1000, ms % 1000)) + "s"
         } else {
-            format!("{}.{:03}", ms / 1000, ms % 1000)
+            trim(format!("{:.1}", d.as_secs_f64() * 1000.0)) + "ms"
         };
-        let s = s.trim_end_matches('0').trim_end_matches('.');
-        let s = if s.is_empty() { "0" } else { s };
-        f.pad(&format!("{s}s"))
+        f.pad(&text)
     }
+}
+
+fn trim(s: String) -> String {
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 #[cfg(test)]
@@ -29,8 +32,10 @@ mod tests {
     fn trims_trailing_zeros() {
         assert_eq!(Seconds(Duration::from_secs(30)).to_string(), "30s");
         assert_eq!(Seconds(Duration::from_millis(1500)).to_string(), "1.5s");
-        assert_eq!(Seconds(Duration::from_millis(4)).to_string(), "0.004s");
-        assert_eq!(Seconds(Duration::ZERO).to_string(), "0s");
-        assert_eq!(Seconds(Duration::from_micros(250)).to_string(), "0.00025s");
+        assert_eq!(Seconds(Duration::from_millis(500)).to_string(), "500ms");
+        assert_eq!(Seconds(Duration::from_micros(4250)).to_string(), "4.2ms");
+        assert_eq!(Seconds(Duration::from_micros(784)).to_string(), "0.8ms");
+        assert_eq!(Seconds(Duration::ZERO).to_string(), "0ms");
+        assert_eq!(Seconds(Duration::from_millis(10_000)).to_string(), "10s");
     }
 }

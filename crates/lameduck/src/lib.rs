@@ -9,6 +9,10 @@ mod context;
 mod exit;
 mod fmt;
 mod health;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod phase;
 mod reason;
 mod report;

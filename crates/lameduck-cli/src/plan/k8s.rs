@@ -26,8 +26,9 @@ const LIVENESS: ProbeTiming = ProbeTiming {
     failure_threshold: 3,
 };
 
-/// The fastest the readiness probe polls. Kubernetes' minimum is 1 s; past
-/// 5 s, noticing sooner costs next to nothing.
+/// The longest readiness period, however long the drain delay: a probe every
+/// 5 s costs next to nothing, and noticing sooner is always better. (The
+/// shortest is Kubernetes' minimum, 1 s.)
 const READINESS_PERIOD_MAX: u64 = 5;
 
 /// How often a probe runs and how many failures in a row count.

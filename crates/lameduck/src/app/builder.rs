@@ -109,6 +109,12 @@ impl AppBuilder {
     /// Whether a plain thread ends the process with exit code 124 when the
     /// shutdown overruns its budget, even if the runtime is stuck in blocking
     /// code (default true).
+    ///
+    /// The watchdog is armed at the shutdown trigger and stays armed after
+    /// `run` returns, because dropping the runtime is where a task stuck in
+    /// blocking code hangs the process (tokio#5338). A process that goes on
+    /// living after its app has stopped (several apps in one process, tests)
+    /// should turn it off.
     pub fn exit_watchdog(mut self, yes: bool) -> Self {
         self.exit_watchdog = yes;
         self

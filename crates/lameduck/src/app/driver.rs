@@ -442,7 +442,7 @@ impl Driver {
 
     async fn shut_down(mut self) -> Report {
         let (reason, drain) = self.trigger.clone().expect("shut_down runs after a trigger");
-        let _watchdog = self.exit_watchdog.then(|| {
+        let watchdog = self.exit_watchdog.then(|| {
             let t = &self.timeline;
             Watchdog::arm(self.handle.name(), t.worst_case() + t.safety_margin / 2)
         });
@@ -524,6 +524,9 @@ impl Driver {
         report.log();
         self.flush().await;
         self.enter(Phase::Stopped, "closed");
+        if let Some(w) = watchdog {
+            w.keep_armed();
+        }
         report
     }
 

@@ -14,7 +14,7 @@ use crate::ExitStatus;
 
 /// Disarms the watchdog when dropped.
 pub(crate) struct Watchdog {
-    _disarm: mpsc::Sender<()>,
+    disarm: mpsc::Sender<()>,
 }
 
 impl Watchdog {
@@ -45,6 +45,14 @@ impl Watchdog {
         if let Err(err) = spawned {
             tracing::warn!(target: "lameduck", error = %err, "could not start the exit watchdog thread");
         }
-        Self { _disarm: tx }
+        Self { disarm: tx }
+    }
+
+    /// Leaves the watchdog armed for good: past `run()`, the runtime still
+    /// has to shut down, and that is where a task stuck in blocking code
+    /// hangs the process. If the process exits first, the thread goes with
+    /// it.
+    pub(crate) fn keep_armed(self) {
+        std::mem::forget(self.disarm);
     }
 }

@@ -1,0 +1,2 @@
+//! Process-level tests of the lameduck library live in `tests/`; the fixture
+//! programs they signal live in `src/bin/`.

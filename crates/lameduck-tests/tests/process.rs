@@ -1,0 +1,222 @@
+//! The lifecycle of a real process: the fixture program, real signals, real
+//! exit codes. One harness, one scenario per test.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+/// A running fixture whose stdout events arrive on a channel.
+struct Fixture {
+    child: Child,
+    events: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+/// Bound on any wait for output; a hang fails the test instead of the suite.
+const WAIT: Duration = Duration::from_secs(60);
+
+impl Fixture {
+    fn spawn(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle-fixture"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the fixture");
+        let stdout: ChildStdout = child.stdout.take().unwrap();
+        let (tx, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(event) = line.strip_prefix("event: ") {
+                    if tx.send(event.to_string()).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Self {
+            child,
+            events,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits for the event `want`, keeping every event seen.
+    fn wait_for(&mut self, want: &str) {
+        loop {
+            match self.events.recv_timeout(WAIT) {
+                Ok(e) => {
+                    let hit = e == want;
+                    self.seen.push(e);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(err) => panic!("no {want:?} ({err}); seen {:#?}", self.seen),
+            }
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the fixture");
+    }
+
+    /// Waits for the exit; returns the code, every event, and stderr.
+    fn finish(mut self) -> (i32, Vec<String>, String) {
+        let mut stderr = String::new();
+        use std::io::Read;
+        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        let status = self.child.wait().unwrap();
+        while let Ok(e) = self.events.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(e);
+        }
+        (status.code().expect("exited, not killed"), self.seen, stderr)
+    }
+}
+
+fn position(events: &[String], e: &str) -> usize {
+    events.iter().position(|x| x == e).unwrap_or_else(|| panic!("no {e:?} in {events:#?}"))
+}
+
+#[test]
+fn sigterm_drains_stops_in_reverse_dependency_order_and_exits_0() {
+    let mut f = Fixture::spawn(&[]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    let (code, events, _) = f.finish();
+    assert_eq!(code, 0, "{events:#?}");
+    let order = ["start db", "start cache", "start http", "phase draining", "stop http", "stop cache", "stop db", "close http", "close cache", "close db"];
+    let at: Vec<usize> = order.iter().map(|e| position(&events, e)).collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{events:#?}");
+    assert!(events.iter().any(|e| e.contains("shut down (SIGTERM)")), "{events:#?}");
+}
+
+#[test]
+fn sigint_without_a_terminal_drains_like_sigterm() {
+    let mut f = Fixture::spawn(&["--drain-delay", "300ms"]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGINT);
+    let (code, events, _) = f.finish();
+    assert_eq!(code, 0);
+    // The drain delay was waited, not skipped: at least 300ms.
+    let drained = events
+        .iter()
+        .find_map(|e| e.strip_prefix("report   draining"))
+        .unwrap_or_else(|| panic!("{events:#?}"))
+        .trim();
+    let drained = humantime::parse_duration(drained).unwrap();
+    assert!(drained >= Duration::from_millis(300), "{drained:?}");
+}
+
+#[test]
+fn a_second_sigterm_forces_the_exit_with_143() {
+    let mut f = Fixture::spawn(&["--grace-period", "60s", "--drain-delay", "25s"]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    f.wait_for("phase draining");
+    f.signal(Signal::SIGTERM);
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 143, "{events:#?}");
+    assert!(!events.iter().any(|e| e == "stop http"), "no graceful stop after the force: {events:#?}");
+    assert!(stderr.contains("second signal: forcing the exit"), "{stderr}");
+}
+
+#[test]
+fn a_second_sigint_forces_the_exit_with_130() {
+    let mut f = Fixture::spawn(&["--grace-period", "60s", "--drain-delay", "25s"]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGINT);
+    f.wait_for("phase draining");
+    f.signal(Signal::SIGINT);
+    let (code, _, _) = f.finish();
+    assert_eq!(code, 130);
+}
+
+#[test]
+fn a_hung_component_is_aborted_at_the_hard_deadline_and_named_with_exit_3() {
+    let mut f = Fixture::spawn(&[
+        "--hang",
+        "--drain-delay",
+        "0s",
+        "--shutdown-timeout",
+        "300ms",
+        "--hard-timeout",
+        "300ms",
+    ]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 3, "{events:#?}");
+    assert!(events.iter().any(|e| e.starts_with("report     aborted: stuck: GET /forever (running")), "{events:#?}");
+    assert!(events.iter().any(|e| e == "report   component stuck: aborted"), "{events:#?}");
+    assert!(stderr.contains("aborting work still in flight at the hard deadline"), "{stderr}");
+    assert!(stderr.contains("GET /forever"), "{stderr}");
+    // Resources were still closed, in order.
+    assert!(position(&events, "close cache") < position(&events, "close db"));
+}
+
+#[test]
+fn a_panicking_component_is_restarted_then_escalates_with_exit_1() {
+    let mut f = Fixture::spawn(&["--panics", "10", "--max-restarts", "2"]);
+    f.wait_for("start flaky 2");
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 1, "{events:#?}");
+    assert!(!events.iter().any(|e| e == "start flaky 3"), "no restart past the limit: {events:#?}");
+    assert!(stderr.contains("restart intensity exceeded"), "{stderr}");
+    assert!(events.iter().any(|e| e.contains("component flaky failed: panicked: flaky failure 2")), "{events:#?}");
+}
+
+#[test]
+fn a_component_that_recovers_within_the_limit_keeps_the_service_up() {
+    let mut f = Fixture::spawn(&["--panics", "2", "--max-restarts", "3"]);
+    f.wait_for("start flaky 2");
+    f.signal(Signal::SIGTERM);
+    let (code, events, _) = f.finish();
+    assert_eq!(code, 0, "{events:#?}");
+    assert!(events.iter().any(|e| e.contains("component flaky: finished, 2 restarts")), "{events:#?}");
+}
+
+#[test]
+fn an_invalid_budget_is_rejected_at_start_with_the_arithmetic_and_exit_78() {
+    let f = Fixture::spawn(&["--grace-period", "5s", "--drain-delay", "5s"]);
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 78);
+    assert!(events.is_empty(), "nothing started: {events:#?}");
+    assert!(stderr.contains("grace period 5s"), "{stderr}");
+    assert!(stderr.contains("drain 5s"), "{stderr}");
+}
+
+#[test]
+fn a_dependency_cycle_is_rejected_naming_the_cycle() {
+    let f = Fixture::spawn(&["--cycle"]);
+    let (code, _, stderr) = f.finish();
+    assert_eq!(code, 78);
+    assert!(stderr.contains("dependency cycle: db -> http -> cache -> db"), "{stderr}");
+}
+
+#[test]
+fn the_exit_watchdog_ends_a_process_stuck_in_blocking_code_with_124() {
+    // The blocker parks a runtime thread forever once told to stop; the
+    // runtime can never shut down, so only the watchdog can end it.
+    let mut f = Fixture::spawn(&[
+        "--block",
+        "--grace-period",
+        "2s",
+        "--drain-delay",
+        "0s",
+        "--shutdown-timeout",
+        "200ms",
+        "--hard-timeout",
+        "200ms",
+    ]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    let (code, _, stderr) = f.finish();
+    assert_eq!(code, 124, "{stderr}");
+    assert!(stderr.contains("exit watchdog"), "{stderr}");
+}
