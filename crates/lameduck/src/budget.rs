@@ -161,8 +161,20 @@ impl Budget {
     /// [`MIN_SHUTDOWN_TIMEOUT`] for Stopping.
     pub fn check(&self) -> Result<Timeline, BudgetError> {
         let margin = self.margin();
-        let close_total: Duration = self.closes.iter().map(|(_, d)| *d).sum();
-        let fixed = self.drain_delay + self.hard_timeout + close_total + self.log_flush + margin;
+        // Checked sums: absurd inputs (years) must give an error, not a panic.
+        let too_long = || BudgetError {
+            kind: BudgetErrorKind::DoesNotFit,
+            message: "the phases add up to more time than can be counted".into(),
+        };
+        let close_total = self
+            .closes
+            .iter()
+            .try_fold(Duration::ZERO, |acc, (_, d)| acc.checked_add(*d))
+            .ok_or_else(too_long)?;
+        let fixed = [self.hard_timeout, close_total, self.log_flush, margin]
+            .into_iter()
+            .try_fold(self.drain_delay, Duration::checked_add)
+            .ok_or_else(too_long)?;
         let shutdown_timeout = match self.shutdown_timeout {
             Some(d) => d,
             None => self.grace_period.saturating_sub(fixed),
@@ -176,7 +188,7 @@ impl Budget {
             log_flush: self.log_flush,
             safety_margin: margin,
         };
-        let total = fixed + shutdown_timeout;
+        let total = fixed.checked_add(shutdown_timeout).ok_or_else(too_long)?;
         if total > self.grace_period {
             return Err(BudgetError {
                 kind: BudgetErrorKind::DoesNotFit,
@@ -371,6 +383,12 @@ mod tests {
         let err = Budget::new(s(10)).drain_delay(s(6)).check().unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::NoTimeToStop);
         assert!(err.to_string().contains("leaves 0ms"), "{err}");
+    }
+
+    #[test]
+    fn absurd_durations_are_an_error_not_a_panic() {
+        let err = Budget::new(s(30)).drain_delay(Duration::MAX).check().unwrap_err();
+        assert_eq!(err.kind(), BudgetErrorKind::DoesNotFit);
     }
 
     #[test]

@@ -123,13 +123,7 @@ async fn main() -> ExitCode {
     let app = match builder.build() {
         Ok(app) => app,
         Err(err) => {
-            let mut msg = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(s) = source {
-                msg.push_str(&format!(": {s}"));
-                source = s.source();
-            }
-            eprintln!("fixture: {msg}");
+            eprintln!("fixture: {err}");
             return err.exit_status().into();
         }
     };

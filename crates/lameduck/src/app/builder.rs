@@ -191,8 +191,6 @@ impl std::fmt::Debug for AppBuilder {
 pub struct BuildError {
     kind: BuildErrorKind,
     message: String,
-    #[source]
-    source: Option<BudgetError>,
 }
 
 /// What is wrong with the configuration.
@@ -211,18 +209,15 @@ pub enum BuildErrorKind {
 
 impl BuildError {
     pub(crate) fn new(kind: BuildErrorKind, message: String) -> Self {
-        Self {
-            kind,
-            message,
-            source: None,
-        }
+        Self { kind, message }
     }
 
     fn budget(err: BudgetError) -> Self {
+        // The budget error's message is the whole story (it shows the
+        // arithmetic); repeating it as a source would print it twice.
         Self {
             kind: BuildErrorKind::Budget,
-            message: "invalid configuration".into(),
-            source: Some(err),
+            message: err.to_string(),
         }
     }
 
