@@ -169,6 +169,15 @@ impl Health {
         }
     }
 
+    /// A component that ended for good: it no longer counts for readiness
+    /// or start-up.
+    pub(crate) fn set_done(&self, name: &str) {
+        if let Some(c) = self.lock().components.get_mut(name) {
+            c.started = true;
+            c.unready = None;
+        }
+    }
+
     pub(crate) fn set_unready(&self, name: &str, reason: Option<String>) {
         if let Some(c) = self.lock().components.get_mut(name) {
             c.unready = reason;

@@ -268,3 +268,44 @@ async fn a_failing_dependency_that_will_not_restart_fails_the_app() {
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_run_function_that_panics_before_its_future_is_a_component_failure() {
+    let app = App::builder("eager")
+        .budget(budget())
+        .handle_signals(false)
+        .component(
+            Component::new("eager", |_ctx| -> std::future::Ready<Result<(), lameduck::BoxError>> {
+                panic!("config missing")
+            })
+            .restart(policy(Restart::Transient).intensity(1, Duration::from_secs(60))),
+        )
+        .build()
+        .unwrap();
+    let report = app.await;
+    assert_eq!(report.status(), ExitStatus::ComponentFailed);
+    assert_eq!(report.component("eager").unwrap().restarts, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_component_that_ended_for_good_does_not_hold_readiness_back() {
+    let app = App::builder("ended")
+        .budget(budget())
+        .handle_signals(false)
+        .component(Component::new("probe", |_ctx| async { Err("gone".into()) }).restart(RestartPolicy::temporary()))
+        .component(Component::new("main", |ctx| async move {
+            ctx.ready();
+            ctx.on_stopping().await;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    // Running is reached only once the probe's failure was handled.
+    handle.reached(Phase::Running).await;
+    let status = handle.health().readiness();
+    assert!(status.ok, "{status}");
+    handle.shutdown("done");
+    run.await.unwrap();
+}

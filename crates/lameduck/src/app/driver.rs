@@ -245,7 +245,16 @@ impl Driver {
         slot.ready = false;
         slot.held = false;
         let ctx = Context::new(slot.name.clone(), i, attempt, tokens, slot.tracker.clone(), self.handle.clone());
-        let fut = (slot.run)(ctx);
+        // The run function itself (not only its future) may panic; that is
+        // the component's failure, not the driver's.
+        let run = &mut slot.run;
+        let fut = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(ctx))) {
+            Ok(fut) => fut,
+            Err(payload) => {
+                let why = format!("panicked: {}", panic_message(payload));
+                Box::pin(async move { Err(why.into()) })
+            }
+        };
         tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, attempt, "component started");
         let abort = self.tasks.spawn(async move { (i, attempt, fut.await) });
         self.task_ids.insert(abort.id(), (i, attempt));
@@ -315,10 +324,9 @@ impl Driver {
                 self.trigger(ShutdownReason::ComponentFailed { component, error: error.into() });
                 return;
             }
-        } else if failed {
-            self.handle
-                .health()
-                .set_unready(&slot.name, None);
+        } else {
+            // Ended for good: it no longer holds readiness or start-up back.
+            self.handle.health().set_done(&slot.name);
         }
         self.start_waiting();
         self.check_started();
