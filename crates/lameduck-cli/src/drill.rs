@@ -1,11 +1,186 @@
 //! `lameduck drill`: load a server, signal it, account for every request.
 
+mod config;
+mod output;
+mod progress;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lameduck_drill::Drill;
 
 /// Prove under load that a server shuts down and restarts without failing a request.
+///
+/// Loads URL, sends a signal at a chosen moment, classifies every request
+/// (ok, 503 while draining, other 5xx, refused, reset, incomplete, timeout)
+/// by when it started relative to the signal and to the listener closing,
+/// times the readiness flip, the listener close and the exit, and gives a
+/// verdict: exit code 0 pass, 1 fail, 2 usage or setup error.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+#[command(after_help = "\
+Examples:
+  lameduck drill --url http://127.0.0.1:8080/ --ready-url http://127.0.0.1:8080/readyz -- ./server
+  lameduck drill --url http://127.0.0.1:8080/ --pid 4242 --signal TERM --at 3s --duration 10s
+  lameduck drill --url http://127.0.0.1:8080/ --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
+  lameduck drill --url http://127.0.0.1:8080/ --signal none --rate 500 --json - -- ./server")]
+pub struct Args {
+    // Boxed: the flags are many, and `main`'s command enum holds one of these.
+    #[command(flatten)]
+    flags: Box<Flags>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("not built yet")
+/// The raw flags, before validation.
+#[derive(Debug, clap::Args)]
+pub struct Flags {
+    /// Where the load goes (plain http://)
+    #[arg(long, value_name = "URL")]
+    url: String,
+
+    /// Attach to this running server instead of spawning `-- CMD`
+    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    pid: Option<u32>,
+
+    /// Read the PID to signal from this file, afresh at every signal
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+
+    /// Readiness endpoint: waited for before the load, polled during it, and
+    /// required to turn non-2xx before the listener closes [default: wait for
+    /// --url to answer 2xx, and do not judge readiness]
+    #[arg(long, value_name = "URL")]
+    ready_url: Option<String>,
+
+    /// How long to wait for the server to become ready
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    ready_timeout: Duration,
+
+    /// How often to poll the readiness URL
+    #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = humantime::parse_duration)]
+    ready_interval: Duration,
+
+    /// Closed-loop load: this many workers, each sending its next request when
+    /// the last one ends [default: 8]
+    #[arg(long, value_name = "N", conflicts_with = "rate")]
+    concurrency: Option<u32>,
+
+    /// Open-loop load: this many requests per second whatever the server does
+    /// (a stall shows up as latency)
+    #[arg(long, value_name = "PER_SECOND")]
+    rate: Option<u32>,
+
+    /// With --rate, at most this many requests in flight
+    #[arg(long, value_name = "N", default_value_t = 1000, requires = "rate")]
+    max_in_flight: u32,
+
+    /// Reuse connections, open one per request, or alternate
+    #[arg(long, value_enum, default_value_t = config::Connections::Keepalive)]
+    connections: config::Connections,
+
+    /// HTTP version of the load (2 is cleartext with prior knowledge)
+    #[arg(long, value_enum, default_value_t = config::Http::V1)]
+    http: config::Http,
+
+    /// Request method
+    #[arg(short = 'X', long, value_name = "METHOD", default_value = "GET")]
+    method: String,
+
+    /// Extra request header (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+
+    /// Request body
+    #[arg(long, value_name = "TEXT", conflicts_with = "body_file")]
+    body: Option<String>,
+
+    /// Request body, read from a file
+    #[arg(long, value_name = "PATH")]
+    body_file: Option<PathBuf>,
+
+    /// How long the load runs (at most 1h)
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+
+    /// Per-request timeout, connect included
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+
+    /// Signal to send (TERM, INT, HUP, QUIT, USR1, USR2, a number), or `none`
+    /// for a plain load test [default: TERM when the server is known, else none]
+    #[arg(long, value_name = "SIGNAL")]
+    signal: Option<String>,
+
+    /// When to send the signal, counted from the start of the load
+    /// [default: a third of --duration]
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    at: Option<Duration>,
+
+    /// How many signals to send in all (each to the process serving then)
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    repeat: u32,
+
+    /// Time between two signals, with --repeat
+    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    every: Option<Duration>,
+
+    /// How to judge: `stop` (drain and exit) or `restart` (no request may fail)
+    /// [default: restart for HUP, USR1, USR2; stop otherwise]
+    #[arg(long, value_enum)]
+    expect: Option<config::Expect>,
+
+    /// How long the signalled server may take to exit
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    grace_period: Duration,
+
+    /// Write the JSON report (schema lameduck.drill/v1) to PATH, or to stdout with `-`
+    #[arg(long, value_name = "PATH|-")]
+    json: Option<String>,
+
+    /// Write the HTML report (one self-contained page) to PATH
+    #[arg(long, value_name = "PATH")]
+    html: Option<PathBuf>,
+
+    /// Send the spawned server's stdout and stderr to PATH [default: this stderr]
+    #[arg(long, value_name = "PATH")]
+    server_log: Option<PathBuf>,
+
+    /// No progress bar, even on a terminal
+    #[arg(long)]
+    no_progress: bool,
+
+    /// No human summary (the verdict is still in the exit code and the reports)
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// The server to spawn, after `--`
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<OsString>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let args = args.flags;
+    let drill_config = config::build(&args)?;
+    let outputs = output::Outputs::from_args(&args);
+    let drill = Drill::new(drill_config)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report = runtime.block_on(async {
+        let bar = progress::Bar::start(drill.progress(), !args.no_progress);
+        let result = tokio::select! {
+            result = drill.run() => result.map_err(anyhow::Error::from),
+            _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted; the drill was abandoned")),
+        };
+        bar.finish().await;
+        result
+    })?;
+    outputs.write(&report)?;
+    Ok(if report.verdict.pass {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }

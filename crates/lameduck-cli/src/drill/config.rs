@@ -1,0 +1,131 @@
+//! From raw flags to a validated drill configuration.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use lameduck_drill::{
+    ConnectionMode, DrillConfig, Expectation, HttpVersion, Load, ServerSpec, Signal, SignalPlan,
+};
+
+use super::Flags as Args;
+
+/// `--connections`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Connections {
+    /// Reuse connections
+    Keepalive,
+    /// A new connection per request
+    Fresh,
+    /// Every other request fresh
+    Mixed,
+}
+
+/// `--http`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Http {
+    /// HTTP/1.1
+    #[value(name = "1.1", alias = "1")]
+    V1,
+    /// HTTP/2 with prior knowledge (h2c)
+    #[value(name = "2")]
+    V2,
+}
+
+/// `--expect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Expect {
+    /// Drain and exit 0 within the grace period; nothing that started before
+    /// the listener closed may fail
+    Stop,
+    /// Restart without a gap; no request may fail
+    Restart,
+}
+
+/// Checks the flags and builds the drill's configuration.
+pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
+    let mut config = DrillConfig::new(&args.url)?;
+    if let Some(ready) = &args.ready_url {
+        config.ready_url = Some(
+            ready
+                .parse()
+                .with_context(|| format!("--ready-url {ready:?} is not a URL"))?,
+        );
+    }
+    config.ready_timeout = args.ready_timeout;
+    config.ready_interval = args.ready_interval;
+    config.load = match (args.concurrency, args.rate) {
+        (_, Some(per_second)) => Load::Rate {
+            per_second,
+            max_in_flight: args.max_in_flight,
+        },
+        (Some(n), None) => Load::Concurrency(n),
+        (None, None) => Load::Concurrency(8),
+    };
+    config.connections = match args.connections {
+        Connections::Keepalive => ConnectionMode::Keepalive,
+        Connections::Fresh => ConnectionMode::Fresh,
+        Connections::Mixed => ConnectionMode::Mixed,
+    };
+    config.http = match args.http {
+        Http::V1 => HttpVersion::Http1,
+        Http::V2 => HttpVersion::Http2,
+    };
+    config.request.method = args
+        .method
+        .parse()
+        .with_context(|| format!("--method {:?} is not an HTTP method", args.method))?;
+    for header in &args.headers {
+        config.request.add_header_line(header)?;
+    }
+    if let Some(body) = &args.body {
+        config.request.body = body.clone().into();
+    }
+    if let Some(path) = &args.body_file {
+        let body = std::fs::read(path)
+            .with_context(|| format!("cannot read --body-file {}", path.display()))?;
+        config.request.body = body.into();
+    }
+    config.duration = args.duration;
+    config.timeout = args.timeout;
+    config.grace_period = args.grace_period;
+    config.pid_file = args.pid_file.clone();
+    config.server = match (&args.pid, args.command.split_first()) {
+        (Some(pid), _) => ServerSpec::Attach(*pid),
+        (None, Some((program, rest))) => ServerSpec::Spawn {
+            program: program.clone(),
+            args: rest.to_vec(),
+            log: args.server_log.clone(),
+        },
+        (None, None) => ServerSpec::Unknown,
+    };
+    config.signal = signal_plan(args, &config)?;
+    config.validate()?;
+    Ok(config)
+}
+
+fn signal_plan(args: &Args, config: &DrillConfig) -> anyhow::Result<Option<SignalPlan>> {
+    let server_known = !matches!(config.server, ServerSpec::Unknown) || config.pid_file.is_some();
+    let name = match args.signal.as_deref() {
+        Some(name) => name,
+        None if server_known => "TERM",
+        None => "none",
+    };
+    if name.eq_ignore_ascii_case("none") {
+        if args.at.is_some() || args.every.is_some() || args.repeat != 1 || args.expect.is_some() {
+            bail!("--at, --every, --repeat and --expect need a --signal");
+        }
+        return Ok(None);
+    }
+    let signal: Signal = name.parse()?;
+    let at = args.at.unwrap_or(config.duration / 3);
+    let mut plan = SignalPlan::once(signal, at);
+    plan.repeat = args.repeat;
+    plan.every = args.every.unwrap_or(Duration::ZERO);
+    if let Some(expect) = args.expect {
+        plan.expect = match expect {
+            Expect::Stop => Expectation::Stop,
+            Expect::Restart => Expectation::Restart,
+        };
+    }
+    Ok(Some(plan))
+}

@@ -1,0 +1,55 @@
+//! Writing the summary and the reports.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use lameduck_drill::Report;
+
+use super::Flags as Args;
+
+/// Where each form of the report goes.
+pub struct Outputs {
+    json: Option<String>,
+    html: Option<PathBuf>,
+    quiet: bool,
+}
+
+impl Outputs {
+    pub fn from_args(args: &Args) -> Self {
+        Outputs {
+            json: args.json.clone(),
+            html: args.html.clone(),
+            quiet: args.quiet,
+        }
+    }
+
+    /// Writes the summary (to stdout, or to stderr when the JSON goes to
+    /// stdout), the JSON and the HTML.
+    pub fn write(&self, report: &Report) -> anyhow::Result<()> {
+        let json_to_stdout = self.json.as_deref() == Some("-");
+        if !self.quiet {
+            let summary = report.summary().to_string();
+            if json_to_stdout {
+                eprint!("{summary}");
+            } else {
+                print!("{summary}");
+            }
+        }
+        if let Some(path) = &self.json {
+            let json = report.to_json();
+            if json_to_stdout {
+                let mut stdout = std::io::stdout().lock();
+                writeln!(stdout, "{json}").context("cannot write the JSON report to stdout")?;
+            } else {
+                std::fs::write(path, json + "\n")
+                    .with_context(|| format!("cannot write the JSON report to {path}"))?;
+            }
+        }
+        if let Some(path) = &self.html {
+            std::fs::write(path, report.to_html())
+                .with_context(|| format!("cannot write the HTML report to {}", path.display()))?;
+        }
+        Ok(())
+    }
+}

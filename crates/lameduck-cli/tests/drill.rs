@@ -1,0 +1,731 @@
+//! `lameduck drill` against servers that misbehave on purpose: the real
+//! binary, real processes, real sockets on 127.0.0.1.
+//!
+//! The servers are `lameduck_drill::testing` servers run by *this* test
+//! binary: the drill spawns `<this binary> --exact target_server --ignored`
+//! with the server's spec in `LAMEDUCK_DRILL_TEST_TARGET`, and the ignored
+//! `target_server` test below becomes the server process.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lameduck_drill::report::{ConditionStatus, Report};
+
+const TARGET_ENV: &str = "LAMEDUCK_DRILL_TEST_TARGET";
+
+/// Not a test: the body of the test servers (see the module docs).
+#[test]
+#[ignore = "the server process the other tests spawn"]
+fn target_server() {
+    let Ok(spec) = std::env::var(TARGET_ENV) else {
+        return;
+    };
+    let config = lameduck_drill::testing::TargetConfig::parse(&spec).expect("a valid server spec");
+    std::process::exit(lameduck_drill::testing::run(config));
+}
+
+// ----- harness -----
+
+/// A port that was free a moment ago. The drill needs the URL before it
+/// starts the server, so the test picks the port.
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("a local address").port()
+}
+
+/// A fresh directory for one drill's files.
+fn scratch_dir() -> PathBuf {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "lameduck-drill-test-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
+
+/// The command line that makes this test binary a test server.
+fn server_command() -> Vec<String> {
+    let exe = std::env::current_exe().expect("the test binary's path");
+    vec![
+        exe.to_string_lossy().into_owned(),
+        "--exact".into(),
+        "target_server".into(),
+        "--ignored".into(),
+        "--nocapture".into(),
+        "--test-threads=1".into(),
+    ]
+}
+
+struct Run {
+    output: Output,
+    report: Option<Report>,
+    json: String,
+    dir: PathBuf,
+}
+
+impl Run {
+    fn code(&self) -> i32 {
+        self.output
+            .status
+            .code()
+            .expect("the drill exits with a code")
+    }
+
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+
+    fn report(&self) -> &Report {
+        self.report
+            .as_ref()
+            .unwrap_or_else(|| panic!("no JSON report\n{}", self.context()))
+    }
+
+    fn condition(&self, name: &str) -> ConditionStatus {
+        self.report()
+            .verdict
+            .conditions
+            .iter()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no condition {name}\n{}", self.context()))
+            .status
+    }
+
+    /// Everything a person needs when an assertion fails.
+    fn context(&self) -> String {
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        format!(
+            "exit code {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- server log\n{log}",
+            self.output.status.code(),
+            self.stdout(),
+            self.stderr()
+        )
+    }
+
+    /// The invariants every drill keeps, whatever the server did.
+    fn assert_accounting(&self) {
+        let r = self.report();
+        let q = &r.requests;
+        assert_eq!(q.sent, q.accounted, "{}", self.context());
+        assert_eq!(q.total.total(), q.sent, "{}", self.context());
+        let windows = q
+            .before_signal
+            .plus(&q.after_signal)
+            .plus(&q.after_listener_close);
+        assert_eq!(windows, q.total, "{}", self.context());
+        let timeline: u64 = r.timeline.buckets.iter().map(|b| b.outcomes.total()).sum();
+        assert_eq!(timeline, q.sent, "{}", self.context());
+        assert_eq!(r.failures.total, q.total.failed(), "{}", self.context());
+        assert!(q.sent > 0, "{}", self.context());
+    }
+}
+
+/// Runs `lameduck drill` against a test server in `mode`, with a short
+/// drill: 1.5 s of load, SIGTERM at 0.5 s, a 1 s grace period.
+fn drill(mode: &str, extra: &[&str]) -> Run {
+    let port = free_port();
+    let dir = scratch_dir();
+    let json = dir.join("report.json");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    command
+        .arg("drill")
+        .args(["--url", &url])
+        .args(["--ready-url", &format!("{url}readyz")])
+        .args([
+            "--ready-timeout",
+            "20s",
+            "--duration",
+            "1500ms",
+            "--grace-period",
+            "1s",
+        ])
+        .arg("--no-progress")
+        .arg("--json")
+        .arg(&json)
+        .arg("--server-log")
+        .arg(dir.join("server.log"))
+        .args(extra);
+    if !extra.contains(&"--rate") {
+        command.args(["--concurrency", "8"]);
+    }
+    if !extra.contains(&"--at") && !extra.contains(&"--signal") {
+        command.args(["--at", "500ms"]);
+    }
+    command
+        .arg("--")
+        .args(server_command())
+        .env(TARGET_ENV, format!("mode={mode},port={port}"));
+    run(command, &json, dir)
+}
+
+fn run(mut command: Command, json: &Path, dir: PathBuf) -> Run {
+    let output = command.output().expect("run lameduck drill");
+    let text = std::fs::read_to_string(json).unwrap_or_default();
+    let report = Report::from_json(&text).ok();
+    Run {
+        output,
+        report,
+        json: text,
+        dir,
+    }
+}
+
+// ----- a server that drains properly -----
+
+#[test]
+fn graceful_server_passes_with_every_request_accounted_for() {
+    let run = drill("graceful", &[]);
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert!(r.verdict.pass);
+    assert_eq!(
+        r.requests.failed_before_listener_close,
+        0,
+        "{}",
+        run.context()
+    );
+    assert!(
+        r.requests.before_signal.ok > 0 && r.requests.after_signal.ok > 0,
+        "{}",
+        run.context()
+    );
+    let (flip, close) = (r.events.readiness_flip_us, r.events.listener_closed_us);
+    assert!(
+        flip.is_some() && close.is_some() && flip < close,
+        "{}",
+        run.context()
+    );
+    let exit = &r.events.exits[0];
+    assert_eq!(
+        (exit.code, exit.killed_by_drill),
+        (Some(0), false),
+        "{}",
+        run.context()
+    );
+    assert!(
+        r.keepalive.connection_close.after_signal > 0,
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        r.keepalive.connection_close.before_signal,
+        0,
+        "{}",
+        run.context()
+    );
+    assert!(run.stdout().contains("verdict: PASS"), "{}", run.context());
+}
+
+#[test]
+fn graceful_server_passes_over_http2_and_sends_goaway() {
+    let run = drill("graceful", &["--http", "2"]);
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert!(r.keepalive.goaway.after_signal > 0, "{}", run.context());
+    assert_eq!(r.keepalive.goaway.before_signal, 0, "{}", run.context());
+    assert_eq!(r.config.http, "2");
+}
+
+#[test]
+fn graceful_server_passes_with_an_open_loop_rate_on_mixed_connections() {
+    let run = drill("graceful", &["--rate", "200", "--connections", "mixed"]);
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    // 200/s for 1.5 s: the schedule is open-loop, so exactly 300 requests.
+    assert_eq!(r.requests.sent, 300, "{}", run.context());
+    assert_eq!(r.config.rate, Some(200));
+}
+
+// ----- servers that misbehave -----
+
+#[test]
+fn server_that_exits_at_once_fails_on_the_requests_it_cut() {
+    let run = drill("exit-at-once", &[]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert_eq!(
+        run.condition("no_failures_before_listener_close"),
+        ConditionStatus::Fail
+    );
+    assert_eq!(run.condition("exit_code_zero"), ConditionStatus::Pass);
+    assert_eq!(
+        run.condition("exited_within_grace_period"),
+        ConditionStatus::Pass
+    );
+    // Eight workers had requests in flight when the process died: each was
+    // cut (reset or incomplete), counted once, before the listener closed.
+    let before = r.requests.before_signal.plus(&r.requests.after_signal);
+    assert!(before.incomplete + before.reset >= 1, "{}", run.context());
+    assert_eq!(
+        r.requests.failed_before_listener_close,
+        before.failed(),
+        "{}",
+        run.context()
+    );
+    assert!(
+        r.requests.after_listener_close.refused > 0,
+        "{}",
+        run.context()
+    );
+    assert!(
+        run.stdout()
+            .contains("FAIL no_failures_before_listener_close"),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn server_that_ignores_sigterm_fails_on_the_grace_period_and_is_killed() {
+    let run = drill("ignore-term", &[]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert_eq!(
+        run.condition("exited_within_grace_period"),
+        ConditionStatus::Fail
+    );
+    assert_eq!(
+        run.condition("readiness_flipped_before_listener_close"),
+        ConditionStatus::Fail
+    );
+    assert_eq!(
+        run.condition("no_failures_before_listener_close"),
+        ConditionStatus::Pass
+    );
+    assert_eq!(r.requests.total.failed(), 0, "{}", run.context());
+    assert_eq!(r.events.listener_closed_us, None, "{}", run.context());
+    let exit = &r.events.exits[0];
+    assert!(exit.killed_by_drill, "{}", run.context());
+    assert_eq!(exit.signal, Some(9), "{}", run.context());
+}
+
+#[test]
+fn server_that_closes_its_listener_before_turning_unready_fails_on_readiness() {
+    let run = drill("close-first", &[]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    assert_eq!(
+        run.condition("readiness_flipped_before_listener_close"),
+        ConditionStatus::Fail
+    );
+    assert_eq!(
+        run.condition("no_failures_before_listener_close"),
+        ConditionStatus::Pass
+    );
+    assert_eq!(run.condition("exit_code_zero"), ConditionStatus::Pass);
+    let r = run.report();
+    let close = r.events.listener_closed_us.expect("the listener closed");
+    assert!(
+        r.events.readiness_flip_us.is_none_or(|flip| flip > close),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn server_that_resets_keepalive_connections_fails_with_resets() {
+    let run = drill("reset-keepalive", &[]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert_eq!(
+        run.condition("no_failures_before_listener_close"),
+        ConditionStatus::Fail
+    );
+    assert_eq!(
+        run.condition("readiness_flipped_before_listener_close"),
+        ConditionStatus::Pass
+    );
+    assert_eq!(run.condition("exit_code_zero"), ConditionStatus::Pass);
+    // The requests in flight at the signal started before it; the reset hit them.
+    let reset = r.requests.before_signal.reset + r.requests.after_signal.reset;
+    assert!(reset > 0, "{}", run.context());
+    assert_eq!(
+        r.requests.failed_before_listener_close,
+        reset,
+        "{}",
+        run.context()
+    );
+    // It never asked keep-alive clients to leave while draining (hyper adds
+    // `Connection: close` only to the last responses, at the stop).
+    let first_close = r.keepalive.connection_close.first_after_signal_us;
+    let listener_closed = r.events.listener_closed_us.expect("the listener closed");
+    assert!(
+        first_close.is_none_or(|at| at >= listener_closed),
+        "{}",
+        run.context()
+    );
+}
+
+// ----- restarts -----
+
+#[test]
+fn restart_by_socket_handoff_passes_and_each_signal_reaches_the_process_serving_then() {
+    let run = drill(
+        "graceful,hup=handoff",
+        &[
+            "--signal", "HUP", "--at", "400ms", "--repeat", "2", "--every", "600ms",
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert_eq!(r.verdict.expect, lameduck_drill::Expectation::Restart);
+    assert_eq!(r.requests.total.failed(), 0, "{}", run.context());
+    let pids: Vec<Option<u32>> = r.events.signals.iter().map(|s| s.pid).collect();
+    assert_eq!(pids.len(), 2, "{}", run.context());
+    assert!(
+        pids[0].is_some() && pids[1].is_some() && pids[0] != pids[1],
+        "{}",
+        run.context()
+    );
+    // The first process handed over and exited 0, and the service went on.
+    let first = r
+        .events
+        .exits
+        .iter()
+        .find(|e| Some(e.pid) == pids[0])
+        .expect("the old process exited");
+    assert_eq!(first.code, Some(0), "{}", run.context());
+    assert!(
+        r.requests.ok_after_exit.is_some_and(|ok| ok > 0),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        run.condition("served_after_old_process_exit"),
+        ConditionStatus::Pass
+    );
+}
+
+#[test]
+fn restart_of_a_server_that_dies_on_sighup_fails() {
+    let run = drill("graceful", &["--signal", "HUP", "--at", "500ms"]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    assert_eq!(run.condition("no_failures"), ConditionStatus::Fail);
+    assert_eq!(
+        run.condition("served_after_old_process_exit"),
+        ConditionStatus::Fail
+    );
+    let r = run.report();
+    assert_eq!(r.events.exits[0].signal, Some(1), "{}", run.context());
+    assert!(r.requests.total.refused > 0, "{}", run.context());
+}
+
+#[test]
+fn repeated_signals_go_to_a_supervisor_that_keeps_its_pid() {
+    let run = drill(
+        "graceful,hup=reload",
+        &[
+            "--signal", "HUP", "--at", "300ms", "--repeat", "3", "--every", "300ms",
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.context());
+    let r = run.report();
+    let pids: Vec<Option<u32>> = r.events.signals.iter().map(|s| s.pid).collect();
+    assert_eq!(pids.len(), 3);
+    assert!(
+        pids.iter().all(|p| p.is_some() && *p == pids[0]),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        run.condition("served_after_old_process_exit"),
+        ConditionStatus::Skipped
+    );
+}
+
+// ----- other targets and modes -----
+
+#[test]
+fn plain_load_test_without_a_signal_passes_and_stops_the_server() {
+    let run = drill("graceful", &["--signal", "none"]);
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    assert!(r.events.signals.is_empty());
+    assert_eq!(r.requests.total.failed(), 0, "{}", run.context());
+    assert_eq!(r.requests.before_signal, r.requests.total);
+    assert!(
+        r.events.exits.iter().all(|e| e.killed_by_drill),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn attaching_by_pid_signals_a_server_the_drill_did_not_start() {
+    let port = free_port();
+    let mut server = Command::new(&server_command()[0])
+        .args(&server_command()[1..])
+        .env(TARGET_ENV, format!("mode=graceful,port={port}"))
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("start a test server");
+    let dir = scratch_dir();
+    let json = dir.join("report.json");
+    let url = format!("http://127.0.0.1:{port}/");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    command
+        .args([
+            "drill",
+            "--url",
+            &url,
+            "--ready-url",
+            &format!("{url}readyz"),
+        ])
+        .args([
+            "--duration",
+            "1500ms",
+            "--at",
+            "500ms",
+            "--grace-period",
+            "1s",
+            "--no-progress",
+        ])
+        .arg("--pid")
+        .arg(server.id().to_string())
+        .arg("--json")
+        .arg(&json);
+    let run = run(command, &json, dir);
+    let status = server.wait().expect("the server exits");
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(run.report().config.server.kind, "attach");
+    // Not the drill's child: it sees the exit but not the code.
+    assert_eq!(run.condition("exit_code_zero"), ConditionStatus::Skipped);
+    assert_eq!(
+        run.condition("exited_within_grace_period"),
+        ConditionStatus::Pass
+    );
+}
+
+// ----- usage and setup errors -----
+
+#[test]
+fn usage_errors_exit_with_2_and_say_why() {
+    let lameduck = env!("CARGO_BIN_EXE_lameduck");
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["drill", "--url", "https://127.0.0.1:1/"],
+            "https is not supported",
+        ),
+        (
+            &["drill", "--url", "http://127.0.0.1:1/", "--signal", "TERM"],
+            "a signal needs a server",
+        ),
+        (
+            &[
+                "drill",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--signal",
+                "BOGUS",
+                "--pid",
+                "1",
+            ],
+            "unknown signal",
+        ),
+        (
+            &[
+                "drill",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--duration",
+                "2s",
+                "--at",
+                "3s",
+                "--pid",
+                "1",
+            ],
+            "lengthen --duration",
+        ),
+    ];
+    for (args, message) in cases {
+        let output = Command::new(lameduck)
+            .args(args)
+            .output()
+            .expect("run lameduck");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(message), "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn a_server_that_exits_before_it_is_ready_is_a_setup_error() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args([
+            "drill",
+            "--url",
+            &format!("http://127.0.0.1:{}/", free_port()),
+            "--no-progress",
+        ])
+        .args(["--", "sh", "-c", "exit 3"])
+        .output()
+        .expect("run lameduck");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("exited (code 3) before it was ready"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_server_that_never_answers_is_a_setup_error_after_the_ready_timeout() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args([
+            "drill",
+            "--url",
+            &format!("http://127.0.0.1:{}/", free_port()),
+            "--no-progress",
+        ])
+        .args(["--ready-timeout", "300ms", "--", "sleep", "30"])
+        .output()
+        .expect("run lameduck");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("not ready within 300ms"), "{stderr}");
+    assert!(stderr.contains("connection refused"), "{stderr}");
+}
+
+// ----- reports -----
+
+#[test]
+fn json_report_round_trips_and_declares_its_schema() {
+    let run = drill("reset-keepalive", &["--http", "2"]);
+    let report = run.report();
+    assert_eq!(report.schema, lameduck_drill::report::SCHEMA);
+    let again = Report::from_json(&report.to_json()).expect("the JSON reads back");
+    assert_eq!(&again, report);
+    assert_eq!(again.to_json(), run.json.trim_end());
+    let value: serde_json::Value = serde_json::from_str(&run.json).expect("valid JSON");
+    for key in [
+        "config",
+        "events",
+        "requests",
+        "latency",
+        "keepalive",
+        "timeline",
+        "failures",
+        "verdict",
+    ] {
+        assert!(value.get(key).is_some(), "missing {key}");
+    }
+}
+
+#[test]
+fn json_report_goes_to_stdout_with_a_dash_and_the_summary_to_stderr() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args([
+            "drill",
+            "--url",
+            &url,
+            "--duration",
+            "300ms",
+            "--signal",
+            "none",
+            "--json",
+            "-",
+        ])
+        .args(["--no-progress", "--"])
+        .args(server_command())
+        .env(TARGET_ENV, format!("mode=graceful,port={port}"))
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run lameduck");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = Report::from_json(&stdout)
+        .unwrap_or_else(|e| panic!("stdout is not a report ({e}): {stdout}"));
+    assert!(report.verdict.pass);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("verdict: PASS"));
+}
+
+#[test]
+fn html_report_is_self_contained_and_renders_in_chromium() {
+    let chromium = Path::new("/usr/bin/chromium");
+    assert!(
+        chromium.exists(),
+        "this test needs Debian's chromium at /usr/bin/chromium: `.ci/run` installs it \
+         (apt-get install -y chromium)"
+    );
+    let dir = scratch_dir();
+    let html = dir.join("report.html");
+    let run = drill(
+        "exit-at-once",
+        &["--html", html.to_str().expect("a UTF-8 path")],
+    );
+    assert_eq!(run.code(), 1, "{}", run.context());
+    let page = std::fs::read_to_string(&html).expect("the HTML report was written");
+    assert!(page.starts_with("<!DOCTYPE html>"));
+    for external in ["<script", "<link", "src=", "@import", "url("] {
+        assert!(
+            !page.contains(external),
+            "the page refers to something outside it: {external}"
+        );
+    }
+    for marker in [
+        "SIGTERM",
+        "listener closed",
+        "exit ",
+        "FAIL",
+        "no_failures_before_listener_close",
+    ] {
+        assert!(page.contains(marker), "the page lacks {marker:?}");
+    }
+
+    let png = dir.join("report.png");
+    let profile = dir.join("chromium-profile");
+    let output = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+        ])
+        .args([
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg("--window-size=1100,1400")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("run chromium");
+    let image = std::fs::read(&png).unwrap_or_else(|e| {
+        panic!(
+            "chromium wrote no screenshot ({e}): {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert!(image.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    // A blank 1100×1400 page compresses to a few kilobytes; the report's
+    // charts and tables do not.
+    assert!(
+        image.len() > 30_000,
+        "the screenshot is suspiciously small: {} bytes",
+        image.len()
+    );
+}

@@ -1,0 +1,388 @@
+//! The timeline as inline SVG: requests/s stacked by outcome, failed
+//! requests/s by class, p99 latency, with markers for the signal, the
+//! readiness flip, the listener closing, the exit and the end of the load.
+
+use std::fmt::Write as _;
+
+use super::escape;
+use crate::human;
+use crate::outcome::Outcome;
+use crate::report::{Bucket, Report};
+
+const WIDTH: f64 = 1000.0;
+const LEFT: f64 = 64.0;
+const RIGHT: f64 = 16.0;
+const MARKER_TOP: f64 = 18.0;
+
+/// One chart panel: where it sits and what it plots.
+struct Panel {
+    top: f64,
+    height: f64,
+    title: &'static str,
+}
+
+const RATE: Panel = Panel {
+    top: 70.0,
+    height: 200.0,
+    title: "requests/s by outcome (by start time)",
+};
+const ERRORS: Panel = Panel {
+    top: 310.0,
+    height: 110.0,
+    title: "failed requests/s by class",
+};
+const P99: Panel = Panel {
+    top: 460.0,
+    height: 110.0,
+    title: "p99 latency of ok responses",
+};
+const HEIGHT: f64 = 610.0;
+
+/// The fill colour of an outcome class.
+pub(super) fn color(outcome: Outcome) -> &'static str {
+    match outcome {
+        Outcome::Ok => "#43a047",
+        Outcome::Unavailable => "#f9a825",
+        Outcome::ServerError => "#ef6c00",
+        Outcome::OtherStatus => "#8d6e63",
+        Outcome::Refused => "#1e88e5",
+        Outcome::Reset => "#d32f2f",
+        Outcome::Incomplete => "#c2185b",
+        Outcome::Timeout => "#7b1fa2",
+        Outcome::Error => "#616161",
+    }
+}
+
+/// The smallest of 1, 2, 5 × 10ⁿ at least `v`.
+fn nice_ceil(v: f64) -> f64 {
+    if v <= 0.0 {
+        return 1.0;
+    }
+    let magnitude = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|candidate| *candidate >= v)
+        .unwrap_or(10.0 * magnitude)
+}
+
+struct Scale {
+    span_us: f64,
+}
+
+impl Scale {
+    fn x(&self, us: u64) -> f64 {
+        LEFT + (us as f64 / self.span_us).min(1.0) * (WIDTH - LEFT - RIGHT)
+    }
+}
+
+/// The timeline SVG and its legend.
+pub(super) fn timeline(report: &Report) -> String {
+    let t = &report.timeline;
+    let span_us = (t.buckets.len() as u64 * t.bucket_us).max(1);
+    let scale = Scale {
+        span_us: span_us as f64,
+    };
+    let per_second = 1e6 / t.bucket_us as f64;
+    let mut svg = String::with_capacity(32 * 1024);
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" \
+         role=\"img\" aria-label=\"drill timeline\">\n<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#fff\"/>\n"
+    );
+
+    let rate = |b: &Bucket, failures_only: bool| {
+        let total = if failures_only {
+            b.outcomes.failed()
+        } else {
+            b.outcomes.total()
+        };
+        total as f64 * per_second
+    };
+    let max_rate = nice_ceil(t.buckets.iter().map(|b| rate(b, false)).fold(0.0, f64::max));
+    let max_errors = nice_ceil(t.buckets.iter().map(|b| rate(b, true)).fold(0.0, f64::max));
+    stacked(
+        &mut svg,
+        &scale,
+        &RATE,
+        t.bucket_us,
+        &t.buckets,
+        max_rate,
+        per_second,
+        false,
+    );
+    stacked(
+        &mut svg,
+        &scale,
+        &ERRORS,
+        t.bucket_us,
+        &t.buckets,
+        max_errors,
+        per_second,
+        true,
+    );
+    latency(&mut svg, &scale, t.bucket_us, &t.buckets);
+    x_axis(&mut svg, &scale, span_us);
+    markers(&mut svg, &scale, report);
+    svg.push_str("</svg>\n");
+    legend(&mut svg);
+    svg
+}
+
+fn panel_frame(svg: &mut String, panel: &Panel, max: f64, unit: &dyn Fn(f64) -> String) {
+    let bottom = panel.top + panel.height;
+    let _ = writeln!(
+        svg,
+        "<text class=\"title\" x=\"{LEFT}\" y=\"{}\">{}</text>",
+        panel.top - 8.0,
+        panel.title
+    );
+    for i in 0..=4 {
+        let value = max * f64::from(i) / 4.0;
+        let y = bottom - panel.height * f64::from(i) / 4.0;
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eee\"/>\
+             <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            y + 4.0,
+            unit(value)
+        );
+    }
+    let _ = writeln!(
+        svg,
+        "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" stroke=\"#999\"/>",
+        WIDTH - RIGHT
+    );
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stacked(
+    svg: &mut String,
+    scale: &Scale,
+    panel: &Panel,
+    bucket_us: u64,
+    buckets: &[Bucket],
+    max: f64,
+    per_second: f64,
+    failures_only: bool,
+) {
+    panel_frame(svg, panel, max, &|v| format!("{v:.0}"));
+    let bottom = panel.top + panel.height;
+    for b in buckets {
+        let x0 = scale.x(b.start_us);
+        let width = (scale.x(b.start_us + bucket_us) - x0 - 0.5).max(0.5);
+        let mut y = bottom;
+        for outcome in Outcome::ALL {
+            if failures_only && !outcome.is_failure() {
+                continue;
+            }
+            let count = b.outcomes.get(outcome);
+            if count == 0 {
+                continue;
+            }
+            let h = count as f64 * per_second / max * panel.height;
+            y -= h;
+            let _ = writeln!(
+                svg,
+                "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{h:.1}\" fill=\"{}\">\
+                 <title>{}–{}: {count} {} ({:.0}/s)</title></rect>",
+                color(outcome),
+                human::at(b.start_us),
+                human::at(b.start_us + bucket_us),
+                outcome.label(),
+                count as f64 * per_second
+            );
+        }
+    }
+}
+
+fn latency(svg: &mut String, scale: &Scale, bucket_us: u64, buckets: &[Bucket]) {
+    let max = nice_ceil(buckets.iter().filter_map(|b| b.p99_us).max().unwrap_or(0) as f64);
+    panel_frame(svg, &P99, max, &|v| human::duration(v as u64));
+    let bottom = P99.top + P99.height;
+    let points: Vec<(f64, f64, &Bucket)> = buckets
+        .iter()
+        .filter_map(|b| {
+            let p99 = b.p99_us?;
+            let x = scale.x(b.start_us + bucket_us / 2);
+            Some((x, bottom - p99 as f64 / max * P99.height, b))
+        })
+        .collect();
+    let path: Vec<String> = points
+        .iter()
+        .map(|(x, y, _)| format!("{x:.1},{y:.1}"))
+        .collect();
+    let _ = writeln!(
+        svg,
+        "<polyline points=\"{}\" fill=\"none\" stroke=\"#3949ab\" stroke-width=\"1.5\"/>",
+        path.join(" ")
+    );
+    for (x, y, b) in &points {
+        let _ = writeln!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2\" fill=\"#3949ab\"><title>{}: p99 {}</title></circle>",
+            human::at(b.start_us),
+            human::duration(b.p99_us.unwrap_or_default())
+        );
+    }
+}
+
+fn x_axis(svg: &mut String, scale: &Scale, span_us: u64) {
+    const STEPS_US: [u64; 12] = [
+        100_000,
+        200_000,
+        500_000,
+        1_000_000,
+        2_000_000,
+        5_000_000,
+        10_000_000,
+        30_000_000,
+        60_000_000,
+        120_000_000,
+        300_000_000,
+        600_000_000,
+    ];
+    let step = STEPS_US
+        .iter()
+        .copied()
+        .find(|s| span_us / s <= 12)
+        .unwrap_or(600_000_000);
+    let y = P99.top + P99.height;
+    let mut at = 0;
+    while at <= span_us {
+        let x = scale.x(at);
+        let label = if step < 1_000_000 {
+            format!("{:.1}s", at as f64 / 1e6)
+        } else {
+            format!("{}s", at / 1_000_000)
+        };
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{}\" stroke=\"#999\"/>\
+             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
+            y + 5.0,
+            y + 18.0
+        );
+        at += step;
+    }
+    let _ = writeln!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">time since the load started</text>",
+        WIDTH - RIGHT,
+        y + 34.0
+    );
+}
+
+/// A vertical line across the panels with a label on top.
+struct Marker {
+    at_us: u64,
+    label: String,
+    color: &'static str,
+    dashed: bool,
+}
+
+fn markers(svg: &mut String, scale: &Scale, report: &Report) {
+    let e = &report.events;
+    let mut list = Vec::new();
+    for s in e.signals.iter().filter(|s| s.error.is_none()) {
+        list.push(Marker {
+            at_us: s.at_us,
+            label: format!("SIG{}", s.signal),
+            color: "#5e35b1",
+            dashed: false,
+        });
+    }
+    if let Some(at) = e.readiness_flip_us {
+        list.push(Marker {
+            at_us: at,
+            label: "readiness flip".into(),
+            color: "#ef6c00",
+            dashed: false,
+        });
+    }
+    if let Some(at) = e.listener_closed_us {
+        list.push(Marker {
+            at_us: at,
+            label: "listener closed".into(),
+            color: "#c62828",
+            dashed: false,
+        });
+    }
+    for x in &e.exits {
+        let code = x.code.map_or(String::new(), |c| format!(" ({c})"));
+        list.push(Marker {
+            at_us: x.at_us,
+            label: format!("exit {}{code}", x.pid),
+            color: "#212121",
+            dashed: false,
+        });
+    }
+    list.push(Marker {
+        at_us: e.load_end_us,
+        label: "load end".into(),
+        color: "#9e9e9e",
+        dashed: true,
+    });
+    list.sort_by_key(|m| m.at_us);
+    let bottom = P99.top + P99.height;
+    let mut last_x = f64::NEG_INFINITY;
+    let mut row = 0;
+    for m in &list {
+        let x = scale.x(m.at_us);
+        // Labels that would overlap go one row down.
+        row = if x - last_x < 90.0 { (row + 1) % 3 } else { 0 };
+        last_x = x;
+        let y = MARKER_TOP + 14.0 * f64::from(row);
+        // Near the right edge the label goes to the left of its line.
+        let (label_x, anchor) = if x > WIDTH - RIGHT - 100.0 {
+            (x - 3.0, "end")
+        } else {
+            (x + 3.0, "start")
+        };
+        let dash = if m.dashed {
+            " stroke-dasharray=\"4 3\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            svg,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{bottom}\" stroke=\"{}\" stroke-width=\"1.5\"{dash}>\
+             <title>{}: {}</title></line>\
+             <text x=\"{label_x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" style=\"fill:{}\">{}</text>",
+            y + 3.0,
+            m.color,
+            escape(&m.label),
+            human::at(m.at_us),
+            m.color,
+            escape(&m.label)
+        );
+    }
+}
+
+fn legend(out: &mut String) {
+    out.push_str("<div class=\"legend\">");
+    for outcome in Outcome::ALL {
+        let _ = write!(
+            out,
+            "<span><span class=\"swatch\" style=\"background:{}\"></span>{}</span>",
+            color(outcome),
+            escape(outcome.label())
+        );
+    }
+    out.push_str("<span><span class=\"swatch\" style=\"background:#3949ab\"></span>p99 latency</span></div>\n");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nice_ceiling_rounds_up_to_1_2_5() {
+        assert_eq!(nice_ceil(0.0), 1.0);
+        assert_eq!(nice_ceil(3.0), 5.0);
+        assert_eq!(nice_ceil(120.0), 200.0);
+        assert_eq!(nice_ceil(1000.0), 1000.0);
+    }
+}

@@ -1,0 +1,162 @@
+//! Probes beside the load: the readiness endpoint, polled like a kubelet
+//! would (a fresh HTTP/1.1 connection each time), and bare TCP connects that
+//! time the listener closing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONNECTION, HOST};
+use http::{HeaderValue, Request, Uri};
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::error::DrillError;
+use crate::events::{EventLog, ProbeResult, ReadinessProbe};
+use crate::outcome::{Outcome, classify_connect, classify_error};
+use crate::record::Clock;
+
+/// The longest a single readiness probe may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Where a URL's host and port resolve to (the first address).
+pub(crate) async fn resolve(uri: &Uri) -> Result<SocketAddr, DrillError> {
+    let host = uri.host().unwrap_or_default();
+    let port = uri.port_u16().unwrap_or(80);
+    let target = format!("{host}:{port}");
+    let mut found = tokio::net::lookup_host(target.as_str())
+        .await
+        .map_err(|source| DrillError::Resolve {
+            host: target.clone(),
+            source: Some(source),
+        })?;
+    found.next().ok_or_else(|| DrillError::Resolve {
+        host: target.clone(),
+        source: None,
+    })
+}
+
+/// A readiness URL and where it resolves to.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadyCheck {
+    pub(crate) addr: SocketAddr,
+    pub(crate) uri: Uri,
+}
+
+impl ReadyCheck {
+    /// One `GET`, on a fresh connection, read to the end.
+    pub(crate) async fn probe(&self) -> ProbeResult {
+        match tokio::time::timeout(PROBE_TIMEOUT, self.get()).await {
+            Ok(result) => result,
+            Err(_) => ProbeResult::Failed(Outcome::Timeout),
+        }
+    }
+
+    async fn get(&self) -> ProbeResult {
+        let stream = match TcpStream::connect(self.addr).await {
+            Ok(stream) => stream,
+            Err(err) => return ProbeResult::Failed(classify_connect(&err)),
+        };
+        let (mut sender, conn) = match http1::handshake(TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(err) => return ProbeResult::Failed(classify_error(&err, false)),
+        };
+        tokio::spawn(conn);
+        let mut request = Request::new(Empty::<Bytes>::new());
+        *request.uri_mut() = self
+            .uri
+            .path_and_query()
+            .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()));
+        if let Some(authority) = self.uri.authority()
+            && let Ok(value) = HeaderValue::from_str(authority.as_str())
+        {
+            request.headers_mut().insert(HOST, value);
+        }
+        request
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+        let response = match sender.send_request(request).await {
+            Ok(response) => response,
+            Err(err) => return ProbeResult::Failed(classify_error(&err, false)),
+        };
+        let status = response.status().as_u16();
+        match response.into_body().collect().await {
+            Ok(_) => ProbeResult::Status(status),
+            Err(err) => ProbeResult::Failed(classify_error(&err, false)),
+        }
+    }
+
+    /// Probes every `interval` until one answers 2xx or `timeout` passes.
+    /// Returns the last result seen when it gives up.
+    pub(crate) async fn wait_ready(
+        &self,
+        timeout: Duration,
+        interval: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let result = self.probe().await;
+            if result.is_ready() {
+                return Ok(());
+            }
+            if Instant::now() + interval >= deadline {
+                return Err(describe_probe(result));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// Probes every `interval`, forever (the drill aborts the task), and logs
+    /// every result.
+    pub(crate) async fn poll(self, interval: Duration, clock: Clock, events: Arc<EventLog>) {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            let start_us = clock.now_us();
+            let result = self.probe().await;
+            events.readiness(ReadinessProbe {
+                start_us,
+                end_us: clock.now_us(),
+                result,
+            });
+        }
+    }
+}
+
+/// Tries a bare TCP connect every `interval`, forever (the drill aborts the
+/// task), and logs each refused one: the first refused connect after the
+/// signal is when the listener closed.
+pub(crate) async fn probe_listener(
+    addr: SocketAddr,
+    interval: Duration,
+    clock: Clock,
+    events: Arc<EventLog>,
+) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let start_us = clock.now_us();
+        let refused = match tokio::time::timeout(PROBE_TIMEOUT, TcpStream::connect(addr)).await {
+            Ok(Ok(_stream)) => false,
+            Ok(Err(err)) => classify_connect(&err) == Outcome::Refused,
+            Err(_) => false,
+        };
+        events.connect_probe(start_us, refused);
+    }
+}
+
+fn describe_probe(result: ProbeResult) -> String {
+    match result {
+        ProbeResult::Status(status) => format!("HTTP {status}"),
+        ProbeResult::Failed(outcome) => match outcome {
+            Outcome::Refused => "connection refused".to_owned(),
+            Outcome::Timeout => "no answer within 1s".to_owned(),
+            other => other.label().to_owned(),
+        },
+    }
+}

@@ -1,0 +1,222 @@
+//! The human summary of a report, for a terminal or a CI log.
+
+use std::fmt::{self, Write as _};
+
+use crate::human;
+use crate::outcome::Outcome;
+use crate::report::{ConditionStatus, LatencyStats, Notices, Report};
+
+/// A report's plain-text summary; see [`Report::summary`].
+#[derive(Debug, Clone, Copy)]
+pub struct Summary<'a> {
+    report: &'a Report,
+}
+
+impl Report {
+    /// The summary a person reads: what was done, the counts by outcome and
+    /// window, latency by phase, the events in order, and the verdict with
+    /// every condition.
+    pub fn summary(&self) -> Summary<'_> {
+        Summary { report: self }
+    }
+}
+
+impl fmt::Display for Summary<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.report;
+        writeln!(f, "lameduck drill: {}", describe_load(r))?;
+        let q = &r.requests;
+        write!(
+            f,
+            "\nrequests: {} sent, {} accounted for",
+            q.sent, q.accounted
+        )?;
+        if q.retried > 0 {
+            write!(
+                f,
+                " ({} sent again on a new connection, unprocessed)",
+                q.retried
+            )?;
+        }
+        writeln!(f)?;
+        outcome_table(f, r)?;
+        writeln!(
+            f,
+            "\nlatency of ok responses  {:>9} {:>9} {:>9} {:>9} {:>7}",
+            "p50", "p90", "p99", "max", "count"
+        )?;
+        latency_row(f, "before signal", &r.latency.before_signal)?;
+        if r.config.signal.is_some() {
+            latency_row(f, "during", &r.latency.during)?;
+            latency_row(f, "after exit", &r.latency.after_exit)?;
+        }
+        writeln!(f, "\nevents")?;
+        for (at, text) in events(r) {
+            writeln!(f, "  {:>9}  {text}", human::at(at))?;
+        }
+        writeln!(f)?;
+        let verdict = if r.verdict.pass { "PASS" } else { "FAIL" };
+        writeln!(f, "verdict: {verdict} ({})", expect_name(r))?;
+        for c in &r.verdict.conditions {
+            let mark = match c.status {
+                ConditionStatus::Pass => "ok  ",
+                ConditionStatus::Fail => "FAIL",
+                ConditionStatus::Skipped => "skip",
+            };
+            writeln!(f, "  {mark} {}: {}", c.name, c.detail)?;
+        }
+        Ok(())
+    }
+}
+
+fn expect_name(r: &Report) -> &'static str {
+    match r.verdict.expect {
+        crate::Expectation::Stop => "stop: no request before the listener closed may fail",
+        crate::Expectation::Restart => "restart: no request may fail",
+        crate::Expectation::Load => "load test: no request may fail",
+    }
+}
+
+fn describe_load(r: &Report) -> String {
+    let c = &r.config;
+    let load = match (c.concurrency, c.rate) {
+        (Some(n), _) => format!("{n} workers"),
+        (_, Some(rate)) => format!("{rate} req/s"),
+        _ => String::new(),
+    };
+    let connections = match c.connections {
+        crate::ConnectionMode::Keepalive => "keep-alive",
+        crate::ConnectionMode::Fresh => "fresh connections",
+        crate::ConnectionMode::Mixed => "mixed connections",
+    };
+    let mut text = format!(
+        "{} {} — {load}, {connections}, HTTP/{}, {}",
+        c.method,
+        c.url,
+        c.http,
+        human::duration(c.duration_us)
+    );
+    if let (Some(signal), Some(at)) = (&c.signal, c.at_us) {
+        let _ = write!(text, ", SIG{signal} at {}", human::at(at));
+        if c.repeat > 1 {
+            let every = c.every_us.unwrap_or_default();
+            let _ = write!(text, " ×{} every {}", c.repeat, human::duration(every));
+        }
+    }
+    text
+}
+
+fn outcome_table(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
+    let q = &r.requests;
+    let signalled = r.config.signal.is_some();
+    if signalled {
+        writeln!(
+            f,
+            "  {:<14} {:>14} {:>14} {:>14} {:>10}",
+            "outcome", "before signal", "after signal", "after close", "total"
+        )?;
+    } else {
+        writeln!(f, "  {:<14} {:>10}", "outcome", "total")?;
+    }
+    for outcome in Outcome::ALL {
+        let total = q.total.get(outcome);
+        if total == 0 && outcome != Outcome::Ok {
+            continue;
+        }
+        if signalled {
+            writeln!(
+                f,
+                "  {:<14} {:>14} {:>14} {:>14} {:>10}",
+                outcome.label(),
+                q.before_signal.get(outcome),
+                q.after_signal.get(outcome),
+                q.after_listener_close.get(outcome),
+                total
+            )?;
+        } else {
+            writeln!(f, "  {:<14} {:>10}", outcome.label(), total)?;
+        }
+    }
+    Ok(())
+}
+
+fn latency_row(f: &mut fmt::Formatter<'_>, label: &str, s: &LatencyStats) -> fmt::Result {
+    let cell = |v: Option<u64>| v.map_or("-".to_owned(), human::duration);
+    writeln!(
+        f,
+        "  {label:<22} {:>9} {:>9} {:>9} {:>9} {:>7}",
+        cell(s.p50_us),
+        cell(s.p90_us),
+        cell(s.p99_us),
+        cell(s.max_us),
+        s.count
+    )
+}
+
+/// The report's events in time order, as text.
+pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
+    let e = &r.events;
+    let mut list = Vec::new();
+    let since = |at: u64| match e.signals.iter().find(|s| s.error.is_none()) {
+        Some(s) if at >= s.at_us => format!(" (+{})", human::duration(at - s.at_us)),
+        _ => String::new(),
+    };
+    list.push((0, "load started".to_owned()));
+    for s in &e.signals {
+        let text = match (&s.error, s.pid) {
+            (None, Some(pid)) => format!("SIG{} sent to pid {pid}", s.signal),
+            (Some(error), _) => format!("SIG{} not sent: {error}", s.signal),
+            (None, None) => format!("SIG{} sent", s.signal),
+        };
+        list.push((s.at_us, text));
+    }
+    let notice = |list: &mut Vec<(u64, String)>, n: &Notices, what: &str| {
+        if let Some(at) = n.first_after_signal_us {
+            list.push((
+                at,
+                format!(
+                    "first {what} after the signal{} ({} in all)",
+                    since(at),
+                    n.after_signal
+                ),
+            ));
+        }
+    };
+    notice(
+        &mut list,
+        &r.keepalive.connection_close,
+        "`Connection: close`",
+    );
+    notice(&mut list, &r.keepalive.goaway, "GOAWAY");
+    if let Some(at) = e.readiness_flip_us {
+        list.push((at, format!("readiness answered non-2xx{}", since(at))));
+    }
+    if let Some(at) = e.listener_closed_us {
+        list.push((
+            at,
+            format!("listener closed (first refused connect){}", since(at)),
+        ));
+    }
+    for x in &e.exits {
+        let how = match (x.code, x.signal) {
+            (Some(code), _) => format!("with code {code}"),
+            (None, Some(sig)) => match crate::Signal::from_number(sig) {
+                Some(sig) => format!("on SIG{sig}"),
+                None => format!("on signal {sig}"),
+            },
+            (None, None) => "(exit code unknown)".to_owned(),
+        };
+        let text = if x.killed_by_drill {
+            format!(
+                "pid {} stopped by the drill at the end: exited {how}",
+                x.pid
+            )
+        } else {
+            format!("pid {} exited {how}{}", x.pid, since(x.at_us))
+        };
+        list.push((x.at_us, text));
+    }
+    list.push((e.load_end_us, "load ended".to_owned()));
+    list.sort_by_key(|(at, _)| *at);
+    list
+}
