@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod drill;
 mod plan;
 
@@ -19,6 +20,7 @@ struct Cli {
 enum Command {
     Plan(plan::Args),
     Drill(drill::Args),
+    Demo(demo::Args),
 }
 
 fn main() -> ExitCode {
@@ -26,6 +28,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Plan(args) => plan::run(args),
         Command::Drill(args) => drill::run(args),
+        Command::Demo(args) => demo::run(args),
     };
     match result {
         Ok(code) => code,

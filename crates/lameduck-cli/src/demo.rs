@@ -1,0 +1,195 @@
+//! `lameduck demo`: a small service built on the library that shows every
+//! phase of a shutdown.
+//!
+//! Three components: `db`, a resource that must close last; `worker`, a
+//! background job loop; `http`, the server (on `db`, like the worker).
+//! The routes live in `demo/routes.rs`; what a person or a log collector
+//! sees, in `demo/display.rs`.
+
+mod display;
+mod routes;
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lameduck::http::Server;
+use lameduck::{App, Budget, Component};
+
+const LONG_ABOUT: &str = "\
+Run a small service that shows every phase of a shutdown.
+
+It serves HTTP on --listen and the probes (/livez, /readyz, /startupz, with
+?verbose) on --admin, runs a background worker, and holds a resource (db)
+that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
+
+  draining    /readyz answers 503 at once; everything still serves; HTTP/1
+              responses say Connection: close, HTTP/2 gets GOAWAY
+  stopping    the listener closes (after taking the connections the kernel
+              already queued); idle connections close; busy ones finish;
+              WebSockets get 1001 Going Away; the worker finishes its job
+  cancelling  (only if work outlives the shutdown timeout) handlers get the
+              cancel signal; requests still waiting get 503 + Retry-After
+  closing     db closes, last
+
+Ctrl+C from a terminal skips the drain delay; SIGTERM always drains. A second
+signal forces the exit.
+
+Routes:
+  /work?ms=50           answers after ms milliseconds (cancellable)
+  /stream?n=10&ms=200   n chunks, one every ms; ends early at the cancel signal
+  /events               server-sent events, one a second, until cancelled
+  /ws                   WebSocket echo
+
+On a terminal it prints the phases as they happen; otherwise it logs JSON
+lines (one structured event per phase change and the final report). Either
+way the first lines on stdout say where it listens:
+
+  listening on http://127.0.0.1:8080
+  admin on http://127.0.0.1:8081";
+
+/// Run a demo service that shows every phase of a shutdown.
+#[derive(Debug, clap::Args)]
+#[command(long_about = LONG_ABOUT)]
+pub struct Args {
+    /// Address of the HTTP service (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Address of the probes (/livez, /readyz, /startupz)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    admin: SocketAddr,
+    /// Time between SIGTERM and SIGKILL [default: 30s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    grace_period: Option<Duration>,
+    /// How long to stay unready but serving [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    drain_delay: Option<Duration>,
+    /// How long in-flight work may take to finish [default: what is left]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    shutdown_timeout: Option<Duration>,
+    /// How long cancelled work may take to wind down [default: 3s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    hard_timeout: Option<Duration>,
+    /// How to report: `human` phase lines, `json` log lines, or `auto`
+    /// (human on a terminal)
+    #[arg(long, value_name = "FORMAT", default_value = "auto")]
+    output: display::Output,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> anyhow::Result<ExitCode> {
+    let human = args.output.is_human();
+    display::init_logging(human);
+    let mut budget = Budget::default();
+    if let Some(d) = args.grace_period {
+        budget = budget.grace_period(d);
+    }
+    if let Some(d) = args.drain_delay {
+        budget = budget.drain_delay(d);
+    }
+    if let Some(d) = args.shutdown_timeout {
+        budget = budget.shutdown_timeout(d);
+    }
+    if let Some(d) = args.hard_timeout {
+        budget = budget.hard_timeout(d);
+    }
+
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let http = Server::bind(args.listen, routes::router(in_flight.clone()))
+        .with_context(|| format!("binding {}", args.listen))?
+        .admin(args.admin)
+        .with_context(|| format!("binding the admin listener {}", args.admin))?;
+    let addr = http.local_addr().context("reading the bound address")?;
+    let admin = http.admin_addr().unwrap_or(args.admin);
+
+    let jobs = Arc::new(AtomicUsize::new(0));
+    let app = App::builder("demo")
+        .budget(budget)
+        .component(db())
+        .component(worker(jobs.clone()))
+        .component(Component::from(http).depends_on("db"))
+        .build()
+        .context("invalid configuration")?;
+
+    // Machine-readable, before anything else, on every output format: tests
+    // and scripts learn the ports from these lines.
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    writeln!(out, "admin on http://{admin}")?;
+    out.flush()?;
+    drop(out);
+
+    let shown = human.then(|| {
+        tokio::spawn(display::phases(
+            app.handle(),
+            app.timeline().clone(),
+            in_flight,
+            jobs,
+        ))
+    });
+    let report = app.await;
+    if let Some(shown) = shown {
+        let _ = shown.await;
+        eprintln!("{report}");
+    }
+    Ok(report.exit_code())
+}
+
+/// A resource that everything uses, so it stops last and closes last.
+fn db() -> Component {
+    Component::new("db", |ctx| async move {
+        tracing::info!(target: "demo", "db: connected");
+        ctx.ready();
+        ctx.on_stopping().await;
+        Ok(())
+    })
+    .on_close(|| async {
+        tracing::info!(target: "demo", "db: closed, last");
+        Ok(())
+    })
+}
+
+/// A background worker: a job every half second, each tracked; at Stopping
+/// it finishes the job in hand and returns.
+fn worker(jobs: Arc<AtomicUsize>) -> Component {
+    Component::new("worker", move |ctx| {
+        let jobs = jobs.clone();
+        async move {
+            ctx.ready();
+            let mut tick = tokio::time::interval(Duration::from_millis(500));
+            loop {
+                tokio::select! {
+                    biased;
+                    () = ctx.on_stopping() => break,
+                    _ = tick.tick() => {}
+                }
+                let _job = ctx.tracker().track("job");
+                jobs.fetch_add(1, Ordering::Relaxed);
+                // A job that takes a while: it is not interrupted by the
+                // stop, only by the cancel signal.
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    () = ctx.on_cancelled() => break,
+                }
+                jobs.fetch_sub(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+    })
+    .depends_on("db")
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
+}

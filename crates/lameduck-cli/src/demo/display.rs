@@ -1,0 +1,139 @@
+//! What the demo shows: phase lines for a person on a terminal, JSON log
+//! lines for a log collector.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use lameduck::{AppHandle, Phase, Timeline};
+use tokio::time::Instant;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Output {
+    /// Human phase lines on a terminal, JSON logs otherwise.
+    Auto,
+    /// Phase lines for a person.
+    Human,
+    /// JSON log lines on stderr.
+    Json,
+}
+
+impl Output {
+    pub(super) fn is_human(self) -> bool {
+        match self {
+            Output::Auto => std::io::stderr().is_terminal(),
+            Output::Human => true,
+            Output::Json => false,
+        }
+    }
+}
+
+/// Human: warnings and errors only, the phase lines say the rest. JSON:
+/// every event at info and above. `RUST_LOG` overrides either.
+pub(super) fn init_logging(human: bool) {
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(if human { "warn" } else { "info" }));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
+    let _ = if human {
+        builder.compact().without_time().try_init()
+    } else {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init()
+    };
+}
+
+/// Prints a line per phase as it begins, and while work is in flight a
+/// line a second saying how much.
+pub(super) async fn phases(
+    handle: AppHandle,
+    timeline: Timeline,
+    requests: Arc<AtomicUsize>,
+    jobs: Arc<AtomicUsize>,
+) {
+    let mut phases = handle.watch_phase();
+    let mut since: Option<Instant> = None;
+    let mut last = Phase::Starting;
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let phase = *phases.borrow_and_update();
+        if phase != last {
+            last = phase;
+            if phase.is_shutting_down() && since.is_none() {
+                since = Some(Instant::now());
+            }
+            let at = since.map_or(String::new(), |t| {
+                format!("[{:>7.3}s] ", t.elapsed().as_secs_f64())
+            });
+            let busy = in_flight(&requests, &jobs);
+            let line = match phase {
+                Phase::Running => {
+                    "running: ready; send SIGTERM or press Ctrl+C to stop".to_string()
+                }
+                Phase::Draining => {
+                    let why = handle
+                        .shutdown_reason()
+                        .map_or("shutdown".into(), |r| r.to_string());
+                    format!(
+                        "{why}: draining for up to {} — /readyz answers 503, everything still serves, clients are told to go elsewhere; {busy}",
+                        secs(timeline.drain_delay)
+                    )
+                }
+                Phase::Stopping => format!(
+                    "stopping — listener closed, idle connections closed, WebSockets told 1001; waiting up to {} for {busy}",
+                    secs(timeline.shutdown_timeout)
+                ),
+                Phase::Cancelling => format!(
+                    "cancelling — shutdown timeout passed: handlers get the cancel signal, waiting requests get 503; {busy}; aborted in {}",
+                    secs(timeline.hard_timeout)
+                ),
+                Phase::Closing => "closing — every component stopped; db closes last".to_string(),
+                Phase::Stopped => {
+                    eprintln!("{at}stopped");
+                    return;
+                }
+                other => other.to_string(),
+            };
+            eprintln!("{at}{line}");
+        }
+        tokio::select! {
+            changed = phases.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            _ = ticker.tick(), if matches!(last, Phase::Stopping | Phase::Cancelling) => {
+                let busy = in_flight(&requests, &jobs);
+                if let Some(t) = since {
+                    eprintln!("[{:>7.3}s]   still {busy}", t.elapsed().as_secs_f64());
+                }
+            }
+        }
+    }
+}
+
+fn in_flight(requests: &AtomicUsize, jobs: &AtomicUsize) -> String {
+    let (r, j) = (
+        requests.load(Ordering::Relaxed),
+        jobs.load(Ordering::Relaxed),
+    );
+    let plural =
+        |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });
+    format!(
+        "{} and {} in flight",
+        plural(r, "request", "requests"),
+        plural(j, "job", "jobs")
+    )
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64()).replace(".000s", "s")
+}

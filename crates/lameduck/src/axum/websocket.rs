@@ -1,0 +1,194 @@
+//! WebSocket connections that say `1001 Going Away` at Stopping.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::extract::FromRequestParts;
+use axum::extract::ws::{self, CloseFrame, Message, close_code};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+
+use super::MissingCancel;
+use crate::http::{Cancel, CancelledFuture, StoppingFuture};
+
+/// axum's [`WebSocketUpgrade`](ws::WebSocketUpgrade), whose socket takes
+/// part in the shutdown: see [`WebSocket`].
+///
+/// Rejects the request with `500` when it did not come through a lameduck
+/// server or layer (see the [module docs](super)), and as axum's does when
+/// it is not a WebSocket handshake.
+#[derive(Debug)]
+pub struct WebSocketUpgrade {
+    inner: ws::WebSocketUpgrade,
+    cancel: Cancel,
+}
+
+impl WebSocketUpgrade {
+    /// Completes the upgrade and runs `callback` with the socket, as
+    /// axum's [`on_upgrade`](ws::WebSocketUpgrade::on_upgrade).
+    #[must_use = "to set up the WebSocket connection, this response must be returned"]
+    pub fn on_upgrade<C, Fut>(self, callback: C) -> Response
+    where
+        C: FnOnce(WebSocket) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let cancel = self.cancel;
+        self.inner
+            .on_upgrade(move |socket| callback(WebSocket::new(socket, cancel)))
+    }
+
+    /// Adjusts axum's upgrade (protocols, message and buffer sizes).
+    pub fn map(mut self, f: impl FnOnce(ws::WebSocketUpgrade) -> ws::WebSocketUpgrade) -> Self {
+        self.inner = f(self.inner);
+        self
+    }
+
+    /// The request's shutdown signals.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// axum's upgrade, without the going-away behaviour.
+    pub fn into_inner(self) -> ws::WebSocketUpgrade {
+        self.inner
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
+        let cancel = parts
+            .extensions
+            .get::<Cancel>()
+            .cloned()
+            .ok_or_else(|| MissingCancel.into_response())?;
+        let inner = ws::WebSocketUpgrade::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(Self { inner, cancel })
+    }
+}
+
+/// An axum [`WebSocket`](ws::WebSocket) that goes away cleanly when the
+/// server shuts down.
+///
+/// | when | it |
+/// |---|---|
+/// | Stopping | sends a close frame `1001 Going Away`, so the client reconnects (to another instance) |
+/// | then | [`recv`](Self::recv) yields what the client still sends until its close frame answers ours, then `None` |
+/// | Cancelling, still no answer | [`recv`](Self::recv) gives up: `None` |
+/// | hard deadline | the server closes the connection under it |
+///
+/// A loop `while let Some(Ok(msg)) = socket.recv().await` thus ends on its
+/// own at Stopping, after the closing handshake.
+#[derive(Debug)]
+pub struct WebSocket {
+    inner: ws::WebSocket,
+    cancel: Cancel,
+    stopping: Pin<Box<StoppingFuture>>,
+    cancelled: Pin<Box<CancelledFuture>>,
+    state: State,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Open,
+    /// Our close frame is sent; waiting for the client's.
+    Closing,
+    Closed,
+}
+
+impl WebSocket {
+    fn new(inner: ws::WebSocket, cancel: Cancel) -> Self {
+        Self {
+            inner,
+            stopping: Box::pin(cancel.stopping()),
+            cancelled: Box::pin(cancel.cancelled()),
+            cancel,
+            state: State::Open,
+        }
+    }
+
+    /// Receives the next message; `None` once the connection is closed,
+    /// including after the server went away.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe, as axum's: a message is only taken when returned.
+    pub async fn recv(&mut self) -> Option<Result<Message, axum::Error>> {
+        loop {
+            match self.state {
+                State::Open => {
+                    tokio::select! {
+                        biased;
+                        msg = self.inner.recv() => {
+                            if matches!(msg, None | Some(Ok(Message::Close(_)))) {
+                                self.state = State::Closed;
+                            }
+                            return msg;
+                        }
+                        () = self.stopping.as_mut() => {
+                            // Closing before sending means a second call
+                            // does not send the frame twice.
+                            self.state = State::Closing;
+                            let frame = CloseFrame {
+                                code: close_code::AWAY,
+                                reason: "server shutting down".into(),
+                            };
+                            if let Err(err) = self.inner.send(Message::Close(Some(frame))).await {
+                                self.state = State::Closed;
+                                return Some(Err(err));
+                            }
+                        }
+                    }
+                }
+                State::Closing => {
+                    tokio::select! {
+                        biased;
+                        msg = self.inner.recv() => match msg {
+                            None | Some(Ok(Message::Close(_))) => {
+                                self.state = State::Closed;
+                                return None;
+                            }
+                            other => return other,
+                        },
+                        () = self.cancelled.as_mut() => {
+                            self.state = State::Closed;
+                            return None;
+                        }
+                    }
+                }
+                State::Closed => return None,
+            }
+        }
+    }
+
+    /// Sends a message.
+    ///
+    /// # Errors
+    ///
+    /// axum's, including after the connection closed.
+    ///
+    /// # Cancel safety
+    ///
+    /// As axum's `send`: a message may be half-sent.
+    pub async fn send(&mut self, msg: Message) -> Result<(), axum::Error> {
+        self.inner.send(msg).await
+    }
+
+    /// Whether the server has said it is going away.
+    pub fn is_going_away(&self) -> bool {
+        self.state == State::Closing || self.cancel.is_stopping()
+    }
+
+    /// The request's shutdown signals.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
+    }
+
+    /// axum's socket, without the going-away behaviour.
+    pub fn into_inner(self) -> ws::WebSocket {
+        self.inner
+    }
+}

@@ -1,0 +1,229 @@
+//! The per-request half of the lame-duck sequence as a tower middleware, for
+//! servers that lameduck does not run.
+
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use http::{Request, Response, Version, header};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Cancel;
+use super::shared::{ConnState, Orphans, Shared, Signals, Stage};
+use crate::Context;
+
+mod body;
+pub mod future;
+
+pub use body::DrainBody;
+
+use future::ResponseFuture;
+
+/// Wraps a service with [`Drain`].
+///
+/// Built from a component's [`Context`], it gives a server loop of your own
+/// (axum's `serve`, a hyper-util loop) the per-request part of the
+/// shutdown sequence:
+///
+/// | phase | every request |
+/// |---|---|
+/// | Running | is tracked in the component's tracker, labelled with its method and path |
+/// | Draining | HTTP/1 responses carry `Connection: close`, so keep-alive clients go elsewhere |
+/// | Stopping | (as Draining) |
+/// | Cancelling | handlers see [`Cancel`] fire; a request still waiting for its response gets `503`, `Retry-After: 1` and `Connection: close`, while its handler finishes in the background; `text/event-stream` responses end |
+///
+/// What a layer cannot do is the connection half, which needs the server
+/// loop: stop accepting, close idle connections, send HTTP/2 GOAWAY, close
+/// upgraded connections. [`Server`](super::Server) does all of it; with
+/// your own loop, stop accepting at [`Context::on_stopping`] and use its
+/// graceful shutdown.
+///
+/// # Examples
+///
+/// ```
+/// use lameduck::Component;
+/// use lameduck::http::DrainLayer;
+/// use tower_layer::Layer;
+///
+/// let http = Component::new("http", |ctx| async move {
+///     let service = DrainLayer::new(&ctx).layer(tower_service_fn());
+///     ctx.ready();
+///     // ... serve `service` with your own accept loop until ctx.on_stopping() ...
+///     # let _ = service;
+///     Ok(())
+/// });
+/// # fn tower_service_fn() -> lameduck::http::Probes { lameduck::http::Probes::new(lameduck::Health::new()) }
+/// # let _ = http;
+/// ```
+///
+/// # Panics
+///
+/// [`new`](Self::new) panics outside a tokio runtime: it spawns the task
+/// that follows the component's signals.
+#[derive(Clone)]
+pub struct DrainLayer {
+    shared: Arc<Shared>,
+}
+
+impl DrainLayer {
+    /// A layer tied to the component whose context this is: its signals and
+    /// its tracker.
+    pub fn new(ctx: &Context) -> Self {
+        let signals = Arc::new(Signals::from_context(ctx));
+        // Ends at the cancel signal; until then it is one parked task.
+        tokio::spawn(signals.clone().follow());
+        Self {
+            shared: Arc::new(Shared {
+                signals,
+                tracker: ctx.tracker().clone(),
+                orphans: Orphans::Spawn,
+                probes: None,
+                kill: Default::default(),
+                first_request_grace: Default::default(),
+            }),
+        }
+    }
+
+    /// The [`Cancel`] this layer inserts into requests.
+    pub fn cancel(&self) -> Cancel {
+        Cancel::new(self.shared.signals.clone())
+    }
+}
+
+impl fmt::Debug for DrainLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DrainLayer").finish_non_exhaustive()
+    }
+}
+
+impl<S> Layer<S> for DrainLayer {
+    type Service = Drain<S>;
+
+    fn layer(&self, inner: S) -> Drain<S> {
+        Drain {
+            inner,
+            shared: self.shared.clone(),
+            conn: None,
+        }
+    }
+}
+
+/// A service that takes part in the shutdown sequence request by request;
+/// see [`DrainLayer`].
+pub struct Drain<S> {
+    inner: S,
+    shared: Arc<Shared>,
+    /// The connection it serves, when the lameduck server runs it.
+    conn: Option<Arc<ConnState>>,
+}
+
+impl<S> Drain<S> {
+    pub(crate) fn for_connection(inner: S, shared: Arc<Shared>, conn: Arc<ConnState>) -> Self {
+        Self {
+            inner,
+            shared,
+            conn: Some(conn),
+        }
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The wrapped service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for Drain<S> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            conn: self.conn.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Drain<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Drain")
+            .field("inner", &self.inner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Drain<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    type Response = Response<DrainBody<ResBody>>;
+    type Error = S::Error;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let in_flight = self.conn.as_ref().map(ConnState::dispatch);
+        let h1 = req.version() <= Version::HTTP_11;
+        let stage = self.shared.stage();
+        if let Some(conn) = &self.conn {
+            if !h1 && stage >= Stage::Draining {
+                // The connection's task sends GOAWAY once a stream has been
+                // dispatched; this may be the first.
+                conn.notify.notify_one();
+            }
+        }
+        // Answering without calling the inner service leaves whatever its
+        // poll_ready reserved to the next call, which tower allows.
+        if let Some(probes) = &self.shared.probes {
+            if let Some(resp) = probes.respond(&req) {
+                return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
+            }
+        }
+        if stage >= Stage::Cancelled {
+            return ResponseFuture::unavailable(in_flight, h1);
+        }
+        let upgrade = h1 && req.headers().contains_key(header::UPGRADE);
+        let guard = self.shared.tracker.track_with(label(&req, upgrade));
+        req.extensions_mut()
+            .insert(Cancel::new(self.shared.signals.clone()));
+        let fut = self.inner.call(req);
+        ResponseFuture::new(
+            fut,
+            future::Parts {
+                shared: self.shared.clone(),
+                conn: self.conn.clone(),
+                guard,
+                in_flight,
+                h1,
+                upgrade,
+            },
+        )
+    }
+}
+
+/// The tracker label of a request: method and path. Not the query, which
+/// can carry credentials and would end up in logs and reports.
+fn label<B>(req: &Request<B>, upgrade: bool) -> String {
+    let (method, path) = (req.method().as_str(), req.uri().path());
+    let mut label = String::with_capacity(method.len() + path.len() + 12);
+    label.push_str(method);
+    label.push(' ');
+    label.push_str(path);
+    if upgrade {
+        label.push_str(" (upgrade)");
+    }
+    label
+}

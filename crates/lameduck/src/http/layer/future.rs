@@ -1,0 +1,217 @@
+//! The response future of [`Drain`](super::Drain).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+use tokio_util::sync::WaitForCancellationFutureOwned;
+
+use super::body::DrainBody;
+use crate::WorkGuard;
+use crate::http::shared::{ConnState, InFlight, Shared, Stage};
+
+pub(super) struct Parts {
+    pub(super) shared: Arc<Shared>,
+    pub(super) conn: Option<Arc<ConnState>>,
+    pub(super) guard: WorkGuard,
+    pub(super) in_flight: Option<InFlight>,
+    pub(super) h1: bool,
+    pub(super) upgrade: bool,
+}
+
+/// The response future of [`Drain`](super::Drain).
+///
+/// It resolves to the inner service's response with the request's tracking
+/// moved into the body, or to a `503` when the cancel signal fires first;
+/// in that case the inner future is not dropped but finishes in the
+/// background (see [`Cancel`](crate::http::Cancel)).
+#[must_use = "futures do nothing unless polled"]
+pub struct ResponseFuture<F> {
+    state: State<F>,
+}
+
+enum State<F> {
+    Running {
+        // Boxed so it can be moved into the background when cancelled.
+        fut: Pin<Box<F>>,
+        // Registered only once the handler has returned Pending: most
+        // handlers finish on their first poll and never pay for it.
+        cancel: Option<Pin<Box<WaitForCancellationFutureOwned>>>,
+        parts: Parts,
+    },
+    Early {
+        resp: Response<Bytes>,
+        in_flight: Option<InFlight>,
+    },
+    Done,
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(fut: F, parts: Parts) -> Self {
+        Self {
+            state: State::Running {
+                fut: Box::pin(fut),
+                cancel: None,
+                parts,
+            },
+        }
+    }
+
+    pub(super) fn early(
+        resp: Response<Bytes>,
+        shared: Arc<Shared>,
+        in_flight: Option<InFlight>,
+        h1: bool,
+    ) -> Self {
+        let mut resp = resp;
+        if h1 && shared.stage() >= Stage::Draining {
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        Self {
+            state: State::Early { resp, in_flight },
+        }
+    }
+
+    pub(super) fn unavailable(in_flight: Option<InFlight>, h1: bool) -> Self {
+        Self {
+            state: State::Early {
+                resp: unavailable(h1),
+                in_flight,
+            },
+        }
+    }
+}
+
+/// The answer for a request whose handler was cancelled before it
+/// responded: retry, elsewhere, and not on this connection.
+fn unavailable(h1: bool) -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::from_static(b"shutting down\n"));
+    *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let h = resp.headers_mut();
+    h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    if h1 {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.state {
+            State::Running { .. } => "running",
+            State::Early { .. } => "early",
+            State::Done => "done",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+// Nothing is pinned in place: the inner future is boxed.
+impl<F> Unpin for ResponseFuture<F> {}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>> + Send + 'static,
+{
+    type Output = Result<Response<DrainBody<B>>, E>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let State::Running { fut, cancel, parts } = &mut this.state else {
+            return match std::mem::replace(&mut this.state, State::Done) {
+                State::Early { resp, in_flight } => {
+                    Poll::Ready(Ok(resp.map(|b| DrainBody::full(b, in_flight))))
+                }
+                State::Running { .. } => unreachable!("matched above"),
+                State::Done => panic!("ResponseFuture polled after completion"),
+            };
+        };
+        loop {
+            // Look at the signal before polling the handler, so that when it
+            // has fired the handler gets one poll that sees it and a chance
+            // to answer for itself.
+            let cancelled = cancel
+                .as_mut()
+                .is_some_and(|c| c.as_mut().poll(cx).is_ready());
+            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+                let State::Running { parts, .. } = std::mem::replace(&mut this.state, State::Done)
+                else {
+                    unreachable!("matched above")
+                };
+                return Poll::Ready(result.map(|resp| finish(resp, parts)));
+            }
+            if cancelled {
+                break;
+            }
+            if cancel.is_none() {
+                *cancel = Some(Box::pin(
+                    parts.shared.signals.cancel.clone().cancelled_owned(),
+                ));
+                continue;
+            }
+            return Poll::Pending;
+        }
+        // Cancelled with no response yet: the client gets its 503 now; the
+        // handler keeps its tracking and finishes (or is aborted) on its own.
+        let State::Running { fut, parts, .. } = std::mem::replace(&mut this.state, State::Done)
+        else {
+            unreachable!("matched above")
+        };
+        let Parts {
+            shared,
+            guard,
+            in_flight,
+            h1,
+            ..
+        } = parts;
+        shared.orphans.adopt(Box::pin(async move {
+            let _guard = guard;
+            let _ = fut.await;
+        }));
+        Poll::Ready(Ok(unavailable(h1).map(|b| DrainBody::full(b, in_flight))))
+    }
+}
+
+fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
+    let Parts {
+        shared,
+        conn,
+        guard,
+        mut in_flight,
+        h1,
+        upgrade,
+    } = parts;
+    let mut guard = Some(guard);
+    let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if upgraded {
+        if let Some(conn) = conn {
+            // The connection stops being HTTP: its tracking now lasts as
+            // long as the upgraded IO.
+            conn.upgraded(guard.take());
+            in_flight = None;
+        }
+    } else if h1 && shared.stage() >= Stage::Draining {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    // An event stream cut at a message boundary is a clean end: the client
+    // reconnects (elsewhere). Other streams are left to their producers,
+    // since a chunked body cut short looks complete to its client.
+    let sse = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let end_at = sse.then(|| Box::pin(shared.signals.cancel.clone().cancelled_owned()));
+    resp.map(|body| DrainBody::new(body, guard, in_flight, end_at))
+}

@@ -1,0 +1,351 @@
+//! The HTTP server component.
+
+use std::fmt;
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+
+use super::{Listener, Probes};
+use crate::component::BoxFuture;
+use crate::{BoxError, Component, Health};
+
+mod connection;
+mod error;
+mod run;
+mod stream;
+
+pub use error::{ServeError, ServeErrorKind};
+
+/// The default for [`Server::first_request_grace`].
+pub const DEFAULT_FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+
+/// Serves a [`tower_service::Service`] — an axum `Router`, a `tower`
+/// stack, a `hyper` service adapted to tower — as a component that goes
+/// through the whole shutdown sequence, connection by connection and request
+/// by request. HTTP/1.1 and HTTP/2 (prior knowledge, h2c) on one port, with
+/// upgrades (WebSocket).
+///
+/// | phase | the listener | connections | requests |
+/// |---|---|---|---|
+/// | Running | accepts | served | tracked (method and path), [`Cancel`](super::Cancel) in their extensions |
+/// | Draining | still accepts | HTTP/2 gets GOAWAY | HTTP/1 responses carry `Connection: close` |
+/// | Stopping | takes what the kernel has queued, then closes | idle ones close at once (a request already in the socket buffer is served first); busy ones after their response; upgraded ones hear [`Cancel::stopping`](super::Cancel::stopping) | served |
+/// | Cancelling | | idle ones close | [`Cancel`](super::Cancel) fires; no response yet: `503` + `Retry-After` now, handler finishes in the background; event streams end |
+/// | hard deadline | | aborted, upgraded ones too | aborted, each named in the report |
+///
+/// Its run returns once every connection has closed and every request and
+/// upgraded connection has finished. See the [module docs](super) for a
+/// complete example and `docs/http.md` for the reasoning.
+///
+/// # Probes
+///
+/// [`admin`](Self::admin) serves `/livez`, `/readyz` and `/startupz` (see
+/// [`Probes`]) on a second listener, bound to loopback unless you say
+/// otherwise; [`probes_on_main`](Self::probes_on_main) answers them on the
+/// main listener, ahead of the service. The admin listener serves until the
+/// component's run ends, so probes answer through the whole shutdown.
+///
+/// # Examples
+///
+/// ```no_run
+/// use lameduck::{App, http::Server};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let router = lameduck::http::Probes::new(lameduck::Health::new());
+/// let http = Server::bind("0.0.0.0:8080", router)?
+///     .admin("127.0.0.1:8081")?
+///     .name("api");
+/// let report = App::builder("svc").component(http).build()?.await;
+/// # let _ = report; Ok(())
+/// # }
+/// ```
+pub struct Server<S, L = tokio::net::TcpListener> {
+    name: Arc<str>,
+    listener: L,
+    service: S,
+    admin: Option<Admin>,
+    probes_on_main: bool,
+    builder: auto::Builder<TokioExecutor>,
+    first_request_grace: Duration,
+}
+
+type AdminFn = Box<dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>) -> BoxFuture<()> + Send>;
+
+struct Admin {
+    addr: Option<SocketAddr>,
+    serve: AdminFn,
+}
+
+impl<S> Server<S> {
+    /// Binds a TCP listener on `addr` (with `SO_REUSEADDR` and a backlog of
+    /// 1024) and serves `service` on it.
+    ///
+    /// # Errors
+    ///
+    /// When the address does not resolve or cannot be bound.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime (the listener registers with its reactor).
+    pub fn bind(addr: impl ToSocketAddrs, service: S) -> io::Result<Self> {
+        Ok(Self::new(bind(addr)?, service))
+    }
+
+    /// Serves `service` on an already bound listener from the standard
+    /// library — one inherited from systemd or a parent process, say.
+    ///
+    /// # Errors
+    ///
+    /// When the listener cannot be made non-blocking.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn from_std(listener: std::net::TcpListener, service: S) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        Ok(Self::new(
+            tokio::net::TcpListener::from_std(listener)?,
+            service,
+        ))
+    }
+}
+
+impl<S, L: Listener> Server<S, L> {
+    /// Serves `service` on `listener`.
+    pub fn new(listener: L, service: S) -> Self {
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        // With a timer hyper enforces its HTTP/1 header read timeout (30 s)
+        // and can send HTTP/2 keep-alive pings.
+        builder.http1().timer(TokioTimer::new());
+        builder.http2().timer(TokioTimer::new());
+        Self {
+            name: "http".into(),
+            listener,
+            service,
+            admin: None,
+            probes_on_main: false,
+            builder,
+            first_request_grace: DEFAULT_FIRST_REQUEST_GRACE,
+        }
+    }
+
+    /// Sets the component's name (default `http`), as it appears in logs,
+    /// the report and dependencies.
+    pub fn name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// The address the main listener is bound to.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot tell.
+    pub fn local_addr(&self) -> io::Result<L::Addr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves the probes on a TCP listener bound to `addr`. Keep it on
+    /// loopback unless the probes must be reached from outside (a kubelet
+    /// probes the pod's IP: bind `0.0.0.0:PORT` then, or use
+    /// [`probes_on_main`](Self::probes_on_main)).
+    ///
+    /// # Errors
+    ///
+    /// When the address does not resolve or cannot be bound.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub fn admin(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
+        let listener = bind(addr)?;
+        let addr = listener.local_addr().ok();
+        let mut server = self.admin_listener(listener);
+        if let Some(admin) = &mut server.admin {
+            admin.addr = addr;
+        }
+        Ok(server)
+    }
+
+    /// Serves the probes on `listener` (a Unix socket, say).
+    pub fn admin_listener<A: Listener>(mut self, listener: A) -> Self {
+        self.admin = Some(Admin {
+            addr: None,
+            serve: Box::new(move |health, builder| {
+                Box::pin(run::serve_admin(listener, Probes::new(health), builder))
+            }),
+        });
+        self
+    }
+
+    /// The address of the admin listener, when [`admin`](Self::admin) bound
+    /// one.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.addr)
+    }
+
+    /// Answers `/livez`, `/readyz` and `/startupz` on the main listener,
+    /// ahead of the service.
+    pub fn probes_on_main(mut self) -> Self {
+        self.probes_on_main = true;
+        self
+    }
+
+    /// Serves HTTP/1 only.
+    pub fn http1_only(mut self) -> Self {
+        self.builder = self.builder.http1_only();
+        self
+    }
+
+    /// Serves HTTP/2 only (prior knowledge).
+    pub fn http2_only(mut self) -> Self {
+        self.builder = self.builder.http2_only();
+        self
+    }
+
+    /// Tunes hyper: header limits, HTTP/2 windows and stream limits,
+    /// timeouts.
+    pub fn configure(mut self, f: impl FnOnce(&mut auto::Builder<TokioExecutor>)) -> Self {
+        f(&mut self.builder);
+        self
+    }
+
+    /// How long a connection that has not sent its first request yet may
+    /// still send one once Stopping has begun, counted from its accept
+    /// (default 500 ms).
+    ///
+    /// A connection taken from the accept queue at Stopping usually belongs
+    /// to a client between its `connect` and its `write`; closing it would
+    /// fail a request the client believes sent. A connection opened long
+    /// ago and never used (a browser's preconnect) closes at once.
+    pub fn first_request_grace(mut self, grace: Duration) -> Self {
+        self.first_request_grace = grace;
+        self
+    }
+
+    /// The component, named as set with [`name`](Self::name).
+    pub fn into_component<B>(self) -> Component
+    where
+        S: tower_service::Service<Request<Incoming>, Response = Response<B>>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body + Send + 'static,
+        B::Data: From<Bytes> + Send,
+        B::Error: Into<BoxError>,
+    {
+        let name = self.name.clone();
+        let mut parts = Some(self);
+        Component::new(name, move |ctx| {
+            let server = parts.take();
+            async move {
+                let Some(server) = server else {
+                    return Err(ServeError::new(ServeErrorKind::ListenerGone).into());
+                };
+                run::serve(server, ctx).await
+            }
+        })
+    }
+}
+
+impl<S, L, B> From<Server<S, L>> for Component
+where
+    L: Listener,
+    S: tower_service::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: http_body::Body + Send + 'static,
+    B::Data: From<Bytes> + Send,
+    B::Error: Into<BoxError>,
+{
+    fn from(server: Server<S, L>) -> Component {
+        server.into_component()
+    }
+}
+
+impl<S, L> fmt::Debug for Server<S, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Server")
+            .field("name", &self.name)
+            .field("admin", &self.admin.as_ref().map(|a| a.addr))
+            .field("probes_on_main", &self.probes_on_main)
+            .field("first_request_grace", &self.first_request_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The bounds on a service the server runs, spelled once.
+pub(crate) trait ServiceBound<B>:
+    tower_service::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> ServiceBound<B> for S where
+    S: tower_service::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
+/// The bounds on a response body the server sends, spelled once.
+pub(crate) trait ResBody:
+    http_body::Body<Data: From<Bytes> + Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ResBody for B where
+    B: http_body::Body<Data: From<Bytes> + Send, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+fn bind(addr: impl ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for addr in addr.to_socket_addrs()? {
+        match bind_one(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the address resolved to nothing",
+        )
+    }))
+}
+
+fn bind_one(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    // On Unix, lets a restarted server bind while old connections linger in
+    // TIME_WAIT; on Windows the same option would allow port stealing.
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}

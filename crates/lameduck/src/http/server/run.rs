@@ -1,0 +1,190 @@
+//! A server's run: accept until Stopping, take the accept queue, then wait
+//! for every connection, request and upgraded connection to finish.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::TokioExecutor;
+use hyper_util::server::conn::auto;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
+
+use super::{ResBody, Server, ServiceBound, connection};
+use crate::http::shared::{Orphans, Shared, Signals, Stage};
+use crate::http::{Listener, Probes};
+use crate::{BoxError, Context};
+
+/// The pause after an accept error that is not about one connection
+/// (typically `EMFILE`): retrying at once would spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+pub(super) async fn serve<S, L, B>(server: Server<S, L>, ctx: Context) -> Result<(), BoxError>
+where
+    L: Listener,
+    S: ServiceBound<B>,
+    B: ResBody,
+{
+    let Server {
+        name: _,
+        mut listener,
+        service,
+        admin,
+        probes_on_main,
+        builder,
+        first_request_grace,
+    } = server;
+    let signals = Arc::new(Signals::from_context(&ctx));
+    let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
+    let (orphans, mut adopted) = mpsc::unbounded_channel();
+    let kill = CancellationToken::new();
+    // Returning or being aborted at the hard deadline closes the upgraded
+    // connections still open: they live in their handlers' tasks, which
+    // aborting this future does not reach.
+    let _kill = kill.clone().drop_guard();
+    let health = ctx.app().health().clone();
+    let shared = Arc::new(Shared {
+        signals,
+        tracker: ctx.tracker().clone(),
+        orphans: Orphans::Server(orphans),
+        probes: probes_on_main.then(|| Probes::new(health.clone())),
+        kill,
+        first_request_grace,
+    });
+    let builder = Arc::new(builder);
+    let mut admin: Pin<Box<dyn Future<Output = ()> + Send>> = match admin {
+        Some(admin) => (admin.serve)(health, builder.clone()),
+        None => Box::pin(std::future::pending()),
+    };
+    // Connections and orphaned handlers: dropping the set (when the run is
+    // aborted) aborts them all.
+    let mut tasks = JoinSet::new();
+    let mut stages = shared.signals.subscribe();
+    match listener.local_addr() {
+        Ok(addr) => {
+            tracing::info!(target: "lameduck::http", component = %ctx.name(), addr = ?addr, "listening")
+        }
+        Err(err) => {
+            tracing::info!(target: "lameduck::http", component = %ctx.name(), error = %err, "listening (address unknown)")
+        }
+    }
+    ctx.ready();
+
+    while shared.stage() < Stage::Stopping {
+        tokio::select! {
+            biased;
+            changed = stages.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+            }
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            Some(orphan) = adopted.recv() => {
+                tasks.spawn(orphan);
+            }
+            accepted = listener.accept() => match accepted {
+                Ok((io, _)) => {
+                    tasks.spawn(connection::drive(io, service.clone(), shared.clone(), builder.clone()));
+                }
+                Err(err) if is_per_connection(&err) => {}
+                Err(err) => {
+                    tracing::warn!(target: "lameduck::http", component = %ctx.name(), error = %err, "accept failed; pausing");
+                    tokio::select! {
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                        _ = stages.changed() => {}
+                    }
+                }
+            },
+            () = &mut admin => {}
+        }
+    }
+
+    // Stopping: what the kernel already accepted is served, not reset.
+    let queued = listener.close();
+    tracing::info!(target: "lameduck::http", component = %ctx.name(), queued = queued.len(), open = tasks.len(), "stopped accepting");
+    for (io, _) in queued {
+        tasks.spawn(connection::drive(
+            io,
+            service.clone(),
+            shared.clone(),
+            builder.clone(),
+        ));
+    }
+    drop(service);
+
+    loop {
+        // Thousands of idle connections close at once at Stopping: reap
+        // them in a tight loop, not one select round each.
+        while tasks.try_join_next().is_some() {}
+        while let Ok(orphan) = adopted.try_recv() {
+            tasks.spawn(orphan);
+        }
+        if tasks.is_empty() {
+            if shared.tracker.is_empty() {
+                break;
+            }
+            // Only upgraded connections are left: they end with their IO.
+            tokio::select! {
+                biased;
+                Some(orphan) = adopted.recv() => {
+                    tasks.spawn(orphan);
+                }
+                () = shared.tracker.wait_idle() => {}
+                () = &mut admin => {}
+            }
+        } else {
+            tokio::select! {
+                biased;
+                Some(orphan) = adopted.recv() => {
+                    tasks.spawn(orphan);
+                }
+                Some(_) = tasks.join_next() => {}
+                () = &mut admin => {}
+            }
+        }
+    }
+    tracing::info!(target: "lameduck::http", component = %ctx.name(), "every connection closed");
+    Ok(())
+}
+
+/// Serves the probes on `listener` until dropped.
+pub(super) async fn serve_admin<A: Listener>(
+    mut listener: A,
+    probes: Probes,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(target: "lameduck::http", addr = ?addr, "probes listening");
+    }
+    let mut tasks = JoinSet::new();
+    loop {
+        tokio::select! {
+            biased;
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            accepted = listener.accept() => match accepted {
+                Ok((io, _)) => {
+                    tasks.spawn(connection::drive_plain(io, probes.clone(), builder.clone()));
+                }
+                Err(err) if is_per_connection(&err) => {}
+                Err(err) => {
+                    tracing::warn!(target: "lameduck::http", error = %err, "admin accept failed; pausing");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
+            },
+        }
+    }
+}
+
+/// Errors about one connection, which the next accept does not repeat.
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+    )
+}
