@@ -1,6 +1,7 @@
 //! `lameduck drill`: load a server, signal it, account for every request.
 
 mod config;
+mod demo;
 mod output;
 mod progress;
 
@@ -22,6 +23,7 @@ use lameduck_drill::Drill;
 #[derive(Debug, clap::Args)]
 #[command(after_help = "\
 Examples:
+  lameduck drill --demo
   lameduck drill --url http://127.0.0.1:8080/ --ready-url http://127.0.0.1:8080/readyz -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --pid 4242 --signal TERM --at 3s --duration 10s
   lameduck drill --url http://127.0.0.1:8080/ --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
@@ -36,8 +38,13 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct Flags {
     /// Where the load goes (plain http://)
-    #[arg(long, value_name = "URL")]
-    url: String,
+    #[arg(long, value_name = "URL", required_unless_present = "demo")]
+    url: Option<String>,
+
+    /// Drill the built-in `lameduck demo`: spawn it on free loopback ports,
+    /// load it with keep-alive and fresh connections, SIGTERM it mid-load
+    #[arg(long, conflicts_with_all = ["url", "pid", "command"])]
+    demo: bool,
 
     /// Attach to this running server instead of spawning `-- CMD`
     #[arg(long, value_name = "PID", conflicts_with = "command")]
@@ -160,7 +167,10 @@ pub struct Flags {
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let args = args.flags;
+    let mut args = args.flags;
+    if args.demo {
+        demo::apply(&mut args)?;
+    }
     let drill_config = config::build(&args)?;
     let outputs = output::Outputs::from_args(&args);
     let drill = Drill::new(drill_config)?;

@@ -43,7 +43,8 @@ pub enum Expect {
 
 /// Checks the flags and builds the drill's configuration.
 pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
-    let mut config = DrillConfig::new(&args.url)?;
+    let url = args.url.as_deref().context("--url is required")?;
+    let mut config = DrillConfig::new(url)?;
     if let Some(ready) = &args.ready_url {
         config.ready_url = Some(
             ready

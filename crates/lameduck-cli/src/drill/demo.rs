@@ -1,0 +1,45 @@
+//! `lameduck drill --demo`: the drill against the built-in demo, with
+//! settings that show every phase in a few seconds.
+
+use std::net::{Ipv4Addr, TcpListener};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use super::Flags;
+
+/// Fills in the target, the server command and the schedule, keeping any
+/// flag the user gave.
+pub(super) fn apply(args: &mut Flags) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot find the lameduck binary to run the demo")?;
+    let [listen, admin] = free_ports()?;
+    args.url = Some(format!("http://127.0.0.1:{listen}/work?ms=5"));
+    args.ready_url.get_or_insert_with(|| format!("http://127.0.0.1:{admin}/readyz"));
+    args.command = vec![
+        exe.into_os_string(),
+        "demo".into(),
+        "--listen".into(),
+        format!("127.0.0.1:{listen}").into(),
+        "--admin".into(),
+        format!("127.0.0.1:{admin}").into(),
+        "--drain-delay".into(),
+        "1s".into(),
+        "--output".into(),
+        "human".into(),
+    ];
+    if args.duration == Duration::from_secs(10) {
+        // The default: shorten it, the demo shuts down in about a second.
+        args.duration = Duration::from_secs(5);
+    }
+    args.at.get_or_insert(Duration::from_secs(2));
+    Ok(())
+}
+
+/// Two ports free on loopback now. Another process could take one before
+/// the demo binds it; the demo would then fail to start and the drill say
+/// so, which is acceptable for a demonstration.
+fn free_ports() -> anyhow::Result<[u16; 2]> {
+    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port on 127.0.0.1")?;
+    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port on 127.0.0.1")?;
+    Ok([a.local_addr()?.port(), b.local_addr()?.port()])
+}
