@@ -735,7 +735,17 @@ fn html_report_is_self_contained_and_renders_in_chromium() {
 #[test]
 fn drill_demo_passes_against_the_built_in_demo() {
     let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
-        .args(["drill", "--demo", "--duration", "3s", "--at", "1s", "--no-progress", "--json", "-"])
+        .args([
+            "drill",
+            "--demo",
+            "--duration",
+            "3s",
+            "--at",
+            "1s",
+            "--no-progress",
+            "--json",
+            "-",
+        ])
         .output()
         .expect("run lameduck drill --demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -745,7 +755,10 @@ fn drill_demo_passes_against_the_built_in_demo() {
     assert!(report.verdict.pass);
     assert_eq!(report.requests.sent, report.requests.accounted);
     assert!(report.requests.sent > 0);
-    assert!(report.events.listener_closed_us.is_some(), "the demo closed its listener");
+    assert!(
+        report.events.listener_closed_us.is_some(),
+        "the demo closed its listener"
+    );
     // The demo printed its phases for a person (stderr is not a terminal
     // here, but --demo asks for the human output).
     assert!(stderr.contains("draining"), "{stderr}");

@@ -6,7 +6,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 /// A running fixture whose stdout events arrive on a channel.
@@ -70,17 +70,29 @@ impl Fixture {
     fn finish(mut self) -> (i32, Vec<String>, String) {
         let mut stderr = String::new();
         use std::io::Read;
-        self.child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         let status = self.child.wait().unwrap();
         while let Ok(e) = self.events.recv_timeout(Duration::from_secs(5)) {
             self.seen.push(e);
         }
-        (status.code().expect("exited, not killed"), self.seen, stderr)
+        (
+            status.code().expect("exited, not killed"),
+            self.seen,
+            stderr,
+        )
     }
 }
 
 fn position(events: &[String], e: &str) -> usize {
-    events.iter().position(|x| x == e).unwrap_or_else(|| panic!("no {e:?} in {events:#?}"))
+    events
+        .iter()
+        .position(|x| x == e)
+        .unwrap_or_else(|| panic!("no {e:?} in {events:#?}"))
 }
 
 #[test]
@@ -90,10 +102,24 @@ fn sigterm_drains_stops_in_reverse_dependency_order_and_exits_0() {
     f.signal(Signal::SIGTERM);
     let (code, events, _) = f.finish();
     assert_eq!(code, 0, "{events:#?}");
-    let order = ["start db", "start cache", "start http", "phase draining", "stop http", "stop cache", "stop db", "close http", "close cache", "close db"];
+    let order = [
+        "start db",
+        "start cache",
+        "start http",
+        "phase draining",
+        "stop http",
+        "stop cache",
+        "stop db",
+        "close http",
+        "close cache",
+        "close db",
+    ];
     let at: Vec<usize> = order.iter().map(|e| position(&events, e)).collect();
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{events:#?}");
-    assert!(events.iter().any(|e| e.contains("shut down (SIGTERM)")), "{events:#?}");
+    assert!(
+        events.iter().any(|e| e.contains("shut down (SIGTERM)")),
+        "{events:#?}"
+    );
 }
 
 #[test]
@@ -122,8 +148,14 @@ fn a_second_sigterm_forces_the_exit_with_143() {
     f.signal(Signal::SIGTERM);
     let (code, events, stderr) = f.finish();
     assert_eq!(code, 143, "{events:#?}");
-    assert!(!events.iter().any(|e| e == "stop http"), "no graceful stop after the force: {events:#?}");
-    assert!(stderr.contains("second signal: forcing the exit"), "{stderr}");
+    assert!(
+        !events.iter().any(|e| e == "stop http"),
+        "no graceful stop after the force: {events:#?}"
+    );
+    assert!(
+        stderr.contains("second signal: forcing the exit"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -152,9 +184,22 @@ fn a_hung_component_is_aborted_at_the_hard_deadline_and_named_with_exit_3() {
     f.signal(Signal::SIGTERM);
     let (code, events, stderr) = f.finish();
     assert_eq!(code, 3, "{events:#?}");
-    assert!(events.iter().any(|e| e.starts_with("report     aborted: stuck: GET /forever (running")), "{events:#?}");
-    assert!(events.iter().any(|e| e == "report   component stuck: aborted"), "{events:#?}");
-    assert!(stderr.contains("aborting work still in flight at the hard deadline"), "{stderr}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.starts_with("report     aborted: stuck: GET /forever (running")),
+        "{events:#?}"
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "report   component stuck: aborted"),
+        "{events:#?}"
+    );
+    assert!(
+        stderr.contains("aborting work still in flight at the hard deadline"),
+        "{stderr}"
+    );
     assert!(stderr.contains("GET /forever"), "{stderr}");
     // Resources were still closed, in order.
     assert!(position(&events, "close cache") < position(&events, "close db"));
@@ -166,9 +211,17 @@ fn a_panicking_component_is_restarted_then_escalates_with_exit_1() {
     f.wait_for("start flaky 2");
     let (code, events, stderr) = f.finish();
     assert_eq!(code, 1, "{events:#?}");
-    assert!(!events.iter().any(|e| e == "start flaky 3"), "no restart past the limit: {events:#?}");
+    assert!(
+        !events.iter().any(|e| e == "start flaky 3"),
+        "no restart past the limit: {events:#?}"
+    );
     assert!(stderr.contains("restart intensity exceeded"), "{stderr}");
-    assert!(events.iter().any(|e| e.contains("component flaky failed: panicked: flaky failure 2")), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("component flaky failed: panicked: flaky failure 2")),
+        "{events:#?}"
+    );
 }
 
 #[test]
@@ -178,7 +231,12 @@ fn a_component_that_recovers_within_the_limit_keeps_the_service_up() {
     f.signal(Signal::SIGTERM);
     let (code, events, _) = f.finish();
     assert_eq!(code, 0, "{events:#?}");
-    assert!(events.iter().any(|e| e.contains("component flaky: finished, 2 restarts")), "{events:#?}");
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("component flaky: finished, 2 restarts")),
+        "{events:#?}"
+    );
 }
 
 #[test]
@@ -196,7 +254,10 @@ fn a_dependency_cycle_is_rejected_naming_the_cycle() {
     let f = Fixture::spawn(&["--cycle"]);
     let (code, _, stderr) = f.finish();
     assert_eq!(code, 78);
-    assert!(stderr.contains("dependency cycle: db -> http -> cache -> db"), "{stderr}");
+    assert!(
+        stderr.contains("dependency cycle: db -> http -> cache -> db"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -65,7 +65,10 @@ async fn main() -> std::process::ExitCode {
     let handle = app.handle();
     tokio::spawn(async move {
         handle.reached(Phase::Running).await;
-        println!("running as pid {}; Ctrl+C or kill -TERM to stop", std::process::id());
+        println!(
+            "running as pid {}; Ctrl+C or kill -TERM to stop",
+            std::process::id()
+        );
     });
     let report = app.await;
     println!("{report}");

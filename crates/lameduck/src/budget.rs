@@ -245,7 +245,11 @@ impl Timeline {
 
     /// Time from the first signal to the end of the log flush, at most.
     pub fn worst_case(&self) -> Duration {
-        self.drain_delay + self.shutdown_timeout + self.hard_timeout + self.close_total() + self.log_flush
+        self.drain_delay
+            + self.shutdown_timeout
+            + self.hard_timeout
+            + self.close_total()
+            + self.log_flush
     }
 
     /// The phases in order, each with its maximum duration.
@@ -301,7 +305,11 @@ impl fmt::Display for Timeline {
     /// A table: each phase, when it starts, how long it may last, when it
     /// ends at the latest (offsets from the first signal).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<15} {:>9} {:>9} {:>9}", "phase", "starts", "lasts", "ends by")?;
+        writeln!(
+            f,
+            "{:<15} {:>9} {:>9} {:>9}",
+            "phase", "starts", "lasts", "ends by"
+        )?;
         let mut at = Duration::ZERO;
         for (name, d) in self.rows() {
             writeln!(
@@ -319,7 +327,12 @@ impl fmt::Display for Timeline {
             }
             at += d;
         }
-        write!(f, "{:<15} {:>9}", "SIGKILL", Seconds(self.grace_period).to_string())
+        write!(
+            f,
+            "{:<15} {:>9}",
+            "SIGKILL",
+            Seconds(self.grace_period).to_string()
+        )
     }
 }
 
@@ -387,7 +400,10 @@ mod tests {
 
     #[test]
     fn absurd_durations_are_an_error_not_a_panic() {
-        let err = Budget::new(s(30)).drain_delay(Duration::MAX).check().unwrap_err();
+        let err = Budget::new(s(30))
+            .drain_delay(Duration::MAX)
+            .check()
+            .unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::DoesNotFit);
     }
 
@@ -406,7 +422,15 @@ mod tests {
         let t = Budget::default().close_timeout("db", s(1)).check().unwrap();
         let table = t.to_string();
         assert!(table.contains("stopping"), "{table}");
-        assert!(table.lines().any(|l| l.starts_with("SIGKILL") && l.ends_with("30s")), "{table}");
-        assert!(table.lines().any(|l| l.trim_start().starts_with("db")), "{table}");
+        assert!(
+            table
+                .lines()
+                .any(|l| l.starts_with("SIGKILL") && l.ends_with("30s")),
+            "{table}"
+        );
+        assert!(
+            table.lines().any(|l| l.trim_start().starts_with("db")),
+            "{table}"
+        );
     }
 }

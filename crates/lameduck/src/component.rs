@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Context, RestartPolicy, DEFAULT_CLOSE_TIMEOUT};
+use crate::{Context, DEFAULT_CLOSE_TIMEOUT, RestartPolicy};
 
 /// The error a component returns: anything that is an error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

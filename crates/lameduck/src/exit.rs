@@ -63,7 +63,11 @@ impl ExitStatus {
                 ExitStatus::Forced(_) => 5,
             }
         }
-        if rank(other) > rank(self) { other } else { self }
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
     }
 }
 
@@ -116,6 +120,9 @@ mod tests {
             ExitStatus::DeadlineExceeded.worst(ExitStatus::ComponentFailed),
             ExitStatus::ComponentFailed
         );
-        assert_eq!(ExitStatus::ComponentFailed.worst(ExitStatus::Clean), ExitStatus::ComponentFailed);
+        assert_eq!(
+            ExitStatus::ComponentFailed.worst(ExitStatus::Clean),
+            ExitStatus::ComponentFailed
+        );
     }
 }

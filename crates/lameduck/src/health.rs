@@ -249,7 +249,10 @@ mod tests {
         h.set_unready(&db, Some("reconnecting".into()));
         let status = h.readiness();
         assert!(!status.ok);
-        assert!(status.to_string().contains("[-]db failed: reconnecting"), "{status}");
+        assert!(
+            status.to_string().contains("[-]db failed: reconnecting"),
+            "{status}"
+        );
         h.set_unready(&db, None);
         assert!(h.is_ready());
     }
@@ -263,7 +266,11 @@ mod tests {
         assert!(!h.is_ready());
         assert!(h.is_live());
         assert!(h.is_started());
-        assert!(h.readiness().to_string().contains("[-]phase failed: draining"));
+        assert!(
+            h.readiness()
+                .to_string()
+                .contains("[-]phase failed: draining")
+        );
     }
 
     #[test]

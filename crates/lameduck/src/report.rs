@@ -111,7 +111,10 @@ impl Report {
 
     /// How long `phase` lasted, if the app went through it.
     pub fn phase_duration(&self, phase: Phase) -> Option<Duration> {
-        self.phases.iter().find(|p| p.phase == phase).map(|p| p.duration)
+        self.phases
+            .iter()
+            .find(|p| p.phase == phase)
+            .map(|p| p.duration)
     }
 
     /// The report of the component named `name`.
@@ -175,9 +178,18 @@ impl fmt::Display for Report {
             self.work.cancelled.len(),
             self.work.aborted.len()
         )?;
-        for (what, items) in [("cancelled", &self.work.cancelled), ("aborted", &self.work.aborted)] {
+        for (what, items) in [
+            ("cancelled", &self.work.cancelled),
+            ("aborted", &self.work.aborted),
+        ] {
             for w in items {
-                writeln!(f, "    {what}: {}: {} (running {})", w.tracker, w.label, Seconds(w.age))?;
+                writeln!(
+                    f,
+                    "    {what}: {}: {} (running {})",
+                    w.tracker,
+                    w.label,
+                    Seconds(w.age)
+                )?;
             }
         }
         for c in &self.components {

@@ -187,8 +187,15 @@ mod tests {
             .jitter(0.2);
         let mut rng = fastrand::Rng::with_seed(7);
         let delays: Vec<_> = (0..200).map(|_| p.delay(1, &mut rng)).collect();
-        assert!(delays.iter().all(|d| *d >= Duration::from_millis(800) && *d <= Duration::from_millis(1200)));
-        assert!(delays.iter().any(|d| *d != delays[0]), "jitter varies the delay");
+        assert!(
+            delays
+                .iter()
+                .all(|d| *d >= Duration::from_millis(800) && *d <= Duration::from_millis(1200))
+        );
+        assert!(
+            delays.iter().any(|d| *d != delays[0]),
+            "jitter varies the delay"
+        );
     }
 
     #[test]
@@ -206,8 +213,14 @@ mod tests {
         let t0 = Instant::now();
         assert!(w.allow(&p, t0));
         assert!(w.allow(&p, t0 + Duration::from_secs(1)));
-        assert!(!w.allow(&p, t0 + Duration::from_secs(2)), "third within 10s");
-        assert!(w.allow(&p, t0 + Duration::from_secs(12)), "the first two aged out");
+        assert!(
+            !w.allow(&p, t0 + Duration::from_secs(2)),
+            "third within 10s"
+        );
+        assert!(
+            w.allow(&p, t0 + Duration::from_secs(12)),
+            "the first two aged out"
+        );
         assert_eq!(w.recent(), 1);
     }
 }

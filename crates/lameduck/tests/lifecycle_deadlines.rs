@@ -41,7 +41,10 @@ async fn work_that_finishes_in_time_is_counted_finished() {
     assert_eq!(report.work.finished, 1);
     assert!(report.work.cancelled.is_empty());
     assert_eq!(report.status(), ExitStatus::Clean);
-    assert_eq!(report.phase_duration(Phase::Stopping), Some(Duration::from_secs(2)));
+    assert_eq!(
+        report.phase_duration(Phase::Stopping),
+        Some(Duration::from_secs(2))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -64,7 +67,12 @@ async fn work_past_the_shutdown_timeout_gets_the_cancel_signal_and_is_named() {
     let report = run_until_running_then_stop(app).await;
     assert_eq!(report.work.in_flight_at_stop, 2);
     assert_eq!(report.work.finished, 1);
-    let labels: Vec<&str> = report.work.cancelled.iter().map(|w| w.label.as_str()).collect();
+    let labels: Vec<&str> = report
+        .work
+        .cancelled
+        .iter()
+        .map(|w| w.label.as_str())
+        .collect();
     assert_eq!(labels, ["export 42"]);
     assert_eq!(report.work.cancelled[0].tracker.as_ref(), "jobs");
     assert!(report.work.aborted.is_empty());
@@ -94,17 +102,29 @@ async fn a_hung_component_is_aborted_at_the_hard_deadline_and_named() {
         .build()
         .unwrap();
     let report = run_until_running_then_stop(app).await;
-    assert_eq!(report.phase_duration(Phase::Stopping), Some(Duration::from_secs(10)));
-    assert_eq!(report.phase_duration(Phase::Cancelling), Some(Duration::from_secs(3)));
+    assert_eq!(
+        report.phase_duration(Phase::Stopping),
+        Some(Duration::from_secs(10))
+    );
+    assert_eq!(
+        report.phase_duration(Phase::Cancelling),
+        Some(Duration::from_secs(3))
+    );
     assert_eq!(report.work.aborted.len(), 1);
     assert_eq!(report.work.aborted[0].label, "GET /forever");
     assert_eq!(report.component("stuck").unwrap().ended, Ending::Aborted);
     // Resources still close after an abort.
-    assert!(matches!(report.component("db").unwrap().close, CloseOutcome::Closed(_)));
+    assert!(matches!(
+        report.component("db").unwrap().close,
+        CloseOutcome::Closed(_)
+    ));
     assert_eq!(report.status(), ExitStatus::DeadlineExceeded);
     assert_eq!(report.status().code(), 3);
     let text = report.to_string();
-    assert!(text.contains("aborted: stuck: GET /forever (running"), "{text}");
+    assert!(
+        text.contains("aborted: stuck: GET /forever (running"),
+        "{text}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -137,7 +157,10 @@ async fn a_close_that_overruns_its_timeout_is_abandoned_and_the_next_one_runs() 
         report.component("exporter").unwrap().close,
         CloseOutcome::TimedOut(Duration::from_millis(500))
     );
-    assert!(matches!(report.component("db").unwrap().close, CloseOutcome::Closed(_)));
+    assert!(matches!(
+        report.component("db").unwrap().close,
+        CloseOutcome::Closed(_)
+    ));
     assert_eq!(report.status(), ExitStatus::DeadlineExceeded);
 }
 
@@ -155,7 +178,11 @@ async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
             async move {
                 ctx.ready();
                 ctx.on_stopping().await;
-                let idle = worker.lock().unwrap().as_ref().is_some_and(|t| t.is_empty());
+                let idle = worker
+                    .lock()
+                    .unwrap()
+                    .as_ref()
+                    .is_some_and(|t| t.is_empty());
                 let _ = tx.lock().unwrap().take().map(|t| t.send(idle));
                 Ok(())
             }
@@ -180,8 +207,15 @@ async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
         .build()
         .unwrap();
     let report = run_until_running_then_stop(app).await;
-    assert_eq!(rx.await, Ok(true), "db was told to stop while the worker's job still ran");
+    assert_eq!(
+        rx.await,
+        Ok(true),
+        "db was told to stop while the worker's job still ran"
+    );
     // Stopping lasted until the spawned job finished.
-    assert_eq!(report.phase_duration(Phase::Stopping), Some(Duration::from_secs(3)));
+    assert_eq!(
+        report.phase_duration(Phase::Stopping),
+        Some(Duration::from_secs(3))
+    );
     assert_eq!(report.status(), ExitStatus::Clean);
 }

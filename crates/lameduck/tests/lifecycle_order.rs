@@ -41,7 +41,11 @@ async fn components_start_in_dependency_order_and_stop_and_close_in_reverse() {
     let app = App::builder("order")
         .budget(budget())
         .handle_signals(false)
-        .component(resource("http", &events).depends_on("cache").depends_on("db"))
+        .component(
+            resource("http", &events)
+                .depends_on("cache")
+                .depends_on("db"),
+        )
         .component(resource("cache", &events).depends_on("db"))
         .component(resource("db", &events))
         .build()
@@ -55,13 +59,28 @@ async fn components_start_in_dependency_order_and_stop_and_close_in_reverse() {
     assert_eq!(
         *events.lock().unwrap(),
         [
-            "start db", "start cache", "start http", "stop http", "stop cache", "stop db", "close http",
-            "close cache", "close db"
+            "start db",
+            "start cache",
+            "start http",
+            "stop http",
+            "stop cache",
+            "stop db",
+            "close http",
+            "close cache",
+            "close db"
         ]
     );
     assert_eq!(report.status(), ExitStatus::Clean);
-    assert_eq!(report.reason, Some(ShutdownReason::Requested("test over".into())));
-    assert!(report.components.iter().all(|c| c.ended == Ending::Finished));
+    assert_eq!(
+        report.reason,
+        Some(ShutdownReason::Requested("test over".into()))
+    );
+    assert!(
+        report
+            .components
+            .iter()
+            .all(|c| c.ended == Ending::Finished)
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -99,7 +118,10 @@ async fn readiness_turns_false_at_the_first_instant_of_draining_while_serving_go
     assert!(!stopping, "still serving while draining");
     assert!(live, "liveness stays true while draining");
     let report = run.await.unwrap();
-    assert_eq!(report.phase_duration(Phase::Draining), Some(Duration::from_secs(5)));
+    assert_eq!(
+        report.phase_duration(Phase::Draining),
+        Some(Duration::from_secs(5))
+    );
     assert_eq!(report.status(), ExitStatus::Clean);
 }
 
@@ -157,7 +179,15 @@ async fn every_phase_change_is_observable_in_order() {
     assert_eq!(seen.first(), Some(&Phase::Starting));
     assert_eq!(seen.last(), Some(&Phase::Stopped));
     let phases: Vec<Phase> = report.phases.iter().map(|p| p.phase).collect();
-    assert_eq!(phases, [Phase::Draining, Phase::Stopping, Phase::Cancelling, Phase::Closing]);
+    assert_eq!(
+        phases,
+        [
+            Phase::Draining,
+            Phase::Stopping,
+            Phase::Cancelling,
+            Phase::Closing
+        ]
+    );
     // It waited for its cancel signal: the shutdown timeout passed.
     assert_eq!(report.status(), ExitStatus::DeadlineExceeded);
 }
@@ -174,7 +204,12 @@ async fn every_component_sees_the_shutdown_reason() {
             async move {
                 ctx.ready();
                 ctx.on_draining().await;
-                let _ = tx.lock().unwrap().take().unwrap().send(ctx.shutdown_reason());
+                let _ = tx
+                    .lock()
+                    .unwrap()
+                    .take()
+                    .unwrap()
+                    .send(ctx.shutdown_reason());
                 ctx.on_stopping().await;
                 Ok(())
             }
@@ -184,8 +219,14 @@ async fn every_component_sees_the_shutdown_reason() {
     app.handle().shutdown("scale down");
     let handle = app.handle();
     let run = tokio::spawn(app.run());
-    assert_eq!(rx.await.unwrap(), Some(ShutdownReason::Requested("scale down".into())));
-    assert_eq!(handle.shutdown_reason(), Some(ShutdownReason::Requested("scale down".into())));
+    assert_eq!(
+        rx.await.unwrap(),
+        Some(ShutdownReason::Requested("scale down".into()))
+    );
+    assert_eq!(
+        handle.shutdown_reason(),
+        Some(ShutdownReason::Requested("scale down".into()))
+    );
     run.await.unwrap();
 }
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lameduck::{
-    App, Budget, Component, Ending, ExitStatus, Phase, Restart, RestartPolicy, ShutdownReason, Strategy,
+    App, Budget, Component, Ending, ExitStatus, Phase, Restart, RestartPolicy, ShutdownReason,
+    Strategy,
 };
 
 fn budget() -> Budget {
@@ -78,7 +79,10 @@ async fn restarts_wait_for_an_exponential_backoff() {
         .unwrap();
     app.await;
     let starts = starts.lock().unwrap().clone();
-    let gaps: Vec<u128> = starts.windows(2).map(|w| (w[1] - w[0]).as_millis()).collect();
+    let gaps: Vec<u128> = starts
+        .windows(2)
+        .map(|w| (w[1] - w[0]).as_millis())
+        .collect();
     assert_eq!(gaps, [100, 200, 400]);
 }
 
@@ -125,7 +129,10 @@ async fn a_temporary_component_failure_is_reported_and_the_service_goes_on() {
     let app = App::builder("temp")
         .budget(budget())
         .handle_signals(false)
-        .component(Component::new("probe", |_ctx| async { Err("unreachable".into()) }).restart(RestartPolicy::temporary()))
+        .component(
+            Component::new("probe", |_ctx| async { Err("unreachable".into()) })
+                .restart(RestartPolicy::temporary()),
+        )
         .component(Component::new("main", |ctx| async move {
             ctx.ready();
             ctx.on_stopping().await;
@@ -138,7 +145,10 @@ async fn a_temporary_component_failure_is_reported_and_the_service_goes_on() {
     handle.reached(Phase::Running).await;
     handle.shutdown("done");
     let report = run.await.unwrap();
-    assert_eq!(report.component("probe").unwrap().ended, Ending::Failed("unreachable".into()));
+    assert_eq!(
+        report.component("probe").unwrap().ended,
+        Ending::Failed("unreachable".into())
+    );
     assert_eq!(report.component("probe").unwrap().restarts, 0);
     assert_eq!(report.status(), ExitStatus::Clean);
 }
@@ -175,7 +185,9 @@ async fn rest_for_one_restarts_the_dependents_of_a_failed_component() {
                     log.lock().unwrap().push(format!("http {}", ctx.attempt()));
                     ctx.ready();
                     ctx.on_stopping().await;
-                    log.lock().unwrap().push(format!("http {} stopped", ctx.attempt()));
+                    log.lock()
+                        .unwrap()
+                        .push(format!("http {} stopped", ctx.attempt()));
                     if ctx.attempt() == 1 {
                         ctx.app().shutdown("test over");
                     }
@@ -199,7 +211,14 @@ async fn rest_for_one_restarts_the_dependents_of_a_failed_component() {
     let report = run.await.unwrap();
     assert_eq!(
         *log.lock().unwrap(),
-        ["db 0", "http 0", "http 0 stopped", "db 1", "http 1", "http 1 stopped"]
+        [
+            "db 0",
+            "http 0",
+            "http 0 stopped",
+            "db 1",
+            "http 1",
+            "http 1 stopped"
+        ]
     );
     assert_eq!(report.component("http").unwrap().restarts, 1);
     assert_eq!(report.component("db").unwrap().restarts, 1);
@@ -249,17 +268,26 @@ async fn a_failing_dependency_that_will_not_restart_fails_the_app() {
     let app = App::builder("deps")
         .budget(budget())
         .handle_signals(false)
-        .component(Component::new("db", |_ctx| async { Err("bad password".into()) }).restart(RestartPolicy::temporary()))
-        .component(Component::new("http", |ctx| async move {
-            ctx.ready();
-            ctx.on_stopping().await;
-            Ok(())
-        }).depends_on("db"))
+        .component(
+            Component::new("db", |_ctx| async { Err("bad password".into()) })
+                .restart(RestartPolicy::temporary()),
+        )
+        .component(
+            Component::new("http", |ctx| async move {
+                ctx.ready();
+                ctx.on_stopping().await;
+                Ok(())
+            })
+            .depends_on("db"),
+        )
         .build()
         .unwrap();
     let report = app.await;
     assert_eq!(report.status(), ExitStatus::ComponentFailed);
-    assert_eq!(report.component("http").unwrap().ended, Ending::NeverStarted);
+    assert_eq!(
+        report.component("http").unwrap().ended,
+        Ending::NeverStarted
+    );
     match report.reason {
         Some(ShutdownReason::ComponentFailed { component, error }) => {
             assert_eq!(&*component, "http");
@@ -275,9 +303,12 @@ async fn a_run_function_that_panics_before_its_future_is_a_component_failure() {
         .budget(budget())
         .handle_signals(false)
         .component(
-            Component::new("eager", |_ctx| -> std::future::Ready<Result<(), lameduck::BoxError>> {
-                panic!("config missing")
-            })
+            Component::new(
+                "eager",
+                |_ctx| -> std::future::Ready<Result<(), lameduck::BoxError>> {
+                    panic!("config missing")
+                },
+            )
             .restart(policy(Restart::Transient).intensity(1, Duration::from_secs(60))),
         )
         .build()
@@ -292,7 +323,10 @@ async fn a_component_that_ended_for_good_does_not_hold_readiness_back() {
     let app = App::builder("ended")
         .budget(budget())
         .handle_signals(false)
-        .component(Component::new("probe", |_ctx| async { Err("gone".into()) }).restart(RestartPolicy::temporary()))
+        .component(
+            Component::new("probe", |_ctx| async { Err("gone".into()) })
+                .restart(RestartPolicy::temporary()),
+        )
         .component(Component::new("main", |ctx| async move {
             ctx.ready();
             ctx.on_stopping().await;

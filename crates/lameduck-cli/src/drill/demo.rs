@@ -14,7 +14,8 @@ pub(super) fn apply(args: &mut Flags) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("cannot find the lameduck binary to run the demo")?;
     let [listen, admin] = free_ports()?;
     args.url = Some(format!("http://127.0.0.1:{listen}/work?ms=5"));
-    args.ready_url.get_or_insert_with(|| format!("http://127.0.0.1:{admin}/readyz"));
+    args.ready_url
+        .get_or_insert_with(|| format!("http://127.0.0.1:{admin}/readyz"));
     args.command = vec![
         exe.into_os_string(),
         "demo".into(),
@@ -39,7 +40,9 @@ pub(super) fn apply(args: &mut Flags) -> anyhow::Result<()> {
 /// the demo binds it; the demo would then fail to start and the drill say
 /// so, which is acceptable for a demonstration.
 fn free_ports() -> anyhow::Result<[u16; 2]> {
-    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port on 127.0.0.1")?;
-    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("cannot find a free port on 127.0.0.1")?;
+    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free port on 127.0.0.1")?;
+    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .context("cannot find a free port on 127.0.0.1")?;
     Ok([a.local_addr()?.port(), b.local_addr()?.port()])
 }

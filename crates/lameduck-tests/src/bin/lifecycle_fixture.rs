@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lameduck::{App, Budget, Component, Restart, RestartPolicy, Phase};
+use lameduck::{App, Budget, Component, Phase, Restart, RestartPolicy};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -65,7 +65,10 @@ fn chain(name: &'static str, dep: Option<&'static str>) -> Component {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .init();
 
     let mut budget = Budget::new(args.grace_period)
         .drain_delay(args.drain_delay)

@@ -30,7 +30,10 @@ pub(crate) fn order(components: &[Component]) -> Result<Vec<usize>, BuildError> 
                 None => {
                     return Err(BuildError::new(
                         BuildErrorKind::UnknownDependency,
-                        format!("component {:?} depends on {:?}, which is not a component", &*c.name, &**dep),
+                        format!(
+                            "component {:?} depends on {:?}, which is not a component",
+                            &*c.name, &**dep
+                        ),
                     ));
                 }
             }
@@ -60,7 +63,10 @@ pub(crate) fn order(components: &[Component]) -> Result<Vec<usize>, BuildError> 
             Mark::Done => return Ok(()),
             Mark::OnStack => {
                 let from = stack.iter().position(|&s| s == i).unwrap_or(0);
-                let mut names: Vec<&str> = stack[from..].iter().map(|&s| &*components[s].name).collect();
+                let mut names: Vec<&str> = stack[from..]
+                    .iter()
+                    .map(|&s| &*components[s].name)
+                    .collect();
                 names.push(&components[i].name);
                 return Err(BuildError::new(
                     BuildErrorKind::DependencyCycle,
@@ -90,10 +96,10 @@ mod tests {
     use super::*;
 
     fn c(name: &'static str, deps: &[&'static str]) -> Component {
-        deps.iter().fold(
-            Component::new(name, |_ctx| async { Ok(()) }),
-            |c, d| c.depends_on(*d),
-        )
+        deps.iter()
+            .fold(Component::new(name, |_ctx| async { Ok(()) }), |c, d| {
+                c.depends_on(*d)
+            })
     }
 
     fn names(cs: &[Component], order: &[usize]) -> Vec<String> {
@@ -102,7 +108,11 @@ mod tests {
 
     #[test]
     fn dependencies_come_first() {
-        let cs = vec![c("http", &["db", "cache"]), c("db", &[]), c("cache", &["db"])];
+        let cs = vec![
+            c("http", &["db", "cache"]),
+            c("db", &[]),
+            c("cache", &["db"]),
+        ];
         let order = order(&cs).unwrap();
         assert_eq!(names(&cs, &order), ["db", "cache", "http"]);
     }

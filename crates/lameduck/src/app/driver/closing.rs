@@ -75,8 +75,16 @@ impl Driver {
                 }
                 let _ = tx.send(());
             });
-        if spawned.is_ok() && tokio::time::timeout(self.timeline.log_flush, rx).await.is_err() {
-            eprintln!("lameduck: {}: the final flush did not finish within {:?}", self.handle.name(), self.timeline.log_flush);
+        if spawned.is_ok()
+            && tokio::time::timeout(self.timeline.log_flush, rx)
+                .await
+                .is_err()
+        {
+            eprintln!(
+                "lameduck: {}: the final flush did not finish within {:?}",
+                self.handle.name(),
+                self.timeline.log_flush
+            );
         }
     }
 }
