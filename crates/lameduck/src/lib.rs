@@ -1,5 +1,96 @@
-//! lameduck: graceful shutdown, draining and zero-downtime restarts for tokio
-//! services.
+//! lameduck makes a tokio service stop, restart and roll over without
+//! dropping work.
+//!
+//! A service is an [`App`] of named [`Component`]s — an HTTP server, a queue
+//! consumer, a database pool — with dependencies between them. On `SIGTERM`
+//! (or `SIGINT`, or [`AppHandle::shutdown`], or a component that keeps
+//! failing) the app walks the shutdown sequence:
+//!
+//! 1. **Draining** — readiness turns false at once, but everything keeps
+//!    serving for the drain delay, while load balancers catch up.
+//! 2. **Stopping** — components get their stop signal in reverse dependency
+//!    order (the database pool outlives the HTTP server that uses it);
+//!    in-flight work, counted by each component's [`Tracker`], finishes
+//!    within the shutdown timeout.
+//! 3. **Cancelling** — what is left gets its cancel signal, and is aborted
+//!    and named in the [`Report`] at the hard deadline.
+//! 4. **Closing** — resources close in reverse dependency order, each with
+//!    its own timeout; logs flush last.
+//!
+//! A second signal forces the exit. Every deadline comes from one number, the
+//! orchestrator's grace period, split by the [`Budget`]; a budget whose
+//! phases do not fit is rejected at start-up, with the arithmetic.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use lameduck::{App, Budget, Component};
+//!
+//! #[tokio::main]
+//! async fn main() -> std::process::ExitCode {
+//!     let app = App::builder("orders")
+//!         .budget(Budget::new(Duration::from_secs(30)).drain_delay(Duration::from_secs(5)))
+//!         .component(
+//!             Component::new("db", |ctx| async move {
+//!                 // connect the pool, then:
+//!                 ctx.ready();
+//!                 ctx.on_stopping().await;
+//!                 Ok(())
+//!             })
+//!             .on_close(|| async {
+//!                 // close the pool: runs after every component has stopped
+//!                 Ok(())
+//!             }),
+//!         )
+//!         .component(
+//!             Component::new("worker", |ctx| async move {
+//!                 ctx.ready();
+//!                 loop {
+//!                     tokio::select! {
+//!                         _ = ctx.on_stopping() => return Ok(()),
+//!                         _ = tokio::time::sleep(Duration::from_millis(100)) => {
+//!                             let _job = ctx.tracker().track("job");
+//!                             // ... a job that the shutdown waits for
+//!                         }
+//!                     }
+//!                 }
+//!             })
+//!             .depends_on("db"),
+//!         )
+//!         .build();
+//!     match app {
+//!         Ok(app) => app.await.exit_code(),
+//!         Err(err) => {
+//!             eprintln!("orders: {err}");
+//!             err.exit_status().into()
+//!         }
+//!     }
+//! }
+//! ```
+//!
+//! # The signal contract
+//!
+//! | signal | while | behaviour |
+//! |---|---|---|
+//! | `SIGTERM` | running | drain for the drain delay, then stop, cancel, close; exit 0 when clean |
+//! | `SIGINT` | running, stdin not a terminal | as `SIGTERM` |
+//! | `SIGINT` | running, stdin a terminal | as `SIGTERM` but without the drain delay (Ctrl+C in development) |
+//! | either | starting | skip the drain (never ready, nobody routes here), stop |
+//! | either, again | shutting down | abort what is left, flush logs, exit 128 + signal |
+//!
+//! Exit codes are listed in [`ExitStatus`]. The user guide in the
+//! repository's `docs/` folder covers the sequence, the budget, Kubernetes
+//! and systemd.
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `http` | an HTTP server component for any `tower::Service` that drains per connection and per request, with probes |
+//! | `axum` | axum glue: WebSocket going-away, extractors |
+//! | `systemd` | (Unix) [`systemd`]: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; [`listen`]: sockets from systemd socket activation |
+//! | `upgrade` | (Unix) [`upgrade`]: zero-downtime restarts on `SIGHUP`, [`AppHandle::upgrade`] or a control socket, the listening sockets handed to the new process ([`listen`]), rollback, PID file, handover |
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod app;
@@ -9,6 +100,8 @@ mod context;
 mod exit;
 mod fmt;
 mod health;
+#[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+pub mod listen;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(feature = "axum")]
@@ -17,7 +110,11 @@ mod phase;
 mod reason;
 mod report;
 mod restart;
+#[cfg(all(unix, feature = "systemd"))]
+pub mod systemd;
 mod tracker;
+#[cfg(all(unix, feature = "upgrade"))]
+pub mod upgrade;
 
 pub use app::{App, AppBuilder, AppHandle, BuildError, BuildErrorKind, DrainPolicy, RunFuture};
 pub use budget::{
@@ -34,3 +131,8 @@ pub use report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, Report, Wor
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{Tracker, WorkGuard, WorkItem};
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
