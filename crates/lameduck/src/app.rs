@@ -13,7 +13,7 @@ use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
 mod builder;
 mod driver;
 mod graph;
-mod signals;
+pub(crate) mod signals;
 mod watchdog;
 
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
@@ -132,6 +132,12 @@ pub(crate) enum Event {
     Ready { index: usize, attempt: u32 },
     Shutdown(ShutdownReason),
     TrackerIdle(usize),
+    /// An upgrade request: `SIGHUP`, the handle or the control socket.
+    #[cfg(all(unix, feature = "upgrade"))]
+    Upgrade(crate::upgrade::Request),
+    /// An upgrade attempt ended: the new process's pid, or why not.
+    #[cfg(all(unix, feature = "upgrade"))]
+    UpgradeDone(Result<u32, crate::upgrade::UpgradeError>),
 }
 
 /// A cheap, cloneable handle to a running (or not yet running) [`App`]:
@@ -201,6 +207,35 @@ impl AppHandle {
         self.send(Event::Shutdown(ShutdownReason::Requested(
             reason.into().into(),
         )));
+    }
+
+    /// Starts a zero-downtime upgrade (feature `upgrade`): a new process of
+    /// the program on disk takes over the listening sockets, and once it is
+    /// ready this app drains and stops with
+    /// [`ShutdownReason::Upgraded`]. The future gives the outcome; see
+    /// [`upgrade`](crate::upgrade) for the whole story.
+    ///
+    /// # Errors
+    ///
+    /// The future fails with an [`UpgradeError`](crate::upgrade::UpgradeError)
+    /// when another upgrade is under way (`Busy`), the app is not Running,
+    /// upgrades are disabled, or the new process failed, exited or was not
+    /// ready in time — in which case it was stopped, and this app goes on
+    /// serving.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not cancel the upgrade.
+    #[cfg(all(unix, feature = "upgrade"))]
+    pub fn upgrade(&self) -> crate::upgrade::UpgradeFuture {
+        self.request_upgrade(crate::upgrade::Via::Handle)
+    }
+
+    #[cfg(all(unix, feature = "upgrade"))]
+    pub(crate) fn request_upgrade(&self, via: crate::upgrade::Via) -> crate::upgrade::UpgradeFuture {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(Event::Upgrade(crate::upgrade::Request { via, reply: Some(tx) }));
+        crate::upgrade::UpgradeFuture::new(rx)
     }
 
     /// Why the app is shutting down, once it is.

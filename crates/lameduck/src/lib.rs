@@ -78,6 +78,7 @@
 //! | `SIGINT` | running, stdin a terminal | as `SIGTERM` but without the drain delay (Ctrl+C in development) |
 //! | either | starting | skip the drain (never ready, nobody routes here), stop |
 //! | either, again | shutting down | abort what is left, flush logs, exit 128 + signal |
+//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, drain and exit 0; if it fails, keep serving |
 //!
 //! Exit codes are listed in [`ExitStatus`]. The user guide in the
 //! repository's `docs/` folder covers the sequence, the budget, Kubernetes
@@ -89,8 +90,8 @@
 //! |---|---|
 //! | `http` | an HTTP server component for any `tower::Service` that drains per connection and per request, with probes |
 //! | `axum` | axum glue: WebSocket going-away, extractors |
-//! | `systemd` | (Unix) [`systemd`]: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; [`listen`]: sockets from systemd socket activation |
-//! | `upgrade` | (Unix) [`upgrade`]: zero-downtime restarts on `SIGHUP`, [`AppHandle::upgrade`] or a control socket, the listening sockets handed to the new process ([`listen`]), rollback, PID file, handover |
+//! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
+//! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod app;

@@ -56,6 +56,12 @@ pub enum ShutdownReason {
     },
     /// Every component finished on its own; nothing was left to run.
     Completed,
+    /// An upgrade succeeded (feature `upgrade`): the new process, `new_pid`,
+    /// is ready and serves the same sockets; this one drains and exits.
+    Upgraded {
+        /// The new process's pid.
+        new_pid: u32,
+    },
 }
 
 impl fmt::Display for ShutdownReason {
@@ -67,6 +73,7 @@ impl fmt::Display for ShutdownReason {
                 write!(f, "component {component} failed: {error}")
             }
             ShutdownReason::Completed => f.write_str("every component finished"),
+            ShutdownReason::Upgraded { new_pid } => write!(f, "upgraded: pid {new_pid} took over"),
         }
     }
 }

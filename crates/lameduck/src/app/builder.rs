@@ -35,6 +35,8 @@ pub struct AppBuilder {
     exit_watchdog: bool,
     exit_on_force: bool,
     flushes: Vec<FlushFn>,
+    #[cfg(all(unix, feature = "upgrade"))]
+    upgrade: crate::upgrade::Upgrade,
 }
 
 /// What the driver needs, checked.
@@ -49,6 +51,8 @@ pub(crate) struct Parts {
     pub(crate) exit_watchdog: bool,
     pub(crate) exit_on_force: bool,
     pub(crate) flushes: Vec<FlushFn>,
+    #[cfg(all(unix, feature = "upgrade"))]
+    pub(crate) upgrade: crate::upgrade::Upgrade,
 }
 
 impl AppBuilder {
@@ -64,7 +68,25 @@ impl AppBuilder {
             exit_watchdog: true,
             exit_on_force: true,
             flushes: Vec::new(),
+            #[cfg(all(unix, feature = "upgrade"))]
+            upgrade: {
+                // The path to start again is the one the process was started
+                // with: record it as early as the app exists.
+                crate::upgrade::exe::capture();
+                crate::upgrade::Upgrade::new()
+            },
         }
+    }
+
+    /// How the app upgrades (feature `upgrade`; default [`Upgrade::new`]:
+    /// on `SIGHUP` and [`AppHandle::upgrade`](super::AppHandle::upgrade),
+    /// 30 s to become ready). See [`upgrade`](crate::upgrade).
+    ///
+    /// [`Upgrade::new`]: crate::upgrade::Upgrade::new
+    #[cfg(all(unix, feature = "upgrade"))]
+    pub fn upgrade(mut self, upgrade: crate::upgrade::Upgrade) -> Self {
+        self.upgrade = upgrade;
+        self
     }
 
     /// Sets the timing budget (default: [`Budget::default`], a 30 s grace
@@ -169,6 +191,8 @@ impl AppBuilder {
                 exit_watchdog: self.exit_watchdog,
                 exit_on_force: self.exit_on_force,
                 flushes: self.flushes,
+                #[cfg(all(unix, feature = "upgrade"))]
+                upgrade: self.upgrade,
             },
         })
     }

@@ -21,7 +21,10 @@ use crate::report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, WorkRepo
 use crate::{Context, ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem};
 
 mod closing;
+mod notify;
 mod slot;
+#[cfg(all(unix, feature = "upgrade"))]
+mod upgrading;
 
 use slot::{Slot, State};
 
@@ -60,6 +63,10 @@ pub(crate) struct Driver {
     status: ExitStatus,
     watching: HashSet<usize>,
     work: WorkReport,
+    /// sd_notify (feature `systemd`; a no-op without it).
+    systemd: notify::Systemd,
+    #[cfg(all(unix, feature = "upgrade"))]
+    upgrades: upgrading::Upgrades,
 }
 
 impl Driver {
@@ -95,6 +102,9 @@ impl Driver {
             status: ExitStatus::Clean,
             watching: HashSet::new(),
             work: WorkReport::default(),
+            systemd: notify::Systemd::disabled(),
+            #[cfg(all(unix, feature = "upgrade"))]
+            upgrades: upgrading::Upgrades::new(parts.upgrade),
         };
         driver.link_dependencies();
         driver
@@ -123,6 +133,13 @@ impl Driver {
                 Err(err) => tracing::warn!(target: "lameduck", app = %self.handle.name(), error = %err, "cannot listen for signals"),
             }
         }
+        #[cfg(all(unix, feature = "upgrade"))]
+        let quiet = crate::upgrade::child::is_pending();
+        #[cfg(not(all(unix, feature = "upgrade")))]
+        let quiet = false;
+        self.systemd = notify::Systemd::start(&self.handle, quiet);
+        #[cfg(all(unix, feature = "upgrade"))]
+        self.upgrades_start();
         self.phase_started = Instant::now();
         tracing::info!(target: "lameduck", app = %self.handle.name(), phase = "starting", components = self.slots.len(), "phase changed");
         self.start_waiting();
@@ -203,6 +220,10 @@ impl Driver {
             Event::TrackerIdle(i) => {
                 self.watching.remove(&i);
             }
+            #[cfg(all(unix, feature = "upgrade"))]
+            Event::Upgrade(request) => self.on_upgrade_request(request),
+            #[cfg(all(unix, feature = "upgrade"))]
+            Event::UpgradeDone(result) => self.on_upgrade_done(result),
         }
     }
 
@@ -386,9 +407,29 @@ impl Driver {
             duration: now - self.phase_started,
         });
         self.phase_started = now;
+        // Before the phase is observable: whoever sees Running finds the
+        // control socket bound and the PID file written.
+        self.announce(from, phase, cause);
         self.handle.set_phase(phase);
         let since_ms = self.shutdown_at.map_or(0, |t| (now - t).as_millis() as u64);
         tracing::info!(target: "lameduck", app = %self.handle.name(), phase = %phase, from = %from, cause = %cause, since_shutdown_ms = since_ms, "phase changed");
+    }
+
+    /// Tells the outside world about a phase change: systemd (feature
+    /// `systemd`), an upgrading parent, the control socket and the PID file
+    /// (feature `upgrade`).
+    fn announce(&mut self, from: Phase, phase: Phase, cause: &str) {
+        let left = self.shutdown_at.map(|t| self.timeline.grace_period.saturating_sub(t.elapsed()));
+        // A process started by an upgrade is announced to systemd by its
+        // parent (MAINPID, READY) once it reports ready.
+        #[cfg(all(unix, feature = "upgrade"))]
+        let announce_ready = !crate::upgrade::child::is_pending();
+        #[cfg(not(all(unix, feature = "upgrade")))]
+        let announce_ready = true;
+        self.systemd.entered(phase, cause, left, announce_ready);
+        #[cfg(all(unix, feature = "upgrade"))]
+        self.upgrades_entered(from, phase, cause);
+        let _ = from;
     }
 
     fn trackers(&self) -> Vec<crate::Tracker> {

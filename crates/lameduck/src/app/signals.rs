@@ -1,4 +1,5 @@
-//! Listening for shutdown signals.
+//! Listening for shutdown signals (and, with the `upgrade` feature, for
+//! `SIGHUP`, which asks for an upgrade).
 
 use tokio::sync::mpsc;
 
@@ -53,6 +54,24 @@ impl Drop for Signals {
             task.abort();
         }
     }
+}
+
+/// Turns every `SIGHUP` into an upgrade request (feature `upgrade`). From
+/// the moment this returns, `SIGHUP` no longer kills the process (its
+/// default action).
+#[cfg(all(unix, feature = "upgrade"))]
+pub(crate) fn hangups(app: crate::AppHandle) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+
+    let mut hup = signal(SignalKind::hangup())?;
+    Ok(tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            app.send(super::Event::Upgrade(crate::upgrade::Request {
+                via: crate::upgrade::Via::Signal,
+                reply: None,
+            }));
+        }
+    }))
 }
 
 #[cfg(unix)]

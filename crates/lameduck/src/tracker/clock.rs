@@ -1,55 +1,121 @@
-//! The start-time clock: cheap, monotonic and coarse.
+//! Start times: a process-wide coarse "now" that a ticker thread refreshes.
 //!
-//! A start time is read on every `track` call, so it has to cost a few
-//! nanoseconds, not the 20–30 ns a precise clock can take inside a VM. A few
-//! milliseconds of resolution is plenty for "stuck for 12.3 s".
+//! A start time is taken on every `track`, whose whole budget is about two
+//! atomic RMWs. Reading any clock costs more than that: measured on a 2-core
+//! KVM guest, `Instant::now()` is ~25 ns and even Linux's
+//! `CLOCK_MONOTONIC_COARSE` (via vDSO) ~10 ns. So `track` reads a relaxed
+//! `AtomicU64` instead, which a background thread sets to the current time
+//! every [`TICK`]: the same 4 ms resolution as the kernel's coarse clock, for
+//! the cost of one load. A start time is at most one tick early, never late,
+//! so ages are never negative and at most one tick too long.
+//!
+//! The thread ("lameduck-clock") starts with the first tracker and parks,
+//! without a timeout, while no tracker exists. It is the only thread this
+//! crate starts on its own. If it cannot be spawned, `track` reads the clock
+//! itself.
 
-/// Nanoseconds since an arbitrary fixed point; only differences mean anything.
-///
-/// On Linux this is `CLOCK_MONOTONIC_COARSE`, a vDSO read of the last timer
-/// tick (resolution 1–4 ms, no `rdtsc`). Elsewhere it falls back to
-/// [`Instant`](std::time::Instant) measured from the first call.
-#[cfg(any(target_os = "linux", target_os = "android"))]
-#[inline]
-pub(super) fn now() -> u64 {
-    use nix::time::{ClockId, clock_gettime};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
 
-    // The coarse clock exists on every kernel since 2.6.32, so the fallback
-    // is for exotic sandboxes only; CLOCK_MONOTONIC shares its epoch, so
-    // mixing the two cannot make an age negative by more than one tick.
-    let ts = clock_gettime(ClockId::CLOCK_MONOTONIC_COARSE)
-        .or_else(|_| clock_gettime(ClockId::CLOCK_MONOTONIC))
-        .unwrap_or_else(|_| nix::sys::time::TimeSpec::new(0, 0));
-    // Both fields are non-negative for a monotonic clock.
-    (ts.tv_sec() as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec() as u64)
+/// How often the ticker refreshes [`NOW`].
+const TICK: Duration = Duration::from_millis(4);
+
+/// `NOW` value that tells `track` to read the clock itself.
+const NO_TICKER: u64 = u64::MAX;
+
+/// Nanoseconds since [`epoch`] as of the last tick.
+static NOW: AtomicU64 = AtomicU64::new(0);
+/// Trackers alive; the ticker parks while this is zero.
+static TRACKERS: AtomicUsize = AtomicUsize::new(0);
+static TICKER: OnceLock<Option<Thread>> = OnceLock::new();
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
-/// Nanoseconds since the first call in this process.
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
-#[inline]
-pub(super) fn now() -> u64 {
-    use std::sync::OnceLock;
-    use std::time::Instant;
-
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let elapsed = EPOCH.get_or_init(Instant::now).elapsed();
+/// Nanoseconds since the process-wide epoch, read from the clock.
+pub(super) fn precise_now() -> u64 {
     // u64 nanoseconds last 584 years.
-    elapsed.as_nanos() as u64
+    epoch().elapsed().as_nanos() as u64
+}
+
+/// The start time for new work: the last tick, or the clock if no ticker.
+#[inline]
+pub(super) fn start_time() -> u64 {
+    // Relaxed: the value is only a timestamp; nothing is published with it.
+    match NOW.load(Ordering::Relaxed) {
+        NO_TICKER => precise_now(),
+        now => now,
+    }
+}
+
+/// A tracker was created: make sure the ticker runs.
+pub(super) fn hold() {
+    let ticker = TICKER.get_or_init(spawn_ticker);
+    // Fresh now, not a tick from before the ticker was parked. `fetch_max`
+    // keeps NOW monotonic against a concurrent tick, and NO_TICKER, the
+    // largest value, sticks.
+    NOW.fetch_max(precise_now(), Ordering::Relaxed);
+    if TRACKERS.fetch_add(1, Ordering::SeqCst) == 0 {
+        if let Some(ticker) = ticker {
+            // If the ticker is about to park, the token makes park return.
+            ticker.unpark();
+        }
+    }
+}
+
+/// A tracker was dropped.
+pub(super) fn release() {
+    TRACKERS.fetch_sub(1, Ordering::SeqCst);
+}
+
+fn spawn_ticker() -> Option<Thread> {
+    let spawned = thread::Builder::new()
+        .name("lameduck-clock".into())
+        .spawn(|| {
+            loop {
+                NOW.fetch_max(precise_now(), Ordering::Relaxed);
+                if TRACKERS.load(Ordering::SeqCst) == 0 {
+                    // `hold` unparks after raising the count, so a tracker
+                    // created after the load above cannot be missed.
+                    thread::park();
+                } else {
+                    // Spurious wake-ups only refresh NOW early.
+                    thread::park_timeout(TICK);
+                }
+            }
+        });
+    match spawned {
+        Ok(handle) => Some(handle.thread().clone()),
+        Err(_) => {
+            NOW.store(NO_TICKER, Ordering::Relaxed);
+            None
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::now;
+    use super::*;
 
     #[test]
-    fn never_goes_backwards() {
-        let mut last = now();
+    fn start_times_never_run_ahead_of_the_clock() {
+        hold();
         for _ in 0..10_000 {
-            let t = now();
-            assert!(t >= last, "clock went back from {last} to {t}");
-            last = t;
+            let start = start_time();
+            assert!(start <= precise_now());
         }
+        release();
+    }
+
+    #[test]
+    fn a_new_tracker_sees_a_fresh_time() {
+        let before = precise_now();
+        hold();
+        assert!(start_time() >= before);
+        release();
     }
 }

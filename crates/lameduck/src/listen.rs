@@ -1,0 +1,364 @@
+//! Listening sockets from elsewhere: systemd socket activation, a parent
+//! lameduck process (an upgrade), or a fresh bind — in that order.
+//!
+//! A service asks for each listener by name, with the address to bind when
+//! nothing is inherited:
+//!
+//! ```no_run
+//! use lameduck::listen::Listeners;
+//!
+//! # fn main() -> Result<(), lameduck::listen::ListenError> {
+//! let mut listeners = Listeners::from_env()?;
+//! let http = listeners.tcp("http", "127.0.0.1:8080")?;
+//! let admin = listeners.tcp("admin", "127.0.0.1:9090")?;
+//! // give `http` to lameduck::http::Server::new, or `http.into_std()` to any server
+//! # Ok(()) }
+//! ```
+//!
+//! # The convention
+//!
+//! It is systemd's (`sd_listen_fds(3)`), so sockets can come from a
+//! `.socket` unit, from `lameduck run`, from an upgrading lameduck process,
+//! or from `systemd-socket-activate` while developing:
+//!
+//! | variable | holds |
+//! |---|---|
+//! | `LISTEN_FDS` | how many sockets were passed; they are descriptors 3, 4, … |
+//! | `LISTEN_PID` | the pid they were passed to: this process, or they are not ours |
+//! | `LISTEN_FDNAMES` | their names, `:`-separated (systemd's `FileDescriptorName=`); `unknown` when unset |
+//!
+//! Bad input is an error that names the variable, never a silent rebind: a
+//! `LISTEN_PID` of another process, a count that is not a number or does
+//! not match the names, a descriptor that is not open or not a listening
+//! stream socket. Such an error belongs in the start-up failure of the
+//! service; see [`ListenError::variable`].
+//!
+//! # Why by name, and why through here
+//!
+//! Names make the mapping explicit when a service has several listeners
+//! (`http`, `admin`), and survive reordering. Every listener handed out —
+//! inherited or bound — is recorded for the next upgrade (feature
+//! `upgrade`), which passes them all to the new process under the same
+//! names. A socket the service binds by other means is not passed on, and
+//! the new process will find its address in use.
+//!
+//! Take the inherited sockets early, before starting threads that might
+//! open files: the numbers 3, 4, … are claimed as this process's own.
+
+use std::io;
+use std::net::ToSocketAddrs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use nix::sys::socket::{
+    AddressFamily, SockType, SockaddrLike, SockaddrStorage, getsockname, getsockopt, sockopt,
+};
+
+mod env;
+mod error;
+mod handoff;
+pub(crate) mod registry;
+mod socket;
+
+pub use error::{ListenError, ListenErrorKind};
+pub use handoff::Handoff;
+#[cfg(feature = "upgrade")]
+pub(crate) use handoff::claim as claim_fd;
+use socket::Origin;
+pub use socket::{TcpListener, UnixListener};
+
+#[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
+/// The lameduck-private variable holding the descriptor of the upgrade
+/// channel to the parent.
+pub(crate) const UPGRADE_FD_VAR: &str = "LAMEDUCK_UPGRADE_FD";
+/// The lameduck-private variable holding the pid the upgrade channel is for
+/// (set as `LISTEN_PID` is: it must be this process's).
+pub(crate) const UPGRADE_PID_VAR: &str = "LAMEDUCK_UPGRADE_PID";
+
+/// Set by the first [`Listeners::from_env`]: descriptor numbers are claimed
+/// once per process.
+static CLAIMED: AtomicBool = AtomicBool::new(false);
+
+/// The inherited listening sockets not yet taken, and the way to bind the
+/// rest. See the [module docs](self).
+#[derive(Debug)]
+pub struct Listeners {
+    inherited: Vec<(String, OwnedFd)>,
+    origin: Origin,
+}
+
+/// What kind of socket a descriptor is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Family {
+    Ip,
+    Unix,
+    Other,
+}
+
+impl Listeners {
+    /// Takes the sockets passed in the environment (none when `LISTEN_FDS`
+    /// is unset), checked to be listening stream sockets.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenErrorKind::Environment`] for a malformed, inconsistent or
+    /// foreign environment, [`ListenErrorKind::NotListening`] for a
+    /// descriptor that is not a listening stream socket — each naming the
+    /// variable — and [`ListenErrorKind::AlreadyTaken`] on a second call
+    /// that would claim the same descriptors again.
+    pub fn from_env() -> Result<Self, ListenError> {
+        let slots = env::parse(&env::Vars::from_env(), std::process::id())?;
+        let from_parent =
+            std::env::var(UPGRADE_PID_VAR).is_ok_and(|p| p == std::process::id().to_string());
+        let origin = if from_parent {
+            Origin::Parent
+        } else {
+            Origin::Systemd
+        };
+        if slots.is_empty() {
+            return Ok(Self::none_with(origin));
+        }
+        if CLAIMED.swap(true, Ordering::AcqRel) {
+            return Err(ListenError::new(
+                ListenErrorKind::AlreadyTaken,
+                "the inherited sockets were already taken by an earlier Listeners::from_env".into(),
+                None,
+            ));
+        }
+        // Check every descriptor before owning any: on an error nothing is
+        // closed, in case a number is not ours after all.
+        for slot in &slots {
+            let what = format!("LISTEN_FDS: fd {} ({:?})", slot.fd, slot.name);
+            handoff::inspect(slot.fd, |fd| check_listening(fd, &what)).map_err(|e| {
+                ListenError::new(
+                    ListenErrorKind::NotListening,
+                    format!("{what} is not open"),
+                    Some(e),
+                )
+            })??;
+        }
+        let mut inherited = Vec::with_capacity(slots.len());
+        for slot in slots {
+            let fd = handoff::claim(slot.fd).map_err(|e| {
+                ListenError::new(
+                    ListenErrorKind::NotListening,
+                    format!(
+                        "LISTEN_FDS: fd {} ({:?}) cannot be taken",
+                        slot.fd, slot.name
+                    ),
+                    Some(e),
+                )
+            })?;
+            #[cfg(feature = "upgrade")]
+            registry::register(&slot.name, &fd)
+                .map_err(|e| io_error("cannot record an inherited socket", e))?;
+            inherited.push((slot.name, fd));
+        }
+        tracing::info!(
+            target: "lameduck::listen",
+            sockets = %inherited.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(","),
+            from = if from_parent { "parent" } else { "systemd" },
+            "inherited listening sockets"
+        );
+        Ok(Self { inherited, origin })
+    }
+
+    /// No inherited sockets: every listener is bound fresh.
+    pub fn none() -> Self {
+        Self::none_with(Origin::Bound)
+    }
+
+    fn none_with(origin: Origin) -> Self {
+        Self {
+            inherited: Vec::new(),
+            origin,
+        }
+    }
+
+    /// The names of the inherited sockets not yet taken.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.inherited.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// How many inherited sockets are not yet taken.
+    pub fn len(&self) -> usize {
+        self.inherited.len()
+    }
+
+    /// Whether every inherited socket was taken (or none was passed).
+    pub fn is_empty(&self) -> bool {
+        self.inherited.is_empty()
+    }
+
+    /// Takes the inherited TCP socket named `name` (the first, if several
+    /// have the name); `None` if none has it.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenErrorKind::WrongType`] when the socket with that name is not
+    /// a TCP socket.
+    pub fn take_tcp(&mut self, name: &str) -> Result<Option<TcpListener>, ListenError> {
+        Ok(self
+            .take(name, Family::Ip, "TCP")?
+            .map(|fd| TcpListener::new(fd.into(), name, self.origin)))
+    }
+
+    /// Takes the inherited Unix stream socket named `name`; `None` if none
+    /// has it.
+    ///
+    /// # Errors
+    ///
+    /// [`ListenErrorKind::WrongType`] when the socket with that name is not
+    /// a Unix socket.
+    pub fn take_unix(&mut self, name: &str) -> Result<Option<UnixListener>, ListenError> {
+        Ok(self
+            .take(name, Family::Unix, "Unix")?
+            .map(|fd| UnixListener::new(fd.into(), name, self.origin)))
+    }
+
+    /// The inherited TCP socket named `name`, or else a fresh one bound to
+    /// `addr` (with `SO_REUSEADDR`, as std does on Unix).
+    ///
+    /// # Errors
+    ///
+    /// As [`take_tcp`](Self::take_tcp), and [`ListenErrorKind::Bind`] when
+    /// the bind fails.
+    pub fn tcp(
+        &mut self,
+        name: &str,
+        addr: impl ToSocketAddrs,
+    ) -> Result<TcpListener, ListenError> {
+        if let Some(l) = self.take_tcp(name)? {
+            return Ok(l);
+        }
+        let std = std::net::TcpListener::bind(addr).map_err(|e| {
+            ListenError::new(
+                ListenErrorKind::Bind,
+                format!("cannot bind the {name:?} listener"),
+                Some(e),
+            )
+        })?;
+        record(name, &std)?;
+        Ok(TcpListener::new(std, name, Origin::Bound))
+    }
+
+    /// The inherited Unix socket named `name`, or else a fresh one bound at
+    /// `path`. A socket file left at `path` by a process that is gone (a
+    /// connect is refused) is replaced; one that a live process listens on
+    /// is an error.
+    ///
+    /// # Errors
+    ///
+    /// As [`take_unix`](Self::take_unix), and [`ListenErrorKind::Bind`] when
+    /// the bind fails or the path is in use.
+    pub fn unix(
+        &mut self,
+        name: &str,
+        path: impl AsRef<Path>,
+    ) -> Result<UnixListener, ListenError> {
+        if let Some(l) = self.take_unix(name)? {
+            return Ok(l);
+        }
+        let path = path.as_ref();
+        let bind_error = |e| {
+            ListenError::new(
+                ListenErrorKind::Bind,
+                format!("cannot bind the {name:?} listener at {}", path.display()),
+                Some(e),
+            )
+        };
+        remove_stale_socket(path).map_err(bind_error)?;
+        let std = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
+        record(name, &std)?;
+        Ok(UnixListener::new(std, name, Origin::Bound))
+    }
+
+    fn take(
+        &mut self,
+        name: &str,
+        want: Family,
+        what: &str,
+    ) -> Result<Option<OwnedFd>, ListenError> {
+        let Some(i) = self.inherited.iter().position(|(n, _)| n == name) else {
+            return Ok(None);
+        };
+        let found = family(&self.inherited[i].1);
+        if found != want {
+            return Err(ListenError::new(
+                ListenErrorKind::WrongType,
+                format!("the inherited socket {name:?} is not a {what} socket (LISTEN_FDNAMES)"),
+                None,
+            ));
+        }
+        Ok(Some(self.inherited.remove(i).1))
+    }
+}
+
+fn record(name: &str, socket: &impl std::os::fd::AsFd) -> Result<(), ListenError> {
+    #[cfg(feature = "upgrade")]
+    registry::register(name, socket)
+        .map_err(|e| io_error("cannot record a listening socket", e))?;
+    let _ = (name, socket);
+    Ok(())
+}
+
+#[cfg(feature = "upgrade")]
+fn io_error(what: &str, e: io::Error) -> ListenError {
+    ListenError::new(ListenErrorKind::Io, what.to_string(), Some(e))
+}
+
+fn check_listening(fd: std::os::fd::BorrowedFd<'_>, what: &str) -> Result<(), ListenError> {
+    let not = |why: &str, e: Option<io::Error>| {
+        ListenError::new(ListenErrorKind::NotListening, format!("{what} {why}"), e)
+    };
+    match getsockopt(&fd, sockopt::AcceptConn) {
+        Ok(true) => {}
+        Ok(false) => return Err(not("is a socket but not a listening one", None)),
+        Err(nix::errno::Errno::ENOTSOCK) => {
+            return Err(not("is not a listening socket (not a socket at all)", None));
+        }
+        Err(e) => return Err(not("cannot be checked", Some(e.into()))),
+    }
+    match getsockopt(&fd, sockopt::SockType) {
+        Ok(SockType::Stream) => Ok(()),
+        Ok(other) => Err(not(
+            &format!("is a {other:?} socket, not a stream one"),
+            None,
+        )),
+        Err(e) => Err(not("cannot be checked", Some(e.into()))),
+    }
+}
+
+fn family(fd: &OwnedFd) -> Family {
+    match getsockname::<SockaddrStorage>(fd.as_raw_fd())
+        .ok()
+        .and_then(|a| a.family())
+    {
+        Some(AddressFamily::Inet | AddressFamily::Inet6) => Family::Ip,
+        Some(AddressFamily::Unix) => Family::Unix,
+        _ => Family::Other,
+    }
+}
+
+/// Removes a socket file nobody listens on any more.
+fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    if !meta.file_type().is_socket() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "a file that is not a socket is in the way",
+        ));
+    }
+    match std::os::unix::net::UnixStream::connect(path) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AddrInUse,
+            "a running process listens there",
+        )),
+        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => std::fs::remove_file(path),
+        Err(e) => Err(e),
+    }
+}

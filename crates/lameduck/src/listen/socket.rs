@@ -1,0 +1,183 @@
+//! Listeners as handed out by [`Listeners`](super::Listeners): a std socket
+//! plus where it came from, which decides how it may be closed.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
+use std::sync::Arc;
+
+#[cfg(feature = "http")]
+use super::registry;
+
+/// Where a socket came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// systemd socket activation: systemd keeps its own copy for good.
+    Systemd,
+    /// A lameduck parent, which exits once this process is ready.
+    Parent,
+    /// Bound by this process.
+    Bound,
+}
+
+/// Whether another process may be accepting on the socket now, so that
+/// closing it must leave the socket itself (its accept queue, its filters)
+/// untouched.
+#[cfg(feature = "http")]
+fn is_shared(origin: Origin) -> bool {
+    origin == Origin::Systemd || registry::is_handed_off()
+}
+
+macro_rules! listener {
+    ($(#[$doc:meta])* $name:ident, $std:ty, $tokio:ty) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub struct $name {
+            std: Option<$std>,
+            #[cfg(feature = "http")]
+            tokio: Option<$tokio>,
+            name: Arc<str>,
+            origin: Origin,
+        }
+
+        impl $name {
+            pub(crate) fn new(std: $std, name: &str, origin: Origin) -> Self {
+                Self {
+                    std: Some(std),
+                    #[cfg(feature = "http")]
+                    tokio: None,
+                    name: name.into(),
+                    origin,
+                }
+            }
+
+            /// The name it is known by (`LISTEN_FDNAMES`).
+            pub fn name(&self) -> &str {
+                &self.name
+            }
+
+            /// Whether it was inherited (from systemd or a parent process)
+            /// rather than bound by this process.
+            pub fn is_inherited(&self) -> bool {
+                self.origin != Origin::Bound
+            }
+
+            /// The std listener, for a server other than
+            /// [`http::Server`](crate::http): hyper, `axum::serve`, tonic.
+            /// Inherited sockets keep the blocking mode they came with; call
+            /// `set_nonblocking(true)` before giving one to tokio.
+            pub fn into_std(self) -> $std {
+                match self.std {
+                    Some(s) => s,
+                    #[cfg(feature = "http")]
+                    None => self
+                        .tokio
+                        .and_then(|t| t.into_std().ok())
+                        .expect("a listener holds a std or a tokio socket"),
+                    #[cfg(not(feature = "http"))]
+                    None => unreachable!("a listener holds its std socket"),
+                }
+            }
+
+            fn fd(&self) -> BorrowedFd<'_> {
+                match &self.std {
+                    Some(s) => s.as_fd(),
+                    #[cfg(feature = "http")]
+                    None => self.tokio.as_ref().expect("a listener holds a socket").as_fd(),
+                    #[cfg(not(feature = "http"))]
+                    None => unreachable!("a listener holds its std socket"),
+                }
+            }
+
+            #[cfg(feature = "http")]
+            fn tokio(&mut self) -> io::Result<&mut $tokio> {
+                if self.tokio.is_none() {
+                    let std = self.std.take().expect("a listener holds a socket");
+                    std.set_nonblocking(true)?;
+                    self.tokio = Some(<$tokio>::from_std(std)?);
+                }
+                Ok(self.tokio.as_mut().expect("just set"))
+            }
+        }
+
+        impl AsFd for $name {
+            fn as_fd(&self) -> BorrowedFd<'_> {
+                self.fd()
+            }
+        }
+
+        impl AsRawFd for $name {
+            fn as_raw_fd(&self) -> RawFd {
+                self.fd().as_raw_fd()
+            }
+        }
+
+        /// Serves like the tokio listener it wraps, except at close: while
+        /// another process shares the socket (systemd holds it, or an
+        /// upgrade handed it over), closing drops only this process's
+        /// descriptor and leaves the accept queue to the other process,
+        /// instead of filtering or draining it.
+        #[cfg(feature = "http")]
+        impl crate::http::Listener for $name {
+            type Io = <$tokio as crate::http::Listener>::Io;
+            type Addr = <$tokio as crate::http::Listener>::Addr;
+
+            async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
+                crate::http::Listener::accept(self.tokio()?).await
+            }
+
+            fn local_addr(&self) -> io::Result<Self::Addr> {
+                match &self.tokio {
+                    Some(t) => crate::http::Listener::local_addr(t),
+                    None => {
+                        let std = self.std.as_ref().expect("a listener holds a socket").try_clone()?;
+                        std.set_nonblocking(true)?;
+                        crate::http::Listener::local_addr(&<$tokio>::from_std(std)?)
+                    }
+                }
+            }
+
+            fn close(mut self) -> Vec<(Self::Io, Self::Addr)> {
+                if is_shared(self.origin) {
+                    tracing::debug!(target: "lameduck::listen", listener = %self.name, "closing a shared listener: its queue stays with the other process");
+                    return Vec::new();
+                }
+                match self.tokio() {
+                    Ok(_) => crate::http::Listener::close(self.tokio.take().expect("just set")),
+                    Err(_) => Vec::new(),
+                }
+            }
+        }
+    };
+}
+
+listener!(
+    /// A TCP listener from [`Listeners`](super::Listeners): inherited or
+    /// bound fresh, and recorded for the next upgrade.
+    ///
+    /// Give it to [`http::Server::new`](crate::http::Server::new) as is (it
+    /// implements the server's `Listener`), or take the std socket with
+    /// [`into_std`](Self::into_std).
+    TcpListener,
+    std::net::TcpListener,
+    tokio::net::TcpListener
+);
+
+listener!(
+    /// A Unix stream listener from [`Listeners`](super::Listeners):
+    /// inherited or bound fresh, and recorded for the next upgrade.
+    UnixListener,
+    std::os::unix::net::UnixListener,
+    tokio::net::UnixListener
+);
+
+impl TcpListener {
+    /// The address it listens on.
+    ///
+    /// # Errors
+    ///
+    /// When the socket cannot tell (rare).
+    pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
+        // A duplicate is the one way to ask std without owning the socket.
+        std::net::TcpListener::from(self.fd().try_clone_to_owned()?).local_addr()
+    }
+}

@@ -1,0 +1,313 @@
+//! Zero-downtime restarts: the running process starts the binary on disk
+//! now (which may be a new version), hands it the listening sockets, waits
+//! until it is ready, and only then drains and stops.
+//!
+//! # How an upgrade goes
+//!
+//! 1. A trigger: `SIGHUP`, [`AppHandle::upgrade`](crate::AppHandle::upgrade),
+//!    or `upgrade` on the control socket ([`Upgrade::control_socket`]).
+//!    Only a Running app upgrades; one upgrade at a time — a second request
+//!    meanwhile is refused as [`UpgradeErrorKind::Busy`].
+//! 2. The app starts its program again — the path it was started with
+//!    (`argv[0]` made absolute at start, symlinks left alone, so a
+//!    `current -> releases/v2` switch is followed), with the same arguments
+//!    — and passes every listener obtained through
+//!    [`Listeners`](crate::listen::Listeners) in the systemd convention
+//!    (`LISTEN_FDS`, `LISTEN_FDNAMES`, `LISTEN_PID` set to the child's own
+//!    pid), plus a private channel (a socket pair, `LAMEDUCK_UPGRADE_FD`).
+//!    The kernel's accept queue belongs to the socket, which both processes
+//!    now hold: no connection is refused or lost while they overlap.
+//! 3. The child's app, on reaching Running, reports ready on the channel.
+//!    Nothing to call: it is automatic.
+//! 4. The parent then tells systemd the new main pid, updates the PID file,
+//!    answers the requester, and shuts down with
+//!    [`ShutdownReason::Upgraded`](crate::ShutdownReason::Upgraded): the
+//!    normal sequence, drain included, so keep-alive clients are told to
+//!    reconnect (to the new process) and in-flight work finishes. It exits 0.
+//!
+//! # Rollback
+//!
+//! If the child fails to start, exits or crashes before it is ready, or is
+//! not ready within the [timeout](Upgrade::timeout), the parent stops it
+//! (`SIGTERM`, then `SIGKILL`, by its pid), logs why, answers the requester
+//! with the error, and goes on serving as if nothing happened.
+//!
+//! # Handover
+//!
+//! A small, optional, typed state transfer: [`Upgrade::handover`] produces
+//! bytes in the old process at the moment of the upgrade, and
+//! [`take_handover`] reads them in the new one, checked against a kind
+//! string (`"sessions/v1"`) so that a new version never misreads an old
+//! format.
+//!
+//! # Within Kubernetes
+//!
+//! In a pod, the orchestrator replaces pods instead; upgrades are for
+//! services on a host (systemd units, VMs, bare metal). See the repository's
+//! `docs/restarts.md`.
+
+use std::fmt;
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+pub(crate) mod child;
+pub(crate) mod control;
+pub(crate) mod exe;
+pub(crate) mod pidfile;
+mod protocol;
+pub(crate) mod spawn;
+
+pub use child::{parent_pid, take_handover};
+
+/// The default time a new process has to become ready.
+pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub(crate) type HandoverFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+
+/// How an app upgrades: given to
+/// [`AppBuilder::upgrade`](crate::AppBuilder::upgrade). Upgrades are on by
+/// default with the `upgrade` feature ([`Upgrade::new`]); turn them off
+/// with [`Upgrade::disabled`].
+///
+/// # Examples
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use lameduck::{App, upgrade::Upgrade};
+///
+/// let app = App::builder("orders").upgrade(
+///     Upgrade::new()
+///         .timeout(Duration::from_secs(20))
+///         .control_socket("/run/orders/control.sock")
+///         .pid_file("/run/orders/orders.pid"),
+/// );
+/// ```
+#[derive(Clone)]
+pub struct Upgrade {
+    pub(crate) enabled: bool,
+    pub(crate) timeout: Duration,
+    pub(crate) control_socket: Option<PathBuf>,
+    pub(crate) pid_file: Option<PathBuf>,
+    pub(crate) program: Option<PathBuf>,
+    pub(crate) handover: Option<(Arc<str>, HandoverFn)>,
+}
+
+impl Default for Upgrade {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for Upgrade {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upgrade")
+            .field("enabled", &self.enabled)
+            .field("timeout", &self.timeout)
+            .field("control_socket", &self.control_socket)
+            .field("pid_file", &self.pid_file)
+            .field("program", &self.program)
+            .field("handover", &self.handover.as_ref().map(|(k, _)| k))
+            .finish()
+    }
+}
+
+impl Upgrade {
+    /// Upgrades on `SIGHUP` and [`AppHandle::upgrade`](crate::AppHandle::upgrade),
+    /// with the [default timeout](DEFAULT_UPGRADE_TIMEOUT), no control
+    /// socket and no PID file.
+    pub fn new() -> Self {
+        Self {
+            enabled: true,
+            timeout: DEFAULT_UPGRADE_TIMEOUT,
+            control_socket: None,
+            pid_file: None,
+            program: None,
+            handover: None,
+        }
+    }
+
+    /// No upgrades: `SIGHUP` keeps its default action, requests are refused
+    /// with [`UpgradeErrorKind::Disabled`]. A process started by an upgrade
+    /// still reports ready to its parent.
+    pub fn disabled() -> Self {
+        Self {
+            enabled: false,
+            ..Self::new()
+        }
+    }
+
+    /// How long the new process has to become ready before it is stopped
+    /// and the upgrade fails.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Serves a control socket at `path` (a Unix socket, mode 0600, owner
+    /// only) while Running. One command per connection, one line each way:
+    ///
+    /// | request | answer |
+    /// |---|---|
+    /// | `upgrade` | `ok <new pid>` once the new process is ready, `busy`, or `error <why>` |
+    /// | `status` | `ok <phase> pid <pid>` |
+    /// | anything else | `error …` |
+    ///
+    /// The socket is replaced atomically (bound under a temporary name,
+    /// restricted, then renamed), so it is never reachable with looser
+    /// permissions, and a new process takes over the path when it reaches
+    /// Running. Peers of another user (root aside) are refused even if the
+    /// mode were changed.
+    pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
+        self.control_socket = Some(path.into());
+        self
+    }
+
+    /// Writes the serving process's pid to `path` — atomically (a temporary
+    /// file renamed over it) — at Running, and the new process's pid as soon
+    /// as it is ready; removed at exit if it still names this process.
+    pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Starts `program` instead of the path this process was started with.
+    pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
+        self.program = Some(program.into());
+        self
+    }
+
+    /// Hands state to the new process: `produce` runs in the old process at
+    /// each upgrade (in the app's driver, so keep it quick), and the new one
+    /// reads the bytes with [`take_handover`]`(kind)`. `kind` names the
+    /// format; a new version that expects another kind gets an error
+    /// instead of misreading the bytes.
+    pub fn handover(
+        mut self,
+        kind: impl Into<Arc<str>>,
+        produce: impl Fn() -> Vec<u8> + Send + Sync + 'static,
+    ) -> Self {
+        self.handover = Some((kind.into(), Arc::new(produce)));
+        self
+    }
+}
+
+/// A completed upgrade: the new process serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Upgraded {
+    /// The new process's pid.
+    pub new_pid: u32,
+    /// From the request to the new process's ready report.
+    pub took: Duration,
+}
+
+/// An upgrade that did not happen. The old process goes on serving.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct UpgradeError {
+    kind: UpgradeErrorKind,
+    message: String,
+}
+
+/// The kind of an [`UpgradeError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UpgradeErrorKind {
+    /// Another upgrade is under way.
+    Busy,
+    /// The app is not Running (starting, or shutting down).
+    NotRunning,
+    /// Upgrades are off ([`Upgrade::disabled`]).
+    Disabled,
+    /// The new process could not be started.
+    Spawn,
+    /// The new process exited, crashed or reported a failure before it was
+    /// ready.
+    Exited,
+    /// The new process was not ready within the timeout.
+    Timeout,
+    /// The app began shutting down meanwhile.
+    Abandoned,
+    /// The handover bytes were of another kind, or malformed.
+    Handover,
+}
+
+impl UpgradeError {
+    pub(crate) fn new(kind: UpgradeErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> UpgradeErrorKind {
+        self.kind
+    }
+}
+
+/// Who asked for an upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Via {
+    Signal,
+    Handle,
+    Control,
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Via::Signal => "SIGHUP",
+            Via::Handle => "the app handle",
+            Via::Control => "the control socket",
+        })
+    }
+}
+
+pub(crate) type Reply = oneshot::Sender<Result<Upgraded, UpgradeError>>;
+
+/// A request, as the driver gets it.
+#[derive(Debug)]
+pub(crate) struct Request {
+    pub(crate) via: Via,
+    pub(crate) reply: Option<Reply>,
+}
+
+/// The future of [`AppHandle::upgrade`](crate::AppHandle::upgrade): the
+/// outcome, once the new process is ready (or the upgrade failed).
+///
+/// # Cancel safety
+///
+/// Dropping it does not cancel the upgrade; only the answer is lost.
+#[must_use = "futures do nothing unless polled; the upgrade itself runs anyway"]
+#[derive(Debug)]
+pub struct UpgradeFuture {
+    rx: oneshot::Receiver<Result<Upgraded, UpgradeError>>,
+}
+
+impl UpgradeFuture {
+    pub(crate) fn new(rx: oneshot::Receiver<Result<Upgraded, UpgradeError>>) -> Self {
+        Self { rx }
+    }
+}
+
+impl Future for UpgradeFuture {
+    type Output = Result<Upgraded, UpgradeError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| {
+                Err(UpgradeError::new(
+                    UpgradeErrorKind::Abandoned,
+                    "the app stopped before the upgrade finished",
+                ))
+            })
+        })
+    }
+}

@@ -1,0 +1,115 @@
+//! The private channel between an upgrading parent and its child: a
+//! stream socket pair. The parent writes one handover frame at once; the
+//! child answers one line when it is ready, or failed.
+//!
+//! ```text
+//! parent → child:  "LDH1" | kind length: u32 BE | kind | data length: u64 BE | data
+//! child → parent:  "ready <pid>\n"  or  "failed <why>\n"
+//! ```
+//!
+//! Every length is bounded, so a confused peer cannot make either side
+//! allocate without limit.
+
+use std::io::{self, Read};
+
+const MAGIC: &[u8; 4] = b"LDH1";
+/// The longest handover kind.
+const MAX_KIND: u32 = 256;
+/// The largest handover: it passes through a socket buffer while both
+/// processes run, and is meant for small state.
+pub(crate) const MAX_HANDOVER: u64 = 64 << 20;
+/// The longest line the child may send.
+pub(crate) const MAX_LINE: usize = 1024;
+
+/// Encodes a handover (an empty kind and no data when there is none).
+pub(crate) fn encode(kind: &str, data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 4 + kind.len() + 8 + data.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&(kind.len() as u32).to_be_bytes());
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(&(data.len() as u64).to_be_bytes());
+    out.extend_from_slice(data);
+    out
+}
+
+/// Reads one handover frame: `(kind, data)`.
+pub(crate) fn decode(r: &mut impl Read) -> io::Result<(String, Vec<u8>)> {
+    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
+    let mut magic = [0u8; 4];
+    r.read_exact(&mut magic)?;
+    if &magic != MAGIC {
+        return Err(bad("the handover does not start with LDH1"));
+    }
+    let mut len4 = [0u8; 4];
+    r.read_exact(&mut len4)?;
+    let kind_len = u32::from_be_bytes(len4);
+    if kind_len > MAX_KIND {
+        return Err(bad("the handover kind is too long"));
+    }
+    let mut kind = vec![0u8; kind_len as usize];
+    r.read_exact(&mut kind)?;
+    let kind = String::from_utf8(kind).map_err(|_| bad("the handover kind is not UTF-8"))?;
+    let mut len8 = [0u8; 8];
+    r.read_exact(&mut len8)?;
+    let len = u64::from_be_bytes(len8);
+    if len > MAX_HANDOVER {
+        return Err(bad("the handover is larger than 64 MiB"));
+    }
+    let mut data = vec![0u8; len as usize];
+    r.read_exact(&mut data)?;
+    Ok((kind, data))
+}
+
+/// What the child said.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Report {
+    Ready(u32),
+    Failed(String),
+}
+
+/// Parses the child's line (without its newline).
+pub(crate) fn parse_report(line: &[u8]) -> Option<Report> {
+    let line = std::str::from_utf8(line).ok()?;
+    if let Some(pid) = line.strip_prefix("ready ") {
+        return pid.trim().parse().ok().map(Report::Ready);
+    }
+    line.strip_prefix("failed ")
+        .map(|why| Report::Failed(why.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handover_round_trips() {
+        let frame = encode("sessions/v1", b"abc");
+        assert_eq!(
+            decode(&mut &frame[..]).unwrap(),
+            ("sessions/v1".to_string(), b"abc".to_vec())
+        );
+        let none = encode("", b"");
+        assert_eq!(decode(&mut &none[..]).unwrap(), (String::new(), Vec::new()));
+    }
+
+    #[test]
+    fn garbage_is_refused_without_allocating_its_claimed_size() {
+        assert!(decode(&mut &b"HTTP/1.1 200"[..]).is_err());
+        let mut huge = MAGIC.to_vec();
+        huge.extend_from_slice(&0u32.to_be_bytes());
+        huge.extend_from_slice(&u64::MAX.to_be_bytes());
+        assert!(decode(&mut &huge[..]).is_err());
+        assert!(decode(&mut &b"LDH1"[..]).is_err(), "truncated");
+    }
+
+    #[test]
+    fn reports_parse() {
+        assert_eq!(parse_report(b"ready 42"), Some(Report::Ready(42)));
+        assert_eq!(
+            parse_report(b"failed no db"),
+            Some(Report::Failed("no db".into()))
+        );
+        assert_eq!(parse_report(b"ready soon"), None);
+        assert_eq!(parse_report(b"\xff"), None);
+    }
+}
