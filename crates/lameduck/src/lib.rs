@@ -131,7 +131,7 @@ pub use reason::{ShutdownReason, Signal};
 pub use report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, Report, WorkReport};
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;
-pub use tracker::{Tracker, WorkGuard, WorkItem};
+pub use tracker::{IdleFuture, Tracker, WorkGuard, WorkItem};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[cfg(doctest)]
