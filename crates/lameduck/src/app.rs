@@ -63,7 +63,9 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App").field("name", &self.handle.name()).finish_non_exhaustive()
+        f.debug_struct("App")
+            .field("name", &self.handle.name())
+            .finish_non_exhaustive()
     }
 }
 
@@ -91,7 +93,9 @@ impl App {
     /// Not cancel safe: dropping the future mid-way abandons the shutdown
     /// sequence (components are aborted with the runtime, nothing is closed).
     pub async fn run(self) -> Report {
-        driver::Driver::new(self.handle, self.parts, self.events).run().await
+        driver::Driver::new(self.handle, self.parts, self.events)
+            .run()
+            .await
     }
 }
 
@@ -129,7 +133,10 @@ impl Future for RunFuture {
 /// What components and handles tell the driver.
 #[derive(Debug)]
 pub(crate) enum Event {
-    Ready { index: usize, attempt: u32 },
+    Ready {
+        index: usize,
+        attempt: u32,
+    },
     Shutdown(ShutdownReason),
     TrackerIdle(usize),
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
@@ -232,9 +239,15 @@ impl AppHandle {
     }
 
     #[cfg(all(unix, feature = "upgrade"))]
-    pub(crate) fn request_upgrade(&self, via: crate::upgrade::Via) -> crate::upgrade::UpgradeFuture {
+    pub(crate) fn request_upgrade(
+        &self,
+        via: crate::upgrade::Via,
+    ) -> crate::upgrade::UpgradeFuture {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(Event::Upgrade(crate::upgrade::Request { via, reply: Some(tx) }));
+        self.send(Event::Upgrade(crate::upgrade::Request {
+            via,
+            reply: Some(tx),
+        }));
         crate::upgrade::UpgradeFuture::new(rx)
     }
 
@@ -257,13 +270,21 @@ impl AppHandle {
     }
 
     pub(crate) fn register_tracker(&self, tracker: Tracker) -> usize {
-        let mut list = self.shared.trackers.lock().unwrap_or_else(|e| e.into_inner());
+        let mut list = self
+            .shared
+            .trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         list.push(tracker);
         list.len() - 1
     }
 
     pub(crate) fn trackers(&self) -> Vec<Tracker> {
-        self.shared.trackers.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.shared
+            .trackers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub(crate) fn send(&self, event: Event) {
@@ -283,4 +304,3 @@ impl AppHandle {
         self.shared.phase.send_replace(phase);
     }
 }
-

@@ -95,18 +95,18 @@
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
 mod app;
+#[cfg(feature = "axum")]
+pub mod axum;
 mod budget;
 mod component;
 mod context;
 mod exit;
 mod fmt;
 mod health;
-#[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
-pub mod listen;
 #[cfg(feature = "http")]
 pub mod http;
-#[cfg(feature = "axum")]
-pub mod axum;
+#[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+pub mod listen;
 mod phase;
 mod reason;
 mod report;
@@ -119,8 +119,8 @@ pub mod upgrade;
 
 pub use app::{App, AppBuilder, AppHandle, BuildError, BuildErrorKind, DrainPolicy, RunFuture};
 pub use budget::{
-    Budget, BudgetError, BudgetErrorKind, Timeline, DEFAULT_CLOSE_TIMEOUT, DEFAULT_DRAIN_DELAY,
-    DEFAULT_GRACE_PERIOD, DEFAULT_HARD_TIMEOUT, DEFAULT_LOG_FLUSH, MIN_SHUTDOWN_TIMEOUT,
+    Budget, BudgetError, BudgetErrorKind, DEFAULT_CLOSE_TIMEOUT, DEFAULT_DRAIN_DELAY,
+    DEFAULT_GRACE_PERIOD, DEFAULT_HARD_TIMEOUT, DEFAULT_LOG_FLUSH, MIN_SHUTDOWN_TIMEOUT, Timeline,
 };
 pub use component::{BoxError, Component};
 pub use context::Context;

@@ -148,7 +148,7 @@ async fn a_close_that_overruns_its_timeout_is_abandoned_and_the_next_one_runs() 
             })
             .depends_on("db")
             .close_timeout(Duration::from_millis(500))
-            .on_close(|| std::future::pending()),
+            .on_close(std::future::pending),
         )
         .build()
         .unwrap();

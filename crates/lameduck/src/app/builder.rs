@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::{graph, App, AppHandle};
+use super::{App, AppHandle, graph};
 use crate::{Budget, BudgetError, Component, ExitStatus, Signal, Strategy, Timeline};
 
 /// Whether a shutdown signal goes through Draining or skips it.

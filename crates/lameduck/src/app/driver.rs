@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
 use super::builder::{DrainPolicy, FlushFn, Parts};
@@ -18,7 +18,9 @@ use crate::component::BoxError;
 use crate::context::Tokens;
 use crate::fmt::Seconds;
 use crate::report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, WorkReport};
-use crate::{Context, ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem};
+use crate::{
+    Context, ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem,
+};
 
 mod closing;
 mod notify;
@@ -70,7 +72,11 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub(crate) fn new(handle: AppHandle, parts: Parts, events: mpsc::UnboundedReceiver<Event>) -> Self {
+    pub(crate) fn new(
+        handle: AppHandle,
+        parts: Parts,
+        events: mpsc::UnboundedReceiver<Event>,
+    ) -> Self {
         let slots = parts
             .components
             .into_iter()
@@ -130,7 +136,9 @@ impl Driver {
         if self.handle_signals {
             match Signals::listen() {
                 Ok(s) => self.signals = s,
-                Err(err) => tracing::warn!(target: "lameduck", app = %self.handle.name(), error = %err, "cannot listen for signals"),
+                Err(err) => {
+                    tracing::warn!(target: "lameduck", app = %self.handle.name(), error = %err, "cannot listen for signals")
+                }
             }
         }
         #[cfg(all(unix, feature = "upgrade"))]
@@ -237,7 +245,11 @@ impl Driver {
             if self.slots[i].state != State::Waiting {
                 continue;
             }
-            if let Some(&d) = self.slots[i].deps.iter().find(|&&d| self.slots[d].is_dead()) {
+            if let Some(&d) = self.slots[i]
+                .deps
+                .iter()
+                .find(|&&d| self.slots[d].is_dead())
+            {
                 let (name, dep) = (self.slots[i].name.clone(), self.slots[d].name.clone());
                 self.status = self.status.worst(ExitStatus::ComponentFailed);
                 self.trigger(ShutdownReason::ComponentFailed {
@@ -246,7 +258,11 @@ impl Driver {
                 });
                 return;
             }
-            if self.slots[i].deps.iter().all(|&d| self.slots[d].satisfies_dependents()) {
+            if self.slots[i]
+                .deps
+                .iter()
+                .all(|&d| self.slots[d].satisfies_dependents())
+            {
                 self.spawn(i);
             }
         }
@@ -265,7 +281,14 @@ impl Driver {
         slot.state = State::Running;
         slot.ready = false;
         slot.held = false;
-        let ctx = Context::new(slot.name.clone(), i, attempt, tokens, slot.tracker.clone(), self.handle.clone());
+        let ctx = Context::new(
+            slot.name.clone(),
+            i,
+            attempt,
+            tokens,
+            slot.tracker.clone(),
+            self.handle.clone(),
+        );
         // The run function itself (not only its future) may panic; that is
         // the component's failure, not the driver's.
         let run = &mut slot.run;
@@ -297,8 +320,12 @@ impl Driver {
         slot.ready = false;
         slot.state = State::Done;
         match &result {
-            Ok(()) => tracing::info!(target: "lameduck", app = %app, component = %slot.name, attempt, "component finished"),
-            Err(e) => tracing::warn!(target: "lameduck", app = %app, component = %slot.name, attempt, error = %e, "component failed"),
+            Ok(()) => {
+                tracing::info!(target: "lameduck", app = %app, component = %slot.name, attempt, "component finished")
+            }
+            Err(e) => {
+                tracing::warn!(target: "lameduck", app = %app, component = %slot.name, attempt, error = %e, "component failed")
+            }
         }
         slot.ended = Some(match &result {
             Ok(()) => Ending::Finished,
@@ -327,7 +354,9 @@ impl Driver {
                 slot.state = State::Backoff(now + delay);
                 let why = result.err().unwrap_or_else(|| "returned".into());
                 tracing::info!(target: "lameduck", app = %app, component = %slot.name, restarts = slot.restarts, delay_ms = delay.as_millis() as u64, "component restarting in {}", Seconds(delay));
-                self.handle.health().set_unready(&slot.name, Some(format!("restarting: {why}")));
+                self.handle
+                    .health()
+                    .set_unready(&slot.name, Some(format!("restarting: {why}")));
                 if self.strategy == Strategy::RestForOne {
                     self.hold_dependents(i);
                 }
@@ -342,7 +371,10 @@ impl Driver {
                 let component = slot.name.clone();
                 slot.ended = Some(Ending::Failed(error.clone()));
                 self.status = self.status.worst(ExitStatus::ComponentFailed);
-                self.trigger(ShutdownReason::ComponentFailed { component, error: error.into() });
+                self.trigger(ShutdownReason::ComponentFailed {
+                    component,
+                    error: error.into(),
+                });
                 return;
             }
         } else {
@@ -419,7 +451,9 @@ impl Driver {
     /// `systemd`), an upgrading parent, the control socket and the PID file
     /// (feature `upgrade`).
     fn announce(&mut self, from: Phase, phase: Phase, cause: &str) {
-        let left = self.shutdown_at.map(|t| self.timeline.grace_period.saturating_sub(t.elapsed()));
+        let left = self
+            .shutdown_at
+            .map(|t| self.timeline.grace_period.saturating_sub(t.elapsed()));
         // A process started by an upgrade is announced to systemd by its
         // parent (MAINPID, READY) once it reports ready.
         #[cfg(all(unix, feature = "upgrade"))]
@@ -473,10 +507,11 @@ impl Driver {
                 if slot.stop.is_cancelled() {
                     continue;
                 }
-                let dependents_done = slot
-                    .dependents
-                    .iter()
-                    .all(|&d| self.slots[d].state != State::Running && self.slots[d].tracker.is_empty() && self.slots[d].stop.is_cancelled());
+                let dependents_done = slot.dependents.iter().all(|&d| {
+                    self.slots[d].state != State::Running
+                        && self.slots[d].tracker.is_empty()
+                        && self.slots[d].stop.is_cancelled()
+                });
                 if dependents_done {
                     tracing::debug!(target: "lameduck", app = %self.handle.name(), component = %slot.name, "stop signal sent");
                     slot.stop.cancel();
@@ -490,7 +525,10 @@ impl Driver {
     }
 
     async fn shut_down(mut self) -> Report {
-        let (reason, drain) = self.trigger.clone().expect("shut_down runs after a trigger");
+        let (reason, drain) = self
+            .trigger
+            .clone()
+            .expect("shut_down runs after a trigger");
         let watchdog = self.exit_watchdog.then(|| {
             let t = &self.timeline;
             Watchdog::arm(self.handle.name(), t.worst_case() + t.safety_margin / 2)
@@ -518,7 +556,14 @@ impl Driver {
         }
 
         // Stopping: components stop in reverse dependency order.
-        self.enter(Phase::Stopping, if drain { "drain delay over" } else { "drain skipped" });
+        self.enter(
+            Phase::Stopping,
+            if drain {
+                "drain delay over"
+            } else {
+                "drain skipped"
+            },
+        );
         let at_stop = self.snapshot();
         self.work.in_flight_at_stop = at_stop.len();
         self.fire_stops();
@@ -560,8 +605,12 @@ impl Driver {
                 self.abort_remaining();
             }
         }
-        let cancelled_ids: HashSet<(usize, u64)> = at_cancel.iter().map(|(i, w)| (*i, w.id)).collect();
-        self.work.finished = at_stop.iter().filter(|(i, w)| !cancelled_ids.contains(&(*i, w.id))).count();
+        let cancelled_ids: HashSet<(usize, u64)> =
+            at_cancel.iter().map(|(i, w)| (*i, w.id)).collect();
+        self.work.finished = at_stop
+            .iter()
+            .filter(|(i, w)| !cancelled_ids.contains(&(*i, w.id)))
+            .count();
         self.work.cancelled = at_cancel.into_iter().map(|(_, w)| w).collect();
 
         // Closing: resources in reverse dependency order, then the flushes.
@@ -631,7 +680,9 @@ impl Driver {
             app: self.handle.name().into(),
             reason: self.trigger.as_ref().map(|(r, _)| r.clone()),
             phases,
-            shutdown: self.shutdown_at.map_or_else(Default::default, |t| Instant::now() - t),
+            shutdown: self
+                .shutdown_at
+                .map_or_else(Default::default, |t| Instant::now() - t),
             work: self.work.clone(),
             components: self
                 .order

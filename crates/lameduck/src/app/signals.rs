@@ -29,7 +29,10 @@ impl Signals {
 
     /// Never yields a signal.
     pub(crate) fn none() -> Self {
-        Self { rx: None, task: None }
+        Self {
+            rx: None,
+            task: None,
+        }
     }
 
     /// The next signal; pends forever when not listening.
@@ -61,7 +64,7 @@ impl Drop for Signals {
 /// default action).
 #[cfg(all(unix, feature = "upgrade"))]
 pub(crate) fn hangups(app: crate::AppHandle) -> std::io::Result<tokio::task::JoinHandle<()>> {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
 
     let mut hup = signal(SignalKind::hangup())?;
     Ok(tokio::spawn(async move {
@@ -76,12 +79,14 @@ pub(crate) fn hangups(app: crate::AppHandle) -> std::io::Result<tokio::task::Joi
 
 #[cfg(unix)]
 mod imp {
-    use tokio::signal::unix::{signal, SignalKind};
+    use tokio::signal::unix::{SignalKind, signal};
     use tokio::sync::mpsc;
 
     use crate::Signal;
 
-    pub(super) fn spawn(tx: mpsc::UnboundedSender<Signal>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    pub(super) fn spawn(
+        tx: mpsc::UnboundedSender<Signal>,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
         Ok(tokio::spawn(async move {
@@ -106,7 +111,9 @@ mod imp {
 
     use crate::Signal;
 
-    pub(super) fn spawn(tx: mpsc::UnboundedSender<Signal>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+    pub(super) fn spawn(
+        tx: mpsc::UnboundedSender<Signal>,
+    ) -> std::io::Result<tokio::task::JoinHandle<()>> {
         let mut c = windows::ctrl_c()?;
         let mut close = windows::ctrl_close()?;
         let mut shutdown = windows::ctrl_shutdown()?;
