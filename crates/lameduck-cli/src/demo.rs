@@ -4,13 +4,21 @@
 //! Three components: `db`, a resource that must close last; `worker`, a
 //! background job loop; `http`, the server (on `db`, like the worker).
 //! The routes live in `demo/routes.rs`; what a person or a log collector
-//! sees, in `demo/display.rs`.
+//! sees, in `demo/display.rs`; when an upgraded process may accept on the
+//! sockets it shares with the old one, in `demo/turn.rs`.
+//!
+//! Restartable with zero downtime: the listeners come through
+//! `Listeners::from_env` (named `http` and `admin`), so `SIGHUP` starts the
+//! binary on disk with the same sockets, and the old process drains once
+//! the new one is ready.
 
 mod display;
 mod routes;
+mod turn;
 
 use std::io::Write;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -18,7 +26,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use lameduck::http::Server;
+use lameduck::listen::{Listeners, TcpListener};
+use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
+use tokio::sync::watch;
+
+use turn::{Turn, Turned};
 
 const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
@@ -38,6 +51,13 @@ that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
 
 Ctrl+C from a terminal skips the drain delay; SIGTERM always drains. A second
 signal forces the exit.
+
+SIGHUP restarts it with zero downtime: the binary on disk now starts with the
+same listening sockets (the kernel's accept queue is shared, so no connection
+is refused), and once it is ready this process drains and exits 0. If the new
+process fails or is not ready within --upgrade-timeout, this one goes on
+serving and says why. --pid-file always names the process serving now;
+--control-socket takes `upgrade` and `status`, one line each.
 
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
@@ -78,19 +98,44 @@ pub struct Args {
     /// (human on a terminal)
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     output: display::Output,
+    /// Keep the pid of the process serving now in this file (across
+    /// restarts)
+    #[arg(long, value_name = "PATH")]
+    pid_file: Option<PathBuf>,
+    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<PathBuf>,
+    /// How long a new process has to become ready on SIGHUP
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    upgrade_timeout: Duration,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let human = args.output.is_human();
+    display::init_logging(human);
+    // Before the runtime starts its threads: the inherited descriptors
+    // (3, 4, …) are claimed as this process's own.
+    let mut listeners =
+        Listeners::from_env().context("taking the listening sockets passed in LISTEN_FDS")?;
+    let http = listeners
+        .tcp("http", args.listen)
+        .with_context(|| format!("binding {}", args.listen))?;
+    let admin = listeners
+        .tcp("admin", args.admin)
+        .with_context(|| format!("binding the admin listener {}", args.admin))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(serve(args))
+    runtime.block_on(serve(args, human, http, admin))
 }
 
-async fn serve(args: Args) -> anyhow::Result<ExitCode> {
-    let human = args.output.is_human();
-    display::init_logging(human);
+async fn serve(
+    args: Args,
+    human: bool,
+    http: TcpListener,
+    admin: TcpListener,
+) -> anyhow::Result<ExitCode> {
     let mut budget = Budget::default();
     if let Some(d) = args.grace_period {
         budget = budget.grace_period(d);
@@ -105,28 +150,42 @@ async fn serve(args: Args) -> anyhow::Result<ExitCode> {
         budget = budget.hard_timeout(d);
     }
 
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let http = Server::bind(args.listen, routes::router(in_flight.clone()))
-        .with_context(|| format!("binding {}", args.listen))?
-        .admin(args.admin)
-        .with_context(|| format!("binding the admin listener {}", args.admin))?;
     let addr = http.local_addr().context("reading the bound address")?;
-    let admin = http.admin_addr().unwrap_or(args.admin);
+    let admin_addr = admin
+        .local_addr()
+        .context("reading the admin listener's address")?;
+    let (turns, turn) = watch::channel(Turn::starting());
+    let (http_inherited, admin_inherited) = (http.is_inherited(), admin.is_inherited());
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let http = Server::new(
+        Turned::new(http, http_inherited, turn.clone()),
+        routes::router(in_flight.clone()),
+    )
+    .admin_listener(Turned::new(admin, admin_inherited, turn));
 
+    let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
+    if let Some(path) = &args.pid_file {
+        upgrade = upgrade.pid_file(path);
+    }
+    if let Some(path) = &args.control_socket {
+        upgrade = upgrade.control_socket(path);
+    }
     let jobs = Arc::new(AtomicUsize::new(0));
     let app = App::builder("demo")
         .budget(budget)
+        .upgrade(upgrade)
         .component(db())
         .component(worker(jobs.clone()))
         .component(Component::from(http).depends_on("db"))
         .build()
         .context("invalid configuration")?;
+    tokio::spawn(turn::follow(app.handle(), turns));
 
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.
     let mut out = std::io::stdout().lock();
     writeln!(out, "listening on http://{addr}")?;
-    writeln!(out, "admin on http://{admin}")?;
+    writeln!(out, "admin on http://{admin_addr}")?;
     out.flush()?;
     drop(out);
 

@@ -79,7 +79,7 @@ fn default_table_splits_thirty_seconds_into_the_phases() {
     assert_eq!(row(t, "stopping"), ["5s", "20s", "25s"]);
     assert_eq!(row(t, "cancelling"), ["25s", "3s", "28s"]);
     assert_eq!(row(t, "closing"), ["28s", "0s", "28s"]);
-    assert_eq!(row(t, "log flush"), ["28s", "0.5s", "28.5s"]);
+    assert_eq!(row(t, "log flush"), ["28s", "500ms", "28.5s"]);
     assert_eq!(row(t, "safety margin"), ["28.5s", "1.5s", "30s"]);
     assert_eq!(row(t, "SIGKILL"), ["30s"]);
     assert!(out.stderr.is_empty(), "{}", out.stderr);
@@ -314,7 +314,7 @@ fn phases_that_overflow_the_grace_period_exit_1_with_the_arithmetic() {
     assert_eq!(
         out.stderr.trim_end(),
         "lameduck: error: invalid shutdown budget: drain 8s + shutdown 0s + hard 3s + close 0s + \
-         log flush 0.5s + margin 0.5s = 12s, more than the grace period 10s; shorten a phase or \
+         log flush 500ms + margin 500ms = 12s, more than the grace period 10s; shorten a phase or \
          raise the grace period"
     );
 }

@@ -395,7 +395,7 @@ mod tests {
     fn a_budget_with_no_room_for_stopping_is_rejected() {
         let err = Budget::new(s(10)).drain_delay(s(6)).check().unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::NoTimeToStop);
-        assert!(err.to_string().contains("leaves 0ms"), "{err}");
+        assert!(err.to_string().contains("leaves 0s"), "{err}");
     }
 
     #[test]

@@ -10,7 +10,9 @@ pub(crate) struct Seconds(pub(crate) Duration);
 impl fmt::Display for Seconds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = self.0;
-        let text = if d >= Duration::from_secs(1) {
+        let text = if d.is_zero() {
+            "0s".to_string()
+        } else if d >= Duration::from_secs(1) {
             let ms = d.as_millis();
             trim(format!("{}.{:03}", ms / 1000, ms % 1000)) + "s"
         } else {
@@ -35,7 +37,7 @@ mod tests {
         assert_eq!(Seconds(Duration::from_millis(500)).to_string(), "500ms");
         assert_eq!(Seconds(Duration::from_micros(4250)).to_string(), "4.2ms");
         assert_eq!(Seconds(Duration::from_micros(784)).to_string(), "0.8ms");
-        assert_eq!(Seconds(Duration::ZERO).to_string(), "0ms");
+        assert_eq!(Seconds(Duration::ZERO).to_string(), "0s");
         assert_eq!(Seconds(Duration::from_millis(10_000)).to_string(), "10s");
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use lameduck::{AppHandle, Phase, Timeline};
+use lameduck::{AppHandle, Phase, ShutdownReason, Timeline};
 use tokio::time::Instant;
 use tracing_subscriber::EnvFilter;
 
@@ -30,11 +30,17 @@ impl Output {
     }
 }
 
-/// Human: warnings and errors only, the phase lines say the rest. JSON:
-/// every event at info and above. `RUST_LOG` overrides either.
+/// Human: warnings and errors, and the steps of an upgrade; the phase lines
+/// say the rest. JSON: every event at info and above. `RUST_LOG` overrides
+/// either.
 pub(super) fn init_logging(human: bool) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new(if human { "warn" } else { "info" }));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(if human {
+            "warn,lameduck::upgrade=info"
+        } else {
+            "info"
+        })
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -51,13 +57,16 @@ pub(super) fn init_logging(human: bool) {
 }
 
 /// Prints a line per phase as it begins, and while work is in flight a
-/// line a second saying how much.
+/// line a second saying how much. Each line starts with the pid: after
+/// `SIGHUP` the old and the new process share the terminal, and each prints
+/// its own phases.
 pub(super) async fn phases(
     handle: AppHandle,
     timeline: Timeline,
     requests: Arc<AtomicUsize>,
     jobs: Arc<AtomicUsize>,
 ) {
+    let pid = std::process::id();
     let mut phases = handle.watch_phase();
     let mut since: Option<Instant> = None;
     let mut last = Phase::Starting;
@@ -70,13 +79,23 @@ pub(super) async fn phases(
             if phase.is_shutting_down() && since.is_none() {
                 since = Some(Instant::now());
             }
-            let at = since.map_or(String::new(), |t| {
-                format!("[{:>7.3}s] ", t.elapsed().as_secs_f64())
+            let at = since.map_or(format!("[pid {pid}] "), |t| {
+                format!("[pid {pid}] [{:>7.3}s] ", t.elapsed().as_secs_f64())
             });
             let busy = in_flight(&requests, &jobs);
             let line = match phase {
-                Phase::Running => {
-                    "running: ready; send SIGTERM or press Ctrl+C to stop".to_string()
+                Phase::Running => match lameduck::upgrade::parent_pid() {
+                    Some(parent) => format!(
+                        "running: ready, serving the sockets of pid {parent}, which drains now; SIGHUP restarts again, SIGTERM or Ctrl+C stops"
+                    ),
+                    None => "running: ready; SIGHUP restarts with zero downtime, SIGTERM or Ctrl+C stops".to_string(),
+                },
+                Phase::Draining if matches!(handle.shutdown_reason(), Some(ShutdownReason::Upgraded { .. })) => {
+                    let why = handle.shutdown_reason().map_or(String::new(), |r| r.to_string());
+                    format!(
+                        "{why}: draining for up to {} — new connections and the probes go to the new process; this one finishes what it has, keep-alive clients are told to reconnect; {busy}",
+                        secs(timeline.drain_delay)
+                    )
                 }
                 Phase::Draining => {
                     let why = handle
@@ -113,7 +132,7 @@ pub(super) async fn phases(
             _ = ticker.tick(), if matches!(last, Phase::Stopping | Phase::Cancelling) => {
                 let busy = in_flight(&requests, &jobs);
                 if let Some(t) = since {
-                    eprintln!("[{:>7.3}s]   still {busy}", t.elapsed().as_secs_f64());
+                    eprintln!("[pid {pid}] [{:>7.3}s]   still {busy}", t.elapsed().as_secs_f64());
                 }
             }
         }

@@ -229,7 +229,9 @@ fn peek_ready(sock: socket2::SockRef<'_>) -> bool {
 /// The filter belongs to the socket, not to this process's descriptor: a
 /// listener shared with another process must not be closed this way. After
 /// an upgrade has handed the sockets over (feature `upgrade`), `close` skips
-/// it; a socket shared by other means needs a [`Listener`] of its own.
+/// it; for a socket shared by other means (systemd socket activation into a
+/// plain listener, a handoff of the user's own), the server must be told:
+/// [`Server::shared_listener`](super::Server::shared_listener).
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn refuse_new_connections(listener: &tokio::net::TcpListener) {
     use socket2::SockFilter;

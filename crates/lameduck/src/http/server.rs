@@ -75,6 +75,7 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     probes_on_main: bool,
     builder: auto::Builder<TokioExecutor>,
     first_request_grace: Duration,
+    shared_listener: bool,
 }
 
 type AdminFn = Box<dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>) -> BoxFuture<()> + Send>;
@@ -101,6 +102,13 @@ impl<S> Server<S> {
 
     /// Serves `service` on an already bound listener from the standard
     /// library — one inherited from systemd or a parent process, say.
+    ///
+    /// If another process keeps the socket open (systemd always does with
+    /// socket activation), also call
+    /// [`shared_listener(true)`](Self::shared_listener), or take the socket
+    /// through [`Listeners`](crate::listen::Listeners) instead; otherwise
+    /// the close at Stopping would stop the other process's connections
+    /// too.
     ///
     /// # Errors
     ///
@@ -134,6 +142,7 @@ impl<S, L: Listener> Server<S, L> {
             probes_on_main: false,
             builder,
             first_request_grace: DEFAULT_FIRST_REQUEST_GRACE,
+            shared_listener: false,
         }
     }
 
@@ -231,6 +240,31 @@ impl<S, L: Listener> Server<S, L> {
         self
     }
 
+    /// Says that another process holds the main listening socket too, so
+    /// that Stopping must leave the socket itself alone (default `false`).
+    ///
+    /// **Set it when you hand the server a socket that outlives this
+    /// process's use of it**: a plain [`tokio::net::TcpListener`] made from
+    /// a systemd socket-activated descriptor (systemd keeps its copy, to
+    /// start the service again), or one you passed to another process
+    /// yourself. At Stopping the server normally stops new handshakes on
+    /// the socket (on Linux, a socket filter that drops new SYNs) and takes
+    /// every connection already queued, so that none is reset. Both act on
+    /// the socket, not on this process's descriptor: on a shared socket the
+    /// filter would go on dropping the other process's new connections after
+    /// this one exits, and the queue is the other process's to serve. With
+    /// `shared_listener(true)` the server only closes its own descriptor.
+    ///
+    /// Not needed for listeners from [`Listeners`](crate::listen::Listeners)
+    /// (features `systemd`, `upgrade`): they know where they came from and
+    /// close accordingly. The server cannot tell for a plain descriptor:
+    /// `LISTEN_FDS` is often unset by the code that took the sockets, and
+    /// descriptor numbers are reused.
+    pub fn shared_listener(mut self, shared: bool) -> Self {
+        self.shared_listener = shared;
+        self
+    }
+
     /// The component, named as set with [`name`](Self::name).
     pub fn into_component<B>(self) -> Component
     where
@@ -280,6 +314,7 @@ impl<S, L> fmt::Debug for Server<S, L> {
             .field("admin", &self.admin.as_ref().map(|a| a.addr))
             .field("probes_on_main", &self.probes_on_main)
             .field("first_request_grace", &self.first_request_grace)
+            .field("shared_listener", &self.shared_listener)
             .finish_non_exhaustive()
     }
 }
@@ -348,4 +383,62 @@ fn bind_one(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     socket.bind(&addr.into())?;
     socket.listen(1024)?;
     tokio::net::TcpListener::from_std(socket.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Server;
+    use crate::http::Probes;
+    use crate::{App, Budget, Health, Phase};
+
+    /// A bound on each wait below, never reached when the test passes.
+    const BOUND: Duration = Duration::from_secs(10);
+
+    /// systemd socket activation, or a handoff of the user's own: another
+    /// process (here, the duplicate descriptor it would hold) keeps the
+    /// socket after this server stops. It must still get new connections:
+    /// no filter left behind, the queue left to it.
+    #[tokio::test]
+    async fn a_shared_listener_still_takes_connections_for_its_other_holder_after_stopping() {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = std.local_addr().unwrap();
+        let other = std.try_clone().unwrap();
+        let server = Server::from_std(std, Probes::new(Health::new()))
+            .unwrap()
+            .shared_listener(true);
+        let app = App::builder("shared")
+            .handle_signals(false)
+            .exit_watchdog(false)
+            .budget(Budget::new(Duration::from_secs(60)).drain_delay(Duration::ZERO))
+            .component(server)
+            .build()
+            .unwrap();
+        let handle = app.handle();
+        let run = tokio::spawn(app.run());
+        tokio::time::timeout(BOUND, handle.reached(Phase::Running))
+            .await
+            .expect("running");
+        handle.shutdown("test");
+        let report = tokio::time::timeout(BOUND, run)
+            .await
+            .expect("stopped")
+            .unwrap();
+        assert_eq!(report.status(), crate::ExitStatus::Clean, "{report}");
+
+        // A SYN filter would drop this handshake (the client retries for
+        // minutes); a drained queue would not matter, a filter does.
+        let client = tokio::time::timeout(BOUND, tokio::net::TcpStream::connect(addr))
+            .await
+            .expect("the handshake completes: nothing filters the shared socket")
+            .expect("the other holder's socket still listens");
+        other.set_nonblocking(true).unwrap();
+        let other = tokio::net::TcpListener::from_std(other).unwrap();
+        let (_, peer) = tokio::time::timeout(BOUND, other.accept())
+            .await
+            .expect("the other holder accepts it")
+            .unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+    }
 }

@@ -37,6 +37,7 @@ where
         probes_on_main,
         builder,
         first_request_grace,
+        shared_listener,
     } = server;
     let signals = Arc::new(Signals::from_context(&ctx));
     let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
@@ -103,8 +104,16 @@ where
         }
     }
 
-    // Stopping: what the kernel already accepted is served, not reset.
-    let queued = listener.close();
+    // Stopping: what the kernel already accepted is served, not reset —
+    // unless another process holds the socket too (`shared_listener`): then
+    // its queue, and any filter on it, are that process's business, and
+    // only this process's descriptor goes.
+    let queued = if shared_listener {
+        drop(listener);
+        Vec::new()
+    } else {
+        listener.close()
+    };
     tracing::info!(target: "lameduck::http", component = %ctx.name(), queued = queued.len(), open = tasks.len(), "stopped accepting");
     for (io, _) in queued {
         tasks.spawn(connection::drive(
