@@ -50,6 +50,15 @@ pub trait Listener: Send + 'static {
     /// When the socket cannot tell (rare).
     fn local_addr(&self) -> io::Result<Self::Addr>;
 
+    /// Whether another process may be accepting on the same socket now (one
+    /// that took it over in an upgrade, or systemd). A server then leaves
+    /// the socket to it: the admin listener stops answering probes once the
+    /// shutdown begins, so that a load balancer sees only the successor's
+    /// readiness. The default is false.
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// Stops listening and returns the connections already queued, without
     /// waiting for any.
     ///

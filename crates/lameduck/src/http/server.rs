@@ -5,6 +5,7 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -78,7 +79,10 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     shared_listener: bool,
 }
 
-type AdminFn = Box<dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>) -> BoxFuture<()> + Send>;
+type AdminFn = Box<
+    dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>, CancellationToken) -> BoxFuture<()>
+        + Send,
+>;
 
 struct Admin {
     addr: Option<SocketAddr>,
@@ -188,8 +192,13 @@ impl<S, L: Listener> Server<S, L> {
     pub fn admin_listener<A: Listener>(mut self, listener: A) -> Self {
         self.admin = Some(Admin {
             addr: None,
-            serve: Box::new(move |health, builder| {
-                Box::pin(run::serve_admin(listener, Probes::new(health), builder))
+            serve: Box::new(move |health, builder, draining| {
+                Box::pin(run::serve_admin(
+                    listener,
+                    Probes::new(health),
+                    builder,
+                    draining,
+                ))
             }),
         });
         self

@@ -22,9 +22,27 @@ pub(crate) enum Origin {
 /// Whether another process may be accepting on the socket now, so that
 /// closing it must leave the socket itself (its accept queue, its filters)
 /// untouched.
+///
+/// A socket from a lameduck parent is shared until this process has told
+/// the parent it is ready: a new process that fails during start-up must
+/// not filter or drain the accept queue its parent still serves.
 #[cfg(feature = "http")]
 fn is_shared(origin: Origin) -> bool {
-    origin == Origin::Systemd || registry::is_handed_off()
+    shared_when(
+        origin,
+        registry::told_parent_ready(),
+        registry::is_handed_off(),
+    )
+}
+
+/// The rule behind [`is_shared`], with the process-wide flags as arguments.
+#[cfg(feature = "http")]
+fn shared_when(origin: Origin, told_parent_ready: bool, handed_off: bool) -> bool {
+    match origin {
+        Origin::Systemd => true,
+        Origin::Parent => !told_parent_ready || handed_off,
+        Origin::Bound => handed_off,
+    }
 }
 
 macro_rules! listener {
@@ -136,6 +154,10 @@ macro_rules! listener {
                 }
             }
 
+            fn is_shared(&self) -> bool {
+                is_shared(self.origin)
+            }
+
             fn close(mut self) -> Vec<(Self::Io, Self::Addr)> {
                 if is_shared(self.origin) {
                     tracing::debug!(target: "lameduck::listen", listener = %self.name, "closing a shared listener: its queue stays with the other process");
@@ -179,5 +201,26 @@ impl TcpListener {
     pub fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
         // A duplicate is the one way to ask std without owning the socket.
         std::net::TcpListener::from(self.fd().try_clone_to_owned()?).local_addr()
+    }
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_socket_from_a_parent_is_shared_until_the_parent_was_told_ready() {
+        // A new process failing during start-up must leave alone the
+        // socket its parent still serves.
+        assert!(shared_when(Origin::Parent, false, false));
+        assert!(!shared_when(Origin::Parent, true, false));
+        assert!(shared_when(Origin::Parent, true, true));
+    }
+
+    #[test]
+    fn a_socket_this_process_bound_is_its_own_until_a_handoff() {
+        assert!(!shared_when(Origin::Bound, false, false));
+        assert!(shared_when(Origin::Bound, false, true));
+        assert!(shared_when(Origin::Systemd, true, false));
     }
 }

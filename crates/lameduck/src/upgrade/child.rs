@@ -127,6 +127,7 @@ pub fn take_handover(kind: &str) -> Result<Option<Vec<u8>>, UpgradeError> {
 /// Tells the parent this process is ready; it will drain and stop.
 pub(crate) fn report_ready() {
     send(&format!("ready {}\n", std::process::id()));
+    crate::listen::registry::set_told_parent_ready();
 }
 
 /// Tells the parent this process will not become ready, and why.

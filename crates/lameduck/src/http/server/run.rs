@@ -58,7 +58,7 @@ where
     });
     let builder = Arc::new(builder);
     let mut admin: Pin<Box<dyn Future<Output = ()> + Send>> = match admin {
-        Some(admin) => (admin.serve)(health, builder.clone()),
+        Some(admin) => (admin.serve)(health, builder.clone(), ctx.draining_token()),
         None => Box::pin(std::future::pending()),
     };
     // Connections and orphaned handlers: dropping the set (when the run is
@@ -162,19 +162,40 @@ where
 
 /// Serves the probes on `listener` until dropped.
 pub(super) async fn serve_admin<A: Listener>(
-    mut listener: A,
+    listener: A,
     probes: Probes,
     builder: Arc<auto::Builder<TokioExecutor>>,
+    draining: CancellationToken,
 ) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(target: "lameduck::http", addr = ?addr, "probes listening");
     }
+    let mut listener = Some(listener);
+    let mut watch_draining = true;
     let mut tasks = JoinSet::new();
     loop {
+        let Some(accepting) = listener.as_mut() else {
+            // Not accepting any more: finish the probe connections open.
+            if tasks.join_next().await.is_none() {
+                std::future::pending::<()>().await;
+            }
+            continue;
+        };
         tokio::select! {
             biased;
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            accepted = listener.accept() => match accepted {
+            () = draining.cancelled(), if watch_draining => {
+                watch_draining = false;
+                if accepting.is_shared() {
+                    // A successor took the socket over (an upgrade): its
+                    // probes are the ones a load balancer must see.
+                    // Answering from here too would flip readiness between
+                    // 200 and 503 at random.
+                    tracing::info!(target: "lameduck::http", "probes left to the process that took over the admin socket");
+                    listener = None;
+                }
+            }
+            accepted = accepting.accept() => match accepted {
                 Ok((io, _)) => {
                     tasks.spawn(connection::drive_plain(io, probes.clone(), builder.clone()));
                 }
