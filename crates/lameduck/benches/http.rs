@@ -37,10 +37,32 @@ use lameduck::http::Server;
 use lameduck::{App, Budget};
 
 const CONNECTIONS: usize = 64;
-const RUN: Duration = Duration::from_secs(2);
-const RUNS: usize = 3;
-const IDLE_CONNECTIONS: usize = 10_000;
-const EXIT_SAMPLES: usize = 5;
+/// The full settings, and the short ones `LAMEDUCK_BENCH_SMOKE` asks for
+/// (CI checks that the bench runs, not what it measures).
+struct Settings {
+    run: Duration,
+    runs: usize,
+    idle_connections: usize,
+    exit_samples: usize,
+}
+
+fn settings() -> Settings {
+    if std::env::var_os("LAMEDUCK_BENCH_SMOKE").is_some() {
+        Settings {
+            run: Duration::from_millis(300),
+            runs: 1,
+            idle_connections: 500,
+            exit_samples: 1,
+        }
+    } else {
+        Settings {
+            run: Duration::from_secs(2),
+            runs: 3,
+            idle_connections: 10_000,
+            exit_samples: 5,
+        }
+    }
+}
 const CHILD: &str = "LAMEDUCK_BENCH_CHILD";
 
 fn main() {
@@ -112,12 +134,14 @@ fn throughput() {
         addr
     });
     let (mut best_bare, mut best_lame) = (0.0f64, 0.0f64);
-    for _ in 0..RUNS {
+    for _ in 0..settings().runs {
         best_bare = best_bare.max(client_rt.block_on(load(bare)));
         best_lame = best_lame.max(client_rt.block_on(load(lame)));
     }
     println!(
-        "(a) throughput, {CONNECTIONS} keep-alive connections, best of {RUNS} runs of {RUN:?} each"
+        "(a) throughput, {CONNECTIONS} keep-alive connections, best of {} runs of {:?} each",
+        settings().runs,
+        settings().run
     );
     println!("    bare hyper-util  {best_bare:>10.0} requests/s");
     println!("    lameduck         {best_lame:>10.0} requests/s");
@@ -142,7 +166,7 @@ async fn bare_server(listener: tokio::net::TcpListener) {
     }
 }
 
-/// Requests per second over `RUN`, from `CONNECTIONS` keep-alive clients.
+/// Requests per second over the run time, from `CONNECTIONS` keep-alive clients.
 async fn load(addr: SocketAddr) -> f64 {
     let done = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -168,9 +192,9 @@ async fn load(addr: SocketAddr) -> f64 {
         }));
     }
     // Warm up (connections, caches), then count.
-    tokio::time::sleep(RUN / 4).await;
+    tokio::time::sleep(settings().run / 4).await;
     let (start, before) = (Instant::now(), count.load(Ordering::Relaxed));
-    tokio::time::sleep(RUN).await;
+    tokio::time::sleep(settings().run).await;
     let (elapsed, after) = (start.elapsed(), count.load(Ordering::Relaxed));
     done.store(true, Ordering::Relaxed);
     for task in tasks {
@@ -180,16 +204,21 @@ async fn load(addr: SocketAddr) -> f64 {
 }
 
 fn exit_times() {
-    println!("(b) SIGTERM to exit, drain delay 0, median of {EXIT_SAMPLES}");
-    for idle in [0, IDLE_CONNECTIONS] {
-        let mut samples: Vec<Duration> = (0..EXIT_SAMPLES).map(|_| exit_time(idle)).collect();
+    let Settings {
+        idle_connections,
+        exit_samples,
+        ..
+    } = settings();
+    println!("(b) SIGTERM to exit, drain delay 0, median of {exit_samples}");
+    for idle in [0, idle_connections] {
+        let mut samples: Vec<Duration> = (0..exit_samples).map(|_| exit_time(idle)).collect();
         samples.sort();
         let target = if idle == 0 { "<= 20 ms" } else { "<= 200 ms" };
         println!(
             "    {idle:>6} idle keep-alive connections  {:>8.2} ms   (min {:.2}, max {:.2}; target {target})",
-            ms(samples[EXIT_SAMPLES / 2]),
+            ms(samples[exit_samples / 2]),
             ms(samples[0]),
-            ms(samples[EXIT_SAMPLES - 1]),
+            ms(samples[exit_samples - 1]),
         );
     }
 }
