@@ -1,8 +1,10 @@
 //! The child's side of an upgrade: the channel to the parent, the handover
 //! it carries, and the ready (or failed) report.
 
+use std::io::Read as _;
 use std::io::Write;
 use std::os::unix::net::UnixStream;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -30,6 +32,18 @@ enum State {
 }
 
 static STATE: OnceLock<Mutex<State>> = OnceLock::new();
+
+/// Set while this process, started by an upgrade, waits for its parent to
+/// have named it the main process (systemd `MAINPID=`): until then systemd
+/// refuses its notifications, the watchdog pings included.
+static AWAITING_MAIN: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process still waits to be named the main process.
+pub(crate) fn is_awaiting_main() -> bool {
+    // Acquire pairs with the Release store of the thread that hears the
+    // parent's acknowledgement.
+    AWAITING_MAIN.load(Ordering::Acquire)
+}
 
 fn state() -> MutexGuard<'static, State> {
     STATE
@@ -63,6 +77,7 @@ fn claim() -> State {
         protocol::decode(&mut &*c).map_err(|e| e.to_string())
     });
     tracing::info!(target: "lameduck::upgrade", parent, "started by an upgrade");
+    AWAITING_MAIN.store(channel.is_some(), Ordering::Release);
     State::Child {
         parent,
         channel,
@@ -126,8 +141,30 @@ pub fn take_handover(kind: &str) -> Result<Option<Vec<u8>>, UpgradeError> {
 
 /// Tells the parent this process is ready; it will drain and stop.
 pub(crate) fn report_ready() {
-    send(&format!("ready {}\n", std::process::id()));
+    if let Some(channel) = send(&format!("ready {}\n", std::process::id())) {
+        await_main(channel);
+    } else {
+        AWAITING_MAIN.store(false, Ordering::Release);
+    }
     crate::listen::registry::set_told_parent_ready();
+}
+
+/// Waits, on a thread of its own, for the parent's `main` line (sent after
+/// `MAINPID=`), or for the channel to close: a parent that is gone can no
+/// longer be the main process either way.
+fn await_main(channel: UnixStream) {
+    let _ = channel.set_read_timeout(None);
+    let spawned = std::thread::Builder::new()
+        .name("lameduck-upgrade-ack".into())
+        .spawn(move || {
+            let mut line = Vec::new();
+            let mut reader = std::io::BufReader::new(&channel).take(protocol::MAX_LINE as u64);
+            let _ = std::io::BufRead::read_until(&mut reader, b'\n', &mut line);
+            AWAITING_MAIN.store(false, Ordering::Release);
+        });
+    if spawned.is_err() {
+        AWAITING_MAIN.store(false, Ordering::Release);
+    }
 }
 
 /// Tells the parent this process will not become ready, and why.
@@ -137,22 +174,24 @@ pub(crate) fn report_failed(why: &str) {
         .map(|c| if c.is_control() { ' ' } else { c })
         .take(protocol::MAX_LINE - 16)
         .collect();
+    AWAITING_MAIN.store(false, Ordering::Release);
     send(&format!("failed {why}\n"));
 }
 
-fn send(line: &str) {
+/// Sends `line` to the parent; returns the channel when it was written.
+fn send(line: &str) -> Option<UnixStream> {
     let mut state = state();
     let State::Child {
         channel, parent, ..
     } = &mut *state
     else {
-        return;
+        return None;
     };
-    let Some(mut c) = channel.take() else {
-        return;
-    };
+    let mut c = channel.take()?;
     // A parent that is gone cannot be told; this process serves anyway.
     if let Err(err) = c.write_all(line.as_bytes()) {
         tracing::warn!(target: "lameduck::upgrade", parent = *parent, error = %err, "cannot report to the parent");
+        return None;
     }
+    Some(c)
 }

@@ -5,7 +5,11 @@
 //! ```text
 //! parent → child:  "LDH1" | kind length: u32 BE | kind | data length: u64 BE | data
 //! child → parent:  "ready <pid>\n"  or  "failed <why>\n"
+//! parent → child:  "main\n" once systemd was told MAINPID=<child>
 //! ```
+//!
+//! The child stays silent towards systemd until the `main` line, or until
+//! the channel closes (the parent is gone).
 //!
 //! Every length is bounded, so a confused peer cannot make either side
 //! allocate without limit.

@@ -91,6 +91,7 @@ pub(crate) async fn attempt(plan: Plan, cancel: CancellationToken) -> Result<u32
         }
     };
     if outcome.is_err() {
+        ack_slot().take();
         stop(&mut child, pid).await;
     }
     outcome
@@ -134,8 +135,35 @@ async fn talk(
         protocol::parse_report(&line)
             .ok_or_else(|| format!("sent garbage: {:?}", String::from_utf8_lossy(&line)))
     };
-    let ((_, _wr), report) = tokio::join!(write, read);
+    let ((_, wr), report) = tokio::join!(write, read);
+    if let Ok(Report::Ready(pid)) = &report {
+        // Kept open until `acknowledge`: the child reads its end until our
+        // `main` line or until it closes.
+        *ack_slot() = Some((*pid, wr));
+    }
     report
+}
+
+type AckSlot = Option<(u32, tokio::net::unix::OwnedWriteHalf)>;
+
+fn ack_slot() -> std::sync::MutexGuard<'static, AckSlot> {
+    static SLOT: std::sync::Mutex<AckSlot> = std::sync::Mutex::new(None);
+    // A single assignment at a time: a panic cannot tear it.
+    SLOT.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Tells the new process `pid` that it is now the main one (systemd has
+/// been sent `MAINPID=`), so that it may notify systemd itself. Any other
+/// outcome closes the channel, which the child takes the same way.
+pub(crate) fn acknowledge(pid: u32) {
+    if let Some((p, wr)) = ack_slot().take() {
+        if p == pid {
+            // Five bytes into an empty socket buffer: never blocks.
+            if let Err(err) = wr.try_write(b"main\n") {
+                tracing::debug!(target: "lameduck::upgrade", pid, error = %err, "cannot tell the new process it is the main one; it will know when this process exits");
+            }
+        }
+    }
 }
 
 /// The error for a child whose channel closed: usually it exited, and its

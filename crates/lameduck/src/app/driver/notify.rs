@@ -60,6 +60,15 @@ mod imp {
         pinger: Option<tokio::task::JoinHandle<()>>,
     }
 
+    /// Whether this process, started by an upgrade, has not yet been named
+    /// the main process by its parent: systemd would refuse its messages.
+    fn awaiting_main() -> bool {
+        #[cfg(feature = "upgrade")]
+        return crate::upgrade::child::is_awaiting_main();
+        #[cfg(not(feature = "upgrade"))]
+        return false;
+    }
+
     impl Systemd {
         pub(in crate::app::driver) fn disabled() -> Self {
             Self { inner: None }
@@ -87,7 +96,7 @@ mod imp {
                     loop {
                         tick.tick().await;
                         // Relaxed: a stale read costs one ping more or less.
-                        if !quiet.load(Ordering::Relaxed) && health.is_live() {
+                        if !quiet.load(Ordering::Relaxed) && !awaiting_main() && health.is_live() {
                             let _ = notifier.notify(&[Notify::Watchdog]);
                         }
                     }
@@ -106,7 +115,7 @@ mod imp {
 
         fn send(&self, states: &[Notify<'_>]) {
             let Some(inner) = &self.inner else { return };
-            if inner.quiet.load(Ordering::Relaxed) {
+            if inner.quiet.load(Ordering::Relaxed) || awaiting_main() {
                 return;
             }
             if let Err(err) = inner.notifier.notify(states) {

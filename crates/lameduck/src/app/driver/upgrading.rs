@@ -220,6 +220,8 @@ impl Driver {
             Ok(pid) if self.trigger.is_none() => {
                 registry::set_handed_off();
                 self.systemd.upgraded(pid);
+                // Only now may the new process notify systemd itself.
+                crate::upgrade::spawn::acknowledge(pid);
                 if let Some(path) = &self.upgrades.pid_file {
                     if let Err(err) = pidfile::write(path, pid) {
                         tracing::error!(target: "lameduck::upgrade", path = %path.display(), error = %err, "cannot write the new pid to the PID file");
