@@ -21,9 +21,13 @@ const WAIT: Duration = Duration::from_secs(60);
 
 impl Fixture {
     fn spawn(args: &[&str]) -> Self {
+        Self::spawn_with_stdin(args, Stdio::null())
+    }
+
+    fn spawn_with_stdin(args: &[&str], stdin: Stdio) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle-fixture"))
             .args(args)
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -130,6 +134,50 @@ fn sigint_without_a_terminal_drains_like_sigterm() {
     let (code, events, _) = f.finish();
     assert_eq!(code, 0);
     // The drain delay was waited, not skipped: at least 300ms.
+    let drained = events
+        .iter()
+        .find_map(|e| e.strip_prefix("report   draining"))
+        .unwrap_or_else(|| panic!("{events:#?}"))
+        .trim();
+    let drained = humantime::parse_duration(drained).unwrap();
+    assert!(drained >= Duration::from_millis(300), "{drained:?}");
+}
+
+#[test]
+fn sigint_with_a_terminal_on_stdin_skips_the_drain_delay() {
+    // A person pressed Ctrl+C: no load balancer to wait for. The drain delay
+    // is 25 s; the shutdown must not wait it.
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let mut f = Fixture::spawn_with_stdin(
+        &["--grace-period", "60s", "--drain-delay", "25s"],
+        Stdio::from(pty.slave),
+    );
+    f.wait_for("phase running");
+    f.signal(Signal::SIGINT);
+    let (code, events, _) = f.finish();
+    drop(pty.master);
+    assert_eq!(code, 0, "{events:#?}");
+    let drained = events
+        .iter()
+        .find_map(|e| e.strip_prefix("report   draining"))
+        .unwrap_or_else(|| panic!("{events:#?}"))
+        .trim();
+    let drained = humantime::parse_duration(drained).unwrap();
+    assert!(
+        drained < Duration::from_secs(25),
+        "the drain delay was waited: {drained:?}"
+    );
+}
+
+#[test]
+fn sigterm_with_a_terminal_on_stdin_still_drains() {
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let mut f = Fixture::spawn_with_stdin(&["--drain-delay", "300ms"], Stdio::from(pty.slave));
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    let (code, events, _) = f.finish();
+    drop(pty.master);
+    assert_eq!(code, 0, "{events:#?}");
     let drained = events
         .iter()
         .find_map(|e| e.strip_prefix("report   draining"))
