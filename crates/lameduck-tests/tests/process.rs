@@ -92,6 +92,16 @@ impl Fixture {
     }
 }
 
+/// How long the report says Draining lasted.
+fn drained(events: &[String]) -> Duration {
+    let text = events
+        .iter()
+        .find_map(|e| e.strip_prefix("report   draining"))
+        .unwrap_or_else(|| panic!("no draining line in {events:#?}"))
+        .trim();
+    humantime::parse_duration(text).unwrap()
+}
+
 fn position(events: &[String], e: &str) -> usize {
     events
         .iter()
@@ -134,12 +144,7 @@ fn sigint_without_a_terminal_drains_like_sigterm() {
     let (code, events, _) = f.finish();
     assert_eq!(code, 0);
     // The drain delay was waited, not skipped: at least 300ms.
-    let drained = events
-        .iter()
-        .find_map(|e| e.strip_prefix("report   draining"))
-        .unwrap_or_else(|| panic!("{events:#?}"))
-        .trim();
-    let drained = humantime::parse_duration(drained).unwrap();
+    let drained = drained(&events);
     assert!(drained >= Duration::from_millis(300), "{drained:?}");
 }
 
@@ -157,12 +162,7 @@ fn sigint_with_a_terminal_on_stdin_skips_the_drain_delay() {
     let (code, events, _) = f.finish();
     drop(pty.master);
     assert_eq!(code, 0, "{events:#?}");
-    let drained = events
-        .iter()
-        .find_map(|e| e.strip_prefix("report   draining"))
-        .unwrap_or_else(|| panic!("{events:#?}"))
-        .trim();
-    let drained = humantime::parse_duration(drained).unwrap();
+    let drained = drained(&events);
     assert!(
         drained < Duration::from_secs(25),
         "the drain delay was waited: {drained:?}"
@@ -178,12 +178,7 @@ fn sigterm_with_a_terminal_on_stdin_still_drains() {
     let (code, events, _) = f.finish();
     drop(pty.master);
     assert_eq!(code, 0, "{events:#?}");
-    let drained = events
-        .iter()
-        .find_map(|e| e.strip_prefix("report   draining"))
-        .unwrap_or_else(|| panic!("{events:#?}"))
-        .trim();
-    let drained = humantime::parse_duration(drained).unwrap();
+    let drained = drained(&events);
     assert!(drained >= Duration::from_millis(300), "{drained:?}");
 }
 
