@@ -33,6 +33,8 @@ use tokio::sync::watch;
 
 use turn::{Turn, Turned};
 
+use crate::phases::{PhaseFlags, parse_duration};
+
 const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
 
@@ -82,18 +84,8 @@ pub struct Args {
     /// Address of the probes (/livez, /readyz, /startupz)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
     admin: SocketAddr,
-    /// Time between SIGTERM and SIGKILL [default: 30s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    grace_period: Option<Duration>,
-    /// How long to stay unready but serving [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    drain_delay: Option<Duration>,
-    /// How long in-flight work may take to finish [default: what is left]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    shutdown_timeout: Option<Duration>,
-    /// How long cancelled work may take to wind down [default: 3s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    hard_timeout: Option<Duration>,
+    #[command(flatten)]
+    phases: PhaseFlags,
     /// How to report: `human` phase lines, `json` log lines, or `auto`
     /// (human on a terminal)
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
@@ -136,19 +128,7 @@ async fn serve(
     http: TcpListener,
     admin: TcpListener,
 ) -> anyhow::Result<ExitCode> {
-    let mut budget = Budget::default();
-    if let Some(d) = args.grace_period {
-        budget = budget.grace_period(d);
-    }
-    if let Some(d) = args.drain_delay {
-        budget = budget.drain_delay(d);
-    }
-    if let Some(d) = args.shutdown_timeout {
-        budget = budget.shutdown_timeout(d);
-    }
-    if let Some(d) = args.hard_timeout {
-        budget = budget.hard_timeout(d);
-    }
+    let budget = args.phases.apply(Budget::default());
 
     let addr = http.local_addr().context("reading the bound address")?;
     let admin_addr = admin
@@ -247,8 +227,4 @@ fn worker(jobs: Arc<AtomicUsize>) -> Component {
         }
     })
     .depends_on("db")
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s.trim()).map_err(|e| e.to_string())
 }

@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod demo;
 mod drill;
+mod phases;
 mod plan;
 
 /// Services that stop, restart and roll over without dropping work.

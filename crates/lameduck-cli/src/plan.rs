@@ -16,13 +16,11 @@ use std::time::Duration;
 use anyhow::Context;
 use lameduck::{Budget, Timeline};
 
+use crate::phases::{PhaseFlags, parse_duration};
+
 /// Exit code when the phases do not fit the grace period (the arithmetic is
 /// printed on stderr). Bad flags exit with 2, like every other error.
 const EXIT_DOES_NOT_FIT: u8 = 1;
-
-/// The longest duration any flag accepts. Far beyond any real grace period,
-/// and low enough that adding every phase together cannot overflow.
-const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
 const LONG_ABOUT: &str = "\
 Print the shutdown timing budget for a grace period.
@@ -74,25 +72,8 @@ Exit status:
 #[derive(Debug, clap::Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
 pub struct Args {
-    /// Time between SIGTERM and SIGKILL: Kubernetes
-    /// terminationGracePeriodSeconds, systemd TimeoutStopSec [default: 30s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    grace_period: Option<Duration>,
-
-    /// How long to stay unready but serving, while load balancers and
-    /// Kubernetes endpoints stop sending traffic [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    drain_delay: Option<Duration>,
-
-    /// How long in-flight work may take to finish once listeners close
-    /// [default: what the other phases leave]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    shutdown_timeout: Option<Duration>,
-
-    /// How long cancelled work may take to wind down before it is aborted
-    /// [default: 3s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    hard_timeout: Option<Duration>,
+    #[command(flatten)]
+    phases: PhaseFlags,
 
     /// The close timeout of one resource (a pool, a producer, a telemetry
     /// exporter); repeat for each, in closing order [default: none]
@@ -158,21 +139,7 @@ struct Config {
 
 impl Config {
     fn new(args: Args) -> anyhow::Result<Self> {
-        let mut budget = Budget::default();
-        // Only the flags given override the library's defaults, so the CLI
-        // never disagrees with the library about them.
-        if let Some(d) = args.grace_period {
-            budget = budget.grace_period(d);
-        }
-        if let Some(d) = args.drain_delay {
-            budget = budget.drain_delay(d);
-        }
-        if let Some(d) = args.shutdown_timeout {
-            budget = budget.shutdown_timeout(d);
-        }
-        if let Some(d) = args.hard_timeout {
-            budget = budget.hard_timeout(d);
-        }
+        let mut budget = args.phases.apply(Budget::default());
         if let Some(d) = args.log_flush {
             budget = budget.log_flush(d);
         }
@@ -232,16 +199,6 @@ fn render(config: &Config, timeline: &Timeline) -> anyhow::Result<String> {
         .to_string(),
         Format::Json => json::render(timeline, &pod)?,
     })
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
-    if d > MAX_DURATION {
-        return Err(format!(
-            "{s} is more than the longest accepted duration, 365 days"
-        ));
-    }
-    Ok(d)
 }
 
 fn parse_close(s: &str) -> Result<(String, Duration), String> {
