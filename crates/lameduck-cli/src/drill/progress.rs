@@ -48,7 +48,10 @@ impl Bar {
                         _ => "done",
                     };
                     let mut msg = format!(
-                        "{stage} · {} sent · {} ok · {} failed",
+                        // "not ok", not "failed": whether an answer counts
+                        // as a failure (a refused connect after the listener
+                        // closed does not) is for the verdict to say.
+                        "{stage} · {} sent · {} ok · {} not ok",
                         s.sent, s.ok, s.failed
                     );
                     if s.signals > 0 {
