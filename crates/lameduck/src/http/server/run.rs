@@ -17,7 +17,7 @@ use tokio_util::task::AbortOnDropHandle;
 use super::{ResBody, Server, ServiceBound, connection};
 use crate::http::shared::{Orphans, Shared, Signals, Stage};
 use crate::http::{Listener, Probes};
-use crate::{BoxError, Context};
+use crate::{BoxError, Context, Phase};
 
 /// The pause after an accept error that is not about one connection
 /// (typically `EMFILE`): retrying at once would spin.
@@ -74,6 +74,16 @@ where
         }
     }
     ctx.ready();
+    // Another process may be serving this socket now (the parent of an
+    // upgrade, or systemd holding the queue): accept only once the whole app
+    // is Running, so that a process failing during start-up takes no
+    // connection with it; the other process serves the queue meanwhile. An
+    // app that never reaches Running never accepts.
+    let mut wait_running = listener.is_shared();
+    let mut phases = ctx.app().watch_phase();
+    let mut running = std::pin::pin!(async move {
+        let _ = phases.wait_for(|p| *p == Phase::Running).await;
+    });
 
     while shared.stage() < Stage::Stopping {
         tokio::select! {
@@ -87,7 +97,8 @@ where
             Some(orphan) = adopted.recv() => {
                 tasks.spawn(orphan);
             }
-            accepted = listener.accept() => match accepted {
+            () = &mut running, if wait_running => wait_running = false,
+            accepted = listener.accept(), if !wait_running => match accepted {
                 Ok((io, _)) => {
                     tasks.spawn(connection::drive(io, service.clone(), shared.clone(), builder.clone()));
                 }
