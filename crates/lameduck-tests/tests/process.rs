@@ -86,7 +86,7 @@ impl Fixture {
         }
         (
             status.code().expect("exited, not killed"),
-            self.seen,
+            std::mem::take(&mut self.seen),
             stderr,
         )
     }
@@ -100,6 +100,18 @@ fn drained(events: &[String]) -> Duration {
         .unwrap_or_else(|| panic!("no draining line in {events:#?}"))
         .trim();
     humantime::parse_duration(text).unwrap()
+}
+
+impl Drop for Fixture {
+    /// A test that fails half-way leaves no fixture behind: it is killed by
+    /// its PID (after `finish`, it has already been reaped and this does
+    /// nothing).
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
 
 fn position(events: &[String], e: &str) -> usize {
