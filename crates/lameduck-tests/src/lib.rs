@@ -2,4 +2,5 @@
 //! programs they signal live in `src/bin/`. [`load`] is the HTTP load both
 //! the upgrade tests and the upgrade benchmark drive.
 
+pub mod fixture;
 pub mod load;

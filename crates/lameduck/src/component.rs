@@ -12,8 +12,8 @@ use crate::{Context, DEFAULT_CLOSE_TIMEOUT, RestartPolicy};
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 pub(crate) type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-type RunFn = Box<dyn FnMut(Context) -> BoxFuture<Result<(), BoxError>> + Send>;
-type CloseFn = Box<dyn FnOnce() -> BoxFuture<Result<(), BoxError>> + Send>;
+pub(crate) type RunFn = Box<dyn FnMut(Context) -> BoxFuture<Result<(), BoxError>> + Send>;
+pub(crate) type CloseFn = Box<dyn FnOnce() -> BoxFuture<Result<(), BoxError>> + Send>;
 
 /// A named unit of a service — an HTTP server, a queue consumer, a database
 /// pool, a telemetry exporter — with a run, an optional close, its

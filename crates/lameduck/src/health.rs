@@ -163,31 +163,34 @@ impl Health {
         self.lock().components.entry(name.clone()).or_default();
     }
 
-    pub(crate) fn set_started(&self, name: &str, started: bool) {
+    /// Updates the entry of component `name` (registered at build; an
+    /// unknown name is ignored).
+    fn update(&self, name: &str, f: impl FnOnce(&mut ComponentHealth)) {
         if let Some(c) = self.lock().components.get_mut(name) {
-            c.started = c.started || started;
+            f(c);
         }
+    }
+
+    /// A component reported ready once: start-up passes for it for good.
+    pub(crate) fn set_started(&self, name: &str) {
+        self.update(name, |c| c.started = true);
     }
 
     /// A component that ended for good: it no longer counts for readiness
     /// or start-up.
     pub(crate) fn set_done(&self, name: &str) {
-        if let Some(c) = self.lock().components.get_mut(name) {
+        self.update(name, |c| {
             c.started = true;
             c.unready = None;
-        }
+        });
     }
 
     pub(crate) fn set_unready(&self, name: &str, reason: Option<String>) {
-        if let Some(c) = self.lock().components.get_mut(name) {
-            c.unready = reason;
-        }
+        self.update(name, |c| c.unready = reason);
     }
 
     pub(crate) fn set_unlive(&self, name: &str, reason: Option<String>) {
-        if let Some(c) = self.lock().components.get_mut(name) {
-            c.unlive = reason;
-        }
+        self.update(name, |c| c.unlive = reason);
     }
 }
 
@@ -236,7 +239,7 @@ mod tests {
         let (h, db) = registry();
         h.set_phase(Phase::Running);
         assert!(!h.is_ready(), "db has not started");
-        h.set_started(&db, true);
+        h.set_started(&db);
         assert!(h.is_ready());
         assert!(h.is_started());
     }
@@ -244,7 +247,7 @@ mod tests {
     #[test]
     fn a_component_reporting_unready_fails_readiness_with_its_reason() {
         let (h, db) = registry();
-        h.set_started(&db, true);
+        h.set_started(&db);
         h.set_phase(Phase::Running);
         h.set_unready(&db, Some("reconnecting".into()));
         let status = h.readiness();
@@ -260,7 +263,7 @@ mod tests {
     #[test]
     fn draining_is_unready_but_live_and_started() {
         let (h, db) = registry();
-        h.set_started(&db, true);
+        h.set_started(&db);
         h.set_phase(Phase::Running);
         h.set_phase(Phase::Draining);
         assert!(!h.is_ready());

@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lameduck::{App, Budget, Component, Phase, Restart, RestartPolicy};
+use lameduck::{App, Budget, Component, Restart, RestartPolicy};
+use lameduck_tests::fixture;
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -123,24 +124,11 @@ async fn main() -> ExitCode {
             ),
         );
     }
-    let app = match builder.build() {
+    let app = match fixture::build(builder) {
         Ok(app) => app,
-        Err(err) => {
-            eprintln!("fixture: {err}");
-            return err.exit_status().into();
-        }
+        Err(code) => return code,
     };
-    let handle = app.handle();
-    tokio::spawn(async move {
-        let mut rx = handle.watch_phase();
-        loop {
-            let phase = *rx.borrow_and_update();
-            event(format_args!("phase {phase}"));
-            if phase == Phase::Stopped || rx.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+    fixture::print_phases(app.handle(), |line| event(line));
     let report = app.await;
     for line in report.to_string().lines() {
         event(format_args!("report {line}"));

@@ -23,6 +23,7 @@ use clap::Parser;
 use lameduck::listen::Listeners;
 use lameduck::upgrade::{Upgrade, take_handover};
 use lameduck::{App, Budget, Component, Context, Phase, WorkGuard};
+use lameduck_tests::fixture;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
 #[derive(Debug, Parser)]
@@ -168,24 +169,11 @@ async fn main() -> ExitCode {
         }
         _ => {}
     }
-    let app = match builder.build() {
+    let app = match fixture::build(builder) {
         Ok(app) => app,
-        Err(err) => {
-            eprintln!("fixture: {err}");
-            return err.exit_status().into();
-        }
+        Err(code) => return code,
     };
-    let handle = app.handle();
-    tokio::spawn(async move {
-        let mut rx = handle.watch_phase();
-        loop {
-            let phase = *rx.borrow_and_update();
-            event(format_args!("phase {phase}"));
-            if phase == Phase::Stopped || rx.changed().await.is_err() {
-                return;
-            }
-        }
-    });
+    fixture::print_phases(app.handle(), |line| event(line));
     let report = app.await;
     if let Some(reason) = &report.reason {
         event(format_args!("reason {reason}"));

@@ -219,7 +219,7 @@ impl Driver {
                     return;
                 }
                 slot.ready = true;
-                self.handle.health().set_started(&slot.name, true);
+                self.handle.health().set_started(&slot.name);
                 tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, attempt, "component ready");
                 self.start_waiting();
                 self.check_started();

@@ -67,15 +67,10 @@ impl Driver {
             return;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = std::thread::Builder::new()
-            .name("lameduck-flush".into())
-            .spawn(move || {
-                for f in flushes {
-                    f();
-                }
-                let _ = tx.send(());
-            });
-        if spawned.is_ok()
+        let spawned = spawn_flushes(flushes, move || {
+            let _ = tx.send(());
+        });
+        if spawned
             && tokio::time::timeout(self.timeline.log_flush, rx)
                 .await
                 .is_err()
@@ -96,15 +91,25 @@ pub(super) fn flush_blocking(flushes: Vec<super::FlushFn>, bound: Duration) {
         return;
     }
     let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = std::thread::Builder::new()
+    let spawned = spawn_flushes(flushes, move || {
+        let _ = tx.send(());
+    });
+    if spawned {
+        let _ = rx.recv_timeout(bound);
+    }
+}
+
+/// Runs the flushes in order on a plain thread of their own (a flush may
+/// block, and the runtime may be stuck), then `done`. False when the thread
+/// could not start.
+fn spawn_flushes(flushes: Vec<super::FlushFn>, done: impl FnOnce() + Send + 'static) -> bool {
+    std::thread::Builder::new()
         .name("lameduck-flush".into())
         .spawn(move || {
             for f in flushes {
                 f();
             }
-            let _ = tx.send(());
-        });
-    if spawned.is_ok() {
-        let _ = rx.recv_timeout(bound);
-    }
+            done();
+        })
+        .is_ok()
 }

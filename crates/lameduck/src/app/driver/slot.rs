@@ -6,10 +6,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::AppHandle;
-use crate::component::BoxFuture;
+use crate::component::{CloseFn, RunFn};
 use crate::report::{CloseOutcome, Ending};
 use crate::restart::RestartWindow;
-use crate::{BoxError, Component, Context, RestartPolicy, Tracker};
+use crate::{Component, RestartPolicy, Tracker};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum State {
@@ -22,9 +22,6 @@ pub(super) enum State {
     /// Ended for good.
     Done,
 }
-
-type RunFn = Box<dyn FnMut(Context) -> BoxFuture<Result<(), BoxError>> + Send>;
-type CloseFn = Box<dyn FnOnce() -> BoxFuture<Result<(), BoxError>> + Send>;
 
 pub(super) struct Slot {
     pub(super) name: Arc<str>,
