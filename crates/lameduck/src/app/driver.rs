@@ -544,9 +544,16 @@ impl Driver {
         // Draining: unready at once, still serving.
         self.enter(Phase::Draining, &cause);
         self.draining.cancel();
+        let mut drained_early = false;
         if drain && !self.timeline.drain_delay.is_zero() {
             let deadline = Instant::now() + self.timeline.drain_delay;
             loop {
+                // Every component has returned and no work is tracked:
+                // nothing is left to serve while load balancers catch up.
+                if self.all_done() {
+                    drained_early = true;
+                    break;
+                }
                 match self.step(Some(deadline)).await {
                     Step::Deadline => break,
                     Step::Forced(sig) => return self.forced(sig).await,
@@ -558,7 +565,9 @@ impl Driver {
         // Stopping: components stop in reverse dependency order.
         self.enter(
             Phase::Stopping,
-            if drain {
+            if drained_early {
+                "nothing left to drain"
+            } else if drain {
                 "drain delay over"
             } else {
                 "drain skipped"
