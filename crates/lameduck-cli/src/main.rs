@@ -1,4 +1,4 @@
-//! The `lameduck` command: drill, plan and demo.
+//! The `lameduck` command: run, drill, plan and demo.
 
 use std::process::ExitCode;
 
@@ -8,6 +8,7 @@ mod demo;
 mod drill;
 mod phases;
 mod plan;
+mod run;
 
 /// Services that stop, restart and roll over without dropping work.
 #[derive(Debug, Parser)]
@@ -19,14 +20,24 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(run::Args),
     Plan(plan::Args),
     Drill(drill::Args),
     Demo(demo::Args),
+    /// (internal) The guard of `lameduck run`: kills the program's process
+    /// groups if lameduck dies without stopping them.
+    #[command(name = "run-guard", hide = true)]
+    RunGuard {
+        /// The pid of the lameduck it guards, for its message.
+        parent: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(args),
+        Command::RunGuard { parent } => Ok(ExitCode::from(run::guard::main(&parent))),
         Command::Plan(args) => plan::run(args),
         Command::Drill(args) => drill::run(args),
         Command::Demo(args) => demo::run(args),
