@@ -100,6 +100,7 @@ Examples:
 Exit status:
   N        the program's exit code, or 128 + the signal that killed it
   0        the program stopped on the stop signal lameduck sent it
+  3        ... but its group had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
   78       invalid configuration: the phases do not fit the grace period
   124      the exit watchdog ended a shutdown stuck past its budget
@@ -338,7 +339,9 @@ fn exit_code(report: &Report, outcome: Outcome) -> u8 {
         return report.status().code();
     };
     if outcome.stopped_with.iter().any(|s| ended.is_stop_by(*s)) {
-        return 0;
+        // A clean stop, unless stragglers had to be killed at the deadline
+        // (3, the library's code for it).
+        return report.status().code();
     }
     let gave_up = matches!(report.reason, Some(ShutdownReason::ComponentFailed { .. }));
     match ended.exit_code() {

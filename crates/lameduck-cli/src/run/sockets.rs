@@ -34,16 +34,23 @@ pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
             anyhow::bail!("--listen {}: the name is used twice", spec.name);
         }
         let fd: OwnedFd = match &spec.addr {
-            ListenAddr::Tcp(addr) => inherited
-                .tcp(&spec.name, addr)
-                .with_context(|| format!("--listen {}={addr}", spec.name))?
-                .into_std()
-                .into(),
-            ListenAddr::Unix(path) => inherited
-                .unix(&spec.name, path)
-                .with_context(|| format!("--listen {}=unix:{}", spec.name, path.display()))?
-                .into_std()
-                .into(),
+            ListenAddr::Tcp(addr) => {
+                let l = inherited
+                    .tcp(&spec.name, addr)
+                    .with_context(|| format!("--listen {}={addr}", spec.name))?;
+                let bound = l
+                    .local_addr()
+                    .map_or_else(|_| addr.to_string(), |a| a.to_string());
+                tracing::info!(target: "lameduck::run", name = %spec.name, addr = %bound, inherited = l.is_inherited(), "socket {} on {bound}", spec.name);
+                l.into_std().into()
+            }
+            ListenAddr::Unix(path) => {
+                let l = inherited
+                    .unix(&spec.name, path)
+                    .with_context(|| format!("--listen {}=unix:{}", spec.name, path.display()))?;
+                tracing::info!(target: "lameduck::run", name = %spec.name, path = %path.display(), inherited = l.is_inherited(), "socket {} on unix:{}", spec.name, path.display());
+                l.into_std().into()
+            }
         };
         out.push((spec.name.clone(), fd));
     }

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Forks grandchildren and reports their pids in the file $1, one a line:
+# a sleeper, and a sleeper that ignores SIGTERM (so that only SIGKILL, at
+# the deadline, ends it). Then it waits, like a naive supervisor script.
+out=$1
+sleep 1000 &
+echo $! >>"$out"
+sh -c 'trap "" TERM; sleep 1000 & echo $! >>"$0"; wait' "$out" &
+echo $! >>"$out"
+echo ready >>"$out.ready"
+wait
