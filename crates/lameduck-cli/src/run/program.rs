@@ -228,6 +228,9 @@ async fn restart(
     };
     let new_pid = new.pid().as_raw();
     let mut new_ready = sup.readiness(&new);
+    if new_ready.is_none() {
+        tracing::warn!(target: "lameduck::run", new_pid, "no --ready check: the new instance counts as ready as soon as it started, and the old one is stopped at once");
+    }
     let outcome = tokio::select! {
         () = passing(&mut new_ready) => Ok(()),
         ended = new.exited() => Err(format!("the new instance (pid {new_pid}) exited before it was ready: {ended}")),
