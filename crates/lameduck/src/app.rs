@@ -162,6 +162,19 @@ struct Shared {
     events: mpsc::UnboundedSender<Event>,
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
+    holdups: Mutex<Holdups>,
+}
+
+/// Each component's description of what holds it up, by component index.
+#[derive(Default)]
+pub(crate) struct Holdups(pub(crate) std::collections::HashMap<usize, DescribeFn>);
+
+pub(crate) type DescribeFn = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+impl std::fmt::Debug for Holdups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl AppHandle {
@@ -177,6 +190,7 @@ impl AppHandle {
                 events,
                 health,
                 trackers: Mutex::new(Vec::new()),
+                holdups: Mutex::new(Holdups::default()),
             }),
         }
     }
@@ -285,6 +299,25 @@ impl AppHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {
+        self.shared
+            .holdups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(component, describe);
+    }
+
+    pub(crate) fn holdups_of(&self, component: usize) -> Option<DescribeFn> {
+        self.shared
+            .holdups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .get(&component)
+            .cloned()
     }
 
     pub(crate) fn send(&self, event: Event) {

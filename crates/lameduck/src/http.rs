@@ -44,14 +44,17 @@
 #![cfg_attr(feature = "axum", doc = include_str!("http/example.md"))]
 
 mod cancel;
+pub(crate) mod conn;
 pub mod layer;
 mod listener;
 mod probes;
 mod server;
 pub(crate) mod shared;
+mod streaming;
 
 pub use cancel::{Cancel, CancelledFuture, StoppingFuture};
 pub use layer::{Drain, DrainBody, DrainLayer};
 pub use listener::{Connection, Listener};
 pub use probes::Probes;
 pub use server::{DEFAULT_FIRST_REQUEST_GRACE, ServeError, ServeErrorKind, Server};
+pub use streaming::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, StreamEnd};

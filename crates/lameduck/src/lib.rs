@@ -128,7 +128,9 @@ pub use exit::ExitStatus;
 pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
-pub use report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, Report, WorkReport};
+pub use report::{
+    CloseOutcome, ComponentReport, Deadline, Ending, Holdup, PhaseTiming, Report, WorkReport,
+};
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{IdleFuture, Tracker, WorkGuard, WorkItem};

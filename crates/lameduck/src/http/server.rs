@@ -13,7 +13,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::{Listener, Probes};
+use super::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, Listener, Probes};
 use crate::component::BoxFuture;
 use crate::{BoxError, Component, Health};
 
@@ -21,6 +21,7 @@ mod connection;
 mod error;
 mod run;
 mod stream;
+mod wire;
 
 pub use error::{ServeError, ServeErrorKind};
 
@@ -76,6 +77,7 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     probes_on_main: bool,
     builder: auto::Builder<TokioExecutor>,
     first_request_grace: Duration,
+    close_window: Duration,
     shared_listener: bool,
 }
 
@@ -146,6 +148,7 @@ impl<S, L: Listener> Server<S, L> {
             probes_on_main: false,
             builder,
             first_request_grace: DEFAULT_FIRST_REQUEST_GRACE,
+            close_window: DEFAULT_CLOSE_HANDSHAKE_WINDOW,
             shared_listener: false,
         }
     }
@@ -236,16 +239,36 @@ impl<S, L: Listener> Server<S, L> {
         self
     }
 
-    /// How long a connection that has not sent its first request yet may
-    /// still send one once Stopping has begun, counted from its accept
-    /// (default 500 ms).
+    /// How long, once Stopping has begun, a connection with no request in
+    /// flight may still deliver one (default 500 ms): counted from its
+    /// accept for a connection that has not sent a request yet, and from
+    /// its last byte for one part-way through a request head.
     ///
     /// A connection taken from the accept queue at Stopping usually belongs
     /// to a client between its `connect` and its `write`; closing it would
     /// fail a request the client believes sent. A connection opened long
-    /// ago and never used (a browser's preconnect) closes at once.
+    /// ago and never used (a browser's preconnect) closes at once. A
+    /// client that sent part of a request head and then nothing (a stalled
+    /// or hostile one) is closed once it has been silent this long, so it
+    /// cannot hold the shutdown up to its timeout.
     pub fn first_request_grace(mut self, grace: Duration) -> Self {
         self.first_request_grace = grace;
+        self
+    }
+
+    /// How long an upgraded connection (a WebSocket) has, from Stopping, to
+    /// finish its close handshake before the server closes it (default
+    /// 2 s, [`DEFAULT_CLOSE_HANDSHAKE_WINDOW`]).
+    ///
+    /// At Stopping the connection's handler hears
+    /// [`Cancel::stopping`](super::Cancel::stopping) (with
+    /// [`axum`](crate::axum)'s WebSocket, the server sends `1001 Going
+    /// Away`); a client that answers within the window closes cleanly, one
+    /// that does not is closed under it. Either way the connection is
+    /// reported as ended by the shutdown, not as a failure. A response can
+    /// opt out with [`StreamEnd::AtCancel`](super::StreamEnd).
+    pub fn close_handshake_window(mut self, window: Duration) -> Self {
+        self.close_window = window;
         self
     }
 
@@ -323,6 +346,7 @@ impl<S, L> fmt::Debug for Server<S, L> {
             .field("admin", &self.admin.as_ref().map(|a| a.addr))
             .field("probes_on_main", &self.probes_on_main)
             .field("first_request_grace", &self.first_request_grace)
+            .field("close_handshake_window", &self.close_window)
             .field("shared_listener", &self.shared_listener)
             .finish_non_exhaustive()
     }

@@ -37,6 +37,7 @@ where
         probes_on_main,
         builder,
         first_request_grace,
+        close_window,
         shared_listener,
     } = server;
     let signals = Arc::new(Signals::from_context(&ctx));
@@ -49,12 +50,20 @@ where
     let _kill = kill.clone().drop_guard();
     let health = ctx.app().health().clone();
     let shared = Arc::new(Shared {
-        signals,
-        tracker: ctx.tracker().clone(),
-        orphans: Orphans::Server(orphans),
         probes: probes_on_main.then(|| Probes::new(health.clone())),
         kill,
         first_request_grace,
+        close_window,
+        ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
+    });
+    ctx.describe_holdups({
+        let shared = Arc::downgrade(&shared);
+        move || {
+            shared
+                .upgrade()
+                .map(|s| s.describe_lingering())
+                .unwrap_or_default()
+        }
     });
     let builder = Arc::new(builder);
     let mut admin: Pin<Box<dyn Future<Output = ()> + Send>> = match admin {
@@ -99,8 +108,8 @@ where
             }
             () = &mut running, if wait_running => wait_running = false,
             accepted = listener.accept(), if !wait_running => match accepted {
-                Ok((io, _)) => {
-                    tasks.spawn(connection::drive(io, service.clone(), shared.clone(), builder.clone()));
+                Ok((io, peer)) => {
+                    tasks.spawn(connection::drive(io, Box::new(peer), service.clone(), shared.clone(), builder.clone()));
                 }
                 Err(err) if is_per_connection(&err) => {}
                 Err(err) => {
@@ -126,9 +135,10 @@ where
         listener.close()
     };
     tracing::info!(target: "lameduck::http", component = %ctx.name(), queued = queued.len(), open = tasks.len(), "stopped accepting");
-    for (io, _) in queued {
+    for (io, peer) in queued {
         tasks.spawn(connection::drive(
             io,
+            Box::new(peer),
             service.clone(),
             shared.clone(),
             builder.clone(),
