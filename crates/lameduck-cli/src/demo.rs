@@ -20,8 +20,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -136,10 +134,9 @@ async fn serve(
         .context("reading the admin listener's address")?;
     let (turns, turn) = watch::channel(Turn::starting());
     let (http_inherited, admin_inherited) = (http.is_inherited(), admin.is_inherited());
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let http = Server::new(
         Turned::new(http, http_inherited, turn.clone()),
-        routes::router(in_flight.clone()),
+        routes::router(),
     )
     .admin_listener(Turned::new(admin, admin_inherited, turn));
 
@@ -150,12 +147,11 @@ async fn serve(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
-    let jobs = Arc::new(AtomicUsize::new(0));
     let app = App::builder("demo")
         .budget(budget)
         .upgrade(upgrade)
         .component(db())
-        .component(worker(jobs.clone()))
+        .component(worker())
         .component(Component::from(http).depends_on("db"))
         .build()
         .context("invalid configuration")?;
@@ -169,14 +165,7 @@ async fn serve(
     out.flush()?;
     drop(out);
 
-    let shown = human.then(|| {
-        tokio::spawn(display::phases(
-            app.handle(),
-            app.timeline().clone(),
-            in_flight,
-            jobs,
-        ))
-    });
+    let shown = human.then(|| tokio::spawn(display::phases(app.handle(), app.timeline().clone())));
     let report = app.await;
     if let Some(shown) = shown {
         let _ = shown.await;
@@ -201,9 +190,8 @@ fn db() -> Component {
 
 /// A background worker: a job every half second, each tracked; at Stopping
 /// it finishes the job in hand and returns.
-fn worker(jobs: Arc<AtomicUsize>) -> Component {
+fn worker() -> Component {
     Component::new("worker", move |ctx| {
-        let jobs = jobs.clone();
         async move {
             ctx.ready();
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -214,14 +202,12 @@ fn worker(jobs: Arc<AtomicUsize>) -> Component {
                     _ = tick.tick() => {}
                 }
                 let _job = ctx.tracker().track("job");
-                jobs.fetch_add(1, Ordering::Relaxed);
                 // A job that takes a while: it is not interrupted by the
                 // stop, only by the cancel signal.
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     () = ctx.on_cancelled() => break,
                 }
-                jobs.fetch_sub(1, Ordering::Relaxed);
             }
             Ok(())
         }

@@ -283,6 +283,15 @@ impl AppHandle {
         tracker
     }
 
+    /// The work in flight now in every tracker of the app (each
+    /// component's, and those made with [`tracker`](Self::tracker)): what a
+    /// shutdown would wait for. With [`http::Server`](crate::http::Server)
+    /// that includes responses still being written, event streams and
+    /// upgraded connections.
+    pub fn work(&self) -> Vec<crate::WorkItem> {
+        self.trackers().iter().flat_map(Tracker::snapshot).collect()
+    }
+
     pub(crate) fn register_tracker(&self, tracker: Tracker) -> usize {
         let mut list = self
             .shared

@@ -81,7 +81,11 @@ async fn a_connection_that_holds_the_shutdown_past_its_timeout_is_named_with_its
     // With no request in flight, the cancel signal closes it: nothing is
     // left for the hard deadline.
     assert!(
-        report.work.held.iter().all(|h| h.deadline != Deadline::Hard),
+        report
+            .work
+            .held
+            .iter()
+            .all(|h| h.deadline != Deadline::Hard),
         "{report}"
     );
 }

@@ -53,6 +53,9 @@ pub(crate) struct Signals {
     changed: watch::Sender<Stage>,
     /// When this server's Stopping began.
     stopping_at: OnceLock<Instant>,
+    /// How long an upgraded connection has for its close handshake once
+    /// Stopping has begun.
+    close_window: Duration,
 }
 
 impl Signals {
@@ -68,6 +71,7 @@ impl Signals {
             cancel,
             changed: watch::Sender::new(Stage::Running),
             stopping_at: OnceLock::new(),
+            close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
         }
     }
 
@@ -86,9 +90,16 @@ impl Signals {
         Stage::from_u8(self.stage.load(Ordering::Acquire))
     }
 
-    /// When Stopping began, once it has.
-    pub(crate) fn stopping_since(&self) -> Option<Instant> {
-        self.stopping_at.get().copied()
+    /// Sets the close handshake window of upgraded connections.
+    pub(crate) fn with_close_window(mut self, window: Duration) -> Self {
+        self.close_window = window;
+        self
+    }
+
+    /// When an upgraded connection must have finished its close handshake:
+    /// the close handshake window after Stopping began, once it has.
+    pub(crate) fn close_deadline(&self) -> Option<Instant> {
+        self.stopping_at.get().map(|&at| at + self.close_window)
     }
 
     fn set(&self, stage: Stage) {
@@ -172,9 +183,6 @@ pub(crate) struct Shared {
     /// A never-used connection's wait for its first request at Stopping,
     /// and a part-sent request head's wait for its next byte.
     pub(crate) first_request_grace: Duration,
-    /// How long an upgraded connection has for its close handshake once
-    /// Stopping has begun.
-    pub(crate) close_window: Duration,
     /// Connections still open once Stopping began, to be named in the
     /// report if they hold the shutdown up.
     pub(crate) lingering: Mutex<Vec<Weak<ConnState>>>,
@@ -189,7 +197,6 @@ impl Shared {
             probes: None,
             kill: CancellationToken::new(),
             first_request_grace: Duration::ZERO,
-            close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
             lingering: Mutex::new(Vec::new()),
         }
     }

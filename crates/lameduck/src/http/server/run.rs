@@ -40,7 +40,7 @@ where
         close_window,
         shared_listener,
     } = server;
-    let signals = Arc::new(Signals::from_context(&ctx));
+    let signals = Arc::new(Signals::from_context(&ctx).with_close_window(close_window));
     let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
     let (orphans, mut adopted) = mpsc::unbounded_channel();
     let kill = CancellationToken::new();
@@ -53,7 +53,6 @@ where
         probes: probes_on_main.then(|| Probes::new(health.clone())),
         kill,
         first_request_grace,
-        close_window,
         ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
     });
     ctx.describe_holdups({

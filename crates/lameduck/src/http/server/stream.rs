@@ -178,10 +178,9 @@ impl<T: Connection> Io<T> {
         if !self.conn.upgrade_is_bounded() {
             return false;
         }
-        let Some(since) = self.shared.signals.stopping_since() else {
+        let Some(deadline) = self.shared.signals.close_deadline() else {
             return false;
         };
-        let deadline = since + self.shared.close_window;
         let close_by = self
             .close_by
             .get_or_insert_with(|| Box::pin(sleep_until(deadline)));
