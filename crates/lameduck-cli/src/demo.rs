@@ -98,6 +98,28 @@ pub struct Args {
     /// How long a new process has to become ready on SIGHUP
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     upgrade_timeout: Duration,
+    /// How long an HTTP/1 keep-alive connection may wait for its next
+    /// request before the server closes it, announced to clients as
+    /// `Keep-Alive: timeout=N` (one second less); `off` keeps idle
+    /// connections for as long as their clients do
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_timeout, default_value = "620s")]
+    idle_timeout: Timeout,
+    /// The listen backlog of the sockets it binds: connections the kernel
+    /// queues before they are accepted [default: the larger of 1024 and
+    /// net.core.somaxconn]
+    #[arg(long, value_name = "CONNECTIONS")]
+    backlog: Option<u32>,
+}
+
+/// A timeout that can be turned off.
+#[derive(Clone, Copy, Debug)]
+struct Timeout(Option<Duration>);
+
+fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Timeout(None));
+    }
+    parse_duration(s).map(|d| Timeout(Some(d)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -107,6 +129,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // (3, 4, …) are claimed as this process's own.
     let mut listeners =
         Listeners::from_env().context("taking the listening sockets passed in LISTEN_FDS")?;
+    if let Some(backlog) = args.backlog {
+        listeners = listeners.with_backlog(backlog);
+    }
     let http = listeners
         .tcp("http", args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
@@ -138,6 +163,7 @@ async fn serve(
         Turned::new(http, http_inherited, turn.clone()),
         routes::router(),
     )
+    .idle_timeout(args.idle_timeout.0)
     .admin_listener(Turned::new(admin, admin_inherited, turn));
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);

@@ -3,14 +3,15 @@
 //! Stopping (the event stream at a message boundary, the WebSocket with
 //! `1001 Going Away`), exits 0, and reports them as ended by the shutdown.
 
+mod support;
+
 use std::process::Stdio;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
+use support::demo::Demo;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
-use tokio::process::Command;
 use tokio::time::timeout;
 
 /// Safety bound, never reached when things work.
@@ -35,27 +36,19 @@ async fn open(addr: &str, head: &str) -> BufReader<TcpStream> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deploy_with_event_stream_and_websocket_clients_connected_exits_0() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_lameduck"))
-        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-        .args(["--drain-delay", "100ms", "--grace-period", "30s"])
-        .args(["--output", "human"])
-        .env_remove("RUST_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawning lameduck demo");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-    let line = timeout(BOUND, stdout.next_line())
-        .await
-        .expect("the demo prints its address")
-        .unwrap()
-        .unwrap();
-    let addr = line
-        .strip_prefix("listening on http://")
-        .unwrap()
-        .to_string();
+    let mut demo = Demo::start(
+        &[
+            "--drain-delay",
+            "100ms",
+            "--grace-period",
+            "30s",
+            "--output",
+            "human",
+        ],
+        Stdio::piped(),
+    )
+    .await;
+    let addr = demo.addr.to_string();
 
     // An event stream, read up to its first event.
     let mut events = open(
@@ -77,8 +70,7 @@ async fn a_deploy_with_event_stream_and_websocket_clients_connected_exits_0() {
     )
     .await;
 
-    let pid = Pid::from_raw(child.id().unwrap().try_into().unwrap());
-    kill(pid, Signal::SIGTERM).unwrap();
+    demo.signal(Signal::SIGTERM);
 
     // The WebSocket hears 1001 and answers it, as a browser does.
     let mut close = [0u8; 4];
@@ -107,12 +99,12 @@ async fn a_deploy_with_event_stream_and_websocket_clients_connected_exits_0() {
         "{tail:?}"
     );
 
-    let status = timeout(BOUND, child.wait())
+    let status = timeout(BOUND, demo.child.wait())
         .await
         .expect("exit bound")
         .unwrap();
     let mut stderr = String::new();
-    child
+    demo.child
         .stderr
         .take()
         .unwrap()

@@ -56,5 +56,8 @@ pub use cancel::{Cancel, CancelledFuture, StoppingFuture};
 pub use layer::{Drain, DrainBody, DrainLayer};
 pub use listener::{Connection, Listener};
 pub use probes::Probes;
-pub use server::{DEFAULT_FIRST_REQUEST_GRACE, ServeError, ServeErrorKind, Server};
+pub use server::{
+    DEFAULT_FIRST_REQUEST_GRACE, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_HEAD_TIMEOUT, ServeError,
+    ServeErrorKind, Server,
+};
 pub use streaming::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, StreamEnd};

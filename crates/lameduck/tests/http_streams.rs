@@ -1,7 +1,9 @@
 //! Long-lived responses do not turn every shutdown into a timeout: an
 //! event stream ends at Stopping at a message boundary, a WebSocket gets
 //! `1001` and a bounded close handshake, and both are reported as ended by
-//! the shutdown. A response can opt out (`StreamEnd::AtCancel`).
+//! the shutdown. Upgraded connections are tracked while they live. A
+//! response can opt out (`StreamEnd::AtCancel`); an upgraded one is then
+//! force-closed at the hard deadline.
 #![cfg(feature = "axum")]
 
 mod http_support;
@@ -15,15 +17,17 @@ use axum::response::IntoResponse;
 use axum::response::sse::{Event, Sse};
 use axum::routing::get;
 use bytes::Bytes;
-use futures_util::StreamExt;
+use futures_util::{SinkExt, StreamExt};
 use http_body_util::BodyExt;
-use http_support::{H1, Running, budget};
+use http_support::{H1, Running, budget, raw_request};
 use lameduck::axum::{WebSocket, WebSocketUpgrade};
 use lameduck::http::{Cancel, StreamEnd};
-use lameduck::{ExitStatus, Phase, Report};
+use lameduck::{Ending, ExitStatus, Phase, Report};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -170,22 +174,11 @@ async fn echo(ws: WebSocketUpgrade) -> axum::response::Response {
 /// Opens a WebSocket by hand and returns the socket after the `101`: the
 /// caller then reads nothing and answers nothing.
 async fn deaf_websocket(addr: std::net::SocketAddr, path: &str) -> TcpStream {
-    let mut socket = TcpStream::connect(addr).await.unwrap();
     let req = format!(
         "GET {path} HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
     );
-    socket.write_all(req.as_bytes()).await.unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        socket.read_exact(&mut byte).await.unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let (socket, head) = raw_request(addr, req.as_bytes()).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     socket
 }
 
@@ -211,44 +204,140 @@ async fn a_websocket_client_that_never_answers_the_close_frame_does_not_hold_the
     assert_eq!(&rest[2..4], &1001u16.to_be_bytes());
 }
 
-/// A raw upgraded connection whose handler hears the stop and ignores it.
-async fn raw_upgrade(cancel: Cancel, mut req: axum::extract::Request) -> axum::response::Response {
+/// A raw upgraded connection whose handler says it heard the stop, then
+/// ignores it; `end` is put on its response.
+async fn raw_upgrade(
+    end: StreamEnd,
+    cancel: Cancel,
+    mut req: axum::extract::Request,
+) -> axum::response::Response {
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         let upgraded = on_upgrade.await.expect("upgraded");
         let mut io = hyper_util::rt::TokioIo::new(upgraded);
         cancel.stopping().await;
+        io.write_all(b"stopping").await.unwrap();
         let mut buf = [0u8; 64];
         while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
     });
-    axum::response::Response::builder()
+    let mut resp = axum::response::Response::builder()
         .status(101)
         .header("connection", "upgrade")
         .header("upgrade", "raw")
         .body(axum::body::Body::empty())
-        .unwrap()
+        .unwrap();
+    resp.extensions_mut().insert(end);
+    resp
+}
+
+/// Upgrades a raw connection at `/raw` and waits for the handler to say it
+/// heard the stop, which the caller triggers with `stop`.
+async fn raw_client(app: &Running, stop: impl FnOnce()) -> TcpStream {
+    let (mut socket, head) = raw_request(
+        app.addr,
+        b"GET /raw HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: raw\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    stop();
+    let mut heard = [0u8; 8];
+    socket.read_exact(&mut heard).await.unwrap();
+    assert_eq!(&heard, b"stopping");
+    socket
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upgraded_connection_whose_handler_ignores_the_stop_is_closed_after_the_window() {
-    let router = Router::new().route("/raw", get(raw_upgrade));
+    let router = Router::new().route(
+        "/raw",
+        get(|cancel, req| raw_upgrade(StreamEnd::AtStopping, cancel, req)),
+    );
     let mut app = Running::start(budget(Duration::ZERO, LONG, LONG), router, |s| {
         s.close_handshake_window(Duration::from_millis(100))
     })
     .await;
-    let mut socket = TcpStream::connect(app.addr).await.unwrap();
-    socket
-        .write_all(
-            b"GET /raw HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: raw\r\n\r\n",
-        )
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    socket.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
-    app.handle.shutdown("test");
+    let _socket = raw_client(&app, || app.handle.shutdown("test")).await;
 
     let report = app.report().await;
     assert_eq!(report.status(), ExitStatus::Clean, "{report}");
     assert!(ended(&report, "GET /raw (upgrade)"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_gets_1001_going_away_at_stopping_and_the_shutdown_is_clean() {
+    let router = Router::new().route("/ws", get(echo));
+    let mut app = Running::start(budget(Duration::ZERO, LONG, LONG), router, |s| s).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", app.addr))
+        .await
+        .expect("handshake");
+    ws.send(Message::text("hello")).await.unwrap();
+    assert_eq!(ws.next().await.unwrap().unwrap(), Message::text("hello"));
+
+    app.handle.shutdown("test");
+    // The next frame is the server's close, 1001.
+    let frame = loop {
+        match ws
+            .next()
+            .await
+            .expect("a close frame before the end")
+            .expect("no error")
+        {
+            Message::Close(frame) => break frame.expect("a close code"),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(frame.code, CloseCode::Away);
+    // tungstenite answered the close; the connection ends cleanly.
+    assert!(
+        ws.next()
+            .await
+            .is_none_or(|m| m.is_err() || matches!(m, Ok(Message::Close(_))))
+    );
+
+    let report = app.report().await;
+    assert_eq!(report.status(), ExitStatus::Clean, "{report}");
+    // The upgraded connection was tracked: in flight when Stopping began.
+    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_upgrade_that_ignores_the_stop_is_force_closed_and_named_at_the_hard_deadline() {
+    let router = Router::new().route(
+        "/raw",
+        get(|cancel, req| raw_upgrade(StreamEnd::AtCancel, cancel, req)),
+    );
+    let mut app = Running::start(
+        budget(
+            Duration::ZERO,
+            Duration::from_millis(200),
+            Duration::from_millis(200),
+        ),
+        router,
+        |s| s,
+    )
+    .await;
+    // The handler hears the stop and ignores it; it opted out of the close
+    // handshake window.
+    let mut socket = raw_client(&app, || app.handle.shutdown("test")).await;
+    // At the hard deadline the server closes the connection under the
+    // handler.
+    let mut rest = Vec::new();
+    let _ = socket.read_to_end(&mut rest).await;
+
+    let report = app.report().await;
+    assert_eq!(report.status(), ExitStatus::DeadlineExceeded, "{report}");
+    assert!(
+        report
+            .work
+            .aborted
+            .iter()
+            .any(|w| w.label == "GET /raw (upgrade)"),
+        "{report}"
+    );
+    assert_eq!(
+        report.component("http").unwrap().ended,
+        Ending::Aborted,
+        "{report}"
+    );
 }

@@ -12,9 +12,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Response;
 use http_body_util::{BodyExt, Full};
-use http_support::{H2, Running, budget, handler};
+use http_support::{H2, Running, budget, handler, raw_request_on};
 use lameduck::{ExitStatus, Phase, Report};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 const LONG: Duration = Duration::from_secs(60);
@@ -51,18 +51,8 @@ fn big() -> impl tower_service::Service<
 async fn start_download(addr: std::net::SocketAddr) -> (TcpStream, usize) {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(64 * 1024).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        stream.read_exact(&mut byte).await.expect("a response head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let stream = socket.connect(addr).await.unwrap();
+    let (stream, head) = raw_request_on(stream, b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n").await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     let length = head
         .lines()
@@ -75,11 +65,49 @@ async fn start_download(addr: std::net::SocketAddr) -> (TcpStream, usize) {
     (stream, length)
 }
 
-fn assert_named(items: &[lameduck::WorkItem], report: &Report, what: &str) {
-    assert!(
-        items.iter().any(|w| w.label == "GET /big"),
-        "GET /big not {what}: {report}"
-    );
+/// `GET /big` over HTTP/2, up to the response head: the body then waits
+/// behind the client's flow-control window while nothing reads it.
+async fn start_h2_download(app: &Running) -> (H2, http::Response<hyper::body::Incoming>) {
+    let mut client = H2::connect(app.addr).await;
+    let req = http::Request::get("http://test/big")
+        .body(Full::default())
+        .unwrap();
+    let resp = client.send.send_request(req).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    (client, resp)
+}
+
+/// The body arrived whole, and the shutdown waited for it.
+fn assert_whole(body: &[u8], report: &Report) {
+    assert_eq!(body.len(), SIZE, "the body was cut");
+    assert!(body == big_body(), "the body arrived corrupted");
+    assert_eq!(report.status(), ExitStatus::Clean, "{report}");
+    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
+    assert_eq!(report.work.finished, 1, "{report}");
+}
+
+/// The download was in flight at Stopping, and named at both deadlines.
+fn assert_cut_and_named(report: &Report) {
+    assert_eq!(report.status(), ExitStatus::DeadlineExceeded, "{report}");
+    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
+    for (items, what) in [
+        (&report.work.cancelled, "cancelled"),
+        (&report.work.aborted, "aborted"),
+    ] {
+        assert!(
+            items.iter().any(|w| w.label == "GET /big"),
+            "GET /big not {what}: {report}"
+        );
+    }
+}
+
+/// Short deadlines: a download that does not move passes both.
+fn short() -> lameduck::Budget {
+    budget(
+        Duration::ZERO,
+        Duration::from_millis(200),
+        Duration::from_millis(200),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -97,49 +125,23 @@ async fn an_http1_response_still_being_written_at_stopping_is_in_flight_and_arri
         .read_to_end(&mut body)
         .await
         .expect("a clean end after the body");
-    assert_eq!(body.len(), SIZE, "the body was cut");
-    assert!(body == big_body(), "the body arrived corrupted");
-
-    let report = app.report().await;
-    assert_eq!(report.status(), ExitStatus::Clean, "{report}");
-    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
-    assert_eq!(report.work.finished, 1, "{report}");
+    assert_whole(&body, &app.report().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http1_response_its_client_stops_reading_is_cut_and_named_at_the_deadlines() {
-    let mut app = Running::start(
-        budget(
-            Duration::ZERO,
-            Duration::from_millis(200),
-            Duration::from_millis(200),
-        ),
-        big(),
-        |s| s,
-    )
-    .await;
+    let mut app = Running::start(short(), big(), |s| s).await;
     // Never read past the head.
     let (_client, _) = start_download(app.addr).await;
     app.handle.shutdown("test");
 
-    let report = app.report().await;
-    assert_eq!(report.status(), ExitStatus::DeadlineExceeded, "{report}");
-    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
-    assert_named(&report.work.cancelled, &report, "cancelled");
-    assert_named(&report.work.aborted, &report, "aborted");
+    assert_cut_and_named(&app.report().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_response_still_being_written_at_stopping_is_in_flight_and_arrives_whole() {
     let mut app = Running::start(budget(Duration::ZERO, LONG, LONG), big(), |s| s).await;
-    let mut client = H2::connect(app.addr).await;
-    let req = http::Request::get("http://test/big")
-        .body(Full::default())
-        .unwrap();
-    // The head only: the body waits behind the client's flow-control window
-    // while nothing reads it.
-    let resp = client.send.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let (_client, resp) = start_h2_download(&app).await;
 
     app.handle.shutdown("test");
     app.handle.reached(Phase::Stopping).await;
@@ -150,41 +152,17 @@ async fn an_http2_response_still_being_written_at_stopping_is_in_flight_and_arri
         .await
         .expect("the whole body, no reset")
         .to_bytes();
-    assert_eq!(body.len(), SIZE, "the body was cut");
-    assert!(body == big_body(), "the body arrived corrupted");
-
-    let report = app.report().await;
-    assert_eq!(report.status(), ExitStatus::Clean, "{report}");
-    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
-    assert_eq!(report.work.finished, 1, "{report}");
+    assert_whole(&body, &app.report().await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_response_its_client_stops_reading_is_cut_and_named_at_the_deadlines() {
-    let mut app = Running::start(
-        budget(
-            Duration::ZERO,
-            Duration::from_millis(200),
-            Duration::from_millis(200),
-        ),
-        big(),
-        |s| s,
-    )
-    .await;
-    let mut client = H2::connect(app.addr).await;
-    let req = http::Request::get("http://test/big")
-        .body(Full::default())
-        .unwrap();
-    let resp = client.send.send_request(req).await.unwrap();
-    assert_eq!(resp.status(), 200);
+    let mut app = Running::start(short(), big(), |s| s).await;
+    let (_client, resp) = start_h2_download(&app).await;
     app.handle.shutdown("test");
 
-    let report = app.report().await;
+    assert_cut_and_named(&app.report().await);
     drop(resp);
-    assert_eq!(report.status(), ExitStatus::DeadlineExceeded, "{report}");
-    assert_eq!(report.work.in_flight_at_stop, 1, "{report}");
-    assert_named(&report.work.cancelled, &report, "cancelled");
-    assert_named(&report.work.aborted, &report, "aborted");
 }
 
 /// Many small responses on one HTTP/2 connection, each parked until its

@@ -62,6 +62,8 @@ pub(crate) struct ConnState {
     pub(crate) accepted: Instant,
     /// When the last byte was read, in nanoseconds after `accepted`.
     last_read: AtomicU64,
+    /// When the request head now arriving began, likewise.
+    head_started: AtomicU64,
     /// Wakes the driver task to look at the connection again.
     pub(crate) notify: Notify,
     /// The tracked work of an upgraded connection; released when the
@@ -96,6 +98,7 @@ impl ConnState {
             unparsed: AtomicBool::new(false),
             accepted: Instant::now(),
             last_read: AtomicU64::new(0),
+            head_started: AtomicU64::new(0),
             notify: Notify::new(),
             upgrade: Mutex::new(None),
             upgrade_end: AtomicBool::new(false),
@@ -157,24 +160,36 @@ impl ConnState {
         self.unparsed.load(Ordering::Acquire)
     }
 
-    /// Bytes arrived that begin the next request.
+    /// Bytes arrived at `now` that belong to the next request.
     #[inline]
-    pub(crate) fn read_some(&self) {
-        self.unparsed.store(true, Ordering::Release);
+    pub(crate) fn read_some(&self, now: Instant) {
+        if !self.unparsed.swap(true, Ordering::AcqRel) {
+            self.head_started
+                .store(self.since_accept(now), Ordering::Relaxed);
+        }
     }
 
     /// Bytes arrived (of anything): the time is kept for the waits that
     /// count from the last byte.
     #[inline]
     pub(crate) fn touched(&self, now: Instant) {
-        let nanos = now.saturating_duration_since(self.accepted).as_nanos();
         self.last_read
-            .store(u64::try_from(nanos).unwrap_or(u64::MAX), Ordering::Relaxed);
+            .store(self.since_accept(now), Ordering::Relaxed);
+    }
+
+    fn since_accept(&self, now: Instant) -> u64 {
+        let nanos = now.saturating_duration_since(self.accepted).as_nanos();
+        u64::try_from(nanos).unwrap_or(u64::MAX)
     }
 
     /// When the last byte was read (the accept, before any).
     pub(crate) fn last_read(&self) -> Instant {
         self.accepted + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
+    }
+
+    /// When the first byte of the request head now arriving was read.
+    pub(crate) fn head_started(&self) -> Instant {
+        self.accepted + Duration::from_nanos(self.head_started.load(Ordering::Relaxed))
     }
 
     /// A request was handed to the service: it is in flight until the

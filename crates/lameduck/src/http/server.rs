@@ -28,6 +28,16 @@ pub use error::{ServeError, ServeErrorKind};
 /// The default for [`Server::first_request_grace`].
 pub const DEFAULT_FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 
+/// The default for [`Server::idle_timeout`]: 620 s, longer than the idle
+/// timeouts of the common load balancers in front of a server (AWS ALB
+/// 60 s, nginx 75 s, Azure 4 min, Google Cloud 600 s), so that the
+/// balancer, which knows when it will reuse a connection, is the one that
+/// closes it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
+
+/// The default for [`Server::request_head_timeout`], hyper's own.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves a [`tower_service::Service`] — an axum `Router`, a `tower`
 /// stack, a `hyper` service adapted to tower — as a component that goes
 /// through the whole shutdown sequence, connection by connection and request
@@ -78,6 +88,8 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     builder: auto::Builder<TokioExecutor>,
     first_request_grace: Duration,
     close_window: Duration,
+    idle_timeout: Option<Duration>,
+    head_timeout: Option<Duration>,
     shared_listener: bool,
 }
 
@@ -92,8 +104,9 @@ struct Admin {
 }
 
 impl<S> Server<S> {
-    /// Binds a TCP listener on `addr` (with `SO_REUSEADDR` and a backlog of
-    /// 1024) and serves `service` on it.
+    /// Binds a TCP listener on `addr` (with `SO_REUSEADDR` and the
+    /// [default listen backlog](crate::default_listen_backlog)) and serves
+    /// `service` on it.
     ///
     /// # Errors
     ///
@@ -103,7 +116,25 @@ impl<S> Server<S> {
     ///
     /// Outside a tokio runtime (the listener registers with its reactor).
     pub fn bind(addr: impl ToSocketAddrs, service: S) -> io::Result<Self> {
-        Ok(Self::new(bind(addr)?, service))
+        Self::bind_with_backlog(addr, crate::default_listen_backlog(), service)
+    }
+
+    /// [`bind`](Self::bind), with a listen backlog of `backlog`
+    /// connections (clamped by the kernel to `net.core.somaxconn`).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    ///
+    /// # Panics
+    ///
+    /// As [`bind`](Self::bind).
+    pub fn bind_with_backlog(
+        addr: impl ToSocketAddrs,
+        backlog: u32,
+        service: S,
+    ) -> io::Result<Self> {
+        Ok(Self::new(bind(addr, backlog)?, service))
     }
 
     /// Serves `service` on an already bound listener from the standard
@@ -136,9 +167,16 @@ impl<S, L: Listener> Server<S, L> {
     /// Serves `service` on `listener`.
     pub fn new(listener: L, service: S) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // With a timer hyper enforces its HTTP/1 header read timeout (30 s)
-        // and can send HTTP/2 keep-alive pings.
-        builder.http1().timer(TokioTimer::new());
+        // hyper's HTTP/1 header read timeout runs from the moment it waits
+        // for a request head, so it also closes idle keep-alive connections
+        // (every 30 s, unannounced, racing pooled clients). The server keeps
+        // its own two instead: `request_head_timeout` from a request's
+        // first byte, `idle_timeout` between requests. The timer lets hyper
+        // send HTTP/2 keep-alive pings when asked to.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None);
         builder.http2().timer(TokioTimer::new());
         Self {
             name: "http".into(),
@@ -149,6 +187,8 @@ impl<S, L: Listener> Server<S, L> {
             builder,
             first_request_grace: DEFAULT_FIRST_REQUEST_GRACE,
             close_window: DEFAULT_CLOSE_HANDSHAKE_WINDOW,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            head_timeout: Some(DEFAULT_REQUEST_HEAD_TIMEOUT),
             shared_listener: false,
         }
     }
@@ -182,7 +222,7 @@ impl<S, L: Listener> Server<S, L> {
     ///
     /// Outside a tokio runtime.
     pub fn admin(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        let listener = bind(addr)?;
+        let listener = bind(addr, crate::default_listen_backlog())?;
         let addr = listener.local_addr().ok();
         let mut server = self.admin_listener(listener);
         if let Some(admin) = &mut server.admin {
@@ -253,6 +293,40 @@ impl<S, L: Listener> Server<S, L> {
     /// cannot hold the shutdown up to its timeout.
     pub fn first_request_grace(mut self, grace: Duration) -> Self {
         self.first_request_grace = grace;
+        self
+    }
+
+    /// How long an HTTP/1 keep-alive connection may wait for its next
+    /// request, counted from the end of its last response (or from its
+    /// accept, before any); `None` keeps idle connections open for as long
+    /// as their clients do. Default [`DEFAULT_IDLE_TIMEOUT`], 620 s.
+    ///
+    /// Every keep-alive response announces it as `Keep-Alive: timeout=N`
+    /// (RFC 2068, section 19.7.1.1; MDN "Keep-Alive"), with `N` one second
+    /// less than the timeout, rounded down, so that a pool that heeds the
+    /// header retires the connection before the server closes it. The
+    /// close itself never discards a request already in the socket: one
+    /// that arrived is read and served first (its response then closes the
+    /// connection).
+    ///
+    /// HTTP/2 connections are not closed for idleness; use hyper's
+    /// keep-alive pings through [`configure`](Self::configure) to find dead
+    /// peers.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.idle_timeout = timeout.into();
+        self
+    }
+
+    /// How long an HTTP/1 request head may take to arrive, counted from its
+    /// first byte; the connection is closed when it takes longer (a
+    /// slow-loris client). `None` turns it off. Default
+    /// [`DEFAULT_REQUEST_HEAD_TIMEOUT`], 30 s.
+    ///
+    /// It replaces hyper's `header_read_timeout`, which also counts the
+    /// wait between requests (so it closed idle keep-alive connections);
+    /// do not turn that one back on with [`configure`](Self::configure).
+    pub fn request_head_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.head_timeout = timeout.into();
         self
     }
 
@@ -347,6 +421,8 @@ impl<S, L> fmt::Debug for Server<S, L> {
             .field("probes_on_main", &self.probes_on_main)
             .field("first_request_grace", &self.first_request_grace)
             .field("close_handshake_window", &self.close_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_head_timeout", &self.head_timeout)
             .field("shared_listener", &self.shared_listener)
             .finish_non_exhaustive()
     }
@@ -388,10 +464,10 @@ impl<B> ResBody for B where
 {
 }
 
-fn bind(addr: impl ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
+fn bind(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<tokio::net::TcpListener> {
     let mut last = None;
     for addr in addr.to_socket_addrs()? {
-        match bind_one(addr) {
+        match bind_one(addr, backlog) {
             Ok(listener) => return Ok(listener),
             Err(err) => last = Some(err),
         }
@@ -404,7 +480,7 @@ fn bind(addr: impl ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
     }))
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<tokio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
 
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -414,7 +490,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(crate::backlog::as_c_int(backlog))?;
     tokio::net::TcpListener::from_std(socket.into())
 }
 

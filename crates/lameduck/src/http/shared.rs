@@ -186,6 +186,11 @@ pub(crate) struct Shared {
     /// Connections still open once Stopping began, to be named in the
     /// report if they hold the shutdown up.
     pub(crate) lingering: Mutex<Vec<Weak<ConnState>>>,
+    /// HTTP/1: how long a keep-alive connection may wait for its next
+    /// request, and the `Keep-Alive` header that announces it.
+    pub(crate) idle_timeout: Option<(Duration, http::HeaderValue)>,
+    /// HTTP/1: how long a request head may take from its first byte.
+    pub(crate) head_timeout: Option<Duration>,
 }
 
 impl Shared {
@@ -198,6 +203,8 @@ impl Shared {
             kill: CancellationToken::new(),
             first_request_grace: Duration::ZERO,
             lingering: Mutex::new(Vec::new()),
+            idle_timeout: None,
+            head_timeout: None,
         }
     }
 

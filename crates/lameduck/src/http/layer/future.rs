@@ -71,9 +71,8 @@ impl<F> ResponseFuture<F> {
     ) -> Self {
         let mut resp = resp;
         responded(in_flight.as_ref(), h1);
-        if h1 && shared.stage() >= Stage::Draining {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        if h1 {
+            keep_alive_or_close(&mut resp, &shared, in_flight.is_some());
         }
         Self {
             state: State::Early { resp, in_flight },
@@ -188,6 +187,29 @@ where
     }
 }
 
+/// HTTP/1: from Draining on, every response closes its connection, so
+/// keep-alive clients go elsewhere; before, a connection of lameduck's
+/// server announces its idle timeout (`Keep-Alive: timeout=N`), so that a
+/// well-behaved pool retires it before the server closes it.
+fn keep_alive_or_close<B>(resp: &mut Response<B>, shared: &Shared, served: bool) {
+    if shared.stage() >= Stage::Draining {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return;
+    }
+    if let (true, Some((_, announce))) = (served, &shared.idle_timeout) {
+        let closes = resp
+            .headers()
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+        if !closes {
+            resp.headers_mut().insert(KEEP_ALIVE, announce.clone());
+        }
+    }
+}
+
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+
 /// HTTP/2: the response is on its way to h2, which begins it on the wire
 /// when it can (see `ConnState::responded`).
 fn responded(in_flight: Option<&InFlight>, h1: bool) {
@@ -225,9 +247,8 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
             conn.upgraded(guard.take(), end);
             in_flight = None;
         }
-    } else if h1 && shared.stage() >= Stage::Draining {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else if h1 {
+        keep_alive_or_close(&mut resp, &shared, conn.is_some());
     }
     responded(in_flight.as_ref(), h1);
     // An event stream cut at a message boundary is a clean end: the client

@@ -38,6 +38,8 @@ where
         builder,
         first_request_grace,
         close_window,
+        idle_timeout,
+        head_timeout,
         shared_listener,
     } = server;
     let signals = Arc::new(Signals::from_context(&ctx).with_close_window(close_window));
@@ -53,6 +55,8 @@ where
         probes: probes_on_main.then(|| Probes::new(health.clone())),
         kill,
         first_request_grace,
+        idle_timeout: idle_timeout.map(|t| (t, keep_alive_header(t))),
+        head_timeout,
         ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
     });
     ctx.describe_holdups({
@@ -178,6 +182,14 @@ where
     }
     tracing::info!(target: "lameduck::http", component = %ctx.name(), "every connection closed");
     Ok(())
+}
+
+/// The `Keep-Alive` header that announces `idle`: one second less, rounded
+/// down, so that a client acting on it retires the connection first.
+fn keep_alive_header(idle: Duration) -> http::HeaderValue {
+    let secs = idle.saturating_sub(Duration::from_secs(1)).as_secs();
+    http::HeaderValue::from_str(&format!("timeout={secs}"))
+        .expect("digits make a valid header value")
 }
 
 /// Serves the probes on `listener` until dropped.

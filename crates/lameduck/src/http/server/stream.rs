@@ -40,9 +40,11 @@ pub(super) struct Io<T> {
     frames_in: Frames,
     frames_out: Frames,
     streams: Streams,
-    /// A connection's wait, at Stopping, for its first request or for the
-    /// rest of a request head.
-    grace: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// The one timer a connection waits on: its idle or request-head
+    /// timeout while running, its grace at Stopping.
+    timer: Option<(Instant, Pin<Box<Sleep>>)>,
+    /// HTTP/1: when the last response was on the wire.
+    idle_since: Option<Instant>,
     /// hyper was given end-of-file to close an idle connection.
     ended: bool,
     // Reads and writes of an upgraded connection may come from two tasks,
@@ -63,7 +65,8 @@ impl<T: Connection> Io<T> {
             frames_in: Frames::client(),
             frames_out: Frames::default(),
             streams: Streams::default(),
-            grace: None,
+            timer: None,
+            idle_since: None,
             ended: false,
             kill_read: None,
             kill_write: None,
@@ -101,18 +104,50 @@ impl<T: Connection> Io<T> {
         if Instant::now() >= deadline {
             return true;
         }
-        let grace = match &mut self.grace {
-            Some((at, sleep)) if *at == deadline => sleep,
-            slot => {
-                let (_, sleep) = slot.insert((deadline, Box::pin(sleep_until(deadline))));
+        let timer = match &mut self.timer {
+            Some((at, sleep)) => {
+                if *at != deadline {
+                    *at = deadline;
+                    sleep.as_mut().reset(deadline);
+                }
                 sleep
             }
+            slot => &mut slot.insert((deadline, Box::pin(sleep_until(deadline)))).1,
         };
-        grace.as_mut().poll(cx).is_ready()
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// HTTP/1 while running: the request-head timeout, counted from a
+    /// request's first byte, and the idle timeout between requests, counted
+    /// from the end of the last response (or the accept). An idle
+    /// connection is ended as at Stopping — a request already in the socket
+    /// is read and served instead.
+    fn timed_out(&mut self, cx: &mut Context<'_>) -> Option<io::Result<()>> {
+        if self.conn.is_handling() || self.conn.has_parked() {
+            return None;
+        }
+        if self.conn.has_unparsed() {
+            let limit = self.shared.head_timeout?;
+            if self.waited(self.conn.head_started() + limit, cx) {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head timeout: the client did not send a whole request head in time",
+                )));
+            }
+            return None;
+        }
+        let (limit, _) = self.shared.idle_timeout.as_ref()?;
+        let since = self.idle_since.unwrap_or(self.conn.accepted);
+        if self.waited(since + *limit, cx) && !self.inner.has_unread_input() {
+            self.ended = true;
+            return Some(Ok(()));
+        }
+        None
     }
 
     fn saw(&mut self, bytes: &[u8]) {
-        self.conn.touched(Instant::now());
+        let now = Instant::now();
+        self.conn.touched(now);
         let mut proto = self.conn.proto();
         if proto == Proto::Unknown {
             let want = &H2_PREFACE[self.preface..];
@@ -140,7 +175,7 @@ impl<T: Connection> Io<T> {
         // Bytes read while no request is being handled (none in flight, or
         // only responses still being written) begin the next request.
         if !self.conn.is_handling() {
-            self.conn.read_some();
+            self.conn.read_some(now);
         }
     }
 
@@ -214,12 +249,13 @@ impl<T: Connection> AsyncRead for Io<T> {
             }
             Proto::H2 => {}
             Proto::H1 | Proto::Unknown => {
-                if this.shared.stage() >= Stage::Stopping
-                    && this.conn.in_flight() == 0
-                    && this.should_end(cx)
-                {
-                    this.ended = true;
-                    return Poll::Ready(Ok(()));
+                if this.shared.stage() >= Stage::Stopping {
+                    if this.conn.in_flight() == 0 && this.should_end(cx) {
+                        this.ended = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                } else if let Some(end) = this.timed_out(cx) {
+                    return Poll::Ready(end);
                 }
             }
         }
@@ -282,6 +318,9 @@ impl<T: Connection> AsyncWrite for Io<T> {
             && matches!(this.conn.proto(), Proto::H1 | Proto::Unknown)
         {
             this.conn.release_flushed();
+            if this.shared.idle_timeout.is_some() {
+                this.idle_since = Some(Instant::now());
+            }
         }
         flushed
     }
