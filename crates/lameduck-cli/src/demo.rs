@@ -43,8 +43,10 @@ that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
   draining    /readyz answers 503 at once; everything still serves; HTTP/1
               responses say Connection: close, HTTP/2 gets GOAWAY
   stopping    the listener closes (after taking the connections the kernel
-              already queued); idle connections close; busy ones finish;
-              WebSockets get 1001 Going Away; the worker finishes its job
+              already queued); idle connections close; busy ones finish
+              (a response counts until its last byte is on the wire);
+              event streams end between events; WebSockets get 1001 Going
+              Away and 2s to close; the worker finishes its job
   cancelling  (only if work outlives the shutdown timeout) handlers get the
               cancel signal; requests still waiting get 503 + Retry-After
   closing     db closes, last
@@ -62,7 +64,7 @@ serving and says why. --pid-file always names the process serving now;
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
   /stream?n=10&ms=200   n chunks, one every ms; ends early at the cancel signal
-  /events               server-sent events, one a second, until cancelled
+  /events               server-sent events, one a second; ended at Stopping
   /ws                   WebSocket echo
 
 On a terminal it prints the phases as they happen; otherwise it logs JSON

@@ -100,7 +100,7 @@ pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
                     )
                 }
                 Phase::Stopping => format!(
-                    "stopping — listener closed, idle connections closed, WebSockets told 1001; waiting up to {} for {busy}",
+                    "stopping — listener closed, idle connections closed, event streams ended, WebSockets told 1001; waiting up to {} for {busy}",
                     secs(timeline.shutdown_timeout)
                 ),
                 Phase::Cancelling => format!(

@@ -48,12 +48,20 @@ pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// |---|---|---|---|
 /// | Running | accepts | served | tracked (method and path), [`Cancel`](super::Cancel) in their extensions |
 /// | Draining | still accepts | HTTP/2 gets GOAWAY | HTTP/1 responses carry `Connection: close` |
-/// | Stopping | takes what the kernel has queued, then closes | idle ones close at once (a request already in the socket buffer is served first); busy ones after their response; upgraded ones hear [`Cancel::stopping`](super::Cancel::stopping) | served |
-/// | Cancelling | | idle ones close | [`Cancel`](super::Cancel) fires; no response yet: `503` + `Retry-After` now, handler finishes in the background; event streams end |
+/// | Stopping | takes what the kernel has queued, then closes | idle ones close at once (a request already in the socket buffer is served first), stalled ones after [`first_request_grace`](Self::first_request_grace); busy ones after their response's last byte; upgraded ones hear [`Cancel::stopping`](super::Cancel::stopping) and close after the [close handshake window](Self::close_handshake_window) | served; event streams end at a message boundary |
+/// | Cancelling | | idle ones close | [`Cancel`](super::Cancel) fires; no response yet: `503` + `Retry-After` now, handler finishes in the background |
 /// | hard deadline | | aborted, upgraded ones too | aborted, each named in the report |
 ///
 /// Its run returns once every connection has closed and every request and
-/// upgraded connection has finished. See the [module docs](super) for a
+/// upgraded connection has finished. A connection that holds it up past a
+/// deadline is named in the [`Report`](crate::Report) (peer, state, age).
+///
+/// # Timeouts while running
+///
+/// HTTP/1 request heads have [`request_head_timeout`](Self::request_head_timeout)
+/// (30 s from their first byte); idle keep-alive connections
+/// [`idle_timeout`](Self::idle_timeout) (620 s, announced as
+/// `Keep-Alive: timeout=N`). hyper's own header read timeout is off. See the [module docs](super) for a
 /// complete example and `docs/http.md` for the reasoning.
 ///
 /// # Probes
