@@ -3,6 +3,8 @@
 mod arena;
 mod chunk;
 mod clock;
+#[cfg(feature = "http")]
+pub(crate) use clock::coarse_now;
 mod label;
 mod lease;
 

@@ -100,20 +100,31 @@ impl<T: Connection> Io<T> {
     }
 
     /// Whether `deadline` has passed; if not, wakes the task when it does.
+    ///
+    /// Called on every read of an idle connection, with a deadline that
+    /// moves later with each request: the timer is moved only when the new
+    /// deadline is earlier, and otherwise left to fire early, when the
+    /// deadline is looked at again. No clock is read and no timer touched
+    /// per request.
     fn waited(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
+        let Some((armed, timer)) = &mut self.timer else {
+            let mut timer = Box::pin(sleep_until(deadline));
+            let fired = timer.as_mut().poll(cx).is_ready();
+            self.timer = Some((deadline, timer));
+            return fired;
+        };
+        if deadline < *armed {
+            *armed = deadline;
+            timer.as_mut().reset(deadline);
+        }
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
         if Instant::now() >= deadline {
             return true;
         }
-        let timer = match &mut self.timer {
-            Some((at, sleep)) => {
-                if *at != deadline {
-                    *at = deadline;
-                    sleep.as_mut().reset(deadline);
-                }
-                sleep
-            }
-            slot => &mut slot.insert((deadline, Box::pin(sleep_until(deadline)))).1,
-        };
+        *armed = deadline;
+        timer.as_mut().reset(deadline);
         timer.as_mut().poll(cx).is_ready()
     }
 
@@ -146,7 +157,7 @@ impl<T: Connection> Io<T> {
     }
 
     fn saw(&mut self, bytes: &[u8]) {
-        let now = Instant::now();
+        let now = coarse_now();
         self.conn.touched(now);
         let mut proto = self.conn.proto();
         if proto == Proto::Unknown {
@@ -223,6 +234,13 @@ impl<T: Connection> Io<T> {
         // the next poll of the other finds the deadline passed.
         close_by.as_mut().poll(cx).is_ready() || Instant::now() >= deadline
     }
+}
+
+/// Now, to within a few milliseconds, for the cost of a load: read on
+/// every read of every connection, so the precise clock would cost more
+/// than the rest of the bookkeeping.
+fn coarse_now() -> Instant {
+    Instant::from_std(crate::tracker::coarse_now())
 }
 
 fn closed_error(shared: &Shared) -> io::Error {
@@ -319,7 +337,7 @@ impl<T: Connection> AsyncWrite for Io<T> {
         {
             this.conn.release_flushed();
             if this.shared.idle_timeout.is_some() {
-                this.idle_since = Some(Instant::now());
+                this.idle_since = Some(coarse_now());
             }
         }
         flushed
