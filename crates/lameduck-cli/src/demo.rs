@@ -20,8 +20,6 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -45,8 +43,10 @@ that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
   draining    /readyz answers 503 at once; everything still serves; HTTP/1
               responses say Connection: close, HTTP/2 gets GOAWAY
   stopping    the listener closes (after taking the connections the kernel
-              already queued); idle connections close; busy ones finish;
-              WebSockets get 1001 Going Away; the worker finishes its job
+              already queued); idle connections close; busy ones finish
+              (a response counts until its last byte is on the wire);
+              event streams end between events; WebSockets get 1001 Going
+              Away and 2s to close; the worker finishes its job
   cancelling  (only if work outlives the shutdown timeout) handlers get the
               cancel signal; requests still waiting get 503 + Retry-After
   closing     db closes, last
@@ -64,7 +64,7 @@ serving and says why. --pid-file always names the process serving now;
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
   /stream?n=10&ms=200   n chunks, one every ms; ends early at the cancel signal
-  /events               server-sent events, one a second, until cancelled
+  /events               server-sent events, one a second; ended at Stopping
   /ws                   WebSocket echo
 
 On a terminal it prints the phases as they happen; otherwise it logs JSON
@@ -100,6 +100,28 @@ pub struct Args {
     /// How long a new process has to become ready on SIGHUP
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     upgrade_timeout: Duration,
+    /// How long an HTTP/1 keep-alive connection may wait for its next
+    /// request before the server closes it, announced to clients as
+    /// `Keep-Alive: timeout=N` (one second less); `off` keeps idle
+    /// connections for as long as their clients do
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_timeout, default_value = "620s")]
+    idle_timeout: Timeout,
+    /// The listen backlog of the sockets it binds: connections the kernel
+    /// queues before they are accepted [default: the larger of 1024 and
+    /// net.core.somaxconn]
+    #[arg(long, value_name = "CONNECTIONS")]
+    backlog: Option<u32>,
+}
+
+/// A timeout that can be turned off.
+#[derive(Clone, Copy, Debug)]
+struct Timeout(Option<Duration>);
+
+fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Timeout(None));
+    }
+    parse_duration(s).map(|d| Timeout(Some(d)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -109,6 +131,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // (3, 4, …) are claimed as this process's own.
     let mut listeners =
         Listeners::from_env().context("taking the listening sockets passed in LISTEN_FDS")?;
+    if let Some(backlog) = args.backlog {
+        listeners = listeners.with_backlog(backlog);
+    }
     let http = listeners
         .tcp("http", args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
@@ -136,11 +161,11 @@ async fn serve(
         .context("reading the admin listener's address")?;
     let (turns, turn) = watch::channel(Turn::starting());
     let (http_inherited, admin_inherited) = (http.is_inherited(), admin.is_inherited());
-    let in_flight = Arc::new(AtomicUsize::new(0));
     let http = Server::new(
         Turned::new(http, http_inherited, turn.clone()),
-        routes::router(in_flight.clone()),
+        routes::router(),
     )
+    .idle_timeout(args.idle_timeout.0)
     .admin_listener(Turned::new(admin, admin_inherited, turn));
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
@@ -150,12 +175,11 @@ async fn serve(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
-    let jobs = Arc::new(AtomicUsize::new(0));
     let app = App::builder("demo")
         .budget(budget)
         .upgrade(upgrade)
         .component(db())
-        .component(worker(jobs.clone()))
+        .component(worker())
         .component(Component::from(http).depends_on("db"))
         .build()
         .context("invalid configuration")?;
@@ -169,14 +193,7 @@ async fn serve(
     out.flush()?;
     drop(out);
 
-    let shown = human.then(|| {
-        tokio::spawn(display::phases(
-            app.handle(),
-            app.timeline().clone(),
-            in_flight,
-            jobs,
-        ))
-    });
+    let shown = human.then(|| tokio::spawn(display::phases(app.handle(), app.timeline().clone())));
     let report = app.await;
     if let Some(shown) = shown {
         let _ = shown.await;
@@ -201,9 +218,8 @@ fn db() -> Component {
 
 /// A background worker: a job every half second, each tracked; at Stopping
 /// it finishes the job in hand and returns.
-fn worker(jobs: Arc<AtomicUsize>) -> Component {
+fn worker() -> Component {
     Component::new("worker", move |ctx| {
-        let jobs = jobs.clone();
         async move {
             ctx.ready();
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -214,14 +230,12 @@ fn worker(jobs: Arc<AtomicUsize>) -> Component {
                     _ = tick.tick() => {}
                 }
                 let _job = ctx.tracker().track("job");
-                jobs.fetch_add(1, Ordering::Relaxed);
                 // A job that takes a while: it is not interrupted by the
                 // stop, only by the cancel signal.
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     () = ctx.on_cancelled() => break,
                 }
-                jobs.fetch_sub(1, Ordering::Relaxed);
             }
             Ok(())
         }

@@ -162,6 +162,19 @@ struct Shared {
     events: mpsc::UnboundedSender<Event>,
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
+    holdups: Mutex<Holdups>,
+}
+
+/// Each component's description of what holds it up, by component index.
+#[derive(Default)]
+pub(crate) struct Holdups(pub(crate) std::collections::HashMap<usize, DescribeFn>);
+
+pub(crate) type DescribeFn = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+impl std::fmt::Debug for Holdups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl AppHandle {
@@ -177,6 +190,7 @@ impl AppHandle {
                 events,
                 health,
                 trackers: Mutex::new(Vec::new()),
+                holdups: Mutex::new(Holdups::default()),
             }),
         }
     }
@@ -269,6 +283,15 @@ impl AppHandle {
         tracker
     }
 
+    /// The work in flight now in every tracker of the app (each
+    /// component's, and those made with [`tracker`](Self::tracker)): what a
+    /// shutdown would wait for. With [`http::Server`](crate::http::Server)
+    /// that includes responses still being written, event streams and
+    /// upgraded connections.
+    pub fn work(&self) -> Vec<crate::WorkItem> {
+        self.trackers().iter().flat_map(Tracker::snapshot).collect()
+    }
+
     pub(crate) fn register_tracker(&self, tracker: Tracker) -> usize {
         let mut list = self
             .shared
@@ -285,6 +308,25 @@ impl AppHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {
+        self.shared
+            .holdups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(component, describe);
+    }
+
+    pub(crate) fn holdups_of(&self, component: usize) -> Option<DescribeFn> {
+        self.shared
+            .holdups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .get(&component)
+            .cloned()
     }
 
     pub(crate) fn send(&self, event: Event) {

@@ -97,6 +97,7 @@
 mod app;
 #[cfg(feature = "axum")]
 pub mod axum;
+mod backlog;
 mod budget;
 mod component;
 mod context;
@@ -118,6 +119,7 @@ mod tracker;
 pub mod upgrade;
 
 pub use app::{App, AppBuilder, AppHandle, BuildError, BuildErrorKind, DrainPolicy, RunFuture};
+pub use backlog::{MIN_LISTEN_BACKLOG, default_listen_backlog};
 pub use budget::{
     Budget, BudgetError, BudgetErrorKind, DEFAULT_CLOSE_TIMEOUT, DEFAULT_DRAIN_DELAY,
     DEFAULT_GRACE_PERIOD, DEFAULT_HARD_TIMEOUT, DEFAULT_LOG_FLUSH, MIN_SHUTDOWN_TIMEOUT, Timeline,
@@ -128,7 +130,9 @@ pub use exit::ExitStatus;
 pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
-pub use report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, Report, WorkReport};
+pub use report::{
+    CloseOutcome, ComponentReport, Deadline, Ending, Holdup, PhaseTiming, Report, WorkReport,
+};
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{IdleFuture, Tracker, WorkGuard, WorkItem};

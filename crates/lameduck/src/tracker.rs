@@ -3,13 +3,15 @@
 mod arena;
 mod chunk;
 mod clock;
+#[cfg(feature = "http")]
+pub(crate) use clock::coarse_now;
 mod label;
 mod lease;
 
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -93,6 +95,8 @@ pub struct Tracker {
 struct Inner {
     name: Arc<str>,
     arena: Arena,
+    /// Ids of work that the shutdown ended on purpose.
+    ended: Mutex<Vec<u64>>,
 }
 
 /// One piece of in-flight work; dropping it marks the work finished.
@@ -135,6 +139,7 @@ impl Tracker {
             inner: Arc::new(Inner {
                 name: name.into(),
                 arena,
+                ended: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -222,6 +227,26 @@ impl Tracker {
                 })
                 .collect()
         })
+    }
+
+    /// Records that the shutdown ended this work on purpose — an event
+    /// stream or a WebSocket told to reconnect elsewhere — rather than the
+    /// work finishing on its own. The [`Report`](crate::Report) lists such
+    /// work as *ended by the shutdown*, which is not a failure.
+    ///
+    /// The guard stays live: drop it when the work is over, as always.
+    /// Costs a short lock; meant for the shutdown, not for every request.
+    pub fn mark_ended(&self, guard: &WorkGuard) {
+        self.inner
+            .ended
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(guard.id());
+    }
+
+    /// The ids marked with [`mark_ended`](Self::mark_ended) so far, emptied.
+    pub(crate) fn take_ended(&self) -> Vec<u64> {
+        std::mem::take(&mut *self.inner.ended.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Waits until no work is in flight.

@@ -17,12 +17,13 @@ use super::{AppHandle, Event};
 use crate::component::BoxError;
 use crate::context::Tokens;
 use crate::fmt::Seconds;
-use crate::report::{CloseOutcome, ComponentReport, Ending, PhaseTiming, WorkReport};
+use crate::report::{CloseOutcome, ComponentReport, Deadline, Ending, PhaseTiming, WorkReport};
 use crate::{
     Context, ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem,
 };
 
 mod closing;
+mod holdups;
 mod notify;
 mod slot;
 #[cfg(all(unix, feature = "upgrade"))]
@@ -598,6 +599,7 @@ impl Driver {
             for (_, w) in &at_cancel {
                 tracing::warn!(target: "lameduck", app = %self.handle.name(), tracker = %w.tracker, work = %w.label, age_ms = w.age.as_millis() as u64, "cancelling work still in flight");
             }
+            self.record_holdups(Deadline::ShutdownTimeout);
             self.cancel.cancel();
             for slot in &self.slots {
                 slot.stop.cancel();
@@ -616,10 +618,18 @@ impl Driver {
         }
         let cancelled_ids: HashSet<(usize, u64)> =
             at_cancel.iter().map(|(i, w)| (*i, w.id)).collect();
-        self.work.finished = at_stop
+        let ended_ids: HashSet<(usize, u64)> = self
+            .trackers()
+            .iter()
+            .enumerate()
+            .flat_map(|(i, t)| t.take_ended().into_iter().map(move |id| (i, id)))
+            .collect();
+        let (ended, finished): (Vec<_>, Vec<_>) = at_stop
             .iter()
             .filter(|(i, w)| !cancelled_ids.contains(&(*i, w.id)))
-            .count();
+            .partition(|(i, w)| ended_ids.contains(&(*i, w.id)));
+        self.work.finished = finished.len();
+        self.work.ended = ended.into_iter().map(|(_, w)| w.clone()).collect();
         self.work.cancelled = at_cancel.into_iter().map(|(_, w)| w).collect();
 
         // Closing: resources in reverse dependency order, then the flushes.
@@ -640,6 +650,7 @@ impl Driver {
     /// Aborts every component still running and names the work still in
     /// flight.
     fn abort_remaining(&mut self) {
+        self.record_holdups(Deadline::Hard);
         let left = self.snapshot();
         for (_, w) in &left {
             tracing::error!(target: "lameduck", app = %self.handle.name(), tracker = %w.tracker, work = %w.label, age_ms = w.age.as_millis() as u64, "aborting work still in flight at the hard deadline");

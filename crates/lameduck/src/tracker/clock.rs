@@ -52,6 +52,13 @@ pub(super) fn start_time() -> u64 {
     }
 }
 
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+/// Now, to within one tick (never later than the true time), for the cost
+/// of a load while a tracker exists; the clock itself otherwise.
+pub(crate) fn coarse_now() -> Instant {
+    epoch() + Duration::from_nanos(start_time())
+}
+
 /// A tracker was created: make sure the ticker runs.
 pub(super) fn hold() {
     let ticker = TICKER.get_or_init(spawn_ticker);

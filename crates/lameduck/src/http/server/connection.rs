@@ -1,7 +1,9 @@
 //! One connection's task: hyper drives the protocol; this task tells it
 //! when to wind down.
 
+use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -10,7 +12,14 @@ use hyper_util::service::TowerToHyperService;
 
 use super::stream::Io;
 use super::{ResBody, ServiceBound};
-use crate::http::shared::{ConnState, Proto, Shared, Stage};
+use crate::http::conn::{ConnState, Proto};
+use crate::http::shared::{Shared, Stage};
+
+/// How long an HTTP/2 connection with no stream open waits, after its
+/// GOAWAY, for the client's acknowledgement before it is closed anyway:
+/// a client that stopped reading never sends one. Go's HTTP/2 server
+/// waits as long.
+const GOAWAY_ACK_WAIT: Duration = Duration::from_secs(1);
 use crate::http::{Connection, Drain};
 
 /// Serves one connection until it closes, is closed, or the task is aborted.
@@ -20,8 +29,13 @@ use crate::http::{Connection, Drain};
 /// | Draining | responses carry `Connection: close` (the middleware) | graceful GOAWAY; streams in flight complete |
 /// | Stopping | idle: closed at hyper's next read unless input waits (the IO wrapper); busy: closed after the response | (as Draining) |
 /// | Cancelled | closed unless a request is in flight | closed unless a stream is in flight |
+///
+/// "In flight" lasts until the response's last byte is on the wire, and
+/// an HTTP/2 connection with no stream left closes [`GOAWAY_ACK_WAIT`]
+/// after its GOAWAY even if the client never acknowledges it.
 pub(super) async fn drive<I, S, B>(
     io: I,
+    peer: Box<dyn fmt::Debug + Send + Sync>,
     service: S,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -30,7 +44,7 @@ pub(super) async fn drive<I, S, B>(
     S: ServiceBound<B>,
     B: ResBody,
 {
-    let state = Arc::new(ConnState::new());
+    let state = Arc::new(ConnState::new(Some(peer)));
     let io = TokioIo::new(Io::new(io, state.clone(), shared.clone()));
     let service = TowerToHyperService::new(Drain::for_connection(
         service,
@@ -41,11 +55,18 @@ pub(super) async fn drive<I, S, B>(
     tokio::pin!(conn);
     let mut stages = shared.signals.subscribe();
     let mut watching = true;
-    let mut goaway = false;
+    let mut goaway: Option<tokio::time::Instant> = None;
+    let mut lingering = false;
     let grace_end = state.accepted + shared.first_request_grace;
     loop {
         let stage = shared.stage();
         let proto = state.proto();
+        if stage >= Stage::Stopping && !lingering {
+            // From now on this connection holds the shutdown up while it is
+            // open: keep it where the report can name it.
+            shared.linger(&state);
+            lingering = true;
+        }
         // A connection that has not sent its first stream yet gets it
         // served first: a GOAWAY before it would refuse a request the client
         // has just sent (a connection opened while draining, or taken from
@@ -54,19 +75,27 @@ pub(super) async fn drive<I, S, B>(
         let fresh = state.is_fresh();
         let grace_over = tokio::time::Instant::now() >= grace_end;
         if proto == Proto::H2
-            && !goaway
+            && goaway.is_none()
             && ((stage >= Stage::Draining && !fresh) || (stage >= Stage::Stopping && grace_over))
         {
             // GOAWAY tells the client to open new streams on a new
             // connection; hyper sends the final one with the last stream id
             // after a PING round trip, so no stream in flight is refused.
             conn.as_mut().graceful_shutdown();
-            goaway = true;
+            goaway = Some(tokio::time::Instant::now() + GOAWAY_ACK_WAIT);
         }
-        let wait_grace = proto == Proto::H2 && !goaway && stage >= Stage::Stopping;
-        if stage == Stage::Cancelled && proto != Proto::Upgraded && state.in_flight() == 0 {
+        let wait_grace = proto == Proto::H2 && goaway.is_none() && stage >= Stage::Stopping;
+        if stage == Stage::Cancelled && proto != Proto::Upgraded && !state.is_busy() {
             // Nothing left to answer here; dropping the connection closes it.
             return;
+        }
+        if let Some(ack_by) = goaway {
+            if !state.is_busy() && tokio::time::Instant::now() >= ack_by {
+                // No stream open, and no acknowledgement of the GOAWAY: the
+                // client is gone or not reading. Nothing is lost by closing.
+                tracing::debug!(target: "lameduck::http", "HTTP/2 GOAWAY not acknowledged; closing the idle connection");
+                return;
+            }
         }
         tokio::select! {
             // The connection first: on a stage change hyper then reads once
@@ -81,6 +110,7 @@ pub(super) async fn drive<I, S, B>(
             changed = stages.changed(), if watching => watching = changed.is_ok(),
             () = state.notify.notified() => {}
             () = tokio::time::sleep_until(grace_end), if wait_grace => {}
+            () = tokio::time::sleep_until(goaway.unwrap_or(grace_end)), if goaway.is_some() && !state.is_busy() => {}
         }
     }
 }
