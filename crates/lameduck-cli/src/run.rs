@@ -69,10 +69,11 @@ LISTEN_FDNAMES, LISTEN_PID): descriptors 3, 4, ... in order. {fd:NAME} in the
 arguments becomes that socket's descriptor number ({fd} when there is one).
 Sockets lameduck itself was given by systemd are passed on the same way.
 
-SIGHUP restarts with zero downtime: a second instance starts with the same
-sockets; once it is ready (by --ready) the old one gets the stop signal. If
-the new one exits, fails its check or is not ready within --restart-timeout,
-it is stopped and the old one goes on serving.
+SIGHUP (or `upgrade` on --control-socket) restarts with zero downtime: a
+second instance starts with the same sockets; once it is ready (by --ready)
+the old one gets the stop signal. If the new one exits, fails its check or is
+not ready within --restart-timeout, it is stopped and the old one goes on
+serving. One restart at a time.
 
 Crashes: --restart on-failure (the default), always or never, with
 exponential backoff and jitter; more than --max-restarts within
@@ -183,6 +184,12 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     restart_timeout: Duration,
 
+    /// Serve a control socket (mode 0600, owner only) that takes `upgrade`
+    /// (a zero-downtime restart; answers `ok PID` or `error WHY`) and
+    /// `status`
+    #[arg(long, value_name = "PATH")]
+    control_socket: Option<std::path::PathBuf>,
+
     /// How to print lameduck's own events: auto (human on a terminal), human
     /// or json
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "auto")]
@@ -288,11 +295,24 @@ async fn supervise(
     })
     .backoff(args.restart_delay, args.restart_delay_max)
     .intensity(args.max_restarts, args.restart_window);
+    // Restarts go through the library's upgrade path (one at a time, only
+    // while Running, the control socket, systemd's RELOADING=1), replacing
+    // the program in place.
+    let restarts = sup.clone();
+    let mut upgrade = Upgrade::new()
+        .timeout(args.restart_timeout + timeline.shutdown_timeout)
+        .in_place(move || {
+            let sup = restarts.clone();
+            async move { sup.restart().await }
+        });
+    if let Some(path) = &args.control_socket {
+        upgrade = upgrade.control_socket(path);
+    }
     let component_sup = sup.clone();
     let app = App::builder("lameduck-run")
         .budget(budget)
         .handle_signals(false)
-        .upgrade(Upgrade::disabled())
+        .upgrade(upgrade)
         .component(
             Component::new("program", move |ctx| {
                 program::run(component_sup.clone(), ctx)

@@ -208,3 +208,45 @@ fn zombies_are_reaped_as_pid_1_of_a_pid_namespace() {
     // The script exits 0 once no zombie is left in the namespace.
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
+
+/// One command on the control socket, its one-line answer.
+fn control(path: &std::path::Path, command: &str) -> String {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid() {
+    let dir = Scratch::new("control");
+    let socket = dir.path("control.sock");
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--drain-delay",
+        "0s",
+        "--control-socket",
+        socket.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+    ]);
+    let first = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    run.event("control socket listening", |_| true);
+    let answer = control(&socket, "upgrade");
+    let second = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(answer, format!("ok {second}\n"), "{}", run.log());
+    // Answered once the old instance is gone, not before.
+    assert!(!alive(first as i32));
+    assert!(control(&socket, "status").starts_with("ok running"));
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}

@@ -145,6 +145,10 @@ pub(crate) enum Event {
     /// An upgrade attempt ended: the new process's pid, or why not.
     #[cfg(all(unix, feature = "upgrade"))]
     UpgradeDone(Result<u32, crate::upgrade::UpgradeError>),
+    /// An in-place upgrade ended (`Upgrade::in_place`): the pid that
+    /// serves now, or why not.
+    #[cfg(all(unix, feature = "upgrade"))]
+    UpgradedInPlace(Result<u32, String>),
 }
 
 /// A cheap, cloneable handle to a running (or not yet running) [`App`]:

@@ -69,6 +69,8 @@ pub use child::{parent_pid, take_handover};
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) type HandoverFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+pub(crate) type InPlaceFn =
+    Arc<dyn Fn() -> crate::component::BoxFuture<Result<u32, String>> + Send + Sync>;
 
 /// How an app upgrades: given to
 /// [`AppBuilder::upgrade`](crate::AppBuilder::upgrade). Upgrades are on by
@@ -96,6 +98,7 @@ pub struct Upgrade {
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) program: Option<PathBuf>,
     pub(crate) handover: Option<(Arc<str>, HandoverFn)>,
+    pub(crate) in_place: Option<InPlaceFn>,
 }
 
 impl Default for Upgrade {
@@ -113,6 +116,7 @@ impl fmt::Debug for Upgrade {
             .field("pid_file", &self.pid_file)
             .field("program", &self.program)
             .field("handover", &self.handover.as_ref().map(|(k, _)| k))
+            .field("in_place", &self.in_place.is_some())
             .finish()
     }
 }
@@ -129,6 +133,7 @@ impl Upgrade {
             pid_file: None,
             program: None,
             handover: None,
+            in_place: None,
         }
     }
 
@@ -173,6 +178,28 @@ impl Upgrade {
     /// as it is ready; removed at exit if it still names this process.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
+        self
+    }
+
+    /// Upgrades in place: instead of starting a new process of this program,
+    /// an upgrade runs `replace`, which replaces what this process
+    /// supervises (a child program, say) and gives the pid that serves now,
+    /// or why it could not. This app goes on running either way.
+    ///
+    /// Everything else is as for any upgrade: one at a time, only while
+    /// Running, triggered by [`AppHandle::upgrade`](crate::AppHandle::upgrade),
+    /// the control socket (`ok <pid>` or `error <why>`) or, when the app
+    /// handles signals, `SIGHUP`; systemd hears `RELOADING=1` at the start
+    /// and `READY=1` at the end. `replace` bounds its own time (the
+    /// [timeout](Self::timeout) is not applied to it) and should give up
+    /// when the app begins shutting down. `lameduck run` restarts its
+    /// program this way.
+    pub fn in_place<F, Fut>(mut self, replace: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<u32, String>> + Send + 'static,
+    {
+        self.in_place = Some(Arc::new(move || Box::pin(replace())));
         self
     }
 

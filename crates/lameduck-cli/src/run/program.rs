@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use lameduck::systemd::Notify;
 use lameduck::{BoxError, Context};
 use nix::sys::signal::Signal;
 use tokio::sync::{Semaphore, oneshot, watch};
@@ -208,18 +207,8 @@ async fn restart(
         return;
     }
     tracing::info!(target: "lameduck::run", old_pid = cur.pid().as_raw(), "restart: starting a new instance of the program");
-    sup.tell_systemd(&[
-        Notify::Reloading,
-        Notify::MonotonicNow,
-        Notify::ExtendTimeout(sup.restart_timeout + sup.shutdown_timeout),
-        Notify::Status("restarting the program"),
-    ]);
     let fail = |why: String, reply: oneshot::Sender<Result<u32, String>>| {
         tracing::error!(target: "lameduck::run", reason = %why, "restart failed; the running instance goes on serving");
-        sup.tell_systemd(&[
-            Notify::Ready,
-            Notify::Status("running; the last restart failed"),
-        ]);
         let _ = reply.send(Err(why));
     };
     let mut new = match sup.start() {
@@ -251,7 +240,6 @@ async fn restart(
     *ready = new_ready;
     *live = sup.liveness(cur);
     ctx.ready();
-    sup.tell_systemd(&[Notify::Ready, Notify::Status("running")]);
     let old_pid = old.pid().as_raw();
     tracing::info!(target: "lameduck::run", new_pid, old_pid, "restart: the new instance is ready; stopping the old one");
     let work = ctx.tracker().track("replaced instance");

@@ -18,7 +18,6 @@ use std::time::Duration;
 use lameduck::AppHandle;
 use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use super::supervisor::{Command, Supervisor};
@@ -45,22 +44,11 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
             }
         });
     }
-    let restarts = sup.clone();
+    let restarts = app.clone();
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let (tx, rx) = oneshot::channel();
-            restarts.command(Command::Restart(tx));
-            tokio::spawn(async move {
-                match rx.await {
-                    Ok(Ok(pid)) => {
-                        tracing::info!(target: "lameduck::run", new_pid = pid, "SIGHUP: restarted")
-                    }
-                    Ok(Err(why)) => {
-                        tracing::warn!(target: "lameduck::run", reason = %why, "SIGHUP: no restart")
-                    }
-                    Err(_) => {}
-                }
-            });
+            // The library logs the outcome; the future only carries it.
+            drop(restarts.upgrade());
         }
     });
     let terminal = std::io::stdin().is_terminal();

@@ -122,6 +122,15 @@ impl Supervisor {
         let _ = self.commands_tx.send(cmd);
     }
 
+    /// A zero-downtime restart, by the running component: the pid that
+    /// serves now, or why not.
+    pub async fn restart(&self) -> Result<u32, String> {
+        let (tx, rx) = oneshot::channel();
+        self.command(Command::Restart(tx));
+        rx.await
+            .unwrap_or_else(|_| Err("the program stopped before the restart finished".into()))
+    }
+
     /// Sends `sig` to every instance running now.
     pub fn forward(&self, sig: Signal) {
         let groups = lock(&self.live_groups).clone();
@@ -240,12 +249,5 @@ impl Supervisor {
     /// How the program ended, taken once.
     pub fn take_outcome(&self) -> Outcome {
         std::mem::take(&mut lock(&self.outcome))
-    }
-
-    /// Tells systemd (lameduck's own `NOTIFY_SOCKET`) about a restart.
-    pub fn tell_systemd(&self, states: &[Notify<'_>]) {
-        if let Some(n) = &self.systemd {
-            let _ = n.notify(states);
-        }
     }
 }

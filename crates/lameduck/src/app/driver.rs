@@ -233,6 +233,8 @@ impl Driver {
             Event::Upgrade(request) => self.on_upgrade_request(request),
             #[cfg(all(unix, feature = "upgrade"))]
             Event::UpgradeDone(result) => self.on_upgrade_done(result),
+            #[cfg(all(unix, feature = "upgrade"))]
+            Event::UpgradedInPlace(result) => self.on_upgraded_in_place(result),
         }
     }
 

@@ -17,6 +17,8 @@ use crate::upgrade::{
 };
 use crate::{Phase, ShutdownReason};
 
+mod in_place;
+
 pub(in crate::app) struct Upgrades {
     config: Upgrade,
     busy: Option<InFlight>,
@@ -151,6 +153,9 @@ impl Driver {
                 format!("an upgrade requested by {} is under way", b.via),
             );
             return refuse(req, e);
+        }
+        if let Some(replace) = self.upgrades.config.in_place.clone() {
+            return self.upgrade_in_place(req, &replace);
         }
         let sockets = match registry::snapshot() {
             Ok(s) => s,
