@@ -179,3 +179,34 @@ fn a_sigkilled_lameduck_leaves_nothing_running() {
     // The guard, left behind, kills the program's group.
     until_gone(&all);
 }
+
+#[test]
+fn a_descendant_that_left_the_program_s_group_is_waited_for_too() {
+    let dir = Scratch::new("setsid");
+    let pid_file = dir.path("escaped");
+    // A daemon-style child: its own session, so not in the program's group.
+    let script = format!(
+        "setsid sh -c 'echo $$ >{f}.tmp; mv {f}.tmp {f}; exec sleep 1000' & trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        f = pid_file.display()
+    );
+    let ready = format!("exec:test -e {}", pid_file.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--drain-delay",
+        "0s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let escaped: i32 = until_file(&pid_file).trim().parse().unwrap();
+    assert!(alive(escaped));
+    run.signal(Signal::SIGTERM);
+    run.event("descendants that left the program's group", |_| true);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(escaped), "the escaped descendant outlived lameduck");
+}

@@ -26,6 +26,7 @@ pub const SUBCOMMAND: &str = "run-guard";
 #[derive(Clone, Debug)]
 pub struct Guard {
     pipe: Option<Arc<Mutex<ChildStdin>>>,
+    pid: Option<u32>,
 }
 
 impl Guard {
@@ -51,9 +52,10 @@ impl Guard {
         match spawned {
             Ok(mut child) => {
                 let pipe = child.stdin.take().map(|p| Arc::new(Mutex::new(p)));
+                let pid = Some(child.id());
                 // It is reaped by the reaper like any child.
                 drop(child);
-                Self { pipe }
+                Self { pipe, pid }
             }
             Err(err) => {
                 tracing::warn!(target: "lameduck::run", error = %err, "cannot start the guard process: if lameduck is killed with SIGKILL, the program's processes outlive it");
@@ -64,7 +66,15 @@ impl Guard {
 
     /// A guard that guards nothing.
     pub fn none() -> Self {
-        Self { pipe: None }
+        Self {
+            pipe: None,
+            pid: None,
+        }
+    }
+
+    /// The guard's pid: a child of lameduck that is not the program's.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 
     fn send(&self, line: &str) {

@@ -219,3 +219,62 @@ fn spawn_error(program: &OsString, e: &io::Error) -> SpawnError {
         },
     }
 }
+
+/// lameduck's children other than `except` (the guard): descendants of
+/// the program that left its process group (`setsid`, a daemon's double
+/// fork) and were orphaned, so reparented to lameduck, the subreaper.
+/// Linux only (`/proc/self/task/*/children`); empty elsewhere.
+pub fn strays(except: Option<u32>) -> Vec<Pid> {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for task in tasks.flatten() {
+        let Ok(list) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in list
+            .split_whitespace()
+            .filter_map(|p| p.parse::<u32>().ok())
+        {
+            if Some(pid) != except && !out.contains(&pid) {
+                out.push(pid);
+            }
+        }
+    }
+    out.into_iter()
+        .filter_map(|p| i32::try_from(p).ok().map(Pid::from_raw))
+        .filter(|p| alive(*p))
+        .collect()
+}
+
+/// Whether `pid` is a process other than a zombie.
+fn alive(pid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => !matches!(kill(pid, None), Err(Errno::ESRCH)),
+    }
+}
+
+/// Sends `sig` to each of `pids`; one already gone is no error.
+pub fn signal_each(pids: &[Pid], sig: Signal) {
+    for pid in pids {
+        let _ = kill(*pid, sig);
+    }
+}
+
+/// Waits until none of `pids` is alive.
+///
+/// # Cancel safety
+///
+/// Cancel safe.
+pub async fn all_gone(pids: &[Pid], reaper: &Reaper) {
+    while pids.iter().any(|p| alive(*p)) {
+        tokio::select! {
+            () = reaper.reaped() => {}
+            () = tokio::time::sleep(GROUP_POLL) => {}
+        }
+    }
+}

@@ -10,7 +10,7 @@ use nix::sys::signal::Signal;
 use tokio::sync::{Semaphore, oneshot, watch};
 
 use super::checks::State;
-use super::instance::Instance;
+use super::instance::{self, Instance};
 use super::reaper::Ended;
 use super::supervisor::{Command, Supervisor};
 
@@ -149,12 +149,26 @@ async fn stop(
         cur.signal(sup.stop_signal);
         sup.record_stop(sup.stop_signal);
     }
+    // Every descendant is waited for: the group, then those that left it
+    // and were orphaned to lameduck.
+    let everything = async {
+        cur.gone(&sup.reaper).await;
+        let strays = instance::strays(sup.guard.pid());
+        if !strays.is_empty() {
+            tracing::info!(target: "lameduck::run", pid, strays = ?strays.iter().map(|p| p.as_raw()).collect::<Vec<_>>(), "waiting for descendants that left the program's group");
+            instance::signal_each(&strays, sup.stop_signal);
+            instance::all_gone(&strays, &sup.reaper).await;
+        }
+    };
     tokio::select! {
-        () = cur.gone(&sup.reaper) => {}
+        () = everything => {}
         () = ctx.on_cancelled() => {
-            tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group");
+            tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
             cur.signal(Signal::SIGKILL);
+            let strays = instance::strays(sup.guard.pid());
+            instance::signal_each(&strays, Signal::SIGKILL);
             cur.gone(&sup.reaper).await;
+            instance::all_gone(&strays, &sup.reaper).await;
         }
     }
     if let Some(ended) = cur.ended() {
