@@ -20,7 +20,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    Run(run::Args),
+    Run(Box<run::Args>),
     Plan(plan::Args),
     Drill(drill::Args),
     Demo(demo::Args),
@@ -36,7 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::RunGuard { parent } => Ok(ExitCode::from(run::guard::main(&parent))),
         Command::Plan(args) => plan::run(args),
         Command::Drill(args) => drill::run(args),

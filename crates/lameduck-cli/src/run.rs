@@ -374,8 +374,6 @@ fn exit_code(report: &Report, outcome: Outcome) -> u8 {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn the_help_is_complete() {
         use clap::CommandFactory;
