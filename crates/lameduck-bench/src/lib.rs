@@ -8,6 +8,7 @@
 //! | `dies-on-term` | the same routes, and it exits the moment SIGTERM arrives |
 //! | `drill-compare` | scenario (a): the drill against `lameduck demo`, `baseline-axum` and `dies-on-term`, side by side |
 //! | `rolling` | scenario (b): rolling restarts of two instances behind a real HAProxy under steady load |
+//! | `run-bench` | `lameduck run`: zero-downtime restarts of a `LISTEN_FDS` Python server under load, and what each wrapper (tini, dumb-init, catatonit, `lameduck run`) costs |
 //!
 //! Everything listens on 127.0.0.1, on ports the harness picks by binding
 //! port 0. Every process the harness starts is killed by PID when it is done
@@ -22,6 +23,8 @@ pub mod kind;
 pub mod net;
 pub mod results;
 pub mod rolling;
+pub mod run_cost;
+pub mod run_restarts;
 pub mod scratch;
 pub mod server;
 pub mod table;

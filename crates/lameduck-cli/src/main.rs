@@ -34,6 +34,14 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The guard of `lameduck run` lives as long as lameduck: it starts
+    // without parsing the command line, so it touches as little of the
+    // binary as it can.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new(run::guard::SUBCOMMAND)) {
+        let parent = argv.next().unwrap_or_default();
+        return ExitCode::from(run::guard::main(&parent.to_string_lossy()));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Run(args) => run::run(*args),
