@@ -132,8 +132,17 @@ impl ServerKind {
                     bins,
                     ports,
                     &[
-                        &lameduck, "run", "--admin", &admin, "--ready", &ready,
-                        "--drain-delay", &drain, "--grace-period", &grace, "--",
+                        &lameduck,
+                        "run",
+                        "--admin",
+                        &admin,
+                        "--ready",
+                        &ready,
+                        "--drain-delay",
+                        &drain,
+                        "--grace-period",
+                        &grace,
+                        "--",
                     ],
                 )
             }
@@ -281,7 +290,8 @@ fn on_path(cmd: &str) -> bool {
     use std::os::unix::fs::PermissionsExt;
     std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(cmd)).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            std::fs::metadata(dir.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
     })
 }

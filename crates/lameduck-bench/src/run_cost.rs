@@ -58,7 +58,11 @@ pub async fn measure(
         } else {
             let mut w = vec![pid];
             // lameduck's guard is part of its cost.
-            w.extend(children(pid).into_iter().filter(|c| cmdline(*c).contains("run-guard")));
+            w.extend(
+                children(pid)
+                    .into_iter()
+                    .filter(|c| cmdline(*c).contains("run-guard")),
+            );
             w
         };
         let program = if *kind == ServerKind::Python {
@@ -77,7 +81,9 @@ pub async fn measure(
             server: *kind,
             wrapper_rss_kib: wrapper.iter().map(|p| rss_kib(*p)).sum(),
             program_rss_kib: rss_kib(program),
-            wrapper_idle_cpu_ms_per_s: (after - before) as f64 * 1000.0 / ticks / idle.as_secs_f64(),
+            wrapper_idle_cpu_ms_per_s: (after - before) as f64 * 1000.0
+                / ticks
+                / idle.as_secs_f64(),
             startup_ms: startups[startups.len() / 2],
         });
         stop(pid);
@@ -163,7 +169,12 @@ fn cpu_ticks(pid: u32) -> u64 {
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After the command: state is field 3, utime 14 and stime 15.
-    let get = |i: usize| fields.get(i - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let get = |i: usize| {
+        fields
+            .get(i - 3)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     get(14) + get(15)
 }
 

@@ -62,7 +62,14 @@ pub async fn measure(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Outcome, R
         .args(["run", "--output", "json", "--admin", "none"])
         .args(["--listen", "http=127.0.0.1:0", "--control-socket"])
         .arg(&control)
-        .args(["--drain-delay", "0s", "--grace-period", "10s", "--restart-timeout", "10s"])
+        .args([
+            "--drain-delay",
+            "0s",
+            "--grace-period",
+            "10s",
+            "--restart-timeout",
+            "10s",
+        ])
         .args(["--", "python3"])
         .arg(bins.naive_server())
         .arg("--graceful")
@@ -73,14 +80,16 @@ pub async fn measure(plan: &Plan, bins: &Binaries) -> anyhow::Result<(Outcome, R
         .kill_on_drop(true)
         .spawn()
         .context("starting lameduck run")?;
-    let port = wait_port(&log).await.with_context(|| scratch.tail("lameduck.log", 20))?;
-    wait_running(&control).await.with_context(|| scratch.tail("lameduck.log", 20))?;
+    let port = wait_port(&log)
+        .await
+        .with_context(|| scratch.tail("lameduck.log", 20))?;
+    wait_running(&control)
+        .await
+        .with_context(|| scratch.tail("lameduck.log", 20))?;
 
     let gap = Duration::from_millis(plan.gap_ms);
-    let mut config = DrillConfig::new(&format!(
-        "http://127.0.0.1:{port}/work?ms={}",
-        plan.work_ms
-    ))?;
+    let mut config =
+        DrillConfig::new(&format!("http://127.0.0.1:{port}/work?ms={}", plan.work_ms))?;
     config.load = Load::Rate {
         per_second: plan.rate,
         max_in_flight: 1000,
@@ -140,7 +149,10 @@ async fn wait_port(log: &Path) -> anyhow::Result<u16> {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         for line in text.lines() {
             if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if v["message"].as_str().is_some_and(|m| m.starts_with("socket http on")) {
+                if v["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("socket http on"))
+                {
                     let addr = v["addr"].as_str().context("no addr")?;
                     return Ok(addr.rsplit_once(':').context("no port")?.1.parse()?);
                 }

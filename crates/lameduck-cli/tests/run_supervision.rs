@@ -250,3 +250,92 @@ fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid()
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
+
+#[test]
+fn sockets_passed_to_lameduck_are_passed_on_to_the_program_under_their_names() {
+    use lameduck::listen::Handoff;
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    cmd.args([
+        "run",
+        "--output",
+        "json",
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--",
+    ])
+    .args([
+        "sh",
+        "-c",
+        "echo \"$LISTEN_FDS $LISTEN_FDNAMES $([ \"$LISTEN_PID\" = $$ ] && echo mine)\"",
+    ])
+    .env_remove("RUST_LOG")
+    .stdin(std::process::Stdio::null());
+    Handoff::new()
+        .listener("web", &web)
+        .unwrap()
+        .apply(&mut cmd)
+        .unwrap();
+    let out = cmd.output().unwrap();
+    drop(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 web mine");
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_from_lameduck_not_from_the_program() {
+    let dir = Scratch::new("systemd");
+    let path = dir.path("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(WAIT)).unwrap();
+    let heard = || {
+        let mut buf = [0u8; 4096];
+        let n = systemd
+            .recv(&mut buf)
+            .expect("a notification within the bound");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let until = |what: &str| {
+        for _ in 0..50 {
+            if heard().lines().any(|l| l == what) {
+                return;
+            }
+        }
+        panic!("systemd never heard {what}");
+    };
+    let mut wrapper = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    wrapper.env("NOTIFY_SOCKET", &path);
+    let mut run = Running::start_with(
+        wrapper,
+        &[
+            "--admin",
+            "none",
+            "--drain-delay",
+            "0s",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$NOTIFY_SOCKET]\"; trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        ],
+    );
+    assert_eq!(
+        run.stdout.recv_timeout(WAIT).unwrap(),
+        "[]",
+        "the program does not get lameduck's NOTIFY_SOCKET"
+    );
+    until("READY=1");
+    run.signal(Signal::SIGHUP);
+    until("RELOADING=1");
+    until("READY=1");
+    run.event("upgrade in place complete", |_| true);
+    run.signal(Signal::SIGTERM);
+    until("STOPPING=1");
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}

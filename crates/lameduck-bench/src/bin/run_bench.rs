@@ -81,19 +81,36 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
     );
     let (restarts, _report) = run_restarts::measure(&plan, &bins).await?;
     let mut t = Table::new(&[
-        "restarts ok", "<failed", "slowest", "requests", "ok", "failed", "<by class",
+        "restarts ok",
+        "<failed",
+        "slowest",
+        "requests",
+        "ok",
+        "failed",
+        "<by class",
     ]);
     t.row(vec![
         restarts.restarts_ok.to_string(),
-        if restarts.restarts_failed.is_empty() { "-".into() } else { restarts.restarts_failed.join("; ") },
+        if restarts.restarts_failed.is_empty() {
+            "-".into()
+        } else {
+            restarts.restarts_failed.join("; ")
+        },
         format!("{}ms", restarts.slowest_restart_ms),
         restarts.requests.to_string(),
         restarts.ok.to_string(),
         restarts.failed.to_string(),
-        if restarts.failed_by_class.is_empty() { "-".into() } else { restarts.failed_by_class.clone() },
+        if restarts.failed_by_class.is_empty() {
+            "-".into()
+        } else {
+            restarts.failed_by_class.clone()
+        },
     ]);
     println!("{t}");
-    anyhow::ensure!(restarts.requests > 0 && restarts.ok > 0, "the restarts ran without load");
+    anyhow::ensure!(
+        restarts.requests > 0 && restarts.ok > 0,
+        "the restarts ran without load"
+    );
 
     println!(
         "\n(d) cost around the naive Python server: resident memory, CPU over {} idle, median \
@@ -107,14 +124,23 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
         .find(|c| c.server == ServerKind::Python)
         .map_or(1.0, |c| c.startup_ms);
     let mut t = Table::new(&[
-        "<server", "wrapper PSS", "program PSS", "memory ratio", "idle CPU", "start-up", "start-up ratio",
+        "<server",
+        "wrapper PSS",
+        "program PSS",
+        "memory ratio",
+        "idle CPU",
+        "start-up",
+        "start-up ratio",
     ]);
     for c in &costs {
         t.row(vec![
             c.server.name().to_owned(),
             format!("{:.1} MiB", c.wrapper_rss_kib as f64 / 1024.0),
             format!("{:.1} MiB", c.program_rss_kib as f64 / 1024.0),
-            format!("{:.2}", c.wrapper_rss_kib as f64 / c.program_rss_kib.max(1) as f64),
+            format!(
+                "{:.2}",
+                c.wrapper_rss_kib as f64 / c.program_rss_kib.max(1) as f64
+            ),
             format!("{:.2} ms/s", c.wrapper_idle_cpu_ms_per_s),
             format!("{:.1}ms", c.startup_ms),
             format!("{:.2}", c.startup_ms / bare),

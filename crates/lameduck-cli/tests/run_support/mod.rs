@@ -67,13 +67,17 @@ impl Running {
         if cmd.get_program() != env!("CARGO_BIN_EXE_lameduck") {
             cmd.arg(env!("CARGO_BIN_EXE_lameduck"));
         }
+        // The test's own systemd socket, if it set one; never the one this
+        // test runs under.
+        if !cmd.get_envs().any(|(k, _)| k == "NOTIFY_SOCKET") {
+            cmd.env_remove("NOTIFY_SOCKET");
+        }
         let mut child = cmd
             .arg("run")
             .arg("--output")
             .arg("json")
             .args(args)
             .env_remove("RUST_LOG")
-            .env_remove("NOTIFY_SOCKET")
             .env_remove("LISTEN_FDS")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
