@@ -64,10 +64,11 @@ where
         move || {
             shared
                 .upgrade()
-                .map(|s| s.describe_lingering())
+                .map(|s| s.describe_open())
                 .unwrap_or_default()
         }
     });
+    let _watcher = AbortOnDropHandle::new(tokio::spawn(shared.clone().watch_connections()));
     let builder = Arc::new(builder);
     let mut admin: Pin<Box<dyn Future<Output = ()> + Send>> = match admin {
         Some(admin) => (admin.serve)(health, builder.clone(), ctx.draining_token()),
