@@ -12,11 +12,13 @@ use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
 
 mod builder;
 mod driver;
+mod finish;
 mod graph;
 pub(crate) mod signals;
 mod watchdog;
 
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
+pub use signals::SIGNAL_REPEAT_WINDOW;
 
 /// A service: its components, its timing budget and its signal handling,
 /// driven through `Starting → Running → Draining → Stopping → Cancelling →
@@ -138,6 +140,15 @@ pub(crate) enum Event {
         attempt: u32,
     },
     Shutdown(ShutdownReason),
+    /// The first `SIGTERM`/`SIGINT` the signal thread took: it starts the
+    /// shutdown, or joins one begun for another reason.
+    Signal(crate::Signal),
+    /// A second signal: log the forced report, then tell the signal thread
+    /// (when it waits to exit the process itself).
+    Force {
+        signal: crate::Signal,
+        logged: Option<std::sync::mpsc::Sender<()>>,
+    },
     TrackerIdle(usize),
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]

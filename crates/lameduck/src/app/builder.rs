@@ -109,10 +109,22 @@ impl AppBuilder {
         self
     }
 
-    /// Whether the app listens for `SIGTERM` and `SIGINT` (Ctrl+C on
-    /// Windows) itself (default true). Turn it off to trigger shutdowns only
-    /// through [`AppHandle::shutdown`], e.g. when several apps share a
-    /// process.
+    /// Whether the app takes `SIGTERM` and `SIGINT` (Ctrl+C on Windows)
+    /// itself (default true), and `SIGHUP` for upgrades (feature `upgrade`).
+    ///
+    /// When true, `run` installs the handlers and starts a plain thread that
+    /// counts the signals: the first starts the shutdown (or joins one begun
+    /// for another reason), a repeat within [`SIGNAL_REPEAT_WINDOW`] is the
+    /// same delivery, and a second forces the exit (see
+    /// [`exit_on_force`](Self::exit_on_force)). A handler cannot be given
+    /// back: from then on the signals no longer have their default action,
+    /// for the life of the process.
+    ///
+    /// Turn it off to trigger shutdowns only through
+    /// [`AppHandle::shutdown`], e.g. when several apps share a process and
+    /// the program handles the signals itself.
+    ///
+    /// [`SIGNAL_REPEAT_WINDOW`]: crate::SIGNAL_REPEAT_WINDOW
     pub fn handle_signals(mut self, yes: bool) -> Self {
         self.handle_signals = yes;
         self
@@ -143,9 +155,22 @@ impl AppBuilder {
     }
 
     /// Whether a second signal exits the process at once with 128 + signal
-    /// (default true). When false, `run` returns early with
-    /// [`ExitStatus::Forced`] instead, for callers that must clean up
-    /// themselves.
+    /// (default true).
+    ///
+    /// When true, the signal thread ends the process whatever the runtime is
+    /// doing: it asks the app to abort what is left and log its report,
+    /// waits at most 250 ms for that (a runtime blocked by a component does
+    /// not answer), runs the flushes within the log flush time, and exits.
+    /// After `run` returned, it stays: a signal (other than a repeat of the
+    /// first) then ends a process that has not exited — typically because
+    /// dropping the runtime waits for a blocking read — with 128 + signal,
+    /// unless another app of the process still handles signals.
+    ///
+    /// When false, lameduck never exits the process on a signal: `run`
+    /// returns early with [`ExitStatus::Forced`] as soon as the runtime runs
+    /// the app, for callers that must clean up themselves, and once `run`
+    /// returned the app no longer acts on signals. A process that outlives
+    /// its app wants this, and [`exit_watchdog(false)`](Self::exit_watchdog).
     pub fn exit_on_force(mut self, yes: bool) -> Self {
         self.exit_on_force = yes;
         self
