@@ -76,7 +76,9 @@ pub struct Args {
     phases: PhaseFlags,
 
     /// The close timeout of one resource (a pool, a producer, a telemetry
-    /// exporter); repeat for each, in closing order [default: none]
+    /// exporter); repeat for each, in closing order. A library app counts
+    /// 1s for each component with a close whose timeout it sets nowhere:
+    /// list those here too [default: none]
     #[arg(long = "close", value_name = "NAME=DURATION", value_parser = parse_close)]
     closes: Vec<(String, Duration)>,
 

@@ -16,7 +16,12 @@ impl Driver {
             let Some(close) = self.slots[i].close.take() else {
                 continue;
             };
-            let timeout = self.slots[i].close_timeout;
+            // Resolved at build, in one place: every component with a close
+            // has its timeout in the timeline.
+            let timeout = self
+                .timeline
+                .close_timeout(&self.slots[i].name)
+                .unwrap_or(crate::DEFAULT_CLOSE_TIMEOUT);
             let started = Instant::now();
             // A task of its own, so that a panic in the close is caught like
             // a panic in a run.
