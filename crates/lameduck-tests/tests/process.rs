@@ -33,10 +33,14 @@ impl Fixture {
 
     /// The signals fixture, in a process group of its own (so that a test
     /// can signal the group, as GNU `timeout` does), its stdin a pipe that
-    /// the test holds open.
+    /// the test holds open (or `stdin`).
     fn signals(args: &[&str]) -> Self {
+        Self::signals_with_stdin(args, Stdio::piped())
+    }
+
+    fn signals_with_stdin(args: &[&str], stdin: Stdio) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_signals-fixture"));
-        cmd.args(args).stdin(Stdio::piped()).process_group(0);
+        cmd.args(args).stdin(stdin).process_group(0);
         Self::start(cmd)
     }
 
@@ -506,11 +510,7 @@ fn a_sigterm_during_a_drain_begun_by_shutdown_lets_requests_in_flight_finish() {
         .unwrap();
     f.wait_for("request /upload started");
     // The app begins to drain for a reason of its own.
-    let mut ask = TcpStream::connect(&addr).unwrap();
-    ask.write_all(b"GET /shutdown HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
-    let mut answer = String::new();
-    ask.read_to_string(&mut answer).unwrap();
+    let answer = get(&addr, "/shutdown");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     f.wait_for("phase draining");
     // The operator's SIGTERM arrives during that drain: it must neither
@@ -535,6 +535,45 @@ fn a_sigterm_during_a_drain_begun_by_shutdown_lets_requests_in_flight_finish() {
     );
     assert!(
         stderr.contains("SIGTERM during a shutdown already under way"),
+        "{stderr}"
+    );
+}
+
+/// `GET path` on a fresh connection; the answer.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_sigint_from_a_terminal_during_a_drain_begun_by_shutdown_ends_the_drain_delay() {
+    // Ctrl+C by a person skips the drain delay; joining a drain that began
+    // otherwise, it ends the delay instead of forcing the exit.
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let mut f = Fixture::signals_with_stdin(
+        &["--http", "--grace-period", "60s", "--drain-delay", "25s"],
+        Stdio::from(pty.slave),
+    );
+    let addr = f.wait_prefix("listening ");
+    f.wait_for("phase running");
+    assert!(get(&addr, "/shutdown").starts_with("HTTP/1.1 200"));
+    f.wait_for("phase draining");
+    f.signal(Signal::SIGINT);
+    let (code, events, stderr) = f.finish();
+    drop(pty.master);
+    assert_eq!(code, 0, "{events:#?}\n{stderr}");
+    let drained = drained(&events);
+    assert!(
+        drained < Duration::from_secs(25),
+        "the drain delay was waited: {drained:?}"
+    );
+    assert!(
+        stderr.contains("drain delay cut short by a signal"),
         "{stderr}"
     );
 }

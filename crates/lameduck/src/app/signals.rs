@@ -158,18 +158,32 @@ impl Thread {
             signal: sig,
             logged: Some(tx),
         });
-        if rx.recv_timeout(REPORT_WAIT).is_err() && self.finish.report().is_none() {
-            let work = self
-                .app
-                .trackers()
-                .iter()
-                .flat_map(|t| t.snapshot())
-                .map(|w| format!("{}: {}", w.tracker, w.label))
-                .collect::<Vec<_>>()
-                .join("; ");
-            tracing::error!(target: "lameduck", app = %self.app.name(), signal = %sig, exit_code = code, phase = %self.app.phase(), work_in_flight = %work, "the runtime did not answer within {REPORT_WAIT:?} (blocked by a component?): exiting without a report");
+        let answered = rx.recv_timeout(REPORT_WAIT).is_ok();
+        match self.finish.report() {
+            // The app logged its report on its own just before it heard of
+            // the force: say that this exit overrules it.
+            Some(status) if !answered && status != ExitStatus::Forced(sig) => {
+                self.say_after_report(sig, status);
+            }
+            Some(_) => {}
+            None => self.say_no_answer(sig),
         }
         self.finish.exit(code, self.finish.log_flush);
+    }
+
+    /// Logs what is known when the runtime does not answer: the phase and
+    /// the work in flight, from the trackers.
+    fn say_no_answer(&self, sig: Signal) {
+        let code = ExitStatus::Forced(sig).code();
+        let work = self
+            .app
+            .trackers()
+            .iter()
+            .flat_map(|t| t.snapshot())
+            .map(|w| format!("{}: {}", w.tracker, w.label))
+            .collect::<Vec<_>>()
+            .join("; ");
+        tracing::error!(target: "lameduck", app = %self.app.name(), signal = %sig, exit_code = code, phase = %self.app.phase(), work_in_flight = %work, "the runtime did not answer within {REPORT_WAIT:?} (blocked by a component?): exiting without a report");
     }
 
     /// A signal after the report was logged: the shutdown is over, but the
@@ -181,15 +195,21 @@ impl Thread {
         if !self.exit_on_force || Finish::others_live() {
             return;
         }
-        let code = ExitStatus::Forced(sig).code();
         let status = self.finish.report().unwrap_or(ExitStatus::Clean);
+        self.say_after_report(sig, status);
+        self.finish
+            .exit(ExitStatus::Forced(sig).code(), self.finish.log_flush);
+    }
+
+    /// Says why the exit code differs from the report's.
+    fn say_after_report(&self, sig: Signal, status: ExitStatus) {
+        let code = ExitStatus::Forced(sig).code();
         let why = format!(
             "{sig} after the shutdown report ({status}): the process had not exited (something blocks the runtime's shutdown, such as a blocking read); exiting with {code}"
         );
         tracing::error!(target: "lameduck", app = %self.app.name(), signal = %sig, exit_code = code, report = %status, "{why}");
         // The log writer may be flushed and gone by now: say it on stderr too.
         eprintln!("lameduck: {}: {why}", self.app.name());
-        self.finish.exit(code, self.finish.log_flush);
     }
 }
 
