@@ -28,7 +28,9 @@ pub use signals::SIGNAL_REPEAT_WINDOW;
 /// [`run`](Self::run)): it runs until a shutdown is triggered and completes,
 /// returning a [`Report`] whose [`exit_code`](Report::exit_code) `main`
 /// should return. It never exits the process itself, except when a second
-/// signal forces the exit or the exit watchdog fires past the grace period.
+/// signal forces the exit (or a signal ends a process still alive after its
+/// report) or the exit watchdog fires past the grace period; see
+/// [`AppBuilder::exit_on_force`] and [`AppBuilder::exit_watchdog`].
 ///
 /// # Examples
 ///

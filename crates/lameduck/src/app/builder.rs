@@ -145,9 +145,11 @@ impl AppBuilder {
         self
     }
 
-    /// Whether a plain thread ends the process with exit code 124 when the
-    /// shutdown overruns its budget, even if the runtime is stuck in blocking
-    /// code (default true).
+    /// Whether a plain thread ends the process when the shutdown overruns
+    /// its budget, even if the runtime is stuck in blocking code (default
+    /// true): with exit code 124 when no report came out, or with the
+    /// report's own code when only the runtime's teardown hangs, so that the
+    /// exit code never contradicts the report. It runs the flushes first.
     ///
     /// The watchdog is armed at the shutdown trigger and stays armed after
     /// `run` returns, because dropping the runtime is where a task stuck in
