@@ -227,6 +227,50 @@ fn graceful_server_passes_with_every_request_accounted_for() {
 }
 
 #[test]
+fn passing_stop_drill_reports_refused_after_close_apart_from_failures() {
+    let dir = scratch_dir();
+    let html = dir.join("report.html");
+    let run = drill(
+        "graceful",
+        &["--html", html.to_str().expect("a UTF-8 path")],
+    );
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    let q = &r.requests;
+    // The load went on after the server exited: those connects were
+    // refused, and they are not failures of the server.
+    assert!(q.not_counted.refused > 0, "{}", run.context());
+    assert_eq!(q.failed, 0, "{}", run.context());
+    assert_eq!(
+        q.failed + q.not_counted.total(),
+        q.total.failed(),
+        "{}",
+        run.context()
+    );
+    assert!(
+        r.failures.samples.iter().all(|s| !s.counted),
+        "{}",
+        run.context()
+    );
+    let line = format!(
+        "failed: 0 · not counted, started after the listener closed: {}",
+        q.not_counted.describe_failures()
+    );
+    assert!(run.stdout().contains(&line), "{line:?}\n{}", run.context());
+    let page = std::fs::read_to_string(&html).expect("the HTML report was written");
+    for marker in [
+        "class=\"after-close\"",
+        "after the listener closed: not counted",
+        "after listener close (not counted)",
+        "None: no request failed that the verdict holds against the server",
+        "Not counted: started after the listener closed",
+    ] {
+        assert!(page.contains(marker), "the page lacks {marker:?}");
+    }
+}
+
+#[test]
 fn graceful_server_passes_over_http2_and_sends_goaway() {
     let run = drill("graceful", &["--http", "2"]);
     assert_eq!(run.code(), 0, "{}", run.context());

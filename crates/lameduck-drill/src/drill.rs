@@ -137,7 +137,14 @@ impl Drill {
         }
         let signaller = config.signal.map(|plan| {
             let target = signals::Targets::new(Arc::clone(&server), config.pid_file.clone(), addr);
-            tokio::spawn(signals::send(plan, target, clock, Arc::clone(&events)))
+            let excuse = (config.expectation() == Expectation::Stop).then(|| Arc::clone(&sink));
+            tokio::spawn(signals::send(
+                plan,
+                target,
+                clock,
+                Arc::clone(&events),
+                excuse,
+            ))
         });
 
         load::run(ctx, config.load).await;
@@ -177,6 +184,7 @@ impl Drill {
             exits,
             load_end_us,
             end_us,
+            expect: config.expectation(),
         };
         Ok(self.report(started_at, &server, &observed))
     }

@@ -176,6 +176,16 @@ pub struct Requests {
     /// `ok` responses to requests that started after the last signalled
     /// process exited (`null` if none exited).
     pub ok_after_exit: Option<u64>,
+    /// Failed requests the verdict holds against the server: in a stop
+    /// drill, those that started before the listener closed; otherwise all.
+    #[serde(default)]
+    pub failed: u64,
+    /// Failed requests the verdict does not hold against the server, by
+    /// class: in a stop drill, those that started after the listener closed
+    /// (nearly always `refused`: a load balancer that honoured readiness
+    /// would not have sent them). All zero in other drills.
+    #[serde(default)]
+    pub not_counted: OutcomeCounts,
 }
 
 /// A count per outcome class.
@@ -335,6 +345,10 @@ pub struct Bucket {
     pub outcomes: OutcomeCounts,
     /// p99 latency of its `ok` responses.
     pub p99_us: Option<u64>,
+    /// The failures among `outcomes` that the verdict does not hold against
+    /// the server (see [`Requests::not_counted`]).
+    #[serde(default)]
+    pub not_counted: OutcomeCounts,
 }
 
 /// Failed requests.
@@ -358,6 +372,16 @@ pub struct FailureSample {
     pub outcome: Outcome,
     /// The error.
     pub detail: String,
+    /// Whether the verdict holds it against the server (see
+    /// [`Requests::not_counted`]).
+    #[serde(default = "counted_by_default")]
+    pub counted: bool,
+}
+
+/// Reports written before `counted` existed held every failure against the
+/// server.
+fn counted_by_default() -> bool {
+    true
 }
 
 /// The verdict.

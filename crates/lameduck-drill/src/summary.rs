@@ -40,6 +40,7 @@ impl fmt::Display for Summary<'_> {
         }
         writeln!(f)?;
         outcome_table(f, r)?;
+        failed_line(f, r)?;
         writeln!(
             f,
             "\nlatency of ok responses  {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -138,6 +139,20 @@ fn outcome_table(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
         }
     }
     Ok(())
+}
+
+/// What the verdict holds against the server, apart from what it does not.
+fn failed_line(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
+    let q = &r.requests;
+    write!(f, "  failed: {}", q.failed)?;
+    if q.not_counted.total() > 0 {
+        write!(
+            f,
+            " · not counted, started after the listener closed: {}",
+            q.not_counted.describe_failures()
+        )?;
+    }
+    writeln!(f)
 }
 
 fn latency_row(f: &mut fmt::Formatter<'_>, label: &str, s: &LatencyStats) -> fmt::Result {

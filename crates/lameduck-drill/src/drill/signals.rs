@@ -8,7 +8,7 @@ use crate::config::SignalPlan;
 use crate::events::{EventLog, SentSignal};
 use crate::process::{Server, is_alive};
 use crate::procfs;
-use crate::record::Clock;
+use crate::record::{Clock, RecordSink};
 
 /// Finds the process to signal.
 #[derive(Debug)]
@@ -71,12 +71,15 @@ impl Targets {
     }
 }
 
-/// Sends the plan's signals on time, logging each one.
+/// Sends the plan's signals on time, logging each one. With `excuse`, the
+/// first delivered signal starts the time from which refused connects are
+/// not held against the server (a stop drill).
 pub(super) async fn send(
     plan: SignalPlan,
     mut targets: Targets,
     clock: Clock,
     events: Arc<EventLog>,
+    excuse: Option<Arc<RecordSink>>,
 ) {
     for n in 0..plan.repeat {
         tokio::time::sleep_until((clock.t0() + plan.due(n)).into()).await;
@@ -90,6 +93,11 @@ pub(super) async fn send(
                     .signal(pid, plan.signal)
                     .err()
                     .map(|errno| format!("kill({pid}, SIG{}): {errno}", plan.signal));
+                if error.is_none()
+                    && let Some(sink) = &excuse
+                {
+                    sink.excuse_refused_from(at_us);
+                }
                 targets.previous = Some(pid);
                 SentSignal {
                     at_us,
