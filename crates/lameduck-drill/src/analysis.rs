@@ -10,7 +10,7 @@ use crate::outcome::Outcome;
 use crate::record::{FailureDetail, Record, flags};
 use crate::report::{
     Events, ExitEvent, FailureSample, Failures, KeepAlive, Latency, LatencyStats, Notices,
-    OutcomeCounts, ReadinessChange, Requests, SignalEvent,
+    OutcomeCounts, ReadinessChange, Requests, RestartEvent, SignalEvent,
 };
 
 pub(crate) use self::timeline::timeline;
@@ -44,6 +44,8 @@ pub(crate) struct Facts {
     /// Whether failures that started after the listener closed are excused
     /// (a stop drill: nobody should have sent them).
     pub(crate) excuses_after_close: bool,
+    /// When the last request started.
+    pub(crate) last_start_us: Option<u64>,
 }
 
 impl Facts {
@@ -95,6 +97,7 @@ impl Facts {
             signalled_exit,
             last_exit_us,
             excuses_after_close: observed.expect == Expectation::Stop,
+            last_start_us: observed.records.iter().map(|r| r.start_us).max(),
         }
     }
 
@@ -303,6 +306,18 @@ pub(crate) fn events(observed: &Observed, facts: &Facts) -> Events {
         listener_closed_us: facts.listener_closed_us,
         connect_probes: raw.connect_probes,
         exits: observed.exits.clone(),
+        restarts: raw
+            .restarts
+            .iter()
+            .map(|r| RestartEvent {
+                signal: r.signal,
+                pid: r.pid,
+                new_pid: r.new_pid,
+                seen_us: r.seen_us,
+                gone_pid: r.gone_pid,
+                until_us: r.until_us,
+            })
+            .collect(),
     }
 }
 

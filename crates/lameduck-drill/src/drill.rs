@@ -1,6 +1,7 @@
 //! The drill itself: start or find the server, wait until it is ready, load
 //! it, signal it, watch it exit, and turn what was seen into a report.
 
+mod restarts;
 mod signals;
 
 use std::sync::Arc;
@@ -67,7 +68,8 @@ impl Drill {
 
     /// Runs the drill to the end: at most the readiness timeout, plus the
     /// duration, plus the request timeout (or the rest of the grace period,
-    /// when waiting for a signalled server to exit), plus a few seconds of
+    /// when waiting for a signalled server to exit, or in a restart drill
+    /// for the new process after the last signal), plus a few seconds of
     /// cleanup.
     ///
     /// # Errors
@@ -141,16 +143,22 @@ impl Drill {
             tokio::spawn(signals::send(
                 plan,
                 target,
-                clock,
-                Arc::clone(&events),
-                excuse,
+                signals::Signaller {
+                    clock,
+                    events: Arc::clone(&events),
+                    excuse,
+                    load_end: clock.t0() + config.duration,
+                    grace_period: config.grace_period,
+                },
             ))
         });
 
         load::run(ctx, config.load).await;
         let load_end_us = clock.now_us();
         if let Some(signaller) = signaller {
-            // Its last signal was due before the end of the load.
+            // Its last signal was due before the end of the load; in a
+            // restart drill it then looks for the last new process, for at
+            // most the grace period.
             let _ = signaller.await;
         }
         self.progress.set_stage(Stage::WaitingExit);

@@ -109,6 +109,42 @@ pub struct Events {
     pub connect_probes: u64,
     /// Processes seen to exit.
     pub exits: Vec<ExitEvent>,
+    /// In a restart drill, what followed each signal (empty otherwise).
+    #[serde(default)]
+    pub restarts: Vec<RestartEvent>,
+}
+
+impl Events {
+    /// The last delivered signal at or before `at_us` (to `pid`, if given),
+    /// with its index in [`Events::signals`].
+    pub(crate) fn signal_before(
+        &self,
+        at_us: u64,
+        pid: Option<u32>,
+    ) -> Option<(usize, &SignalEvent)> {
+        self.signals.iter().enumerate().rfind(|(_, s)| {
+            s.error.is_none() && s.at_us <= at_us && pid.is_none_or(|pid| s.pid == Some(pid))
+        })
+    }
+}
+
+/// In a restart drill, the new process that served after one signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartEvent {
+    /// The signal, as its index in [`Events::signals`].
+    pub signal: usize,
+    /// The process the signal went to (`null` when it was not delivered).
+    pub pid: Option<u32>,
+    /// The new process that held the listening socket at `until_us`
+    /// (`null`: the restart was not seen).
+    pub new_pid: Option<u32>,
+    /// When that process was first seen holding it.
+    pub seen_us: Option<u64>,
+    /// A new process that held it for a while but no longer did at
+    /// `until_us` (a successor that died, or was rolled back).
+    pub gone_pid: Option<u32>,
+    /// Until when the drill looked: the next signal, or the end of the drill.
+    pub until_us: u64,
 }
 
 /// A signal the drill sent, or failed to send.

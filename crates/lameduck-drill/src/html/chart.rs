@@ -7,6 +7,8 @@
 
 use std::fmt::Write as _;
 
+mod markers;
+
 use super::escape;
 use crate::human;
 use crate::outcome::Outcome;
@@ -127,7 +129,7 @@ pub(super) fn timeline(report: &Report) -> String {
     );
     latency(&mut svg, &scale, t.bucket_us, &t.buckets);
     x_axis(&mut svg, &scale, span_us);
-    markers(&mut svg, &scale, report);
+    markers::draw(&mut svg, &scale, report);
     svg.push_str("</svg>\n");
     legend(&mut svg, shaded);
     svg
@@ -172,7 +174,15 @@ fn stacked(
     per_second: f64,
     failures_only: bool,
 ) {
-    panel_frame(svg, panel, max, &|v| format!("{v:.0}"));
+    // Below 10, the grid lines fall between whole numbers (0.25, 0.5, …).
+    panel_frame(svg, panel, max, &|v| {
+        if max >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            let text = format!("{v:.2}");
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+    });
     let bottom = panel.top + panel.height;
     for b in buckets {
         let x0 = scale.x(b.start_us);
@@ -332,92 +342,6 @@ fn x_axis(svg: &mut String, scale: &Scale, span_us: u64) {
         WIDTH - RIGHT,
         y + 34.0
     );
-}
-
-/// A vertical line across the panels with a label on top.
-struct Marker {
-    at_us: u64,
-    label: String,
-    color: &'static str,
-    dashed: bool,
-}
-
-fn markers(svg: &mut String, scale: &Scale, report: &Report) {
-    let e = &report.events;
-    let mut list = Vec::new();
-    for s in e.signals.iter().filter(|s| s.error.is_none()) {
-        list.push(Marker {
-            at_us: s.at_us,
-            label: format!("SIG{}", s.signal),
-            color: "#5e35b1",
-            dashed: false,
-        });
-    }
-    if let Some(at) = e.readiness_flip_us {
-        list.push(Marker {
-            at_us: at,
-            label: "readiness flip".into(),
-            color: "#ef6c00",
-            dashed: false,
-        });
-    }
-    if let Some(at) = e.listener_closed_us {
-        list.push(Marker {
-            at_us: at,
-            label: "listener closed".into(),
-            color: "#c62828",
-            dashed: false,
-        });
-    }
-    for x in &e.exits {
-        let code = x.code.map_or(String::new(), |c| format!(" ({c})"));
-        list.push(Marker {
-            at_us: x.at_us,
-            label: format!("exit {}{code}", x.pid),
-            color: "#212121",
-            dashed: false,
-        });
-    }
-    list.push(Marker {
-        at_us: e.load_end_us,
-        label: "load end".into(),
-        color: "#9e9e9e",
-        dashed: true,
-    });
-    list.sort_by_key(|m| m.at_us);
-    let bottom = P99.top + P99.height;
-    let mut last_x = f64::NEG_INFINITY;
-    let mut row = 0;
-    for m in &list {
-        let x = scale.x(m.at_us);
-        // Labels that would overlap go one row down.
-        row = if x - last_x < 90.0 { (row + 1) % 3 } else { 0 };
-        last_x = x;
-        let y = MARKER_TOP + 14.0 * f64::from(row);
-        // Near the right edge the label goes to the left of its line.
-        let (label_x, anchor) = if x > WIDTH - RIGHT - 100.0 {
-            (x - 3.0, "end")
-        } else {
-            (x + 3.0, "start")
-        };
-        let dash = if m.dashed {
-            " stroke-dasharray=\"4 3\""
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{bottom}\" stroke=\"{}\" stroke-width=\"1.5\"{dash}>\
-             <title>{}: {}</title></line>\
-             <text x=\"{label_x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" style=\"fill:{}\">{}</text>",
-            y + 3.0,
-            m.color,
-            escape(&m.label),
-            human::at(m.at_us),
-            m.color,
-            escape(&m.label)
-        );
-    }
 }
 
 fn legend(out: &mut String, shaded: bool) {
