@@ -66,12 +66,26 @@ pub(super) struct Window {
     first_seen: HashMap<u32, u64>,
 }
 
-impl Window {
-    /// Takes the snapshot that later processes are new against: call it
-    /// just before sending signal number `signal` to `pid`.
-    pub(super) async fn open(signal: usize, pid: u32, scanner: &Scanner) -> Window {
+/// What served just before a signal: the processes that hold the listening
+/// socket, and the one the PID file names.
+#[derive(Debug)]
+pub(super) struct Snapshot(HashSet<u32>);
+
+impl Snapshot {
+    /// Takes it. Reading `/proc` takes a while on a busy machine, so the
+    /// signaller takes it shortly before the signal is due.
+    pub(super) async fn take(scanner: &Scanner) -> Snapshot {
         let mut before = scanner.holders().await;
         before.extend(scanner.pid_file_pid());
+        Snapshot(before)
+    }
+}
+
+impl Window {
+    /// Opens the window of signal number `signal`, about to go to `pid`:
+    /// later processes are new against `before`.
+    pub(super) fn open(signal: usize, pid: u32, before: Snapshot) -> Window {
+        let Snapshot(mut before) = before;
         before.insert(pid);
         let supervisor = before
             .iter()

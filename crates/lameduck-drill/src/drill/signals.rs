@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::restarts::{Scanner, Window};
+use super::restarts::{Scanner, Snapshot, Window};
 use crate::config::{Expectation, SignalPlan};
 use crate::events::{EventLog, RestartSeen, SentSignal};
 use crate::process::{Server, is_alive};
@@ -85,6 +85,10 @@ impl Targets {
     }
 }
 
+/// How long before a signal is due the drill notes what serves (reading
+/// `/proc` takes a while on a busy machine; the signal must go on time).
+const SNAPSHOT_LEAD: Duration = Duration::from_millis(50);
+
 /// What the signaller needs besides the plan and the targets.
 #[derive(Debug)]
 pub(super) struct Signaller {
@@ -104,34 +108,50 @@ pub(super) struct Signaller {
 /// the grace period has passed) and logs what it saw.
 pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
     let restart = plan.expect == Expectation::Restart;
-    let mut scanner = None;
+    // The process group to look in for new processes: the spawned server's,
+    // or the first process's own (a successor stays in its parent's group).
+    let (addr, group, pid_file) = (
+        targets.addr,
+        targets.server.group(),
+        targets.pid_file.clone(),
+    );
+    let scanner_for = move |pid: u32| Scanner {
+        addr,
+        group: group.or_else(|| procfs::stat(pid).map(|st| st.pgrp)),
+        pid_file: pid_file.clone(),
+    };
+    let mut scanner = targets.server.pid().filter(|_| restart).map(&scanner_for);
     let mut window: Option<Window> = None;
     for n in 0..plan.repeat {
         let due = s.clock.t0() + plan.due(n);
+        let prepare = due
+            .checked_sub(SNAPSHOT_LEAD)
+            .unwrap_or(due)
+            .max(Instant::now());
         match (window.as_mut(), scanner.as_ref()) {
-            (Some(w), Some(scanner)) => w.watch_until(due, scanner, s.clock).await,
-            _ => tokio::time::sleep_until(due.into()).await,
+            (Some(w), Some(scanner)) => w.watch_until(prepare, scanner, s.clock).await,
+            _ => tokio::time::sleep_until(prepare.into()).await,
         }
         if let (Some(w), Some(scanner)) = (window.take(), scanner.as_ref()) {
             let (seen, next) = w.close(scanner, s.clock).await;
             targets.next = next;
             s.events.restart(seen);
         }
+        let mut before = match &scanner {
+            Some(scanner) => Some(Snapshot::take(scanner).await),
+            None => None,
+        };
+        tokio::time::sleep_until(due.into()).await;
         let found = targets.find().await;
         if restart && scanner.is_none() {
-            scanner = found.as_ref().ok().map(|&pid| Scanner {
-                addr: targets.addr,
-                group: targets
-                    .server
-                    .group()
-                    .or_else(|| procfs::stat(pid).map(|st| st.pgrp)),
-                pid_file: targets.pid_file.clone(),
-            });
-        }
-        let opened = match (&found, scanner.as_ref()) {
-            (Ok(pid), Some(scanner)) if restart => {
-                Some(Window::open(n as usize, *pid, scanner).await)
+            // Only a PID file told where the server is: look in its group.
+            scanner = found.as_ref().ok().map(|&pid| scanner_for(pid));
+            if let Some(scanner) = &scanner {
+                before = Some(Snapshot::take(scanner).await);
             }
+        }
+        let opened = match (&found, before) {
+            (Ok(pid), Some(before)) => Some(Window::open(n as usize, *pid, before)),
             _ => None,
         };
         let at_us = s.clock.now_us();
