@@ -28,7 +28,8 @@ pub(crate) struct RestartSeen {
     pub(crate) seen_us: Option<u64>,
     /// A new process that was seen but no longer served at `until_us`.
     pub(crate) gone_pid: Option<u32>,
-    /// Until when the drill looked: the next signal, or the end of the drill.
+    /// Until when the drill looked: just before the next signal, or the end
+    /// of the drill.
     pub(crate) until_us: u64,
 }
 

@@ -143,7 +143,8 @@ pub struct RestartEvent {
     /// A new process that held it for a while but no longer did at
     /// `until_us` (a successor that died, or was rolled back).
     pub gone_pid: Option<u32>,
-    /// Until when the drill looked: the next signal, or the end of the drill.
+    /// Until when the drill looked: just before the next signal, or the end
+    /// of the drill.
     pub until_us: u64,
 }
 

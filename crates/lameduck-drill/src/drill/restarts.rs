@@ -111,7 +111,7 @@ impl Window {
         now
     }
 
-    /// Looks until `deadline` (the next signal).
+    /// Looks until `deadline` (just before the next signal).
     pub(super) async fn watch_until(&mut self, deadline: Instant, scanner: &Scanner, clock: Clock) {
         while Instant::now() < deadline {
             self.look(scanner, clock).await;

@@ -43,7 +43,7 @@ pub(super) fn new_process_after_each_signal(events: &Events) -> Condition {
             };
             let sent = events.signals.get(r.signal).map_or(0, |s| s.at_us);
             let by = if r.signal + 1 < events.signals.len() {
-                "the next signal"
+                "just before the next signal"
             } else {
                 "the end of the drill"
             };
