@@ -134,7 +134,8 @@ pub struct Flags {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     every: Option<Duration>,
 
-    /// How to judge: `stop` (drain and exit) or `restart` (no request may fail)
+    /// How to judge: `stop` (drain and exit) or `restart` (each signal brings
+    /// in a new process, readiness stays 2xx, no request may fail)
     /// [default: restart for HUP, USR1, USR2; stop otherwise]
     #[arg(long, value_enum)]
     expect: Option<config::Expect>,

@@ -126,8 +126,8 @@ enum Format {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum DrainIn {
-    /// The program runs under lameduck (`lameduck run` or the library), which
-    /// drains after SIGTERM: no preStop hook.
+    /// The program is built on the lameduck library, which drains after
+    /// SIGTERM by itself: no preStop hook.
     App,
     /// The program exits at once on SIGTERM: a preStop sleep holds the drain
     /// delay, and SIGTERM comes after it.

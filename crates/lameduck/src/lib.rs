@@ -97,7 +97,10 @@
 //! | `axum` | axum glue: WebSocket going-away, extractors |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// docs.rs (nightly rustdoc, `--cfg docsrs`, every feature) marks each item
+// behind a feature with a "crate feature" badge. `doc_auto_cfg` was merged
+// into `doc_cfg` (Rust 1.92), which now does the marking by itself.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod app;
 #[cfg(feature = "axum")]
