@@ -13,6 +13,7 @@
 //! the new one is ready.
 
 mod display;
+mod pid_json;
 mod routes;
 mod turn;
 
@@ -31,7 +32,8 @@ use tokio::sync::watch;
 
 use turn::{Turn, Turned};
 
-use crate::phases::{PhaseFlags, parse_duration};
+use crate::duration::parse_duration;
+use crate::phases::PhaseFlags;
 
 const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
@@ -68,11 +70,17 @@ Routes:
   /ws                   WebSocket echo
 
 On a terminal it prints the phases as they happen; otherwise it logs JSON
-lines (one structured event per phase change and the final report). Either
-way the first lines on stdout say where it listens:
+lines (one structured event per phase change and the final report), each
+with the `pid`, so that the old and the new process can be told apart during
+a restart. Either way the first lines on stdout say where it listens:
 
   listening on http://127.0.0.1:8080
-  admin on http://127.0.0.1:8081";
+  admin on http://127.0.0.1:8081
+
+Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
+failed, 3 a deadline passed, 78 an invalid configuration (a budget that does
+not fit), 124 the exit watchdog, 130/143 a second SIGINT/SIGTERM; and 2 for
+bad flags or values, or a listener that cannot be set up.";
 
 /// Run a demo service that shows every phase of a shutdown.
 #[derive(Debug, clap::Args)]
@@ -98,7 +106,7 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
     /// How long a new process has to become ready on SIGHUP
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     upgrade_timeout: Duration,
     /// How long an HTTP/1 keep-alive connection may wait for its next
     /// request before the server closes it, announced to clients as
@@ -181,8 +189,16 @@ async fn serve(
         .component(db())
         .component(worker())
         .component(Component::from(http).depends_on("db"))
-        .build()
-        .context("invalid configuration")?;
+        .build();
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            // The library's code for a configuration it refuses: the same
+            // budget exits 78 here, in `lameduck plan` and in any service.
+            eprintln!("lameduck: error: invalid configuration: {err}");
+            return Ok(err.exit_status().into());
+        }
+    };
     tokio::spawn(turn::follow(app.handle(), turns));
 
     // Machine-readable, before anything else, on every output format: tests

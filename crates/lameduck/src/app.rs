@@ -12,11 +12,13 @@ use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
 
 mod builder;
 mod driver;
+mod finish;
 mod graph;
 pub(crate) mod signals;
 mod watchdog;
 
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
+pub use signals::SIGNAL_REPEAT_WINDOW;
 
 /// A service: its components, its timing budget and its signal handling,
 /// driven through `Starting → Running → Draining → Stopping → Cancelling →
@@ -26,7 +28,9 @@ pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
 /// [`run`](Self::run)): it runs until a shutdown is triggered and completes,
 /// returning a [`Report`] whose [`exit_code`](Report::exit_code) `main`
 /// should return. It never exits the process itself, except when a second
-/// signal forces the exit or the exit watchdog fires past the grace period.
+/// signal forces the exit (or a signal ends a process still alive after its
+/// report) or the exit watchdog fires past the grace period; see
+/// [`AppBuilder::exit_on_force`] and [`AppBuilder::exit_watchdog`].
 ///
 /// # Examples
 ///
@@ -138,6 +142,15 @@ pub(crate) enum Event {
         attempt: u32,
     },
     Shutdown(ShutdownReason),
+    /// The first `SIGTERM`/`SIGINT` the signal thread took: it starts the
+    /// shutdown, or joins one begun for another reason.
+    Signal(crate::Signal),
+    /// A second signal: log the forced report, then tell the signal thread
+    /// (when it waits to exit the process itself).
+    Force {
+        signal: crate::Signal,
+        logged: Option<std::sync::mpsc::Sender<()>>,
+    },
     TrackerIdle(usize),
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]

@@ -18,7 +18,7 @@
 //! # The convention
 //!
 //! It is systemd's (`sd_listen_fds(3)`), so sockets can come from a
-//! `.socket` unit, from `lameduck run`, from an upgrading lameduck process,
+//! `.socket` unit, from an upgrading lameduck process, from a supervisor,
 //! or from `systemd-socket-activate` while developing:
 //!
 //! | variable | holds |
