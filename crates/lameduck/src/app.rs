@@ -3,6 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch};
@@ -176,6 +177,10 @@ struct Shared {
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
     holdups: Mutex<Holdups>,
+    /// The phase as one atomic (`Phase as u8`), set before the watch
+    /// channel: hot paths read it without a lock, and whoever sees a phase
+    /// on the channel finds it here too.
+    phase_now: Arc<AtomicU8>,
 }
 
 /// Each component's description of what holds it up, by component index.
@@ -204,6 +209,7 @@ impl AppHandle {
                 health,
                 trackers: Mutex::new(Vec::new()),
                 holdups: Mutex::new(Holdups::default()),
+                phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
             }),
         }
     }
@@ -323,6 +329,12 @@ impl AppHandle {
             .clone()
     }
 
+    /// The phase as an atomic `Phase as u8`, for hot paths.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn phase_cell(&self) -> Arc<AtomicU8> {
+        self.shared.phase_now.clone()
+    }
+
     pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {
         self.shared
             .holdups
@@ -356,6 +368,7 @@ impl AppHandle {
         // Health first: readiness must be false before anyone can observe
         // the new phase, so that nothing sees "draining" while still ready.
         self.shared.health.set_phase(phase);
+        self.shared.phase_now.store(phase as u8, Ordering::Release);
         self.shared.phase.send_replace(phase);
     }
 }

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Probes;
 use super::conn::ConnState;
-use crate::{Context, Tracker};
+use crate::{Context, Phase, Tracker};
 
 pub(crate) type Orphan = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -57,6 +57,11 @@ pub(crate) struct Signals {
     /// How long an upgraded connection has for its close handshake once
     /// Stopping has begun.
     close_window: Duration,
+    /// The app's phase (`Phase as u8`), set synchronously with the phase
+    /// itself: the tokens above are mirrored into `stage` by a task, a hop
+    /// later, and a request that saw the app Draining must be answered as
+    /// Draining.
+    app_phase: Option<Arc<AtomicU8>>,
 }
 
 impl Signals {
@@ -73,22 +78,37 @@ impl Signals {
             changed: watch::Sender::new(Stage::Running),
             stopping_at: OnceLock::new(),
             close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
+            app_phase: None,
         }
     }
 
     pub(crate) fn from_context(ctx: &Context) -> Self {
-        Self::new(
-            ctx.draining_token(),
-            ctx.stopping_token(),
-            ctx.cancel_token(),
-        )
+        Self {
+            app_phase: Some(ctx.app().phase_cell()),
+            ..Self::new(
+                ctx.draining_token(),
+                ctx.stopping_token(),
+                ctx.cancel_token(),
+            )
+        }
     }
 
     /// The stage now. Acquire pairs with the release in `set`, so whoever
     /// sees a stage also sees everything done before it was entered.
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
-        Stage::from_u8(self.stage.load(Ordering::Acquire))
+        let own = self.stage.load(Ordering::Acquire);
+        // Draining and Cancelling are the app's, not each component's: the
+        // app's phase says them first.
+        let app = self
+            .app_phase
+            .as_ref()
+            .map_or(0, |phase| match phase.load(Ordering::Acquire) {
+                p if p >= Phase::Cancelling as u8 => Stage::Cancelled as u8,
+                p if p >= Phase::Draining as u8 => Stage::Draining as u8,
+                _ => Stage::Running as u8,
+            });
+        Stage::from_u8(own.max(app))
     }
 
     /// Sets the close handshake window of upgraded connections.
