@@ -40,6 +40,10 @@ struct Args {
     /// Worker threads of the server's runtime
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// lameduck's HTTP/1 idle timeout, in seconds, or `off` (default: the
+    /// library's, announced with `Keep-Alive`)
+    #[arg(long, value_name = "SECONDS|off")]
+    idle_timeout: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -94,9 +98,19 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     match args.kind {
         Kind::Bare => bare(listener).await,
         Kind::AxumServe => Ok(axum::serve(listener, router()).await?),
-        Kind::Lameduck => lameduck(Server::new(listener, Hello)).await,
-        Kind::LameduckAxum => lameduck(Server::new(listener, router())).await,
+        Kind::Lameduck => lameduck(idle(Server::new(listener, Hello), &args.idle_timeout)?).await,
+        Kind::LameduckAxum => {
+            lameduck(idle(Server::new(listener, router()), &args.idle_timeout)?).await
+        }
     }
+}
+
+fn idle<S>(server: Server<S>, timeout: &Option<String>) -> anyhow::Result<Server<S>> {
+    Ok(match timeout.as_deref() {
+        None => server,
+        Some("off") => server.idle_timeout(None),
+        Some(secs) => server.idle_timeout(Duration::from_secs(secs.parse()?)),
+    })
 }
 
 async fn bare(listener: tokio::net::TcpListener) -> anyhow::Result<()> {

@@ -28,6 +28,7 @@ use atomic_waker::AtomicWaker;
 use tokio::time::Instant;
 
 use crate::WorkGuard;
+use crate::tracker::{coarse_nanos, instant_at};
 
 /// The protocol a connection turned out to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,7 +66,9 @@ pub(crate) struct ConnState {
     /// holds (part of) a request in its buffer.
     unparsed: AtomicBool,
     pub(crate) accepted: Instant,
-    /// When the last byte was read, in nanoseconds after `accepted`.
+    /// The times below are the trackers' coarse clock: nanoseconds since
+    /// its epoch, read for the cost of a load (`tracker::coarse_nanos`).
+    /// When the last byte was read (the accept, before any).
     last_read: AtomicU64,
     /// When the request head now arriving began, likewise.
     head_started: AtomicU64,
@@ -80,8 +83,8 @@ pub(crate) struct ConnState {
     watched: AtomicBool,
     /// A timeout the server's sweeper found passed (`EXPIRED_*`).
     expired: AtomicU8,
-    /// When the connection last went idle (the end of its last response),
-    /// in nanoseconds after `accepted`.
+    /// When the connection last went idle (the end of its last response,
+    /// or the accept).
     idle_since: AtomicU64,
     /// The tracked work of an upgraded connection; released when the
     /// upgraded IO is dropped.
@@ -114,13 +117,13 @@ impl ConnState {
             requests: AtomicUsize::new(0),
             unparsed: AtomicBool::new(false),
             accepted: Instant::now(),
-            last_read: AtomicU64::new(0),
+            last_read: AtomicU64::new(coarse_nanos()),
             head_started: AtomicU64::new(0),
             bell: AtomicWaker::new(),
             rung: AtomicBool::new(false),
             watched: AtomicBool::new(false),
             expired: AtomicU8::new(0),
-            idle_since: AtomicU64::new(0),
+            idle_since: AtomicU64::new(coarse_nanos()),
             upgrade: Mutex::new(None),
             upgrade_end: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
@@ -181,31 +184,25 @@ impl ConnState {
         self.unparsed.load(Ordering::Acquire)
     }
 
-    /// Bytes arrived at `now` that belong to the next request.
+    /// Bytes arrived at `now` (coarse nanoseconds) that belong to the next
+    /// request.
     #[inline]
-    pub(crate) fn read_some(&self, now: Instant) {
+    pub(crate) fn read_some(&self, now: u64) {
         if !self.unparsed.swap(true, Ordering::AcqRel) {
-            self.head_started
-                .store(self.since_accept(now), Ordering::Relaxed);
+            self.head_started.store(now, Ordering::Relaxed);
         }
     }
 
     /// Bytes arrived (of anything): the time is kept for the waits that
     /// count from the last byte.
     #[inline]
-    pub(crate) fn touched(&self, now: Instant) {
-        self.last_read
-            .store(self.since_accept(now), Ordering::Relaxed);
-    }
-
-    fn since_accept(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.accepted).as_nanos();
-        u64::try_from(nanos).unwrap_or(u64::MAX)
+    pub(crate) fn touched(&self, now: u64) {
+        self.last_read.store(now, Ordering::Relaxed);
     }
 
     /// When the last byte was read (the accept, before any).
     pub(crate) fn last_read(&self) -> Instant {
-        self.accepted + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
+        Instant::from_std(instant_at(self.last_read.load(Ordering::Relaxed)))
     }
 
     /// A request was handed to the service: it is in flight until the
@@ -259,12 +256,14 @@ impl ConnState {
     pub(crate) fn release_flushed(&self) {
         let released = {
             let mut parked = lock(&self.parked);
+            let n = parked.len();
+            // The guards' drops are an atomic add each: done under the lock,
+            // which keeps the vector's capacity for the next response.
+            parked.clear();
             self.parked_len.store(0, Ordering::Release);
-            std::mem::take(&mut *parked)
+            n
         };
-        self.forget_parked(released.len());
-        // The guards drop here, outside the lock.
-        drop(released);
+        self.forget_parked(released);
     }
 
     /// HTTP/2: a response stream ended on the wire after `bytes` bytes of
@@ -353,30 +352,26 @@ impl ConnState {
 
     /// The last response is on the wire at `now`: idle from here.
     #[inline]
-    pub(crate) fn went_idle(&self, now: Instant) {
-        self.idle_since
-            .store(self.since_accept(now), Ordering::Relaxed);
+    pub(crate) fn went_idle(&self, now: u64) {
+        self.idle_since.store(now, Ordering::Relaxed);
     }
 
     /// The sweeper's look at the connection at `now`: marks a passed
     /// timeout and rings the driver.
-    pub(crate) fn sweep(&self, now: Instant, idle: Option<Duration>, head: Option<Duration>) {
-        if self.is_handling()
-            || self.has_parked()
-            || self.proto() != Proto::H1 && self.proto() != Proto::Unknown
+    pub(crate) fn sweep(&self, now: u64, idle: Option<Duration>, head: Option<Duration>) {
+        let proto = self.proto();
+        if self.is_handling() || self.has_parked() || proto == Proto::H2 || proto == Proto::Upgraded
         {
             return;
         }
-        let since = |nanos: &AtomicU64| {
-            now.saturating_duration_since(
-                self.accepted + Duration::from_nanos(nanos.load(Ordering::Relaxed)),
-            )
+        let passed = |since: &AtomicU64, limit: Duration| {
+            Duration::from_nanos(now.saturating_sub(since.load(Ordering::Relaxed))) >= limit
         };
         let expired = if self.has_unparsed() {
-            head.is_some_and(|head| since(&self.head_started) >= head)
+            head.is_some_and(|head| passed(&self.head_started, head))
                 .then_some(EXPIRED_HEAD)
         } else {
-            idle.is_some_and(|idle| since(&self.idle_since) >= idle)
+            idle.is_some_and(|idle| passed(&self.idle_since, idle))
                 .then_some(EXPIRED_IDLE)
         };
         if let Some(expired) = expired {

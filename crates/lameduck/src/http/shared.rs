@@ -280,7 +280,7 @@ impl Shared {
                     }
                 }
                 _ = sweep.tick(), if tick.is_some() && self.stage() == Stage::Running => {
-                    let now = Instant::from_std(crate::tracker::coarse_now());
+                    let now = crate::tracker::coarse_nanos();
                     for (_, conn) in self.open_conns().iter() {
                         conn.sweep(now, idle, self.head_timeout);
                     }

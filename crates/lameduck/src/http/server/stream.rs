@@ -153,7 +153,7 @@ impl<T: Connection> Io<T> {
     }
 
     fn saw(&mut self, bytes: &[u8]) {
-        let now = coarse_now();
+        let now = crate::tracker::coarse_nanos();
         self.conn.touched(now);
         let mut proto = self.conn.proto();
         if proto == Proto::Unknown {
@@ -186,11 +186,10 @@ impl<T: Connection> Io<T> {
         }
     }
 
+    /// HTTP/2: bytes handed to the socket.
     fn wrote(&mut self, bytes: &[u8]) {
-        if self.conn.proto() == Proto::H2 {
-            let (streams, conn) = (&mut self.streams, &self.conn);
-            self.frames_out.feed(bytes, |head| streams.sent(head, conn));
-        }
+        let (streams, conn) = (&mut self.streams, &self.conn);
+        self.frames_out.feed(bytes, |head| streams.sent(head, conn));
     }
 
     fn wrote_vectored(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
@@ -230,13 +229,6 @@ impl<T: Connection> Io<T> {
         // the next poll of the other finds the deadline passed.
         close_by.as_mut().poll(cx).is_ready() || Instant::now() >= deadline
     }
-}
-
-/// Now, to within a few milliseconds, for the cost of a load: read on
-/// every read of every connection, so the precise clock would cost more
-/// than the rest of the bookkeeping.
-fn coarse_now() -> Instant {
-    Instant::from_std(crate::tracker::coarse_now())
 }
 
 fn closed_error(shared: &Shared) -> io::Error {
@@ -299,7 +291,9 @@ impl<T: Connection> AsyncWrite for Io<T> {
         }
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
-            this.wrote(&buf[..n]);
+            if this.conn.proto() == Proto::H2 {
+                this.wrote(&buf[..n]);
+            }
         }
         written
     }
@@ -315,7 +309,9 @@ impl<T: Connection> AsyncWrite for Io<T> {
         }
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = written {
-            this.wrote_vectored(bufs, n);
+            if this.conn.proto() == Proto::H2 {
+                this.wrote_vectored(bufs, n);
+            }
         }
         written
     }
@@ -334,7 +330,7 @@ impl<T: Connection> AsyncWrite for Io<T> {
             && matches!(this.conn.proto(), Proto::H1 | Proto::Unknown)
         {
             this.conn.release_flushed();
-            this.conn.went_idle(coarse_now());
+            this.conn.went_idle(crate::tracker::coarse_nanos());
         }
         flushed
     }
