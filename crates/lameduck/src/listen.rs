@@ -64,7 +64,7 @@ mod socket;
 pub use error::{ListenError, ListenErrorKind};
 pub use handoff::Handoff;
 #[cfg(feature = "upgrade")]
-pub(crate) use handoff::claim as claim_fd;
+pub(crate) use handoff::{claim as claim_fd, inspect as inspect_fd};
 use socket::Origin;
 pub use socket::{TcpListener, UnixListener};
 
@@ -293,6 +293,17 @@ impl Listeners {
         }
         Ok(Some(self.inherited.remove(i).1))
     }
+}
+
+/// The descriptor numbers `LISTEN_FDS` passes to this process (an empty
+/// range when it passes none, or the variables are not this process's).
+#[cfg(feature = "upgrade")]
+pub(crate) fn inherited_range() -> std::ops::RangeInclusive<std::os::fd::RawFd> {
+    let n = env::parse(&env::Vars::from_env(), std::process::id())
+        .map(|slots| slots.len())
+        .unwrap_or(0);
+    // At most `MAX_FDS`: no overflow.
+    env::FIRST_FD..=env::FIRST_FD + n as std::os::fd::RawFd - 1
 }
 
 fn record(name: &str, socket: &impl std::os::fd::AsFd) -> Result<(), ListenError> {

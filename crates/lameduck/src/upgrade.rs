@@ -17,9 +17,15 @@
 //!    pid), plus a private channel (a socket pair, `LAMEDUCK_UPGRADE_FD`).
 //!    The kernel's accept queue belongs to the socket, which both processes
 //!    now hold: no connection is refused or lost while they overlap.
-//! 3. The child's app, on reaching Running, reports ready on the channel.
-//!    Nothing to call: it is automatic.
-//! 4. The parent then tells systemd the new main pid, updates the PID file,
+//! 3. The child's app, once every component is ready, reports ready on the
+//!    channel and waits, still Starting, for the parent's verdict. Nothing
+//!    to call: it is automatic.
+//! 4. The parent commits to it — the one point of no return — and the child
+//!    enters Running. Until the commit, the child changes nothing the parent
+//!    owns: it accepts on no shared socket and touches neither the PID file
+//!    nor the control socket; a child whose report comes after the parent
+//!    gave up on it is refused and stands down.
+//! 5. The parent then tells systemd the new main pid, updates the PID file,
 //!    answers the requester, and shuts down with
 //!    [`ShutdownReason::Upgraded`](crate::ShutdownReason::Upgraded): the
 //!    normal sequence, drain included, so keep-alive clients are told to
@@ -59,11 +65,15 @@ use tokio::sync::oneshot;
 pub(crate) mod child;
 pub(crate) mod control;
 pub(crate) mod exe;
+mod hook;
 pub(crate) mod pidfile;
 mod protocol;
 pub(crate) mod spawn;
 
 pub use child::{parent_pid, take_handover};
+pub(crate) use hook::fault_point;
+#[doc(hidden)]
+pub use hook::set_fault_hook;
 
 /// The default time a new process has to become ready.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -176,6 +186,19 @@ impl Upgrade {
         self
     }
 
+    /// Checks what can be checked before the app starts. `Err` with the
+    /// message of a [`BuildError`](crate::BuildError).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        child::init();
+        if let Some(why) = child::init_error() {
+            return Err(format!(
+                "this process was started by an upgrade, but cannot take part in it: {why}; \
+                 take the inherited descriptors (Listeners::from_env, App::builder) before opening sockets or files"
+            ));
+        }
+        Ok(())
+    }
+
     /// Starts `program` instead of the path this process was started with.
     pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
         self.program = Some(program.into());
@@ -271,6 +294,18 @@ impl fmt::Display for Via {
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Upgraded, UpgradeError>>;
+
+/// What the upgrade machinery tells the driver, as an event.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// (Old process.) The new process reported ready and waits for the
+    /// verdict.
+    Ready(Box<spawn::Candidate>),
+    /// (Old process.) The attempt failed; the new process was stopped.
+    Failed(UpgradeError),
+    /// (New process.) The parent's verdict on this process's ready report.
+    Verdict(child::Verdict),
+}
 
 /// A request, as the driver gets it.
 #[derive(Debug)]

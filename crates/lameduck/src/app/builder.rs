@@ -164,8 +164,10 @@ impl AppBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] for two components with one name, a dependency on a
-    /// name that is not a component, a dependency cycle (naming it), or a
-    /// budget that does not fit its grace period (showing the arithmetic).
+    /// name that is not a component, a dependency cycle (naming it), a
+    /// budget that does not fit its grace period (showing the arithmetic),
+    /// or upgrade settings that cannot be honoured
+    /// ([`BuildErrorKind::Upgrade`]).
     pub fn build(self) -> Result<App, BuildError> {
         let order = graph::order(&self.components)?;
         let mut budget = self.budget;
@@ -175,6 +177,10 @@ impl AppBuilder {
             }
         }
         let timeline = budget.check().map_err(BuildError::budget)?;
+        #[cfg(all(unix, feature = "upgrade"))]
+        self.upgrade
+            .check()
+            .map_err(|message| BuildError::new(BuildErrorKind::Upgrade, message))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = AppHandle::new(self.name, tx);
         Ok(App {
@@ -229,6 +235,10 @@ pub enum BuildErrorKind {
     DependencyCycle,
     /// The timing budget does not fit the grace period.
     Budget,
+    /// The upgrade settings (feature `upgrade`) cannot be honoured: an
+    /// unusable PID file or control socket path, or a process started by an
+    /// upgrade whose channel to its parent is unusable.
+    Upgrade,
 }
 
 impl BuildError {

@@ -231,7 +231,7 @@ impl Driver {
             #[cfg(all(unix, feature = "upgrade"))]
             Event::Upgrade(request) => self.on_upgrade_request(request),
             #[cfg(all(unix, feature = "upgrade"))]
-            Event::UpgradeDone(result) => self.on_upgrade_done(result),
+            Event::UpgradeStep(step) => self.on_upgrade_step(step),
         }
     }
 
@@ -309,6 +309,12 @@ impl Driver {
             return;
         }
         if self.slots.iter().all(Slot::is_up) {
+            // A process started by an upgrade runs only once its parent has
+            // committed to it.
+            #[cfg(all(unix, feature = "upgrade"))]
+            if !self.upgrades_may_run() {
+                return;
+            }
             self.enter(Phase::Running, "every component is ready");
         }
     }

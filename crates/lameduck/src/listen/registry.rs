@@ -7,20 +7,33 @@
 //! which. The duplicates are dropped when the shutdown begins: after that
 //! no upgrade can start, and keeping them would hold sockets open that the
 //! servers mean to close.
+//!
+//! Two process-wide facts go with them: whether this process has handed
+//! the sockets over (an upgrade's commit; undone if the new process dies
+//! before the handover is final), and whether the parent this process
+//! inherited them from has committed to it.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use tokio::sync::watch;
 
 static SOCKETS: Mutex<Vec<(String, OwnedFd)>> = Mutex::new(Vec::new());
 
-/// Set once a new process has taken over the sockets.
-static HANDED_OFF: AtomicBool = AtomicBool::new(false);
+/// Whether a new process serves these sockets now: set at an upgrade's
+/// commit, cleared if the new process dies before the handover is final
+/// (the old process takes its sockets back). Readers that must wake on a
+/// change subscribe to it.
+fn handed_off() -> &'static watch::Sender<bool> {
+    static HANDED_OFF: OnceLock<watch::Sender<bool>> = OnceLock::new();
+    HANDED_OFF.get_or_init(|| watch::Sender::new(false))
+}
 
-/// Set once this process told the lameduck parent it inherited its sockets
-/// from that it is ready: from then on the parent drains and lets go.
-static TOLD_PARENT_READY: AtomicBool = AtomicBool::new(false);
+/// Set once the parent this process inherited its sockets from committed
+/// to it (or died first): from then on the sockets are this process's.
+static COMMITTED: AtomicBool = AtomicBool::new(false);
 
 fn lock() -> std::sync::MutexGuard<'static, Vec<(String, OwnedFd)>> {
     // Every update is a single push or clear: a panic cannot tear it.
@@ -50,31 +63,32 @@ pub(crate) fn clear() {
     lock().clear();
 }
 
-/// Records that another process now serves these sockets.
+/// Records whether another process serves these sockets now.
 #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
-pub(crate) fn set_handed_off() {
-    // Release pairs with the Acquire in `is_handed_off`: a server that sees
+pub(crate) fn set_handed_off(yes: bool) {
+    // The watch's lock orders this with every reader: a server that sees
     // the flag also sees everything the driver did before setting it.
-    HANDED_OFF.store(true, Ordering::Release);
+    handed_off().send_replace(yes);
 }
 
-/// Whether another process now serves these sockets.
+/// Whether another process serves these sockets now.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn is_handed_off() -> bool {
-    HANDED_OFF.load(Ordering::Acquire)
+    *handed_off().borrow()
 }
 
-/// Records that this process reported ready to its parent.
+/// Records that the parent this process inherited its sockets from
+/// committed to it.
 #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
-pub(crate) fn set_told_parent_ready() {
-    TOLD_PARENT_READY.store(true, Ordering::Release);
+pub(crate) fn set_committed() {
+    COMMITTED.store(true, Ordering::Release);
 }
 
-/// Whether this process reported ready to the parent it inherited its
-/// sockets from. Until then the parent is the one serving them: a new
-/// process that fails before it is ready must leave them exactly as it
-/// found them.
+/// Whether the parent this process inherited its sockets from committed to
+/// it. Until then the parent is the one serving them: a new process that
+/// fails, or is refused, must leave them exactly as it found them.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn told_parent_ready() -> bool {
-    TOLD_PARENT_READY.load(Ordering::Acquire)
+pub(crate) fn is_committed() -> bool {
+    // Acquire pairs with the Release in `set_committed`.
+    COMMITTED.load(Ordering::Acquire)
 }

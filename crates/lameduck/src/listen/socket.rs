@@ -23,24 +23,21 @@ pub(crate) enum Origin {
 /// closing it must leave the socket itself (its accept queue, its filters)
 /// untouched.
 ///
-/// A socket from a lameduck parent is shared until this process has told
-/// the parent it is ready: a new process that fails during start-up must
-/// not filter or drain the accept queue its parent still serves.
+/// A socket from a lameduck parent is shared until the parent has
+/// committed to this process: a new process that fails during start-up, or
+/// is refused, must not filter or drain the accept queue its parent still
+/// serves.
 #[cfg(feature = "http")]
 fn is_shared(origin: Origin) -> bool {
-    shared_when(
-        origin,
-        registry::told_parent_ready(),
-        registry::is_handed_off(),
-    )
+    shared_when(origin, registry::is_committed(), registry::is_handed_off())
 }
 
 /// The rule behind [`is_shared`], with the process-wide flags as arguments.
 #[cfg(feature = "http")]
-fn shared_when(origin: Origin, told_parent_ready: bool, handed_off: bool) -> bool {
+fn shared_when(origin: Origin, committed: bool, handed_off: bool) -> bool {
     match origin {
         Origin::Systemd => true,
-        Origin::Parent => !told_parent_ready || handed_off,
+        Origin::Parent => !committed || handed_off,
         Origin::Bound => handed_off,
     }
 }
@@ -209,7 +206,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_socket_from_a_parent_is_shared_until_the_parent_was_told_ready() {
+    fn a_socket_from_a_parent_is_shared_until_the_parent_committed() {
         // A new process failing during start-up must leave alone the
         // socket its parent still serves.
         assert!(shared_when(Origin::Parent, false, false));

@@ -10,10 +10,12 @@ use tokio_util::sync::CancellationToken;
 use super::Driver;
 use crate::app::Event;
 use crate::listen::registry;
+use crate::upgrade::child::Verdict;
 use crate::upgrade::control::ControlSocket;
-use crate::upgrade::spawn::{Plan, attempt};
+use crate::upgrade::spawn::{Candidate, Plan, attempt};
 use crate::upgrade::{
-    Reply, Request, Upgrade, UpgradeError, UpgradeErrorKind, Upgraded, Via, child, exe, pidfile,
+    Reply, Request, Step, Upgrade, UpgradeError, UpgradeErrorKind, Upgraded, Via, child, exe,
+    pidfile,
 };
 use crate::{Phase, ShutdownReason};
 
@@ -24,6 +26,19 @@ pub(in crate::app) struct Upgrades {
     hangups: Option<tokio::task::JoinHandle<()>>,
     /// The PID file, once this process wrote it.
     pid_file: Option<PathBuf>,
+    /// A process started by an upgrade: where it stands with its parent.
+    start: Start,
+}
+
+/// Whether this process may enter Running, as far as upgrades go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Not started by an upgrade, or its parent committed to it.
+    Own,
+    /// Started by an upgrade; ready, not reported yet.
+    Unreported,
+    /// Reported ready; waits for the parent's verdict.
+    Reported,
 }
 
 struct InFlight {
@@ -46,6 +61,11 @@ impl Upgrades {
             control: None,
             hangups: None,
             pid_file: None,
+            start: if child::is_pending() {
+                Start::Unreported
+            } else {
+                Start::Own
+            },
         }
     }
 }
@@ -99,7 +119,7 @@ impl Driver {
                 // Last: once the parent hears this, it answers its requester
                 // and drains, so the control socket and the PID file must
                 // already point here.
-                child::report_ready();
+                child::report_running();
             }
             Phase::Draining => {
                 if from == Phase::Starting {
@@ -199,8 +219,11 @@ impl Driver {
         let handle = self.handle.clone();
         let token = cancel.clone();
         tokio::spawn(async move {
-            let result = attempt(plan, token).await;
-            handle.send(Event::UpgradeDone(result));
+            let step = match attempt(plan, token).await {
+                Ok(candidate) => Step::Ready(Box::new(candidate)),
+                Err(e) => Step::Failed(e),
+            };
+            handle.send(Event::UpgradeStep(step));
         });
         self.upgrades.busy = Some(InFlight {
             via: req.via,
@@ -210,50 +233,121 @@ impl Driver {
         });
     }
 
-    pub(super) fn on_upgrade_done(&mut self, result: Result<u32, UpgradeError>) {
+    /// Whether this app may enter Running: a process started by an upgrade
+    /// first reports ready, then waits for its parent's commit. Until then
+    /// it changes nothing the parent owns.
+    pub(super) fn upgrades_may_run(&mut self) -> bool {
+        match self.upgrades.start {
+            Start::Own => true,
+            Start::Reported => false,
+            Start::Unreported => {
+                crate::upgrade::fault_point("ready");
+                let handle = self.handle.clone();
+                let reported = child::report_ready(move |verdict| {
+                    handle.send(Event::UpgradeStep(Step::Verdict(verdict)));
+                });
+                if !reported {
+                    self.upgrades.start = Start::Own;
+                    return true;
+                }
+                tracing::info!(target: "lameduck::upgrade", parent = child::parent_pid().unwrap_or(0), "ready; waiting for the old process to commit to this one");
+                self.upgrades.start = Start::Reported;
+                false
+            }
+        }
+    }
+
+    pub(super) fn on_upgrade_step(&mut self, step: Step) {
+        match step {
+            Step::Ready(candidate) => self.on_candidate(candidate),
+            Step::Failed(e) => self.on_upgrade_failed(e),
+            Step::Verdict(v) => self.on_verdict(v),
+        }
+    }
+
+    /// (New process.) The parent's verdict.
+    fn on_verdict(&mut self, verdict: Verdict) {
+        let parent = child::parent_pid().unwrap_or(0);
+        match verdict {
+            Verdict::Commit | Verdict::ParentGone => {
+                if verdict == Verdict::ParentGone {
+                    tracing::warn!(target: "lameduck::upgrade", parent, "the old process is gone without a verdict; this process takes over");
+                } else {
+                    crate::upgrade::fault_point("commit");
+                    tracing::info!(target: "lameduck::upgrade", parent, "the old process committed to this one; taking over");
+                }
+                registry::set_committed();
+                self.upgrades.start = Start::Own;
+                self.check_started();
+            }
+            Verdict::Abort => {
+                tracing::warn!(target: "lameduck::upgrade", parent, "the old process did not commit to this one (it gave up, or is shutting down); standing down, leaving its sockets and files as they are");
+                self.trigger(ShutdownReason::Requested(
+                    format!("the old process (pid {parent}) did not commit to this one").into(),
+                ));
+            }
+        }
+    }
+
+    /// (Old process.) The new process is ready: commit, unless a shutdown
+    /// began meanwhile.
+    fn on_candidate(&mut self, mut candidate: Box<Candidate>) {
         let Some(done) = self.upgrades.busy.take() else {
+            tokio::spawn(candidate.refuse());
             return;
         };
         let took = done.started.elapsed();
         let app = self.handle.name().to_string();
-        match result {
-            Ok(pid) if self.trigger.is_none() => {
-                registry::set_handed_off();
-                self.systemd.upgraded(pid);
-                // Only now may the new process notify systemd itself.
-                crate::upgrade::spawn::acknowledge(pid);
-                if let Some(path) = &self.upgrades.pid_file {
-                    if let Err(err) = pidfile::write(path, pid) {
-                        tracing::error!(target: "lameduck::upgrade", path = %path.display(), error = %err, "cannot write the new pid to the PID file");
-                    }
-                }
-                tracing::info!(target: "lameduck::upgrade", app = %app, new_pid = pid, took_ms = took.as_millis() as u64, "upgrade complete: the new process is ready; this one drains and exits");
-                answer(done.waiters, &Ok(Upgraded { new_pid: pid, took }));
-                self.trigger(ShutdownReason::Upgraded { new_pid: pid });
-            }
-            Ok(pid) => {
-                // Ready just as a shutdown began: the shutdown wins, and the
-                // new process must not outlive it.
-                tracing::warn!(target: "lameduck::upgrade", app = %app, new_pid = pid, "the new process became ready during the shutdown; stopping it");
-                if let Ok(raw) = i32::try_from(pid) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(raw),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-                answer(
-                    done.waiters,
-                    &Err(UpgradeError::new(
-                        UpgradeErrorKind::Abandoned,
-                        "the app began shutting down",
-                    )),
-                );
-            }
-            Err(e) => {
-                tracing::error!(target: "lameduck::upgrade", app = %app, error = %e, took_ms = took.as_millis() as u64, "upgrade failed; this process goes on serving");
-                self.systemd.upgrade_failed(&e.to_string());
-                answer(done.waiters, &Err(e));
+        let pid = candidate.pid;
+        if self.trigger.is_some() {
+            // Ready just as a shutdown began: the shutdown wins, and the
+            // new process stands down without having touched anything.
+            tracing::warn!(target: "lameduck::upgrade", app = %app, new_pid = pid, "the new process became ready during the shutdown; refusing it");
+            tokio::spawn(candidate.refuse());
+            answer(
+                done.waiters,
+                &Err(UpgradeError::new(
+                    UpgradeErrorKind::Abandoned,
+                    "the app began shutting down",
+                )),
+            );
+            return;
+        }
+        if let Err(err) = candidate.try_commit() {
+            let e = UpgradeError::new(
+                UpgradeErrorKind::Exited,
+                format!("the new process (pid {pid}) went away before the commit: {err}"),
+            );
+            tokio::spawn(candidate.refuse());
+            return self.rolled_back(done, e);
+        }
+        registry::set_handed_off(true);
+        self.systemd.upgraded(pid);
+        // Only now may the new process notify systemd itself.
+        candidate.make_main();
+        if let Some(path) = &self.upgrades.pid_file {
+            if let Err(err) = pidfile::write(path, pid) {
+                tracing::error!(target: "lameduck::upgrade", path = %path.display(), error = %err, "cannot write the new pid to the PID file");
             }
         }
+        tracing::info!(target: "lameduck::upgrade", app = %app, new_pid = pid, took_ms = took.as_millis() as u64, "upgrade complete: the new process is ready; this one drains and exits");
+        answer(done.waiters, &Ok(Upgraded { new_pid: pid, took }));
+        self.trigger(ShutdownReason::Upgraded { new_pid: pid });
+    }
+
+    fn on_upgrade_failed(&mut self, e: UpgradeError) {
+        let Some(done) = self.upgrades.busy.take() else {
+            return;
+        };
+        self.rolled_back(done, e);
+    }
+
+    /// The attempt failed and the new process is gone: this one goes on
+    /// serving.
+    fn rolled_back(&mut self, done: InFlight, e: UpgradeError) {
+        let took = done.started.elapsed();
+        tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), error = %e, took_ms = took.as_millis() as u64, "upgrade failed; this process goes on serving");
+        self.systemd.upgrade_failed(&e.to_string());
+        answer(done.waiters, &Err(e));
     }
 }
