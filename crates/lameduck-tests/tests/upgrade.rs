@@ -76,7 +76,7 @@ fn an_upgrade_under_load_fails_no_request_and_a_new_process_serves() {
     );
     assert!(
         s.stderr()
-            .contains("upgrade complete: the new process is ready; this one drains and exits")
+            .contains("upgrade complete: the new process serves; this one drains and exits")
     );
     assert_eq!(s.terminate(new), 0);
     assert!(!pid_file.exists(), "removed by the process it names");

@@ -78,7 +78,7 @@
 //! | `SIGINT` | running, stdin a terminal | as `SIGTERM` but without the drain delay (Ctrl+C in development) |
 //! | either | starting | skip the drain (never ready, nobody routes here), stop |
 //! | either, again | shutting down | abort what is left, flush logs, exit 128 + signal |
-//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, drain and exit 0; if it fails, keep serving |
+//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, commit to it, and once it has settled, drain and exit 0; if it fails, or dies before it settled, keep serving |
 //!
 //! Exit codes are listed in [`ExitStatus`]. The user guide in the
 //! repository's `docs/` folder covers the sequence, the budget, Kubernetes

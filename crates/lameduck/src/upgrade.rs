@@ -20,13 +20,18 @@
 //! 3. The child's app, once every component is ready, reports ready on the
 //!    channel and waits, still Starting, for the parent's verdict. Nothing
 //!    to call: it is automatic.
-//! 4. The parent commits to it — the one point of no return — and the child
-//!    enters Running. Until the commit, the child changes nothing the parent
-//!    owns: it accepts on no shared socket and touches neither the PID file
-//!    nor the control socket; a child whose report comes after the parent
+//! 4. The parent commits to it — the one point of no return — stops
+//!    accepting on the shared sockets, and the child takes over: it writes
+//!    the PID file, renames its control socket (bound under a temporary
+//!    name before its report) into place, enters Running and says so.
+//!    Until the commit, the child changes nothing the parent owns: it
+//!    accepts on no shared socket and touches neither the PID file nor the
+//!    control socket's path; a child whose report comes after the parent
 //!    gave up on it is refused and stands down.
-//! 5. The parent then tells systemd the new main pid, updates the PID file,
-//!    answers the requester, and shuts down with
+//! 5. The parent stays Running, accepting nothing, for the
+//!    [settle time](Upgrade::settle), ready to take the service back. Then
+//!    the handover is final: it tells systemd the new main pid, answers the
+//!    requester, and shuts down with
 //!    [`ShutdownReason::Upgraded`](crate::ShutdownReason::Upgraded): the
 //!    normal sequence, drain included, so keep-alive clients are told to
 //!    reconnect (to the new process) and in-flight work finishes. It exits 0.
@@ -34,9 +39,15 @@
 //! # Rollback
 //!
 //! If the child fails to start, exits or crashes before it is ready, or is
-//! not ready within the [timeout](Upgrade::timeout), the parent stops it
-//! (`SIGTERM`, then `SIGKILL`, by its pid), logs why, answers the requester
-//! with the error, and goes on serving as if nothing happened.
+//! not ready within the [timeout](Upgrade::timeout), the parent refuses it,
+//! stops it (`SIGTERM`, then `SIGKILL`, by its pid), logs why, answers the
+//! requester with the error, and goes on serving as if nothing happened.
+//! If the child dies after the commit but before it settled, the parent
+//! takes the service back: it accepts on its sockets again, and, as after
+//! every rollback, checks that the PID file names it and that the control
+//! socket is its own, making them so if not. A child that dies after it
+//! settled finds the parent draining: too late; the parent says so as an
+//! error and exits 1.
 //!
 //! # Handover
 //!
@@ -66,9 +77,12 @@ pub(crate) mod child;
 pub(crate) mod control;
 pub(crate) mod exe;
 mod hook;
+pub(crate) mod owned;
 pub(crate) mod pidfile;
 mod protocol;
 pub(crate) mod spawn;
+pub(crate) mod successor;
+mod temp;
 
 pub use child::{parent_pid, take_handover};
 pub(crate) use hook::fault_point;
@@ -106,6 +120,7 @@ pub struct Upgrade {
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) program: Option<PathBuf>,
     pub(crate) handover: Option<(Arc<str>, HandoverFn)>,
+    pub(crate) settle: Option<Duration>,
 }
 
 impl Default for Upgrade {
@@ -123,6 +138,7 @@ impl fmt::Debug for Upgrade {
             .field("pid_file", &self.pid_file)
             .field("program", &self.program)
             .field("handover", &self.handover.as_ref().map(|(k, _)| k))
+            .field("settle", &self.settle)
             .finish()
     }
 }
@@ -139,6 +155,7 @@ impl Upgrade {
             pid_file: None,
             program: None,
             handover: None,
+            settle: None,
         }
     }
 
@@ -153,9 +170,23 @@ impl Upgrade {
     }
 
     /// How long the new process has to become ready before it is stopped
-    /// and the upgrade fails.
+    /// and the upgrade fails; once committed to, it has as long again to
+    /// take over (write the PID file, take the control socket, enter
+    /// Running).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long the old process stays ready to take the service back once
+    /// the new one runs (default: the budget's drain delay). Meanwhile the
+    /// old process accepts nothing on the shared sockets but keeps them,
+    /// finishes what it has, and keeps its keep-alive connections; if the
+    /// new process dies, it serves again. Only then does the handover
+    /// become final (systemd hears `MAINPID=`, the requester hears `ok`)
+    /// and the old process drain.
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.settle = Some(settle);
         self
     }
 
@@ -236,6 +267,7 @@ pub struct Upgraded {
 pub struct UpgradeError {
     kind: UpgradeErrorKind,
     message: String,
+    pid: Option<u32>,
 }
 
 /// The kind of an [`UpgradeError`].
@@ -266,12 +298,23 @@ impl UpgradeError {
         Self {
             kind,
             message: message.into(),
+            pid: None,
         }
+    }
+
+    pub(crate) fn with_pid(mut self, pid: u32) -> Self {
+        self.pid = Some(pid);
+        self
     }
 
     /// What went wrong.
     pub fn kind(&self) -> UpgradeErrorKind {
         self.kind
+    }
+
+    /// The pid of the new process, when one was started.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
     }
 }
 
@@ -303,6 +346,13 @@ pub(crate) enum Step {
     Ready(Box<spawn::Candidate>),
     /// (Old process.) The attempt failed; the new process was stopped.
     Failed(UpgradeError),
+    /// (Old process.) The new process it committed to took over and runs.
+    Running(u32),
+    /// (Old process.) The new process has run for the settle time.
+    Settled(u32),
+    /// (Old process.) The new process it committed to is gone (and
+    /// reaped), or was stopped: how.
+    Died(u32, String),
     /// (New process.) The parent's verdict on this process's ready report.
     Verdict(child::Verdict),
 }

@@ -51,6 +51,10 @@ struct Args {
     drain_delay: Duration,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     upgrade_timeout: Duration,
+    /// How long an old process stays ready to take the service back
+    /// (default: the drain delay).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    settle: Option<Duration>,
     #[arg(long)]
     control: Option<PathBuf>,
     #[arg(long)]
@@ -123,10 +127,16 @@ fn install_hooks(generation: u64) {
         else {
             return;
         };
+        // Opened for reading and writing, which on Linux does not wait for
+        // a writer: the FIFO has a reader before the test hears of the
+        // hook, so its release never finds none. The read then waits for
+        // the test's byte.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&hook.fifo);
         event(format_args!("hook {point}"));
-        // Opening a FIFO for reading blocks until the test opens it for
-        // writing; then the test's byte (or its close) lets this go on.
-        if let Ok(mut f) = std::fs::File::open(&hook.fifo) {
+        if let Ok(mut f) = fifo {
             let mut byte = [0u8; 1];
             let _ = std::io::Read::read(&mut f, &mut byte);
         }
@@ -210,9 +220,11 @@ async fn main() -> ExitCode {
         None => None,
     };
 
-    let mut upgrade = Upgrade::new()
-        .timeout(args.upgrade_timeout)
-        .handover(HANDOVER, move || (generation + 1).to_string().into_bytes());
+    let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
+    if let Some(settle) = args.settle {
+        upgrade = upgrade.settle(settle);
+    }
+    let mut upgrade = upgrade.handover(HANDOVER, move || (generation + 1).to_string().into_bytes());
     if let Some(c) = &args.control {
         upgrade = upgrade.control_socket(c);
     }

@@ -212,6 +212,21 @@ impl Service {
         assert!(text.contains(needle), "no {needle:?} in stderr:\n{text}");
     }
 
+    /// Waits until stderr contains `needle` at least `n` times.
+    pub fn wait_stderr_count(&self, needle: &str, n: usize) {
+        let (lock, cv) = &*self.stderr;
+        let text = cv
+            .wait_timeout_while(lock.lock().unwrap(), WAIT, |t| {
+                t.matches(needle).count() < n
+            })
+            .unwrap()
+            .0;
+        assert!(
+            text.matches(needle).count() >= n,
+            "not {n} times {needle:?} in stderr:\n{text}"
+        );
+    }
+
     /// The first process's real exit status.
     pub fn wait_first(&mut self) -> ExitStatus {
         self.child

@@ -77,6 +77,18 @@ pub(crate) fn is_handed_off() -> bool {
     *handed_off().borrow()
 }
 
+/// Completes once `is_handed_off()` is `yes`.
+///
+/// # Cancel safety
+///
+/// Cancel safe.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) async fn handed_off_is(yes: bool) {
+    let mut rx = handed_off().subscribe();
+    // The sender is a static: the channel never closes.
+    let _ = rx.wait_for(|h| *h == yes).await;
+}
+
 /// Records that the parent this process inherited its sockets from
 /// committed to it.
 #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]

@@ -106,8 +106,14 @@ macro_rules! listener {
             #[cfg(feature = "http")]
             fn tokio(&mut self) -> io::Result<&mut $tokio> {
                 if self.tokio.is_none() {
-                    let std = self.std.take().expect("a listener holds a socket");
-                    std.set_nonblocking(true)?;
+                    let std = self.std.take().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotConnected, "the listener lost its socket")
+                    })?;
+                    if let Err(e) = std.set_nonblocking(true) {
+                        // Kept: a failure here must not cost the socket.
+                        self.std = Some(std);
+                        return Err(e);
+                    }
                     self.tokio = Some(<$tokio>::from_std(std)?);
                 }
                 Ok(self.tokio.as_mut().expect("just set"))
@@ -136,8 +142,20 @@ macro_rules! listener {
             type Io = <$tokio as crate::http::Listener>::Io;
             type Addr = <$tokio as crate::http::Listener>::Addr;
 
+            /// Cancel safe. Pends while another process serves the socket
+            /// (an upgrade committed to it): the shared accept queue is its.
+            /// Resumes if this process takes the socket back.
             async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
-                crate::http::Listener::accept(self.tokio()?).await
+                loop {
+                    if registry::is_handed_off() {
+                        registry::handed_off_is(false).await;
+                    }
+                    let listener = self.tokio()?;
+                    tokio::select! {
+                        accepted = crate::http::Listener::accept(listener) => return accepted,
+                        () = registry::handed_off_is(true) => {}
+                    }
+                }
             }
 
             fn local_addr(&self) -> io::Result<Self::Addr> {

@@ -222,9 +222,10 @@ pub fn take_handover(kind: &str) -> Result<Option<Vec<u8>>, UpgradeError> {
 
 /// Tells the parent this process is ready, and hands its verdict to
 /// `on_verdict` (on a thread of its own) once the parent has said it, or
-/// has gone. Nothing to do when this process was not started by an
-/// upgrade: `false`.
-pub(crate) fn report_ready(on_verdict: impl FnOnce(Verdict) + Send + 'static) -> bool {
+/// has gone. After a commit, `on_verdict` hears `Abort` again if the
+/// parent takes the service back before the handover is final. Nothing to
+/// do when this process was not started by an upgrade: `false`.
+pub(crate) fn report_ready(on_verdict: impl Fn(Verdict) + Send + 'static) -> bool {
     let (channel, parent) = {
         let mut state = state();
         let State::Child {
@@ -252,10 +253,16 @@ pub(crate) fn report_ready(on_verdict: impl FnOnce(Verdict) + Send + 'static) ->
             on_verdict(verdict);
             match verdict {
                 // The last line is `main`, or the end of the channel: either
-                // way nobody else is the main process any more.
+                // way nobody else is the main process any more. Or `abort`:
+                // the parent took the service back, and the sockets are its
+                // again.
                 Verdict::Commit => {
-                    let _ = read_line(&channel);
-                    AWAITING_MAIN.store(false, Ordering::Release);
+                    if read_line(&channel).as_deref() == Some(protocol::ABORT) {
+                        crate::listen::registry::set_handed_off(true);
+                        on_verdict(Verdict::Abort);
+                    } else {
+                        AWAITING_MAIN.store(false, Ordering::Release);
+                    }
                 }
                 Verdict::ParentGone => AWAITING_MAIN.store(false, Ordering::Release),
                 // Refused: never the main process, never a word to systemd.

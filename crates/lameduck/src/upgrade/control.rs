@@ -26,7 +26,60 @@ const READ_WAIT: Duration = Duration::from_secs(10);
 /// Connections served at once; more are answered `error busy` and closed.
 const MAX_CONNECTIONS: usize = 16;
 
-/// A bound control socket, served until dropped.
+/// A control socket bound under a temporary name, not yet reachable at
+/// its path: a new process of an upgrade binds it before it reports ready
+/// (so that a path it cannot bind fails the upgrade, not the service), and
+/// takes the path only after the commit.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    listener: Option<std::os::unix::net::UnixListener>,
+    tmp: PathBuf,
+}
+
+impl Prepared {
+    /// Binds a socket next to `path` under a temporary name, owner only.
+    pub(crate) fn bind(path: &Path) -> io::Result<Self> {
+        let tmp = super::temp::path_for(path);
+        // bind() creates the file and fails if anything is there: it never
+        // follows a link or reuses what another user planted.
+        let listener = std::os::unix::net::UnixListener::bind(&tmp)?;
+        let this = Self {
+            listener: Some(listener),
+            tmp,
+        };
+        // Restricted before it is reachable at `path`; the temporary name
+        // is unpredictable, and peers are checked anyway.
+        std::fs::set_permissions(&this.tmp, std::fs::Permissions::from_mode(0o600))?;
+        Ok(this)
+    }
+
+    /// Moves it to `path` (replacing what is there) and serves `app` on
+    /// it.
+    pub(crate) fn place(mut self, path: &Path, app: AppHandle) -> io::Result<ControlSocket> {
+        let listener = self.listener.take().expect("placed once");
+        std::fs::rename(&self.tmp, path)?;
+        let meta = std::fs::symlink_metadata(path)?;
+        listener.set_nonblocking(true)?;
+        let listener = UnixListener::from_std(listener)?;
+        let task = tokio::spawn(serve(listener, app, meta.uid()));
+        tracing::info!(target: "lameduck::upgrade", path = %path.display(), "control socket listening");
+        Ok(ControlSocket {
+            path: path.to_path_buf(),
+            id: (meta.dev(), meta.ino()),
+            task,
+        })
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if self.listener.is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// A control socket in place, served until dropped.
 #[derive(Debug)]
 pub(crate) struct ControlSocket {
     path: PathBuf,
@@ -36,30 +89,9 @@ pub(crate) struct ControlSocket {
 }
 
 impl ControlSocket {
-    /// Binds at `path` (replacing what is there) and serves `app`.
-    pub(crate) fn bind(path: &Path, app: AppHandle) -> io::Result<Self> {
-        // Bound under a temporary name, restricted, then renamed into place:
-        // the socket is never reachable at `path` with the default mode.
-        let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".tmp.{}", std::process::id()));
-        let tmp = PathBuf::from(tmp);
-        let _ = std::fs::remove_file(&tmp);
-        let listener = UnixListener::bind(&tmp)?;
-        let placed = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        if let Err(e) = placed {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(e);
-        }
-        let meta = std::fs::metadata(path)?;
-        let owner = meta.uid();
-        let task = tokio::spawn(serve(listener, app, owner));
-        tracing::info!(target: "lameduck::upgrade", path = %path.display(), "control socket listening");
-        Ok(Self {
-            path: path.to_path_buf(),
-            id: (meta.dev(), meta.ino()),
-            task,
-        })
+    /// Whether the file at its path is still this socket.
+    pub(crate) fn is_in_place(&self) -> bool {
+        std::fs::symlink_metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
     }
 }
 
@@ -68,7 +100,7 @@ impl Drop for ControlSocket {
         self.task.abort();
         // After an upgrade the path is the new process's socket: only remove
         // our own.
-        if std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id) {
+        if self.is_in_place() {
             let _ = std::fs::remove_file(&self.path);
         }
     }

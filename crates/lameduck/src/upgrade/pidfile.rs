@@ -29,7 +29,8 @@ pub(crate) fn remove_if_ours(path: &Path, pid: u32) {
     }
 }
 
-fn read(path: &Path) -> Option<u32> {
+/// The pid the file names, if it names one.
+pub(crate) fn read(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 

@@ -8,7 +8,8 @@
 //! child → parent:  "ready <pid>\n"  or  "failed <why>\n"
 //! parent → child:  "commit\n"  or  "abort\n"
 //! child → parent:  "running\n" once it has taken over (after "commit")
-//! parent → child:  "main\n" once the handover is final (systemd was told MAINPID=<child>)
+//! parent → child:  "main\n" once the handover is final (systemd was told MAINPID=<child>),
+//!                   or "abort\n" if the parent takes the service back first
 //! ```
 //!
 //! The commit is the one point of no return. Until the child has read
@@ -82,7 +83,8 @@ pub(crate) enum Report {
 /// The parent's verdict on a child that reported ready.
 pub(crate) const COMMIT: &[u8] = b"commit\n";
 /// The parent's refusal of a child that reported ready (too late, or the
-/// parent began shutting down meanwhile).
+/// parent began shutting down meanwhile); after the commit, the parent
+/// taking the service back before the handover was final.
 pub(crate) const ABORT: &[u8] = b"abort\n";
 /// The child's word that it has taken over, after `commit`.
 pub(crate) const RUNNING: &[u8] = b"running\n";

@@ -35,7 +35,7 @@ pub(crate) struct Plan {
 /// nothing the parent owns until it reads `commit`.
 pub(crate) struct Candidate {
     pub(crate) pid: u32,
-    child: Child,
+    pub(crate) child: Child,
     rd: BufReader<OwnedReadHalf>,
     wr: OwnedWriteHalf,
 }
@@ -81,6 +81,24 @@ impl Candidate {
             )),
             Err(e) => Err(e),
         }
+    }
+
+    /// Takes the service back from it after the commit (`abort`: its
+    /// sockets are the old process's again, so its close leaves them
+    /// alone), then stops and reaps it.
+    pub(crate) async fn take_back(&mut self) {
+        let _ = self.wr.write_all(protocol::ABORT).await;
+        stop(&mut self.child, self.pid).await;
+    }
+
+    /// The next line from the new process, without its newline.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a line cut short is lost. After the commit the new
+    /// process says one line, and anything else ends the watch.
+    pub(crate) async fn read_line(&mut self) -> Result<Vec<u8>, String> {
+        read_line(&mut self.rd).await
     }
 
     /// Tells it the handover is final: it is systemd's main process now.
@@ -178,7 +196,7 @@ pub(crate) async fn attempt(
             drop(wr);
             tracing::warn!(target: "lameduck::upgrade", pid, error = %e, "giving up on the new process; stopping it");
             stop(&mut child, pid).await;
-            Err(e)
+            Err(e.with_pid(pid))
         }
     }
 }
@@ -258,7 +276,7 @@ async fn exited(child: &mut Child, pid: u32, why: &str) -> UpgradeError {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -281,7 +299,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// Stops a child that will not take over: `SIGTERM` by its pid, then
 /// `SIGKILL` if it is still there after a grace; reaped either way.
-async fn stop(child: &mut Child, pid: u32) {
+pub(crate) async fn stop(child: &mut Child, pid: u32) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }
