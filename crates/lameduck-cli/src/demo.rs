@@ -4,17 +4,18 @@
 //! Three components: `db`, a resource that must close last; `worker`, a
 //! background job loop; `http`, the server (on `db`, like the worker).
 //! The routes live in `demo/routes.rs`; what a person or a log collector
-//! sees, in `demo/display.rs`; when an upgraded process may accept on the
-//! sockets it shares with the old one, in `demo/turn.rs`.
+//! sees, in `demo/display.rs`.
 //!
 //! Restartable with zero downtime: the listeners come through
 //! `Listeners::from_env` (named `http` and `admin`), so `SIGHUP` starts the
 //! binary on disk with the same sockets, and the old process drains once
-//! the new one is ready.
+//! the new one has taken over. `http::Server` decides who accepts on a
+//! socket both processes hold, on the service port and the admin port
+//! alike: a new process only once it runs, the old one not after the
+//! commit.
 
 mod display;
 mod routes;
-mod turn;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -29,9 +30,6 @@ use lameduck::http::Server;
 use lameduck::listen::{Listeners, TcpListener};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
-use tokio::sync::watch;
-
-use turn::{Turn, Turned};
 
 use crate::phases::{PhaseFlags, parse_duration};
 
@@ -134,14 +132,8 @@ async fn serve(
     let admin_addr = admin
         .local_addr()
         .context("reading the admin listener's address")?;
-    let (turns, turn) = watch::channel(Turn::starting());
-    let (http_inherited, admin_inherited) = (http.is_inherited(), admin.is_inherited());
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let http = Server::new(
-        Turned::new(http, http_inherited, turn.clone()),
-        routes::router(in_flight.clone()),
-    )
-    .admin_listener(Turned::new(admin, admin_inherited, turn));
+    let http = Server::new(http, routes::router(in_flight.clone())).admin_listener(admin);
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
     if let Some(path) = &args.pid_file {
@@ -159,7 +151,6 @@ async fn serve(
         .component(Component::from(http).depends_on("db"))
         .build()
         .context("invalid configuration")?;
-    tokio::spawn(turn::follow(app.handle(), turns));
 
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.

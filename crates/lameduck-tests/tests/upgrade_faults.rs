@@ -209,11 +209,7 @@ fn killed_at(point: &'static str, taken_back: bool) {
     // A long settle time: a death after "running" happens before the
     // handover is final, whatever the machine's speed.
     let Midway {
-        c,
-        load,
-        old,
-        new,
-        ..
+        c, load, old, new, ..
     } = upgrade_to(dir, hook, &["--settle", "60s"]);
     c.s.signal(new, Signal::SIGKILL);
     c.s.wait_stderr("upgrade failed; this process goes on serving");

@@ -5,7 +5,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,10 +12,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::{Listener, Probes};
+use super::Listener;
 use crate::component::BoxFuture;
-use crate::{BoxError, Component, Health};
+use crate::{BoxError, Component};
 
+mod admin;
 mod connection;
 mod error;
 mod run;
@@ -48,10 +48,15 @@ pub const DEFAULT_FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// # Probes
 ///
 /// [`admin`](Self::admin) serves `/livez`, `/readyz` and `/startupz` (see
-/// [`Probes`]) on a second listener, bound to loopback unless you say
+/// [`Probes`](super::Probes)) on a second listener, bound to loopback unless you say
 /// otherwise; [`probes_on_main`](Self::probes_on_main) answers them on the
 /// main listener, ahead of the service. The admin listener serves until the
-/// component's run ends, so probes answer through the whole shutdown.
+/// component's run ends, so probes answer through the whole shutdown —
+/// except across an upgrade's handover (feature `upgrade`, a listener from
+/// [`Listeners`](crate::listen::Listeners)): the new process answers only
+/// once it runs, and the old one, once it has committed, accepts no probe
+/// and tells its probe connections to close, so that a load balancer
+/// hears 200 from one or the other (see `docs/restarts.md`).
 ///
 /// # Examples
 ///
@@ -79,10 +84,7 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     shared_listener: bool,
 }
 
-type AdminFn = Box<
-    dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>, CancellationToken) -> BoxFuture<()>
-        + Send,
->;
+type AdminFn = Box<dyn FnOnce(admin::AdminContext) -> BoxFuture<io::Result<()>> + Send>;
 
 struct Admin {
     addr: Option<SocketAddr>,
@@ -192,14 +194,7 @@ impl<S, L: Listener> Server<S, L> {
     pub fn admin_listener<A: Listener>(mut self, listener: A) -> Self {
         self.admin = Some(Admin {
             addr: None,
-            serve: Box::new(move |health, builder, draining| {
-                Box::pin(run::serve_admin(
-                    listener,
-                    Probes::new(health),
-                    builder,
-                    draining,
-                ))
-            }),
+            serve: Box::new(move |cx| Box::pin(admin::serve(listener, cx))),
         });
         self
     }
