@@ -141,13 +141,7 @@ fn upgrade_to(dir: Scratch, hook: Hook, extra: &[&str]) -> Midway {
 }
 
 fn no_failures(stats: &Stats) {
-    assert!(
-        stats.failures.is_empty(),
-        "{} of {} failed: {:#?}",
-        stats.failures.len(),
-        stats.ok + stats.failures.len() as u64,
-        stats.failures
-    );
+    support::none_failed("the load", stats);
 }
 
 /// A new process whose ready report comes after the old one gave up on it:

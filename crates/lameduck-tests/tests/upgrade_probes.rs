@@ -7,9 +7,9 @@
 
 mod support;
 
-use lameduck_tests::load::{Config, Load, Stats};
+use lameduck_tests::load::{Config, Load};
 use nix::sys::signal::Signal;
-use support::{FIXTURE, Scratch, Service, assert_whole, become_subreaper};
+use support::{FIXTURE, Scratch, Service, assert_whole, become_subreaper, none_failed};
 
 fn start(dir: &Scratch, extra: &[&str]) -> Service {
     become_subreaper();
@@ -44,16 +44,6 @@ fn traffic(s: &Service) -> Load {
             ..Config::default()
         },
     )
-}
-
-fn none_failed(what: &str, stats: &Stats) {
-    assert!(
-        stats.failures.is_empty(),
-        "{what}: {} of {} failed: {:#?}",
-        stats.failures.len(),
-        stats.ok + stats.failures.len() as u64,
-        stats.failures
-    );
 }
 
 /// One prober on one kept-alive connection, across a handover with a long

@@ -236,6 +236,26 @@ impl Service {
             .unwrap()
     }
 
+    /// Upgrades `current` by `SIGHUP`: waits until the next generation
+    /// runs and `current` has exited 0; the new pid.
+    pub fn upgrade_once(&mut self, current: u32) -> u32 {
+        self.signal(current, Signal::SIGHUP);
+        let next = self.wait_successor(current);
+        let generation = self
+            .seen
+            .iter()
+            .find(|(p, e)| *p == current && e.starts_with("generation "))
+            .and_then(|(_, e)| e["generation ".len()..].parse::<u64>().ok())
+            .unwrap_or(0);
+        self.wait_event(next, &format!("generation {}", generation + 1));
+        assert_eq!(
+            self.wait_exit(current),
+            0,
+            "pid {current} exits 0 after the handover"
+        );
+        next
+    }
+
     /// Sends SIGTERM to `pid` and waits for its exit event; its code.
     pub fn terminate(&mut self, pid: u32) -> i32 {
         self.signal(pid, Signal::SIGTERM);
@@ -479,5 +499,16 @@ pub fn assert_whole(s: &Service, serving: u32, pid_file: &Path, ctl: &Path) {
         zombies_of(serving),
         Vec::<u32>::new(),
         "zombies of {serving}"
+    );
+}
+
+/// Asserts that none of a load's requests failed, saying what failed.
+pub fn none_failed(what: &str, stats: &lameduck_tests::load::Stats) {
+    assert!(
+        stats.failures.is_empty(),
+        "{what}: {} of {} failed: {:#?}",
+        stats.failures.len(),
+        stats.ok + stats.failures.len() as u64,
+        stats.failures
     );
 }
