@@ -379,3 +379,72 @@ fn a_hup_storm_makes_one_handover_and_nothing_else() {
     );
     c.finish(new);
 }
+
+/// PID 1 of a PID namespace (a container's entry point): a new process
+/// would die with it — the kernel kills every process of the namespace
+/// when its init exits. The upgrade is refused, saying why, and the
+/// service keeps serving. Needs root (`unshare --pid`); skipped otherwise.
+#[test]
+fn an_upgrade_as_pid_1_of_a_pid_namespace_is_refused_and_the_service_keeps_serving() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root to make a PID namespace (unshare --pid)");
+        return;
+    }
+    if Command::new("unshare").arg("--version").output().is_err() {
+        eprintln!("skipped: no unshare(1) on this machine");
+        return;
+    }
+    become_subreaper();
+    let dir = Scratch::new("pid1");
+    let (pid_file, ctl) = (dir.path("pid"), dir.path("ctl"));
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--pid", "--fork", "--mount-proc", FIXTURE])
+        .args(["--server", "library"])
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("--control")
+        .arg(&ctl);
+    let mut s = Service::spawn(cmd);
+    // Inside the namespace the fixture is pid 1: its events say so.
+    let (_, listening) = s.wait_for(|p, e| p == 1 && e.starts_with("listening http "));
+    s.addr = Some(listening["listening http ".len()..].parse().unwrap());
+    s.wait_for(|p, e| p == 1 && e == "phase running");
+    s.admin = s
+        .seen
+        .iter()
+        .find_map(|(p, e)| (*p == 1).then(|| e.strip_prefix("listening admin "))?)
+        .map(|a| a.parse().unwrap());
+    // Its pid outside: the child of unshare.
+    let outside = support::children_of(s.first_pid)
+        .into_iter()
+        .next()
+        .expect("unshare's child");
+    s.pids.insert(outside);
+    let load = Load::start(
+        s.addr(),
+        Config {
+            keep_alive: 3,
+            fresh: 3,
+            ..Config::default()
+        },
+    );
+    assert!(load.wait_until(support::WAIT, |st| st.ok >= 50));
+
+    s.signal(outside, Signal::SIGHUP);
+    s.wait_stderr("a new process would not outlive this one: this process is PID 1");
+    assert_eq!(
+        support::control(&ctl, b"upgrade\n").split(':').next(),
+        Some("error a new process would not outlive this one")
+    );
+    let before = load.stats().ok;
+    assert!(load.wait_until(support::WAIT, |st| st.ok >= before + 100));
+    no_failures(&load.stop());
+    assert!(
+        !s.seen.iter().any(|(_, e)| e == "generation 1"),
+        "no new process was started"
+    );
+    assert_whole(&s, 1, &pid_file, &ctl);
+    s.signal(outside, Signal::SIGTERM);
+    assert_eq!(s.wait_exit(1), 0);
+    s.assert_all_gone();
+}

@@ -57,11 +57,15 @@
 //! string (`"sessions/v1"`) so that a new version never misreads an old
 //! format.
 //!
-//! # Within Kubernetes
+//! # Within Kubernetes, and containers
 //!
 //! In a pod, the orchestrator replaces pods instead; upgrades are for
-//! services on a host (systemd units, VMs, bare metal). See the repository's
-//! `docs/restarts.md`.
+//! services on a host (systemd units, VMs, bare metal). A new process must
+//! outlive the old one: where it cannot — the old process is PID 1 of its
+//! PID namespace, whose exit makes the kernel kill every process in it, or
+//! the child of an init that exits with it (tini, dumb-init, Docker's
+//! `--init`) — an upgrade is refused with [`UpgradeErrorKind::Unsupported`]
+//! and the service keeps serving. See the repository's `docs/restarts.md`.
 
 use std::fmt;
 use std::future::Future;
@@ -77,6 +81,7 @@ pub(crate) mod child;
 pub(crate) mod control;
 pub(crate) mod exe;
 mod hook;
+pub(crate) mod init;
 pub(crate) mod owned;
 pub(crate) mod pidfile;
 mod protocol;
@@ -291,6 +296,10 @@ pub enum UpgradeErrorKind {
     Abandoned,
     /// The handover bytes were of another kind, or malformed.
     Handover,
+    /// A new process could not outlive this one: this process is PID 1 of
+    /// its PID namespace (a container's init), or the child of an init
+    /// that exits with it. See the [module docs](self).
+    Unsupported,
 }
 
 impl UpgradeError {

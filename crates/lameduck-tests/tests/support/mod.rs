@@ -426,6 +426,15 @@ pub fn proc_state(pid: u32) -> Option<String> {
 
 /// Children of `pid` that are zombies (exited, not reaped).
 pub fn zombies_of(pid: u32) -> Vec<u32> {
+    children_where(pid, |state| state == "Z")
+}
+
+/// Children of `pid`, in any state.
+pub fn children_of(pid: u32) -> Vec<u32> {
+    children_where(pid, |_| true)
+}
+
+fn children_where(pid: u32, want: impl Fn(&str) -> bool) -> Vec<u32> {
     let mut out = Vec::new();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return out;
@@ -444,7 +453,7 @@ pub fn zombies_of(pid: u32) -> Vec<u32> {
         let mut fields = rest.split_whitespace();
         let state = fields.next();
         let ppid = fields.next().and_then(|p| p.parse::<u32>().ok());
-        if state == Some("Z") && ppid == Some(pid) {
+        if state.is_some_and(&want) && ppid == Some(pid) {
             out.push(child);
         }
     }

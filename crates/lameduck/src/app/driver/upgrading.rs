@@ -164,6 +164,15 @@ impl Driver {
                 UpgradeError::new(UpgradeErrorKind::Disabled, "upgrades are disabled"),
             );
         }
+        if let Some(why) = crate::upgrade::init::successor_cannot_outlive() {
+            return refuse(
+                req,
+                UpgradeError::new(
+                    UpgradeErrorKind::Unsupported,
+                    format!("a new process would not outlive this one: {why}"),
+                ),
+            );
+        }
         let phase = self.handle.phase();
         if self.trigger.is_some() || phase != Phase::Running {
             return refuse(
