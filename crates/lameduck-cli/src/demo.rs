@@ -89,10 +89,12 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     output: display::Output,
     /// Keep the pid of the process serving now in this file (across
-    /// restarts)
+    /// restarts); a path that cannot be used stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
-    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`
+    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`;
+    /// a path that cannot be used (no such directory, too long, a file or
+    /// another instance's socket in the way) stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
     /// How long a new process has to become ready on SIGHUP
@@ -148,9 +150,17 @@ async fn serve(
         .upgrade(upgrade)
         .component(db())
         .component(worker(jobs.clone()))
-        .component(Component::from(http).depends_on("db"))
-        .build()
-        .context("invalid configuration")?;
+        .component(Component::from(http).depends_on("db"));
+    let app = match app.build() {
+        Ok(app) => app,
+        // What the operator asked for cannot be set up (a PID file or a
+        // control socket path that cannot be used, a budget that does not
+        // fit): the start stops, with the library's configuration code.
+        Err(err) => {
+            eprintln!("lameduck: error: invalid configuration: {err}");
+            return Ok(err.exit_status().into());
+        }
+    };
 
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.

@@ -82,7 +82,9 @@ pub(crate) mod control;
 pub(crate) mod exe;
 mod hook;
 pub(crate) mod init;
+pub(crate) mod leftovers;
 pub(crate) mod owned;
+mod paths;
 pub(crate) mod pidfile;
 mod protocol;
 pub(crate) mod spawn;
@@ -91,6 +93,15 @@ mod temp;
 
 pub use child::{parent_pid, take_handover};
 pub(crate) use hook::fault_point;
+
+/// A fresh, empty scratch directory for a unit test.
+#[cfg(test)]
+pub(crate) fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lameduck-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
 #[doc(hidden)]
 pub use hook::set_fault_hook;
 
@@ -206,17 +217,30 @@ impl Upgrade {
     ///
     /// The socket is replaced atomically (bound under a temporary name,
     /// restricted, then renamed), so it is never reachable with looser
-    /// permissions, and a new process takes over the path when it reaches
-    /// Running. Peers of another user (root aside) are refused even if the
-    /// mode were changed.
+    /// permissions, and a new process takes over the path after its parent
+    /// committed to it. Peers of another user (root aside) are refused even
+    /// if the mode were changed.
+    ///
+    /// The path is checked when the app is built: a missing directory, a
+    /// path too long for a Unix socket, a file that is not a socket, or a
+    /// socket a live process listens on (another instance) is a
+    /// [`BuildError`](crate::BuildError); a socket nobody listens on any
+    /// more is replaced.
     pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.control_socket = Some(path.into());
         self
     }
 
     /// Writes the serving process's pid to `path` — atomically (a temporary
-    /// file renamed over it) — at Running, and the new process's pid as soon
-    /// as it is ready; removed at exit if it still names this process.
+    /// file with an unpredictable name, created exclusively, renamed over
+    /// it) — at Running; in an upgrade the new process writes its own pid
+    /// once its parent committed to it. Removed at exit if it still names
+    /// this process — on every way out the process can take: a forced exit,
+    /// the exit watchdog, a fatal signal such as `SIGQUIT` (not `SIGKILL`).
+    ///
+    /// The path is checked when the app is built: a missing directory, one
+    /// that takes no new file, or a directory at the path is a
+    /// [`BuildError`](crate::BuildError).
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self
@@ -232,7 +256,7 @@ impl Upgrade {
                  take the inherited descriptors (Listeners::from_env, App::builder) before opening sockets or files"
             ));
         }
-        Ok(())
+        paths::check(self.pid_file.as_deref(), self.control_socket.as_deref())
     }
 
     /// Starts `program` instead of the path this process was started with.

@@ -665,6 +665,9 @@ impl Driver {
         self.tasks.detach_all();
         let report = self.report(self.handle.phase());
         report.log();
+        // The exit skips Stopped: what names this process goes now.
+        #[cfg(all(unix, feature = "upgrade"))]
+        crate::upgrade::leftovers::remove_owned();
         if self.exit_on_force {
             closing::flush_blocking(std::mem::take(&mut self.flushes), self.timeline.log_flush);
             std::process::exit(self.status.code().into());

@@ -39,6 +39,8 @@ impl Watchdog {
                     eprintln!(
                         "lameduck: {app}: exit watchdog: the shutdown overran its budget of {after:?}; exiting with code {code}"
                     );
+                    #[cfg(all(unix, feature = "upgrade"))]
+                    crate::upgrade::leftovers::remove_owned();
                     std::process::exit(code.into());
                 }
             });

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use super::control::{ControlSocket, Prepared};
-use super::{Upgrade, fault_point, pidfile, temp};
+use super::{Upgrade, fault_point, leftovers, pidfile, temp};
 use crate::AppHandle;
 
 #[derive(Debug)]
@@ -63,6 +63,7 @@ impl Owned {
                 )
             })?;
             self.control = Some(placed);
+            leftovers::own_socket(path);
         }
         Ok(())
     }
@@ -75,10 +76,17 @@ impl Owned {
     /// What to say when either cannot be set up.
     pub(crate) fn take_over(&mut self, app: &AppHandle) -> Result<(), String> {
         self.prepare()?;
+        if let Some(path) = &self.control_path {
+            // Checked at build; checked again now, the moment before the
+            // rename: another instance may have started meanwhile. A new
+            // process of an upgrade finds its parent's socket there.
+            super::paths::control_free(path, super::child::parent_pid())?;
+        }
         if let Some(path) = &self.pid_file {
             fault_point("pid-file");
             pidfile::write(path, std::process::id())
                 .map_err(|e| format!("cannot write the PID file {}: {e}", path.display()))?;
+            leftovers::own_pid_file(path);
         }
         if self.control_path.is_some() {
             fault_point("control-socket");
@@ -98,7 +106,10 @@ impl Owned {
                 said.push(format!("the PID file {} names it", path.display()));
             } else {
                 match pidfile::write(path, me) {
-                    Ok(()) => said.push(format!("the PID file {} named it again", path.display())),
+                    Ok(()) => {
+                        leftovers::own_pid_file(path);
+                        said.push(format!("the PID file {} named it again", path.display()))
+                    }
                     Err(e) => said.push(format!(
                         "the PID file {} cannot be written: {e}",
                         path.display()
@@ -153,9 +164,7 @@ impl Owned {
     pub(crate) fn release(&mut self) {
         self.control = None;
         self.prepared = None;
-        if let Some(path) = &self.pid_file {
-            pidfile::remove_if_ours(path, std::process::id());
-        }
+        leftovers::remove_owned();
     }
 }
 

@@ -41,8 +41,7 @@ mod tests {
 
     #[test]
     fn names_are_unpredictable_and_leftovers_are_swept_by_pid() {
-        let dir = std::env::temp_dir().join(format!("lameduck-temp-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::upgrade::scratch("temp");
         let target = dir.join("app.pid");
         let (a, b) = (path_for(&target), path_for(&target));
         assert_ne!(a, b);

@@ -86,6 +86,9 @@ impl Drop for Upgrades {
         if let Some(h) = self.hangups.take() {
             h.abort();
         }
+        // Already done at Stopped; not when a panic unwinds through the
+        // driver.
+        self.owned.release();
     }
 }
 
