@@ -73,6 +73,10 @@ struct Args {
     /// inherited.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin: String,
+    /// Refuse to run with an inherited socket nobody took
+    /// (`Unclaimed::Fail`) instead of warning.
+    #[arg(long)]
+    fail_unclaimed: bool,
 }
 
 fn event(line: impl std::fmt::Display) {
@@ -183,6 +187,7 @@ async fn main() -> ExitCode {
     install_hooks(generation);
 
     let mut listeners = match Listeners::from_env() {
+        Ok(l) if args.fail_unclaimed => l.unclaimed(lameduck::listen::Unclaimed::Fail),
         Ok(l) => l,
         Err(err) => {
             eprintln!("fixture: {err}");

@@ -445,4 +445,45 @@ mod tests {
             .unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
     }
+
+    /// A listener whose socket is gone: every accept fails the same way.
+    struct Closed;
+
+    impl crate::http::Listener for Closed {
+        type Io = tokio::net::TcpStream;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> std::io::Result<(Self::Io, Self::Addr)> {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EBADF))
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            Err(std::io::Error::other("no socket"))
+        }
+    }
+
+    /// An accept loop that sees `EBADF` fails its component, instead of
+    /// logging `accept failed` forever while nothing is served.
+    #[tokio::test]
+    async fn an_accept_loop_that_sees_ebadf_fails_its_component() {
+        use crate::{Component, ExitStatus, RestartPolicy};
+        let server = Server::new(Closed, Probes::new(Health::new()));
+        let app = App::builder("closed")
+            .handle_signals(false)
+            .exit_watchdog(false)
+            .budget(Budget::new(Duration::from_secs(60)).drain_delay(Duration::ZERO))
+            .component(
+                Component::from(server).restart(RestartPolicy::default().intensity(0, BOUND)),
+            )
+            .build()
+            .unwrap();
+        let report = tokio::time::timeout(BOUND, app.run())
+            .await
+            .expect("the app stops on its own");
+        assert_eq!(report.status(), ExitStatus::ComponentFailed, "{report}");
+        assert!(
+            report.to_string().contains("cannot accept any more"),
+            "{report}"
+        );
+    }
 }

@@ -107,6 +107,14 @@ where
                     tasks.spawn(connection::drive(io, service.clone(), shared.clone(), builder.clone()));
                 }
                 Err(err) if is_per_connection(&err) => {}
+                // The socket is gone (closed under the server, or not a
+                // listening socket): every accept would fail the same way,
+                // forever, while nothing is served. The server fails, and
+                // its restart policy or the app's shutdown takes over.
+                Err(err) if is_fatal(&err) => {
+                    tracing::error!(target: "lameduck::http", component = %ctx.name(), error = %err, "the listener cannot accept any more");
+                    return Err(format!("the listener cannot accept any more: {err}").into());
+                }
                 Err(err) => {
                     tracing::warn!(target: "lameduck::http", component = %ctx.name(), error = %err, "accept failed; pausing");
                     tokio::select! {
