@@ -62,6 +62,7 @@ use nix::sys::socket::{
 mod env;
 mod error;
 mod handoff;
+pub(crate) mod owner;
 pub(crate) mod registry;
 mod socket;
 mod unclaimed;

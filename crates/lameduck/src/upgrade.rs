@@ -383,6 +383,9 @@ pub(crate) enum Step {
     Running(u32),
     /// (Old process.) The new process has run for the settle time.
     Settled(u32),
+    /// (Old process.) Its last probe connection is closed (or the wait for
+    /// it is over): the handover is final.
+    Left(u32),
     /// (Old process.) The new process it committed to is gone (and
     /// reaped), or was stopped: how.
     Died(u32, String),

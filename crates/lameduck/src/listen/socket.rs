@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
 #[cfg(feature = "http")]
-use super::registry;
+use super::owner;
 
 /// Where a socket came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub(crate) enum Origin {
 /// serves.
 #[cfg(feature = "http")]
 fn is_shared(origin: Origin) -> bool {
-    shared_when(origin, registry::is_committed(), registry::is_handed_off())
+    shared_when(origin, owner::is_committed(), owner::is_handed_off())
 }
 
 /// The rule behind [`is_shared`], with the process-wide flags as arguments.
@@ -147,13 +147,13 @@ macro_rules! listener {
             /// Resumes if this process takes the socket back.
             async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
                 loop {
-                    if registry::is_handed_off() {
-                        registry::handed_off_is(false).await;
+                    if owner::is_handed_off() {
+                        owner::handed_off_is(false).await;
                     }
                     let listener = self.tokio()?;
                     tokio::select! {
                         accepted = crate::http::Listener::accept(listener) => return accepted,
-                        () = registry::handed_off_is(true) => {}
+                        () = owner::handed_off_is(true) => {}
                     }
                 }
             }

@@ -258,7 +258,7 @@ pub(crate) fn report_ready(on_verdict: impl Fn(Verdict) + Send + 'static) -> boo
                 // again.
                 Verdict::Commit => {
                     if read_line(&channel).as_deref() == Some(protocol::ABORT) {
-                        crate::listen::registry::set_handed_off(true);
+                        crate::listen::owner::set(crate::listen::owner::Handoff::Committed);
                         on_verdict(Verdict::Abort);
                     } else {
                         AWAITING_MAIN.store(false, Ordering::Release);

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::Driver;
 use crate::Phase;
 use crate::app::Event;
+use crate::listen::owner::{self, Handoff};
 use crate::listen::registry;
 use crate::upgrade::owned::Owned;
 use crate::upgrade::spawn::{Plan, attempt};
@@ -141,7 +142,7 @@ impl Driver {
             return;
         };
         tracing::warn!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, "a shutdown began before the handover to the new process was final: taking the sockets back and stopping it");
-        registry::set_handed_off(false);
+        owner::set(Handoff::Own);
         if let Some(s) = &self.upgrades.successor {
             s.send(Command::Stop);
         }

@@ -14,16 +14,17 @@
 //!   commit), stops accepting, and ends its probe connections: every answer
 //!   from then on carries `Connection: close` (HTTP/2: GOAWAY), so probers
 //!   reconnect, to the new process, while the old one still answers 200.
-//!   A connection still idle when the old process begins its drain is
-//!   closed when hyper next reads — unless a request already waits in the
-//!   socket, which is answered first. If the old process takes the sockets
-//!   back, it accepts again.
+//!   When the handover is final, a connection still open is closed when
+//!   hyper next reads — unless a request already waits in the socket,
+//!   which is answered first, still 200 — and the old process drains (its
+//!   readiness turns false) only once none is left. If the old process
+//!   takes the sockets back, it accepts again.
 //!
 //! Idle connections are not closed at the commit itself: a prober that
 //! writes its next probe just as the connection closes would see it fail.
 //! Probers that probe more often than the settle time
 //! ([`Upgrade::settle`](crate::upgrade::Upgrade::settle), by default the
-//! drain delay) are all gone by the drain.
+//! drain delay) are all gone by then.
 
 use std::io;
 use std::pin::Pin;
@@ -73,11 +74,7 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
         tracing::info!(target: "lameduck::http", addr = ?addr, "probes listening");
     }
     // Connections follow this.
-    let (leave, _) = watch::channel(if handed_off() {
-        Leave::Answering
-    } else {
-        Leave::Stay
-    });
+    let (leave, _) = watch::channel(handoff::leave());
     let mut listener = Some(listener);
     let mut watch_draining = true;
     let mut tasks = JoinSet::new();
@@ -92,17 +89,15 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
             }
             continue;
         };
-        let away = *leave.borrow() != Leave::Stay;
+        let now = *leave.borrow();
         tokio::select! {
             biased;
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            () = handoff_is(!away) => {
-                if away {
-                    leave.send_replace(Leave::Stay);
-                } else {
+            next = handoff::changed_from(now) => {
+                if next == Leave::Answering {
                     tracing::info!(target: "lameduck::http", "probes left to the process that took over the admin socket; probe connections are told to close");
-                    leave.send_replace(Leave::Answering);
                 }
+                leave.send_replace(next);
             }
             () = draining.cancelled(), if watch_draining => {
                 watch_draining = false;
@@ -111,9 +106,6 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
                     // probes are the ones a load balancer must see.
                     tracing::info!(target: "lameduck::http", "probes left to the process that took over the admin socket");
                     listener = None;
-                    if handed_off() {
-                        leave.send_replace(Leave::Now);
-                    }
                 }
             }
             running = async { phases.wait_for(|p| *p >= Phase::Running).await.is_ok() }, if wait_running => {
@@ -125,7 +117,12 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
             }
             accepted = accepting.accept(), if !wait_running => match accepted {
                 Ok((io, _)) => {
-                    tasks.spawn(drive(io, probes.clone(), builder.clone(), leave.subscribe()));
+                    let counted = handoff::Counted::open();
+                    let conn = drive(io, probes.clone(), builder.clone(), leave.subscribe());
+                    tasks.spawn(async move {
+                        conn.await;
+                        drop(counted);
+                    });
                 }
                 Err(err) if super::run::is_per_connection(&err) => {}
                 Err(err) if super::run::is_fatal(&err) => {
@@ -148,27 +145,68 @@ enum Leave {
     Stay,
     /// Every answer says `Connection: close` (HTTP/2: GOAWAY).
     Answering,
-    /// As `Answering`, and an idle connection is closed too: this process
-    /// drains, and its answers would be 503.
+    /// As `Answering`, and an idle connection is closed too: the handover
+    /// is final; this process drains once none is left.
     Now,
 }
 
-/// Whether another process serves the sockets now (an upgrade committed to
-/// it).
-fn handed_off() -> bool {
-    #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
-    return crate::listen::registry::is_handed_off();
-    #[cfg(not(all(unix, any(feature = "systemd", feature = "upgrade"))))]
-    return false;
-}
+/// The process-wide handover state (features `systemd`, `upgrade`), as
+/// the admin listener needs it; without them, nothing is ever handed over.
+mod handoff {
+    use super::Leave;
 
-/// Completes once [`handed_off`] is `yes`.
-async fn handoff_is(yes: bool) {
     #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
-    crate::listen::registry::handed_off_is(yes).await;
-    #[cfg(not(all(unix, any(feature = "systemd", feature = "upgrade"))))]
-    if yes {
-        std::future::pending::<()>().await;
+    use crate::listen::owner::{self, Handoff};
+
+    #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+    fn leave_for(h: Handoff) -> Leave {
+        match h {
+            Handoff::Own => Leave::Stay,
+            Handoff::Committed => Leave::Answering,
+            Handoff::Leaving => Leave::Now,
+        }
+    }
+
+    /// How probe connections end now.
+    pub(super) fn leave() -> Leave {
+        #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+        return leave_for(owner::now());
+        #[cfg(not(all(unix, any(feature = "systemd", feature = "upgrade"))))]
+        return Leave::Stay;
+    }
+
+    /// Completes once probe connections must end otherwise than `now`.
+    pub(super) async fn changed_from(now: Leave) -> Leave {
+        #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+        loop {
+            let current = owner::now();
+            let next = leave_for(current);
+            if next != now {
+                return next;
+            }
+            owner::changed_from(current).await;
+        }
+        #[cfg(not(all(unix, any(feature = "systemd", feature = "upgrade"))))]
+        {
+            let _ = now;
+            std::future::pending().await
+        }
+    }
+
+    /// A probe connection, counted for the process-wide wait before an
+    /// old process drains.
+    pub(super) struct Counted {
+        #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+        _counted: owner::ProbeConnection,
+    }
+
+    impl Counted {
+        pub(super) fn open() -> Self {
+            Self {
+                #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+                _counted: owner::ProbeConnection::open(),
+            }
+        }
     }
 }
 

@@ -14,12 +14,16 @@
 use super::{InFlight, Start};
 use crate::app::Event;
 use crate::app::driver::Driver;
-use crate::listen::registry;
+use crate::listen::owner::{self, Handoff};
 use crate::upgrade::child::{self, Verdict};
 use crate::upgrade::spawn::Candidate;
 use crate::upgrade::successor::{self, Command};
 use crate::upgrade::{Step, UpgradeError, UpgradeErrorKind, Upgraded, fault_point};
 use crate::{ExitStatus, ShutdownReason};
+
+/// How long an old process waits for its last probe connections to close
+/// once the handover is final, before it drains anyway.
+const LAST_PROBES: std::time::Duration = std::time::Duration::from_secs(2);
 
 pub(super) fn answer(waiters: Vec<crate::upgrade::Reply>, result: &Result<Upgraded, UpgradeError>) {
     for w in waiters {
@@ -87,6 +91,7 @@ impl Driver {
             Step::Failed(e) => self.on_upgrade_failed(e),
             Step::Running(pid) => self.on_successor_running(pid),
             Step::Settled(pid) => self.on_successor_settled(pid),
+            Step::Left(pid) => self.on_handover_final(pid),
             Step::Died(pid, how) => self.on_successor_died(pid, &how),
         }
     }
@@ -112,7 +117,7 @@ impl Driver {
                     fault_point("commit");
                     tracing::info!(target: "lameduck::upgrade", parent, "the old process committed to this one; taking over");
                 }
-                registry::set_committed();
+                owner::set_committed();
                 self.upgrades.start = Start::Own;
                 self.check_started();
             }
@@ -152,7 +157,7 @@ impl Driver {
         // The point of no return: the new process owns the sockets now.
         // This one stops accepting on them (the shared queue goes to the new
         // one) but keeps them, and its files, until the new one settles.
-        registry::set_handed_off(true);
+        owner::set(Handoff::Committed);
         busy.committed = Some(pid);
         self.upgrades.busy = Some(busy);
         self.upgrades.stopping_successor = false;
@@ -171,9 +176,29 @@ impl Driver {
         tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, settle_ms = self.settle_time().as_millis() as u64, "the new process runs; this one stays ready to take the service back until it settles");
     }
 
-    /// (Old process.) The new process has run for the settle time: the
-    /// handover is final, and this process drains.
+    /// (Old process.) The new process has run for the settle time: this
+    /// process closes its last probe connections, and drains once none is
+    /// left, so that no probe hears its readiness turn false.
     fn on_successor_settled(&mut self, pid: u32) {
+        if self.upgrades.busy.as_ref().and_then(|b| b.committed) != Some(pid) {
+            return;
+        }
+        owner::set(Handoff::Leaving);
+        let handle = self.handle.clone();
+        tokio::spawn(async move {
+            // Probes are answered in a moment; the bound keeps a stuck
+            // prober from holding the handover.
+            let _ = tokio::time::timeout(LAST_PROBES, owner::no_probe_connections()).await;
+            handle.send(Event::UpgradeStep(Step::Left(pid)));
+        });
+    }
+
+    /// (Old process.) The handover is final: systemd hears of the new main
+    /// process, the requester of `ok`, and this process drains.
+    fn on_handover_final(&mut self, pid: u32) {
+        if self.upgrades.busy.as_ref().and_then(|b| b.committed) != Some(pid) {
+            return;
+        }
         let Some(busy) = self.upgrades.busy.take() else {
             return;
         };
@@ -233,7 +258,7 @@ impl Driver {
     /// process serves again, owns its sockets, its PID file and its control
     /// socket, and says so loudly.
     fn take_back(&mut self, busy: InFlight, pid: u32, e: UpgradeError) {
-        registry::set_handed_off(false);
+        owner::set(Handoff::Own);
         tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, error = %e, "the new process is gone; this process takes the service back and serves again");
         self.rolled_back(busy, e);
     }
@@ -243,7 +268,7 @@ impl Driver {
     fn rolled_back(&mut self, busy: InFlight, e: UpgradeError) {
         let took = busy.started.elapsed();
         tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), error = %e, took_ms = took.as_millis() as u64, "upgrade failed; this process goes on serving");
-        registry::set_handed_off(false);
+        owner::set(Handoff::Own);
         let said = self
             .upgrades
             .owned
