@@ -94,6 +94,8 @@
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
+#[cfg(any(feature = "http", all(unix, feature = "upgrade")))]
+mod accept;
 mod app;
 #[cfg(feature = "axum")]
 pub mod axum;

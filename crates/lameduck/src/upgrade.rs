@@ -215,6 +215,10 @@ impl Upgrade {
     /// | `status` | `ok <phase> pid <pid>` |
     /// | anything else | `error …` |
     ///
+    /// A connection has 10 s to send its command; at most 16 are served at
+    /// once, and a new one always is: the oldest that has sent nothing is
+    /// closed to make room (with an `error` line it can read).
+    ///
     /// The socket is replaced atomically (bound under a temporary name,
     /// restricted, then renamed), so it is never reachable with looser
     /// permissions, and a new process takes over the path after its parent

@@ -61,8 +61,9 @@ struct Args {
     pid_file: Option<PathBuf>,
     #[arg(long)]
     mode_file: Option<PathBuf>,
-    /// Only try to connect to this control socket, print the outcome and
-    /// exit (for the permission test, run as another user).
+    /// Only try to connect to this control socket, send `status`, print
+    /// the outcome and exit (for the permission tests, run as another
+    /// user).
     #[arg(long)]
     probe_control: Option<PathBuf>,
     /// `raw`: the small server below; `library`: `lameduck::http::Server`
@@ -156,7 +157,16 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.probe_control {
         match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => println!("connected"),
+            Ok(mut s) => {
+                println!("connected");
+                let mut answer = String::new();
+                let read = std::io::Write::write_all(&mut s, b"status\n")
+                    .and_then(|()| std::io::Read::read_to_string(&mut s, &mut answer));
+                match read {
+                    Ok(_) => println!("answer: {}", answer.trim_end()),
+                    Err(e) => println!("read error: {e}"),
+                }
+            }
             Err(e) => println!("refused: {e}"),
         }
         return ExitCode::SUCCESS;

@@ -124,8 +124,8 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
                         drop(counted);
                     });
                 }
-                Err(err) if super::run::is_per_connection(&err) => {}
-                Err(err) if super::run::is_fatal(&err) => {
+                Err(err) if crate::accept::is_per_connection(&err) => {}
+                Err(err) if crate::accept::is_fatal(&err) => {
                     tracing::error!(target: "lameduck::http", error = %err, "the admin listener cannot accept any more");
                     return Err(err);
                 }

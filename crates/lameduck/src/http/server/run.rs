@@ -14,6 +14,7 @@ use tokio_util::task::AbortOnDropHandle;
 
 use super::admin::AdminContext;
 use super::{ResBody, Server, ServiceBound, connection};
+use crate::accept::{is_fatal, is_per_connection};
 use crate::http::shared::{Orphans, Shared, Signals, Stage};
 use crate::http::{Listener, Probes};
 use crate::{BoxError, Context, Phase};
@@ -190,33 +191,4 @@ fn admin_failed(ended: io::Result<()>) -> Result<(), BoxError> {
         .err()
         .unwrap_or_else(|| io::Error::other("the admin listener stopped"));
     Err(format!("the admin listener failed: {err}").into())
-}
-
-/// Errors about one connection, which the next accept does not repeat.
-pub(super) fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
-}
-
-/// Errors that every later accept repeats: the descriptor is closed, or
-/// is not (or no longer) a listening socket. Retrying would log the same
-/// error forever while nothing is served.
-pub(super) fn is_fatal(err: &io::Error) -> bool {
-    #[cfg(unix)]
-    {
-        use nix::errno::Errno;
-        matches!(
-            err.raw_os_error().map(Errno::from_raw),
-            Some(Errno::EBADF | Errno::ENOTSOCK | Errno::EINVAL | Errno::EOPNOTSUPP)
-        )
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = err;
-        false
-    }
 }
