@@ -54,9 +54,11 @@ signal forces the exit.
 
 SIGHUP restarts it with zero downtime: the binary on disk now starts with the
 same listening sockets (the kernel's accept queue is shared, so no connection
-is refused), and once it is ready this process drains and exits 0. If the new
-process fails or is not ready within --upgrade-timeout, this one goes on
-serving and says why. --pid-file always names the process serving now;
+is refused); once it is ready this process commits to it, and once it has run
+for the drain delay this process drains and exits 0. If the new process fails
+or is not ready within --upgrade-timeout, this one goes on serving and says
+why; if it dies before it has run for the drain delay, this one takes the
+service back. --pid-file always names the process serving now;
 --control-socket takes `upgrade` and `status`, one line each.
 
 Routes:
