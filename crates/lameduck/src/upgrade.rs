@@ -79,6 +79,7 @@ use tokio::sync::oneshot;
 
 pub(crate) mod child;
 pub(crate) mod control;
+mod error;
 pub(crate) mod exe;
 mod hook;
 pub(crate) mod init;
@@ -92,6 +93,7 @@ pub(crate) mod successor;
 mod temp;
 
 pub use child::{parent_pid, take_handover};
+pub use error::{UpgradeError, UpgradeErrorKind};
 pub(crate) use hook::fault_point;
 
 /// A fresh, empty scratch directory for a unit test.
@@ -292,67 +294,6 @@ pub struct Upgraded {
     pub new_pid: u32,
     /// From the request to the new process's ready report.
     pub took: Duration,
-}
-
-/// An upgrade that did not happen. The old process goes on serving.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct UpgradeError {
-    kind: UpgradeErrorKind,
-    message: String,
-    pid: Option<u32>,
-}
-
-/// The kind of an [`UpgradeError`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UpgradeErrorKind {
-    /// Another upgrade is under way.
-    Busy,
-    /// The app is not Running (starting, or shutting down).
-    NotRunning,
-    /// Upgrades are off ([`Upgrade::disabled`]).
-    Disabled,
-    /// The new process could not be started.
-    Spawn,
-    /// The new process exited, crashed or reported a failure before it was
-    /// ready.
-    Exited,
-    /// The new process was not ready within the timeout.
-    Timeout,
-    /// The app began shutting down meanwhile.
-    Abandoned,
-    /// The handover bytes were of another kind, or malformed.
-    Handover,
-    /// A new process could not outlive this one: this process is PID 1 of
-    /// its PID namespace (a container's init), or the child of an init
-    /// that exits with it. See the [module docs](self).
-    Unsupported,
-}
-
-impl UpgradeError {
-    pub(crate) fn new(kind: UpgradeErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-            pid: None,
-        }
-    }
-
-    pub(crate) fn with_pid(mut self, pid: u32) -> Self {
-        self.pid = Some(pid);
-        self
-    }
-
-    /// What went wrong.
-    pub fn kind(&self) -> UpgradeErrorKind {
-        self.kind
-    }
-
-    /// The pid of the new process, when one was started.
-    pub fn pid(&self) -> Option<u32> {
-        self.pid
-    }
 }
 
 /// Who asked for an upgrade.
