@@ -368,7 +368,10 @@ fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
     let long = dir.join("c".repeat(120));
-    let cases: [(&str, PathBuf, &str); 5] = [
+    // Another instance's control socket, live.
+    let live = dir.join("live.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    let cases: [(&str, PathBuf, &str); 6] = [
         ("--pid-file", dir.join("missing/demo.pid"), "does not exist"),
         ("--pid-file", dir.clone(), "is a directory"),
         (
@@ -382,6 +385,7 @@ fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
             file.clone(),
             "a file that is not a socket",
         ),
+        ("--control-socket", live.clone(), "a running process"),
     ];
     for (flag, path, says) in cases {
         let out = support::lameduck()
@@ -398,5 +402,9 @@ fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
         );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x", "left alone");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&live).is_ok(),
+        "the live socket is left alone"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
