@@ -15,14 +15,13 @@
 //! commit.
 
 mod display;
+mod pid_json;
 mod routes;
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,7 +30,8 @@ use lameduck::listen::{Listeners, TcpListener};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
 
-use crate::phases::{PhaseFlags, parse_duration};
+use crate::duration::parse_duration;
+use crate::phases::PhaseFlags;
 
 const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
@@ -43,8 +43,10 @@ that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
   draining    /readyz answers 503 at once; everything still serves; HTTP/1
               responses say Connection: close, HTTP/2 gets GOAWAY
   stopping    the listener closes (after taking the connections the kernel
-              already queued); idle connections close; busy ones finish;
-              WebSockets get 1001 Going Away; the worker finishes its job
+              already queued); idle connections close; busy ones finish
+              (a response counts until its last byte is on the wire);
+              event streams end between events; WebSockets get 1001 Going
+              Away and 2s to close; the worker finishes its job
   cancelling  (only if work outlives the shutdown timeout) handlers get the
               cancel signal; requests still waiting get 503 + Retry-After
   closing     db closes, last
@@ -64,15 +66,21 @@ service back. --pid-file always names the process serving now;
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
   /stream?n=10&ms=200   n chunks, one every ms; ends early at the cancel signal
-  /events               server-sent events, one a second, until cancelled
+  /events               server-sent events, one a second; ended at Stopping
   /ws                   WebSocket echo
 
 On a terminal it prints the phases as they happen; otherwise it logs JSON
-lines (one structured event per phase change and the final report). Either
-way the first lines on stdout say where it listens:
+lines (one structured event per phase change and the final report), each
+with the `pid`, so that the old and the new process can be told apart during
+a restart. Either way the first lines on stdout say where it listens:
 
   listening on http://127.0.0.1:8080
-  admin on http://127.0.0.1:8081";
+  admin on http://127.0.0.1:8081
+
+Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
+failed, 3 a deadline passed, 78 an invalid configuration (a budget that does
+not fit), 124 the exit watchdog, 130/143 a second SIGINT/SIGTERM; and 2 for
+bad flags or values, or a listener that cannot be set up.";
 
 /// Run a demo service that shows every phase of a shutdown.
 #[derive(Debug, clap::Args)]
@@ -100,8 +108,30 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
     /// How long a new process has to become ready on SIGHUP
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     upgrade_timeout: Duration,
+    /// How long an HTTP/1 keep-alive connection may wait for its next
+    /// request before the server closes it, announced to clients as
+    /// `Keep-Alive: timeout=N` (one second less); `off` keeps idle
+    /// connections for as long as their clients do
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_timeout, default_value = "620s")]
+    idle_timeout: Timeout,
+    /// The listen backlog of the sockets it binds: connections the kernel
+    /// queues before they are accepted [default: the larger of 1024 and
+    /// net.core.somaxconn]
+    #[arg(long, value_name = "CONNECTIONS")]
+    backlog: Option<u32>,
+}
+
+/// A timeout that can be turned off.
+#[derive(Clone, Copy, Debug)]
+struct Timeout(Option<Duration>);
+
+fn parse_timeout(s: &str) -> Result<Timeout, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(Timeout(None));
+    }
+    parse_duration(s).map(|d| Timeout(Some(d)))
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -111,6 +141,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // (3, 4, …) are claimed as this process's own.
     let mut listeners =
         Listeners::from_env().context("taking the listening sockets passed in LISTEN_FDS")?;
+    if let Some(backlog) = args.backlog {
+        listeners = listeners.with_backlog(backlog);
+    }
     let http = listeners
         .tcp("http", args.listen)
         .with_context(|| format!("binding {}", args.listen))?;
@@ -136,8 +169,9 @@ async fn serve(
     let admin_addr = admin
         .local_addr()
         .context("reading the admin listener's address")?;
-    let in_flight = Arc::new(AtomicUsize::new(0));
-    let http = Server::new(http, routes::router(in_flight.clone())).admin_listener(admin);
+    let http = Server::new(http, routes::router())
+        .idle_timeout(args.idle_timeout.0)
+        .admin_listener(admin);
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
     if let Some(path) = &args.pid_file {
@@ -146,19 +180,20 @@ async fn serve(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
-    let jobs = Arc::new(AtomicUsize::new(0));
     let app = App::builder("demo")
         .budget(budget)
         .upgrade(upgrade)
         .component(db())
-        .component(worker(jobs.clone()))
-        .component(Component::from(http).depends_on("db"));
-    let app = match app.build() {
+        .component(worker())
+        .component(Component::from(http).depends_on("db"))
+        .build();
+    let app = match app {
         Ok(app) => app,
-        // What the operator asked for cannot be set up (a PID file or a
-        // control socket path that cannot be used, a budget that does not
-        // fit): the start stops, with the library's configuration code.
         Err(err) => {
+            // The library's code for a configuration it refuses: the same
+            // budget exits 78 here, in `lameduck plan` and in any service,
+            // and so does a PID file or control socket path that cannot be
+            // used.
             eprintln!("lameduck: error: invalid configuration: {err}");
             return Ok(err.exit_status().into());
         }
@@ -172,14 +207,7 @@ async fn serve(
     out.flush()?;
     drop(out);
 
-    let shown = human.then(|| {
-        tokio::spawn(display::phases(
-            app.handle(),
-            app.timeline().clone(),
-            in_flight,
-            jobs,
-        ))
-    });
+    let shown = human.then(|| tokio::spawn(display::phases(app.handle(), app.timeline().clone())));
     let report = app.await;
     if let Some(shown) = shown {
         let _ = shown.await;
@@ -204,9 +232,8 @@ fn db() -> Component {
 
 /// A background worker: a job every half second, each tracked; at Stopping
 /// it finishes the job in hand and returns.
-fn worker(jobs: Arc<AtomicUsize>) -> Component {
+fn worker() -> Component {
     Component::new("worker", move |ctx| {
-        let jobs = jobs.clone();
         async move {
             ctx.ready();
             let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -217,14 +244,12 @@ fn worker(jobs: Arc<AtomicUsize>) -> Component {
                     _ = tick.tick() => {}
                 }
                 let _job = ctx.tracker().track("job");
-                jobs.fetch_add(1, Ordering::Relaxed);
                 // A job that takes a while: it is not interrupted by the
                 // stop, only by the cancel signal.
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
                     () = ctx.on_cancelled() => break,
                 }
-                jobs.fetch_sub(1, Ordering::Relaxed);
             }
             Ok(())
         }

@@ -1,6 +1,6 @@
 //! Sockets from elsewhere: the fixture started with listening sockets in
 //! the systemd convention (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`),
-//! as systemd, `lameduck run` or an upgrading parent would start it — and
+//! as systemd, a supervisor or an upgrading parent would start it — and
 //! every malformed variant refused with an error that names its variable.
 
 mod support;

@@ -3,6 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch};
@@ -12,11 +13,13 @@ use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
 
 mod builder;
 mod driver;
+mod finish;
 mod graph;
 pub(crate) mod signals;
 mod watchdog;
 
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
+pub use signals::SIGNAL_REPEAT_WINDOW;
 
 /// A service: its components, its timing budget and its signal handling,
 /// driven through `Starting → Running → Draining → Stopping → Cancelling →
@@ -26,7 +29,9 @@ pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
 /// [`run`](Self::run)): it runs until a shutdown is triggered and completes,
 /// returning a [`Report`] whose [`exit_code`](Report::exit_code) `main`
 /// should return. It never exits the process itself, except when a second
-/// signal forces the exit or the exit watchdog fires past the grace period.
+/// signal forces the exit (or a signal ends a process still alive after its
+/// report) or the exit watchdog fires past the grace period; see
+/// [`AppBuilder::exit_on_force`] and [`AppBuilder::exit_watchdog`].
 ///
 /// # Examples
 ///
@@ -138,6 +143,15 @@ pub(crate) enum Event {
         attempt: u32,
     },
     Shutdown(ShutdownReason),
+    /// The first `SIGTERM`/`SIGINT` the signal thread took: it starts the
+    /// shutdown, or joins one begun for another reason.
+    Signal(crate::Signal),
+    /// A second signal: log the forced report, then tell the signal thread
+    /// (when it waits to exit the process itself).
+    Force {
+        signal: crate::Signal,
+        logged: Option<std::sync::mpsc::Sender<()>>,
+    },
     TrackerIdle(usize),
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]
@@ -163,6 +177,23 @@ struct Shared {
     events: mpsc::UnboundedSender<Event>,
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
+    holdups: Mutex<Holdups>,
+    /// The phase as one atomic (`Phase as u8`), set before the watch
+    /// channel: hot paths read it without a lock, and whoever sees a phase
+    /// on the channel finds it here too.
+    phase_now: Arc<AtomicU8>,
+}
+
+/// Each component's description of what holds it up, by component index.
+#[derive(Default)]
+pub(crate) struct Holdups(pub(crate) std::collections::HashMap<usize, DescribeFn>);
+
+pub(crate) type DescribeFn = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+
+impl std::fmt::Debug for Holdups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 impl AppHandle {
@@ -178,6 +209,8 @@ impl AppHandle {
                 events,
                 health,
                 trackers: Mutex::new(Vec::new()),
+                holdups: Mutex::new(Holdups::default()),
+                phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
             }),
         }
     }
@@ -270,6 +303,15 @@ impl AppHandle {
         tracker
     }
 
+    /// The work in flight now in every tracker of the app (each
+    /// component's, and those made with [`tracker`](Self::tracker)): what a
+    /// shutdown would wait for. With [`http::Server`](crate::http::Server)
+    /// that includes responses still being written, event streams and
+    /// upgraded connections.
+    pub fn work(&self) -> Vec<crate::WorkItem> {
+        self.trackers().iter().flat_map(Tracker::snapshot).collect()
+    }
+
     pub(crate) fn register_tracker(&self, tracker: Tracker) -> usize {
         let mut list = self
             .shared
@@ -288,6 +330,31 @@ impl AppHandle {
             .clone()
     }
 
+    /// The phase as an atomic `Phase as u8`, for hot paths.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn phase_cell(&self) -> Arc<AtomicU8> {
+        self.shared.phase_now.clone()
+    }
+
+    pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {
+        self.shared
+            .holdups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(component, describe);
+    }
+
+    pub(crate) fn holdups_of(&self, component: usize) -> Option<DescribeFn> {
+        self.shared
+            .holdups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .get(&component)
+            .cloned()
+    }
+
     pub(crate) fn send(&self, event: Event) {
         // After the driver is gone nobody listens, and there is nothing left
         // to tell; dropping the event is right.
@@ -302,6 +369,7 @@ impl AppHandle {
         // Health first: readiness must be false before anyone can observe
         // the new phase, so that nothing sees "draining" while still ready.
         self.shared.health.set_phase(phase);
+        self.shared.phase_now.store(phase as u8, Ordering::Release);
         self.shared.phase.send_replace(phase);
     }
 }

@@ -187,6 +187,26 @@ impl Context {
         &self.inner.tracker
     }
 
+    /// Names what still holds this component's run up, beyond the work in
+    /// its [`tracker`](Self::tracker), for the report and the log.
+    ///
+    /// When the shutdown passes a deadline (the shutdown timeout, the hard
+    /// deadline) with this component's run not yet returned, the app calls
+    /// `describe` and lists each string as a [`Holdup`](crate::Holdup): an
+    /// open connection, a broker that has not acknowledged, a child
+    /// process. A component that registers nothing, or whose `describe`
+    /// returns nothing, is named itself ("its run has not returned"), so a
+    /// passed deadline always names its cause.
+    ///
+    /// `describe` runs on the app's driver task: keep it short, and never
+    /// block in it. A later call replaces an earlier one (for this
+    /// component).
+    pub fn describe_holdups(&self, describe: impl Fn() -> Vec<String> + Send + Sync + 'static) {
+        self.inner
+            .app
+            .set_holdups(self.inner.index, std::sync::Arc::new(describe));
+    }
+
     /// The app handle.
     pub fn app(&self) -> &AppHandle {
         &self.inner.app

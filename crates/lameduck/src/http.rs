@@ -7,16 +7,20 @@
 //! upgraded connections; they also lose requests at the two edges of the
 //! shutdown (below). [`Server`] does the whole sequence:
 //!
-//! | phase | HTTP/1 | HTTP/2 | upgraded (WebSocket) | streams |
+//! | phase | HTTP/1 | HTTP/2 | upgraded (WebSocket) | event streams |
 //! |---|---|---|---|---|
 //! | Draining | served; responses say `Connection: close`; new connections accepted | served; GOAWAY; new connections accepted | served | served |
-//! | Stopping | listener closed after taking its queue; idle connections closed; busy ones closed after the response | in-flight streams complete, then the connection closes | told to close: [`Cancel::stopping`], `1001 Going Away` with [`axum`](crate::axum) | served |
-//! | Cancelling | [`Cancel`] fires; no response yet: `503` + `Retry-After: 1` + `Connection: close`, the handler finishes in the background | [`Cancel`] fires; `503` likewise | WebSocket stops waiting for the client's close | [`Cancel`] fires; `text/event-stream` ends cleanly |
+//! | Stopping | listener closed after taking its queue; idle connections closed; busy ones closed after the response's last byte | in-flight streams complete on the wire, then the connection closes | told to close: [`Cancel::stopping`], `1001 Going Away` with [`axum`](crate::axum); closed after the [close handshake window](Server::close_handshake_window) | end at the next message boundary |
+//! | Cancelling | [`Cancel`] fires; no response yet: `503` + `Retry-After: 1` + `Connection: close`, the handler finishes in the background | [`Cancel`] fires; `503` likewise | (opted out with [`StreamEnd::AtCancel`]: WebSocket stops waiting for the client's close) | (opted out: end likewise) |
 //! | hard deadline | aborted | aborted | closed under the handler | aborted |
 //!
 //! Every request is tracked in the component's tracker as `METHOD /path`
-//! (never the query, which may carry credentials), so what is still
-//! running at a deadline is named in the [`Report`](crate::Report).
+//! (never the query, which may carry credentials) until its response's last
+//! byte is handed to the socket, so what is still running — or still being
+//! written to a client that stopped reading — at a deadline is named in the
+//! [`Report`](crate::Report); so is a connection that holds the shutdown up
+//! with no request in flight. Event streams and upgraded connections ended
+//! at Stopping are reported as ended by the shutdown, not as failures.
 //!
 //! # The two races
 //!
@@ -44,14 +48,20 @@
 #![cfg_attr(feature = "axum", doc = include_str!("http/example.md"))]
 
 mod cancel;
+pub(crate) mod conn;
 pub mod layer;
 mod listener;
 mod probes;
 mod server;
 pub(crate) mod shared;
+mod streaming;
 
 pub use cancel::{Cancel, CancelledFuture, StoppingFuture};
 pub use layer::{Drain, DrainBody, DrainLayer};
 pub use listener::{Connection, Listener};
 pub use probes::Probes;
-pub use server::{DEFAULT_FIRST_REQUEST_GRACE, ServeError, ServeErrorKind, Server};
+pub use server::{
+    DEFAULT_FIRST_REQUEST_GRACE, DEFAULT_IDLE_TIMEOUT, DEFAULT_REQUEST_HEAD_TIMEOUT, ServeError,
+    ServeErrorKind, Server,
+};
+pub use streaming::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, StreamEnd};

@@ -18,7 +18,7 @@
 //! # The convention
 //!
 //! It is systemd's (`sd_listen_fds(3)`), so sockets can come from a
-//! `.socket` unit, from `lameduck run`, from an upgrading lameduck process,
+//! `.socket` unit, from an upgrading lameduck process, from a supervisor,
 //! or from `systemd-socket-activate` while developing:
 //!
 //! | variable | holds |
@@ -94,6 +94,8 @@ static CLAIMED: AtomicBool = AtomicBool::new(false);
 pub struct Listeners {
     inherited: Vec<(String, OwnedFd)>,
     origin: Origin,
+    /// The listen backlog of sockets bound fresh.
+    backlog: u32,
 }
 
 /// What kind of socket a descriptor is.
@@ -188,7 +190,11 @@ impl Listeners {
             from = if from_parent { "parent" } else { "systemd" },
             "inherited listening sockets"
         );
-        Ok(Self { inherited, origin })
+        Ok(Self {
+            inherited,
+            origin,
+            backlog: crate::default_listen_backlog(),
+        })
     }
 
     /// No inherited sockets: every listener is bound fresh.
@@ -200,6 +206,7 @@ impl Listeners {
         Self {
             inherited: Vec::new(),
             origin,
+            backlog: crate::default_listen_backlog(),
         }
     }
 
@@ -209,6 +216,16 @@ impl Listeners {
     /// run, exit code 78).
     pub fn unclaimed(self, policy: Unclaimed) -> Self {
         unclaimed::set_policy(policy);
+        self
+    }
+
+    /// The listen backlog of the sockets [`tcp`](Self::tcp) and
+    /// [`unix`](Self::unix) bind fresh (default
+    /// [`default_listen_backlog`](crate::default_listen_backlog): the
+    /// larger of 1024 and `net.core.somaxconn`). Inherited sockets keep
+    /// the backlog they were made with.
+    pub fn with_backlog(mut self, backlog: u32) -> Self {
+        self.backlog = backlog;
         self
     }
 
@@ -268,13 +285,15 @@ impl Listeners {
         if let Some(l) = self.take_tcp(name)? {
             return Ok(l);
         }
-        let std = std::net::TcpListener::bind(addr).map_err(|e| {
+        let bind_error = |e| {
             ListenError::new(
                 ListenErrorKind::Bind,
                 format!("cannot bind the {name:?} listener"),
                 Some(e),
             )
-        })?;
+        };
+        let std = std::net::TcpListener::bind(addr).map_err(bind_error)?;
+        crate::backlog::relisten(&std, self.backlog).map_err(bind_error)?;
         record(name, &std)?;
         Ok(TcpListener::new(std, name, Origin::Bound))
     }
@@ -306,6 +325,7 @@ impl Listeners {
         };
         remove_stale_socket(path).map_err(bind_error)?;
         let std = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
+        crate::backlog::relisten(&std, self.backlog).map_err(bind_error)?;
         record(name, &std)?;
         Ok(UnixListener::new(std, name, Origin::Bound))
     }

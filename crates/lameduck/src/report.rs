@@ -54,6 +54,49 @@ pub struct WorkReport {
     pub cancelled: Vec<WorkItem>,
     /// Work still running at the hard deadline, which was aborted.
     pub aborted: Vec<WorkItem>,
+    /// Work in flight at Stopping that the shutdown ended on purpose: event
+    /// streams and WebSockets told to reconnect elsewhere (see
+    /// [`Tracker::mark_ended`](crate::Tracker::mark_ended)). Not a failure.
+    pub ended: Vec<WorkItem>,
+    /// What else held the shutdown up past a deadline: open connections,
+    /// components whose run had not returned. Empty when every deadline was
+    /// met; never empty when one was passed and nothing was cancelled.
+    pub held: Vec<Holdup>,
+}
+
+/// Something other than tracked work that held the shutdown up past a
+/// deadline: a connection still open, a component whose run had not
+/// returned.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Holdup {
+    /// The component it belongs to.
+    pub component: Arc<str>,
+    /// What it was, as the component describes it (for a connection of
+    /// [`http::Server`](crate::http::Server): peer address, protocol, state,
+    /// time since its last byte and since it opened).
+    pub what: String,
+    /// The deadline it was still there at.
+    pub deadline: Deadline,
+}
+
+/// A deadline of the shutdown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Deadline {
+    /// The shutdown timeout, where Cancelling begins.
+    ShutdownTimeout,
+    /// The hard deadline, where what is left is aborted.
+    Hard,
+}
+
+impl fmt::Display for Deadline {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Deadline::ShutdownTimeout => "the shutdown timeout",
+            Deadline::Hard => "the hard deadline",
+        })
+    }
 }
 
 /// One component's fate.
@@ -136,6 +179,13 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let held = self
+            .work
+            .held
+            .iter()
+            .map(|h| format!("at {}: {}: {}", h.deadline, h.component, h.what))
+            .collect::<Vec<_>>()
+            .join("; ");
         let restarts: u32 = self.components.iter().map(|c| c.restarts).sum();
         let event = |status: ExitStatus| {
             tracing::info!(
@@ -150,8 +200,11 @@ impl Report {
                 finished = self.work.finished,
                 cancelled = self.work.cancelled.len(),
                 aborted = self.work.aborted.len(),
+                ended = self.work.ended.len(),
                 cancelled_work = %list(&self.work.cancelled),
                 aborted_work = %list(&self.work.aborted),
+                ended_work = %list(&self.work.ended),
+                held = %held,
                 restarts,
                 "shutdown report"
             );
@@ -170,15 +223,22 @@ impl fmt::Display for Report {
         for p in &self.phases {
             writeln!(f, "  {:<11} {}", p.phase.as_str(), Seconds(p.duration))?;
         }
+        write!(
+            f,
+            "  work: {} in flight at stop, {} finished",
+            self.work.in_flight_at_stop, self.work.finished,
+        )?;
+        if !self.work.ended.is_empty() {
+            write!(f, ", {} ended by the shutdown", self.work.ended.len())?;
+        }
         writeln!(
             f,
-            "  work: {} in flight at stop, {} finished, {} cancelled, {} aborted",
-            self.work.in_flight_at_stop,
-            self.work.finished,
+            ", {} cancelled, {} aborted",
             self.work.cancelled.len(),
             self.work.aborted.len()
         )?;
         for (what, items) in [
+            ("ended by the shutdown", &self.work.ended),
             ("cancelled", &self.work.cancelled),
             ("aborted", &self.work.aborted),
         ] {
@@ -191,6 +251,13 @@ impl fmt::Display for Report {
                     Seconds(w.age)
                 )?;
             }
+        }
+        for h in &self.work.held {
+            writeln!(
+                f,
+                "    held up at {}: {}: {}",
+                h.deadline, h.component, h.what
+            )?;
         }
         for c in &self.components {
             write!(f, "  component {}: ", c.name)?;

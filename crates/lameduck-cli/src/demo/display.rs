@@ -2,8 +2,6 @@
 //! lines for a log collector.
 
 use std::io::IsTerminal;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use lameduck::{AppHandle, Phase, ShutdownReason, Timeline};
@@ -31,8 +29,8 @@ impl Output {
 }
 
 /// Human: warnings and errors, and the steps of an upgrade; the phase lines
-/// say the rest. JSON: every event at info and above. `RUST_LOG` overrides
-/// either.
+/// say the rest. JSON: every event at info and above, each line with the
+/// `pid`. `RUST_LOG` overrides either.
 pub(super) fn init_logging(human: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(if human {
@@ -48,10 +46,14 @@ pub(super) fn init_logging(human: bool) {
     let _ = if human {
         builder.compact().without_time().try_init()
     } else {
-        builder
+        // Each line names its process: during a restart two processes log.
+        let json = tracing_subscriber::fmt::format()
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(false);
+        builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(super::pid_json::WithPid::new(json))
             .try_init()
     };
 }
@@ -60,12 +62,7 @@ pub(super) fn init_logging(human: bool) {
 /// line a second saying how much. Each line starts with the pid: after
 /// `SIGHUP` the old and the new process share the terminal, and each prints
 /// its own phases.
-pub(super) async fn phases(
-    handle: AppHandle,
-    timeline: Timeline,
-    requests: Arc<AtomicUsize>,
-    jobs: Arc<AtomicUsize>,
-) {
+pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
     let pid = std::process::id();
     let mut phases = handle.watch_phase();
     let mut since: Option<Instant> = None;
@@ -82,7 +79,7 @@ pub(super) async fn phases(
             let at = since.map_or(format!("[pid {pid}] "), |t| {
                 format!("[pid {pid}] [{:>7.3}s] ", t.elapsed().as_secs_f64())
             });
-            let busy = in_flight(&requests, &jobs);
+            let busy = in_flight(&handle);
             let line = match phase {
                 Phase::Running => match lameduck::upgrade::parent_pid() {
                     Some(parent) => format!(
@@ -107,7 +104,7 @@ pub(super) async fn phases(
                     )
                 }
                 Phase::Stopping => format!(
-                    "stopping — listener closed, idle connections closed, WebSockets told 1001; waiting up to {} for {busy}",
+                    "stopping — listener closed, idle connections closed, event streams ended, WebSockets told 1001; waiting up to {} for {busy}",
                     secs(timeline.shutdown_timeout)
                 ),
                 Phase::Cancelling => format!(
@@ -130,7 +127,7 @@ pub(super) async fn phases(
                 }
             }
             _ = ticker.tick(), if matches!(last, Phase::Stopping | Phase::Cancelling) => {
-                let busy = in_flight(&requests, &jobs);
+                let busy = in_flight(&handle);
                 if let Some(t) = since {
                     eprintln!("[pid {pid}] [{:>7.3}s]   still {busy}", t.elapsed().as_secs_f64());
                 }
@@ -139,10 +136,14 @@ pub(super) async fn phases(
     }
 }
 
-fn in_flight(requests: &AtomicUsize, jobs: &AtomicUsize) -> String {
+/// What the shutdown waits for, from the app's trackers: requests
+/// (responses still being written, event streams and WebSockets included)
+/// and the worker's jobs.
+fn in_flight(handle: &AppHandle) -> String {
+    let work = handle.work();
     let (r, j) = (
-        requests.load(Ordering::Relaxed),
-        jobs.load(Ordering::Relaxed),
+        work.iter().filter(|w| &*w.tracker == "http").count(),
+        work.iter().filter(|w| &*w.tracker == "worker").count(),
     );
     let plural =
         |n: usize, one: &str, many: &str| format!("{n} {}", if n == 1 { one } else { many });

@@ -2,15 +2,11 @@
 //! server-sent events and a WebSocket echo.
 
 use std::convert::Infallible;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
 use axum::http::{StatusCode, Uri};
-use axum::middleware::{self, Next};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -23,22 +19,13 @@ use lameduck::http::Cancel;
 const MAX_MS: u64 = 60_000;
 const MAX_CHUNKS: u64 = 10_000;
 
-pub(super) fn router(in_flight: Arc<AtomicUsize>) -> Router {
+pub(super) fn router() -> Router {
     Router::new()
         .route("/", get(index))
         .route("/work", get(work))
         .route("/stream", get(stream))
         .route("/events", get(events))
         .route("/ws", get(echo))
-        .layer(middleware::from_fn_with_state(in_flight, count))
-}
-
-/// Counts requests in flight, for the phase display.
-async fn count(State(in_flight): State<Arc<AtomicUsize>>, req: Request, next: Next) -> Response {
-    in_flight.fetch_add(1, Ordering::Relaxed);
-    let resp = next.run(req).await;
-    in_flight.fetch_sub(1, Ordering::Relaxed);
-    resp
 }
 
 async fn index() -> &'static str {
@@ -73,7 +60,8 @@ async fn stream(uri: Uri, cancel: Cancel) -> Response {
     Body::from_stream(chunks).into_response()
 }
 
-/// A tick a second; the server ends the stream at the cancel signal.
+/// A tick a second; the server ends the stream at Stopping, between two
+/// ticks, and the client reconnects (to another instance).
 async fn events() -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let ticks = tokio::time::interval(Duration::from_secs(1));
     let stream = futures_util::stream::unfold((ticks, 0u64), |(mut ticks, i)| async move {

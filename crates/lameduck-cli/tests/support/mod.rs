@@ -46,3 +46,5 @@ pub fn run(args: &[&str]) -> Output {
         stderr: String::from_utf8(out.stderr).expect("stderr is UTF-8"),
     }
 }
+
+pub mod demo;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 
 use super::MissingCancel;
-use crate::http::{Cancel, CancelledFuture, StoppingFuture};
+use crate::http::{Cancel, CancelledFuture, StoppingFuture, StreamEnd};
 
 /// axum's [`WebSocketUpgrade`](ws::WebSocketUpgrade), whose socket takes
 /// part in the shutdown: see [`WebSocket`].
@@ -21,6 +21,7 @@ use crate::http::{Cancel, CancelledFuture, StoppingFuture};
 pub struct WebSocketUpgrade {
     inner: ws::WebSocketUpgrade,
     cancel: Cancel,
+    end: StreamEnd,
 }
 
 impl WebSocketUpgrade {
@@ -32,9 +33,20 @@ impl WebSocketUpgrade {
         C: FnOnce(WebSocket) -> Fut + Send + 'static,
         Fut: Future<Output = ()> + Send + 'static,
     {
-        let cancel = self.cancel;
-        self.inner
-            .on_upgrade(move |socket| callback(WebSocket::new(socket, cancel)))
+        let (cancel, end) = (self.cancel, self.end);
+        let mut resp = self
+            .inner
+            .on_upgrade(move |socket| callback(WebSocket::new(socket, cancel, end)));
+        resp.extensions_mut().insert(end);
+        resp
+    }
+
+    /// When the shutdown ends the connection (default
+    /// [`StreamEnd::AtStopping`]: `1001 Going Away` at Stopping, closed by
+    /// the server after its close handshake window; see [`StreamEnd`]).
+    pub fn stream_end(mut self, end: StreamEnd) -> Self {
+        self.end = end;
+        self
     }
 
     /// Adjusts axum's upgrade (protocols, message and buffer sizes).
@@ -66,7 +78,11 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
         let inner = ws::WebSocketUpgrade::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Ok(Self { inner, cancel })
+        Ok(Self {
+            inner,
+            cancel,
+            end: StreamEnd::default(),
+        })
     }
 }
 
@@ -77,7 +93,8 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
 /// |---|---|
 /// | Stopping | sends a close frame `1001 Going Away`, so the client reconnects (to another instance) |
 /// | then | [`recv`](Self::recv) yields what the client still sends until its close frame answers ours, then `None` |
-/// | Cancelling, still no answer | [`recv`](Self::recv) gives up: `None` |
+/// | the server's [close handshake window](crate::http::Server::close_handshake_window) passed, still no answer | [`recv`](Self::recv) gives up: `None`, and the server closes the connection |
+/// | with [`StreamEnd::AtCancel`](crate::http::StreamEnd) on the response: Cancelling, still no answer | [`recv`](Self::recv) gives up: `None` |
 /// | hard deadline | the server closes the connection under it |
 ///
 /// A loop `while let Some(Ok(msg)) = socket.recv().await` thus ends on its
@@ -89,6 +106,17 @@ pub struct WebSocket {
     stopping: Pin<Box<StoppingFuture>>,
     cancelled: Pin<Box<CancelledFuture>>,
     state: State,
+    /// The server closes the socket at the close handshake window (the
+    /// default), rather than leaving it to the handler.
+    bounded: bool,
+}
+
+/// Sleeps until `at`, or for ever when there is none.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,8 +128,9 @@ enum State {
 }
 
 impl WebSocket {
-    fn new(inner: ws::WebSocket, cancel: Cancel) -> Self {
+    fn new(inner: ws::WebSocket, cancel: Cancel, end: StreamEnd) -> Self {
         Self {
+            bounded: end == StreamEnd::AtStopping,
             inner,
             stopping: Box::pin(cancel.stopping()),
             cancelled: Box::pin(cancel.cancelled()),
@@ -144,16 +173,26 @@ impl WebSocket {
                     }
                 }
                 State::Closing => {
+                    // The window is the server's; a response that opted out
+                    // of it (`StreamEnd::AtCancel`) is closed by the server
+                    // only at the hard deadline, and gives up at the cancel
+                    // signal. Past the window the server closes the socket,
+                    // so an error now is the end too.
+                    let window = self.cancel.close_deadline().filter(|_| self.bounded);
                     tokio::select! {
                         biased;
                         msg = self.inner.recv() => match msg {
-                            None | Some(Ok(Message::Close(_))) => {
+                            None | Some(Ok(Message::Close(_)) | Err(_)) => {
                                 self.state = State::Closed;
                                 return None;
                             }
                             other => return other,
                         },
                         () = self.cancelled.as_mut() => {
+                            self.state = State::Closed;
+                            return None;
+                        }
+                        () = sleep_until_some(window) => {
                             self.state = State::Closed;
                             return None;
                         }

@@ -88,6 +88,14 @@ impl Cancel {
         }
     }
 
+    /// When an upgraded connection must have finished its close handshake
+    /// (see [`Server::close_handshake_window`](super::Server::close_handshake_window)),
+    /// once Stopping has begun.
+    #[cfg_attr(not(feature = "axum"), allow(dead_code))]
+    pub(crate) fn close_deadline(&self) -> Option<tokio::time::Instant> {
+        self.signals.close_deadline()
+    }
+
     /// The cancel signal as a token for spawned tasks. It is a child token:
     /// cancelling it cancels nothing else.
     pub fn token(&self) -> CancellationToken {

@@ -10,7 +10,8 @@ use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Cancel;
-use super::shared::{ConnState, Orphans, Shared, Signals, Stage};
+use super::conn::ConnState;
+use super::shared::{Orphans, Shared, Signals, Stage};
 use crate::Context;
 
 mod body;
@@ -74,14 +75,7 @@ impl DrainLayer {
         // Ends at the cancel signal; until then it is one parked task.
         tokio::spawn(signals.clone().follow());
         Self {
-            shared: Arc::new(Shared {
-                signals,
-                tracker: ctx.tracker().clone(),
-                orphans: Orphans::Spawn,
-                probes: None,
-                kill: Default::default(),
-                first_request_grace: Default::default(),
-            }),
+            shared: Arc::new(Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)),
         }
     }
 
@@ -182,7 +176,7 @@ where
             if !h1 && stage >= Stage::Draining {
                 // The connection's task sends GOAWAY once a stream has been
                 // dispatched; this may be the first.
-                conn.notify.notify_one();
+                conn.ring();
             }
         }
         // Answering without calling the inner service leaves whatever its

@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::Listener;
+use super::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, Listener};
 use crate::component::BoxFuture;
 use crate::{BoxError, Component};
 
@@ -21,11 +21,22 @@ mod connection;
 mod error;
 mod run;
 mod stream;
+mod wire;
 
 pub use error::{ServeError, ServeErrorKind};
 
 /// The default for [`Server::first_request_grace`].
 pub const DEFAULT_FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
+
+/// The default for [`Server::idle_timeout`]: 620 s, longer than the idle
+/// timeouts of the common load balancers in front of a server (AWS ALB
+/// 60 s, nginx 75 s, Azure 4 min, Google Cloud 600 s), so that the
+/// balancer, which knows when it will reuse a connection, is the one that
+/// closes it.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(620);
+
+/// The default for [`Server::request_head_timeout`], hyper's own.
+pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves a [`tower_service::Service`] — an axum `Router`, a `tower`
 /// stack, a `hyper` service adapted to tower — as a component that goes
@@ -37,12 +48,20 @@ pub const DEFAULT_FIRST_REQUEST_GRACE: Duration = Duration::from_millis(500);
 /// |---|---|---|---|
 /// | Running | accepts | served | tracked (method and path), [`Cancel`](super::Cancel) in their extensions |
 /// | Draining | still accepts | HTTP/2 gets GOAWAY | HTTP/1 responses carry `Connection: close` |
-/// | Stopping | takes what the kernel has queued, then closes | idle ones close at once (a request already in the socket buffer is served first); busy ones after their response; upgraded ones hear [`Cancel::stopping`](super::Cancel::stopping) | served |
-/// | Cancelling | | idle ones close | [`Cancel`](super::Cancel) fires; no response yet: `503` + `Retry-After` now, handler finishes in the background; event streams end |
+/// | Stopping | takes what the kernel has queued, then closes | idle ones close at once (a request already in the socket buffer is served first), stalled ones after [`first_request_grace`](Self::first_request_grace); busy ones after their response's last byte; upgraded ones hear [`Cancel::stopping`](super::Cancel::stopping) and close after the [close handshake window](Self::close_handshake_window) | served; event streams end at a message boundary |
+/// | Cancelling | | idle ones close | [`Cancel`](super::Cancel) fires; no response yet: `503` + `Retry-After` now, handler finishes in the background |
 /// | hard deadline | | aborted, upgraded ones too | aborted, each named in the report |
 ///
 /// Its run returns once every connection has closed and every request and
-/// upgraded connection has finished. See the [module docs](super) for a
+/// upgraded connection has finished. A connection that holds it up past a
+/// deadline is named in the [`Report`](crate::Report) (peer, state, age).
+///
+/// # Timeouts while running
+///
+/// HTTP/1 request heads have [`request_head_timeout`](Self::request_head_timeout)
+/// (30 s from their first byte); idle keep-alive connections
+/// [`idle_timeout`](Self::idle_timeout) (620 s, announced as
+/// `Keep-Alive: timeout=N`). hyper's own header read timeout is off. See the [module docs](super) for a
 /// complete example and `docs/http.md` for the reasoning.
 ///
 /// # Probes
@@ -81,6 +100,9 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     probes_on_main: bool,
     builder: auto::Builder<TokioExecutor>,
     first_request_grace: Duration,
+    close_window: Duration,
+    idle_timeout: Option<Duration>,
+    head_timeout: Option<Duration>,
     shared_listener: bool,
 }
 
@@ -92,8 +114,9 @@ struct Admin {
 }
 
 impl<S> Server<S> {
-    /// Binds a TCP listener on `addr` (with `SO_REUSEADDR` and a backlog of
-    /// 1024) and serves `service` on it.
+    /// Binds a TCP listener on `addr` (with `SO_REUSEADDR` and the
+    /// [default listen backlog](crate::default_listen_backlog)) and serves
+    /// `service` on it.
     ///
     /// # Errors
     ///
@@ -103,7 +126,25 @@ impl<S> Server<S> {
     ///
     /// Outside a tokio runtime (the listener registers with its reactor).
     pub fn bind(addr: impl ToSocketAddrs, service: S) -> io::Result<Self> {
-        Ok(Self::new(bind(addr)?, service))
+        Self::bind_with_backlog(addr, crate::default_listen_backlog(), service)
+    }
+
+    /// [`bind`](Self::bind), with a listen backlog of `backlog`
+    /// connections (clamped by the kernel to `net.core.somaxconn`).
+    ///
+    /// # Errors
+    ///
+    /// As [`bind`](Self::bind).
+    ///
+    /// # Panics
+    ///
+    /// As [`bind`](Self::bind).
+    pub fn bind_with_backlog(
+        addr: impl ToSocketAddrs,
+        backlog: u32,
+        service: S,
+    ) -> io::Result<Self> {
+        Ok(Self::new(bind(addr, backlog)?, service))
     }
 
     /// Serves `service` on an already bound listener from the standard
@@ -136,9 +177,16 @@ impl<S, L: Listener> Server<S, L> {
     /// Serves `service` on `listener`.
     pub fn new(listener: L, service: S) -> Self {
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        // With a timer hyper enforces its HTTP/1 header read timeout (30 s)
-        // and can send HTTP/2 keep-alive pings.
-        builder.http1().timer(TokioTimer::new());
+        // hyper's HTTP/1 header read timeout runs from the moment it waits
+        // for a request head, so it also closes idle keep-alive connections
+        // (every 30 s, unannounced, racing pooled clients). The server keeps
+        // its own two instead: `request_head_timeout` from a request's
+        // first byte, `idle_timeout` between requests. The timer lets hyper
+        // send HTTP/2 keep-alive pings when asked to.
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(None);
         builder.http2().timer(TokioTimer::new());
         Self {
             name: "http".into(),
@@ -148,6 +196,9 @@ impl<S, L: Listener> Server<S, L> {
             probes_on_main: false,
             builder,
             first_request_grace: DEFAULT_FIRST_REQUEST_GRACE,
+            close_window: DEFAULT_CLOSE_HANDSHAKE_WINDOW,
+            idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
+            head_timeout: Some(DEFAULT_REQUEST_HEAD_TIMEOUT),
             shared_listener: false,
         }
     }
@@ -181,7 +232,7 @@ impl<S, L: Listener> Server<S, L> {
     ///
     /// Outside a tokio runtime.
     pub fn admin(self, addr: impl ToSocketAddrs) -> io::Result<Self> {
-        let listener = bind(addr)?;
+        let listener = bind(addr, crate::default_listen_backlog())?;
         let addr = listener.local_addr().ok();
         let mut server = self.admin_listener(listener);
         if let Some(admin) = &mut server.admin {
@@ -231,16 +282,70 @@ impl<S, L: Listener> Server<S, L> {
         self
     }
 
-    /// How long a connection that has not sent its first request yet may
-    /// still send one once Stopping has begun, counted from its accept
-    /// (default 500 ms).
+    /// How long, once Stopping has begun, a connection with no request in
+    /// flight may still deliver one (default 500 ms): counted from its
+    /// accept for a connection that has not sent a request yet, and from
+    /// its last byte for one part-way through a request head.
     ///
     /// A connection taken from the accept queue at Stopping usually belongs
     /// to a client between its `connect` and its `write`; closing it would
     /// fail a request the client believes sent. A connection opened long
-    /// ago and never used (a browser's preconnect) closes at once.
+    /// ago and never used (a browser's preconnect) closes at once. A
+    /// client that sent part of a request head and then nothing (a stalled
+    /// or hostile one) is closed once it has been silent this long, so it
+    /// cannot hold the shutdown up to its timeout.
     pub fn first_request_grace(mut self, grace: Duration) -> Self {
         self.first_request_grace = grace;
+        self
+    }
+
+    /// How long an HTTP/1 keep-alive connection may wait for its next
+    /// request, counted from the end of its last response (or from its
+    /// accept, before any); `None` keeps idle connections open for as long
+    /// as their clients do. Default [`DEFAULT_IDLE_TIMEOUT`], 620 s.
+    ///
+    /// Every keep-alive response announces it as `Keep-Alive: timeout=N`
+    /// (RFC 2068, section 19.7.1.1; MDN "Keep-Alive"), with `N` one second
+    /// less than the timeout, rounded down, so that a pool that heeds the
+    /// header retires the connection before the server closes it. The
+    /// close itself never discards a request already in the socket: one
+    /// that arrived is read and served first (its response then closes the
+    /// connection).
+    ///
+    /// HTTP/2 connections are not closed for idleness; use hyper's
+    /// keep-alive pings through [`configure`](Self::configure) to find dead
+    /// peers.
+    pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.idle_timeout = timeout.into();
+        self
+    }
+
+    /// How long an HTTP/1 request head may take to arrive, counted from its
+    /// first byte; the connection is closed when it takes longer (a
+    /// slow-loris client). `None` turns it off. Default
+    /// [`DEFAULT_REQUEST_HEAD_TIMEOUT`], 30 s.
+    ///
+    /// It replaces hyper's `header_read_timeout`, which also counts the
+    /// wait between requests (so it closed idle keep-alive connections);
+    /// do not turn that one back on with [`configure`](Self::configure).
+    pub fn request_head_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
+        self.head_timeout = timeout.into();
+        self
+    }
+
+    /// How long an upgraded connection (a WebSocket) has, from Stopping, to
+    /// finish its close handshake before the server closes it (default
+    /// 2 s, [`DEFAULT_CLOSE_HANDSHAKE_WINDOW`]).
+    ///
+    /// At Stopping the connection's handler hears
+    /// [`Cancel::stopping`](super::Cancel::stopping) (with
+    /// [`axum`](crate::axum)'s WebSocket, the server sends `1001 Going
+    /// Away`); a client that answers within the window closes cleanly, one
+    /// that does not is closed under it. Either way the connection is
+    /// reported as ended by the shutdown, not as a failure. A response can
+    /// opt out with [`StreamEnd::AtCancel`](super::StreamEnd).
+    pub fn close_handshake_window(mut self, window: Duration) -> Self {
+        self.close_window = window;
         self
     }
 
@@ -318,6 +423,9 @@ impl<S, L> fmt::Debug for Server<S, L> {
             .field("admin", &self.admin.as_ref().map(|a| a.addr))
             .field("probes_on_main", &self.probes_on_main)
             .field("first_request_grace", &self.first_request_grace)
+            .field("close_handshake_window", &self.close_window)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_head_timeout", &self.head_timeout)
             .field("shared_listener", &self.shared_listener)
             .finish_non_exhaustive()
     }
@@ -359,10 +467,10 @@ impl<B> ResBody for B where
 {
 }
 
-fn bind(addr: impl ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
+fn bind(addr: impl ToSocketAddrs, backlog: u32) -> io::Result<tokio::net::TcpListener> {
     let mut last = None;
     for addr in addr.to_socket_addrs()? {
-        match bind_one(addr) {
+        match bind_one(addr, backlog) {
             Ok(listener) => return Ok(listener),
             Err(err) => last = Some(err),
         }
@@ -375,7 +483,7 @@ fn bind(addr: impl ToSocketAddrs) -> io::Result<tokio::net::TcpListener> {
     }))
 }
 
-fn bind_one(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+fn bind_one(addr: SocketAddr, backlog: u32) -> io::Result<tokio::net::TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
 
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -385,7 +493,7 @@ fn bind_one(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     socket.set_reuse_address(true)?;
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    socket.listen(1024)?;
+    socket.listen(crate::backlog::as_c_int(backlog))?;
     tokio::net::TcpListener::from_std(socket.into())
 }
 

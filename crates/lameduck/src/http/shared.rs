@@ -4,15 +4,18 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-use tokio::sync::{Notify, mpsc, watch};
+use slab::Slab;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Probes;
-use crate::{Context, Tracker, WorkGuard};
+use super::conn::ConnState;
+use crate::{Context, Phase, Tracker};
 
 pub(crate) type Orphan = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -49,6 +52,16 @@ pub(crate) struct Signals {
     pub(crate) stopping: CancellationToken,
     pub(crate) cancel: CancellationToken,
     changed: watch::Sender<Stage>,
+    /// When this server's Stopping began.
+    stopping_at: OnceLock<Instant>,
+    /// How long an upgraded connection has for its close handshake once
+    /// Stopping has begun.
+    close_window: Duration,
+    /// The app's phase (`Phase as u8`), set synchronously with the phase
+    /// itself: the tokens above are mirrored into `stage` by a task, a hop
+    /// later, and a request that saw the app Draining must be answered as
+    /// Draining.
+    app_phase: Option<Arc<AtomicU8>>,
 }
 
 impl Signals {
@@ -63,25 +76,57 @@ impl Signals {
             stopping,
             cancel,
             changed: watch::Sender::new(Stage::Running),
+            stopping_at: OnceLock::new(),
+            close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
+            app_phase: None,
         }
     }
 
     pub(crate) fn from_context(ctx: &Context) -> Self {
-        Self::new(
-            ctx.draining_token(),
-            ctx.stopping_token(),
-            ctx.cancel_token(),
-        )
+        Self {
+            app_phase: Some(ctx.app().phase_cell()),
+            ..Self::new(
+                ctx.draining_token(),
+                ctx.stopping_token(),
+                ctx.cancel_token(),
+            )
+        }
     }
 
     /// The stage now. Acquire pairs with the release in `set`, so whoever
     /// sees a stage also sees everything done before it was entered.
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
-        Stage::from_u8(self.stage.load(Ordering::Acquire))
+        let own = self.stage.load(Ordering::Acquire);
+        // Draining and Cancelling are the app's, not each component's: the
+        // app's phase says them first.
+        let app = self
+            .app_phase
+            .as_ref()
+            .map_or(0, |phase| match phase.load(Ordering::Acquire) {
+                p if p >= Phase::Cancelling as u8 => Stage::Cancelled as u8,
+                p if p >= Phase::Draining as u8 => Stage::Draining as u8,
+                _ => Stage::Running as u8,
+            });
+        Stage::from_u8(own.max(app))
+    }
+
+    /// Sets the close handshake window of upgraded connections.
+    pub(crate) fn with_close_window(mut self, window: Duration) -> Self {
+        self.close_window = window;
+        self
+    }
+
+    /// When an upgraded connection must have finished its close handshake:
+    /// the close handshake window after Stopping began, once it has.
+    pub(crate) fn close_deadline(&self) -> Option<Instant> {
+        self.stopping_at.get().map(|&at| at + self.close_window)
     }
 
     fn set(&self, stage: Stage) {
+        if stage >= Stage::Stopping {
+            self.stopping_at.get_or_init(Instant::now);
+        }
         self.stage.fetch_max(stage as u8, Ordering::AcqRel);
         self.changed.send_replace(self.stage());
     }
@@ -156,135 +201,103 @@ pub(crate) struct Shared {
     /// Fired when the server's run ends or is aborted: upgraded connections
     /// still open are closed.
     pub(crate) kill: CancellationToken,
-    /// A never-used connection's wait for its first request at Stopping.
-    pub(crate) first_request_grace: std::time::Duration,
+    /// A never-used connection's wait for its first request at Stopping,
+    /// and a part-sent request head's wait for its next byte.
+    pub(crate) first_request_grace: Duration,
+    /// Every connection open now: rung at each stage change, swept for
+    /// their timeouts, named in the report if they hold the shutdown up.
+    pub(crate) conns: Mutex<Slab<Arc<ConnState>>>,
+    /// HTTP/1: how long a keep-alive connection may wait for its next
+    /// request, and the `Keep-Alive` header that announces it.
+    pub(crate) idle_timeout: Option<(Duration, http::HeaderValue)>,
+    /// HTTP/1: how long a request head may take from its first byte.
+    pub(crate) head_timeout: Option<Duration>,
 }
 
 impl Shared {
+    pub(crate) fn new(signals: Arc<Signals>, tracker: Tracker, orphans: Orphans) -> Self {
+        Self {
+            signals,
+            tracker,
+            orphans,
+            probes: None,
+            kill: CancellationToken::new(),
+            first_request_grace: Duration::ZERO,
+            conns: Mutex::new(Slab::new()),
+            idle_timeout: None,
+            head_timeout: None,
+        }
+    }
+
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
         self.signals.stage()
     }
-}
 
-/// The protocol a connection turned out to speak.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub(crate) enum Proto {
-    Unknown = 0,
-    H1 = 1,
-    H2 = 2,
-    Upgraded = 3,
-}
-
-/// One connection's counters, shared by its IO wrapper, its service and its
-/// driver task.
-#[derive(Debug)]
-pub(crate) struct ConnState {
-    proto: AtomicU8,
-    /// Requests dispatched whose response body has not finished.
-    in_flight: AtomicUsize,
-    /// Requests dispatched so far.
-    requests: AtomicUsize,
-    /// Bytes were read that no dispatched request accounts for yet: hyper
-    /// holds (part of) a request in its buffer.
-    unparsed: AtomicBool,
-    pub(crate) accepted: Instant,
-    /// Wakes the driver task to look at the connection again.
-    pub(crate) notify: Notify,
-    /// The tracked work of an upgraded connection; released when the
-    /// upgraded IO is dropped.
-    upgrade: Mutex<Option<WorkGuard>>,
-}
-
-impl ConnState {
-    pub(crate) fn new() -> Self {
-        Self {
-            proto: AtomicU8::new(Proto::Unknown as u8),
-            in_flight: AtomicUsize::new(0),
-            requests: AtomicUsize::new(0),
-            unparsed: AtomicBool::new(false),
-            accepted: Instant::now(),
-            notify: Notify::new(),
-            upgrade: Mutex::new(None),
+    /// Keeps `conn` among the open connections until the returned guard
+    /// drops (with the connection's task).
+    pub(crate) fn register(self: &Arc<Self>, conn: &Arc<ConnState>) -> Registered {
+        let key = self.open_conns().insert(conn.clone());
+        Registered {
+            shared: self.clone(),
+            key,
         }
     }
 
-    #[inline]
-    pub(crate) fn proto(&self) -> Proto {
-        match self.proto.load(Ordering::Acquire) {
-            0 => Proto::Unknown,
-            1 => Proto::H1,
-            2 => Proto::H2,
-            _ => Proto::Upgraded,
+    fn open_conns(&self) -> std::sync::MutexGuard<'_, Slab<Arc<ConnState>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connections open now, described for a report.
+    pub(crate) fn describe_open(&self) -> Vec<String> {
+        let now = Instant::now();
+        self.open_conns()
+            .iter()
+            .map(|(_, c)| c.describe(now))
+            .collect()
+    }
+
+    /// Wakes every connection's driver, at each stage change; and, while
+    /// running, looks at each connection's timeouts (HTTP/1 idle and
+    /// request-head) every tenth of the shorter one (between 10 ms and 1 s):
+    /// one task for all, so that a request pays nothing for them.
+    pub(crate) async fn watch_connections(self: Arc<Self>) {
+        let mut stages = self.signals.subscribe();
+        let idle = self.idle_timeout.as_ref().map(|(d, _)| *d);
+        let shortest = idle.into_iter().chain(self.head_timeout).min();
+        let tick =
+            shortest.map(|d| (d / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        let mut sweep = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = stages.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    for (_, conn) in self.open_conns().iter() {
+                        conn.ring();
+                    }
+                }
+                _ = sweep.tick(), if tick.is_some() && self.stage() == Stage::Running => {
+                    let now = crate::tracker::coarse_nanos();
+                    for (_, conn) in self.open_conns().iter() {
+                        conn.sweep(now, idle, self.head_timeout);
+                    }
+                }
+            }
         }
-    }
-
-    pub(crate) fn set_proto(&self, proto: Proto) {
-        self.proto.store(proto as u8, Ordering::Release);
-        if proto == Proto::H2 {
-            // The driver sends GOAWAY to HTTP/2 connections while draining;
-            // it learns the protocol only now.
-            self.notify.notify_one();
-        }
-    }
-
-    #[inline]
-    pub(crate) fn in_flight(&self) -> usize {
-        self.in_flight.load(Ordering::Acquire)
-    }
-
-    #[inline]
-    pub(crate) fn is_fresh(&self) -> bool {
-        self.requests.load(Ordering::Relaxed) == 0
-    }
-
-    #[inline]
-    pub(crate) fn has_unparsed(&self) -> bool {
-        self.unparsed.load(Ordering::Acquire)
-    }
-
-    #[inline]
-    pub(crate) fn read_some(&self) {
-        self.unparsed.store(true, Ordering::Release);
-    }
-
-    /// A request was handed to the service: it is in flight until the
-    /// returned guard drops (with the response body).
-    pub(crate) fn dispatch(self: &Arc<Self>) -> InFlight {
-        // The order matters to the IO wrapper, which closes an idle
-        // connection only if it sees neither: count first, then clear.
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.unparsed.store(false, Ordering::Release);
-        InFlight { conn: self.clone() }
-    }
-
-    /// The connection was upgraded: its tracked work moves to the
-    /// connection and lives as long as the upgraded IO.
-    pub(crate) fn upgraded(&self, guard: Option<WorkGuard>) {
-        self.proto.store(Proto::Upgraded as u8, Ordering::Release);
-        *self.upgrade.lock().unwrap_or_else(|e| e.into_inner()) = guard;
-    }
-
-    pub(crate) fn release_upgrade(&self) {
-        let guard = self
-            .upgrade
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        drop(guard);
     }
 }
 
-/// A request in flight on a connection.
-#[derive(Debug)]
-pub(crate) struct InFlight {
-    conn: Arc<ConnState>,
+/// A connection's place among the open ones; dropping it removes it.
+pub(crate) struct Registered {
+    shared: Arc<Shared>,
+    key: usize,
 }
 
-impl Drop for InFlight {
+impl Drop for Registered {
     fn drop(&mut self) {
-        self.conn.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.shared.open_conns().try_remove(self.key);
     }
 }

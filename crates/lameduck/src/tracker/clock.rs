@@ -52,6 +52,21 @@ pub(super) fn start_time() -> u64 {
     }
 }
 
+/// Now, to within one tick (never later than the true time), as
+/// nanoseconds since the process-wide epoch: the cost of a load while a
+/// tracker exists, of the clock otherwise.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+#[inline]
+pub(crate) fn coarse_nanos() -> u64 {
+    start_time()
+}
+
+/// The instant `nanos` after the process-wide epoch.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) fn instant_at(nanos: u64) -> Instant {
+    epoch() + Duration::from_nanos(nanos)
+}
+
 /// A tracker was created: make sure the ticker runs.
 pub(super) fn hold() {
     let ticker = TICKER.get_or_init(spawn_ticker);

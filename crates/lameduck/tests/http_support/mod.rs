@@ -205,3 +205,21 @@ pub fn connection_header<B>(resp: &Response<B>) -> Option<&str> {
         .get("connection")
         .and_then(|v| v.to_str().ok())
 }
+
+/// Sends `request` over a new raw connection and reads the response head.
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> (TcpStream, String) {
+    raw_request_on(TcpStream::connect(addr).await.expect("connect"), request).await
+}
+
+/// Sends `request` on `socket` and reads the response head.
+pub async fn raw_request_on(mut socket: TcpStream, request: &[u8]) -> (TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    socket.write_all(request).await.expect("write the request");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        socket.read_exact(&mut byte).await.expect("a response head");
+        head.push(byte[0]);
+    }
+    (socket, String::from_utf8_lossy(&head).into_owned())
+}

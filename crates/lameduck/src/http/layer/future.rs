@@ -10,9 +10,11 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::body::DrainBody;
+use super::body::{Boundary, DrainBody, EndEarly};
 use crate::WorkGuard;
-use crate::http::shared::{ConnState, InFlight, Shared, Stage};
+use crate::http::StreamEnd;
+use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
+use crate::http::shared::{Shared, Stage};
 
 pub(super) struct Parts {
     pub(super) shared: Arc<Shared>,
@@ -44,7 +46,9 @@ enum State<F> {
         parts: Parts,
     },
     Early {
-        resp: Response<Bytes>,
+        // Boxed: rare (a probe, a 503), and a response head is large; the
+        // future is moved several times per request.
+        resp: Box<Response<Bytes>>,
         in_flight: Option<InFlight>,
     },
     Done,
@@ -68,19 +72,23 @@ impl<F> ResponseFuture<F> {
         h1: bool,
     ) -> Self {
         let mut resp = resp;
-        if h1 && shared.stage() >= Stage::Draining {
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        responded(in_flight.as_ref(), h1);
+        if h1 {
+            keep_alive_or_close(&mut resp, &shared, in_flight.is_some());
         }
         Self {
-            state: State::Early { resp, in_flight },
+            state: State::Early {
+                resp: Box::new(resp),
+                in_flight,
+            },
         }
     }
 
     pub(super) fn unavailable(in_flight: Option<InFlight>, h1: bool) -> Self {
+        responded(in_flight.as_ref(), h1);
         Self {
             state: State::Early {
-                resp: unavailable(h1),
+                resp: Box::new(unavailable(h1)),
                 in_flight,
             },
         }
@@ -131,7 +139,7 @@ where
         let State::Running { fut, cancel, parts } = &mut this.state else {
             return match std::mem::replace(&mut this.state, State::Done) {
                 State::Early { resp, in_flight } => {
-                    Poll::Ready(Ok(resp.map(|b| DrainBody::full(b, in_flight))))
+                    Poll::Ready(Ok((*resp).map(|b| DrainBody::full(b, in_flight))))
                 }
                 State::Running { .. } => unreachable!("matched above"),
                 State::Done => panic!("ResponseFuture polled after completion"),
@@ -179,7 +187,37 @@ where
             let _guard = guard;
             let _ = fut.await;
         }));
+        responded(in_flight.as_ref(), h1);
         Poll::Ready(Ok(unavailable(h1).map(|b| DrainBody::full(b, in_flight))))
+    }
+}
+
+/// HTTP/1: from Draining on, every response closes its connection, so
+/// keep-alive clients go elsewhere; before, a connection of lameduck's
+/// server announces its idle timeout (`Keep-Alive: timeout=N`), so that a
+/// well-behaved pool retires it before the server closes it.
+fn keep_alive_or_close<B>(resp: &mut Response<B>, shared: &Shared, served: bool) {
+    if shared.stage() >= Stage::Draining {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return;
+    }
+    if let (true, Some((_, announce))) = (served, &shared.idle_timeout) {
+        // Next to a handler's own `Connection: close` the header is moot,
+        // and harmless.
+        resp.headers_mut().append(KEEP_ALIVE, announce.clone());
+    }
+}
+
+const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive");
+
+/// HTTP/2: the response is on its way to h2, which begins it on the wire
+/// when it can (see `ConnState::responded`).
+fn responded(in_flight: Option<&InFlight>, h1: bool) {
+    if !h1 {
+        if let Some(in_flight) = in_flight {
+            in_flight.conn().responded();
+        }
     }
 }
 
@@ -193,25 +231,52 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         upgrade,
     } = parts;
     let mut guard = Some(guard);
+    let end = if resp.extensions().is_empty() {
+        StreamEnd::default()
+    } else {
+        resp.extensions()
+            .get::<StreamEnd>()
+            .copied()
+            .unwrap_or_default()
+    };
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded {
         if let Some(conn) = conn {
             // The connection stops being HTTP: its tracking now lasts as
             // long as the upgraded IO.
-            conn.upgraded(guard.take());
+            let end = match end {
+                StreamEnd::AtStopping => UpgradeEnd::Bounded,
+                StreamEnd::AtCancel => UpgradeEnd::Handler,
+            };
+            conn.upgraded(guard.take(), end);
             in_flight = None;
         }
-    } else if h1 && shared.stage() >= Stage::Draining {
-        resp.headers_mut()
-            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    } else if h1 {
+        keep_alive_or_close(&mut resp, &shared, conn.is_some());
     }
+    responded(in_flight.as_ref(), h1);
     // An event stream cut at a message boundary is a clean end: the client
     // reconnects (elsewhere). Other streams are left to their producers,
     // since a chunked body cut short looks complete to its client.
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let end_at = sse.then(|| Box::pin(shared.signals.cancel.clone().cancelled_owned()));
-    resp.map(|body| DrainBody::new(body, guard, in_flight, end_at))
+    let sse = !resp.headers().is_empty()
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let early = sse.then(|| {
+        Box::new({
+            let signals = &shared.signals;
+            let at = match end {
+                StreamEnd::AtStopping => signals.stopping.clone(),
+                StreamEnd::AtCancel => signals.cancel.clone(),
+            };
+            EndEarly {
+                at: Box::pin(at.cancelled_owned()),
+                at_the_latest: Box::pin(signals.cancel.clone().cancelled_owned()),
+                tracker: shared.tracker.clone(),
+                boundary: Boundary::default(),
+            }
+        })
+    });
+    resp.map(|body| DrainBody::new(body, guard, in_flight, early))
 }

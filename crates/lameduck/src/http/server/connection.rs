@@ -1,15 +1,28 @@
 //! One connection's task: hyper drives the protocol; this task tells it
 //! when to wind down.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::stream::Io;
 use super::{ResBody, ServiceBound};
-use crate::http::shared::{ConnState, Proto, Shared, Stage};
+use crate::http::conn::{ConnState, Proto};
+use crate::http::shared::{Shared, Stage};
+
+/// How long an HTTP/2 connection with no stream open waits, after its
+/// GOAWAY (and after the client's last byte), for the client's
+/// acknowledgement before it is closed anyway: a client that stopped
+/// reading never sends one. Go's HTTP/2 server waits as long.
+const GOAWAY_ACK_WAIT: Duration = Duration::from_secs(1);
 use crate::http::{Connection, Drain};
 
 /// Serves one connection until it closes, is closed, or the task is aborted.
@@ -19,8 +32,13 @@ use crate::http::{Connection, Drain};
 /// | Draining | responses carry `Connection: close` (the middleware) | graceful GOAWAY; streams in flight complete |
 /// | Stopping | idle: closed at hyper's next read unless input waits (the IO wrapper); busy: closed after the response | (as Draining) |
 /// | Cancelled | closed unless a request is in flight | closed unless a stream is in flight |
+///
+/// "In flight" lasts until the response's last byte is on the wire, and
+/// an HTTP/2 connection with no stream left closes [`GOAWAY_ACK_WAIT`]
+/// after its GOAWAY even if the client never acknowledges it.
 pub(super) async fn drive<I, S, B>(
     io: I,
+    peer: Box<dyn fmt::Debug + Send + Sync>,
     service: S,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -29,7 +47,7 @@ pub(super) async fn drive<I, S, B>(
     S: ServiceBound<B>,
     B: ResBody,
 {
-    let state = Arc::new(ConnState::new());
+    let state = Arc::new(ConnState::new(Some(peer)));
     let io = TokioIo::new(Io::new(io, state.clone(), shared.clone()));
     let service = TowerToHyperService::new(Drain::for_connection(
         service,
@@ -38,48 +56,86 @@ pub(super) async fn drive<I, S, B>(
     ));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let mut stages = shared.signals.subscribe();
-    let mut watching = true;
-    let mut goaway = false;
+    let _registered = shared.register(&state);
     let grace_end = state.accepted + shared.first_request_grace;
-    loop {
-        let stage = shared.stage();
-        let proto = state.proto();
-        // A connection that has not sent its first stream yet gets it
-        // served first: a GOAWAY before it would refuse a request the client
-        // has just sent (a connection opened while draining, or taken from
-        // the accept queue at Stopping). After `first_request_grace` at
-        // Stopping, it goes anyway.
-        let fresh = state.is_fresh();
-        let grace_over = tokio::time::Instant::now() >= grace_end;
-        if proto == Proto::H2
-            && !goaway
-            && ((stage >= Stage::Draining && !fresh) || (stage >= Stage::Stopping && grace_over))
-        {
-            // GOAWAY tells the client to open new streams on a new
-            // connection; hyper sends the final one with the last stream id
-            // after a PING round trip, so no stream in flight is refused.
-            conn.as_mut().graceful_shutdown();
-            goaway = true;
-        }
-        let wait_grace = proto == Proto::H2 && !goaway && stage >= Stage::Stopping;
-        if stage == Stage::Cancelled && proto != Proto::Upgraded && state.in_flight() == 0 {
-            // Nothing left to answer here; dropping the connection closes it.
-            return;
-        }
-        tokio::select! {
+    let mut seen = Stage::Running;
+    let mut goaway: Option<Instant> = None;
+    // Only the shutdown waits on a timer here; while running a request
+    // costs one poll of the connection and one register of the bell.
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            let stage = shared.stage();
+            if stage != seen {
+                seen = stage;
+                if stage >= Stage::Stopping {
+                    // From now on the end of each request matters here.
+                    state.watch();
+                }
+            }
+            let proto = state.proto();
+            let mut wait_until = None;
+            // A connection that has not sent its first stream yet gets it
+            // served first: a GOAWAY before it would refuse a request the
+            // client has just sent (a connection opened while draining, or
+            // taken from the accept queue at Stopping). After
+            // `first_request_grace` at Stopping, it goes anyway.
+            if proto == Proto::H2 && goaway.is_none() && stage >= Stage::Draining {
+                let grace_over = stage >= Stage::Stopping && Instant::now() >= grace_end;
+                if !state.is_fresh() || grace_over {
+                    // GOAWAY tells the client to open new streams on a new
+                    // connection; hyper sends the final one with the last
+                    // stream id after a PING round trip, so no stream in
+                    // flight is refused.
+                    conn.as_mut().graceful_shutdown();
+                    goaway = Some(Instant::now());
+                } else if stage >= Stage::Stopping {
+                    wait_until = Some(grace_end);
+                }
+            }
+            if stage == Stage::Cancelled && proto != Proto::Upgraded && !state.is_busy() {
+                // Nothing left to answer here; dropping the connection
+                // closes it.
+                return Poll::Ready(());
+            }
+            if let Some(sent) = goaway.filter(|_| !state.is_busy()) {
+                // The wait counts from the GOAWAY or from the client's last
+                // byte, whichever is later: a client still reading the
+                // last response sends window updates, and will answer the
+                // PING behind it; closing under it would reset what it has
+                // not read yet.
+                let ack_by = sent.max(state.last_read()) + GOAWAY_ACK_WAIT;
+                if Instant::now() >= ack_by {
+                    // No stream open, and for a second not a byte from the
+                    // client, nor the acknowledgement: the client is gone
+                    // or not reading. Nothing is lost by closing.
+                    tracing::debug!(target: "lameduck::http", "HTTP/2 GOAWAY not acknowledged; closing the idle connection");
+                    return Poll::Ready(());
+                }
+                wait_until = Some(ack_by);
+            }
             // The connection first: on a stage change hyper then reads once
             // more, and the IO wrapper can end an idle HTTP/1 connection.
-            biased;
-            done = conn.as_mut() => {
+            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
                 if let Err(err) = done {
                     tracing::debug!(target: "lameduck::http", error = %err, "connection ended with an error");
                 }
-                return;
+                return Poll::Ready(());
             }
-            changed = stages.changed(), if watching => watching = changed.is_ok(),
-            () = state.notify.notified() => {}
-            () = tokio::time::sleep_until(grace_end), if wait_grace => {}
+            if state.listen(cx.waker()) || shared.stage() != seen {
+                continue;
+            }
+            if let Some(at) = wait_until {
+                let timer = timer.get_or_insert_with(|| Box::pin(sleep_until(at)));
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            return Poll::Pending;
         }
-    }
+    })
+    .await;
 }

@@ -37,9 +37,12 @@ where
         probes_on_main,
         builder,
         first_request_grace,
+        close_window,
+        idle_timeout,
+        head_timeout,
         shared_listener,
     } = server;
-    let signals = Arc::new(Signals::from_context(&ctx));
+    let signals = Arc::new(Signals::from_context(&ctx).with_close_window(close_window));
     let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
     let (orphans, mut adopted) = mpsc::unbounded_channel();
     let kill = CancellationToken::new();
@@ -49,13 +52,23 @@ where
     let _kill = kill.clone().drop_guard();
     let health = ctx.app().health().clone();
     let shared = Arc::new(Shared {
-        signals,
-        tracker: ctx.tracker().clone(),
-        orphans: Orphans::Server(orphans),
         probes: probes_on_main.then(|| Probes::new(health.clone())),
         kill,
         first_request_grace,
+        idle_timeout: idle_timeout.map(|t| (t, keep_alive_header(t))),
+        head_timeout,
+        ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
     });
+    ctx.describe_holdups({
+        let shared = Arc::downgrade(&shared);
+        move || {
+            shared
+                .upgrade()
+                .map(|s| s.describe_open())
+                .unwrap_or_default()
+        }
+    });
+    let _watcher = AbortOnDropHandle::new(tokio::spawn(shared.clone().watch_connections()));
     let builder = Arc::new(builder);
     let mut admin: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match admin {
         Some(admin) => (admin.serve)(AdminContext {
@@ -104,8 +117,8 @@ where
             }
             () = &mut running, if wait_running => wait_running = false,
             accepted = listener.accept(), if !wait_running => match accepted {
-                Ok((io, _)) => {
-                    tasks.spawn(connection::drive(io, service.clone(), shared.clone(), builder.clone()));
+                Ok((io, peer)) => {
+                    tasks.spawn(connection::drive(io, Box::new(peer), service.clone(), shared.clone(), builder.clone()));
                 }
                 Err(err) if is_per_connection(&err) => {}
                 // The socket is gone (closed under the server, or not a
@@ -139,9 +152,10 @@ where
         listener.close()
     };
     tracing::info!(target: "lameduck::http", component = %ctx.name(), queued = queued.len(), open = tasks.len(), "stopped accepting");
-    for (io, _) in queued {
+    for (io, peer) in queued {
         tasks.spawn(connection::drive(
             io,
+            Box::new(peer),
             service.clone(),
             shared.clone(),
             builder.clone(),
@@ -182,6 +196,14 @@ where
     }
     tracing::info!(target: "lameduck::http", component = %ctx.name(), "every connection closed");
     Ok(())
+}
+
+/// The `Keep-Alive` header that announces `idle`: one second less, rounded
+/// down, so that a client acting on it retires the connection first.
+fn keep_alive_header(idle: Duration) -> http::HeaderValue {
+    let secs = idle.saturating_sub(Duration::from_secs(1)).as_secs();
+    http::HeaderValue::from_str(&format!("timeout={secs}"))
+        .expect("digits make a valid header value")
 }
 
 /// The admin listener's run ended, which it does only when it cannot

@@ -18,11 +18,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::time::{Sleep, sleep_until};
+use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use super::wire::{Frames, Streams};
 use crate::http::Connection;
-use crate::http::shared::{ConnState, Proto, Shared, Stage};
+use crate::http::conn::{ConnState, EXPIRED_HEAD, EXPIRED_IDLE, Proto};
+use crate::http::shared::{Shared, Stage};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -34,14 +36,21 @@ pub(super) struct Io<T> {
     shared: Arc<Shared>,
     /// How many bytes of the HTTP/2 preface the input has matched so far.
     preface: usize,
-    /// A never-used connection's wait for its first request, at Stopping.
-    grace: Option<Pin<Box<Sleep>>>,
+    /// HTTP/2: the frames each way, and the response streams they open.
+    frames_in: Frames,
+    frames_out: Frames,
+    streams: Streams,
+    /// A connection's wait, at Stopping, for its first request or for the
+    /// rest of a request head.
+    timer: Option<(Instant, Pin<Box<Sleep>>)>,
     /// hyper was given end-of-file to close an idle connection.
     ended: bool,
     // Reads and writes of an upgraded connection may come from two tasks,
     // so each registers its own waker for the kill.
     kill_read: Wait,
     kill_write: Wait,
+    /// An upgraded connection's close handshake window, from Stopping.
+    close_by: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T: Connection> Io<T> {
@@ -51,67 +60,184 @@ impl<T: Connection> Io<T> {
             conn,
             shared,
             preface: 0,
-            grace: None,
+            frames_in: Frames::client(),
+            frames_out: Frames::default(),
+            streams: Streams::default(),
+            timer: None,
             ended: false,
             kill_read: None,
             kill_write: None,
+            close_by: None,
         }
     }
 
     /// Whether hyper should see end-of-file instead of reading: at Stopping,
-    /// with nothing in flight, nothing half-read and nothing waiting.
+    /// with nothing in flight and nothing waiting in the socket, once the
+    /// grace for a request still to come has passed.
     fn should_end(&mut self, cx: &mut Context<'_>) -> bool {
         if self.shared.stage() >= Stage::Cancelled {
             return true;
         }
-        if self.conn.has_unparsed() || self.inner.has_unread_input() {
+        if self.inner.has_unread_input() {
             return false;
         }
-        if self.conn.is_fresh() {
-            // Accepted, maybe only now from the queue, and no request yet:
-            // the client is likely between its connect and its write. Give
-            // it a moment, counted from the accept.
-            let deadline = self.conn.accepted + self.shared.first_request_grace;
-            let grace = self
-                .grace
-                .get_or_insert_with(|| Box::pin(sleep_until(deadline)));
-            if grace.as_mut().poll(cx).is_pending() {
-                return false;
-            }
+        // A connection with part of a request head (its client is sending)
+        // or with none yet (its client is likely between its connect and
+        // its write, or the connection was taken from the accept queue just
+        // now) waits, counted from its last byte or its accept; one that
+        // finished a request and went quiet is idle and goes at once.
+        let since = if self.conn.has_unparsed() {
+            self.conn.last_read()
+        } else if self.conn.is_fresh() {
+            self.conn.accepted
+        } else {
+            return true;
+        };
+        self.waited(since + self.shared.first_request_grace, cx)
+    }
+
+    /// Whether `deadline` has passed; if not, wakes the task when it does.
+    ///
+    /// Called on every read of an idle connection, with a deadline that
+    /// moves later with each request: the timer is moved only when the new
+    /// deadline is earlier, and otherwise left to fire early, when the
+    /// deadline is looked at again. No clock is read and no timer touched
+    /// per request.
+    fn waited(&mut self, deadline: Instant, cx: &mut Context<'_>) -> bool {
+        let Some((armed, timer)) = &mut self.timer else {
+            let mut timer = Box::pin(sleep_until(deadline));
+            let fired = timer.as_mut().poll(cx).is_ready();
+            self.timer = Some((deadline, timer));
+            return fired;
+        };
+        if deadline < *armed {
+            *armed = deadline;
+            timer.as_mut().reset(deadline);
         }
-        true
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if Instant::now() >= deadline {
+            return true;
+        }
+        *armed = deadline;
+        timer.as_mut().reset(deadline);
+        timer.as_mut().poll(cx).is_ready()
+    }
+
+    /// HTTP/1 while running: a timeout the server's sweeper found passed
+    /// — the request-head timeout, counted from a request's first byte, or
+    /// the idle timeout between requests. An idle connection is ended as
+    /// at Stopping: a request already in the socket is read and served
+    /// instead. A finding that no longer holds (a request began since) is
+    /// dropped.
+    fn expire(&mut self) -> Option<io::Result<()>> {
+        let handling = self.conn.is_handling() || self.conn.has_parked();
+        match self.conn.expired() {
+            EXPIRED_HEAD if !handling && self.conn.has_unparsed() => {
+                return Some(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "request head timeout: the client did not send a whole request head in time",
+                )));
+            }
+            EXPIRED_IDLE
+                if !handling && !self.conn.has_unparsed() && !self.inner.has_unread_input() =>
+            {
+                self.ended = true;
+                return Some(Ok(()));
+            }
+            _ => {}
+        }
+        self.conn.clear_expired();
+        None
     }
 
     fn saw(&mut self, bytes: &[u8]) {
-        if self.conn.proto() == Proto::Unknown {
+        let now = crate::tracker::coarse_nanos();
+        self.conn.touched(now);
+        let mut proto = self.conn.proto();
+        if proto == Proto::Unknown {
             let want = &H2_PREFACE[self.preface..];
             let n = want.len().min(bytes.len());
             if bytes[..n] != want[..n] {
-                self.conn.set_proto(Proto::H1);
+                proto = Proto::H1;
+                self.conn.set_proto(proto);
             } else {
                 self.preface += n;
                 if self.preface == H2_PREFACE.len() {
-                    self.conn.set_proto(Proto::H2);
+                    proto = Proto::H2;
+                    self.conn.set_proto(proto);
                 }
             }
         }
-        // Bytes read with no request in flight begin the next request.
-        if self.conn.in_flight() == 0 {
-            self.conn.read_some();
+        match proto {
+            // A preface still arriving is fed too: the reader skips it.
+            Proto::H2 | Proto::Unknown => {
+                let (streams, conn) = (&mut self.streams, &self.conn);
+                self.frames_in
+                    .feed(bytes, |head| streams.received(head, conn));
+            }
+            Proto::H1 | Proto::Upgraded => {}
+        }
+        // Bytes read while no request is being handled (none in flight, or
+        // only responses still being written) begin the next request.
+        if !self.conn.is_handling() {
+            self.conn.read_some(now);
         }
     }
 
-    fn killed(wait: &mut Wait, shared: &Shared, cx: &mut Context<'_>) -> bool {
-        let wait = wait.get_or_insert_with(|| Box::pin(shared.kill.clone().cancelled_owned()));
-        wait.as_mut().poll(cx).is_ready()
+    /// HTTP/2: bytes handed to the socket.
+    fn wrote(&mut self, bytes: &[u8]) {
+        let (streams, conn) = (&mut self.streams, &self.conn);
+        self.frames_out.feed(bytes, |head| streams.sent(head, conn));
+    }
+
+    fn wrote_vectored(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
+        for buf in bufs {
+            if n == 0 {
+                break;
+            }
+            let take = n.min(buf.len());
+            self.wrote(&buf[..take]);
+            n -= take;
+        }
+    }
+
+    /// Whether an upgraded connection must be closed now: the server's run
+    /// is over, or (unless its handler keeps it) its close handshake window
+    /// since Stopping has passed.
+    fn must_close(&mut self, reading: bool, cx: &mut Context<'_>) -> bool {
+        let wait = if reading {
+            &mut self.kill_read
+        } else {
+            &mut self.kill_write
+        };
+        let wait = wait.get_or_insert_with(|| Box::pin(self.shared.kill.clone().cancelled_owned()));
+        if wait.as_mut().poll(cx).is_ready() {
+            return true;
+        }
+        if !self.conn.upgrade_is_bounded() {
+            return false;
+        }
+        let Some(deadline) = self.shared.signals.close_deadline() else {
+            return false;
+        };
+        let close_by = self
+            .close_by
+            .get_or_insert_with(|| Box::pin(sleep_until(deadline)));
+        // Both halves may wait on it; the last to register is woken, and
+        // the next poll of the other finds the deadline passed.
+        close_by.as_mut().poll(cx).is_ready() || Instant::now() >= deadline
     }
 }
 
-fn killed_error() -> io::Error {
-    io::Error::new(
-        io::ErrorKind::ConnectionAborted,
-        "closed by the server at its hard deadline",
-    )
+fn closed_error(shared: &Shared) -> io::Error {
+    let why = if shared.kill.is_cancelled() {
+        "closed by the server at its hard deadline"
+    } else {
+        "closed by the server: the close handshake window after Stopping has passed"
+    };
+    io::Error::new(io::ErrorKind::ConnectionAborted, why)
 }
 
 impl<T: Connection> AsyncRead for Io<T> {
@@ -123,18 +249,21 @@ impl<T: Connection> AsyncRead for Io<T> {
         let this = self.get_mut();
         match this.conn.proto() {
             Proto::Upgraded => {
-                if Self::killed(&mut this.kill_read, &this.shared, cx) {
-                    return Poll::Ready(Err(killed_error()));
+                if this.must_close(true, cx) {
+                    return Poll::Ready(Err(closed_error(&this.shared)));
                 }
             }
             Proto::H2 => {}
             Proto::H1 | Proto::Unknown => {
-                if this.shared.stage() >= Stage::Stopping
-                    && this.conn.in_flight() == 0
-                    && this.should_end(cx)
-                {
-                    this.ended = true;
-                    return Poll::Ready(Ok(()));
+                if this.shared.stage() >= Stage::Stopping {
+                    if this.conn.in_flight() == 0 && this.should_end(cx) {
+                        this.ended = true;
+                        return Poll::Ready(Ok(()));
+                    }
+                } else if this.conn.expired() != 0 {
+                    if let Some(end) = this.expire() {
+                        return Poll::Ready(end);
+                    }
                 }
             }
         }
@@ -142,7 +271,8 @@ impl<T: Connection> AsyncRead for Io<T> {
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read {
             if buf.filled().len() > before {
-                this.saw(&buf.filled()[before..]);
+                let filled = buf.filled();
+                this.saw(&filled[before..]);
             }
         }
         read
@@ -156,12 +286,16 @@ impl<T: Connection> AsyncWrite for Io<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.conn.proto() == Proto::Upgraded
-            && Self::killed(&mut this.kill_write, &this.shared, cx)
-        {
-            return Poll::Ready(Err(killed_error()));
+        if this.conn.proto() == Proto::Upgraded && this.must_close(false, cx) {
+            return Poll::Ready(Err(closed_error(&this.shared)));
         }
-        Pin::new(&mut this.inner).poll_write(cx, buf)
+        let written = Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = written {
+            if this.conn.proto() == Proto::H2 {
+                this.wrote(&buf[..n]);
+            }
+        }
+        written
     }
 
     fn poll_write_vectored(
@@ -170,12 +304,16 @@ impl<T: Connection> AsyncWrite for Io<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.conn.proto() == Proto::Upgraded
-            && Self::killed(&mut this.kill_write, &this.shared, cx)
-        {
-            return Poll::Ready(Err(killed_error()));
+        if this.conn.proto() == Proto::Upgraded && this.must_close(false, cx) {
+            return Poll::Ready(Err(closed_error(&this.shared)));
         }
-        Pin::new(&mut this.inner).poll_write_vectored(cx, bufs)
+        let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = written {
+            if this.conn.proto() == Proto::H2 {
+                this.wrote_vectored(bufs, n);
+            }
+        }
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -183,7 +321,18 @@ impl<T: Connection> AsyncWrite for Io<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        let flushed = Pin::new(&mut this.inner).poll_flush(cx);
+        // hyper's HTTP/1 side writes out its whole buffer before it flushes
+        // the socket: every body that ended before now is on the wire.
+        if matches!(flushed, Poll::Ready(Ok(())))
+            && this.conn.has_parked()
+            && matches!(this.conn.proto(), Proto::H1 | Proto::Unknown)
+        {
+            this.conn.release_flushed();
+            this.conn.went_idle(crate::tracker::coarse_nanos());
+        }
+        flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -201,9 +350,13 @@ impl<T: Connection> AsyncWrite for Io<T> {
 impl<T> Drop for Io<T> {
     fn drop(&mut self) {
         // The upgraded connection (if it was one) is over: its tracked work
-        // ends with it.
+        // ends with it, ended by the shutdown if the server closes such
+        // connections at Stopping and Stopping has begun.
         if self.conn.proto() == Proto::Upgraded {
-            self.conn.release_upgrade();
+            let by_shutdown =
+                self.conn.upgrade_is_bounded() && self.shared.stage() >= Stage::Stopping;
+            self.conn
+                .release_upgrade(by_shutdown.then_some(&self.shared.tracker));
         }
     }
 }

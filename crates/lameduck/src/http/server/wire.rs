@@ -1,0 +1,234 @@
+//! HTTP/2 as it crosses the socket: which response streams are still open
+//! on the wire, and when each one's last frame has been handed over.
+//!
+//! hyper tells its caller nothing about streams; h2 queues each stream's
+//! data behind its flow-control window, so a response body can be over for
+//! hyper while megabytes of it wait for a client that stopped reading. The
+//! IO wrapper feeds every byte read and written through a [`Frames`]
+//! reader, nine bytes of frame header at a time (payloads are skipped, not
+//! copied), and [`Streams`] keeps the open response streams: begun by the
+//! server's `HEADERS`, ended by `END_STREAM` on its `DATA` or trailers, or
+//! by a `RST_STREAM` from either side (RFC 9113, sections 4.1, 5.1 and 6).
+
+use crate::http::conn::ConnState;
+
+const DATA: u8 = 0x0;
+const HEADERS: u8 = 0x1;
+const RST_STREAM: u8 = 0x3;
+const END_STREAM: u8 = 0x1;
+
+/// The client's connection preface, which comes before its first frame.
+pub(super) const PREFACE_LEN: usize = 24;
+
+/// A frame header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Head {
+    pub(super) len: u32,
+    pub(super) kind: u8,
+    pub(super) flags: u8,
+    pub(super) stream: u32,
+}
+
+/// Splits one direction of a connection into frame headers.
+#[derive(Debug, Default)]
+pub(super) struct Frames {
+    head: [u8; 9],
+    have: usize,
+    /// Bytes still to pass over: a payload, or the client's preface.
+    skip: usize,
+}
+
+impl Frames {
+    /// A reader for what the client sends, which begins with the preface.
+    pub(super) fn client() -> Self {
+        Self {
+            skip: PREFACE_LEN,
+            ..Self::default()
+        }
+    }
+
+    /// Feeds `bytes`, calling `on_head` for each complete frame header.
+    pub(super) fn feed(&mut self, mut bytes: &[u8], mut on_head: impl FnMut(Head)) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = self.skip.min(bytes.len());
+                self.skip -= n;
+                bytes = &bytes[n..];
+                continue;
+            }
+            let n = (9 - self.have).min(bytes.len());
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            self.have += n;
+            bytes = &bytes[n..];
+            if self.have == 9 {
+                self.have = 0;
+                let h = &self.head;
+                let head = Head {
+                    len: u32::from_be_bytes([0, h[0], h[1], h[2]]),
+                    kind: h[3],
+                    flags: h[4],
+                    stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+                };
+                self.skip = head.len as usize;
+                on_head(head);
+            }
+        }
+    }
+}
+
+/// The response streams open on one connection's wire.
+#[derive(Debug, Default)]
+pub(super) struct Streams {
+    /// Each open stream and the data bytes written on it so far. A handful
+    /// at a time, so a vector beats a map.
+    open: Vec<(u32, u64)>,
+    /// Response header blocks begun on the wire so far.
+    begun: usize,
+}
+
+impl Streams {
+    /// A frame the server wrote.
+    pub(super) fn sent(&mut self, head: Head, conn: &ConnState) {
+        match head.kind {
+            HEADERS => match self.find(head.stream) {
+                // Trailers: the body's last frame.
+                Some(i) if head.flags & END_STREAM != 0 => self.end(i, conn),
+                Some(_) => {}
+                None => {
+                    self.begun += 1;
+                    // With END_STREAM the response has no body: nothing was
+                    // parked for it (its body was never polled).
+                    if head.flags & END_STREAM == 0 {
+                        self.open.push((head.stream, 0));
+                    }
+                }
+            },
+            DATA => {
+                if let Some(i) = self.find(head.stream) {
+                    self.open[i].1 += u64::from(head.len);
+                    if head.flags & END_STREAM != 0 {
+                        self.end(i, conn);
+                    }
+                }
+            }
+            RST_STREAM => self.reset(head.stream),
+            _ => return,
+        }
+        self.publish(conn);
+    }
+
+    /// A frame the client sent.
+    pub(super) fn received(&mut self, head: Head, conn: &ConnState) {
+        if head.kind == RST_STREAM {
+            self.reset(head.stream);
+            self.publish(conn);
+        }
+    }
+
+    fn find(&self, stream: u32) -> Option<usize> {
+        self.open.iter().position(|&(s, _)| s == stream)
+    }
+
+    fn end(&mut self, i: usize, conn: &ConnState) {
+        let (_, bytes) = self.open.swap_remove(i);
+        conn.release_stream(bytes);
+    }
+
+    fn reset(&mut self, stream: u32) {
+        if let Some(i) = self.find(stream) {
+            // h2 drops what it had queued: nothing more will be written.
+            self.open.swap_remove(i);
+        }
+    }
+
+    fn publish(&self, conn: &ConnState) {
+        conn.set_open_streams(self.open.len());
+        // Nothing open on the wire and every response the service gave has
+        // begun there: no body can still be waiting, whatever is parked
+        // (a body whose stream the client reset).
+        if self.open.is_empty() && conn.has_parked() && conn.responses() == self.begun {
+            conn.release_all_parked();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: u32, kind: u8, flags: u8, stream: u32) -> Vec<u8> {
+        let mut v = len.to_be_bytes()[1..].to_vec();
+        v.push(kind);
+        v.push(flags);
+        v.extend_from_slice(&stream.to_be_bytes());
+        v.extend(std::iter::repeat_n(0xab, len as usize));
+        v
+    }
+
+    #[test]
+    fn frame_headers_are_found_across_any_split_of_the_bytes() {
+        let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+        wire.extend(frame(6, 0x4, 0, 0));
+        wire.extend(frame(20, HEADERS, 0x4, 1));
+        wire.extend(frame(300, DATA, END_STREAM, 1));
+        wire.extend(frame(4, RST_STREAM, 0, 3));
+        let want = vec![
+            Head {
+                len: 6,
+                kind: 0x4,
+                flags: 0,
+                stream: 0,
+            },
+            Head {
+                len: 20,
+                kind: HEADERS,
+                flags: 0x4,
+                stream: 1,
+            },
+            Head {
+                len: 300,
+                kind: DATA,
+                flags: END_STREAM,
+                stream: 1,
+            },
+            Head {
+                len: 4,
+                kind: RST_STREAM,
+                flags: 0,
+                stream: 3,
+            },
+        ];
+        for chunk in [1, 2, 5, 9, 10, 64, wire.len()] {
+            let mut frames = Frames::client();
+            let mut got = Vec::new();
+            for piece in wire.chunks(chunk) {
+                frames.feed(piece, |h| got.push(h));
+            }
+            assert_eq!(got, want, "split every {chunk} bytes");
+        }
+    }
+
+    #[test]
+    fn a_response_stream_stays_open_on_the_wire_until_its_last_frame() {
+        let conn = ConnState::new(None);
+        let mut streams = Streams::default();
+        let head = |len, kind, flags, stream| Head {
+            len,
+            kind,
+            flags,
+            stream,
+        };
+        streams.sent(head(10, HEADERS, 0x4, 1), &conn);
+        streams.sent(head(10, HEADERS, 0x4 | END_STREAM, 3), &conn);
+        assert!(conn.is_busy(), "stream 1 has begun and not ended");
+        streams.sent(head(100, DATA, 0, 1), &conn);
+        assert!(conn.is_busy());
+        streams.sent(head(100, DATA, END_STREAM, 1), &conn);
+        assert!(!conn.is_busy(), "stream 1 ended with its last DATA frame");
+
+        streams.sent(head(10, HEADERS, 0x4, 5), &conn);
+        assert!(conn.is_busy());
+        streams.received(head(4, RST_STREAM, 0, 5), &conn);
+        assert!(!conn.is_busy(), "the client reset stream 5");
+    }
+}
