@@ -104,8 +104,17 @@ fn twenty_upgrades_keep_readiness_200_for_kept_alive_and_fresh_probers() {
     let before = probes.stats().ok;
     assert!(probes.wait_until(support::WAIT, |st| st.ok >= before + 20));
     let stats = probes.stop();
+    let traffic = load.stop();
+    eprintln!(
+        "twenty upgrades: {} probes answered 200 on {} connections, {} requests served; failed: {} probes, {} requests",
+        stats.ok,
+        stats.connections,
+        traffic.ok,
+        stats.failures.len(),
+        traffic.failures.len()
+    );
     none_failed("the probers", &stats);
-    none_failed("the traffic", &load.stop());
+    none_failed("the traffic", &traffic);
     assert_whole(&s, current, &dir.path("pid"), &dir.path("ctl"));
     assert_eq!(s.terminate(current), 0);
     s.assert_all_gone();
