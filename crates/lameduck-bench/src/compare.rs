@@ -54,6 +54,9 @@ pub struct Row {
     pub failed_before_close: u64,
     /// Those failures by class (`8 incomplete`).
     pub failed_before_close_by_class: String,
+    /// Requests that started after the listener closed and failed (refused):
+    /// not held against the server.
+    pub not_counted_after_close: u64,
     /// Readiness turned non-2xx, after the signal.
     pub unready_after_us: Option<u64>,
     /// The listener closed, after the signal.
@@ -83,6 +86,7 @@ impl Row {
             ok: q.total.ok,
             failed_before_close: q.failed_before_listener_close,
             failed_before_close_by_class: before_close.describe_failures(),
+            not_counted_after_close: q.not_counted.total(),
             unready_after_us: after(report.events.readiness_flip_us),
             closed_after_us: after(report.events.listener_closed_us),
             exited_after_us: after(exit.map(|e| e.at_us)),
@@ -147,6 +151,7 @@ pub fn table(rows: &[Row]) -> Table {
         "requests",
         "ok",
         "<failed before close",
+        "after close (not counted)",
         "unready",
         "closed",
         "exited",
@@ -169,6 +174,7 @@ pub fn table(rows: &[Row]) -> Table {
             r.requests.to_string(),
             r.ok.to_string(),
             failed,
+            r.not_counted_after_close.to_string(),
             plus(r.unready_after_us),
             plus(r.closed_after_us),
             plus(r.exited_after_us),

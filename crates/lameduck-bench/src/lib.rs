@@ -8,6 +8,8 @@
 //! | `dies-on-term` | the same routes, and it exits the moment SIGTERM arrives |
 //! | `drill-compare` | scenario (a): the drill against `lameduck demo`, `baseline-axum` and `dies-on-term`, side by side |
 //! | `rolling` | scenario (b): rolling restarts of two instances behind a real HAProxy under steady load |
+//! | `http-server` | one server of scenario (c), `--kind bare`, `lameduck`, `axum-serve` or `lameduck-axum`, with a trivial handler |
+//! | `http-compare` | scenario (c): the HTTP hot path, lameduck against hyper-util and `axum::serve`, under wrk and h2load, then callgrind |
 //! | `run-bench` | `lameduck run`: zero-downtime restarts of a `LISTEN_FDS` Python server under load, and what each wrapper (tini, dumb-init, catatonit, `lameduck run`) costs |
 //!
 //! Everything listens on 127.0.0.1, on ports the harness picks by binding
@@ -18,6 +20,7 @@
 
 pub mod compare;
 pub mod haproxy;
+pub mod hotpath;
 pub mod instance;
 pub mod kind;
 pub mod net;

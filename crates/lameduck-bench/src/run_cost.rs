@@ -1,4 +1,4 @@
-//! Scenario (run-d): what a wrapper costs around the naive Python server —
+//! `scripts/bench run`: what a wrapper costs around the naive Python server —
 //! resident memory, CPU while idle, and the start-up time it adds — for
 //! tini, dumb-init, catatonit and `lameduck run`, in one run.
 

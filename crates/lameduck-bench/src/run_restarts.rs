@@ -1,4 +1,4 @@
-//! Scenario (run-c): zero-downtime restarts of a Python server that takes
+//! `scripts/bench run`: zero-downtime restarts of a Python server that takes
 //! its socket from `LISTEN_FDS`, under `lameduck run`, under steady load:
 //! `upgrade` on the control socket N times, every request accounted for.
 

@@ -39,10 +39,20 @@ pub fn router() -> Router {
 /// When the address cannot be bound or stdout is closed.
 pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
     let listener = TcpListener::bind(addr).await?;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{}", listener.local_addr()?)?;
-    out.flush()?;
+    announce(listener.local_addr()?)?;
     Ok(listener)
+}
+
+/// Prints `listening on http://ADDR` on stdout and flushes it.
+///
+/// # Errors
+///
+/// When stdout is closed.
+pub fn announce(addr: SocketAddr) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "listening on http://{addr}")?;
+    out.flush()?;
+    Ok(())
 }
 
 async fn work(uri: Uri) -> String {

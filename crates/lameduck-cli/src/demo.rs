@@ -4,17 +4,19 @@
 //! Three components: `db`, a resource that must close last; `worker`, a
 //! background job loop; `http`, the server (on `db`, like the worker).
 //! The routes live in `demo/routes.rs`; what a person or a log collector
-//! sees, in `demo/display.rs`; when an upgraded process may accept on the
-//! sockets it shares with the old one, in `demo/turn.rs`.
+//! sees, in `demo/display.rs`.
 //!
 //! Restartable with zero downtime: the listeners come through
 //! `Listeners::from_env` (named `http` and `admin`), so `SIGHUP` starts the
 //! binary on disk with the same sockets, and the old process drains once
-//! the new one is ready.
+//! the new one has taken over. `http::Server` decides who accepts on a
+//! socket both processes hold, on the service port and the admin port
+//! alike: a new process only once it runs, the old one not after the
+//! commit.
 
 mod display;
+mod pid_json;
 mod routes;
-mod turn;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -27,11 +29,9 @@ use lameduck::http::Server;
 use lameduck::listen::{Listeners, TcpListener};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
-use tokio::sync::watch;
 
-use turn::{Turn, Turned};
-
-use crate::phases::{PhaseFlags, parse_duration};
+use crate::duration::parse_duration;
+use crate::phases::PhaseFlags;
 
 const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
@@ -56,9 +56,11 @@ signal forces the exit.
 
 SIGHUP restarts it with zero downtime: the binary on disk now starts with the
 same listening sockets (the kernel's accept queue is shared, so no connection
-is refused), and once it is ready this process drains and exits 0. If the new
-process fails or is not ready within --upgrade-timeout, this one goes on
-serving and says why. --pid-file always names the process serving now;
+is refused); once it is ready this process commits to it, and once it has run
+for the drain delay this process drains and exits 0. If the new process fails
+or is not ready within --upgrade-timeout, this one goes on serving and says
+why; if it dies before it has run for the drain delay, this one takes the
+service back. --pid-file always names the process serving now;
 --control-socket takes `upgrade` and `status`, one line each.
 
 Routes:
@@ -68,11 +70,17 @@ Routes:
   /ws                   WebSocket echo
 
 On a terminal it prints the phases as they happen; otherwise it logs JSON
-lines (one structured event per phase change and the final report). Either
-way the first lines on stdout say where it listens:
+lines (one structured event per phase change and the final report), each
+with the `pid`, so that the old and the new process can be told apart during
+a restart. Either way the first lines on stdout say where it listens:
 
   listening on http://127.0.0.1:8080
-  admin on http://127.0.0.1:8081";
+  admin on http://127.0.0.1:8081
+
+Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
+failed, 3 a deadline passed, 78 an invalid configuration (a budget that does
+not fit), 124 the exit watchdog, 130/143 a second SIGINT/SIGTERM; and 2 for
+bad flags or values, or a listener that cannot be set up.";
 
 /// Run a demo service that shows every phase of a shutdown.
 #[derive(Debug, clap::Args)]
@@ -91,14 +99,16 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     output: display::Output,
     /// Keep the pid of the process serving now in this file (across
-    /// restarts)
+    /// restarts); a path that cannot be used stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
-    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`
+    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`;
+    /// a path that cannot be used (no such directory, too long, a file or
+    /// another instance's socket in the way) stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
     /// How long a new process has to become ready on SIGHUP
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
     upgrade_timeout: Duration,
     /// How long an HTTP/1 keep-alive connection may wait for its next
     /// request before the server closes it, announced to clients as
@@ -159,14 +169,9 @@ async fn serve(
     let admin_addr = admin
         .local_addr()
         .context("reading the admin listener's address")?;
-    let (turns, turn) = watch::channel(Turn::starting());
-    let (http_inherited, admin_inherited) = (http.is_inherited(), admin.is_inherited());
-    let http = Server::new(
-        Turned::new(http, http_inherited, turn.clone()),
-        routes::router(),
-    )
-    .idle_timeout(args.idle_timeout.0)
-    .admin_listener(Turned::new(admin, admin_inherited, turn));
+    let http = Server::new(http, routes::router())
+        .idle_timeout(args.idle_timeout.0)
+        .admin_listener(admin);
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
     if let Some(path) = &args.pid_file {
@@ -181,9 +186,18 @@ async fn serve(
         .component(db())
         .component(worker())
         .component(Component::from(http).depends_on("db"))
-        .build()
-        .context("invalid configuration")?;
-    tokio::spawn(turn::follow(app.handle(), turns));
+        .build();
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            // The library's code for a configuration it refuses: the same
+            // budget exits 78 here, in `lameduck plan` and in any service,
+            // and so does a PID file or control socket path that cannot be
+            // used.
+            eprintln!("lameduck: error: invalid configuration: {err}");
+            return Ok(err.exit_status().into());
+        }
+    };
 
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.

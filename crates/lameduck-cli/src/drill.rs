@@ -13,6 +13,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lameduck_drill::Drill;
 
+use crate::duration::parse_duration;
+
 /// Prove under load that a server shuts down and restarts without failing a request.
 ///
 /// Loads URL, sends a signal at a chosen moment, classifies every request
@@ -61,11 +63,11 @@ pub struct Flags {
     ready_url: Option<String>,
 
     /// How long to wait for the server to become ready
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     ready_timeout: Duration,
 
     /// How often to poll the readiness URL
-    #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = parse_duration, allow_hyphen_values = true)]
     ready_interval: Duration,
 
     /// Closed-loop load: this many workers, each sending its next request when
@@ -107,11 +109,11 @@ pub struct Flags {
     body_file: Option<PathBuf>,
 
     /// How long the load runs (at most 1h)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     duration: Duration,
 
     /// Per-request timeout, connect included
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     timeout: Duration,
 
     /// Signal to send (TERM, INT, HUP, QUIT, USR1, USR2, a number), or `none`
@@ -121,7 +123,7 @@ pub struct Flags {
 
     /// When to send the signal, counted from the start of the load
     /// [default: a third of --duration]
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     at: Option<Duration>,
 
     /// How many signals to send in all (each to the process serving then)
@@ -129,16 +131,17 @@ pub struct Flags {
     repeat: u32,
 
     /// Time between two signals, with --repeat
-    #[arg(long, value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     every: Option<Duration>,
 
-    /// How to judge: `stop` (drain and exit) or `restart` (no request may fail)
+    /// How to judge: `stop` (drain and exit) or `restart` (each signal brings
+    /// in a new process, readiness stays 2xx, no request may fail)
     /// [default: restart for HUP, USR1, USR2; stop otherwise]
     #[arg(long, value_enum)]
     expect: Option<config::Expect>,
 
     /// How long the signalled server may take to exit
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = humantime::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     grace_period: Duration,
 
     /// Write the JSON report (schema lameduck.drill/v1) to PATH, or to stdout with `-`

@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use lameduck::Budget;
 
-/// The longest duration any flag accepts. Far beyond any real grace period,
-/// and low enough that adding every phase together cannot overflow.
-pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
+use crate::duration::parse_duration;
 
 /// The phases of a shutdown. A flag left out keeps the library's default,
 /// so the command line never disagrees with the library about them.
@@ -15,22 +13,22 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 pub struct PhaseFlags {
     /// Time between SIGTERM and SIGKILL: Kubernetes
     /// terminationGracePeriodSeconds, systemd TimeoutStopSec [default: 30s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub grace_period: Option<Duration>,
 
     /// How long to stay unready but serving, while load balancers and
     /// Kubernetes endpoints stop sending traffic [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub drain_delay: Option<Duration>,
 
     /// How long in-flight work may take to finish once listeners close
     /// [default: what the other phases leave]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub shutdown_timeout: Option<Duration>,
 
     /// How long cancelled work may take to wind down before it is aborted
     /// [default: 3s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub hard_timeout: Option<Duration>,
 }
 
@@ -51,15 +49,4 @@ impl PhaseFlags {
         }
         budget
     }
-}
-
-/// Parses `30s`, `1500ms`, `1m 30s`, up to [`MAX_DURATION`].
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let d = humantime::parse_duration(s.trim()).map_err(|e| e.to_string())?;
-    if d > MAX_DURATION {
-        return Err(format!(
-            "{s} is more than the longest accepted duration, 365 days"
-        ));
-    }
-    Ok(d)
 }

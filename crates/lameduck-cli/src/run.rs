@@ -29,7 +29,8 @@ use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component, Report, Restart, RestartPolicy, ShutdownReason};
 use nix::sys::signal::Signal;
 
-use crate::phases::{PhaseFlags, parse_duration};
+use crate::duration::parse_duration;
+use crate::phases::PhaseFlags;
 use checks::CheckSpec;
 use flags::{ListenSpec, Probe, RestartWhen};
 use supervisor::{Outcome, Parts, Supervisor};
@@ -122,10 +123,10 @@ pub struct Args {
     #[arg(long, value_name = "CHECK")]
     ready: Option<Probe>,
     /// How often the readiness check runs (more often until it first passes)
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
     ready_interval: Duration,
     /// How long one readiness check may take
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
     ready_timeout: Duration,
     /// Failures in a row that make a ready program unready
     #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count)]
@@ -139,10 +140,10 @@ pub struct Args {
     #[arg(long, value_name = "CHECK")]
     live: Option<Probe>,
     /// How often the liveness check runs
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
     live_interval: Duration,
     /// How long one liveness check may take
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
     live_timeout: Duration,
     /// Failures in a row that make the program count as dead
     #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count)]
@@ -168,20 +169,20 @@ pub struct Args {
     #[arg(long, value_name = "WHEN", value_enum, default_value = "on-failure")]
     restart: RestartWhen,
     /// The first restart's delay, doubled at each restart (with 20% jitter)
-    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "100ms", value_parser = parse_duration, allow_hyphen_values = true)]
     restart_delay: Duration,
     /// The longest delay between restarts
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     restart_delay_max: Duration,
     /// More restarts than this within --restart-window and lameduck gives up
     #[arg(long, value_name = "N", default_value = "5")]
     max_restarts: u32,
     /// The window of --max-restarts
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     restart_window: Duration,
     /// How long the new instance of a zero-downtime restart (SIGHUP) has to
     /// become ready
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
     restart_timeout: Duration,
 
     /// Serve a control socket (mode 0600, owner only) that takes `upgrade`

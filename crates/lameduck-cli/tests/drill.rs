@@ -129,7 +129,8 @@ impl Run {
 }
 
 /// Runs `lameduck drill` against a test server in `mode`, with a short
-/// drill: 1.5 s of load, SIGTERM at 0.5 s, a 1 s grace period.
+/// drill: 1.5 s of load (unless `extra` says otherwise), SIGTERM at 0.5 s,
+/// a 1 s grace period.
 fn drill(mode: &str, extra: &[&str]) -> Run {
     let port = free_port();
     let dir = scratch_dir();
@@ -140,20 +141,16 @@ fn drill(mode: &str, extra: &[&str]) -> Run {
         .arg("drill")
         .args(["--url", &url])
         .args(["--ready-url", &format!("{url}readyz")])
-        .args([
-            "--ready-timeout",
-            "20s",
-            "--duration",
-            "1500ms",
-            "--grace-period",
-            "1s",
-        ])
+        .args(["--ready-timeout", "20s", "--grace-period", "1s"])
         .arg("--no-progress")
         .arg("--json")
         .arg(&json)
         .arg("--server-log")
         .arg(dir.join("server.log"))
         .args(extra);
+    if !extra.contains(&"--duration") {
+        command.args(["--duration", "1500ms"]);
+    }
     if !extra.contains(&"--rate") {
         command.args(["--concurrency", "8"]);
     }
@@ -224,6 +221,50 @@ fn graceful_server_passes_with_every_request_accounted_for() {
         run.context()
     );
     assert!(run.stdout().contains("verdict: PASS"), "{}", run.context());
+}
+
+#[test]
+fn passing_stop_drill_reports_refused_after_close_apart_from_failures() {
+    let dir = scratch_dir();
+    let html = dir.join("report.html");
+    let run = drill(
+        "graceful",
+        &["--html", html.to_str().expect("a UTF-8 path")],
+    );
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    let q = &r.requests;
+    // The load went on after the server exited: those connects were
+    // refused, and they are not failures of the server.
+    assert!(q.not_counted.refused > 0, "{}", run.context());
+    assert_eq!(q.failed, 0, "{}", run.context());
+    assert_eq!(
+        q.failed + q.not_counted.total(),
+        q.total.failed(),
+        "{}",
+        run.context()
+    );
+    assert!(
+        r.failures.samples.iter().all(|s| !s.counted),
+        "{}",
+        run.context()
+    );
+    let line = format!(
+        "failed: 0 · not counted, started after the listener closed: {}",
+        q.not_counted.describe_failures()
+    );
+    assert!(run.stdout().contains(&line), "{line:?}\n{}", run.context());
+    let page = std::fs::read_to_string(&html).expect("the HTML report was written");
+    for marker in [
+        "class=\"after-close\"",
+        "after the listener closed: not counted",
+        "after listener close (not counted)",
+        "None: no request failed that the verdict holds against the server",
+        "Not counted: started after the listener closed",
+    ] {
+        assert!(page.contains(marker), "the page lacks {marker:?}");
+    }
 }
 
 #[test]
@@ -433,7 +474,7 @@ fn restart_of_a_server_that_dies_on_sighup_fails() {
 #[test]
 fn repeated_signals_go_to_a_supervisor_that_keeps_its_pid() {
     let run = drill(
-        "graceful,hup=reload",
+        "graceful,hup=workers",
         &[
             "--signal", "HUP", "--at", "300ms", "--repeat", "3", "--every", "300ms",
         ],
@@ -447,9 +488,164 @@ fn repeated_signals_go_to_a_supervisor_that_keeps_its_pid() {
         "{}",
         run.context()
     );
+    // Each signal brought in a new worker, none of them the supervisor.
+    let new: Vec<Option<u32>> = r.events.restarts.iter().map(|x| x.new_pid).collect();
+    assert_eq!(new.len(), 3, "{}", run.context());
+    assert!(
+        new.iter().all(|p| p.is_some() && *p != pids[0]),
+        "{}",
+        run.context()
+    );
+    assert!(new[0] != new[1] && new[1] != new[2], "{}", run.context());
+    assert_eq!(
+        run.condition("new_process_after_each_signal"),
+        ConditionStatus::Pass
+    );
     assert_eq!(
         run.condition("served_after_old_process_exit"),
         ConditionStatus::Skipped
+    );
+}
+
+/// Reads back an offset as the summary prints it (`850µs`, `12.3ms`,
+/// `1.52s`), in microseconds.
+fn offset_us(text: &str) -> u64 {
+    let (number, scale) = if let Some(n) = text.strip_suffix("µs") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else {
+        (text.strip_suffix('s').expect("a unit"), 1e6)
+    };
+    (number.parse::<f64>().expect("a number") * scale) as u64
+}
+
+#[test]
+fn restart_drill_signals_the_new_process_while_the_old_one_still_drains() {
+    // docs/drill.md's CI example in small: the old process drains longer
+    // than the time between two signals, so it still runs when the second
+    // one is due. That signal belongs to the process that took over.
+    let run = drill(
+        "graceful,hup=handoff,drain_ms=1500",
+        &[
+            "--signal",
+            "HUP",
+            "--at",
+            "300ms",
+            "--repeat",
+            "2",
+            "--every",
+            "1s",
+            "--duration",
+            "3500ms",
+        ],
+    );
+    assert_eq!(run.code(), 0, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    let pids: Vec<u32> = r
+        .events
+        .signals
+        .iter()
+        .map(|s| s.pid.expect("delivered"))
+        .collect();
+    assert_eq!(pids.len(), 2, "{}", run.context());
+    assert_ne!(pids[0], pids[1], "{}", run.context());
+    let restarts = &r.events.restarts;
+    assert_eq!(restarts.len(), 2, "{}", run.context());
+    assert_eq!(restarts[0].new_pid, Some(pids[1]), "{}", run.context());
+    assert!(
+        restarts[1].new_pid.is_some_and(|p| !pids.contains(&p)),
+        "{}",
+        run.context()
+    );
+    assert_eq!(
+        run.condition("new_process_after_each_signal"),
+        ConditionStatus::Pass
+    );
+    assert_eq!(
+        run.condition("readiness_stayed_ready"),
+        ConditionStatus::Pass
+    );
+    // The second process's exit is timed from the signal it got, not from
+    // the first one.
+    let exit = r
+        .events
+        .exits
+        .iter()
+        .find(|e| e.pid == pids[1] && !e.killed_by_drill)
+        .unwrap_or_else(|| panic!("pid {} exited during the drill\n{}", pids[1], run.context()));
+    let stdout = run.stdout();
+    let prefix = format!("pid {} exited (exit code unknown) (+", pids[1]);
+    let printed = stdout
+        .lines()
+        .find_map(|l| l.split_once(&prefix))
+        .and_then(|(_, rest)| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("no line {prefix:?}\n{}", run.context()));
+    let (own, first) = (r.events.signals[1].at_us, r.events.signals[0].at_us);
+    let printed = offset_us(printed);
+    // Printed with three significant figures: within 1% of the right one.
+    let from_own = exit.at_us - own;
+    assert!(
+        printed.abs_diff(from_own) <= from_own / 100,
+        "printed +{printed}µs, {from_own}µs after its own signal, {}µs after the first\n{}",
+        exit.at_us - first,
+        run.context()
+    );
+}
+
+#[test]
+fn restart_drill_fails_when_a_signal_brings_in_no_new_process() {
+    // A server that "reloads" in place: it goes on serving, nothing fails,
+    // and nothing restarted either.
+    let run = drill("graceful,hup=reload", &["--signal", "HUP", "--at", "500ms"]);
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    assert_eq!(run.condition("no_failures"), ConditionStatus::Pass);
+    assert_eq!(
+        run.condition("new_process_after_each_signal"),
+        ConditionStatus::Fail
+    );
+    let pid = run.report().events.signals[0].pid.expect("delivered");
+    assert!(
+        run.stdout().contains(&format!(
+            "FAIL new_process_after_each_signal: 1 of 1 HUP signals brought in no new process: \
+             HUP 1 to pid {pid}"
+        )),
+        "{}",
+        run.context()
+    );
+    assert_eq!(run.report().events.restarts[0].new_pid, None);
+}
+
+#[test]
+fn restart_drill_fails_on_a_readiness_dip_and_says_when() {
+    let run = drill(
+        "graceful,hup=handoff-unready",
+        &["--signal", "HUP", "--at", "500ms"],
+    );
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    assert_eq!(
+        run.condition("new_process_after_each_signal"),
+        ConditionStatus::Pass
+    );
+    assert_eq!(run.condition("no_failures"), ConditionStatus::Pass);
+    assert_eq!(
+        run.condition("readiness_stayed_ready"),
+        ConditionStatus::Fail
+    );
+    let detail = &run
+        .report()
+        .verdict
+        .conditions
+        .iter()
+        .find(|c| c.name == "readiness_stayed_ready")
+        .expect("the condition")
+        .detail;
+    assert!(
+        detail.contains("answered 503 from") && detail.contains("after HUP 1)"),
+        "{detail}"
     );
 }
 

@@ -307,9 +307,9 @@ fn json_carries_the_kubernetes_settings() {
 }
 
 #[test]
-fn phases_that_overflow_the_grace_period_exit_1_with_the_arithmetic() {
+fn phases_that_overflow_the_grace_period_exit_78_with_the_arithmetic() {
     let out = plan(&["--grace-period", "10s", "--drain-delay", "8s"]);
-    out.assert_code(1);
+    out.assert_code(78);
     assert!(out.stdout.is_empty(), "{}", out.stdout);
     assert_eq!(
         out.stderr.trim_end(),
@@ -320,7 +320,7 @@ fn phases_that_overflow_the_grace_period_exit_1_with_the_arithmetic() {
 }
 
 #[test]
-fn an_explicit_shutdown_timeout_that_does_not_fit_exits_1_in_every_format() {
+fn an_explicit_shutdown_timeout_that_does_not_fit_exits_78_in_every_format() {
     for format in ["table", "k8s", "json"] {
         let out = plan(&[
             "--format",
@@ -330,7 +330,7 @@ fn an_explicit_shutdown_timeout_that_does_not_fit_exits_1_in_every_format() {
             "--close",
             "db=1s",
         ]);
-        out.assert_code(1);
+        out.assert_code(78);
         assert!(out.stdout.is_empty(), "{format}: {}", out.stdout);
         assert!(
             out.stderr.contains("shutdown 25s") && out.stderr.contains("close 1s (db 1s)"),
@@ -341,9 +341,9 @@ fn an_explicit_shutdown_timeout_that_does_not_fit_exits_1_in_every_format() {
 }
 
 #[test]
-fn a_budget_with_no_time_to_stop_exits_1() {
+fn a_budget_with_no_time_to_stop_exits_78() {
     let out = plan(&["--grace-period", "10s", "--drain-delay", "6s"]);
-    out.assert_code(1);
+    out.assert_code(78);
     assert!(
         out.stderr
             .contains("leaves 0s for in-flight work to finish"),
@@ -406,7 +406,7 @@ fn help_explains_the_grace_period_and_the_exit_codes() {
         "terminationGracePeriodSeconds",
         "time between SIGTERM and SIGKILL",
         "lameduck plan --grace-period 30s --close db=2s",
-        "1 the phases do not fit the grace period",
+        "78 the phases do not fit the grace period",
         "2 bad flags or values",
     ] {
         assert!(

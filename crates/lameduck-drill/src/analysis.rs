@@ -4,12 +4,13 @@
 
 mod timeline;
 
+use crate::Expectation;
 use crate::events::{Events as RawEvents, ProbeResult};
 use crate::outcome::Outcome;
 use crate::record::{FailureDetail, Record, flags};
 use crate::report::{
     Events, ExitEvent, FailureSample, Failures, KeepAlive, Latency, LatencyStats, Notices,
-    OutcomeCounts, ReadinessChange, Requests, SignalEvent,
+    OutcomeCounts, ReadinessChange, Requests, RestartEvent, SignalEvent,
 };
 
 pub(crate) use self::timeline::timeline;
@@ -24,6 +25,9 @@ pub(crate) struct Observed {
     pub(crate) exits: Vec<ExitEvent>,
     pub(crate) load_end_us: u64,
     pub(crate) end_us: u64,
+    /// How the drill is judged: in a stop drill, what starts after the
+    /// listener closed is not held against the server.
+    pub(crate) expect: Expectation,
 }
 
 /// The instants that divide a drill into windows.
@@ -37,6 +41,11 @@ pub(crate) struct Facts {
     pub(crate) signalled_exit: Option<ExitEvent>,
     /// The last exit among signalled processes.
     pub(crate) last_exit_us: Option<u64>,
+    /// Whether failures that started after the listener closed are excused
+    /// (a stop drill: nobody should have sent them).
+    pub(crate) excuses_after_close: bool,
+    /// When the last request started.
+    pub(crate) last_start_us: Option<u64>,
 }
 
 impl Facts {
@@ -87,7 +96,18 @@ impl Facts {
             readiness_flip_us,
             signalled_exit,
             last_exit_us,
+            excuses_after_close: observed.expect == Expectation::Stop,
+            last_start_us: observed.records.iter().map(|r| r.start_us).max(),
         }
+    }
+
+    /// Whether a failure of `record` is held against the server: not when,
+    /// in a stop drill, the request started after the listener closed.
+    pub(crate) fn counts(&self, record: &Record) -> bool {
+        !(self.excuses_after_close
+            && self
+                .listener_closed_us
+                .is_some_and(|close| record.start_us >= close))
     }
 
     pub(crate) fn signal_us(&self) -> Option<u64> {
@@ -113,6 +133,8 @@ pub(crate) fn requests(observed: &Observed, facts: &Facts) -> Requests {
         after_listener_close: OutcomeCounts::default(),
         failed_before_listener_close: 0,
         ok_after_exit: facts.last_exit_us.map(|_| 0),
+        failed: 0,
+        not_counted: OutcomeCounts::default(),
     };
     for record in &observed.records {
         let outcome = facts.outcome(record);
@@ -129,6 +151,13 @@ pub(crate) fn requests(observed: &Observed, facts: &Facts) -> Requests {
         window.add(outcome);
         if outcome.is_failure() && before_close {
             requests.failed_before_listener_close += 1;
+        }
+        if outcome.is_failure() {
+            if facts.counts(record) {
+                requests.failed += 1;
+            } else {
+                requests.not_counted.add(outcome);
+            }
         }
         if record.has(flags::RETRIED) {
             requests.retried += 1;
@@ -232,6 +261,7 @@ pub(crate) fn failures(observed: &Observed, facts: &Facts) -> Failures {
                 end_us: record.end_us,
                 outcome: facts.outcome(record),
                 detail: d.detail.clone(),
+                counted: facts.counts(record),
             })
         })
         .collect();
@@ -276,6 +306,18 @@ pub(crate) fn events(observed: &Observed, facts: &Facts) -> Events {
         listener_closed_us: facts.listener_closed_us,
         connect_probes: raw.connect_probes,
         exits: observed.exits.clone(),
+        restarts: raw
+            .restarts
+            .iter()
+            .map(|r| RestartEvent {
+                signal: r.signal,
+                pid: r.pid,
+                new_pid: r.new_pid,
+                seen_us: r.seen_us,
+                gone_pid: r.gone_pid,
+                until_us: r.until_us,
+            })
+            .collect(),
     }
 }
 

@@ -202,8 +202,10 @@ pub enum Expectation {
     /// succeeds, readiness turns false before the listener closes, and the
     /// process exits with 0 within the grace period.
     Stop,
-    /// Restart without a gap: no request fails at all, and the service keeps
-    /// answering after the old process exits.
+    /// Restart without a gap: each signal brings in a new process that takes
+    /// over the listening socket, readiness answers 2xx throughout, no request
+    /// fails at all, and the service keeps answering after the old process
+    /// exits.
     Restart,
     /// No signal: a plain load test, which passes when no request fails.
     Load,

@@ -1,6 +1,7 @@
 //! The drill itself: start or find the server, wait until it is ready, load
 //! it, signal it, watch it exit, and turn what was seen into a report.
 
+mod restarts;
 mod signals;
 
 use std::sync::Arc;
@@ -67,7 +68,8 @@ impl Drill {
 
     /// Runs the drill to the end: at most the readiness timeout, plus the
     /// duration, plus the request timeout (or the rest of the grace period,
-    /// when waiting for a signalled server to exit), plus a few seconds of
+    /// when waiting for a signalled server to exit, or in a restart drill
+    /// for the new process after the last signal), plus a few seconds of
     /// cleanup.
     ///
     /// # Errors
@@ -137,13 +139,26 @@ impl Drill {
         }
         let signaller = config.signal.map(|plan| {
             let target = signals::Targets::new(Arc::clone(&server), config.pid_file.clone(), addr);
-            tokio::spawn(signals::send(plan, target, clock, Arc::clone(&events)))
+            let excuse = (config.expectation() == Expectation::Stop).then(|| Arc::clone(&sink));
+            tokio::spawn(signals::send(
+                plan,
+                target,
+                signals::Signaller {
+                    clock,
+                    events: Arc::clone(&events),
+                    excuse,
+                    load_end: clock.t0() + config.duration,
+                    grace_period: config.grace_period,
+                },
+            ))
         });
 
         load::run(ctx, config.load).await;
         let load_end_us = clock.now_us();
         if let Some(signaller) = signaller {
-            // Its last signal was due before the end of the load.
+            // Its last signal was due before the end of the load; in a
+            // restart drill it then looks for the last new process, for at
+            // most the grace period.
             let _ = signaller.await;
         }
         self.progress.set_stage(Stage::WaitingExit);
@@ -177,6 +192,7 @@ impl Drill {
             exits,
             load_end_us,
             end_us,
+            expect: config.expectation(),
         };
         Ok(self.report(started_at, &server, &observed))
     }

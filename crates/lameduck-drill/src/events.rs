@@ -15,6 +15,24 @@ pub(crate) struct SentSignal {
     pub(crate) error: Option<String>,
 }
 
+/// In a restart drill, what followed one signal: the new process that took
+/// over the listening socket, if one did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RestartSeen {
+    /// The signal, as its index in the signals sent.
+    pub(crate) signal: usize,
+    /// The process it went to (`None` when it was not delivered).
+    pub(crate) pid: Option<u32>,
+    /// The new process serving at `until_us`, and when it was first seen.
+    pub(crate) new_pid: Option<u32>,
+    pub(crate) seen_us: Option<u64>,
+    /// A new process that was seen but no longer served at `until_us`.
+    pub(crate) gone_pid: Option<u32>,
+    /// Until when the drill looked: just before the next signal, or the end
+    /// of the drill.
+    pub(crate) until_us: u64,
+}
+
 /// What one readiness probe saw.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ProbeResult {
@@ -56,6 +74,8 @@ pub(crate) struct Events {
     /// Instants at which a keep-alive HTTP/2 connection was closed by the
     /// server with GOAWAY.
     pub(crate) goaways: Vec<u64>,
+    /// In a restart drill, what followed each signal.
+    pub(crate) restarts: Vec<RestartSeen>,
 }
 
 impl EventLog {
@@ -65,6 +85,10 @@ impl EventLog {
 
     pub(crate) fn signal(&self, event: SentSignal) {
         self.with(|e| e.signals.push(event));
+    }
+
+    pub(crate) fn restart(&self, seen: RestartSeen) {
+        self.with(|e| e.restarts.push(seen));
     }
 
     pub(crate) fn readiness(&self, probe: ReadinessProbe) {

@@ -75,9 +75,15 @@ impl Report {
 
     fn outcome_table(&self, page: &mut String) {
         let q = &self.requests;
-        page.push_str(
+        let after_close = if self.verdict.expect == crate::Expectation::Stop {
+            "after listener close (not counted)"
+        } else {
+            "after listener close"
+        };
+        let _ = writeln!(
+            page,
             "<section><h2>Requests</h2><table><thead><tr><th>outcome</th><th>before signal</th>\
-             <th>after signal</th><th>after listener close</th><th>total</th></tr></thead><tbody>\n",
+             <th>after signal</th><th>{after_close}</th><th>total</th></tr></thead><tbody>",
         );
         for outcome in Outcome::ALL {
             if q.total.get(outcome) == 0 && outcome != Outcome::Ok {
@@ -95,11 +101,22 @@ impl Report {
                 q.total.get(outcome),
             );
         }
+        let not_counted = match q.not_counted.total() {
+            0 => String::new(),
+            _ => format!(
+                "; not counted, started after the listener closed: {}",
+                q.not_counted.describe_failures()
+            ),
+        };
         let _ = writeln!(
             page,
-            "</tbody></table><p class=\"note\">{} sent, {} accounted for, {} sent again unprocessed; \
-             {} failed before the listener closed.</p></section>",
-            q.sent, q.accounted, q.retried, q.failed_before_listener_close
+            "</tbody></table><p class=\"note\">{} sent, {} accounted for, {} sent again unprocessed. \
+             <strong>{} failed</strong>{}.</p></section>",
+            q.sent,
+            q.accounted,
+            q.retried,
+            q.failed,
+            escape(&not_counted)
         );
     }
 
@@ -140,29 +157,60 @@ impl Report {
         page.push_str("</tbody></table></section>\n");
     }
 
+    /// The first failures the verdict holds against the server; then,
+    /// apart, a few of those it does not (refused after the listener closed).
     fn failure_list(&self, page: &mut String) {
-        if self.failures.samples.is_empty() {
+        if self.failures.total == 0 {
             return;
         }
+        let (counted, not_counted): (Vec<_>, Vec<_>) =
+            self.failures.samples.iter().partition(|s| s.counted);
+        page.push_str("<section><h2>First failures</h2>");
+        if counted.is_empty() {
+            page.push_str(
+                "<p class=\"note\">None: no request failed that the verdict holds against the \
+                 server.</p>",
+            );
+        } else {
+            let _ = write!(
+                page,
+                "<p class=\"note\">{} of {} failed requests.</p>",
+                counted.len(),
+                self.requests.failed
+            );
+            sample_table(page, &counted);
+        }
+        if !not_counted.is_empty() {
+            let _ = write!(
+                page,
+                "<h3>Not counted: started after the listener closed</h3><p class=\"note\">{}. \
+                 Nothing listened any more, and a load balancer that honoured readiness would \
+                 not have sent them: the verdict does not hold them against the server. The \
+                 first ones:</p>",
+                escape(&self.requests.not_counted.describe_failures())
+            );
+            sample_table(page, &not_counted[..not_counted.len().min(3)]);
+        }
+        page.push_str("</section>\n");
+    }
+}
+
+fn sample_table(page: &mut String, samples: &[&crate::report::FailureSample]) {
+    page.push_str(
+        "<table><thead><tr><th>started</th><th>ended</th><th>outcome</th><th>error</th></tr>\
+         </thead><tbody>\n",
+    );
+    for s in samples.iter().take(20) {
         let _ = writeln!(
             page,
-            "<section><h2>First failures</h2><p class=\"note\">{} of {} failed requests.</p>\
-             <table><thead><tr><th>started</th><th>ended</th><th>outcome</th><th>error</th></tr></thead><tbody>",
-            self.failures.samples.len(),
-            self.failures.total
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            human::at(s.start_us),
+            human::at(s.end_us),
+            escape(s.outcome.label()),
+            escape(&s.detail)
         );
-        for s in self.failures.samples.iter().take(20) {
-            let _ = writeln!(
-                page,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                human::at(s.start_us),
-                human::at(s.end_us),
-                escape(s.outcome.label()),
-                escape(&s.detail)
-            );
-        }
-        page.push_str("</tbody></table></section>\n");
     }
+    page.push_str("</tbody></table>\n");
 }
 
 /// Escapes text for HTML content and attribute values.
@@ -187,7 +235,7 @@ header{display:flex;gap:20px;align-items:center;padding:18px 20px;margin:16px 0;
 header.pass{background:#2e7d32}header.fail{background:#c62828}
 header h1{margin:0;font-size:18px;font-weight:600}header p{margin:4px 0 0;opacity:.92}
 .badge{font-size:34px;font-weight:800;letter-spacing:1px}
-h2{font-size:16px;margin:22px 0 8px}
+h2{font-size:16px;margin:22px 0 8px}h3{font-size:14px;margin:16px 0 6px}
 section{background:#fff;border:1px solid #e3e3e3;border-radius:10px;padding:4px 16px 12px;margin:12px 0}
 ul.conditions{list-style:none;padding:0;margin:0}ul.conditions li{padding:3px 0}
 li.pass .mark{color:#2e7d32}li.fail{color:#b71c1c;font-weight:600}li.fail .mark{color:#c62828}li.skip{color:#777}

@@ -49,6 +49,8 @@
 //! | `testing` | [`testing`]: servers that misbehave on purpose, to test the drill |
 
 #![warn(missing_docs)]
+// docs.rs marks the items behind the feature `testing` (see the lameduck crate).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod analysis;
 mod client;

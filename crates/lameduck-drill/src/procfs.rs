@@ -194,6 +194,11 @@ pub(crate) fn pick_server(holders: &[u32]) -> Option<u32> {
         .map(|(pid, _)| *pid)
 }
 
+/// Whether `pid` is a descendant of `ancestor` (its child, grandchild, …).
+pub(crate) fn descends_from(pid: u32, ancestor: u32) -> bool {
+    stat(pid).is_some_and(|s| has_ancestor_in(s.ppid, &HashSet::from([ancestor])))
+}
+
 fn has_ancestor_in(mut pid: u32, set: &HashSet<u32>) -> bool {
     for _ in 0..64 {
         if pid <= 1 {
@@ -255,6 +260,9 @@ mod tests {
         let holders = listening_socket_holders(addr, None);
         assert_eq!(holders, vec![std::process::id()]);
         assert_eq!(pick_server(&holders), Some(std::process::id()));
+        assert!(!descends_from(std::process::id(), std::process::id()));
+        let parent = stat(std::process::id()).unwrap().ppid;
+        assert!(descends_from(std::process::id(), parent));
         let own_group = stat(std::process::id()).unwrap().pgrp;
         assert_eq!(listening_socket_holders(addr, Some(own_group)), holders);
         assert!(listening_socket_holders(addr, Some(own_group + 1)).is_empty());

@@ -1,5 +1,6 @@
 //! A live view of a running drill, for progress bars.
 
+use std::fmt;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -62,12 +63,49 @@ pub struct Snapshot {
     pub sent: u64,
     /// Requests answered 2xx.
     pub ok: u64,
-    /// Requests that ended otherwise.
+    /// Requests that failed (but those in `not_counted`).
     pub failed: u64,
+    /// In a stop drill, requests refused after the signal: the listener had
+    /// closed, and the verdict does not hold them against the server.
+    pub not_counted: u64,
     /// Signals sent.
     pub signals: usize,
     /// Whether the first signalled process has exited.
     pub exited: bool,
+}
+
+impl fmt::Display for Snapshot {
+    /// One line for a progress bar: `loading · 1137 sent · 623 ok · 0 failed
+    /// · 514 refused after close (not counted) · 1 signal(s) sent · exited`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stage = match self.stage {
+            Stage::Starting => "starting the server",
+            Stage::WaitingReady => "waiting until ready",
+            Stage::Loading => "loading",
+            Stage::WaitingExit => "waiting for the exit",
+            Stage::CleaningUp => "cleaning up",
+            Stage::Done => "done",
+        };
+        write!(
+            f,
+            "{stage} · {} sent · {} ok · {} failed",
+            self.sent, self.ok, self.failed
+        )?;
+        if self.not_counted > 0 {
+            write!(
+                f,
+                " · {} refused after close (not counted)",
+                self.not_counted
+            )?;
+        }
+        if self.signals > 0 {
+            write!(f, " · {} signal(s) sent", self.signals)?;
+        }
+        if self.exited {
+            f.write_str(" · exited")?;
+        }
+        Ok(())
+    }
 }
 
 const STAGES: [Stage; 6] = [
@@ -122,17 +160,41 @@ impl Progress {
             sent: 0,
             ok: 0,
             failed: 0,
+            not_counted: 0,
             signals: 0,
             exited: false,
         };
         if let Some(live) = self.inner.live.get() {
             snapshot.elapsed = live.clock.t0().elapsed();
             snapshot.sent = live.sink.sent();
-            (snapshot.ok, snapshot.failed) = live.sink.ok_and_failed();
+            let counts = live.sink.counts();
+            (snapshot.ok, snapshot.failed, snapshot.not_counted) =
+                (counts.ok, counts.failed, counts.not_counted);
             let first = live.events.first_signalled();
             snapshot.signals = live.events.signals_sent();
             snapshot.exited = first.is_some_and(|pid| live.server.exit_of(pid).is_some());
         }
         snapshot
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn progress_line_separates_refused_after_close_from_failed() {
+        let mut snapshot = Progress::new(Duration::from_secs(1)).snapshot();
+        snapshot.stage = Stage::Loading;
+        (snapshot.sent, snapshot.ok, snapshot.failed) = (1137, 623, 0);
+        snapshot.not_counted = 514;
+        snapshot.signals = 1;
+        assert_eq!(
+            snapshot.to_string(),
+            "loading · 1137 sent · 623 ok · 0 failed · 514 refused after close (not counted) \
+             · 1 signal(s) sent"
+        );
+        snapshot.not_counted = 0;
+        assert!(!snapshot.to_string().contains("not counted"));
     }
 }

@@ -82,12 +82,39 @@ pub(crate) struct FailureDetail {
 pub(crate) const MAX_DETAILS_PER_KIND: usize = 20;
 
 /// Where records go. Shared by every request task.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RecordSink {
     sent: AtomicU64,
     ok: AtomicU64,
     failed: AtomicU64,
+    not_counted: AtomicU64,
+    /// From this instant (µs since t0) on, a refused connect is not held
+    /// against the server (the first signal of a stop drill: the first
+    /// refused connect after it is, by definition, the listener closing).
+    /// `u64::MAX` until then.
+    refused_excused_from_us: AtomicU64,
     inner: Mutex<Inner>,
+}
+
+impl Default for RecordSink {
+    fn default() -> Self {
+        RecordSink {
+            sent: AtomicU64::new(0),
+            ok: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            not_counted: AtomicU64::new(0),
+            refused_excused_from_us: AtomicU64::new(u64::MAX),
+            inner: Mutex::default(),
+        }
+    }
+}
+
+/// The requests ended so far, for progress.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LiveCounts {
+    pub(crate) ok: u64,
+    pub(crate) failed: u64,
+    pub(crate) not_counted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -125,17 +152,31 @@ impl RecordSink {
         self.sent.load(Ordering::Relaxed)
     }
 
-    /// Answered 2xx and failed-or-other so far (for progress).
-    pub(crate) fn ok_and_failed(&self) -> (u64, u64) {
-        (
-            self.ok.load(Ordering::Relaxed),
-            self.failed.load(Ordering::Relaxed),
-        )
+    /// Requests ended so far: answered 2xx, failed, and refused after the
+    /// listener closed in a stop drill (not counted). The report classifies
+    /// exactly, once the close instant is known; this is the live view.
+    pub(crate) fn counts(&self) -> LiveCounts {
+        LiveCounts {
+            ok: self.ok.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            not_counted: self.not_counted.load(Ordering::Relaxed),
+        }
+    }
+
+    /// From `at_us` on, counts refused connects as not held against the
+    /// server: called at the first signal of a stop drill.
+    pub(crate) fn excuse_refused_from(&self, at_us: u64) {
+        self.refused_excused_from_us
+            .fetch_min(at_us, Ordering::Relaxed);
     }
 
     fn push(&self, record: Record, detail: Option<String>) {
+        let excused_from = self.refused_excused_from_us.load(Ordering::Relaxed);
         let counter = match record.raw {
             RawOutcome::Status(200..=299) => &self.ok,
+            RawOutcome::Failed(Outcome::Refused) if record.start_us >= excused_from => {
+                &self.not_counted
+            }
             _ => &self.failed,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -248,7 +289,45 @@ mod tests {
         assert_eq!(records.len(), 1);
         assert!(records[0].has(flags::KEEPALIVE));
         assert!(details.is_empty());
-        assert_eq!(sink.ok_and_failed(), (1, 0));
+        assert_eq!(
+            sink.counts(),
+            LiveCounts {
+                ok: 1,
+                failed: 0,
+                not_counted: 0
+            }
+        );
+    }
+
+    #[test]
+    fn refused_connects_after_a_stop_signal_are_counted_apart_live() {
+        let sink = Arc::new(RecordSink::default());
+        let clock = Clock::start();
+        let refuse = |sink: &Arc<RecordSink>| {
+            sink.begin(clock, Instant::now()).finish(Ending {
+                start: Instant::now(),
+                raw: RawOutcome::Failed(Outcome::Refused),
+                flags: 0,
+                detail: None,
+            });
+        };
+        refuse(&sink);
+        sink.excuse_refused_from(clock.now_us());
+        refuse(&sink);
+        sink.begin(clock, Instant::now()).finish(Ending {
+            start: Instant::now(),
+            raw: RawOutcome::Failed(Outcome::Reset),
+            flags: 0,
+            detail: None,
+        });
+        assert_eq!(
+            sink.counts(),
+            LiveCounts {
+                ok: 0,
+                failed: 2,
+                not_counted: 1
+            }
+        );
     }
 
     #[test]

@@ -109,6 +109,43 @@ pub struct Events {
     pub connect_probes: u64,
     /// Processes seen to exit.
     pub exits: Vec<ExitEvent>,
+    /// In a restart drill, what followed each signal (empty otherwise).
+    #[serde(default)]
+    pub restarts: Vec<RestartEvent>,
+}
+
+impl Events {
+    /// The last delivered signal at or before `at_us` (to `pid`, if given),
+    /// with its index in [`Events::signals`].
+    pub(crate) fn signal_before(
+        &self,
+        at_us: u64,
+        pid: Option<u32>,
+    ) -> Option<(usize, &SignalEvent)> {
+        self.signals.iter().enumerate().rfind(|(_, s)| {
+            s.error.is_none() && s.at_us <= at_us && pid.is_none_or(|pid| s.pid == Some(pid))
+        })
+    }
+}
+
+/// In a restart drill, the new process that served after one signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartEvent {
+    /// The signal, as its index in [`Events::signals`].
+    pub signal: usize,
+    /// The process the signal went to (`null` when it was not delivered).
+    pub pid: Option<u32>,
+    /// The new process that held the listening socket at `until_us`
+    /// (`null`: the restart was not seen).
+    pub new_pid: Option<u32>,
+    /// When that process was first seen holding it.
+    pub seen_us: Option<u64>,
+    /// A new process that held it for a while but no longer did at
+    /// `until_us` (a successor that died, or was rolled back).
+    pub gone_pid: Option<u32>,
+    /// Until when the drill looked: just before the next signal, or the end
+    /// of the drill.
+    pub until_us: u64,
 }
 
 /// A signal the drill sent, or failed to send.
@@ -176,6 +213,16 @@ pub struct Requests {
     /// `ok` responses to requests that started after the last signalled
     /// process exited (`null` if none exited).
     pub ok_after_exit: Option<u64>,
+    /// Failed requests the verdict holds against the server: in a stop
+    /// drill, those that started before the listener closed; otherwise all.
+    #[serde(default)]
+    pub failed: u64,
+    /// Failed requests the verdict does not hold against the server, by
+    /// class: in a stop drill, those that started after the listener closed
+    /// (nearly always `refused`: a load balancer that honoured readiness
+    /// would not have sent them). All zero in other drills.
+    #[serde(default)]
+    pub not_counted: OutcomeCounts,
 }
 
 /// A count per outcome class.
@@ -335,6 +382,10 @@ pub struct Bucket {
     pub outcomes: OutcomeCounts,
     /// p99 latency of its `ok` responses.
     pub p99_us: Option<u64>,
+    /// The failures among `outcomes` that the verdict does not hold against
+    /// the server (see [`Requests::not_counted`]).
+    #[serde(default)]
+    pub not_counted: OutcomeCounts,
 }
 
 /// Failed requests.
@@ -358,6 +409,16 @@ pub struct FailureSample {
     pub outcome: Outcome,
     /// The error.
     pub detail: String,
+    /// Whether the verdict holds it against the server (see
+    /// [`Requests::not_counted`]).
+    #[serde(default = "counted_by_default")]
+    pub counted: bool,
+}
+
+/// Reports written before `counted` existed held every failure against the
+/// server.
+fn counted_by_default() -> bool {
+    true
 }
 
 /// The verdict.

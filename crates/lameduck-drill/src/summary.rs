@@ -40,6 +40,7 @@ impl fmt::Display for Summary<'_> {
         }
         writeln!(f)?;
         outcome_table(f, r)?;
+        failed_line(f, r)?;
         writeln!(
             f,
             "\nlatency of ok responses  {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -140,6 +141,20 @@ fn outcome_table(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
     Ok(())
 }
 
+/// What the verdict holds against the server, apart from what it does not.
+fn failed_line(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
+    let q = &r.requests;
+    write!(f, "  failed: {}", q.failed)?;
+    if q.not_counted.total() > 0 {
+        write!(
+            f,
+            " · not counted, started after the listener closed: {}",
+            q.not_counted.describe_failures()
+        )?;
+    }
+    writeln!(f)
+}
+
 fn latency_row(f: &mut fmt::Formatter<'_>, label: &str, s: &LatencyStats) -> fmt::Result {
     let cell = |v: Option<u64>| v.map_or("-".to_owned(), human::duration);
     writeln!(
@@ -153,20 +168,33 @@ fn latency_row(f: &mut fmt::Formatter<'_>, label: &str, s: &LatencyStats) -> fmt
     )
 }
 
-/// The report's events in time order, as text.
+/// The report's events in time order, as text. An event of one process
+/// (its exit) is timed from the last signal that process got; any other
+/// from the last signal before it.
 pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
     let e = &r.events;
     let mut list = Vec::new();
-    let since = |at: u64| match e.signals.iter().find(|s| s.error.is_none()) {
-        Some(s) if at >= s.at_us => format!(" (+{})", human::duration(at - s.at_us)),
+    let offset = |at: u64, from: Option<u64>| match from {
+        Some(sent) if at >= sent => format!(" (+{})", human::duration(at - sent)),
         _ => String::new(),
     };
+    let since = |at: u64| offset(at, e.signal_before(at, None).map(|(_, s)| s.at_us));
+    let since_own = |at: u64, pid: u32| match e.signal_before(at, Some(pid)) {
+        Some((_, s)) => offset(at, Some(s.at_us)),
+        None => since(at),
+    };
+    let restart = r.verdict.expect == crate::Expectation::Restart;
     list.push((0, "load started".to_owned()));
-    for s in &e.signals {
+    for (n, s) in e.signals.iter().enumerate() {
+        // With several signals, each is numbered, as the verdict names them.
+        let name = match e.signals.len() {
+            1 => format!("SIG{}", s.signal),
+            _ => format!("SIG{} {}", s.signal, n + 1),
+        };
         let text = match (&s.error, s.pid) {
-            (None, Some(pid)) => format!("SIG{} sent to pid {pid}", s.signal),
-            (Some(error), _) => format!("SIG{} not sent: {error}", s.signal),
-            (None, None) => format!("SIG{} sent", s.signal),
+            (None, Some(pid)) => format!("{name} sent to pid {pid}"),
+            (Some(error), _) => format!("{name} not sent: {error}"),
+            (None, None) => format!("{name} sent"),
         };
         list.push((s.at_us, text));
     }
@@ -188,7 +216,32 @@ pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
         "`Connection: close`",
     );
     notice(&mut list, &r.keepalive.goaway, "GOAWAY");
-    if let Some(at) = e.readiness_flip_us {
+    if restart {
+        for dip in crate::verdict::restart::readiness_dips(e) {
+            let until = dip.to_us.map_or(" and never 2xx again".to_owned(), |to| {
+                format!(" until {}", human::at(to))
+            });
+            list.push((
+                dip.from_us,
+                format!("readiness {}{}{until}", dip.what, since(dip.from_us)),
+            ));
+        }
+        for x in &e.restarts {
+            if let (Some(new), Some(at)) = (x.new_pid, x.seen_us) {
+                let old = x.pid.map_or(String::new(), |pid| format!(" to pid {pid}"));
+                let signal = e.signals.get(x.signal);
+                let name = signal.map_or("signal", |s| s.signal.as_str());
+                list.push((
+                    at,
+                    format!(
+                        "pid {new} holds the listening socket: the new process after {name} {}{old}{}",
+                        x.signal + 1,
+                        offset(at, signal.map(|s| s.at_us))
+                    ),
+                ));
+            }
+        }
+    } else if let Some(at) = e.readiness_flip_us {
         list.push((at, format!("readiness answered non-2xx{}", since(at))));
     }
     if let Some(at) = e.listener_closed_us {
@@ -212,7 +265,7 @@ pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
                 x.pid
             )
         } else {
-            format!("pid {} exited {how}{}", x.pid, since(x.at_us))
+            format!("pid {} exited {how}{}", x.pid, since_own(x.at_us, x.pid))
         };
         list.push((x.at_us, text));
     }

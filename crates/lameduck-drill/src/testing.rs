@@ -15,10 +15,16 @@
 //! | `close-first` | close the listener, *then* turn readiness 503 after `drain`, exit 0 | readiness did not flip before the listener closed |
 //! | `reset-keepalive` | readiness 503, reset every open connection, serve new ones for `drain`, exit 0 | requests reset after the signal |
 //!
-//! On `SIGHUP` a server dies (`hup=die`, the default: no handler), does
-//! nothing (`hup=reload`), or restarts without a gap (`hup=handoff`): it
-//! starts a copy of itself on the same listening socket, waits until the copy
-//! is ready, then drains like `graceful` and exits 0.
+//! On `SIGHUP` a server dies (`hup=die`, the default: no handler), reloads
+//! in place and starts no new process (`hup=reload`), or restarts without a
+//! gap (`hup=handoff`): it starts a copy of itself on the same listening
+//! socket, waits until the copy is ready, then drains like `graceful` and
+//! exits 0. `hup=handoff-unready` restarts the same way but first turns its
+//! readiness 503 until a probe has seen it (a readiness dip). With
+//! `hup=workers` the process is a supervisor that keeps its PID: it holds
+//! the listening socket, serves through one worker process, and on `SIGHUP`
+//! starts a new worker and retires the old one (which stops accepting at
+//! once, finishes what it has, and exits).
 //!
 //! A server is described by a spec such as
 //! `mode=graceful,port=8080,delay_ms=20,drain_ms=300,hup=handoff` and run by
@@ -26,6 +32,7 @@
 
 mod handoff;
 mod server;
+mod supervisor;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -67,10 +74,15 @@ impl FromStr for Mode {
 pub enum Hup {
     /// No handler: the signal kills it.
     Die,
-    /// Logs it and goes on.
+    /// Logs it and goes on: no new process.
     Reload,
     /// Hands its listening socket to a new copy of itself, drains, exits 0.
     Handoff,
+    /// As `Handoff`, but readiness answers 503 from the signal until a
+    /// readiness probe has heard it.
+    HandoffUnready,
+    /// A supervisor that replaces its worker process and keeps its PID.
+    Workers,
 }
 
 impl FromStr for Hup {
@@ -81,6 +93,8 @@ impl FromStr for Hup {
             "die" => Hup::Die,
             "reload" => Hup::Reload,
             "handoff" => Hup::Handoff,
+            "handoff-unready" => Hup::HandoffUnready,
+            "workers" => Hup::Workers,
             other => return Err(format!("unknown SIGHUP behaviour {other:?}")),
         })
     }
@@ -116,7 +130,7 @@ impl TargetConfig {
         }
     }
 
-    /// Parses `mode=NAME,port=N,delay_ms=N,drain_ms=N,hup=die|reload|handoff`
+    /// Parses `mode=NAME,port=N,delay_ms=N,drain_ms=N,hup=die|reload|handoff|handoff-unready|workers`
     /// (only `mode` required).
     ///
     /// # Errors
@@ -157,12 +171,15 @@ impl TargetConfig {
 ///
 /// When the runtime cannot be built or the port cannot be bound.
 pub fn run(config: TargetConfig) -> i32 {
-    tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .expect("a tokio runtime")
-        .block_on(server::serve(config, None))
+        .expect("a tokio runtime");
+    if config.hup == Hup::Workers && !supervisor::is_worker() {
+        return runtime.block_on(supervisor::supervise(config));
+    }
+    runtime.block_on(server::serve(config, None))
 }
 
 /// Starts the server on a thread of its own, in this process, and returns

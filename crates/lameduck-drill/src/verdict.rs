@@ -1,6 +1,8 @@
 //! The verdict: each condition of the expectation, checked against what was
 //! observed, with what was seen in words.
 
+pub(crate) mod restart;
+
 use std::time::Duration;
 
 use crate::analysis::Facts;
@@ -24,6 +26,8 @@ pub(crate) fn judge(rules: Rules, facts: &Facts, requests: &Requests, events: &E
         Expectation::Load => conditions.push(no_failures(requests)),
         Expectation::Restart => {
             conditions.push(signals_delivered(events));
+            conditions.push(restart::new_process_after_each_signal(events));
+            conditions.push(restart::readiness_stayed_ready(rules, events));
             conditions.push(no_failures(requests));
             conditions.push(served_after_exit(facts, requests, events));
         }
@@ -42,7 +46,7 @@ pub(crate) fn judge(rules: Rules, facts: &Facts, requests: &Requests, events: &E
     }
 }
 
-fn condition(name: &str, status: ConditionStatus, detail: String) -> Condition {
+pub(crate) fn condition(name: &str, status: ConditionStatus, detail: String) -> Condition {
     Condition {
         name: name.to_owned(),
         status,
@@ -50,7 +54,7 @@ fn condition(name: &str, status: ConditionStatus, detail: String) -> Condition {
     }
 }
 
-fn pass_if(ok: bool) -> ConditionStatus {
+pub(crate) fn pass_if(ok: bool) -> ConditionStatus {
     if ok {
         ConditionStatus::Pass
     } else {
@@ -277,12 +281,16 @@ fn exit_code(facts: &Facts) -> Condition {
 
 fn served_after_exit(facts: &Facts, requests: &Requests, events: &Events) -> Condition {
     const NAME: &str = "served_after_old_process_exit";
+    // Requests stop starting at --duration, and the load ends once the last
+    // of them has: an exit in between leaves no request to check with.
+    let last_start = facts.last_start_us.unwrap_or(events.load_end_us);
     match (facts.last_exit_us, requests.ok_after_exit) {
-        (Some(exit), _) if exit >= events.load_end_us => condition(
+        (Some(exit), _) if exit >= last_start => condition(
             NAME,
             ConditionStatus::Skipped,
             format!(
-                "the old process exited at {}, after the load ended: lengthen --duration to check",
+                "the old process exited at {}, after the last request started: lengthen \
+                 --duration to check",
                 human::at(exit)
             ),
         ),

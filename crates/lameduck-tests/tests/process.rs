@@ -2,11 +2,12 @@
 //! exit codes. One harness, one scenario per test.
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use nix::sys::signal::{Signal, kill};
+use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 
 /// A running fixture whose stdout events arrive on a channel.
@@ -25,9 +26,27 @@ impl Fixture {
     }
 
     fn spawn_with_stdin(args: &[&str], stdin: Stdio) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_lifecycle-fixture"))
-            .args(args)
-            .stdin(stdin)
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lifecycle-fixture"));
+        cmd.args(args).stdin(stdin);
+        Self::start(cmd)
+    }
+
+    /// The signals fixture, in a process group of its own (so that a test
+    /// can signal the group, as GNU `timeout` does), its stdin a pipe that
+    /// the test holds open (or `stdin`).
+    fn signals(args: &[&str]) -> Self {
+        Self::signals_with_stdin(args, Stdio::piped())
+    }
+
+    fn signals_with_stdin(args: &[&str], stdin: Stdio) -> Self {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signals-fixture"));
+        cmd.args(args).stdin(stdin).process_group(0);
+        Self::start(cmd)
+    }
+
+    /// Spawns `cmd` with stdout and stderr piped.
+    fn start(mut cmd: Command) -> Self {
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -66,8 +85,31 @@ impl Fixture {
         }
     }
 
+    /// Waits for an event that starts with `prefix`; the rest of it.
+    fn wait_prefix(&mut self, prefix: &str) -> String {
+        loop {
+            match self.events.recv_timeout(WAIT) {
+                Ok(e) => {
+                    self.seen.push(e.clone());
+                    if let Some(rest) = e.strip_prefix(prefix) {
+                        return rest.to_string();
+                    }
+                }
+                Err(err) => panic!("no {prefix:?}... ({err}); seen {:#?}", self.seen),
+            }
+        }
+    }
+
     fn signal(&self, sig: Signal) {
         kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal the fixture");
+    }
+
+    /// Sends `sig` to the fixture and then to its process group, back to
+    /// back, as GNU `timeout` does: two deliveries within a millisecond.
+    fn signal_process_and_group(&self, sig: Signal) {
+        let pid = Pid::from_raw(self.child.id() as i32);
+        kill(pid, sig).expect("signal the fixture");
+        killpg(pid, sig).expect("signal the fixture's group");
     }
 
     /// Waits for the exit; returns the code, every event, and stderr.
@@ -194,31 +236,39 @@ fn sigterm_with_a_terminal_on_stdin_still_drains() {
     assert!(drained >= Duration::from_millis(300), "{drained:?}");
 }
 
+/// A fixture held in Stopping by a component that never finishes. Stopping
+/// begins a drain delay (400 ms) after the first signal, longer than
+/// `SIGNAL_REPEAT_WINDOW`: a signal sent once it began is a second signal,
+/// never a copy of the first.
+fn held_in_stopping(first: Signal) -> Fixture {
+    let mut f = Fixture::spawn(&["--hang", "--grace-period", "60s", "--drain-delay", "400ms"]);
+    f.wait_for("phase running");
+    f.signal(first);
+    f.wait_for("phase stopping");
+    f
+}
+
 #[test]
 fn a_second_sigterm_forces_the_exit_with_143() {
-    let mut f = Fixture::spawn(&["--grace-period", "60s", "--drain-delay", "25s"]);
-    f.wait_for("phase running");
-    f.signal(Signal::SIGTERM);
-    f.wait_for("phase draining");
+    let f = held_in_stopping(Signal::SIGTERM);
     f.signal(Signal::SIGTERM);
     let (code, events, stderr) = f.finish();
     assert_eq!(code, 143, "{events:#?}");
     assert!(
-        !events.iter().any(|e| e == "stop http"),
-        "no graceful stop after the force: {events:#?}"
+        !events.iter().any(|e| e == "close db"),
+        "nothing closes gracefully after the force: {events:#?}"
     );
     assert!(
         stderr.contains("second signal: forcing the exit"),
         "{stderr}"
     );
+    // The report logged before the exit names what was cut.
+    assert!(stderr.contains("GET /forever"), "{stderr}");
 }
 
 #[test]
 fn a_second_sigint_forces_the_exit_with_130() {
-    let mut f = Fixture::spawn(&["--grace-period", "60s", "--drain-delay", "25s"]);
-    f.wait_for("phase running");
-    f.signal(Signal::SIGINT);
-    f.wait_for("phase draining");
+    let f = held_in_stopping(Signal::SIGINT);
     f.signal(Signal::SIGINT);
     let (code, _, _) = f.finish();
     assert_eq!(code, 130);
@@ -316,9 +366,11 @@ fn a_dependency_cycle_is_rejected_naming_the_cycle() {
 }
 
 #[test]
-fn the_exit_watchdog_ends_a_process_stuck_in_blocking_code_with_124() {
-    // The blocker parks a runtime thread forever once told to stop; the
-    // runtime can never shut down, so only the watchdog can end it.
+fn the_exit_watchdog_ends_a_process_whose_runtime_cannot_drop_with_the_reports_code() {
+    // The blocker parks a runtime thread forever once told to stop. The
+    // other threads finish the shutdown and log the report (exit 3: the
+    // blocker was aborted), but the runtime can never drop, so only the
+    // watchdog can end the process — with the code the report gave.
     let mut f = Fixture::spawn(&[
         "--block",
         "--grace-period",
@@ -332,7 +384,196 @@ fn the_exit_watchdog_ends_a_process_stuck_in_blocking_code_with_124() {
     ]);
     f.wait_for("phase running");
     f.signal(Signal::SIGTERM);
-    let (code, _, stderr) = f.finish();
-    assert_eq!(code, 124, "{stderr}");
-    assert!(stderr.contains("exit watchdog"), "{stderr}");
+    let (code, events, stderr) = f.finish();
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "report   exit: deadline exceeded (3)"),
+        "{events:#?}"
+    );
+    assert_eq!(code, 3, "{stderr}");
+    assert!(
+        stderr.contains("exit watchdog: the shutdown ended (deadline exceeded (3))"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn the_exit_watchdog_ends_a_shutdown_stuck_before_its_report_with_124() {
+    // On a current-thread runtime the blocker holds the only thread: the
+    // shutdown never gets to its report, and the watchdog says so.
+    let mut f = Fixture::signals(&[
+        "--current-thread",
+        "--block",
+        "--grace-period",
+        "2s",
+        "--hard-timeout",
+        "200ms",
+    ]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 124, "{events:#?}\n{stderr}");
+    assert!(
+        !events.iter().any(|e| e.starts_with("report")),
+        "{events:#?}"
+    );
+    assert!(
+        stderr.contains("exit watchdog: the shutdown overran its budget"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_second_sigterm_ends_a_process_whose_runtime_hangs_on_a_stdin_read() {
+    // The stdin component's read stays pending on tokio's blocking pool:
+    // the shutdown is clean, but dropping the runtime waits for the read.
+    // The drain delay outlasts the repeat window, so the second SIGTERM
+    // (sent once the report is out) is not taken for a copy of the first;
+    // the grace period keeps the watchdog far away.
+    let mut f = Fixture::signals(&[
+        "--read-stdin",
+        "--drain-delay",
+        "500ms",
+        "--grace-period",
+        "20s",
+    ]);
+    let stdin = f.child.stdin.take();
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    f.wait_for("report   exit: clean (0)");
+    f.signal(Signal::SIGTERM);
+    let (code, events, stderr) = f.finish();
+    drop(stdin);
+    assert_eq!(code, 143, "{events:#?}\n{stderr}");
+    assert!(
+        stderr.contains("SIGTERM after the shutdown report (clean (0))"),
+        "the exit must come from the second signal: {stderr}"
+    );
+    assert!(!stderr.contains("exit watchdog"), "{stderr}");
+}
+
+#[test]
+fn a_second_sigterm_ends_a_current_thread_runtime_that_a_component_blocks() {
+    // Once stopping, the blocker parks the runtime's only thread: the
+    // driver never runs again, so only the signal thread can act.
+    let mut f = Fixture::signals(&[
+        "--current-thread",
+        "--block",
+        "--drain-delay",
+        "500ms",
+        "--grace-period",
+        "20s",
+    ]);
+    f.wait_for("phase running");
+    f.signal(Signal::SIGTERM);
+    f.wait_for("blocking");
+    f.signal(Signal::SIGTERM);
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 143, "{events:#?}\n{stderr}");
+    assert!(
+        stderr.contains("second signal: forcing the exit"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("the runtime did not answer"), "{stderr}");
+    assert!(!stderr.contains("exit watchdog"), "{stderr}");
+}
+
+#[test]
+fn the_same_signal_delivered_twice_at_once_is_one_signal_and_drains() {
+    let mut f = Fixture::signals(&["--drain-delay", "300ms"]);
+    f.wait_for("phase running");
+    f.signal_process_and_group(Signal::SIGTERM);
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 0, "{events:#?}\n{stderr}");
+    assert!(
+        events.iter().any(|e| e == "report   exit: clean (0)"),
+        "{events:#?}"
+    );
+    let drained = drained(&events);
+    assert!(drained >= Duration::from_millis(300), "{drained:?}");
+}
+
+#[test]
+fn a_sigterm_during_a_drain_begun_by_shutdown_lets_requests_in_flight_finish() {
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+
+    let mut f = Fixture::signals(&["--http", "--drain-delay", "500ms"]);
+    let addr = f.wait_prefix("listening ");
+    f.wait_for("phase running");
+    // An upload in flight: its head and half its body.
+    let mut upload = TcpStream::connect(&addr).unwrap();
+    upload.set_read_timeout(Some(WAIT)).unwrap();
+    upload
+        .write_all(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\n12345")
+        .unwrap();
+    f.wait_for("request /upload started");
+    // The app begins to drain for a reason of its own.
+    let answer = get(&addr, "/shutdown");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    f.wait_for("phase draining");
+    // The operator's SIGTERM arrives during that drain: it must neither
+    // force the exit nor cut the upload.
+    f.signal(Signal::SIGTERM);
+    f.wait_for("phase stopping");
+    upload.write_all(b"67890").unwrap();
+    let mut response = String::new();
+    upload.read_to_string(&mut response).unwrap();
+    assert!(response.ends_with("got 10 bytes"), "{response}");
+    let (code, events, stderr) = f.finish();
+    assert_eq!(code, 0, "{events:#?}\n{stderr}");
+    assert!(
+        events.iter().any(
+            |e| e.starts_with("report signals-fixture: shut down (requested: asked over HTTP)")
+        ),
+        "{events:#?}"
+    );
+    assert!(
+        events.iter().any(|e| e == "report   exit: clean (0)"),
+        "{events:#?}"
+    );
+    assert!(
+        stderr.contains("SIGTERM during a shutdown already under way"),
+        "{stderr}"
+    );
+}
+
+/// `GET path` on a fresh connection; the answer.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(WAIT)).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn a_sigint_from_a_terminal_during_a_drain_begun_by_shutdown_ends_the_drain_delay() {
+    // Ctrl+C by a person skips the drain delay; joining a drain that began
+    // otherwise, it ends the delay instead of forcing the exit.
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    let mut f = Fixture::signals_with_stdin(
+        &["--http", "--grace-period", "60s", "--drain-delay", "25s"],
+        Stdio::from(pty.slave),
+    );
+    let addr = f.wait_prefix("listening ");
+    f.wait_for("phase running");
+    assert!(get(&addr, "/shutdown").starts_with("HTTP/1.1 200"));
+    f.wait_for("phase draining");
+    f.signal(Signal::SIGINT);
+    let (code, events, stderr) = f.finish();
+    drop(pty.master);
+    assert_eq!(code, 0, "{events:#?}\n{stderr}");
+    let drained = drained(&events);
+    assert!(
+        drained < Duration::from_secs(25),
+        "the drain delay was waited: {drained:?}"
+    );
+    assert!(
+        stderr.contains("drain delay cut short by a signal"),
+        "{stderr}"
+    );
 }

@@ -1,47 +1,32 @@
-//! What the HTTP server costs, and how fast it stops.
+//! How fast the HTTP server stops.
 //!
 //! Run with `cargo bench -p lameduck --features http --bench http`. It
-//! prints, measured in the same run:
+//! prints the time from SIGTERM to exit of a lameduck server process with a
+//! drain delay of 0: idle, and with 10,000 idle keep-alive connections open
+//! (targets: at most 20 ms and 200 ms). The server is this same binary,
+//! started again as a child; the time runs from `kill` to `waitpid`.
 //!
-//! - (a) throughput of the lameduck server against a bare hyper-util server
-//!   (auto builder, same trivial handler), 64 concurrent keep-alive HTTP/1.1
-//!   connections, as a ratio (target: at least 0.97). Runs alternate
-//!   between the two servers and each side keeps its best run, so a noisy
-//!   moment on a shared machine does not decide the ratio.
-//! - (b) SIGTERM-to-exit of a lameduck server process with a drain delay of
-//!   0: idle, and with 10,000 idle keep-alive connections open (targets: at
-//!   most 20 ms and 200 ms). The server is this same binary, started again
-//!   as a child; the time runs from `kill` to `waitpid`.
-//!
-//! The load generator is the bench itself: tokio and hyper's client, on a
-//! runtime of its own (one thread), against a server runtime of one thread,
-//! so the two do not share a core on a two-core machine.
+//! What the server costs while it runs (throughput, CPU and instructions
+//! per request against hyper-util and `axum::serve`, under wrk and h2load)
+//! is `scripts/bench http`, which also runs this.
 
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Empty, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use lameduck::http::Server;
 use lameduck::{App, Budget};
 
-const CONNECTIONS: usize = 64;
 /// The full settings, and the short ones `LAMEDUCK_BENCH_SMOKE` asks for
 /// (CI checks that the bench runs, not what it measures).
 struct Settings {
-    run: Duration,
-    runs: usize,
     idle_connections: usize,
     exit_samples: usize,
 }
@@ -49,15 +34,11 @@ struct Settings {
 fn settings() -> Settings {
     if std::env::var_os("LAMEDUCK_BENCH_SMOKE").is_some() {
         Settings {
-            run: Duration::from_millis(300),
-            runs: 1,
             idle_connections: 500,
             exit_samples: 1,
         }
     } else {
         Settings {
-            run: Duration::from_secs(2),
-            runs: 3,
             idle_connections: 10_000,
             exit_samples: 5,
         }
@@ -77,9 +58,6 @@ fn main() {
         .collect();
     let runs = |part: &str| filter.is_empty() || filter.iter().any(|f| part.contains(f.as_str()));
     raise_fd_limit();
-    if runs("throughput") {
-        throughput();
-    }
     if runs("exit") {
         exit_times();
     }
@@ -109,98 +87,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
-}
-
-fn throughput() {
-    let server_rt = runtime();
-    let client_rt = runtime();
-    let bare = server_rt.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(bare_server(listener));
-        addr
-    });
-    let lame = server_rt.block_on(async {
-        let server = Server::bind("127.0.0.1:0", Hello).unwrap();
-        let addr = server.local_addr().unwrap();
-        let app = App::builder("bench")
-            .handle_signals(false)
-            .component(server)
-            .build()
-            .unwrap();
-        let handle = app.handle();
-        tokio::spawn(app.run());
-        handle.reached(lameduck::Phase::Running).await;
-        addr
-    });
-    let (mut best_bare, mut best_lame) = (0.0f64, 0.0f64);
-    for _ in 0..settings().runs {
-        best_bare = best_bare.max(client_rt.block_on(load(bare)));
-        best_lame = best_lame.max(client_rt.block_on(load(lame)));
-    }
-    println!(
-        "(a) throughput, {CONNECTIONS} keep-alive connections, best of {} runs of {:?} each",
-        settings().runs,
-        settings().run
-    );
-    println!("    bare hyper-util  {best_bare:>10.0} requests/s");
-    println!("    lameduck         {best_lame:>10.0} requests/s");
-    println!(
-        "    ratio            {:>10.3}   (target >= 0.97)",
-        best_lame / best_bare
-    );
-    drop(server_rt);
-}
-
-async fn bare_server(listener: tokio::net::TcpListener) {
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()));
-    loop {
-        let (io, _) = listener.accept().await.unwrap();
-        let _ = io.set_nodelay(true);
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let _ = builder
-                .serve_connection_with_upgrades(TokioIo::new(io), TowerToHyperService::new(Hello))
-                .await;
-        });
-    }
-}
-
-/// Requests per second over the run time, from `CONNECTIONS` keep-alive clients.
-async fn load(addr: SocketAddr) -> f64 {
-    let done = Arc::new(AtomicBool::new(false));
-    let count = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    for _ in 0..CONNECTIONS {
-        let (done, count) = (done.clone(), count.clone());
-        tasks.push(tokio::spawn(async move {
-            let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            while !done.load(Ordering::Relaxed) {
-                let req = Request::get("/")
-                    .header("host", "bench")
-                    .body(Empty::<Bytes>::new())
-                    .unwrap();
-                let resp = send.send_request(req).await.unwrap();
-                resp.into_body().collect().await.unwrap();
-                count.fetch_add(1, Ordering::Relaxed);
-            }
-        }));
-    }
-    // Warm up (connections, caches), then count.
-    tokio::time::sleep(settings().run / 4).await;
-    let (start, before) = (Instant::now(), count.load(Ordering::Relaxed));
-    tokio::time::sleep(settings().run).await;
-    let (elapsed, after) = (start.elapsed(), count.load(Ordering::Relaxed));
-    done.store(true, Ordering::Relaxed);
-    for task in tasks {
-        task.await.unwrap();
-    }
-    (after - before) as f64 / elapsed.as_secs_f64()
 }
 
 fn exit_times() {

@@ -3,6 +3,7 @@
 
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use tokio::sync::{mpsc, watch};
@@ -12,11 +13,13 @@ use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
 
 mod builder;
 mod driver;
+mod finish;
 mod graph;
 pub(crate) mod signals;
 mod watchdog;
 
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
+pub use signals::SIGNAL_REPEAT_WINDOW;
 
 /// A service: its components, its timing budget and its signal handling,
 /// driven through `Starting → Running → Draining → Stopping → Cancelling →
@@ -26,7 +29,9 @@ pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
 /// [`run`](Self::run)): it runs until a shutdown is triggered and completes,
 /// returning a [`Report`] whose [`exit_code`](Report::exit_code) `main`
 /// should return. It never exits the process itself, except when a second
-/// signal forces the exit or the exit watchdog fires past the grace period.
+/// signal forces the exit (or a signal ends a process still alive after its
+/// report) or the exit watchdog fires past the grace period; see
+/// [`AppBuilder::exit_on_force`] and [`AppBuilder::exit_watchdog`].
 ///
 /// # Examples
 ///
@@ -138,13 +143,23 @@ pub(crate) enum Event {
         attempt: u32,
     },
     Shutdown(ShutdownReason),
+    /// The first `SIGTERM`/`SIGINT` the signal thread took: it starts the
+    /// shutdown, or joins one begun for another reason.
+    Signal(crate::Signal),
+    /// A second signal: log the forced report, then tell the signal thread
+    /// (when it waits to exit the process itself).
+    Force {
+        signal: crate::Signal,
+        logged: Option<std::sync::mpsc::Sender<()>>,
+    },
     TrackerIdle(usize),
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]
     Upgrade(crate::upgrade::Request),
-    /// An upgrade attempt ended: the new process's pid, or why not.
+    /// An upgrade moved on: the new process is ready or failed, or (in a
+    /// new process) the parent gave its verdict.
     #[cfg(all(unix, feature = "upgrade"))]
-    UpgradeDone(Result<u32, crate::upgrade::UpgradeError>),
+    UpgradeStep(crate::upgrade::Step),
     /// An in-place upgrade ended (`Upgrade::in_place`): the pid that
     /// serves now, or why not.
     #[cfg(all(unix, feature = "upgrade"))]
@@ -167,6 +182,10 @@ struct Shared {
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
     holdups: Mutex<Holdups>,
+    /// The phase as one atomic (`Phase as u8`), set before the watch
+    /// channel: hot paths read it without a lock, and whoever sees a phase
+    /// on the channel finds it here too.
+    phase_now: Arc<AtomicU8>,
 }
 
 /// Each component's description of what holds it up, by component index.
@@ -195,6 +214,7 @@ impl AppHandle {
                 health,
                 trackers: Mutex::new(Vec::new()),
                 holdups: Mutex::new(Holdups::default()),
+                phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
             }),
         }
     }
@@ -314,6 +334,12 @@ impl AppHandle {
             .clone()
     }
 
+    /// The phase as an atomic `Phase as u8`, for hot paths.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn phase_cell(&self) -> Arc<AtomicU8> {
+        self.shared.phase_now.clone()
+    }
+
     pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {
         self.shared
             .holdups
@@ -347,6 +373,7 @@ impl AppHandle {
         // Health first: readiness must be false before anyone can observe
         // the new phase, so that nothing sees "draining" while still ready.
         self.shared.health.set_phase(phase);
+        self.shared.phase_now.store(phase as u8, Ordering::Release);
         self.shared.phase.send_replace(phase);
     }
 }

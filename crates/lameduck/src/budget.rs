@@ -20,7 +20,7 @@ use crate::fmt::Seconds;
 /// | `drain_delay` | 5 s | Draining: unready but still serving, while load balancers catch up |
 /// | `shutdown_timeout` | what is left | Stopping: in-flight work finishes on its own |
 /// | `hard_timeout` | 3 s | Cancelling: work that got its cancel signal winds down |
-/// | close timeouts | 1 s per component | Closing: each resource closes in turn |
+/// | close timeouts | 1 s per component with a close | Closing: each resource closes in turn |
 /// | `log_flush` | 500 ms | the final log flush |
 /// | `safety_margin` | 5 % of the grace period, at least 500 ms | slack for scheduling, never used on purpose |
 ///
@@ -115,6 +115,13 @@ impl Budget {
     }
 
     /// Adds (or replaces) the close timeout of one named resource.
+    ///
+    /// In an [`App`](crate::App), `name` is a component with a close (see
+    /// [`Component::on_close`](crate::Component::on_close)), and this is the
+    /// bound its close gets. Set it here or with
+    /// [`Component::close_timeout`](crate::Component::close_timeout), not
+    /// both: the app refuses to build with a close timeout set twice, or one
+    /// that names no component with a close.
     pub fn close_timeout(mut self, name: impl Into<String>, d: Duration) -> Self {
         let name = name.into();
         match self.closes.iter_mut().find(|(n, _)| *n == name) {
@@ -144,6 +151,16 @@ impl Budget {
     /// The drain delay.
     pub fn get_drain_delay(&self) -> Duration {
         self.drain_delay
+    }
+
+    /// The close timeout set for `name`, if any.
+    pub fn get_close_timeout(&self, name: &str) -> Option<Duration> {
+        self.closes.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
+    }
+
+    /// The names that have a close timeout, in the order they were given.
+    pub(crate) fn close_names(&self) -> impl Iterator<Item = &str> {
+        self.closes.iter().map(|(n, _)| n.as_str())
     }
 
     fn margin(&self) -> Duration {
@@ -238,6 +255,11 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// The close timeout of `name`, if it has one.
+    pub fn close_timeout(&self, name: &str) -> Option<Duration> {
+        self.closes.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
+    }
+
     /// The sum of the close timeouts.
     pub fn close_total(&self) -> Duration {
         self.closes.iter().map(|(_, d)| *d).sum()

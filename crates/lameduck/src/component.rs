@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{Context, DEFAULT_CLOSE_TIMEOUT, RestartPolicy};
+use crate::{Context, RestartPolicy};
 
 /// The error a component returns: anything that is an error.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -68,7 +68,8 @@ pub struct Component {
     pub(crate) name: Arc<str>,
     pub(crate) deps: Vec<Arc<str>>,
     pub(crate) policy: RestartPolicy,
-    pub(crate) close_timeout: Duration,
+    /// Set on the component; otherwise the budget's, or the default.
+    pub(crate) close_timeout: Option<Duration>,
     pub(crate) run: RunFn,
     pub(crate) close: Option<CloseFn>,
 }
@@ -86,7 +87,7 @@ impl Component {
             name: name.into(),
             deps: Vec::new(),
             policy: RestartPolicy::default(),
-            close_timeout: DEFAULT_CLOSE_TIMEOUT,
+            close_timeout: None,
             run: Box::new(move |ctx| Box::pin(run(ctx))),
             close: None,
         }
@@ -115,10 +116,16 @@ impl Component {
         self
     }
 
-    /// Sets the bound on this component's close (default 1 s). It counts
-    /// against the grace period in the [`Budget`](crate::Budget).
+    /// Sets the bound on this component's close. It counts against the
+    /// grace period in the [`Budget`](crate::Budget).
+    ///
+    /// Set it here or with [`Budget::close_timeout`](crate::Budget::close_timeout)
+    /// under this component's name, not both: [`AppBuilder::build`](crate::AppBuilder::build)
+    /// rejects a close timeout set twice, naming both places. Set in
+    /// neither, it is [`DEFAULT_CLOSE_TIMEOUT`](crate::DEFAULT_CLOSE_TIMEOUT)
+    /// (1 s).
     pub fn close_timeout(mut self, timeout: Duration) -> Self {
-        self.close_timeout = timeout;
+        self.close_timeout = Some(timeout);
         self
     }
 

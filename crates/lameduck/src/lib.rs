@@ -77,10 +77,15 @@
 //! | `SIGINT` | running, stdin not a terminal | as `SIGTERM` |
 //! | `SIGINT` | running, stdin a terminal | as `SIGTERM` but without the drain delay (Ctrl+C in development) |
 //! | either | starting | skip the drain (never ready, nobody routes here), stop |
-//! | either, again | shutting down | abort what is left, flush logs, exit 128 + signal |
-//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, drain and exit 0; if it fails, keep serving |
+//! | either | shutting down for another reason (`shutdown()`, an upgrade's handover, a failed component) | join that shutdown: nothing is forced or cut; `SIGINT` from a terminal ends the drain delay |
+//! | the same one again within [`SIGNAL_REPEAT_WINDOW`] (300 ms) | any | the same delivery (GNU `timeout`, systemd's `KillMode=control-group`): ignored |
+//! | either, again | shutting down | abort what is left, log the report, flush logs, exit 128 + signal — from a plain thread, even while the runtime is blocked |
+//! | either | after the report, the process still alive (dropping the runtime waits for a blocking read) | exit 128 + signal at once |
+//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, commit to it, and once it has settled, drain and exit 0; if it fails, or dies before it settled, keep serving |
 //!
-//! Exit codes are listed in [`ExitStatus`]. The user guide in the
+//! [`AppBuilder::exit_on_force`] and [`AppBuilder::handle_signals`] hand
+//! the forced exit, or every signal, back to the program. Exit codes are
+//! listed in [`ExitStatus`]. The user guide in the
 //! repository's `docs/` folder covers the sequence, the budget, Kubernetes
 //! and systemd.
 //!
@@ -92,8 +97,13 @@
 //! | `axum` | axum glue: WebSocket going-away, extractors |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+// docs.rs (nightly rustdoc, `--cfg docsrs`, every feature) marks each item
+// behind a feature with a "crate feature" badge. `doc_auto_cfg` was merged
+// into `doc_cfg` (Rust 1.92), which now does the marking by itself.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "http", all(unix, feature = "upgrade")))]
+mod accept;
 mod app;
 #[cfg(feature = "axum")]
 pub mod axum;
@@ -118,7 +128,10 @@ mod tracker;
 #[cfg(all(unix, feature = "upgrade"))]
 pub mod upgrade;
 
-pub use app::{App, AppBuilder, AppHandle, BuildError, BuildErrorKind, DrainPolicy, RunFuture};
+pub use app::{
+    App, AppBuilder, AppHandle, BuildError, BuildErrorKind, DrainPolicy, RunFuture,
+    SIGNAL_REPEAT_WINDOW,
+};
 pub use backlog::{MIN_LISTEN_BACKLOG, default_listen_backlog};
 pub use budget::{
     Budget, BudgetError, BudgetErrorKind, DEFAULT_CLOSE_TIMEOUT, DEFAULT_DRAIN_DELAY,

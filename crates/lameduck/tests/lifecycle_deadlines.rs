@@ -13,6 +13,15 @@ fn budget() -> Budget {
         .hard_timeout(Duration::from_secs(3))
 }
 
+/// A component that is ready at once and returns at its stop signal.
+fn until_stopped(name: &'static str) -> Component {
+    Component::new(name, |ctx| async move {
+        ctx.ready();
+        ctx.on_stopping().await;
+        Ok(())
+    })
+}
+
 async fn run_until_running_then_stop(app: App) -> Report {
     let handle = app.handle();
     let run = tokio::spawn(app.run());
@@ -91,14 +100,7 @@ async fn a_hung_component_is_aborted_at_the_hard_deadline_and_named() {
             std::future::pending::<()>().await;
             Ok(())
         }))
-        .component(
-            Component::new("db", |ctx| async move {
-                ctx.ready();
-                ctx.on_stopping().await;
-                Ok(())
-            })
-            .on_close(|| async { Ok(()) }),
-        )
+        .component(until_stopped("db").on_close(|| async { Ok(()) }))
         .build()
         .unwrap();
     let report = run_until_running_then_stop(app).await;
@@ -132,14 +134,7 @@ async fn a_close_that_overruns_its_timeout_is_abandoned_and_the_next_one_runs() 
     let app = App::builder("close")
         .budget(budget())
         .handle_signals(false)
-        .component(
-            Component::new("db", |ctx| async move {
-                ctx.ready();
-                ctx.on_stopping().await;
-                Ok(())
-            })
-            .on_close(|| async { Ok(()) }),
-        )
+        .component(until_stopped("db").on_close(|| async { Ok(()) }))
         .component(
             Component::new("exporter", |ctx| async move {
                 ctx.ready();
@@ -162,6 +157,27 @@ async fn a_close_that_overruns_its_timeout_is_abandoned_and_the_next_one_runs() 
         CloseOutcome::Closed(_)
     ));
     assert_eq!(report.status(), ExitStatus::DeadlineExceeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_close_timeout_set_in_the_budget_is_the_one_the_close_gets() {
+    // 3 s in the budget; the close takes 1.5 s, past the 1 s default that
+    // used to replace it.
+    let app = App::builder("budgeted")
+        .budget(budget().close_timeout("db", Duration::from_secs(3)))
+        .handle_signals(false)
+        .component(until_stopped("db").on_close(|| async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let report = run_until_running_then_stop(app).await;
+    assert_eq!(
+        report.component("db").unwrap().close,
+        CloseOutcome::Closed(Duration::from_millis(1500))
+    );
+    assert_eq!(report.status(), ExitStatus::Clean);
 }
 
 #[tokio::test(start_paused = true)]

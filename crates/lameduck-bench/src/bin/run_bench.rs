@@ -1,4 +1,4 @@
-//! Scenarios (c) and (d) of `lameduck run` (`scripts/bench run`; see
+//! The restarts and the costs of `lameduck run` (`scripts/bench run`; see
 //! docs/benchmarks.md): zero-downtime restarts of a Python server that
 //! takes its socket from `LISTEN_FDS`, under load; and what each wrapper
 //! costs around the naive Python server.
@@ -72,7 +72,7 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
         gap_ms: u64::try_from(args.gap.as_millis())?,
     };
     println!(
-        "(c) {} zero-downtime restarts (`upgrade` on the control socket, {} apart) of the Python \
+        "restarts: {} zero-downtime restarts (`upgrade` on the control socket, {} apart) of the Python \
          server taking its socket from LISTEN_FDS, under GET /work?ms={} at {} requests/s\n",
         plan.restarts,
         humantime::format_duration(args.gap),
@@ -113,7 +113,7 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
     );
 
     println!(
-        "\n(d) cost around the naive Python server: resident memory, CPU over {} idle, median \
+        "\ncost: around the naive Python server: resident memory, CPU over {} idle, median \
          start-up of {} starts\n",
         humantime::format_duration(args.idle),
         args.starts

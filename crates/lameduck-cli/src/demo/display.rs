@@ -29,8 +29,8 @@ impl Output {
 }
 
 /// Human: warnings and errors, and the steps of an upgrade; the phase lines
-/// say the rest. JSON: every event at info and above. `RUST_LOG` overrides
-/// either.
+/// say the rest. JSON: every event at info and above, each line with the
+/// `pid`. `RUST_LOG` overrides either.
 pub(super) fn init_logging(human: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(if human {
@@ -46,10 +46,14 @@ pub(super) fn init_logging(human: bool) {
     let _ = if human {
         builder.compact().without_time().try_init()
     } else {
-        builder
+        // Each line names its process: during a restart two processes log.
+        let json = tracing_subscriber::fmt::format()
             .json()
             .flatten_event(true)
-            .with_current_span(false)
+            .with_current_span(false);
+        builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(super::pid_json::WithPid::new(json))
             .try_init()
     };
 }
@@ -79,7 +83,7 @@ pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
             let line = match phase {
                 Phase::Running => match lameduck::upgrade::parent_pid() {
                     Some(parent) => format!(
-                        "running: ready, serving the sockets of pid {parent}, which drains now; SIGHUP restarts again, SIGTERM or Ctrl+C stops"
+                        "running: ready, serving the sockets of pid {parent}, which drains once this one has settled; SIGHUP restarts again after that, SIGTERM or Ctrl+C stops"
                     ),
                     None => "running: ready; SIGHUP restarts with zero downtime, SIGTERM or Ctrl+C stops".to_string(),
                 },

@@ -37,7 +37,8 @@ pub enum Expect {
     /// Drain and exit 0 within the grace period; nothing that started before
     /// the listener closed may fail
     Stop,
-    /// Restart without a gap; no request may fail
+    /// Restart without a gap: each signal brings in a new process, readiness
+    /// stays 2xx, no request may fail
     Restart,
 }
 

@@ -4,7 +4,7 @@ use std::io::IsTerminal as _;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use lameduck_drill::{Progress, Stage};
+use lameduck_drill::Progress;
 
 const TICK: Duration = Duration::from_millis(100);
 
@@ -39,28 +39,7 @@ impl Bar {
                     bar.set_position(
                         u64::try_from(s.elapsed.min(s.duration).as_millis()).unwrap_or(0),
                     );
-                    let stage = match s.stage {
-                        Stage::Starting => "starting the server",
-                        Stage::WaitingReady => "waiting until ready",
-                        Stage::Loading => "loading",
-                        Stage::WaitingExit => "waiting for the exit",
-                        Stage::CleaningUp => "cleaning up",
-                        _ => "done",
-                    };
-                    let mut msg = format!(
-                        // "not ok", not "failed": whether an answer counts
-                        // as a failure (a refused connect after the listener
-                        // closed does not) is for the verdict to say.
-                        "{stage} · {} sent · {} ok · {} not ok",
-                        s.sent, s.ok, s.failed
-                    );
-                    if s.signals > 0 {
-                        msg.push_str(&format!(" · {} signal(s) sent", s.signals));
-                    }
-                    if s.exited {
-                        msg.push_str(" · exited");
-                    }
-                    bar.set_message(msg);
+                    bar.set_message(s.to_string());
                 }
             })
         };

@@ -8,9 +8,10 @@ use lameduck::Timeline;
 
 use super::{DrainIn, secs};
 
-/// How to bind lameduck's admin listener so that the kubelet can reach it.
-/// Kept in one place so that it follows `lameduck run`'s flag.
-const ADMIN_BIND_EXAMPLE: &str = "lameduck run --admin-addr 0.0.0.0:{port} -- CMD";
+/// A program built on the library that takes its admin address on the
+/// command line: the demo, whose flag is kept here so that it is checked in
+/// one place (the CLI's tests run it).
+const ADMIN_BIND_EXAMPLE: &str = "lameduck demo --admin 0.0.0.0:{port}";
 
 /// The startup probe: liveness and readiness wait for it, so it may take its
 /// time. 2 s × 30 = one minute to start.
@@ -167,9 +168,10 @@ impl PodSpec<'_> {
                     f,
                     "    ",
                     &format!(
-                        "The probes call lameduck's admin listener on port {port}. lameduck binds \
-                         it to loopback (127.0.0.1) by default, which the kubelet cannot reach: \
-                         bind it to the pod's addresses, e.g."
+                        "The probes call the program's admin listener on port {port} (the \
+                         library's `http::Server::admin`). Bind it to the pod's addresses, \
+                         0.0.0.0:{port} or the pod IP from the downward API (status.podIP): the \
+                         kubelet cannot reach 127.0.0.1. The demo, for one:"
                     ),
                 )?;
                 writeln!(
@@ -180,12 +182,8 @@ impl PodSpec<'_> {
                 comment(
                     f,
                     "    ",
-                    &format!(
-                        "(a program built on the library: give its admin listener \
-                         0.0.0.0:{port}, or the pod IP from the downward API, status.podIP). \
-                         Other pods can then reach it too: restrict it with a NetworkPolicy if \
-                         that matters."
-                    ),
+                    "Other pods can then reach it too: restrict it with a NetworkPolicy if that \
+                     matters.",
                 )
             }
             DrainIn::Prestop => comment(

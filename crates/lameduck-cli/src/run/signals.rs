@@ -8,22 +8,18 @@
 //! | `SIGHUP` | a zero-downtime restart |
 //! | `--forward` ones | forwarded to every instance's group |
 //!
-//! A repeat of the same signal within [`REPEAT_WINDOW`] is one delivery
-//! (GNU `timeout` signals its child, then the child's group).
+//! A repeat of the same signal within the library's
+//! [`SIGNAL_REPEAT_WINDOW`] is one delivery (GNU `timeout` signals its
+//! child, then the child's group).
 
+use lameduck::{AppHandle, SIGNAL_REPEAT_WINDOW};
+use nix::sys::signal::Signal;
 use std::io::{self, IsTerminal};
 use std::sync::Arc;
-use std::time::Duration;
-
-use lameduck::AppHandle;
-use nix::sys::signal::Signal;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 use super::supervisor::{Command, Supervisor};
-
-/// A second copy of one signal within this window is the same delivery.
-pub const REPEAT_WINDOW: Duration = Duration::from_millis(300);
 
 /// Installs every handler (before returning, so no signal meets its default
 /// action once the program runs) and spawns the tasks that act on them.
@@ -61,7 +57,7 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                 Some(()) = int.recv() => Signal::SIGINT,
                 else => return,
             };
-            if last.is_some_and(|(s, at)| s == sig && at.elapsed() < REPEAT_WINDOW) {
+            if last.is_some_and(|(s, at)| s == sig && at.elapsed() < SIGNAL_REPEAT_WINDOW) {
                 tracing::debug!(target: "lameduck::run", signal = sig.as_str(), "the same signal again at once: one delivery");
                 continue;
             }

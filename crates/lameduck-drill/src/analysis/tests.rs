@@ -33,6 +33,7 @@ fn observed(records: Vec<Record>) -> Observed {
         exits: Vec::new(),
         load_end_us: 10_000,
         end_us: 12_000,
+        expect: Expectation::Stop,
     }
 }
 
@@ -318,4 +319,47 @@ fn bucket_widths_are_round_and_bounded() {
     assert_eq!(timeline::bucket_width(1_000_000), 10_000);
     assert_eq!(timeline::bucket_width(10_000_000), 100_000);
     assert_eq!(timeline::bucket_width(3_600_000_000), 30_000_000);
+}
+
+#[test]
+fn failures_after_the_close_of_a_stop_drill_are_counted_apart() {
+    let records = vec![
+        ok(100),
+        failed(2_000, Outcome::Reset),
+        failed(3_000, Outcome::Refused),
+        failed(3_500, Outcome::Refused),
+        failed(3_600, Outcome::Reset),
+    ];
+    let mut o = observed(records.clone());
+    signal_at(&mut o, 1_000, 7);
+    o.details = (1..5)
+        .map(|index| FailureDetail {
+            index,
+            detail: "x".into(),
+        })
+        .collect();
+    let facts = Facts::find(&o);
+    let r = requests(&o, &facts);
+    assert_eq!(r.failed, 1);
+    assert_eq!(r.not_counted.refused, 2);
+    assert_eq!(r.not_counted.reset, 1);
+    assert_eq!(r.failed + r.not_counted.total(), r.total.failed());
+    let counted: Vec<bool> = failures(&o, &facts)
+        .samples
+        .iter()
+        .map(|s| s.counted)
+        .collect();
+    assert_eq!(counted, [true, false, false, false]);
+    let t = timeline(&o, &facts);
+    let excused: u64 = t.buckets.iter().map(|b| b.not_counted.total()).sum();
+    assert_eq!(excused, 3);
+
+    // A restart drill holds every failure against the server.
+    let mut o = observed(records);
+    signal_at(&mut o, 1_000, 7);
+    o.expect = Expectation::Restart;
+    let facts = Facts::find(&o);
+    let r = requests(&o, &facts);
+    assert_eq!(r.failed, 4);
+    assert_eq!(r.not_counted.total(), 0);
 }

@@ -40,6 +40,7 @@ pub(crate) fn timeline(observed: &Observed, facts: &Facts) -> Timeline {
     let width = bucket_width(span);
     let count = span.div_ceil(width) as usize;
     let mut outcomes = vec![OutcomeCounts::default(); count];
+    let mut not_counted = vec![OutcomeCounts::default(); count];
     let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); count];
     for record in &observed.records {
         let index = ((record.start_us / width) as usize).min(count - 1);
@@ -47,16 +48,20 @@ pub(crate) fn timeline(observed: &Observed, facts: &Facts) -> Timeline {
         outcomes[index].add(outcome);
         if outcome == Outcome::Ok {
             latencies[index].push(record.latency_us);
+        } else if !facts.counts(record) {
+            not_counted[index].add(outcome);
         }
     }
     let buckets = outcomes
         .into_iter()
+        .zip(not_counted)
         .zip(latencies)
         .enumerate()
-        .map(|(i, (outcomes, latencies))| Bucket {
+        .map(|(i, ((outcomes, not_counted), latencies))| Bucket {
             start_us: i as u64 * width,
             outcomes,
             p99_us: stats(latencies).p99_us,
+            not_counted,
         })
         .collect();
     Timeline {

@@ -1,14 +1,17 @@
-//! Sending the signals, each to the process serving *now*.
+//! Sending the signals, each to the process serving *now*; in a restart
+//! drill, watching after each one for the new process (see `restarts`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::config::SignalPlan;
-use crate::events::{EventLog, SentSignal};
+use super::restarts::{Scanner, Snapshot, Window};
+use crate::config::{Expectation, SignalPlan};
+use crate::events::{EventLog, RestartSeen, SentSignal};
 use crate::process::{Server, is_alive};
 use crate::procfs;
-use crate::record::Clock;
+use crate::record::{Clock, RecordSink};
 
 /// Finds the process to signal.
 #[derive(Debug)]
@@ -17,6 +20,9 @@ pub(super) struct Targets {
     pid_file: Option<PathBuf>,
     addr: SocketAddr,
     previous: Option<u32>,
+    /// In a restart drill, the process the last restart brought in (or the
+    /// supervisor that brought it in).
+    next: Option<u32>,
 }
 
 impl Targets {
@@ -26,14 +32,17 @@ impl Targets {
             pid_file,
             addr,
             previous: None,
+            next: None,
         }
     }
 
     /// The process serving now, in this order: the PID in the PID file (read
-    /// afresh); for the first signal, the process spawned or attached to; the
-    /// process signalled last time, while it runs (a supervisor that restarts
-    /// its workers keeps its PID); the holder of the listening socket (a
-    /// server that replaced itself with a new process).
+    /// afresh); for the first signal, the process spawned or attached to; in
+    /// a restart drill, the new process the last signal brought in (or the
+    /// supervisor that replaced its workers), while it runs; the process
+    /// signalled last time, while it runs (a supervisor that restarts its
+    /// workers keeps its PID); the holder of the listening socket (a server
+    /// that replaced itself with a new process).
     async fn find(&mut self) -> Result<u32, String> {
         if let Some(path) = &self.pid_file {
             let text = std::fs::read_to_string(path)
@@ -55,6 +64,11 @@ impl Targets {
         {
             return Ok(pid);
         }
+        if let Some(next) = self.next.take()
+            && running(next)
+        {
+            return Ok(next);
+        }
         if let Some(previous) = self.previous
             && running(previous)
         {
@@ -71,17 +85,76 @@ impl Targets {
     }
 }
 
-/// Sends the plan's signals on time, logging each one.
-pub(super) async fn send(
-    plan: SignalPlan,
-    mut targets: Targets,
-    clock: Clock,
-    events: Arc<EventLog>,
-) {
+/// How long before a signal is due the drill notes what serves (reading
+/// `/proc` takes a while on a busy machine; the signal must go on time).
+const SNAPSHOT_LEAD: Duration = Duration::from_millis(50);
+
+/// What the signaller needs besides the plan and the targets.
+#[derive(Debug)]
+pub(super) struct Signaller {
+    pub(super) clock: Clock,
+    pub(super) events: Arc<EventLog>,
+    /// With a stop drill: the first delivered signal starts the time from
+    /// which refused connects are not held against the server.
+    pub(super) excuse: Option<Arc<RecordSink>>,
+    /// When the load ends, and how long a server may take after a signal.
+    pub(super) load_end: Instant,
+    pub(super) grace_period: Duration,
+}
+
+/// Sends the plan's signals on time, logging each one. In a restart drill,
+/// it watches after each signal for the new process (until the next signal;
+/// after the last, until the load has ended and a new process serves, or
+/// the grace period has passed) and logs what it saw.
+pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
+    let restart = plan.expect == Expectation::Restart;
+    // The process group to look in for new processes: the spawned server's,
+    // or the first process's own (a successor stays in its parent's group).
+    let (addr, group, pid_file) = (
+        targets.addr,
+        targets.server.group(),
+        targets.pid_file.clone(),
+    );
+    let scanner_for = move |pid: u32| Scanner {
+        addr,
+        group: group.or_else(|| procfs::stat(pid).map(|st| st.pgrp)),
+        pid_file: pid_file.clone(),
+    };
+    let mut scanner = targets.server.pid().filter(|_| restart).map(&scanner_for);
+    let mut window: Option<Window> = None;
     for n in 0..plan.repeat {
-        tokio::time::sleep_until((clock.t0() + plan.due(n)).into()).await;
+        let due = s.clock.t0() + plan.due(n);
+        let prepare = due
+            .checked_sub(SNAPSHOT_LEAD)
+            .unwrap_or(due)
+            .max(Instant::now());
+        match (window.as_mut(), scanner.as_ref()) {
+            (Some(w), Some(scanner)) => w.watch_until(prepare, scanner, s.clock).await,
+            _ => tokio::time::sleep_until(prepare.into()).await,
+        }
+        if let (Some(w), Some(scanner)) = (window.take(), scanner.as_ref()) {
+            let (seen, next) = w.close(scanner, s.clock).await;
+            targets.next = next;
+            s.events.restart(seen);
+        }
+        let mut before = match &scanner {
+            Some(scanner) => Some(Snapshot::take(scanner).await),
+            None => None,
+        };
+        tokio::time::sleep_until(due.into()).await;
         let found = targets.find().await;
-        let at_us = clock.now_us();
+        if restart && scanner.is_none() {
+            // Only a PID file told where the server is: look in its group.
+            scanner = found.as_ref().ok().map(|&pid| scanner_for(pid));
+            if let Some(scanner) = &scanner {
+                before = Some(Snapshot::take(scanner).await);
+            }
+        }
+        let opened = match (&found, before) {
+            (Ok(pid), Some(before)) => Some(Window::open(n as usize, *pid, before)),
+            _ => None,
+        };
+        let at_us = s.clock.now_us();
         let event = match found {
             Ok(pid) => {
                 targets.server.watch(pid);
@@ -90,6 +163,14 @@ pub(super) async fn send(
                     .signal(pid, plan.signal)
                     .err()
                     .map(|errno| format!("kill({pid}, SIG{}): {errno}", plan.signal));
+                if error.is_none()
+                    && let Some(sink) = &s.excuse
+                {
+                    sink.excuse_refused_from(at_us);
+                }
+                if error.is_none() {
+                    window = opened;
+                }
                 targets.previous = Some(pid);
                 SentSignal {
                     at_us,
@@ -105,6 +186,24 @@ pub(super) async fn send(
                 error: Some(error),
             },
         };
-        events.signal(event);
+        if restart && event.error.is_some() {
+            // Not delivered: no restart to look for.
+            s.events.restart(RestartSeen {
+                signal: n as usize,
+                pid: event.pid,
+                new_pid: None,
+                seen_us: None,
+                gone_pid: None,
+                until_us: at_us,
+            });
+        }
+        s.events.signal(event);
+    }
+    if let (Some(mut w), Some(scanner)) = (window, scanner.as_ref()) {
+        let last = s.clock.t0() + plan.due(plan.repeat.saturating_sub(1));
+        let give_up = (last + s.grace_period).max(s.load_end);
+        w.watch_last(s.load_end, give_up, scanner, s.clock).await;
+        let (seen, _) = w.close(scanner, s.clock).await;
+        s.events.restart(seen);
     }
 }

@@ -1,8 +1,13 @@
 //! The timeline as inline SVG: requests/s stacked by outcome, failed
 //! requests/s by class, p99 latency, with markers for the signal, the
 //! readiness flip, the listener closing, the exit and the end of the load.
+//! In a stop drill, the time after the listener closed is shaded and
+//! labelled: the failures that start there (refused connects) are not held
+//! against the server, and their bars are faded.
 
 use std::fmt::Write as _;
+
+mod markers;
 
 use super::escape;
 use crate::human;
@@ -101,6 +106,7 @@ pub(super) fn timeline(report: &Report) -> String {
     };
     let max_rate = nice_ceil(t.buckets.iter().map(|b| rate(b, false)).fold(0.0, f64::max));
     let max_errors = nice_ceil(t.buckets.iter().map(|b| rate(b, true)).fold(0.0, f64::max));
+    let shaded = after_close(&mut svg, &scale, report);
     stacked(
         &mut svg,
         &scale,
@@ -123,9 +129,9 @@ pub(super) fn timeline(report: &Report) -> String {
     );
     latency(&mut svg, &scale, t.bucket_us, &t.buckets);
     x_axis(&mut svg, &scale, span_us);
-    markers(&mut svg, &scale, report);
+    markers::draw(&mut svg, &scale, report);
     svg.push_str("</svg>\n");
-    legend(&mut svg);
+    legend(&mut svg, shaded);
     svg
 }
 
@@ -168,34 +174,97 @@ fn stacked(
     per_second: f64,
     failures_only: bool,
 ) {
-    panel_frame(svg, panel, max, &|v| format!("{v:.0}"));
+    // Below 10, the grid lines fall between whole numbers (0.25, 0.5, …).
+    panel_frame(svg, panel, max, &|v| {
+        if max >= 10.0 {
+            format!("{v:.0}")
+        } else {
+            let text = format!("{v:.2}");
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+    });
     let bottom = panel.top + panel.height;
     for b in buckets {
         let x0 = scale.x(b.start_us);
         let width = (scale.x(b.start_us + bucket_us) - x0 - 0.5).max(0.5);
         let mut y = bottom;
-        for outcome in Outcome::ALL {
-            if failures_only && !outcome.is_failure() {
-                continue;
+        // Failures held against the server first, then (faded, in the
+        // failure panel) those that are not.
+        for counted in [true, false] {
+            for outcome in Outcome::ALL {
+                if failures_only && !outcome.is_failure() {
+                    continue;
+                }
+                let excused = b.not_counted.get(outcome);
+                let count = match (failures_only, counted) {
+                    (false, true) => b.outcomes.get(outcome),
+                    (false, false) => 0,
+                    (true, true) => b.outcomes.get(outcome) - excused,
+                    (true, false) => excused,
+                };
+                if count == 0 {
+                    continue;
+                }
+                let h = count as f64 * per_second / max * panel.height;
+                y -= h;
+                let (opacity, note) = if counted {
+                    ("", "")
+                } else {
+                    (" fill-opacity=\"0.35\"", ", not counted")
+                };
+                let _ = writeln!(
+                    svg,
+                    "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{h:.1}\" fill=\"{}\"{opacity}>\
+                     <title>{}–{}: {count} {}{note} ({:.0}/s)</title></rect>",
+                    color(outcome),
+                    human::at(b.start_us),
+                    human::at(b.start_us + bucket_us),
+                    outcome.label(),
+                    count as f64 * per_second
+                );
             }
-            let count = b.outcomes.get(outcome);
-            if count == 0 {
-                continue;
-            }
-            let h = count as f64 * per_second / max * panel.height;
-            y -= h;
-            let _ = writeln!(
-                svg,
-                "<rect x=\"{x0:.1}\" y=\"{y:.1}\" width=\"{width:.1}\" height=\"{h:.1}\" fill=\"{}\">\
-                 <title>{}–{}: {count} {} ({:.0}/s)</title></rect>",
-                color(outcome),
-                human::at(b.start_us),
-                human::at(b.start_us + bucket_us),
-                outcome.label(),
-                count as f64 * per_second
-            );
         }
     }
+}
+
+/// In a stop drill, shades the time after the listener closed across the
+/// panels and says why: what starts there is not held against the server.
+/// Whether it did.
+fn after_close(svg: &mut String, scale: &Scale, report: &Report) -> bool {
+    if report.verdict.expect != crate::Expectation::Stop {
+        return false;
+    }
+    let Some(close) = report.events.listener_closed_us else {
+        return false;
+    };
+    let x = scale.x(close);
+    let right = WIDTH - RIGHT;
+    if right - x < 1.0 {
+        return false;
+    }
+    let (top, bottom) = (RATE.top, P99.top + P99.height);
+    let _ = writeln!(
+        svg,
+        "<rect class=\"after-close\" x=\"{x:.1}\" y=\"{top}\" width=\"{:.1}\" height=\"{:.1}\" \
+         fill=\"#eceff1\"><title>after the listener closed ({}): requests that start here are \
+         refused, and not counted against the server</title></rect>",
+        right - x,
+        bottom - top,
+        human::at(close)
+    );
+    // The label sits in the failure panel, where the refused connects show.
+    let (label_x, anchor) = if right - x > 200.0 {
+        (x + 4.0, "start")
+    } else {
+        (right - 4.0, "end")
+    };
+    let _ = writeln!(
+        svg,
+        "<text class=\"after-close-label\" x=\"{label_x:.1}\" y=\"{:.1}\" text-anchor=\"{anchor}\">\
+         after the listener closed: not counted</text>",
+        ERRORS.top + 12.0
+    );
+    true
 }
 
 fn latency(svg: &mut String, scale: &Scale, bucket_us: u64, buckets: &[Bucket]) {
@@ -275,93 +344,7 @@ fn x_axis(svg: &mut String, scale: &Scale, span_us: u64) {
     );
 }
 
-/// A vertical line across the panels with a label on top.
-struct Marker {
-    at_us: u64,
-    label: String,
-    color: &'static str,
-    dashed: bool,
-}
-
-fn markers(svg: &mut String, scale: &Scale, report: &Report) {
-    let e = &report.events;
-    let mut list = Vec::new();
-    for s in e.signals.iter().filter(|s| s.error.is_none()) {
-        list.push(Marker {
-            at_us: s.at_us,
-            label: format!("SIG{}", s.signal),
-            color: "#5e35b1",
-            dashed: false,
-        });
-    }
-    if let Some(at) = e.readiness_flip_us {
-        list.push(Marker {
-            at_us: at,
-            label: "readiness flip".into(),
-            color: "#ef6c00",
-            dashed: false,
-        });
-    }
-    if let Some(at) = e.listener_closed_us {
-        list.push(Marker {
-            at_us: at,
-            label: "listener closed".into(),
-            color: "#c62828",
-            dashed: false,
-        });
-    }
-    for x in &e.exits {
-        let code = x.code.map_or(String::new(), |c| format!(" ({c})"));
-        list.push(Marker {
-            at_us: x.at_us,
-            label: format!("exit {}{code}", x.pid),
-            color: "#212121",
-            dashed: false,
-        });
-    }
-    list.push(Marker {
-        at_us: e.load_end_us,
-        label: "load end".into(),
-        color: "#9e9e9e",
-        dashed: true,
-    });
-    list.sort_by_key(|m| m.at_us);
-    let bottom = P99.top + P99.height;
-    let mut last_x = f64::NEG_INFINITY;
-    let mut row = 0;
-    for m in &list {
-        let x = scale.x(m.at_us);
-        // Labels that would overlap go one row down.
-        row = if x - last_x < 90.0 { (row + 1) % 3 } else { 0 };
-        last_x = x;
-        let y = MARKER_TOP + 14.0 * f64::from(row);
-        // Near the right edge the label goes to the left of its line.
-        let (label_x, anchor) = if x > WIDTH - RIGHT - 100.0 {
-            (x - 3.0, "end")
-        } else {
-            (x + 3.0, "start")
-        };
-        let dash = if m.dashed {
-            " stroke-dasharray=\"4 3\""
-        } else {
-            ""
-        };
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{:.1}\" y2=\"{bottom}\" stroke=\"{}\" stroke-width=\"1.5\"{dash}>\
-             <title>{}: {}</title></line>\
-             <text x=\"{label_x:.1}\" y=\"{y:.1}\" text-anchor=\"{anchor}\" style=\"fill:{}\">{}</text>",
-            y + 3.0,
-            m.color,
-            escape(&m.label),
-            human::at(m.at_us),
-            m.color,
-            escape(&m.label)
-        );
-    }
-}
-
-fn legend(out: &mut String) {
+fn legend(out: &mut String, shaded: bool) {
     out.push_str("<div class=\"legend\">");
     for outcome in Outcome::ALL {
         let _ = write!(
@@ -371,7 +354,16 @@ fn legend(out: &mut String) {
             escape(outcome.label())
         );
     }
-    out.push_str("<span><span class=\"swatch\" style=\"background:#3949ab\"></span>p99 latency</span></div>\n");
+    out.push_str(
+        "<span><span class=\"swatch\" style=\"background:#3949ab\"></span>p99 latency</span>",
+    );
+    if shaded {
+        out.push_str(
+            "<span><span class=\"swatch\" style=\"background:#eceff1;border:1px solid #ccc\"></span>\
+             after the listener closed: failures not counted (faded)</span>",
+        );
+    }
+    out.push_str("</div>\n");
 }
 
 #[cfg(test)]

@@ -42,15 +42,20 @@ pub(super) fn announce_ready() {
     let _ = stdout.flush();
 }
 
-/// Starts a successor on `listener` and waits until it is ready.
+/// Starts a successor on `listener`, with `env` added to its environment,
+/// and waits until it is ready.
 ///
 /// # Errors
 ///
 /// When it cannot be started, or does not say it is ready in time.
-pub(super) async fn start_successor(listener: &TcpListener) -> io::Result<u32> {
+pub(super) async fn start_successor(
+    listener: &TcpListener,
+    env: &[(&str, &str)],
+) -> io::Result<u32> {
     let socket = listener.as_fd().try_clone_to_owned()?;
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
         .args(std::env::args_os().skip(1))
+        .envs(env.iter().copied())
         .env(LISTENER_ENV, "stdin")
         .stdin(Stdio::from(socket))
         .stdout(Stdio::piped())

@@ -22,7 +22,7 @@ use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 
-use super::{Hup, Mode, TargetConfig, handoff};
+use super::{Hup, Mode, TargetConfig, handoff, supervisor};
 
 /// How long a graceful stop waits for open connections.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -30,6 +30,11 @@ const STOP_WAIT: Duration = Duration::from_secs(5);
 /// that has not sent one yet.
 const FIRST_REQUEST_WAIT: Duration = Duration::from_secs(1);
 const BODY: [&[u8]; 2] = [b"lameduck", b" drill!\n"];
+
+/// Told each time a readiness probe is answered 503 (for `hup=handoff-unready`,
+/// which stays unready until a probe has heard it). One server per process
+/// uses it.
+static UNREADY_HEARD: Notify = Notify::const_new();
 
 /// What connections watch.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -74,6 +79,11 @@ pub(super) async fn serve(
     let mut conns = JoinSet::new();
     let mut drain_over = Box::pin(tokio::time::sleep_until(far_future()));
     let mut terminated = false;
+    // A supervisor's worker retires on SIGTERM: it stops accepting at once
+    // (the supervisor keeps the socket open) and drains what it has.
+    let worker = supervisor::is_worker();
+    // hup=handoff-unready: unready since the SIGHUP, waiting to be heard.
+    let mut handoff_pending = false;
 
     loop {
         tokio::select! {
@@ -87,6 +97,12 @@ pub(super) async fn serve(
                     continue;
                 }
                 terminated = true;
+                if worker {
+                    drop(listener.take());
+                    state.send_modify(|s| s.draining = true);
+                    drain_over.as_mut().reset(tokio::time::Instant::now() + config.drain);
+                    continue;
+                }
                 match config.mode {
                     Mode::IgnoreTerm => {
                         eprintln!("test server: ignoring SIGTERM");
@@ -103,6 +119,13 @@ pub(super) async fn serve(
                 drain_over.as_mut().reset(tokio::time::Instant::now() + config.drain);
             }
             () = recv(&mut hup) => {
+                if config.hup == Hup::HandoffUnready && !terminated && !handoff_pending {
+                    // The bug this mode stands for: unready before the
+                    // successor is ready. It waits for a probe to hear it.
+                    handoff_pending = true;
+                    state.send_modify(|s| s.draining = true);
+                    continue;
+                }
                 if config.hup == Hup::Handoff && !terminated && hand_off(listener.as_ref()).await {
                     terminated = true;
                     drop(listener.take());
@@ -110,6 +133,16 @@ pub(super) async fn serve(
                     drain_over.as_mut().reset(tokio::time::Instant::now() + config.drain);
                 } else {
                     eprintln!("test server: SIGHUP, nothing to reload");
+                }
+            }
+            () = UNREADY_HEARD.notified(), if handoff_pending => {
+                handoff_pending = false;
+                if hand_off(listener.as_ref()).await {
+                    terminated = true;
+                    drop(listener.take());
+                    drain_over.as_mut().reset(tokio::time::Instant::now() + config.drain);
+                } else {
+                    state.send_modify(|s| s.draining = false);
                 }
             }
             () = &mut drain_over => {
@@ -132,7 +165,7 @@ async fn hand_off(listener: Option<&TcpListener>) -> bool {
     let Some(listener) = listener else {
         return false;
     };
-    match handoff::start_successor(listener).await {
+    match handoff::start_successor(listener, &[]).await {
         Ok(pid) => {
             eprintln!("test server: handed the listener to pid {pid}; draining");
             true
@@ -311,6 +344,7 @@ async fn respond(
 ) -> Result<Response<Body>, Infallible> {
     if request.uri().path() == "/readyz" {
         let (status, text) = if draining {
+            UNREADY_HEARD.notify_one();
             (StatusCode::SERVICE_UNAVAILABLE, "draining\n")
         } else {
             (StatusCode::OK, "ready\n")

@@ -3,13 +3,12 @@
 //! It prints one `event: ...` line per thing that happens, to stdout, so a
 //! test can check order; logs go to stderr as JSON.
 
-use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
 use lameduck::{App, Budget, Component, Restart, RestartPolicy};
-use lameduck_tests::fixture;
+use lameduck_tests::fixture::{self, event};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -36,12 +35,6 @@ struct Args {
     /// Make db depend on http, closing a cycle.
     #[arg(long)]
     cycle: bool,
-}
-
-fn event(line: impl std::fmt::Display) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "event: {line}");
-    let _ = out.flush();
 }
 
 fn chain(name: &'static str, dep: Option<&'static str>) -> Component {
@@ -95,15 +88,7 @@ async fn main() -> ExitCode {
         }));
     }
     if args.block {
-        builder = builder.component(Component::new("blocker", |ctx| async move {
-            ctx.ready();
-            ctx.on_stopping().await;
-            event("blocking");
-            // Blocking a runtime thread forever: nothing async can end this.
-            loop {
-                std::thread::park();
-            }
-        }));
+        builder = builder.component(fixture::blocker());
     }
     if args.panics > 0 {
         let panics = args.panics;
@@ -124,14 +109,5 @@ async fn main() -> ExitCode {
             ),
         );
     }
-    let app = match fixture::build(builder) {
-        Ok(app) => app,
-        Err(code) => return code,
-    };
-    fixture::print_phases(app.handle(), |line| event(line));
-    let report = app.await;
-    for line in report.to_string().lines() {
-        event(format_args!("report {line}"));
-    }
-    report.exit_code()
+    fixture::run(builder).await
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{App, AppHandle, graph};
-use crate::{Budget, BudgetError, Component, ExitStatus, Signal, Strategy, Timeline};
+use crate::fmt::Seconds;
+use crate::{
+    Budget, BudgetError, Component, DEFAULT_CLOSE_TIMEOUT, ExitStatus, Signal, Strategy, Timeline,
+};
 
 /// Whether a shutdown signal goes through Draining or skips it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,7 +93,9 @@ impl AppBuilder {
     }
 
     /// Sets the timing budget (default: [`Budget::default`], a 30 s grace
-    /// period). Component close timeouts are added to it at build.
+    /// period). At build, each component with a close gets its close timeout
+    /// from the budget (by name) or from the component, and the budget
+    /// counts it: one source for every timeout.
     pub fn budget(mut self, budget: Budget) -> Self {
         self.budget = budget;
         self
@@ -109,10 +114,22 @@ impl AppBuilder {
         self
     }
 
-    /// Whether the app listens for `SIGTERM` and `SIGINT` (Ctrl+C on
-    /// Windows) itself (default true). Turn it off to trigger shutdowns only
-    /// through [`AppHandle::shutdown`], e.g. when several apps share a
-    /// process.
+    /// Whether the app takes `SIGTERM` and `SIGINT` (Ctrl+C on Windows)
+    /// itself (default true), and `SIGHUP` for upgrades (feature `upgrade`).
+    ///
+    /// When true, `run` installs the handlers and starts a plain thread that
+    /// counts the signals: the first starts the shutdown (or joins one begun
+    /// for another reason), a repeat within [`SIGNAL_REPEAT_WINDOW`] is the
+    /// same delivery, and a second forces the exit (see
+    /// [`exit_on_force`](Self::exit_on_force)). A handler cannot be given
+    /// back: from then on the signals no longer have their default action,
+    /// for the life of the process.
+    ///
+    /// Turn it off to trigger shutdowns only through
+    /// [`AppHandle::shutdown`], e.g. when several apps share a process and
+    /// the program handles the signals itself.
+    ///
+    /// [`SIGNAL_REPEAT_WINDOW`]: crate::SIGNAL_REPEAT_WINDOW
     pub fn handle_signals(mut self, yes: bool) -> Self {
         self.handle_signals = yes;
         self
@@ -128,9 +145,11 @@ impl AppBuilder {
         self
     }
 
-    /// Whether a plain thread ends the process with exit code 124 when the
-    /// shutdown overruns its budget, even if the runtime is stuck in blocking
-    /// code (default true).
+    /// Whether a plain thread ends the process when the shutdown overruns
+    /// its budget, even if the runtime is stuck in blocking code (default
+    /// true): with exit code 124 when no report came out, or with the
+    /// report's own code when only the runtime's teardown hangs, so that the
+    /// exit code never contradicts the report. It runs the flushes first.
     ///
     /// The watchdog is armed at the shutdown trigger and stays armed after
     /// `run` returns, because dropping the runtime is where a task stuck in
@@ -143,9 +162,22 @@ impl AppBuilder {
     }
 
     /// Whether a second signal exits the process at once with 128 + signal
-    /// (default true). When false, `run` returns early with
-    /// [`ExitStatus::Forced`] instead, for callers that must clean up
-    /// themselves.
+    /// (default true).
+    ///
+    /// When true, the signal thread ends the process whatever the runtime is
+    /// doing: it asks the app to abort what is left and log its report,
+    /// waits at most 250 ms for that (a runtime blocked by a component does
+    /// not answer), runs the flushes within the log flush time, and exits.
+    /// After `run` returned, it stays: a signal (other than a repeat of the
+    /// first) then ends a process that has not exited — typically because
+    /// dropping the runtime waits for a blocking read — with 128 + signal,
+    /// unless another app of the process still handles signals.
+    ///
+    /// When false, lameduck never exits the process on a signal: `run`
+    /// returns early with [`ExitStatus::Forced`] as soon as the runtime runs
+    /// the app, for callers that must clean up themselves, and once `run`
+    /// returned the app no longer acts on signals. A process that outlives
+    /// its app wants this, and [`exit_watchdog(false)`](Self::exit_watchdog).
     pub fn exit_on_force(mut self, yes: bool) -> Self {
         self.exit_on_force = yes;
         self
@@ -164,17 +196,19 @@ impl AppBuilder {
     /// # Errors
     ///
     /// A [`BuildError`] for two components with one name, a dependency on a
-    /// name that is not a component, a dependency cycle (naming it), or a
-    /// budget that does not fit its grace period (showing the arithmetic).
+    /// name that is not a component, a dependency cycle (naming it), a close
+    /// timeout set both in the budget and on the component (naming both), a
+    /// budget close timeout that names no component with a close, a budget
+    /// that does not fit its grace period (showing the arithmetic), or
+    /// upgrade settings that cannot be honoured ([`BuildErrorKind::Upgrade`]).
     pub fn build(self) -> Result<App, BuildError> {
         let order = graph::order(&self.components)?;
-        let mut budget = self.budget;
-        for c in &self.components {
-            if c.close.is_some() {
-                budget = budget.close_timeout(c.name.to_string(), c.close_timeout);
-            }
-        }
+        let budget = close_timeouts(self.budget, &self.components)?;
         let timeline = budget.check().map_err(BuildError::budget)?;
+        #[cfg(all(unix, feature = "upgrade"))]
+        self.upgrade
+            .check()
+            .map_err(|message| BuildError::new(BuildErrorKind::Upgrade, message))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = AppHandle::new(self.name, tx);
         Ok(App {
@@ -196,6 +230,51 @@ impl AppBuilder {
             },
         })
     }
+}
+
+/// Resolves each close timeout to one value, set in one place: the budget
+/// (by name), the component, or else the default; the budget counts them
+/// all.
+fn close_timeouts(mut budget: Budget, components: &[Component]) -> Result<Budget, BuildError> {
+    let closing = || components.iter().filter(|c| c.close.is_some());
+    if let Some(name) = budget
+        .close_names()
+        .find(|n| !closing().any(|c| &*c.name == *n))
+    {
+        let d = budget.get_close_timeout(name).unwrap_or_default();
+        let known: Vec<&str> = closing().map(|c| c.name()).collect();
+        return Err(BuildError::new(
+            BuildErrorKind::UnknownCloseTimeout,
+            format!(
+                "Budget::close_timeout({name:?}, {}) names no component with an on_close (components that close: {})",
+                Seconds(d),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        ));
+    }
+    for c in closing() {
+        budget = match (budget.get_close_timeout(&c.name), c.close_timeout) {
+            (Some(b), Some(d)) => {
+                return Err(BuildError::new(
+                    BuildErrorKind::TimeoutSetTwice,
+                    format!(
+                        "the close timeout of component {} is set twice: Budget::close_timeout({:?}, {}) and Component::close_timeout({}); set it in one place",
+                        c.name,
+                        &*c.name,
+                        Seconds(b),
+                        Seconds(d)
+                    ),
+                ));
+            }
+            (Some(_), None) => budget,
+            (None, d) => budget.close_timeout(c.name(), d.unwrap_or(DEFAULT_CLOSE_TIMEOUT)),
+        };
+    }
+    Ok(budget)
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -229,6 +308,16 @@ pub enum BuildErrorKind {
     DependencyCycle,
     /// The timing budget does not fit the grace period.
     Budget,
+    /// A timeout is set in two places (a close timeout in the budget and on
+    /// the component).
+    TimeoutSetTwice,
+    /// The budget sets a close timeout for a name that is no component with
+    /// a close.
+    UnknownCloseTimeout,
+    /// The upgrade settings (feature `upgrade`) cannot be honoured: an
+    /// unusable PID file or control socket path, or a process started by an
+    /// upgrade whose channel to its parent is unusable.
+    Upgrade,
 }
 
 impl BuildError {
@@ -253,5 +342,64 @@ impl BuildError {
     /// The exit status for this error: [`ExitStatus::InvalidConfig`] (78).
     pub fn exit_status(&self) -> ExitStatus {
         ExitStatus::InvalidConfig
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn closing(name: &'static str) -> Component {
+        Component::new(name, |_ctx| async { Ok(()) }).on_close(|| async { Ok(()) })
+    }
+
+    #[test]
+    fn each_close_timeout_comes_from_the_one_place_that_sets_it() {
+        let app = App::builder("t")
+            .budget(Budget::default().close_timeout("db", Duration::from_secs(3)))
+            .component(closing("db"))
+            .component(closing("cache").close_timeout(Duration::from_secs(2)))
+            .component(closing("queue"))
+            .component(Component::new("worker", |_ctx| async { Ok(()) }))
+            .build()
+            .unwrap();
+        let t = app.timeline();
+        assert_eq!(t.close_timeout("db"), Some(Duration::from_secs(3)));
+        assert_eq!(t.close_timeout("cache"), Some(Duration::from_secs(2)));
+        assert_eq!(t.close_timeout("queue"), Some(DEFAULT_CLOSE_TIMEOUT));
+        assert_eq!(t.close_timeout("worker"), None);
+        assert_eq!(t.close_total(), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn a_close_timeout_set_in_the_budget_and_on_the_component_is_rejected_naming_both() {
+        let err = App::builder("t")
+            .budget(Budget::default().close_timeout("db", Duration::from_secs(3)))
+            .component(closing("db").close_timeout(Duration::from_millis(1500)))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), BuildErrorKind::TimeoutSetTwice);
+        assert_eq!(
+            err.to_string(),
+            "the close timeout of component db is set twice: Budget::close_timeout(\"db\", 3s) and Component::close_timeout(1.5s); set it in one place"
+        );
+        assert_eq!(err.exit_status(), ExitStatus::InvalidConfig);
+    }
+
+    #[test]
+    fn a_budget_close_timeout_that_names_no_closing_component_is_rejected() {
+        let err = App::builder("t")
+            .budget(Budget::default().close_timeout("dB", Duration::from_secs(3)))
+            .component(closing("db"))
+            .component(Component::new("worker", |_ctx| async { Ok(()) }))
+            .build()
+            .unwrap_err();
+        assert_eq!(err.kind(), BuildErrorKind::UnknownCloseTimeout);
+        assert_eq!(
+            err.to_string(),
+            "Budget::close_timeout(\"dB\", 3s) names no component with an on_close (components that close: db)"
+        );
     }
 }

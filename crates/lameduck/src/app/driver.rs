@@ -10,8 +10,9 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::builder::{DrainPolicy, FlushFn, Parts};
-use super::signals::Signals;
+use super::builder::{DrainPolicy, Parts};
+use super::finish::Finish;
+use super::signals::Listener;
 use super::watchdog::Watchdog;
 use super::{AppHandle, Event};
 use crate::component::BoxError;
@@ -52,12 +53,20 @@ pub(crate) struct Driver {
     handle_signals: bool,
     exit_watchdog: bool,
     exit_on_force: bool,
-    flushes: Vec<FlushFn>,
+    /// The flushes and the report's status, shared with the signal thread
+    /// and the exit watchdog.
+    finish: Arc<Finish>,
     tasks: JoinSet<TaskOutput>,
     task_ids: HashMap<tokio::task::Id, (usize, u32)>,
     draining: CancellationToken,
     cancel: CancellationToken,
-    signals: Signals,
+    /// The signal thread, while `run()` runs (`handle_signals`).
+    signals: Option<Listener>,
+    /// Where to tell the signal thread that the forced report is out.
+    force_reply: Option<std::sync::mpsc::Sender<()>>,
+    /// A first signal joined a shutdown begun otherwise, and its drain
+    /// policy skips the drain delay.
+    cut_drain: bool,
     rng: fastrand::Rng,
     phase_started: Instant,
     phases: Vec<PhaseTiming>,
@@ -83,6 +92,11 @@ impl Driver {
             .into_iter()
             .map(|c| Slot::new(c, &handle))
             .collect::<Vec<_>>();
+        let finish = Finish::new(
+            handle.name().into(),
+            parts.flushes,
+            parts.timeline.log_flush,
+        );
         let mut driver = Self {
             handle,
             events,
@@ -95,12 +109,14 @@ impl Driver {
             handle_signals: parts.handle_signals,
             exit_watchdog: parts.exit_watchdog,
             exit_on_force: parts.exit_on_force,
-            flushes: parts.flushes,
+            finish,
             tasks: JoinSet::new(),
             task_ids: HashMap::new(),
             draining: CancellationToken::new(),
             cancel: CancellationToken::new(),
-            signals: Signals::none(),
+            signals: None,
+            force_reply: None,
+            cut_drain: false,
             rng: fastrand::Rng::new(),
             phase_started: Instant::now(),
             phases: Vec::new(),
@@ -135,8 +151,8 @@ impl Driver {
 
     pub(crate) async fn run(mut self) -> Report {
         if self.handle_signals {
-            match Signals::listen() {
-                Ok(s) => self.signals = s,
+            match Listener::start(self.handle.clone(), self.finish.clone(), self.exit_on_force) {
+                Ok(s) => self.signals = Some(s),
                 Err(err) => {
                     tracing::warn!(target: "lameduck", app = %self.handle.name(), error = %err, "cannot listen for signals")
                 }
@@ -155,8 +171,8 @@ impl Driver {
         self.check_started();
         while self.trigger.is_none() {
             if let Step::Forced(sig) = self.step(None).await {
-                // Unreachable before a trigger (the first signal is the
-                // trigger), but harmless to honour.
+                // Unreachable before a trigger (the signal thread sends the
+                // first signal before a second), but harmless to honour.
                 return self.forced(sig).await;
             }
         }
@@ -171,12 +187,6 @@ impl Driver {
         }
         tokio::select! {
             biased;
-            sig = self.signals.recv() => {
-                if self.trigger.is_some() {
-                    return Step::Forced(sig);
-                }
-                self.trigger(ShutdownReason::Signal(sig));
-            }
             Some(joined) = self.tasks.join_next_with_id(), if !self.tasks.is_empty() => {
                 let (index, attempt, result) = match joined {
                     Ok((id, (index, attempt, result))) => {
@@ -197,7 +207,11 @@ impl Driver {
                 };
                 self.on_exit(index, attempt, result);
             }
-            Some(event) = self.events.recv() => self.on_event(event),
+            Some(event) = self.events.recv() => {
+                if let Some(sig) = self.on_event(event) {
+                    return Step::Forced(sig);
+                }
+            }
             () = sleep_until(next_restart.unwrap_or_else(Instant::now)), if next_restart.is_some() => {
                 let now = Instant::now();
                 for slot in &mut self.slots {
@@ -212,12 +226,14 @@ impl Driver {
         Step::Handled
     }
 
-    fn on_event(&mut self, event: Event) {
+    /// Handles one event; a second signal is returned, for the caller to
+    /// force the exit.
+    fn on_event(&mut self, event: Event) -> Option<Signal> {
         match event {
             Event::Ready { index, attempt } => {
                 let slot = &mut self.slots[index];
                 if slot.state != State::Running || slot.attempt != attempt + 1 {
-                    return;
+                    return None;
                 }
                 slot.ready = true;
                 self.handle.health().set_started(&slot.name);
@@ -226,15 +242,45 @@ impl Driver {
                 self.check_started();
             }
             Event::Shutdown(reason) => self.trigger(reason),
+            Event::Signal(sig) => self.on_signal(sig),
+            Event::Force { signal, logged } => {
+                self.force_reply = logged;
+                return Some(signal);
+            }
             Event::TrackerIdle(i) => {
                 self.watching.remove(&i);
             }
             #[cfg(all(unix, feature = "upgrade"))]
             Event::Upgrade(request) => self.on_upgrade_request(request),
             #[cfg(all(unix, feature = "upgrade"))]
-            Event::UpgradeDone(result) => self.on_upgrade_done(result),
+            Event::UpgradeStep(step) => self.on_upgrade_step(step),
             #[cfg(all(unix, feature = "upgrade"))]
             Event::UpgradedInPlace(result) => self.on_upgraded_in_place(result),
+        }
+        None
+    }
+
+    /// The first signal: it triggers the shutdown, or — when a shutdown
+    /// began for another reason (`shutdown()`, an upgrade's handover, a
+    /// failed component) — it joins that one. The operator asked for a
+    /// graceful stop, which is under way: nothing is cut, and only a signal
+    /// after this one forces the exit. A signal whose drain policy skips
+    /// the drain delay (`SIGINT` from a terminal, by default) ends a drain
+    /// delay still running.
+    fn on_signal(&mut self, sig: Signal) {
+        let Some((reason, _)) = &self.trigger else {
+            self.trigger(ShutdownReason::Signal(sig));
+            return;
+        };
+        let cut = self.handle.phase() <= Phase::Draining && !policy_drains(self.policy(sig));
+        tracing::info!(target: "lameduck", app = %self.handle.name(), signal = %sig, reason = %reason, cuts_drain = cut, "{sig} during a shutdown already under way: it goes on; a second signal forces the exit");
+        self.cut_drain |= cut;
+    }
+
+    fn policy(&self, sig: Signal) -> DrainPolicy {
+        match sig {
+            Signal::Terminate => self.sigterm,
+            Signal::Interrupt => self.sigint,
         }
     }
 
@@ -312,6 +358,19 @@ impl Driver {
             return;
         }
         if self.slots.iter().all(Slot::is_up) {
+            // Inherited sockets nobody took: said now, or the start refused.
+            #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+            if let Err(why) = crate::listen::check_unclaimed() {
+                tracing::error!(target: "lameduck::listen", app = %self.handle.name(), error = %why, "cannot run");
+                self.status = self.status.worst(ExitStatus::InvalidConfig);
+                return self.trigger(ShutdownReason::Requested(why.into()));
+            }
+            // A process started by an upgrade runs only once its parent has
+            // committed to it.
+            #[cfg(all(unix, feature = "upgrade"))]
+            if !self.upgrades_may_run() {
+                return;
+            }
             self.enter(Phase::Running, "every component is ready");
         }
     }
@@ -424,8 +483,7 @@ impl Driver {
         let was_running = self.handle.phase() == Phase::Running;
         let drain = was_running
             && match &reason {
-                ShutdownReason::Signal(Signal::Terminate) => policy_drains(self.sigterm),
-                ShutdownReason::Signal(Signal::Interrupt) => policy_drains(self.sigint),
+                ShutdownReason::Signal(sig) => policy_drains(self.policy(*sig)),
                 ShutdownReason::Completed => false,
                 _ => true,
             };
@@ -534,7 +592,11 @@ impl Driver {
             .expect("shut_down runs after a trigger");
         let watchdog = self.exit_watchdog.then(|| {
             let t = &self.timeline;
-            Watchdog::arm(self.handle.name(), t.worst_case() + t.safety_margin / 2)
+            Watchdog::arm(
+                self.finish.clone(),
+                t.worst_case() + t.safety_margin / 2,
+                t.log_flush.min(t.safety_margin / 4),
+            )
         });
         let cause = reason.to_string();
         for slot in &mut self.slots {
@@ -550,7 +612,7 @@ impl Driver {
         let mut drained_early = false;
         if drain && !self.timeline.drain_delay.is_zero() {
             let deadline = Instant::now() + self.timeline.drain_delay;
-            loop {
+            while !self.cut_drain {
                 // Every component has returned and no work is tracked:
                 // nothing is left to serve while load balancers catch up.
                 if self.all_done() {
@@ -568,12 +630,14 @@ impl Driver {
         // Stopping: components stop in reverse dependency order.
         self.enter(
             Phase::Stopping,
-            if drained_early {
-                "nothing left to drain"
-            } else if drain {
-                "drain delay over"
-            } else {
+            if !drain {
                 "drain skipped"
+            } else if drained_early {
+                "nothing left to drain"
+            } else if self.cut_drain {
+                "drain delay cut short by a signal"
+            } else {
+                "drain delay over"
             },
         );
         let at_stop = self.snapshot();
@@ -641,6 +705,7 @@ impl Driver {
         }
         let report = self.report(self.handle.phase());
         report.log();
+        self.finish.set_report(report.status);
         self.flush().await;
         self.enter(Phase::Stopped, "closed");
         if let Some(w) = watchdog {
@@ -672,18 +737,23 @@ impl Driver {
         self.status = self.status.worst(ExitStatus::DeadlineExceeded);
     }
 
+    /// The second signal: abort what is left and log the report. The signal
+    /// thread logged the decision; with `exit_on_force` it runs the flushes
+    /// and exits the process once told the report is out.
     async fn forced(mut self, sig: Signal) -> Report {
         self.status = ExitStatus::Forced(sig);
-        tracing::error!(target: "lameduck", app = %self.handle.name(), signal = %sig, exit_code = self.status.code(), "second signal: forcing the exit");
         let left = self.snapshot();
         self.work.aborted = left.into_iter().map(|(_, w)| w).collect();
         self.tasks.abort_all();
         self.tasks.detach_all();
         let report = self.report(self.handle.phase());
         report.log();
-        if self.exit_on_force {
-            closing::flush_blocking(std::mem::take(&mut self.flushes), self.timeline.log_flush);
-            std::process::exit(self.status.code().into());
+        self.finish.set_report(report.status);
+        if let Some(reply) = self.force_reply.take() {
+            let _ = reply.send(());
+            // The signal thread ends the process; returning would race it
+            // to the exit with whatever `main` makes of the report.
+            return std::future::pending().await;
         }
         self.flush().await;
         self.enter(Phase::Stopped, "forced");

@@ -24,10 +24,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::Notify;
+use atomic_waker::AtomicWaker;
 use tokio::time::Instant;
 
 use crate::WorkGuard;
+use crate::tracker::{coarse_nanos, instant_at};
 
 /// The protocol a connection turned out to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,6 +49,11 @@ pub(crate) enum UpgradeEnd {
     Handler,
 }
 
+/// [`ConnState::expired`]: idle past the idle timeout.
+pub(crate) const EXPIRED_IDLE: u8 = 1;
+/// [`ConnState::expired`]: a request head past the request-head timeout.
+pub(crate) const EXPIRED_HEAD: u8 = 2;
+
 /// One connection's counters.
 pub(crate) struct ConnState {
     proto: AtomicU8,
@@ -60,12 +66,26 @@ pub(crate) struct ConnState {
     /// holds (part of) a request in its buffer.
     unparsed: AtomicBool,
     pub(crate) accepted: Instant,
-    /// When the last byte was read, in nanoseconds after `accepted`.
+    /// The times below are the trackers' coarse clock: nanoseconds since
+    /// its epoch, read for the cost of a load (`tracker::coarse_nanos`).
+    /// When the last byte was read (the accept, before any).
     last_read: AtomicU64,
     /// When the request head now arriving began, likewise.
     head_started: AtomicU64,
-    /// Wakes the driver task to look at the connection again.
-    pub(crate) notify: Notify,
+    /// Wakes the driver task to look at the connection again: rung by a
+    /// stage change, a timeout, or (once the driver watches) the end of a
+    /// request. A load and a register per wake, where a `Notify` would take
+    /// a lock.
+    bell: AtomicWaker,
+    rung: AtomicBool,
+    /// The driver waits for the connection to go idle (from Stopping): the
+    /// end of each request then rings the bell.
+    watched: AtomicBool,
+    /// A timeout the server's sweeper found passed (`EXPIRED_*`).
+    expired: AtomicU8,
+    /// When the connection last went idle (the end of its last response,
+    /// or the accept).
+    idle_since: AtomicU64,
     /// The tracked work of an upgraded connection; released when the
     /// upgraded IO is dropped.
     upgrade: Mutex<Option<WorkGuard>>,
@@ -97,9 +117,13 @@ impl ConnState {
             requests: AtomicUsize::new(0),
             unparsed: AtomicBool::new(false),
             accepted: Instant::now(),
-            last_read: AtomicU64::new(0),
+            last_read: AtomicU64::new(coarse_nanos()),
             head_started: AtomicU64::new(0),
-            notify: Notify::new(),
+            bell: AtomicWaker::new(),
+            rung: AtomicBool::new(false),
+            watched: AtomicBool::new(false),
+            expired: AtomicU8::new(0),
+            idle_since: AtomicU64::new(coarse_nanos()),
             upgrade: Mutex::new(None),
             upgrade_end: AtomicBool::new(false),
             parked: Mutex::new(Vec::new()),
@@ -125,7 +149,7 @@ impl ConnState {
         if proto == Proto::H2 {
             // The driver sends GOAWAY to HTTP/2 connections while draining;
             // it learns the protocol only now.
-            self.notify.notify_one();
+            self.ring();
         }
     }
 
@@ -160,36 +184,25 @@ impl ConnState {
         self.unparsed.load(Ordering::Acquire)
     }
 
-    /// Bytes arrived at `now` that belong to the next request.
+    /// Bytes arrived at `now` (coarse nanoseconds) that belong to the next
+    /// request.
     #[inline]
-    pub(crate) fn read_some(&self, now: Instant) {
+    pub(crate) fn read_some(&self, now: u64) {
         if !self.unparsed.swap(true, Ordering::AcqRel) {
-            self.head_started
-                .store(self.since_accept(now), Ordering::Relaxed);
+            self.head_started.store(now, Ordering::Relaxed);
         }
     }
 
     /// Bytes arrived (of anything): the time is kept for the waits that
     /// count from the last byte.
     #[inline]
-    pub(crate) fn touched(&self, now: Instant) {
-        self.last_read
-            .store(self.since_accept(now), Ordering::Relaxed);
-    }
-
-    fn since_accept(&self, now: Instant) -> u64 {
-        let nanos = now.saturating_duration_since(self.accepted).as_nanos();
-        u64::try_from(nanos).unwrap_or(u64::MAX)
+    pub(crate) fn touched(&self, now: u64) {
+        self.last_read.store(now, Ordering::Relaxed);
     }
 
     /// When the last byte was read (the accept, before any).
     pub(crate) fn last_read(&self) -> Instant {
-        self.accepted + Duration::from_nanos(self.last_read.load(Ordering::Relaxed))
-    }
-
-    /// When the first byte of the request head now arriving was read.
-    pub(crate) fn head_started(&self) -> Instant {
-        self.accepted + Duration::from_nanos(self.head_started.load(Ordering::Relaxed))
+        Instant::from_std(instant_at(self.last_read.load(Ordering::Relaxed)))
     }
 
     /// A request was handed to the service: it is in flight until the
@@ -243,12 +256,14 @@ impl ConnState {
     pub(crate) fn release_flushed(&self) {
         let released = {
             let mut parked = lock(&self.parked);
+            let n = parked.len();
+            // The guards' drops are an atomic add each: done under the lock,
+            // which keeps the vector's capacity for the next response.
+            parked.clear();
             self.parked_len.store(0, Ordering::Release);
-            std::mem::take(&mut *parked)
+            n
         };
-        self.forget_parked(released.len());
-        // The guards drop here, outside the lock.
-        drop(released);
+        self.forget_parked(released);
     }
 
     /// HTTP/2: a response stream ended on the wire after `bytes` bytes of
@@ -277,7 +292,7 @@ impl ConnState {
     fn forget_parked(&self, n: usize) {
         if n > 0 {
             self.in_flight.fetch_sub(n, Ordering::AcqRel);
-            self.notify.notify_one();
+            self.ring_if_watched();
         }
     }
 
@@ -296,7 +311,72 @@ impl ConnState {
     pub(crate) fn set_open_streams(&self, n: usize) {
         let before = self.open_streams.swap(n, Ordering::AcqRel);
         if n == 0 && before != 0 {
-            self.notify.notify_one();
+            self.ring_if_watched();
+        }
+    }
+
+    /// Wakes the connection's driver to look again.
+    pub(crate) fn ring(&self) {
+        self.rung.store(true, Ordering::Release);
+        self.bell.wake();
+    }
+
+    fn ring_if_watched(&self) {
+        if self.watched.load(Ordering::Acquire) {
+            self.ring();
+        }
+    }
+
+    /// The driver waits for the connection to go idle from now on.
+    pub(crate) fn watch(&self) {
+        self.watched.store(true, Ordering::Release);
+    }
+
+    /// Registers the driver's waker; then whether the bell rang since the
+    /// last call (a ring before the registration is not lost).
+    pub(crate) fn listen(&self, waker: &std::task::Waker) -> bool {
+        self.bell.register(waker);
+        self.rung.swap(false, Ordering::AcqRel)
+    }
+
+    /// The request now arriving took too long, or the connection was idle
+    /// too long: the sweeper's finding, which the IO wrapper acts on.
+    #[inline]
+    pub(crate) fn expired(&self) -> u8 {
+        self.expired.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn clear_expired(&self) {
+        self.expired.store(0, Ordering::Release);
+    }
+
+    /// The last response is on the wire at `now`: idle from here.
+    #[inline]
+    pub(crate) fn went_idle(&self, now: u64) {
+        self.idle_since.store(now, Ordering::Relaxed);
+    }
+
+    /// The sweeper's look at the connection at `now`: marks a passed
+    /// timeout and rings the driver.
+    pub(crate) fn sweep(&self, now: u64, idle: Option<Duration>, head: Option<Duration>) {
+        let proto = self.proto();
+        if self.is_handling() || self.has_parked() || proto == Proto::H2 || proto == Proto::Upgraded
+        {
+            return;
+        }
+        let passed = |since: &AtomicU64, limit: Duration| {
+            Duration::from_nanos(now.saturating_sub(since.load(Ordering::Relaxed))) >= limit
+        };
+        let expired = if self.has_unparsed() {
+            head.is_some_and(|head| passed(&self.head_started, head))
+                .then_some(EXPIRED_HEAD)
+        } else {
+            idle.is_some_and(|idle| passed(&self.idle_since, idle))
+                .then_some(EXPIRED_IDLE)
+        };
+        if let Some(expired) = expired {
+            self.expired.store(expired, Ordering::Release);
+            self.ring();
         }
     }
 
@@ -387,7 +467,7 @@ impl InFlight {
         }
         // The connection's task may be waiting for the connection to go
         // idle; it must now wait for the flush instead.
-        conn.notify.notify_one();
+        conn.ring_if_watched();
     }
 }
 

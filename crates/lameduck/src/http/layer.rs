@@ -176,7 +176,7 @@ where
             if !h1 && stage >= Stage::Draining {
                 // The connection's task sends GOAWAY once a stream has been
                 // dispatched; this may be the first.
-                conn.notify.notify_one();
+                conn.ring();
             }
         }
         // Answering without calling the inner service leaves whatever its

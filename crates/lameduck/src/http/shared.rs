@@ -5,16 +5,17 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use slab::Slab;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Probes;
 use super::conn::ConnState;
-use crate::{Context, Tracker};
+use crate::{Context, Phase, Tracker};
 
 pub(crate) type Orphan = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
@@ -56,6 +57,11 @@ pub(crate) struct Signals {
     /// How long an upgraded connection has for its close handshake once
     /// Stopping has begun.
     close_window: Duration,
+    /// The app's phase (`Phase as u8`), set synchronously with the phase
+    /// itself: the tokens above are mirrored into `stage` by a task, a hop
+    /// later, and a request that saw the app Draining must be answered as
+    /// Draining.
+    app_phase: Option<Arc<AtomicU8>>,
 }
 
 impl Signals {
@@ -72,22 +78,37 @@ impl Signals {
             changed: watch::Sender::new(Stage::Running),
             stopping_at: OnceLock::new(),
             close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
+            app_phase: None,
         }
     }
 
     pub(crate) fn from_context(ctx: &Context) -> Self {
-        Self::new(
-            ctx.draining_token(),
-            ctx.stopping_token(),
-            ctx.cancel_token(),
-        )
+        Self {
+            app_phase: Some(ctx.app().phase_cell()),
+            ..Self::new(
+                ctx.draining_token(),
+                ctx.stopping_token(),
+                ctx.cancel_token(),
+            )
+        }
     }
 
     /// The stage now. Acquire pairs with the release in `set`, so whoever
     /// sees a stage also sees everything done before it was entered.
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
-        Stage::from_u8(self.stage.load(Ordering::Acquire))
+        let own = self.stage.load(Ordering::Acquire);
+        // Draining and Cancelling are the app's, not each component's: the
+        // app's phase says them first.
+        let app = self
+            .app_phase
+            .as_ref()
+            .map_or(0, |phase| match phase.load(Ordering::Acquire) {
+                p if p >= Phase::Cancelling as u8 => Stage::Cancelled as u8,
+                p if p >= Phase::Draining as u8 => Stage::Draining as u8,
+                _ => Stage::Running as u8,
+            });
+        Stage::from_u8(own.max(app))
     }
 
     /// Sets the close handshake window of upgraded connections.
@@ -183,9 +204,9 @@ pub(crate) struct Shared {
     /// A never-used connection's wait for its first request at Stopping,
     /// and a part-sent request head's wait for its next byte.
     pub(crate) first_request_grace: Duration,
-    /// Connections still open once Stopping began, to be named in the
-    /// report if they hold the shutdown up.
-    pub(crate) lingering: Mutex<Vec<Weak<ConnState>>>,
+    /// Every connection open now: rung at each stage change, swept for
+    /// their timeouts, named in the report if they hold the shutdown up.
+    pub(crate) conns: Mutex<Slab<Arc<ConnState>>>,
     /// HTTP/1: how long a keep-alive connection may wait for its next
     /// request, and the `Keep-Alive` header that announces it.
     pub(crate) idle_timeout: Option<(Duration, http::HeaderValue)>,
@@ -202,7 +223,7 @@ impl Shared {
             probes: None,
             kill: CancellationToken::new(),
             first_request_grace: Duration::ZERO,
-            lingering: Mutex::new(Vec::new()),
+            conns: Mutex::new(Slab::new()),
             idle_timeout: None,
             head_timeout: None,
         }
@@ -213,21 +234,70 @@ impl Shared {
         self.signals.stage()
     }
 
-    /// Keeps `conn` to be named if the shutdown is held up; once per
-    /// connection, at Stopping.
-    pub(crate) fn linger(&self, conn: &Arc<ConnState>) {
-        let mut list = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
-        list.retain(|c| c.strong_count() > 0);
-        list.push(Arc::downgrade(conn));
+    /// Keeps `conn` among the open connections until the returned guard
+    /// drops (with the connection's task).
+    pub(crate) fn register(self: &Arc<Self>, conn: &Arc<ConnState>) -> Registered {
+        let key = self.open_conns().insert(conn.clone());
+        Registered {
+            shared: self.clone(),
+            key,
+        }
     }
 
-    /// The connections still open, described for a report.
-    pub(crate) fn describe_lingering(&self) -> Vec<String> {
+    fn open_conns(&self) -> std::sync::MutexGuard<'_, Slab<Arc<ConnState>>> {
+        self.conns.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The connections open now, described for a report.
+    pub(crate) fn describe_open(&self) -> Vec<String> {
         let now = Instant::now();
-        let list = self.lingering.lock().unwrap_or_else(|e| e.into_inner());
-        list.iter()
-            .filter_map(Weak::upgrade)
-            .map(|c| c.describe(now))
+        self.open_conns()
+            .iter()
+            .map(|(_, c)| c.describe(now))
             .collect()
+    }
+
+    /// Wakes every connection's driver, at each stage change; and, while
+    /// running, looks at each connection's timeouts (HTTP/1 idle and
+    /// request-head) every tenth of the shorter one (between 10 ms and 1 s):
+    /// one task for all, so that a request pays nothing for them.
+    pub(crate) async fn watch_connections(self: Arc<Self>) {
+        let mut stages = self.signals.subscribe();
+        let idle = self.idle_timeout.as_ref().map(|(d, _)| *d);
+        let shortest = idle.into_iter().chain(self.head_timeout).min();
+        let tick =
+            shortest.map(|d| (d / 10).clamp(Duration::from_millis(10), Duration::from_secs(1)));
+        let mut sweep = tokio::time::interval(tick.unwrap_or(Duration::from_secs(3600)));
+        sweep.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                changed = stages.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    for (_, conn) in self.open_conns().iter() {
+                        conn.ring();
+                    }
+                }
+                _ = sweep.tick(), if tick.is_some() && self.stage() == Stage::Running => {
+                    let now = crate::tracker::coarse_nanos();
+                    for (_, conn) in self.open_conns().iter() {
+                        conn.sweep(now, idle, self.head_timeout);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A connection's place among the open ones; dropping it removes it.
+pub(crate) struct Registered {
+    shared: Arc<Shared>,
+    key: usize,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.shared.open_conns().try_remove(self.key);
     }
 }

@@ -56,7 +56,11 @@ use std::sync::{Mutex, PoisonError};
 
 use tokio::sync::Notify;
 
-use super::label::DYNAMIC;
+use super::label::{DYNAMIC, INLINE};
+
+/// Bytes of label text a slot holds in place.
+pub(super) const INLINE_BYTES: usize = 48;
+const INLINE_WORDS: usize = INLINE_BYTES / 8;
 
 /// Slots per chunk: the low half of the state word.
 pub(super) const SLOTS: usize = 32;
@@ -78,8 +82,11 @@ pub(super) struct Slot {
     generation: AtomicU64,
     /// Start time from `clock::start_time`.
     start: AtomicU64,
-    /// Interned label id, or `DYNAMIC`.
+    /// Interned label id, `DYNAMIC`, or `INLINE | length`.
     label: AtomicU32,
+    /// A short run-time label's bytes, written and read under the seqlock
+    /// like the other fields: no lock, no allocation.
+    inline: [AtomicU64; INLINE_WORDS],
     /// Text of a run-time label. Only `track_with`, the drop of its guard and
     /// snapshots lock it; the static fast path never does.
     dynamic: Mutex<Option<Box<str>>>,
@@ -97,12 +104,23 @@ pub(super) enum Label {
     Dynamic(String),
 }
 
+/// A label as a guard is started with.
+pub(super) enum Text {
+    /// Interned: the label id says it all.
+    Interned,
+    /// Held in the slot's dynamic-label cell.
+    Boxed(Box<str>),
+    /// Held in the slot itself (at most `INLINE_BYTES`).
+    Inline([u8; INLINE_BYTES], usize),
+}
+
 impl Slot {
     fn new() -> Self {
         Self {
             generation: AtomicU64::new(0),
             start: AtomicU64::new(0),
             label: AtomicU32::new(0),
+            inline: std::array::from_fn(|_| AtomicU64::new(0)),
             dynamic: Mutex::new(None),
         }
     }
@@ -148,6 +166,16 @@ impl Slot {
                     .as_deref()?
                     .to_owned(),
             ),
+            id if id & INLINE != 0 => {
+                let mut bytes = [0u8; INLINE_BYTES];
+                for (word, out) in self.inline.iter().zip(bytes.chunks_exact_mut(8)) {
+                    out.copy_from_slice(&word.load(Ordering::Relaxed).to_ne_bytes());
+                }
+                let len = ((id & !INLINE) as usize).min(INLINE_BYTES);
+                // A torn read fails the re-check below; this text is then
+                // dropped unseen.
+                Label::Dynamic(String::from_utf8_lossy(&bytes[..len]).into_owned())
+            }
             id => Label::Static(id),
         };
         // Seqlock read side: keep the field loads above before the re-check.
@@ -248,15 +276,26 @@ impl Chunk {
 
     /// Fills a freshly claimed slot and makes it visible to snapshots.
     #[inline]
-    pub(super) fn publish(&self, bit: usize, label: u32, start: u64, text: Option<Box<str>>) {
+    pub(super) fn publish(&self, bit: usize, label: u32, start: u64, text: Text) {
         let slot = &self.slots[bit];
         // Seqlock write side: pairs with the fence in `Slot::read`, and sits
         // after the odd store in `claim`. (A compiler barrier on x86-64.)
         fence(Ordering::Release);
         slot.start.store(start, Ordering::Relaxed);
-        slot.label.store(label, Ordering::Relaxed);
-        if text.is_some() {
-            *slot.dynamic.lock().unwrap_or_else(PoisonError::into_inner) = text;
+        match text {
+            Text::Interned => slot.label.store(label, Ordering::Relaxed),
+            Text::Boxed(text) => {
+                slot.label.store(DYNAMIC, Ordering::Relaxed);
+                *slot.dynamic.lock().unwrap_or_else(PoisonError::into_inner) = Some(text);
+            }
+            Text::Inline(bytes, len) => {
+                for (word, chunk) in slot.inline.iter().zip(bytes.chunks_exact(8)) {
+                    let chunk: [u8; 8] = chunk.try_into().expect("chunks of 8");
+                    word.store(u64::from_ne_bytes(chunk), Ordering::Relaxed);
+                }
+                // `len` is at most INLINE_BYTES, far below the flag bit.
+                slot.label.store(INLINE | len as u32, Ordering::Relaxed);
+            }
         }
         // Even: stable. Release so a reader that sees it sees the fields.
         slot.generation

@@ -52,11 +52,19 @@ pub(super) fn start_time() -> u64 {
     }
 }
 
+/// Now, to within one tick (never later than the true time), as
+/// nanoseconds since the process-wide epoch: the cost of a load while a
+/// tracker exists, of the clock otherwise.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
-/// Now, to within one tick (never later than the true time), for the cost
-/// of a load while a tracker exists; the clock itself otherwise.
-pub(crate) fn coarse_now() -> Instant {
-    epoch() + Duration::from_nanos(start_time())
+#[inline]
+pub(crate) fn coarse_nanos() -> u64 {
+    start_time()
+}
+
+/// The instant `nanos` after the process-wide epoch.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) fn instant_at(nanos: u64) -> Instant {
+    epoch() + Duration::from_nanos(nanos)
 }
 
 /// A tracker was created: make sure the ticker runs.

@@ -16,6 +16,11 @@ use std::sync::{PoisonError, RwLock};
 /// Label id that says "the text is in the slot's dynamic-label cell".
 pub(super) const DYNAMIC: u32 = u32::MAX;
 
+/// Label ids with this bit set (other than `DYNAMIC`) say "the text is in
+/// the slot itself", its length in the low bits. Interned ids never reach
+/// it: static labels are program text, a few hundred at most.
+pub(super) const INLINE: u32 = 1 << 31;
+
 /// Number of entries in the per-thread cache; a power of two.
 const WAYS: usize = 32;
 

@@ -1,7 +1,5 @@
 //! Closing: each resource in reverse dependency order, then the flushes.
 
-use std::time::Duration;
-
 use tokio::time::Instant;
 
 use super::Driver;
@@ -10,35 +8,47 @@ use crate::{ExitStatus, Signal};
 
 impl Driver {
     /// Runs every close in reverse dependency order, each bounded by its
-    /// timeout. A second signal interrupts and is returned.
+    /// timeout. A second signal interrupts and is returned; other events are
+    /// handled as in any phase (an upgrade request is refused).
     pub(super) async fn close_all(&mut self) -> Result<(), Signal> {
         for k in (0..self.order.len()).rev() {
             let i = self.order[k];
             let Some(close) = self.slots[i].close.take() else {
                 continue;
             };
-            let timeout = self.slots[i].close_timeout;
+            // Resolved at build, in one place: every component with a close
+            // has its timeout in the timeline.
+            let timeout = self
+                .timeline
+                .close_timeout(&self.slots[i].name)
+                .unwrap_or(crate::DEFAULT_CLOSE_TIMEOUT);
             let started = Instant::now();
             // A task of its own, so that a panic in the close is caught like
             // a panic in a run.
             let task = tokio::spawn(close());
             let abort = task.abort_handle();
-            let outcome = tokio::select! {
-                biased;
-                sig = self.signals.recv() => {
-                    abort.abort();
-                    return Err(sig);
-                }
-                r = tokio::time::timeout(timeout, task) => match r {
-                    Ok(Ok(Ok(()))) => CloseOutcome::Closed(started.elapsed()),
-                    Ok(Ok(Err(e))) => CloseOutcome::Failed(e.to_string()),
-                    Ok(Err(e)) if e.is_panic() => CloseOutcome::Failed(format!("panicked: {}", super::panic_message(e.into_panic()))),
-                    Ok(Err(_)) => CloseOutcome::Failed("aborted".into()),
-                    Err(_) => {
-                        abort.abort();
-                        CloseOutcome::TimedOut(timeout)
+            let close = tokio::time::timeout(timeout, task);
+            tokio::pin!(close);
+            let outcome = loop {
+                tokio::select! {
+                    biased;
+                    Some(event) = self.events.recv() => {
+                        if let Some(sig) = self.on_event(event) {
+                            abort.abort();
+                            return Err(sig);
+                        }
                     }
-                },
+                    r = &mut close => break match r {
+                        Ok(Ok(Ok(()))) => CloseOutcome::Closed(started.elapsed()),
+                        Ok(Ok(Err(e))) => CloseOutcome::Failed(e.to_string()),
+                        Ok(Err(e)) if e.is_panic() => CloseOutcome::Failed(format!("panicked: {}", super::panic_message(e.into_panic()))),
+                        Ok(Err(_)) => CloseOutcome::Failed("aborted".into()),
+                        Err(_) => {
+                            abort.abort();
+                            CloseOutcome::TimedOut(timeout)
+                        }
+                    },
+                }
             };
             let name = &self.slots[i].name;
             match &outcome {
@@ -62,19 +72,7 @@ impl Driver {
 
     /// Runs the flushes, bounded by the budget's log flush time.
     pub(super) async fn flush(&mut self) {
-        let flushes = std::mem::take(&mut self.flushes);
-        if flushes.is_empty() {
-            return;
-        }
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let spawned = spawn_flushes(flushes, move || {
-            let _ = tx.send(());
-        });
-        if spawned
-            && tokio::time::timeout(self.timeline.log_flush, rx)
-                .await
-                .is_err()
-        {
+        if !self.finish.flush().await {
             eprintln!(
                 "lameduck: {}: the final flush did not finish within {:?}",
                 self.handle.name(),
@@ -82,34 +80,4 @@ impl Driver {
             );
         }
     }
-}
-
-/// Runs the flushes on a plain thread and waits at most `bound`: for the
-/// forced exit, where the runtime may be stuck.
-pub(super) fn flush_blocking(flushes: Vec<super::FlushFn>, bound: Duration) {
-    if flushes.is_empty() {
-        return;
-    }
-    let (tx, rx) = std::sync::mpsc::channel();
-    let spawned = spawn_flushes(flushes, move || {
-        let _ = tx.send(());
-    });
-    if spawned {
-        let _ = rx.recv_timeout(bound);
-    }
-}
-
-/// Runs the flushes in order on a plain thread of their own (a flush may
-/// block, and the runtime may be stuck), then `done`. False when the thread
-/// could not start.
-fn spawn_flushes(flushes: Vec<super::FlushFn>, done: impl FnOnce() + Send + 'static) -> bool {
-    std::thread::Builder::new()
-        .name("lameduck-flush".into())
-        .spawn(move || {
-            for f in flushes {
-                f();
-            }
-            done();
-        })
-        .is_ok()
 }

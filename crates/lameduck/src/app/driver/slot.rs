@@ -29,7 +29,6 @@ pub(super) struct Slot {
     pub(super) deps: Vec<usize>,
     pub(super) dependents: Vec<usize>,
     pub(super) policy: RestartPolicy,
-    pub(super) close_timeout: std::time::Duration,
     pub(super) run: RunFn,
     pub(super) close: Option<CloseFn>,
     /// The component's stop signal for the shutdown.
@@ -61,7 +60,6 @@ impl Slot {
             deps: Vec::new(),
             dependents: Vec::new(),
             policy: c.policy,
-            close_timeout: c.close_timeout,
             run: c.run,
             close: c.close,
             stop: CancellationToken::new(),

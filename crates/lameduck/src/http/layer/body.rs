@@ -24,7 +24,8 @@ pin_project_lite::pin_project! {
         kind: Kind<B>,
         guard: Option<WorkGuard>,
         in_flight: Option<InFlight>,
-        end: Option<EndEarly>,
+        // Boxed: only event streams have one.
+        end: Option<Box<EndEarly>>,
         // Data bytes given so far.
         bytes: u64,
     }
@@ -105,7 +106,7 @@ impl<B> DrainBody<B> {
         body: B,
         guard: Option<WorkGuard>,
         in_flight: Option<InFlight>,
-        end: Option<EndEarly>,
+        end: Option<Box<EndEarly>>,
     ) -> Self {
         Self {
             kind: Kind::Inner { body },

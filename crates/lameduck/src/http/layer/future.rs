@@ -46,7 +46,9 @@ enum State<F> {
         parts: Parts,
     },
     Early {
-        resp: Response<Bytes>,
+        // Boxed: rare (a probe, a 503), and a response head is large; the
+        // future is moved several times per request.
+        resp: Box<Response<Bytes>>,
         in_flight: Option<InFlight>,
     },
     Done,
@@ -75,7 +77,10 @@ impl<F> ResponseFuture<F> {
             keep_alive_or_close(&mut resp, &shared, in_flight.is_some());
         }
         Self {
-            state: State::Early { resp, in_flight },
+            state: State::Early {
+                resp: Box::new(resp),
+                in_flight,
+            },
         }
     }
 
@@ -83,7 +88,7 @@ impl<F> ResponseFuture<F> {
         responded(in_flight.as_ref(), h1);
         Self {
             state: State::Early {
-                resp: unavailable(h1),
+                resp: Box::new(unavailable(h1)),
                 in_flight,
             },
         }
@@ -134,7 +139,7 @@ where
         let State::Running { fut, cancel, parts } = &mut this.state else {
             return match std::mem::replace(&mut this.state, State::Done) {
                 State::Early { resp, in_flight } => {
-                    Poll::Ready(Ok(resp.map(|b| DrainBody::full(b, in_flight))))
+                    Poll::Ready(Ok((*resp).map(|b| DrainBody::full(b, in_flight))))
                 }
                 State::Running { .. } => unreachable!("matched above"),
                 State::Done => panic!("ResponseFuture polled after completion"),
@@ -198,13 +203,9 @@ fn keep_alive_or_close<B>(resp: &mut Response<B>, shared: &Shared, served: bool)
         return;
     }
     if let (true, Some((_, announce))) = (served, &shared.idle_timeout) {
-        let closes = resp
-            .headers()
-            .get(header::CONNECTION)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-        if !closes {
-            resp.headers_mut().insert(KEEP_ALIVE, announce.clone());
-        }
+        // Next to a handler's own `Connection: close` the header is moot,
+        // and harmless.
+        resp.headers_mut().append(KEEP_ALIVE, announce.clone());
     }
 }
 
@@ -230,11 +231,14 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         upgrade,
     } = parts;
     let mut guard = Some(guard);
-    let end = resp
-        .extensions()
-        .get::<StreamEnd>()
-        .copied()
-        .unwrap_or_default();
+    let end = if resp.extensions().is_empty() {
+        StreamEnd::default()
+    } else {
+        resp.extensions()
+            .get::<StreamEnd>()
+            .copied()
+            .unwrap_or_default()
+    };
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded {
         if let Some(conn) = conn {
@@ -254,22 +258,25 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     // An event stream cut at a message boundary is a clean end: the client
     // reconnects (elsewhere). Other streams are left to their producers,
     // since a chunked body cut short looks complete to its client.
-    let sse = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+    let sse = !resp.headers().is_empty()
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let early = sse.then(|| {
-        let signals = &shared.signals;
-        let at = match end {
-            StreamEnd::AtStopping => signals.stopping.clone(),
-            StreamEnd::AtCancel => signals.cancel.clone(),
-        };
-        EndEarly {
-            at: Box::pin(at.cancelled_owned()),
-            at_the_latest: Box::pin(signals.cancel.clone().cancelled_owned()),
-            tracker: shared.tracker.clone(),
-            boundary: Boundary::default(),
-        }
+        Box::new({
+            let signals = &shared.signals;
+            let at = match end {
+                StreamEnd::AtStopping => signals.stopping.clone(),
+                StreamEnd::AtCancel => signals.cancel.clone(),
+            };
+            EndEarly {
+                at: Box::pin(at.cancelled_owned()),
+                at_the_latest: Box::pin(signals.cancel.clone().cancelled_owned()),
+                tracker: shared.tracker.clone(),
+                boundary: Boundary::default(),
+            }
+        })
     });
     resp.map(|body| DrainBody::new(body, guard, in_flight, early))
 }

@@ -2,13 +2,16 @@
 //! when to wind down.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
+use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::stream::Io;
 use super::{ResBody, ServiceBound};
@@ -16,9 +19,9 @@ use crate::http::conn::{ConnState, Proto};
 use crate::http::shared::{Shared, Stage};
 
 /// How long an HTTP/2 connection with no stream open waits, after its
-/// GOAWAY, for the client's acknowledgement before it is closed anyway:
-/// a client that stopped reading never sends one. Go's HTTP/2 server
-/// waits as long.
+/// GOAWAY (and after the client's last byte), for the client's
+/// acknowledgement before it is closed anyway: a client that stopped
+/// reading never sends one. Go's HTTP/2 server waits as long.
 const GOAWAY_ACK_WAIT: Duration = Duration::from_secs(1);
 use crate::http::{Connection, Drain};
 
@@ -53,88 +56,86 @@ pub(super) async fn drive<I, S, B>(
     ));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let mut stages = shared.signals.subscribe();
-    let mut watching = true;
-    let mut goaway: Option<tokio::time::Instant> = None;
-    let mut lingering = false;
+    let _registered = shared.register(&state);
     let grace_end = state.accepted + shared.first_request_grace;
-    loop {
-        let stage = shared.stage();
-        let proto = state.proto();
-        if stage >= Stage::Stopping && !lingering {
-            // From now on this connection holds the shutdown up while it is
-            // open: keep it where the report can name it.
-            shared.linger(&state);
-            lingering = true;
-        }
-        // A connection that has not sent its first stream yet gets it
-        // served first: a GOAWAY before it would refuse a request the client
-        // has just sent (a connection opened while draining, or taken from
-        // the accept queue at Stopping). After `first_request_grace` at
-        // Stopping, it goes anyway.
-        let fresh = state.is_fresh();
-        let grace_over = tokio::time::Instant::now() >= grace_end;
-        if proto == Proto::H2
-            && goaway.is_none()
-            && ((stage >= Stage::Draining && !fresh) || (stage >= Stage::Stopping && grace_over))
-        {
-            // GOAWAY tells the client to open new streams on a new
-            // connection; hyper sends the final one with the last stream id
-            // after a PING round trip, so no stream in flight is refused.
-            conn.as_mut().graceful_shutdown();
-            goaway = Some(tokio::time::Instant::now() + GOAWAY_ACK_WAIT);
-        }
-        let wait_grace = proto == Proto::H2 && goaway.is_none() && stage >= Stage::Stopping;
-        if stage == Stage::Cancelled && proto != Proto::Upgraded && !state.is_busy() {
-            // Nothing left to answer here; dropping the connection closes it.
-            return;
-        }
-        if let Some(ack_by) = goaway {
-            if !state.is_busy() && tokio::time::Instant::now() >= ack_by {
-                // No stream open, and no acknowledgement of the GOAWAY: the
-                // client is gone or not reading. Nothing is lost by closing.
-                tracing::debug!(target: "lameduck::http", "HTTP/2 GOAWAY not acknowledged; closing the idle connection");
-                return;
+    let mut seen = Stage::Running;
+    let mut goaway: Option<Instant> = None;
+    // Only the shutdown waits on a timer here; while running a request
+    // costs one poll of the connection and one register of the bell.
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(|cx| {
+        loop {
+            let stage = shared.stage();
+            if stage != seen {
+                seen = stage;
+                if stage >= Stage::Stopping {
+                    // From now on the end of each request matters here.
+                    state.watch();
+                }
             }
-        }
-        tokio::select! {
+            let proto = state.proto();
+            let mut wait_until = None;
+            // A connection that has not sent its first stream yet gets it
+            // served first: a GOAWAY before it would refuse a request the
+            // client has just sent (a connection opened while draining, or
+            // taken from the accept queue at Stopping). After
+            // `first_request_grace` at Stopping, it goes anyway.
+            if proto == Proto::H2 && goaway.is_none() && stage >= Stage::Draining {
+                let grace_over = stage >= Stage::Stopping && Instant::now() >= grace_end;
+                if !state.is_fresh() || grace_over {
+                    // GOAWAY tells the client to open new streams on a new
+                    // connection; hyper sends the final one with the last
+                    // stream id after a PING round trip, so no stream in
+                    // flight is refused.
+                    conn.as_mut().graceful_shutdown();
+                    goaway = Some(Instant::now());
+                } else if stage >= Stage::Stopping {
+                    wait_until = Some(grace_end);
+                }
+            }
+            if stage == Stage::Cancelled && proto != Proto::Upgraded && !state.is_busy() {
+                // Nothing left to answer here; dropping the connection
+                // closes it.
+                return Poll::Ready(());
+            }
+            if let Some(sent) = goaway.filter(|_| !state.is_busy()) {
+                // The wait counts from the GOAWAY or from the client's last
+                // byte, whichever is later: a client still reading the
+                // last response sends window updates, and will answer the
+                // PING behind it; closing under it would reset what it has
+                // not read yet.
+                let ack_by = sent.max(state.last_read()) + GOAWAY_ACK_WAIT;
+                if Instant::now() >= ack_by {
+                    // No stream open, and for a second not a byte from the
+                    // client, nor the acknowledgement: the client is gone
+                    // or not reading. Nothing is lost by closing.
+                    tracing::debug!(target: "lameduck::http", "HTTP/2 GOAWAY not acknowledged; closing the idle connection");
+                    return Poll::Ready(());
+                }
+                wait_until = Some(ack_by);
+            }
             // The connection first: on a stage change hyper then reads once
             // more, and the IO wrapper can end an idle HTTP/1 connection.
-            biased;
-            done = conn.as_mut() => {
+            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
                 if let Err(err) = done {
                     tracing::debug!(target: "lameduck::http", error = %err, "connection ended with an error");
                 }
-                return;
+                return Poll::Ready(());
             }
-            changed = stages.changed(), if watching => watching = changed.is_ok(),
-            () = state.notify.notified() => {}
-            () = tokio::time::sleep_until(grace_end), if wait_grace => {}
-            () = tokio::time::sleep_until(goaway.unwrap_or(grace_end)), if goaway.is_some() && !state.is_busy() => {}
+            if state.listen(cx.waker()) || shared.stage() != seen {
+                continue;
+            }
+            if let Some(at) = wait_until {
+                let timer = timer.get_or_insert_with(|| Box::pin(sleep_until(at)));
+                if timer.deadline() != at {
+                    timer.as_mut().reset(at);
+                }
+                if timer.as_mut().poll(cx).is_ready() {
+                    continue;
+                }
+            }
+            return Poll::Pending;
         }
-    }
-}
-
-/// Serves one admin connection: probes, no draining (they must answer to
-/// the very end, and are closed when the server's run ends).
-pub(super) async fn drive_plain<I, S, B>(
-    io: I,
-    service: S,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-) where
-    I: Connection,
-    S: tower_service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<crate::BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<crate::BoxError>,
-{
-    let service = TowerToHyperService::new(service);
-    if let Err(err) = builder.serve_connection(TokioIo::new(io), service).await {
-        tracing::debug!(target: "lameduck::http", error = %err, "admin connection ended with an error");
-    }
+    })
+    .await;
 }

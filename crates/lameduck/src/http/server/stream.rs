@@ -23,7 +23,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::wire::{Frames, Streams};
 use crate::http::Connection;
-use crate::http::conn::{ConnState, Proto};
+use crate::http::conn::{ConnState, EXPIRED_HEAD, EXPIRED_IDLE, Proto};
 use crate::http::shared::{Shared, Stage};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -40,11 +40,9 @@ pub(super) struct Io<T> {
     frames_in: Frames,
     frames_out: Frames,
     streams: Streams,
-    /// The one timer a connection waits on: its idle or request-head
-    /// timeout while running, its grace at Stopping.
+    /// A connection's wait, at Stopping, for its first request or for the
+    /// rest of a request head.
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
-    /// HTTP/1: when the last response was on the wire.
-    idle_since: Option<Instant>,
     /// hyper was given end-of-file to close an idle connection.
     ended: bool,
     // Reads and writes of an upgraded connection may come from two tasks,
@@ -66,7 +64,6 @@ impl<T: Connection> Io<T> {
             frames_out: Frames::default(),
             streams: Streams::default(),
             timer: None,
-            idle_since: None,
             ended: false,
             kill_read: None,
             kill_write: None,
@@ -128,36 +125,35 @@ impl<T: Connection> Io<T> {
         timer.as_mut().poll(cx).is_ready()
     }
 
-    /// HTTP/1 while running: the request-head timeout, counted from a
-    /// request's first byte, and the idle timeout between requests, counted
-    /// from the end of the last response (or the accept). An idle
-    /// connection is ended as at Stopping — a request already in the socket
-    /// is read and served instead.
-    fn timed_out(&mut self, cx: &mut Context<'_>) -> Option<io::Result<()>> {
-        if self.conn.is_handling() || self.conn.has_parked() {
-            return None;
-        }
-        if self.conn.has_unparsed() {
-            let limit = self.shared.head_timeout?;
-            if self.waited(self.conn.head_started() + limit, cx) {
+    /// HTTP/1 while running: a timeout the server's sweeper found passed
+    /// — the request-head timeout, counted from a request's first byte, or
+    /// the idle timeout between requests. An idle connection is ended as
+    /// at Stopping: a request already in the socket is read and served
+    /// instead. A finding that no longer holds (a request began since) is
+    /// dropped.
+    fn expire(&mut self) -> Option<io::Result<()>> {
+        let handling = self.conn.is_handling() || self.conn.has_parked();
+        match self.conn.expired() {
+            EXPIRED_HEAD if !handling && self.conn.has_unparsed() => {
                 return Some(Err(io::Error::new(
                     io::ErrorKind::TimedOut,
                     "request head timeout: the client did not send a whole request head in time",
                 )));
             }
-            return None;
+            EXPIRED_IDLE
+                if !handling && !self.conn.has_unparsed() && !self.inner.has_unread_input() =>
+            {
+                self.ended = true;
+                return Some(Ok(()));
+            }
+            _ => {}
         }
-        let (limit, _) = self.shared.idle_timeout.as_ref()?;
-        let since = self.idle_since.unwrap_or(self.conn.accepted);
-        if self.waited(since + *limit, cx) && !self.inner.has_unread_input() {
-            self.ended = true;
-            return Some(Ok(()));
-        }
+        self.conn.clear_expired();
         None
     }
 
     fn saw(&mut self, bytes: &[u8]) {
-        let now = coarse_now();
+        let now = crate::tracker::coarse_nanos();
         self.conn.touched(now);
         let mut proto = self.conn.proto();
         if proto == Proto::Unknown {
@@ -190,11 +186,10 @@ impl<T: Connection> Io<T> {
         }
     }
 
+    /// HTTP/2: bytes handed to the socket.
     fn wrote(&mut self, bytes: &[u8]) {
-        if self.conn.proto() == Proto::H2 {
-            let (streams, conn) = (&mut self.streams, &self.conn);
-            self.frames_out.feed(bytes, |head| streams.sent(head, conn));
-        }
+        let (streams, conn) = (&mut self.streams, &self.conn);
+        self.frames_out.feed(bytes, |head| streams.sent(head, conn));
     }
 
     fn wrote_vectored(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
@@ -236,13 +231,6 @@ impl<T: Connection> Io<T> {
     }
 }
 
-/// Now, to within a few milliseconds, for the cost of a load: read on
-/// every read of every connection, so the precise clock would cost more
-/// than the rest of the bookkeeping.
-fn coarse_now() -> Instant {
-    Instant::from_std(crate::tracker::coarse_now())
-}
-
 fn closed_error(shared: &Shared) -> io::Error {
     let why = if shared.kill.is_cancelled() {
         "closed by the server at its hard deadline"
@@ -272,8 +260,10 @@ impl<T: Connection> AsyncRead for Io<T> {
                         this.ended = true;
                         return Poll::Ready(Ok(()));
                     }
-                } else if let Some(end) = this.timed_out(cx) {
-                    return Poll::Ready(end);
+                } else if this.conn.expired() != 0 {
+                    if let Some(end) = this.expire() {
+                        return Poll::Ready(end);
+                    }
                 }
             }
         }
@@ -301,7 +291,9 @@ impl<T: Connection> AsyncWrite for Io<T> {
         }
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = written {
-            this.wrote(&buf[..n]);
+            if this.conn.proto() == Proto::H2 {
+                this.wrote(&buf[..n]);
+            }
         }
         written
     }
@@ -317,7 +309,9 @@ impl<T: Connection> AsyncWrite for Io<T> {
         }
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = written {
-            this.wrote_vectored(bufs, n);
+            if this.conn.proto() == Proto::H2 {
+                this.wrote_vectored(bufs, n);
+            }
         }
         written
     }
@@ -336,9 +330,7 @@ impl<T: Connection> AsyncWrite for Io<T> {
             && matches!(this.conn.proto(), Proto::H1 | Proto::Unknown)
         {
             this.conn.release_flushed();
-            if this.shared.idle_timeout.is_some() {
-                this.idle_since = Some(coarse_now());
-            }
+            this.conn.went_idle(crate::tracker::coarse_nanos());
         }
         flushed
     }

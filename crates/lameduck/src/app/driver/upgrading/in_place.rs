@@ -5,7 +5,8 @@
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{InFlight, answer};
+use super::InFlight;
+use super::steps::answer;
 use crate::app::Event;
 use crate::app::driver::Driver;
 use crate::upgrade::{InPlaceFn, Request, UpgradeError, UpgradeErrorKind, Upgraded};
@@ -27,6 +28,7 @@ impl Driver {
             // The function bounds itself and watches the app's shutdown.
             cancel: CancellationToken::new(),
             started: Instant::now(),
+            committed: None,
         });
     }
 

@@ -1,0 +1,203 @@
+//! Scenario (c), `scripts/bench http`: lameduck's HTTP server against bare
+//! hyper-util, and lameduck + an axum `Router` against `axum::serve`,
+//! loaded by wrk (HTTP/1.1) and h2load (HTTP/2) in interleaved rounds;
+//! then instructions per request under callgrind and memory per idle
+//! connection. See `lameduck_bench::hotpath` and docs/benchmarks.md.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use lameduck_bench::hotpath::{self, Proto, Server};
+use lameduck_bench::table::Table;
+
+/// Compare lameduck's HTTP hot path with hyper-util and axum::serve.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Where the release binaries are (http-server)
+    #[arg(long, value_name = "DIR")]
+    bin_dir: PathBuf,
+    /// Where to write the summary (JSON) and callgrind's files
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Rounds per pair and protocol (each round loads both servers once)
+    #[arg(long, default_value_t = 6)]
+    rounds: usize,
+    /// Seconds of load per run
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Keep-alive connections of the load
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Requests counted under callgrind, per server and protocol (0: skip)
+    #[arg(long, default_value_t = 20_000)]
+    callgrind_requests: u64,
+    /// Idle connections for the memory figure
+    #[arg(long, default_value_t = 2_000)]
+    idle_connections: usize,
+    /// A few seconds in all, for CI: checks that everything runs, not what
+    /// it measures
+    #[arg(long)]
+    smoke: bool,
+}
+
+/// The pairs: (what is measured, its baseline).
+const PAIRS: [(&str, &str); 2] = [("lameduck", "bare"), ("lameduck-axum", "axum-serve")];
+const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
+
+fn main() -> ExitCode {
+    let mut args = <Args as clap::Parser>::parse();
+    if args.smoke {
+        args.rounds = 1;
+        args.seconds = 1;
+        args.callgrind_requests = args.callgrind_requests.min(2_000);
+        args.idle_connections = args.idle_connections.min(200);
+    }
+    lameduck_bench::exit_code(run(&args))
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    // Server on one core, load on the other, when there are two.
+    let (server_cpu, load_cpu) = if cpus >= 2 {
+        (Some(0), Some(1))
+    } else {
+        (None, None)
+    };
+    let mut summary = serde_json::Map::new();
+
+    let mut table = Table::new(&[
+        "<pair",
+        "<protocol",
+        "throughput ratio min/median/max",
+        "CPU per request ratio min/median/max",
+        "requests/s (measured)",
+    ]);
+    for (measured, baseline) in PAIRS {
+        let a = Server::start(&args.bin_dir, measured, server_cpu, &[])?;
+        let b = Server::start(&args.bin_dir, baseline, server_cpu, &[])?;
+        for proto in PROTOS {
+            let (mut rps, mut cpu) = (Vec::new(), Vec::new());
+            let mut last = 0.0;
+            for round in 0..args.rounds {
+                // A B, then B A: each side goes first as often.
+                let order = if round % 2 == 0 { [&a, &b] } else { [&b, &a] };
+                let mut runs = order.map(|s| {
+                    hotpath::load(
+                        s,
+                        proto,
+                        Duration::from_secs(args.seconds),
+                        args.connections,
+                        load_cpu,
+                    )
+                });
+                if round % 2 == 1 {
+                    runs.reverse();
+                }
+                let [ra, rb] = runs;
+                let (ra, rb) = (ra?, rb?);
+                rps.push(ra.rps / rb.rps);
+                cpu.push(ra.cpu_per_request.as_secs_f64() / rb.cpu_per_request.as_secs_f64());
+                last = ra.rps;
+            }
+            let (t, c) = (hotpath::spread(rps), hotpath::spread(cpu));
+            table.row(vec![
+                format!("{measured} / {baseline}"),
+                proto.name().into(),
+                format!("{:.3} / {:.3} / {:.3}", t.0, t.1, t.2),
+                format!("{:.3} / {:.3} / {:.3}", c.0, c.1, c.2),
+                format!("{last:.0}"),
+            ]);
+            summary.insert(
+                format!("{measured}/{baseline} {}", proto.name()),
+                serde_json::json!({
+                    "throughput_ratio": {"min": t.0, "median": t.1, "max": t.2},
+                    "cpu_per_request_ratio": {"min": c.0, "median": c.1, "max": c.2},
+                    "rounds": args.rounds,
+                }),
+            );
+        }
+    }
+    println!(
+        "(c) hot path, {} rounds of {}s per pair and protocol, {} keep-alive connections; ratios are measured / baseline\n",
+        args.rounds, args.seconds, args.connections
+    );
+    println!("{table}");
+
+    if args.callgrind_requests > 0 {
+        let mut table = Table::new(&["<pair", "<protocol", "instructions per request", "ratio"]);
+        for (measured, baseline) in PAIRS {
+            for proto in PROTOS {
+                let a = hotpath::instructions_per_request(
+                    &args.bin_dir,
+                    measured,
+                    proto,
+                    args.callgrind_requests,
+                    &args.out,
+                )?;
+                let b = hotpath::instructions_per_request(
+                    &args.bin_dir,
+                    baseline,
+                    proto,
+                    args.callgrind_requests,
+                    &args.out,
+                )?;
+                table.row(vec![
+                    format!("{measured} / {baseline}"),
+                    proto.version().into(),
+                    format!("{a:.0} / {b:.0}"),
+                    format!("{:.3}", a / b),
+                ]);
+                summary.insert(
+                    format!("{measured}/{baseline} {} instructions", proto.name()),
+                    serde_json::json!({"measured": a, "baseline": b, "ratio": a / b}),
+                );
+            }
+        }
+        println!(
+            "instructions per request under callgrind ({} requests from h2load, 64 connections; no noise)\n",
+            args.callgrind_requests
+        );
+        println!("{table}");
+    }
+
+    let mut table = Table::new(&[
+        "<server",
+        "bytes per idle connection",
+        "ratio to its baseline",
+    ]);
+    for (measured, baseline) in PAIRS {
+        let a = hotpath::memory_per_connection(
+            &Server::start(&args.bin_dir, measured, None, &[])?,
+            args.idle_connections,
+        )?;
+        let b = hotpath::memory_per_connection(
+            &Server::start(&args.bin_dir, baseline, None, &[])?,
+            args.idle_connections,
+        )?;
+        table.row(vec![
+            measured.into(),
+            format!("{a:.0}"),
+            format!("{:.3}", a / b),
+        ]);
+        table.row(vec![baseline.into(), format!("{b:.0}"), String::new()]);
+        summary.insert(
+            format!("{measured}/{baseline} memory per idle connection"),
+            serde_json::json!({"measured": a, "baseline": b, "ratio": a / b}),
+        );
+    }
+    println!(
+        "memory per idle keep-alive connection ({} connections, resident set)\n",
+        args.idle_connections
+    );
+    println!("{table}");
+    if args.smoke {
+        println!("(smoke run: the figures show that each part ran, not what it costs)");
+    }
+    std::fs::write(
+        args.out.join("http-summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! One HTTP server of the hot-path benchmark (`scripts/bench http`), with a
+//! trivial handler: `hello\n` for every request.
+//!
+//! | `--kind` | what serves |
+//! |---|---|
+//! | `bare` | hyper-util's auto builder (HTTP/1.1 and h2c), a plain accept loop, no shutdown handling |
+//! | `lameduck` | `lameduck::http::Server` with the same service, in an `App` |
+//! | `axum-serve` | an axum `Router` under `axum::serve` |
+//! | `lameduck-axum` | the same `Router` served by `lameduck::http::Server` |
+//!
+//! It runs on a runtime of `--threads` worker threads (default 1), prints
+//! `listening on http://ADDR`, and serves until SIGTERM (or SIGKILL).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::get;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use lameduck::http::Server;
+use lameduck::{App, Budget};
+use lameduck_bench::server::announce;
+
+/// A server of the hot-path benchmark.
+#[derive(Debug, clap::Parser)]
+struct Args {
+    /// Which server: bare, lameduck, axum-serve or lameduck-axum
+    #[arg(long, value_enum)]
+    kind: Kind,
+    /// Address to serve on (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    listen: SocketAddr,
+    /// Worker threads of the server's runtime
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// lameduck's HTTP/1 idle timeout, in seconds, or `off` (default: the
+    /// library's, announced with `Keep-Alive`)
+    #[arg(long, value_name = "SECONDS|off")]
+    idle_timeout: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Kind {
+    Bare,
+    Lameduck,
+    AxumServe,
+    LameduckAxum,
+}
+
+/// The trivial handler, as a tower service (no axum), for `bare` and
+/// `lameduck`.
+#[derive(Clone, Copy)]
+struct Hello;
+
+impl tower_service::Service<http::Request<Incoming>> for Hello {
+    type Response = http::Response<Full<Bytes>>;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<Self::Response, Infallible>>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Infallible>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: http::Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
+            b"hello\n",
+        )))))
+    }
+}
+
+fn router() -> Router {
+    Router::new().route("/", get(|| async { "hello\n" }))
+}
+
+fn main() -> ExitCode {
+    let args = <Args as clap::Parser>::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    lameduck_bench::exit_code(runtime.block_on(serve(args)))
+}
+
+async fn serve(args: Args) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    announce(listener.local_addr()?)?;
+    match args.kind {
+        Kind::Bare => bare(listener).await,
+        Kind::AxumServe => Ok(axum::serve(listener, router()).await?),
+        Kind::Lameduck => lameduck(idle(Server::new(listener, Hello), &args.idle_timeout)?).await,
+        Kind::LameduckAxum => {
+            lameduck(idle(Server::new(listener, router()), &args.idle_timeout)?).await
+        }
+    }
+}
+
+fn idle<S>(server: Server<S>, timeout: &Option<String>) -> anyhow::Result<Server<S>> {
+    Ok(match timeout.as_deref() {
+        None => server,
+        Some("off") => server.idle_timeout(None),
+        Some(secs) => server.idle_timeout(Duration::from_secs(secs.parse()?)),
+    })
+}
+
+async fn bare(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let _ = stream.set_nodelay(true);
+        let builder = builder.clone();
+        tokio::spawn(async move {
+            let _ = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(stream),
+                    TowerToHyperService::new(Hello),
+                )
+                .await;
+        });
+    }
+}
+
+async fn lameduck(server: impl Into<lameduck::Component>) -> anyhow::Result<()> {
+    let app = App::builder("bench")
+        .budget(Budget::new(Duration::from_secs(10)).drain_delay(Duration::ZERO))
+        .component(server)
+        .build()?;
+    let report = app.await;
+    anyhow::ensure!(report.status().is_clean(), "{report}");
+    Ok(())
+}

@@ -1,0 +1,48 @@
+//! The README's example, as it is there: a database pool and a worker that
+//! uses it. Run it, then stop it with `kill -TERM <pid>` (or Ctrl+C, which
+//! skips the drain delay on a terminal) and watch the log and the report.
+//!
+//! ```text
+//! cargo run -p lameduck --example 00_quickstart
+//! ```
+
+use std::time::Duration;
+
+use lameduck::{App, Budget, Component};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    // lameduck logs each phase change and the final report through `tracing`:
+    // without a subscriber, nothing is printed.
+    tracing_subscriber::fmt().with_target(false).init();
+
+    let app = App::builder("orders")
+        .budget(Budget::new(Duration::from_secs(30)))
+        .component(
+            Component::new("db", |ctx| async move {
+                ctx.ready(); // connected
+                ctx.on_stopping().await; // fires after every user of the pool stopped
+                Ok(())
+            })
+            .on_close(|| async { Ok(()) }), // close the pool
+        )
+        .component(
+            Component::new("worker", |ctx| async move {
+                ctx.ready();
+                while !ctx.is_stopping() {
+                    let _job = ctx.tracker().track("job"); // the shutdown waits for it
+                    tokio::select! {
+                        _ = ctx.on_stopping() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+                Ok(())
+            })
+            .depends_on("db"),
+        )
+        .build()
+        .expect("valid configuration");
+    let report = app.await;
+    println!("{report}"); // the report again, as a table
+    report.exit_code()
+}
