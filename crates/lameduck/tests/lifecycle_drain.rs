@@ -66,3 +66,23 @@ async fn a_drain_with_work_still_tracked_lasts_the_drain_delay() {
         Some(Duration::from_secs(20))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_app_of_no_components_drains_in_full() {
+    // What it serves, it serves outside components: the drain is kept.
+    let app = App::builder("bare")
+        .budget(budget())
+        .handle_signals(false)
+        .exit_watchdog(false)
+        .build()
+        .unwrap();
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    handle.reached(Phase::Running).await;
+    handle.shutdown("test");
+    let report = run.await.unwrap();
+    assert_eq!(
+        report.phase_duration(Phase::Draining),
+        Some(Duration::from_secs(20))
+    );
+}

@@ -615,7 +615,9 @@ impl Driver {
             while !self.cut_drain {
                 // Every component has returned and no work is tracked:
                 // nothing is left to serve while load balancers catch up.
-                if self.all_done() {
+                // (An app of no components serves outside them, if at all:
+                // its drain is kept.)
+                if !self.slots.is_empty() && self.all_done() {
                     drained_early = true;
                     break;
                 }
