@@ -12,9 +12,13 @@ struct Out {
 }
 
 fn run(args: &[&str]) -> Out {
+    run_with_admin("none", args)
+}
+
+fn run_with_admin(admin: &str, args: &[&str]) -> Out {
     let out = Command::new(env!("CARGO_BIN_EXE_lameduck"))
         .arg("run")
-        .args(["--admin", "none"])
+        .args(["--admin", admin])
         .args(args)
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
@@ -100,13 +104,13 @@ fn a_placeholder_or_an_address_that_cannot_be_used_is_a_usage_error() {
         2,
         "--listen http=",
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_lameduck"))
-        .args(["run", "--admin", &addr, "--", "true"])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("binding the admin listener"));
+    let out = run_with_admin(&addr, &["--", "true"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("binding the admin listener"),
+        "{}",
+        out.stderr
+    );
 }
 
 #[test]

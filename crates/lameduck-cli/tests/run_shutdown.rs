@@ -15,6 +15,25 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// `lameduck run ARGS -- forks.sh`, once it is running: the grandchildren
+/// the script forked, by pid.
+fn start_forks(dir: &Scratch, args: &[&str]) -> (Running, Vec<i32>) {
+    let pids = dir.path("pids");
+    let script = programs().join("forks.sh");
+    let ready = format!("exec:test -f {}.ready", pids.display());
+    let mut all = vec!["--admin", "none", "--ready", &ready];
+    all.extend_from_slice(args);
+    all.extend(["--", script.to_str().unwrap(), pids.to_str().unwrap()]);
+    let run = Running::start(&all);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let grandchildren = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    (run, grandchildren)
+}
+
 #[test]
 fn a_naive_server_keeps_serving_while_unready_and_a_second_signal_stops_it_at_once() {
     if !has_python() {
@@ -66,30 +85,17 @@ fn a_naive_server_keeps_serving_while_unready_and_a_second_signal_stops_it_at_on
 #[test]
 fn a_script_that_forks_is_waited_for_to_its_last_grandchild_and_the_stubborn_ones_killed() {
     let dir = Scratch::new("forks");
-    let pids = dir.path("pids");
-    let script = programs().join("forks.sh");
-    let ready = format!("exec:test -f {}.ready", pids.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        &ready,
-        "--grace-period",
-        "4s",
-        "--drain-delay",
-        "0s",
-        "--hard-timeout",
-        "1s",
-        "--",
-        script.to_str().unwrap(),
-        pids.to_str().unwrap(),
-    ]);
-    run.event("phase changed", |v| v["phase"] == "running");
-    let grandchildren: Vec<i32> = std::fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
+    let (mut run, grandchildren) = start_forks(
+        &dir,
+        &[
+            "--grace-period",
+            "4s",
+            "--drain-delay",
+            "0s",
+            "--hard-timeout",
+            "1s",
+        ],
+    );
     assert_eq!(grandchildren.len(), 3, "{grandchildren:?}");
     assert!(grandchildren.iter().all(|p| alive(*p)));
 
@@ -155,24 +161,7 @@ fn forwarded_signals_reach_the_program() {
 #[test]
 fn a_sigkilled_lameduck_leaves_nothing_running() {
     let dir = Scratch::new("sigkill");
-    let pids = dir.path("pids");
-    let script = programs().join("forks.sh");
-    let ready = format!("exec:test -f {}.ready", pids.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        &ready,
-        "--",
-        script.to_str().unwrap(),
-        pids.to_str().unwrap(),
-    ]);
-    run.event("phase changed", |v| v["phase"] == "running");
-    let mut all: Vec<i32> = std::fs::read_to_string(&pids)
-        .unwrap()
-        .lines()
-        .map(|l| l.trim().parse().unwrap())
-        .collect();
+    let (mut run, mut all) = start_forks(&dir, &[]);
     run.signal(Signal::SIGKILL);
     assert_eq!(run.wait(), None);
     all.retain(|p| *p > 1);

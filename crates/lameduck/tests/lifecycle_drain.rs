@@ -3,10 +3,19 @@
 
 use std::time::Duration;
 
-use lameduck::{App, Budget, Component, ExitStatus, Phase};
+use lameduck::{App, Budget, Component, ExitStatus, Phase, Report};
 
 fn budget() -> Budget {
     Budget::new(Duration::from_secs(60)).drain_delay(Duration::from_secs(20))
+}
+
+/// Runs `app` until it is Running, then shuts it down: its report.
+async fn stop_once_running(app: App) -> Report {
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    handle.reached(Phase::Running).await;
+    handle.shutdown("test");
+    run.await.unwrap()
 }
 
 #[tokio::test(start_paused = true)]
@@ -25,11 +34,7 @@ async fn a_drain_with_every_component_returned_ends_at_once() {
         }))
         .build()
         .unwrap();
-    let handle = app.handle();
-    let run = tokio::spawn(app.run());
-    handle.reached(Phase::Running).await;
-    handle.shutdown("test");
-    let report = run.await.unwrap();
+    let report = stop_once_running(app).await;
     assert_eq!(report.status(), ExitStatus::Clean);
     assert_eq!(
         report.phase_duration(Phase::Draining),
@@ -56,11 +61,7 @@ async fn a_drain_with_work_still_tracked_lasts_the_drain_delay() {
         }))
         .build()
         .unwrap();
-    let handle = app.handle();
-    let run = tokio::spawn(app.run());
-    handle.reached(Phase::Running).await;
-    handle.shutdown("test");
-    let report = run.await.unwrap();
+    let report = stop_once_running(app).await;
     assert_eq!(
         report.phase_duration(Phase::Draining),
         Some(Duration::from_secs(20))
@@ -76,11 +77,7 @@ async fn an_app_of_no_components_drains_in_full() {
         .exit_watchdog(false)
         .build()
         .unwrap();
-    let handle = app.handle();
-    let run = tokio::spawn(app.run());
-    handle.reached(Phase::Running).await;
-    handle.shutdown("test");
-    let report = run.await.unwrap();
+    let report = stop_once_running(app).await;
     assert_eq!(
         report.phase_duration(Phase::Draining),
         Some(Duration::from_secs(20))
