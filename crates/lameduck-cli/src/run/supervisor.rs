@@ -149,8 +149,10 @@ impl Supervisor {
         Ok(inst)
     }
 
-    /// Forgets an instance that is gone.
+    /// Forgets an instance that is gone (the guard too: its process group
+    /// id may be reused).
     pub fn forget(&self, pid: Pid) {
+        self.guard.forget(pid);
         lock(&self.live_groups).retain(|p| *p != pid);
         let mut n = lock(&self.notified);
         n.by_group.remove(&pid.as_raw());
