@@ -32,9 +32,12 @@ pub fn init(output: Output) {
     };
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,lameduck=info"));
+    // Colour only for a person at a terminal who did not ask for none.
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(colour);
     let _ = if human {
         builder.event_format(Prefixed).try_init()
     } else {
