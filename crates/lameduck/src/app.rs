@@ -160,6 +160,10 @@ pub(crate) enum Event {
     /// new process) the parent gave its verdict.
     #[cfg(all(unix, feature = "upgrade"))]
     UpgradeStep(crate::upgrade::Step),
+    /// An in-place upgrade ended (`Upgrade::in_place`): the pid that
+    /// serves now, or why not.
+    #[cfg(all(unix, feature = "upgrade"))]
+    UpgradedInPlace(Result<u32, String>),
 }
 
 /// A cheap, cloneable handle to a running (or not yet running) [`App`]:

@@ -37,6 +37,8 @@ impl Systemd {
     pub(super) fn upgraded(&self, _pid: u32) {}
     #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
     pub(super) fn upgrade_failed(&self, _why: &str) {}
+    #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
+    pub(super) fn upgraded_in_place(&self, _pid: u32) {}
 }
 
 #[cfg(all(unix, feature = "systemd"))]
@@ -181,6 +183,14 @@ mod imp {
             if let Some(inner) = &self.inner {
                 inner.quiet.store(true, Ordering::Relaxed);
             }
+        }
+
+        /// An in-place upgrade (`Upgrade::in_place`) is done: this process
+        /// is still the main one, and ready again.
+        #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
+        pub(in crate::app::driver) fn upgraded_in_place(&self, pid: u32) {
+            let status = format!("running; upgraded in place: pid {pid} serves");
+            self.send(&[Notify::Ready, Notify::Status(&status)]);
         }
 
         #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]

@@ -21,6 +21,8 @@ use crate::upgrade::{Request, Step, Upgrade, UpgradeError, UpgradeErrorKind, Via
 
 mod steps;
 
+mod in_place;
+
 pub(in crate::app) struct Upgrades {
     config: Upgrade,
     busy: Option<InFlight>,
@@ -203,6 +205,9 @@ impl Driver {
                 ),
             );
             return refuse(req, e);
+        }
+        if let Some(replace) = self.upgrades.config.in_place.clone() {
+            return self.upgrade_in_place(req, &replace);
         }
         let sockets = match registry::snapshot() {
             Ok(s) => s,
