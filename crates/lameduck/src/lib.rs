@@ -116,6 +116,7 @@ mod health;
 pub mod http;
 #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
 pub mod listen;
+pub mod observe;
 mod phase;
 mod reason;
 mod report;
@@ -142,7 +143,8 @@ pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
 pub use report::{
-    CloseOutcome, ComponentReport, Deadline, Ending, Holdup, PhaseTiming, Report, WorkReport,
+    CloseOutcome, ComponentReport, Deadline, Ending, ExporterReport, Holdup, PhaseTiming, Report,
+    WorkReport,
 };
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{App, AppHandle, graph};
+use crate::component::CloseFn;
 use crate::fmt::Seconds;
+use crate::observe::Observer;
 use crate::{
-    Budget, BudgetError, Component, DEFAULT_CLOSE_TIMEOUT, ExitStatus, Signal, Strategy, Timeline,
+    BoxError, Budget, BudgetError, Component, DEFAULT_CLOSE_TIMEOUT, ExitStatus, Signal, Strategy,
+    Timeline,
 };
 
 /// Whether a shutdown signal goes through Draining or skips it.
@@ -25,6 +28,22 @@ pub enum DrainPolicy {
 
 pub(crate) type FlushFn = Box<dyn FnOnce() + Send>;
 
+/// The metrics' final step at Closing: wait for a last scrape, else push;
+/// given its bound and why the app shuts down.
+pub(crate) type FinalScrapeFn = Box<
+    dyn FnOnce(
+            std::time::Duration,
+            Option<crate::ShutdownReason>,
+        ) -> crate::component::BoxFuture<()>
+        + Send,
+>;
+
+/// An exporter's flush, run at Closing after every component has closed.
+pub(crate) struct Exporter {
+    pub(crate) name: Arc<str>,
+    pub(crate) flush: CloseFn,
+}
+
 /// Builds an [`App`]; see [`App::builder`].
 #[must_use = "a builder does nothing until built"]
 pub struct AppBuilder {
@@ -38,6 +57,8 @@ pub struct AppBuilder {
     exit_watchdog: bool,
     exit_on_force: bool,
     flushes: Vec<FlushFn>,
+    observers: Vec<Arc<dyn Observer>>,
+    exporters: Vec<Exporter>,
     #[cfg(all(unix, feature = "upgrade"))]
     upgrade: crate::upgrade::Upgrade,
 }
@@ -54,6 +75,9 @@ pub(crate) struct Parts {
     pub(crate) exit_watchdog: bool,
     pub(crate) exit_on_force: bool,
     pub(crate) flushes: Vec<FlushFn>,
+    pub(crate) observers: Vec<Arc<dyn Observer>>,
+    pub(crate) exporters: Vec<Exporter>,
+    pub(crate) final_scrape: Option<FinalScrapeFn>,
     #[cfg(all(unix, feature = "upgrade"))]
     pub(crate) upgrade: crate::upgrade::Upgrade,
 }
@@ -71,6 +95,8 @@ impl AppBuilder {
             exit_watchdog: true,
             exit_on_force: true,
             flushes: Vec::new(),
+            observers: Vec::new(),
+            exporters: Vec::new(),
             #[cfg(all(unix, feature = "upgrade"))]
             upgrade: {
                 // The path to start again is the one the process was started
@@ -191,6 +217,64 @@ impl AppBuilder {
         self
     }
 
+    /// Adds an exporter's flush to Closing: an OpenTelemetry provider's
+    /// `force_flush` or `shutdown`, a Kafka producer's flush, a Sentry
+    /// client's close — whatever must send what it holds before the
+    /// process goes.
+    ///
+    /// Exporters flush at Closing, in the order they were added, after
+    /// every component has closed and after the metrics' final scrape,
+    /// before the report and the log flush. Each is bounded by its own
+    /// timeout, set in one place like a component's close timeout:
+    /// [`Budget::close_timeout`] with the exporter's `name`, or else
+    /// [`DEFAULT_CLOSE_TIMEOUT`]; the budget counts it. A flush past its
+    /// timeout is abandoned, and the exit code says a deadline passed
+    /// (3); one that fails or panics makes it 1. The report says how long
+    /// each took, and whether it finished
+    /// ([`Report::exporters`](crate::Report::exporters)).
+    ///
+    /// A second signal skips the exporters (the exit must be quick); the
+    /// report then says they did not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lameduck::{App, Budget};
+    ///
+    /// let app = App::builder("svc")
+    ///     .budget(Budget::default().close_timeout("otel", Duration::from_secs(2)))
+    ///     .exporter("otel", || async {
+    ///         // provider.force_flush() on a blocking thread, say
+    ///         Ok(())
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(app.timeline().close_timeout("otel"), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn exporter<F, Fut>(mut self, name: impl Into<Arc<str>>, flush: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.exporters.push(Exporter {
+            name: name.into(),
+            flush: Box::new(move || Box::pin(flush())),
+        });
+        self
+    }
+
+    /// Adds an observer of the app's lifecycle: phase changes, components
+    /// starting, ready, failing and restarting, deadlines and what they
+    /// cut, closes, upgrades and the report. See [`observe`](crate::observe).
+    ///
+    /// Observers hear each event in the order they were added, after the
+    /// app's own log line and systemd's notification.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
     /// Checks the configuration and builds the app.
     ///
     /// # Errors
@@ -202,7 +286,8 @@ impl AppBuilder {
     /// budget that does not fit its grace period (showing the arithmetic).
     pub fn build(self) -> Result<App, BuildError> {
         let order = graph::order(&self.components)?;
-        let budget = close_timeouts(self.budget, &self.components)?;
+        exporter_names(&self.exporters, &self.components)?;
+        let budget = close_timeouts(self.budget, &self.components, &self.exporters)?;
         let timeline = budget.check().map_err(BuildError::budget)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = AppHandle::new(self.name, tx);
@@ -220,6 +305,9 @@ impl AppBuilder {
                 exit_watchdog: self.exit_watchdog,
                 exit_on_force: self.exit_on_force,
                 flushes: self.flushes,
+                observers: self.observers,
+                exporters: self.exporters,
+                final_scrape: None,
                 #[cfg(all(unix, feature = "upgrade"))]
                 upgrade: self.upgrade,
             },
@@ -230,18 +318,25 @@ impl AppBuilder {
 /// Resolves each close timeout to one value, set in one place: the budget
 /// (by name), the component, or else the default; the budget counts them
 /// all.
-fn close_timeouts(mut budget: Budget, components: &[Component]) -> Result<Budget, BuildError> {
+fn close_timeouts(
+    mut budget: Budget,
+    components: &[Component],
+    exporters: &[Exporter],
+) -> Result<Budget, BuildError> {
     let closing = || components.iter().filter(|c| c.close.is_some());
     if let Some(name) = budget
         .close_names()
-        .find(|n| !closing().any(|c| &*c.name == *n))
+        .find(|n| !closing().any(|c| &*c.name == *n) && !exporters.iter().any(|e| &*e.name == *n))
     {
         let d = budget.get_close_timeout(name).unwrap_or_default();
-        let known: Vec<&str> = closing().map(|c| c.name()).collect();
+        let known: Vec<&str> = closing()
+            .map(|c| c.name())
+            .chain(exporters.iter().map(|e| &*e.name))
+            .collect();
         return Err(BuildError::new(
             BuildErrorKind::UnknownCloseTimeout,
             format!(
-                "Budget::close_timeout({name:?}, {}) names no component with an on_close (components that close: {})",
+                "Budget::close_timeout({name:?}, {}) names no component with an on_close and no exporter (those that close: {})",
                 Seconds(d),
                 if known.is_empty() {
                     "none".to_string()
@@ -269,7 +364,31 @@ fn close_timeouts(mut budget: Budget, components: &[Component]) -> Result<Budget
             (None, d) => budget.close_timeout(c.name(), d.unwrap_or(DEFAULT_CLOSE_TIMEOUT)),
         };
     }
+    for e in exporters {
+        if budget.get_close_timeout(&e.name).is_none() {
+            budget = budget.close_timeout(&*e.name, DEFAULT_CLOSE_TIMEOUT);
+        }
+    }
     Ok(budget)
+}
+
+/// An exporter's name is its own: its timeout and its line in the report
+/// are found by it.
+fn exporter_names(exporters: &[Exporter], components: &[Component]) -> Result<(), BuildError> {
+    for (i, e) in exporters.iter().enumerate() {
+        let twice = exporters[..i].iter().any(|o| o.name == e.name);
+        if twice || components.iter().any(|c| c.name == e.name) {
+            return Err(BuildError::new(
+                BuildErrorKind::DuplicateName,
+                format!(
+                    "the exporter {} has the name of another {}; each needs a name of its own",
+                    e.name,
+                    if twice { "exporter" } else { "component" }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -390,7 +509,7 @@ mod tests {
         assert_eq!(err.kind(), BuildErrorKind::UnknownCloseTimeout);
         assert_eq!(
             err.to_string(),
-            "Budget::close_timeout(\"dB\", 3s) names no component with an on_close (components that close: db)"
+            "Budget::close_timeout(\"dB\", 3s) names no component with an on_close and no exporter (those that close: db)"
         );
     }
 }

@@ -187,7 +187,7 @@ impl Driver {
             timeout_ms = timeout.as_millis() as u64,
             "upgrade started"
         );
-        self.systemd.reloading(timeout);
+        self.publish(&crate::observe::Event::UpgradeStarted { timeout });
         let plan = Plan {
             program,
             args: args.clone(),
@@ -219,7 +219,7 @@ impl Driver {
         match result {
             Ok(pid) if self.trigger.is_none() => {
                 registry::set_handed_off();
-                self.systemd.upgraded(pid);
+                self.publish(&crate::observe::Event::UpgradeSucceeded { pid });
                 // Only now may the new process notify systemd itself.
                 crate::upgrade::spawn::acknowledge(pid);
                 if let Some(path) = &self.upgrades.pid_file {
@@ -251,7 +251,9 @@ impl Driver {
             }
             Err(e) => {
                 tracing::error!(target: "lameduck::upgrade", app = %app, error = %e, took_ms = took.as_millis() as u64, "upgrade failed; this process goes on serving");
-                self.systemd.upgrade_failed(&e.to_string());
+                self.publish(&crate::observe::Event::UpgradeFailed {
+                    error: &e.to_string(),
+                });
                 answer(done.waiters, &Err(e));
             }
         }
