@@ -47,7 +47,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::report::{CloseOutcome, Deadline, Holdup};
+use crate::report::{CloseOutcome, Deadline, Holdup, WorkReport};
 use crate::{AppHandle, Phase, Report, Timeline, WorkItem};
 
 mod log;
@@ -149,6 +149,13 @@ pub enum Event<'a> {
         /// What else held the shutdown up.
         held: &'a [Holdup],
     },
+    /// The shutdown's work is accounted for, just before Closing: what
+    /// finished, was cancelled, aborted or ended by the shutdown. Counts
+    /// of the work are final from here on.
+    WorkSettled {
+        /// The work, as the report will give it.
+        work: &'a WorkReport,
+    },
     /// A component's close ran (`outcome` says how it went), or an
     /// exporter's flush (see [`AppBuilder::exporter`](crate::AppBuilder::exporter)).
     Closed {
@@ -232,6 +239,7 @@ impl fmt::Debug for EventKind<'_, '_> {
             Event::ComponentExited { .. } => "component exited",
             Event::ComponentRestarting { .. } => "component restarting",
             Event::DeadlinePassed { .. } => "deadline passed",
+            Event::WorkSettled { .. } => "work settled",
             Event::Closed { .. } => "closed",
             Event::UpgradeStarted { .. } => "upgrade started",
             Event::UpgradeSucceeded { .. } => "upgrade succeeded",

@@ -59,6 +59,8 @@ pub struct AppBuilder {
     flushes: Vec<FlushFn>,
     observers: Vec<Arc<dyn Observer>>,
     exporters: Vec<Exporter>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
     #[cfg(all(unix, feature = "upgrade"))]
     upgrade: crate::upgrade::Upgrade,
 }
@@ -97,6 +99,8 @@ impl AppBuilder {
             flushes: Vec::new(),
             observers: Vec::new(),
             exporters: Vec::new(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
             #[cfg(all(unix, feature = "upgrade"))]
             upgrade: {
                 // The path to start again is the one the process was started
@@ -264,6 +268,20 @@ impl AppBuilder {
         self
     }
 
+    /// Gives the app lifecycle metrics (feature `metrics`): kept up to
+    /// date from its events, served as `/metrics` on each admin listener
+    /// of its [`http::Server`](crate::http::Server)s, waited for or pushed
+    /// at Closing. See [`metrics`](crate::metrics).
+    ///
+    /// At build, the budget's final scrape timeout comes from the metrics
+    /// (their wait plus the push's timeout) unless the budget sets it; set
+    /// it in one place.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// Adds an observer of the app's lifecycle: phase changes, components
     /// starting, ready, failing and restarting, deadlines and what they
     /// cut, closes, upgrades and the report. See [`observe`](crate::observe).
@@ -288,9 +306,45 @@ impl AppBuilder {
         let order = graph::order(&self.components)?;
         exporter_names(&self.exporters, &self.components)?;
         let budget = close_timeouts(self.budget, &self.components, &self.exporters)?;
+        #[cfg(feature = "metrics")]
+        let budget = match &self.metrics {
+            Some(m) => m
+                .resolve_budget(budget)
+                .map_err(|message| BuildError::new(BuildErrorKind::TimeoutSetTwice, message))?,
+            None => budget,
+        };
+        #[cfg(feature = "metrics")]
+        let with_metrics = self.metrics.is_some();
+        #[cfg(not(feature = "metrics"))]
+        let with_metrics = false;
+        if let (Some(d), false) = (budget.get_final_scrape_timeout(), with_metrics) {
+            if !d.is_zero() {
+                return Err(BuildError::new(
+                    BuildErrorKind::FinalScrapeWithoutMetrics,
+                    format!(
+                        "Budget::final_scrape_timeout({}) is set, but the app has no metrics to wait for (AppBuilder::metrics, feature `metrics`)",
+                        Seconds(d)
+                    ),
+                ));
+            }
+        }
         let timeline = budget.check().map_err(BuildError::budget)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = AppHandle::new(self.name, tx);
+        #[allow(unused_mut)]
+        let mut observers = self.observers;
+        #[allow(unused_mut)]
+        let mut final_scrape = None;
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .attach(&handle)
+                .map_err(|message| BuildError::new(BuildErrorKind::MetricsTaken, message))?;
+            // First of the builder's: what users' observers read from the
+            // metrics is up to date with the event they hear.
+            observers.insert(0, metrics.observer());
+            final_scrape = Some(metrics.final_step());
+        }
         Ok(App {
             handle,
             events: rx,
@@ -305,9 +359,9 @@ impl AppBuilder {
                 exit_watchdog: self.exit_watchdog,
                 exit_on_force: self.exit_on_force,
                 flushes: self.flushes,
-                observers: self.observers,
+                observers,
                 exporters: self.exporters,
-                final_scrape: None,
+                final_scrape,
                 #[cfg(all(unix, feature = "upgrade"))]
                 upgrade: self.upgrade,
             },
@@ -428,6 +482,10 @@ pub enum BuildErrorKind {
     /// The budget sets a close timeout for a name that is no component with
     /// a close.
     UnknownCloseTimeout,
+    /// The budget sets a final scrape timeout, and the app has no metrics.
+    FinalScrapeWithoutMetrics,
+    /// The metrics given already observe another app.
+    MetricsTaken,
 }
 
 impl BuildError {

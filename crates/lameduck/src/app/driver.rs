@@ -519,6 +519,7 @@ impl Driver {
         self.work.finished = finished.len();
         self.work.ended = ended.into_iter().map(|(_, w)| w.clone()).collect();
         self.work.cancelled = at_cancel.into_iter().map(|(_, w)| w).collect();
+        self.publish(&Observed::WorkSettled { work: &self.work });
 
         // Closing: resources in reverse dependency order, then the flushes.
         self.enter(Phase::Closing, "every component stopped");
@@ -531,6 +532,7 @@ impl Driver {
         // The last line before the flush: nothing logged after it may be
         // lost with a non-blocking writer's buffer.
         self.enter(Phase::Stopped, "closed");
+        self.handle.release_kept();
         self.flush().await;
         if let Some(w) = watchdog {
             w.keep_armed();
@@ -581,6 +583,7 @@ impl Driver {
             return std::future::pending().await;
         }
         self.enter(Phase::Stopped, "forced");
+        self.handle.release_kept();
         self.flush().await;
         report
     }

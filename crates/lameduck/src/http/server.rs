@@ -15,7 +15,7 @@ use hyper_util::server::conn::auto;
 
 use super::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, Listener, Probes};
 use crate::component::BoxFuture;
-use crate::{BoxError, Component, Health};
+use crate::{BoxError, Component};
 
 mod connection;
 mod error;
@@ -102,7 +102,7 @@ pub struct Server<S, L = tokio::net::TcpListener> {
 }
 
 type AdminFn = Box<
-    dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>, CancellationToken) -> BoxFuture<()>
+    dyn FnOnce(Probes, Arc<auto::Builder<TokioExecutor>>, CancellationToken) -> BoxFuture<()>
         + Send,
 >;
 
@@ -243,13 +243,8 @@ impl<S, L: Listener> Server<S, L> {
     pub fn admin_listener<A: Listener>(mut self, listener: A) -> Self {
         self.admin = Some(Admin {
             addr: None,
-            serve: Box::new(move |health, builder, draining| {
-                Box::pin(run::serve_admin(
-                    listener,
-                    Probes::new(health),
-                    builder,
-                    draining,
-                ))
+            serve: Box::new(move |probes, builder, draining| {
+                Box::pin(run::serve_admin(listener, probes, builder, draining))
             }),
         });
         self

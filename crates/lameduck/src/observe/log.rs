@@ -98,6 +98,8 @@ impl Observer for Log {
                 _ => {}
             },
             Event::Report(report) => report.log(),
+            // The report says it.
+            Event::WorkSettled { .. } => {}
             // Logged where they happen, with details the event leaves out.
             Event::UpgradeStarted { .. }
             | Event::UpgradeSucceeded { .. }
