@@ -158,9 +158,14 @@ pub(crate) enum Event {
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]
     Upgrade(crate::upgrade::Request),
-    /// An upgrade attempt ended: the new process's pid, or why not.
+    /// An upgrade moved on: the new process is ready or failed, or (in a
+    /// new process) the parent gave its verdict.
     #[cfg(all(unix, feature = "upgrade"))]
-    UpgradeDone(Result<u32, crate::upgrade::UpgradeError>),
+    UpgradeStep(crate::upgrade::Step),
+    /// An in-place upgrade ended (`Upgrade::in_place`): the pid that
+    /// serves now, or why not.
+    #[cfg(all(unix, feature = "upgrade"))]
+    UpgradedInPlace(Result<u32, String>),
 }
 
 /// A cheap, cloneable handle to a running (or not yet running) [`App`]:

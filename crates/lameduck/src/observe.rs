@@ -175,6 +175,13 @@ pub enum Event<'a> {
         /// The new process.
         pid: u32,
     },
+    /// An in-place upgrade succeeded (`Upgrade::in_place`, feature
+    /// `upgrade`): process `pid` serves now, and this process stays the
+    /// service's main one.
+    UpgradedInPlace {
+        /// The process that serves now.
+        pid: u32,
+    },
     /// An upgrade failed; this process goes on serving.
     UpgradeFailed {
         /// Why.
@@ -243,6 +250,7 @@ impl fmt::Debug for EventKind<'_, '_> {
             Event::Closed { .. } => "closed",
             Event::UpgradeStarted { .. } => "upgrade started",
             Event::UpgradeSucceeded { .. } => "upgrade succeeded",
+            Event::UpgradedInPlace { .. } => "upgraded in place",
             Event::UpgradeFailed { .. } => "upgrade failed",
             Event::Report(_) => "report",
         })

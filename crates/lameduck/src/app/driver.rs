@@ -263,7 +263,9 @@ impl Driver {
             #[cfg(all(unix, feature = "upgrade"))]
             Event::Upgrade(request) => self.on_upgrade_request(request),
             #[cfg(all(unix, feature = "upgrade"))]
-            Event::UpgradeDone(result) => self.on_upgrade_done(result),
+            Event::UpgradeStep(step) => self.on_upgrade_step(step),
+            #[cfg(all(unix, feature = "upgrade"))]
+            Event::UpgradedInPlace(result) => self.on_upgraded_in_place(result),
         }
         None
     }
@@ -437,9 +439,18 @@ impl Driver {
         // Draining: unready at once, still serving.
         self.enter(Phase::Draining, &cause);
         self.draining.cancel();
+        let mut drained_early = false;
         if drain && !self.timeline.drain_delay.is_zero() {
             let deadline = Instant::now() + self.timeline.drain_delay;
             while !self.cut_drain {
+                // Every component has returned and no work is tracked:
+                // nothing is left to serve while load balancers catch up.
+                // (An app of no components serves outside them, if at all:
+                // its drain is kept.)
+                if !self.slots.is_empty() && self.all_done() {
+                    drained_early = true;
+                    break;
+                }
                 match self.step(Some(deadline)).await {
                     Step::Deadline => break,
                     Step::Forced(sig) => return self.forced(sig).await,
@@ -453,6 +464,8 @@ impl Driver {
             Phase::Stopping,
             if !drain {
                 "drain skipped"
+            } else if drained_early {
+                "nothing left to drain"
             } else if self.cut_drain {
                 "drain delay cut short by a signal"
             } else {

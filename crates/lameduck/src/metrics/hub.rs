@@ -174,7 +174,9 @@ impl Observer for Hub {
             Event::ComponentRestarting { component, .. } => {
                 *self.life().restarts.entry(component.into()).or_default() += 1;
             }
-            Event::UpgradeSucceeded { .. } => self.life().upgrades_succeeded += 1,
+            Event::UpgradeSucceeded { .. } | Event::UpgradedInPlace { .. } => {
+                self.life().upgrades_succeeded += 1;
+            }
             Event::UpgradeFailed { .. } => self.life().upgrades_failed += 1,
             Event::WorkSettled { work } => {
                 self.life().work = Some([

@@ -103,6 +103,7 @@ impl Observer for Log {
             // Logged where they happen, with details the event leaves out.
             Event::UpgradeStarted { .. }
             | Event::UpgradeSucceeded { .. }
+            | Event::UpgradedInPlace { .. }
             | Event::UpgradeFailed { .. } => {}
         }
     }

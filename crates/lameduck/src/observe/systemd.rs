@@ -126,6 +126,11 @@ impl Observer for Systemd {
                 self.send(&[Notify::MainPid(pid), Notify::Ready, Notify::Status(&status)]);
                 self.quiet.store(true, Ordering::Relaxed);
             }
+            Event::UpgradedInPlace { pid } => {
+                // Still the main process, and ready again.
+                let status = format!("running; upgraded in place: pid {pid} serves");
+                self.send(&[Notify::Ready, Notify::Status(&status)]);
+            }
             Event::UpgradeFailed { error } => {
                 let status = format!("running; upgrade failed: {error}");
                 self.send(&[Notify::Ready, Notify::Status(&status)]);

@@ -93,6 +93,19 @@ impl Driver {
             return;
         }
         if self.slots.iter().all(Slot::is_up) {
+            // Inherited sockets nobody took: said now, or the start refused.
+            #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+            if let Err(why) = crate::listen::check_unclaimed() {
+                tracing::error!(target: "lameduck::listen", app = %self.handle.name(), error = %why, "cannot run");
+                self.status = self.status.worst(ExitStatus::InvalidConfig);
+                return self.trigger(ShutdownReason::Requested(why.into()));
+            }
+            // A process started by an upgrade runs only once its parent has
+            // committed to it.
+            #[cfg(all(unix, feature = "upgrade"))]
+            if !self.upgrades_may_run() {
+                return;
+            }
             self.enter(Phase::Running, "every component is ready");
         }
     }
