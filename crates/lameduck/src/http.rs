@@ -54,6 +54,7 @@ mod listener;
 mod probes;
 mod server;
 pub(crate) mod shared;
+pub(crate) mod stats;
 mod streaming;
 
 pub use cancel::{Cancel, CancelledFuture, StoppingFuture};
