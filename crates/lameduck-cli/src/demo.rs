@@ -27,11 +27,11 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lameduck::http::Server;
 use lameduck::listen::{Listeners, TcpListener};
-use lameduck::metrics::{Metrics, Pushgateway};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
 
 use crate::duration::parse_duration;
+use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 
 const LONG_ABOUT: &str = "\
@@ -125,19 +125,8 @@ pub struct Args {
     /// net.core.somaxconn]
     #[arg(long, value_name = "CONNECTIONS")]
     backlog: Option<u32>,
-    /// How long Closing waits for one more scrape of /metrics (on --admin)
-    /// once the shutdown's counts are final: the scrape interval and a bit
-    /// (0s: no wait); counted in the budget
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
-    final_scrape: Duration,
-    /// A Prometheus Pushgateway (http://HOST:PORT) that gets the final
-    /// metrics when no scrape came for them (grouping key job=demo,
-    /// instance=the host's name, or --push-instance)
-    #[arg(long, value_name = "URL")]
-    pushgateway: Option<String>,
-    /// The grouping key's instance for --pushgateway
-    #[arg(long, value_name = "NAME", requires = "pushgateway")]
-    push_instance: Option<String>,
+    #[command(flatten)]
+    metrics: MetricsFlags,
 }
 
 /// A timeout that can be turned off.
@@ -197,14 +186,7 @@ async fn serve(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
-    let mut metrics = Metrics::new().final_scrape(args.final_scrape);
-    if let Some(url) = &args.pushgateway {
-        let mut gateway = Pushgateway::new(url).context("--pushgateway")?;
-        if let Some(instance) = &args.push_instance {
-            gateway = gateway.instance(instance);
-        }
-        metrics = metrics.push(gateway);
-    }
+    let metrics = args.metrics.metrics()?;
     let app = App::builder("demo")
         .budget(budget)
         .metrics(&metrics)

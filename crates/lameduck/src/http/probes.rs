@@ -61,6 +61,17 @@ impl Probes {
         }
     }
 
+    /// Also answers `/metrics` from `metrics` (feature `metrics`):
+    /// OpenMetrics text to a scraper that asks for it, the Prometheus text
+    /// format otherwise — and a scrape counts for the final scrape. For an
+    /// admin listener of your own; `http::Server`'s admin listeners do it
+    /// for the app's metrics by themselves.
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
     /// The probes of `app`'s admin listener, with `/metrics` when the app
     /// has metrics (feature `metrics`).
     pub(crate) fn for_admin(app: &crate::AppHandle) -> Self {
