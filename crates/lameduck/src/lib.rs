@@ -95,6 +95,7 @@
 //! |---|---|
 //! | `http` | an HTTP server component for any `tower::Service` that drains per connection and per request, with probes |
 //! | `axum` | axum glue: WebSocket going-away, extractors |
+//! | `tls` | HTTPS for the HTTP server (rustls, ring provider): certificates from PEM files, reloaded without a restart, ALPN `h2` and `http/1.1` |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
 // docs.rs (nightly rustdoc, `--cfg docsrs`, every feature) marks each item
@@ -118,6 +119,7 @@ pub mod http;
 pub mod listen;
 mod phase;
 mod reason;
+mod reload;
 mod report;
 mod restart;
 #[cfg(all(unix, feature = "systemd"))]
@@ -141,6 +143,7 @@ pub use exit::ExitStatus;
 pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
+pub use reload::ReloadError;
 pub use report::{
     CloseOutcome, ComponentReport, Deadline, Ending, Holdup, PhaseTiming, Report, WorkReport,
 };
