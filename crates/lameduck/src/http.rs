@@ -50,6 +50,8 @@
 
 mod cancel;
 pub(crate) mod conn;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod layer;
 mod listener;
 mod probes;

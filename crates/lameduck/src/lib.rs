@@ -95,6 +95,7 @@
 //! |---|---|
 //! | `http` | an HTTP server component for any `tower::Service` that drains per connection and per request, with probes |
 //! | `axum` | axum glue: WebSocket going-away, extractors |
+//! | `grpc` | `http::grpc`: the `grpc.health.v1` service (tonic-health) answered from the health registry, `NOT_SERVING` from the first instant of Draining; gRPC calls get gRPC statuses at the cancel signal (with or without this feature) |
 //! | `tls` | HTTPS for the HTTP server (rustls, ring provider): certificates from PEM files, reloaded without a restart, ALPN `h2` and `http/1.1` |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |

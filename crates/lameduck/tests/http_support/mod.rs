@@ -23,6 +23,8 @@ use lameduck::{App, AppHandle, Budget, Phase, Report};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
 #[cfg(feature = "tls")]
 pub mod tls;
 

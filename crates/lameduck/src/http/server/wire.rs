@@ -86,7 +86,7 @@ pub(super) struct Streams {
     /// on the wire at the next flush (a write into a buffering stream, as
     /// TLS is, is not yet a write to the socket).
     written: Vec<u64>,
-    /// Response header blocks begun on the wire so far.
+    /// Response header blocks begun on the wire so far (written).
     begun: usize,
 }
 
@@ -141,6 +141,7 @@ impl Streams {
     /// The connection was flushed: every stream written in full is on the
     /// wire.
     pub(super) fn flushed(&mut self, conn: &ConnState) {
+        conn.set_begun(self.begun);
         if self.written.is_empty() {
             return;
         }
