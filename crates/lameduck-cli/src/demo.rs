@@ -4,18 +4,19 @@
 //! Three components: `db`, a resource that must close last; `worker`, a
 //! background job loop; `http`, the server (on `db`, like the worker).
 //! The routes live in `demo/routes.rs`; what a person or a log collector
-//! sees, in `demo/display.rs`; when an upgraded process may accept on the
-//! sockets it shares with the old one, in `demo/turn.rs`.
+//! sees, in `demo/display.rs`.
 //!
 //! Restartable with zero downtime: the listeners come through
 //! `Listeners::from_env` (named `http` and `admin`), so `SIGHUP` starts the
 //! binary on disk with the same sockets, and the old process drains once
-//! the new one is ready.
+//! the new one has taken over. `http::Server` decides who accepts on a
+//! socket both processes hold, on the service port and the admin port
+//! alike: a new process only once it runs, the old one not after the
+//! commit.
 
 mod display;
 mod pid_json;
 mod routes;
-mod turn;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -28,9 +29,6 @@ use lameduck::http::Server;
 use lameduck::listen::{Listeners, TcpListener};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
-use tokio::sync::watch;
-
-use turn::{Turn, Turned};
 
 use crate::duration::parse_duration;
 use crate::phases::PhaseFlags;
@@ -58,9 +56,11 @@ signal forces the exit.
 
 SIGHUP restarts it with zero downtime: the binary on disk now starts with the
 same listening sockets (the kernel's accept queue is shared, so no connection
-is refused), and once it is ready this process drains and exits 0. If the new
-process fails or is not ready within --upgrade-timeout, this one goes on
-serving and says why. --pid-file always names the process serving now;
+is refused); once it is ready this process commits to it, and once it has run
+for the drain delay this process drains and exits 0. If the new process fails
+or is not ready within --upgrade-timeout, this one goes on serving and says
+why; if it dies before it has run for the drain delay, this one takes the
+service back. --pid-file always names the process serving now;
 --control-socket takes `upgrade` and `status`, one line each.
 
 Routes:
@@ -99,10 +99,12 @@ pub struct Args {
     #[arg(long, value_name = "FORMAT", default_value = "auto")]
     output: display::Output,
     /// Keep the pid of the process serving now in this file (across
-    /// restarts)
+    /// restarts); a path that cannot be used stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
-    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`
+    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`;
+    /// a path that cannot be used (no such directory, too long, a file or
+    /// another instance's socket in the way) stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
     /// How long a new process has to become ready on SIGHUP
@@ -167,14 +169,9 @@ async fn serve(
     let admin_addr = admin
         .local_addr()
         .context("reading the admin listener's address")?;
-    let (turns, turn) = watch::channel(Turn::starting());
-    let (http_inherited, admin_inherited) = (http.is_inherited(), admin.is_inherited());
-    let http = Server::new(
-        Turned::new(http, http_inherited, turn.clone()),
-        routes::router(),
-    )
-    .idle_timeout(args.idle_timeout.0)
-    .admin_listener(Turned::new(admin, admin_inherited, turn));
+    let http = Server::new(http, routes::router())
+        .idle_timeout(args.idle_timeout.0)
+        .admin_listener(admin);
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
     if let Some(path) = &args.pid_file {
@@ -194,12 +191,13 @@ async fn serve(
         Ok(app) => app,
         Err(err) => {
             // The library's code for a configuration it refuses: the same
-            // budget exits 78 here, in `lameduck plan` and in any service.
+            // budget exits 78 here, in `lameduck plan` and in any service,
+            // and so does a PID file or control socket path that cannot be
+            // used.
             eprintln!("lameduck: error: invalid configuration: {err}");
             return Ok(err.exit_status().into());
         }
     };
-    tokio::spawn(turn::follow(app.handle(), turns));
 
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.

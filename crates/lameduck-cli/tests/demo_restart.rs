@@ -358,3 +358,53 @@ fn a_restart_into_a_broken_binary_keeps_the_old_process_serving() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// What the operator asked for and the demo cannot set up stops the start,
+/// saying what is wrong, with the configuration exit code (78) — instead
+/// of a log line and a demo that runs without it.
+#[test]
+fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
+    let dir = scratch_dir("unusable");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let long = dir.join("c".repeat(120));
+    // Another instance's control socket, live.
+    let live = dir.join("live.sock");
+    let _listening = std::os::unix::net::UnixListener::bind(&live).unwrap();
+    let cases: [(&str, PathBuf, &str); 6] = [
+        ("--pid-file", dir.join("missing/demo.pid"), "does not exist"),
+        ("--pid-file", dir.clone(), "is a directory"),
+        (
+            "--control-socket",
+            dir.join("missing/ctl"),
+            "does not exist",
+        ),
+        ("--control-socket", long, "too long for a Unix socket"),
+        (
+            "--control-socket",
+            file.clone(),
+            "a file that is not a socket",
+        ),
+        ("--control-socket", live.clone(), "a running process"),
+    ];
+    for (flag, path, says) in cases {
+        let out = support::lameduck()
+            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .arg(flag)
+            .arg(&path)
+            .output()
+            .expect("run the demo");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(78), "{flag} {path:?}: {stderr}");
+        assert!(
+            stderr.contains("invalid configuration") && stderr.contains(says),
+            "{flag} {path:?}: {stderr}"
+        );
+    }
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "x", "left alone");
+    assert!(
+        std::os::unix::net::UnixStream::connect(&live).is_ok(),
+        "the live socket is left alone"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,6 +29,11 @@ pub struct Config {
     pub timeout: Duration,
     /// Keep each request's start and latency (for benchmarks).
     pub record: bool,
+    /// `Some(path)`: probe `path` (`/readyz`) instead of the fixture's
+    /// `/`: any `200` is ok (counted under pid 0), anything else a failure.
+    /// Keep-alive probers look for a connection the server closed while
+    /// it was idle before reusing it, as a client's connection pool does.
+    pub probe: Option<&'static str>,
 }
 
 impl Default for Config {
@@ -39,6 +44,7 @@ impl Default for Config {
             max_requests: 1_000_000,
             timeout: Duration::from_secs(10),
             record: false,
+            probe: None,
         }
     }
 }
@@ -54,6 +60,8 @@ pub struct Stats {
     pub by_pid: BTreeMap<u32, u64>,
     /// The pid that answered last.
     pub last_pid: Option<u32>,
+    /// Connections opened for answered requests.
+    pub connections: u64,
     /// (start, latency) of each answered request, when recording.
     pub latencies: Vec<(Instant, Duration)>,
 }
@@ -152,12 +160,17 @@ async fn client(addr: SocketAddr, fresh: bool, config: Config, shared: Arc<Share
             return;
         }
         let start = Instant::now();
-        let outcome = tokio::time::timeout(config.timeout, request(addr, fresh, &mut conn)).await;
+        let outcome = tokio::time::timeout(
+            config.timeout,
+            request(addr, fresh, config.probe, &mut conn),
+        )
+        .await;
         let took = start.elapsed();
         let mut stats = shared.stats.lock().unwrap();
         match outcome {
-            Ok(Ok(pid)) => {
+            Ok(Ok((pid, connected))) => {
                 stats.ok += 1;
+                stats.connections += u64::from(connected);
                 *stats.by_pid.entry(pid).or_default() += 1;
                 stats.last_pid = Some(pid);
                 if config.record {
@@ -185,13 +198,19 @@ async fn client(addr: SocketAddr, fresh: bool, config: Config, shared: Arc<Share
     }
 }
 
-/// One request; the pid in the answer.
+/// One request; the pid in the answer (0 for a probe), and whether it
+/// opened a connection.
 async fn request(
     addr: SocketAddr,
     fresh: bool,
+    probe: Option<&str>,
     conn: &mut Option<BufReader<TcpStream>>,
-) -> Result<u32, String> {
-    if conn.is_none() {
+) -> Result<(u32, bool), String> {
+    if probe.is_some() && conn.as_ref().is_some_and(|c| closed_by_peer(c.get_ref())) {
+        *conn = None;
+    }
+    let connected = conn.is_none();
+    if connected {
         let s = TcpStream::connect(addr)
             .await
             .map_err(|e| format!("connect: {e}"))?;
@@ -199,11 +218,12 @@ async fn request(
         *conn = Some(BufReader::new(s));
     }
     let c = conn.as_mut().expect("just set");
-    let req: &[u8] = if fresh {
-        b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-    } else {
-        b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
-    };
+    let req = format!(
+        "GET {} HTTP/1.1\r\nHost: test\r\n{}\r\n",
+        probe.unwrap_or("/"),
+        if fresh { "Connection: close\r\n" } else { "" }
+    );
+    let req = req.as_bytes();
     let reused = !fresh;
     c.get_mut().write_all(req).await.map_err(|e| {
         format!(
@@ -257,9 +277,24 @@ async fn request(
     if fresh || close {
         *conn = None;
     }
+    if probe.is_some() {
+        return Ok((0, connected));
+    }
     let body = String::from_utf8_lossy(&body);
     body.strip_prefix("pid ")
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
+        .map(|pid| (pid, connected))
         .ok_or_else(|| format!("unexpected body {body:?}"))
+}
+
+/// Whether the server closed this idle connection: it is readable at once
+/// with nothing (end-of-file) or with an error.
+fn closed_by_peer(s: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    match s.try_read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => true,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    }
 }

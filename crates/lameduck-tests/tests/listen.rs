@@ -184,3 +184,79 @@ fn a_unix_socket_asked_for_as_tcp_is_refused() {
         "{stderr}"
     );
 }
+
+// Inherited descriptors that lie: every one is checked and claimed before
+// anything is bound, or the start is refused naming the variable.
+
+/// The private upgrade variables name fd 3, which `LISTEN_FDS` passes as a
+/// listening socket: claiming it twice closed it under its listener (a
+/// panic, `a listener holds a socket`). Refused instead.
+#[test]
+fn upgrade_variables_naming_an_inherited_listening_socket_are_refused() {
+    let (_l, h) = one_listener();
+    refused(
+        through_sh("LAMEDUCK_UPGRADE_PID=$$ LAMEDUCK_UPGRADE_FD=3", h),
+        "LAMEDUCK_UPGRADE_FD",
+        "LAMEDUCK_UPGRADE_FD: fd 3 is also one of the LISTEN_FDS sockets",
+    );
+}
+
+/// The private upgrade variables name fd 3, which is not the channel to a
+/// parent (closed at exec; by the time the variables are read, the
+/// runtime's or a socket the process bound): claiming it took the
+/// process's own descriptor, both ports died, and `accept failed` was
+/// logged forever. Refused instead, before anything is bound.
+#[test]
+fn upgrade_variables_naming_a_descriptor_that_is_not_the_channel_are_refused() {
+    refused(
+        through_sh(
+            "LAMEDUCK_UPGRADE_PID=$$ LAMEDUCK_UPGRADE_FD=3",
+            Handoff::new(),
+        ),
+        "LAMEDUCK_UPGRADE_FD",
+        "LAMEDUCK_UPGRADE_FD: fd 3 is not",
+    );
+}
+
+/// The fixture with `args`, passed `socket` under `name`.
+fn fixture_with(name: &str, socket: &std::net::TcpListener, args: &[&str]) -> Command {
+    let mut cmd = Command::new(FIXTURE);
+    cmd.args(args);
+    Handoff::new()
+        .listener(name, socket)
+        .unwrap()
+        .apply(&mut cmd)
+        .unwrap();
+    cmd
+}
+
+/// `systemd-socket-activate -l PORT` without `--fdname=http` passes the
+/// socket as `unknown`, which the service never asks for: its connections
+/// wait unserved. A warning at start names it and the names asked for.
+#[test]
+fn a_socket_inherited_under_a_name_nobody_asks_for_is_named_in_a_warning() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut s = Service::start_with(fixture_with("unknown", &l, &[]));
+    s.wait_stderr(
+        r#"inherited socket nobody took: \"unknown\" (fd 3); the service asked for \"http\""#,
+    );
+    let pid = s.first_pid;
+    assert_eq!(s.terminate(pid), 0);
+}
+
+/// The same, with `Listeners::unclaimed(Unclaimed::Fail)`: the app does not
+/// run, exit code 78, the same words.
+#[test]
+fn an_unclaimed_inherited_socket_stops_the_start_when_asked_to() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let out = fixture_with("unknown", &l, &["--fail-unclaimed"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(78), "{stdout}\n{stderr}");
+    assert!(stderr.contains("nobody took"), "{stderr}");
+    assert!(!stdout.contains("phase running"), "{stdout}");
+}

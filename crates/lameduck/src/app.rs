@@ -156,9 +156,10 @@ pub(crate) enum Event {
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]
     Upgrade(crate::upgrade::Request),
-    /// An upgrade attempt ended: the new process's pid, or why not.
+    /// An upgrade moved on: the new process is ready or failed, or (in a
+    /// new process) the parent gave its verdict.
     #[cfg(all(unix, feature = "upgrade"))]
-    UpgradeDone(Result<u32, crate::upgrade::UpgradeError>),
+    UpgradeStep(crate::upgrade::Step),
 }
 
 /// A cheap, cloneable handle to a running (or not yet running) [`App`]:

@@ -81,7 +81,7 @@
 //! | the same one again within [`SIGNAL_REPEAT_WINDOW`] (300 ms) | any | the same delivery (GNU `timeout`, systemd's `KillMode=control-group`): ignored |
 //! | either, again | shutting down | abort what is left, log the report, flush logs, exit 128 + signal — from a plain thread, even while the runtime is blocked |
 //! | either | after the report, the process still alive (dropping the runtime waits for a blocking read) | exit 128 + signal at once |
-//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, drain and exit 0; if it fails, keep serving |
+//! | `SIGHUP` (feature `upgrade`) | running | upgrade (module `upgrade`): start the new binary with the same sockets; once it is ready, commit to it, and once it has settled, drain and exit 0; if it fails, or dies before it settled, keep serving |
 //!
 //! [`AppBuilder::exit_on_force`] and [`AppBuilder::handle_signals`] hand
 //! the forced exit, or every signal, back to the program. Exit codes are
@@ -104,6 +104,8 @@
 // into `doc_cfg` (Rust 1.92), which now does the marking by itself.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "http", all(unix, feature = "upgrade")))]
+mod accept;
 mod app;
 #[cfg(feature = "axum")]
 pub mod axum;

@@ -30,8 +30,12 @@
 //! Bad input is an error that names the variable, never a silent rebind: a
 //! `LISTEN_PID` of another process, a count that is not a number or does
 //! not match the names, a descriptor that is not open or not a listening
-//! stream socket. Such an error belongs in the start-up failure of the
-//! service; see [`ListenError::variable`].
+//! stream socket, an upgrade channel (`LAMEDUCK_UPGRADE_FD`, feature
+//! `upgrade`) that is not a socket pair to the parent. Such an error
+//! belongs in the start-up failure of the service; see
+//! [`ListenError::variable`]. An inherited socket the service never asks
+//! for is named in a warning when the app is about to run, or refuses the
+//! start ([`Listeners::unclaimed`]).
 //!
 //! # Why by name, and why through here
 //!
@@ -58,15 +62,19 @@ use nix::sys::socket::{
 mod env;
 mod error;
 mod handoff;
+pub(crate) mod owner;
 pub(crate) mod registry;
 mod socket;
+mod unclaimed;
 
 pub use error::{ListenError, ListenErrorKind};
 pub use handoff::Handoff;
 #[cfg(feature = "upgrade")]
-pub(crate) use handoff::claim as claim_fd;
+pub(crate) use handoff::{claim as claim_fd, inspect as inspect_fd};
 use socket::Origin;
 pub use socket::{TcpListener, UnixListener};
+pub use unclaimed::Unclaimed;
+pub(crate) use unclaimed::check as check_unclaimed;
 
 #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
 /// The lameduck-private variable holding the descriptor of the upgrade
@@ -105,11 +113,24 @@ impl Listeners {
     /// # Errors
     ///
     /// [`ListenErrorKind::Environment`] for a malformed, inconsistent or
-    /// foreign environment, [`ListenErrorKind::NotListening`] for a
+    /// foreign environment (an unusable upgrade channel included, feature
+    /// `upgrade`: `LAMEDUCK_UPGRADE_FD` naming a descriptor that is not a
+    /// socket pair to the parent), [`ListenErrorKind::NotListening`] for a
     /// descriptor that is not a listening stream socket — each naming the
     /// variable — and [`ListenErrorKind::AlreadyTaken`] on a second call
     /// that would claim the same descriptors again.
     pub fn from_env() -> Result<Self, ListenError> {
+        // The upgrade channel first: it is an inherited descriptor too, and
+        // every one of them is checked and claimed before anything is
+        // bound (a socket bound now could take a number the channel's
+        // variable names).
+        #[cfg(feature = "upgrade")]
+        {
+            crate::upgrade::child::init();
+            if let Some(why) = crate::upgrade::child::init_error() {
+                return Err(ListenError::env(UPGRADE_FD_VAR, why));
+            }
+        }
         let slots = env::parse(&env::Vars::from_env(), std::process::id())?;
         let from_parent =
             std::env::var(UPGRADE_PID_VAR).is_ok_and(|p| p == std::process::id().to_string());
@@ -140,6 +161,12 @@ impl Listeners {
                 )
             })??;
         }
+        unclaimed::inherited(
+            &slots
+                .iter()
+                .map(|s| (s.name.clone(), s.fd))
+                .collect::<Vec<_>>(),
+        );
         let mut inherited = Vec::with_capacity(slots.len());
         for slot in slots {
             let fd = handoff::claim(slot.fd).map_err(|e| {
@@ -181,6 +208,15 @@ impl Listeners {
             origin,
             backlog: crate::default_listen_backlog(),
         }
+    }
+
+    /// What the app does about inherited sockets nobody took by the time it
+    /// is about to run (default [`Unclaimed::Warn`]: a warning that names
+    /// them and the names asked for; [`Unclaimed::Fail`]: the app does not
+    /// run, exit code 78).
+    pub fn unclaimed(self, policy: Unclaimed) -> Self {
+        unclaimed::set_policy(policy);
+        self
     }
 
     /// The listen backlog of the sockets [`tcp`](Self::tcp) and
@@ -300,6 +336,7 @@ impl Listeners {
         want: Family,
         what: &str,
     ) -> Result<Option<OwnedFd>, ListenError> {
+        unclaimed::asked(name);
         let Some(i) = self.inherited.iter().position(|(n, _)| n == name) else {
             return Ok(None);
         };
@@ -311,8 +348,21 @@ impl Listeners {
                 None,
             ));
         }
-        Ok(Some(self.inherited.remove(i).1))
+        let fd = self.inherited.remove(i).1;
+        unclaimed::taken(fd.as_raw_fd());
+        Ok(Some(fd))
     }
+}
+
+/// The descriptor numbers `LISTEN_FDS` passes to this process (an empty
+/// range when it passes none, or the variables are not this process's).
+#[cfg(feature = "upgrade")]
+pub(crate) fn inherited_range() -> std::ops::RangeInclusive<std::os::fd::RawFd> {
+    let n = env::parse(&env::Vars::from_env(), std::process::id())
+        .map(|slots| slots.len())
+        .unwrap_or(0);
+    // At most `MAX_FDS`: no overflow.
+    env::FIRST_FD..=env::FIRST_FD + n as std::os::fd::RawFd - 1
 }
 
 fn record(name: &str, socket: &impl std::os::fd::AsFd) -> Result<(), ListenError> {

@@ -17,10 +17,21 @@
 //!    pid), plus a private channel (a socket pair, `LAMEDUCK_UPGRADE_FD`).
 //!    The kernel's accept queue belongs to the socket, which both processes
 //!    now hold: no connection is refused or lost while they overlap.
-//! 3. The child's app, on reaching Running, reports ready on the channel.
-//!    Nothing to call: it is automatic.
-//! 4. The parent then tells systemd the new main pid, updates the PID file,
-//!    answers the requester, and shuts down with
+//! 3. The child's app, once every component is ready, reports ready on the
+//!    channel and waits, still Starting, for the parent's verdict. Nothing
+//!    to call: it is automatic.
+//! 4. The parent commits to it — the one point of no return — stops
+//!    accepting on the shared sockets, and the child takes over: it writes
+//!    the PID file, renames its control socket (bound under a temporary
+//!    name before its report) into place, enters Running and says so.
+//!    Until the commit, the child changes nothing the parent owns: it
+//!    accepts on no shared socket and touches neither the PID file nor the
+//!    control socket's path; a child whose report comes after the parent
+//!    gave up on it is refused and stands down.
+//! 5. The parent stays Running, accepting nothing, for the
+//!    [settle time](Upgrade::settle), ready to take the service back. Then
+//!    the handover is final: it tells systemd the new main pid, answers the
+//!    requester, and shuts down with
 //!    [`ShutdownReason::Upgraded`](crate::ShutdownReason::Upgraded): the
 //!    normal sequence, drain included, so keep-alive clients are told to
 //!    reconnect (to the new process) and in-flight work finishes. It exits 0.
@@ -28,9 +39,15 @@
 //! # Rollback
 //!
 //! If the child fails to start, exits or crashes before it is ready, or is
-//! not ready within the [timeout](Upgrade::timeout), the parent stops it
-//! (`SIGTERM`, then `SIGKILL`, by its pid), logs why, answers the requester
-//! with the error, and goes on serving as if nothing happened.
+//! not ready within the [timeout](Upgrade::timeout), the parent refuses it,
+//! stops it (`SIGTERM`, then `SIGKILL`, by its pid), logs why, answers the
+//! requester with the error, and goes on serving as if nothing happened.
+//! If the child dies after the commit but before it settled, the parent
+//! takes the service back: it accepts on its sockets again, and, as after
+//! every rollback, checks that the PID file names it and that the control
+//! socket is its own, making them so if not. A child that dies after it
+//! settled finds the parent draining: too late; the parent says so as an
+//! error and exits 1.
 //!
 //! # Handover
 //!
@@ -40,11 +57,15 @@
 //! string (`"sessions/v1"`) so that a new version never misreads an old
 //! format.
 //!
-//! # Within Kubernetes
+//! # Within Kubernetes, and containers
 //!
 //! In a pod, the orchestrator replaces pods instead; upgrades are for
-//! services on a host (systemd units, VMs, bare metal). See the repository's
-//! `docs/restarts.md`.
+//! services on a host (systemd units, VMs, bare metal). A new process must
+//! outlive the old one: where it cannot — the old process is PID 1 of its
+//! PID namespace, whose exit makes the kernel kill every process in it, or
+//! the child of an init that exits with it (tini, dumb-init, Docker's
+//! `--init`) — an upgrade is refused with [`UpgradeErrorKind::Unsupported`]
+//! and the service keeps serving. See the repository's `docs/restarts.md`.
 
 use std::fmt;
 use std::future::Future;
@@ -58,12 +79,33 @@ use tokio::sync::oneshot;
 
 pub(crate) mod child;
 pub(crate) mod control;
+mod error;
 pub(crate) mod exe;
+mod hook;
+pub(crate) mod init;
+pub(crate) mod leftovers;
+pub(crate) mod owned;
+mod paths;
 pub(crate) mod pidfile;
 mod protocol;
 pub(crate) mod spawn;
+pub(crate) mod successor;
+mod temp;
 
 pub use child::{parent_pid, take_handover};
+pub use error::{UpgradeError, UpgradeErrorKind};
+pub(crate) use hook::fault_point;
+
+/// A fresh, empty scratch directory for a unit test.
+#[cfg(test)]
+pub(crate) fn scratch(tag: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("lameduck-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+#[doc(hidden)]
+pub use hook::set_fault_hook;
 
 /// The default time a new process has to become ready.
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -96,6 +138,7 @@ pub struct Upgrade {
     pub(crate) pid_file: Option<PathBuf>,
     pub(crate) program: Option<PathBuf>,
     pub(crate) handover: Option<(Arc<str>, HandoverFn)>,
+    pub(crate) settle: Option<Duration>,
 }
 
 impl Default for Upgrade {
@@ -113,6 +156,7 @@ impl fmt::Debug for Upgrade {
             .field("pid_file", &self.pid_file)
             .field("program", &self.program)
             .field("handover", &self.handover.as_ref().map(|(k, _)| k))
+            .field("settle", &self.settle)
             .finish()
     }
 }
@@ -129,6 +173,7 @@ impl Upgrade {
             pid_file: None,
             program: None,
             handover: None,
+            settle: None,
         }
     }
 
@@ -143,9 +188,23 @@ impl Upgrade {
     }
 
     /// How long the new process has to become ready before it is stopped
-    /// and the upgrade fails.
+    /// and the upgrade fails; once committed to, it has as long again to
+    /// take over (write the PID file, take the control socket, enter
+    /// Running).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// How long the old process stays ready to take the service back once
+    /// the new one runs (default: the budget's drain delay). Meanwhile the
+    /// old process accepts nothing on the shared sockets but keeps them,
+    /// finishes what it has, and keeps its keep-alive connections; if the
+    /// new process dies, it serves again. Only then does the handover
+    /// become final (systemd hears `MAINPID=`, the requester hears `ok`)
+    /// and the old process drain.
+    pub fn settle(mut self, settle: Duration) -> Self {
+        self.settle = Some(settle);
         self
     }
 
@@ -158,22 +217,52 @@ impl Upgrade {
     /// | `status` | `ok <phase> pid <pid>` |
     /// | anything else | `error …` |
     ///
+    /// A connection has 10 s to send its command; at most 16 are served at
+    /// once, and a new one always is: the oldest that has sent nothing is
+    /// closed to make room (with an `error` line it can read).
+    ///
     /// The socket is replaced atomically (bound under a temporary name,
     /// restricted, then renamed), so it is never reachable with looser
-    /// permissions, and a new process takes over the path when it reaches
-    /// Running. Peers of another user (root aside) are refused even if the
-    /// mode were changed.
+    /// permissions, and a new process takes over the path after its parent
+    /// committed to it. Peers of another user (root aside) are refused even
+    /// if the mode were changed.
+    ///
+    /// The path is checked when the app is built: a missing directory, a
+    /// path too long for a Unix socket, a file that is not a socket, or a
+    /// socket a live process listens on (another instance) is a
+    /// [`BuildError`](crate::BuildError); a socket nobody listens on any
+    /// more is replaced.
     pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
         self.control_socket = Some(path.into());
         self
     }
 
     /// Writes the serving process's pid to `path` — atomically (a temporary
-    /// file renamed over it) — at Running, and the new process's pid as soon
-    /// as it is ready; removed at exit if it still names this process.
+    /// file with an unpredictable name, created exclusively, renamed over
+    /// it) — at Running; in an upgrade the new process writes its own pid
+    /// once its parent committed to it. Removed at exit if it still names
+    /// this process — on every way out the process can take: a forced exit,
+    /// the exit watchdog, a fatal signal such as `SIGQUIT` (not `SIGKILL`).
+    ///
+    /// The path is checked when the app is built: a missing directory, one
+    /// that takes no new file, or a directory at the path is a
+    /// [`BuildError`](crate::BuildError).
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self
+    }
+
+    /// Checks what can be checked before the app starts. `Err` with the
+    /// message of a [`BuildError`](crate::BuildError).
+    pub(crate) fn check(&self) -> Result<(), String> {
+        child::init();
+        if let Some(why) = child::init_error() {
+            return Err(format!(
+                "this process was started by an upgrade, but cannot take part in it: {why}; \
+                 take the inherited descriptors (Listeners::from_env, App::builder) before opening sockets or files"
+            ));
+        }
+        paths::check(self.pid_file.as_deref(), self.control_socket.as_deref())
     }
 
     /// Starts `program` instead of the path this process was started with.
@@ -207,51 +296,6 @@ pub struct Upgraded {
     pub took: Duration,
 }
 
-/// An upgrade that did not happen. The old process goes on serving.
-#[derive(Clone, Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct UpgradeError {
-    kind: UpgradeErrorKind,
-    message: String,
-}
-
-/// The kind of an [`UpgradeError`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum UpgradeErrorKind {
-    /// Another upgrade is under way.
-    Busy,
-    /// The app is not Running (starting, or shutting down).
-    NotRunning,
-    /// Upgrades are off ([`Upgrade::disabled`]).
-    Disabled,
-    /// The new process could not be started.
-    Spawn,
-    /// The new process exited, crashed or reported a failure before it was
-    /// ready.
-    Exited,
-    /// The new process was not ready within the timeout.
-    Timeout,
-    /// The app began shutting down meanwhile.
-    Abandoned,
-    /// The handover bytes were of another kind, or malformed.
-    Handover,
-}
-
-impl UpgradeError {
-    pub(crate) fn new(kind: UpgradeErrorKind, message: impl Into<String>) -> Self {
-        Self {
-            kind,
-            message: message.into(),
-        }
-    }
-
-    /// What went wrong.
-    pub fn kind(&self) -> UpgradeErrorKind {
-        self.kind
-    }
-}
-
 /// Who asked for an upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Via {
@@ -271,6 +315,28 @@ impl fmt::Display for Via {
 }
 
 pub(crate) type Reply = oneshot::Sender<Result<Upgraded, UpgradeError>>;
+
+/// What the upgrade machinery tells the driver, as an event.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// (Old process.) The new process reported ready and waits for the
+    /// verdict.
+    Ready(Box<spawn::Candidate>),
+    /// (Old process.) The attempt failed; the new process was stopped.
+    Failed(UpgradeError),
+    /// (Old process.) The new process it committed to took over and runs.
+    Running(u32),
+    /// (Old process.) The new process has run for the settle time.
+    Settled(u32),
+    /// (Old process.) Its last probe connection is closed (or the wait for
+    /// it is over): the handover is final.
+    Left(u32),
+    /// (Old process.) The new process it committed to is gone (and
+    /// reaped), or was stopped: how.
+    Died(u32, String),
+    /// (New process.) The parent's verdict on this process's ready report.
+    Verdict(child::Verdict),
+}
 
 /// A request, as the driver gets it.
 #[derive(Debug)]

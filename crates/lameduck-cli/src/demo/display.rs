@@ -83,7 +83,7 @@ pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
             let line = match phase {
                 Phase::Running => match lameduck::upgrade::parent_pid() {
                     Some(parent) => format!(
-                        "running: ready, serving the sockets of pid {parent}, which drains now; SIGHUP restarts again, SIGTERM or Ctrl+C stops"
+                        "running: ready, serving the sockets of pid {parent}, which drains once this one has settled; SIGHUP restarts again after that, SIGTERM or Ctrl+C stops"
                     ),
                     None => "running: ready; SIGHUP restarts with zero downtime, SIGTERM or Ctrl+C stops".to_string(),
                 },

@@ -2,16 +2,27 @@
 //! HTTP/1.1 server (raw tokio, lame-duck aware) that answers every request
 //! with `pid <pid> gen <generation>`, on a listener named `http` taken
 //! from `Listeners` (so socket activation and upgrades hand it over).
+//! With `--server library` it serves through `lameduck::http::Server`
+//! instead, with the probes on a second listener named `admin`, as a
+//! service built from docs/restarts.md would.
 //!
 //! Every line it prints to stdout is `event: <pid> <what>`, so a test that
 //! reads the output of several generations (they share stdout) can tell
 //! them apart; logs go to stderr as JSON.
+//!
+//! `GET /readyz` answers the app's readiness: `200 ready` or `503 unready`.
 //!
 //! Failure injection: `--mode-file PATH` is read at start; its content
 //! makes this generation `exit-at-start` (exit 1 before building the app),
 //! `crash-after-start` (abort once components run, before ready) or
 //! `never-ready`. A test writes the file before triggering an upgrade, as a
 //! deployment would put a broken binary on disk.
+//!
+//! Fault points: `UPGRADE_FIXTURE_HOOK=<generation>:<point>:[+<delay>:]<fifo>[,…]`
+//! stops that generation at the library's named point of an upgrade
+//! (`lameduck::upgrade::set_fault_hook`): it prints `hook <point>`, then
+//! waits until the test writes to the FIFO (or kills it there), then takes
+//! `delay` more (a slow start-up).
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,16 +51,33 @@ struct Args {
     drain_delay: Duration,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     upgrade_timeout: Duration,
+    /// How long an old process stays ready to take the service back
+    /// (default: the drain delay).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    settle: Option<Duration>,
     #[arg(long)]
     control: Option<PathBuf>,
     #[arg(long)]
     pid_file: Option<PathBuf>,
     #[arg(long)]
     mode_file: Option<PathBuf>,
-    /// Only try to connect to this control socket, print the outcome and
-    /// exit (for the permission test, run as another user).
+    /// Only try to connect to this control socket, send `status`, print
+    /// the outcome and exit (for the permission tests, run as another
+    /// user).
     #[arg(long)]
     probe_control: Option<PathBuf>,
+    /// `raw`: the small server below; `library`: `lameduck::http::Server`
+    /// with the probes on `--admin`.
+    #[arg(long, default_value = "raw")]
+    server: String,
+    /// Where to bind `admin` (with `--server library`) when it is not
+    /// inherited.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    admin: String,
+    /// Refuse to run with an inherited socket nobody took
+    /// (`Unclaimed::Fail`) instead of warning.
+    #[arg(long)]
+    fail_unclaimed: bool,
 }
 
 fn event(line: impl std::fmt::Display) {
@@ -60,12 +88,85 @@ fn event(line: impl std::fmt::Display) {
 
 const HANDOVER: &str = "fixture/generation";
 
+/// A fault point of this generation.
+struct FaultPoint {
+    point: String,
+    fifo: PathBuf,
+    delay: Duration,
+}
+
+static HOOKS: std::sync::OnceLock<Vec<FaultPoint>> = std::sync::OnceLock::new();
+
+fn install_hooks(generation: u64) {
+    let Ok(spec) = std::env::var("UPGRADE_FIXTURE_HOOK") else {
+        return;
+    };
+    let mine: Vec<FaultPoint> = spec
+        .split(',')
+        .filter_map(|h| {
+            let mut parts = h.splitn(3, ':');
+            let g: u64 = parts.next()?.parse().ok()?;
+            let point = parts.next()?.to_string();
+            let mut rest = parts.next()?;
+            let mut delay = Duration::ZERO;
+            if let Some(r) = rest.strip_prefix('+') {
+                let (d, fifo) = r.split_once(':')?;
+                delay = humantime::parse_duration(d).ok()?;
+                rest = fifo;
+            }
+            (g == generation).then(|| FaultPoint {
+                point,
+                fifo: PathBuf::from(rest),
+                delay,
+            })
+        })
+        .collect();
+    if mine.is_empty() {
+        return;
+    }
+    let _ = HOOKS.set(mine);
+    lameduck::upgrade::set_fault_hook(|point| {
+        let Some(hook) = HOOKS
+            .get()
+            .and_then(|h| h.iter().find(|h| h.point == point))
+        else {
+            return;
+        };
+        // Opened for reading and writing, which on Linux does not wait for
+        // a writer: the FIFO has a reader before the test hears of the
+        // hook, so its release never finds none. The read then waits for
+        // the test's byte.
+        let fifo = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&hook.fifo);
+        event(format_args!("hook {point}"));
+        if let Ok(mut f) = fifo {
+            let mut byte = [0u8; 1];
+            let _ = std::io::Read::read(&mut f, &mut byte);
+        }
+        event(format_args!("released {point}"));
+        // A slow start-up, as the test asked: not a synchronisation, the
+        // test waits for what the processes say.
+        std::thread::sleep(hook.delay);
+    });
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
     if let Some(path) = &args.probe_control {
         match std::os::unix::net::UnixStream::connect(path) {
-            Ok(_) => println!("connected"),
+            Ok(mut s) => {
+                println!("connected");
+                let mut answer = String::new();
+                let read = std::io::Write::write_all(&mut s, b"status\n")
+                    .and_then(|()| std::io::Read::read_to_string(&mut s, &mut answer));
+                match read {
+                    Ok(_) => println!("answer: {}", answer.trim_end()),
+                    Err(e) => println!("read error: {e}"),
+                }
+            }
             Err(e) => println!("refused: {e}"),
         }
         return ExitCode::SUCCESS;
@@ -93,8 +194,10 @@ async fn main() -> ExitCode {
         }
     };
     event(format_args!("generation {generation}"));
+    install_hooks(generation);
 
     let mut listeners = match Listeners::from_env() {
+        Ok(l) if args.fail_unclaimed => l.unclaimed(lameduck::listen::Unclaimed::Fail),
         Ok(l) => l,
         Err(err) => {
             eprintln!("fixture: {err}");
@@ -132,9 +235,11 @@ async fn main() -> ExitCode {
         None => None,
     };
 
-    let mut upgrade = Upgrade::new()
-        .timeout(args.upgrade_timeout)
-        .handover(HANDOVER, move || (generation + 1).to_string().into_bytes());
+    let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
+    if let Some(settle) = args.settle {
+        upgrade = upgrade.settle(settle);
+    }
+    let mut upgrade = upgrade.handover(HANDOVER, move || (generation + 1).to_string().into_bytes());
     if let Some(c) = &args.control {
         upgrade = upgrade.control_socket(c);
     }
@@ -144,12 +249,33 @@ async fn main() -> ExitCode {
     let body: Arc<str> = format!("pid {} gen {generation}\n", std::process::id()).into();
     let mut builder = App::builder("upgrade-fixture")
         .budget(Budget::new(args.grace_period).drain_delay(args.drain_delay))
-        .upgrade(upgrade)
-        .component(server(
+        .upgrade(upgrade);
+    if args.server == "library" {
+        let admin = match listeners.tcp("admin", &args.admin) {
+            Ok(l) => l,
+            Err(err) => {
+                eprintln!("fixture: {err}");
+                return ExitCode::from(78);
+            }
+        };
+        event(format_args!(
+            "listening admin {}",
+            admin.local_addr().expect("address")
+        ));
+        let answer = body.clone();
+        let router = axum::Router::new().fallback(move || {
+            let answer = answer.clone();
+            async move { answer.to_string() }
+        });
+        builder =
+            builder.component(lameduck::http::Server::new(http, router).admin_listener(admin));
+    } else {
+        builder = builder.component(server(
             "http",
             Listening::Tcp(http.into_std()),
             body.clone(),
         ));
+    }
     if let Some(u) = unix {
         builder = builder.component(server("unix", Listening::Unix(u), body));
     }
@@ -282,11 +408,19 @@ where
             .windows(17)
             .any(|w| w.eq_ignore_ascii_case(b"connection: close"));
         let close = client_close || ctx.is_draining();
+        let (status, text): (&str, &str) = if head.starts_with(b"GET /readyz ") {
+            if ctx.app().health().is_ready() {
+                ("200 OK", "ready\n")
+            } else {
+                ("503 Service Unavailable", "unready\n")
+            }
+        } else {
+            ("200 OK", &body)
+        };
         let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{}\r\n{}",
-            body.len(),
+            "HTTP/1.1 {status}\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{}\r\n{text}",
+            text.len(),
             if close { "Connection: close\r\n" } else { "" },
-            body
         );
         if stream.get_mut().write_all(resp.as_bytes()).await.is_err() {
             return;

@@ -198,12 +198,17 @@ impl AppBuilder {
     /// A [`BuildError`] for two components with one name, a dependency on a
     /// name that is not a component, a dependency cycle (naming it), a close
     /// timeout set both in the budget and on the component (naming both), a
-    /// budget close timeout that names no component with a close, or a
-    /// budget that does not fit its grace period (showing the arithmetic).
+    /// budget close timeout that names no component with a close, a budget
+    /// that does not fit its grace period (showing the arithmetic), or
+    /// upgrade settings that cannot be honoured ([`BuildErrorKind::Upgrade`]).
     pub fn build(self) -> Result<App, BuildError> {
         let order = graph::order(&self.components)?;
         let budget = close_timeouts(self.budget, &self.components)?;
         let timeline = budget.check().map_err(BuildError::budget)?;
+        #[cfg(all(unix, feature = "upgrade"))]
+        self.upgrade
+            .check()
+            .map_err(|message| BuildError::new(BuildErrorKind::Upgrade, message))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = AppHandle::new(self.name, tx);
         Ok(App {
@@ -309,6 +314,10 @@ pub enum BuildErrorKind {
     /// The budget sets a close timeout for a name that is no component with
     /// a close.
     UnknownCloseTimeout,
+    /// The upgrade settings (feature `upgrade`) cannot be honoured: an
+    /// unusable PID file or control socket path, or a process started by an
+    /// upgrade whose channel to its parent is unusable.
+    Upgrade,
 }
 
 impl BuildError {

@@ -253,7 +253,7 @@ impl Driver {
             #[cfg(all(unix, feature = "upgrade"))]
             Event::Upgrade(request) => self.on_upgrade_request(request),
             #[cfg(all(unix, feature = "upgrade"))]
-            Event::UpgradeDone(result) => self.on_upgrade_done(result),
+            Event::UpgradeStep(step) => self.on_upgrade_step(step),
         }
         None
     }
@@ -356,6 +356,19 @@ impl Driver {
             return;
         }
         if self.slots.iter().all(Slot::is_up) {
+            // Inherited sockets nobody took: said now, or the start refused.
+            #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
+            if let Err(why) = crate::listen::check_unclaimed() {
+                tracing::error!(target: "lameduck::listen", app = %self.handle.name(), error = %why, "cannot run");
+                self.status = self.status.worst(ExitStatus::InvalidConfig);
+                return self.trigger(ShutdownReason::Requested(why.into()));
+            }
+            // A process started by an upgrade runs only once its parent has
+            // committed to it.
+            #[cfg(all(unix, feature = "upgrade"))]
+            if !self.upgrades_may_run() {
+                return;
+            }
             self.enter(Phase::Running, "every component is ready");
         }
     }

@@ -175,6 +175,10 @@ impl Finish {
 pub(crate) fn exit_process(code: u8) -> ! {
     static EXITING: Mutex<()> = Mutex::new(());
     let _only_one = EXITING.lock().unwrap_or_else(|e| e.into_inner());
+    // The exit skips Stopped: what names this process (its PID file, its
+    // control socket) goes now.
+    #[cfg(all(unix, feature = "upgrade"))]
+    crate::upgrade::leftovers::remove_owned();
     std::process::exit(code.into())
 }
 

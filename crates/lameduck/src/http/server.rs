@@ -5,7 +5,6 @@ use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
 
 use bytes::Bytes;
 use http::{Request, Response};
@@ -13,10 +12,11 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 
-use super::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, Listener, Probes};
+use super::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, Listener};
 use crate::component::BoxFuture;
-use crate::{BoxError, Component, Health};
+use crate::{BoxError, Component};
 
+mod admin;
 mod connection;
 mod error;
 mod run;
@@ -67,10 +67,15 @@ pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// # Probes
 ///
 /// [`admin`](Self::admin) serves `/livez`, `/readyz` and `/startupz` (see
-/// [`Probes`]) on a second listener, bound to loopback unless you say
+/// [`Probes`](super::Probes)) on a second listener, bound to loopback unless you say
 /// otherwise; [`probes_on_main`](Self::probes_on_main) answers them on the
 /// main listener, ahead of the service. The admin listener serves until the
-/// component's run ends, so probes answer through the whole shutdown.
+/// component's run ends, so probes answer through the whole shutdown —
+/// except across an upgrade's handover (feature `upgrade`, a listener from
+/// [`Listeners`](crate::listen::Listeners)): the new process answers only
+/// once it runs, and the old one, once it has committed, accepts no probe
+/// and tells its probe connections to close, so that a load balancer
+/// hears 200 from one or the other (see `docs/restarts.md`).
 ///
 /// # Examples
 ///
@@ -113,10 +118,7 @@ pub(super) type TlsOption = Option<NoTls>;
 #[derive(Clone, Debug)]
 pub(super) enum NoTls {}
 
-type AdminFn = Box<
-    dyn FnOnce(Health, Arc<auto::Builder<TokioExecutor>>, CancellationToken) -> BoxFuture<()>
-        + Send,
->;
+type AdminFn = Box<dyn FnOnce(admin::AdminContext) -> BoxFuture<io::Result<()>> + Send>;
 
 struct Admin {
     addr: Option<SocketAddr>,
@@ -256,14 +258,7 @@ impl<S, L: Listener> Server<S, L> {
     pub fn admin_listener<A: Listener>(mut self, listener: A) -> Self {
         self.admin = Some(Admin {
             addr: None,
-            serve: Box::new(move |health, builder, draining| {
-                Box::pin(run::serve_admin(
-                    listener,
-                    Probes::new(health),
-                    builder,
-                    draining,
-                ))
-            }),
+            serve: Box::new(move |cx| Box::pin(admin::serve(listener, cx))),
         });
         self
     }
@@ -584,5 +579,46 @@ mod tests {
             .expect("the other holder accepts it")
             .unwrap();
         assert_eq!(peer, client.local_addr().unwrap());
+    }
+
+    /// A listener whose socket is gone: every accept fails the same way.
+    struct Closed;
+
+    impl crate::http::Listener for Closed {
+        type Io = tokio::net::TcpStream;
+        type Addr = std::net::SocketAddr;
+
+        async fn accept(&mut self) -> std::io::Result<(Self::Io, Self::Addr)> {
+            Err(std::io::Error::from_raw_os_error(nix::libc::EBADF))
+        }
+
+        fn local_addr(&self) -> std::io::Result<Self::Addr> {
+            Err(std::io::Error::other("no socket"))
+        }
+    }
+
+    /// An accept loop that sees `EBADF` fails its component, instead of
+    /// logging `accept failed` forever while nothing is served.
+    #[tokio::test]
+    async fn an_accept_loop_that_sees_ebadf_fails_its_component() {
+        use crate::{Component, ExitStatus, RestartPolicy};
+        let server = Server::new(Closed, Probes::new(Health::new()));
+        let app = App::builder("closed")
+            .handle_signals(false)
+            .exit_watchdog(false)
+            .budget(Budget::new(Duration::from_secs(60)).drain_delay(Duration::ZERO))
+            .component(
+                Component::from(server).restart(RestartPolicy::default().intensity(0, BOUND)),
+            )
+            .build()
+            .unwrap();
+        let report = tokio::time::timeout(BOUND, app.run())
+            .await
+            .expect("the app stops on its own");
+        assert_eq!(report.status(), ExitStatus::ComponentFailed, "{report}");
+        assert!(
+            report.to_string().contains("cannot accept any more"),
+            "{report}"
+        );
     }
 }

@@ -39,11 +39,17 @@ pub enum ListenErrorKind {
 }
 
 impl ListenError {
+    /// An error in `variable`, described by `what` (which may start with
+    /// the variable's name already).
     pub(crate) fn env(variable: &'static str, what: String) -> Self {
         Self {
             kind: ListenErrorKind::Environment,
             variable: Some(variable),
-            message: format!("{variable}: {what}"),
+            message: if what.starts_with(variable) {
+                what
+            } else {
+                format!("{variable}: {what}")
+            },
             source: None,
         }
     }

@@ -7,20 +7,17 @@
 //! which. The duplicates are dropped when the shutdown begins: after that
 //! no upgrade can start, and keeping them would hold sockets open that the
 //! servers mean to close.
+//!
+//! Who serves them now is in [`owner`](super::owner).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+
+#[cfg(feature = "http")]
+pub(crate) use super::owner::is_handed_off;
 
 static SOCKETS: Mutex<Vec<(String, OwnedFd)>> = Mutex::new(Vec::new());
-
-/// Set once a new process has taken over the sockets.
-static HANDED_OFF: AtomicBool = AtomicBool::new(false);
-
-/// Set once this process told the lameduck parent it inherited its sockets
-/// from that it is ready: from then on the parent drains and lets go.
-static TOLD_PARENT_READY: AtomicBool = AtomicBool::new(false);
 
 fn lock() -> std::sync::MutexGuard<'static, Vec<(String, OwnedFd)>> {
     // Every update is a single push or clear: a panic cannot tear it.
@@ -48,33 +45,4 @@ pub(crate) fn snapshot() -> io::Result<Vec<(String, OwnedFd)>> {
 #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
 pub(crate) fn clear() {
     lock().clear();
-}
-
-/// Records that another process now serves these sockets.
-#[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
-pub(crate) fn set_handed_off() {
-    // Release pairs with the Acquire in `is_handed_off`: a server that sees
-    // the flag also sees everything the driver did before setting it.
-    HANDED_OFF.store(true, Ordering::Release);
-}
-
-/// Whether another process now serves these sockets.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn is_handed_off() -> bool {
-    HANDED_OFF.load(Ordering::Acquire)
-}
-
-/// Records that this process reported ready to its parent.
-#[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
-pub(crate) fn set_told_parent_ready() {
-    TOLD_PARENT_READY.store(true, Ordering::Release);
-}
-
-/// Whether this process reported ready to the parent it inherited its
-/// sockets from. Until then the parent is the one serving them: a new
-/// process that fails before it is ready must leave them exactly as it
-/// found them.
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-pub(crate) fn told_parent_ready() -> bool {
-    TOLD_PARENT_READY.load(Ordering::Acquire)
 }

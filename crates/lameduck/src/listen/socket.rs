@@ -6,7 +6,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::sync::Arc;
 
 #[cfg(feature = "http")]
-use super::registry;
+use super::owner;
 
 /// Where a socket came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,24 +23,21 @@ pub(crate) enum Origin {
 /// closing it must leave the socket itself (its accept queue, its filters)
 /// untouched.
 ///
-/// A socket from a lameduck parent is shared until this process has told
-/// the parent it is ready: a new process that fails during start-up must
-/// not filter or drain the accept queue its parent still serves.
+/// A socket from a lameduck parent is shared until the parent has
+/// committed to this process: a new process that fails during start-up, or
+/// is refused, must not filter or drain the accept queue its parent still
+/// serves.
 #[cfg(feature = "http")]
 fn is_shared(origin: Origin) -> bool {
-    shared_when(
-        origin,
-        registry::told_parent_ready(),
-        registry::is_handed_off(),
-    )
+    shared_when(origin, owner::is_committed(), owner::is_handed_off())
 }
 
 /// The rule behind [`is_shared`], with the process-wide flags as arguments.
 #[cfg(feature = "http")]
-fn shared_when(origin: Origin, told_parent_ready: bool, handed_off: bool) -> bool {
+fn shared_when(origin: Origin, committed: bool, handed_off: bool) -> bool {
     match origin {
         Origin::Systemd => true,
-        Origin::Parent => !told_parent_ready || handed_off,
+        Origin::Parent => !committed || handed_off,
         Origin::Bound => handed_off,
     }
 }
@@ -109,8 +106,14 @@ macro_rules! listener {
             #[cfg(feature = "http")]
             fn tokio(&mut self) -> io::Result<&mut $tokio> {
                 if self.tokio.is_none() {
-                    let std = self.std.take().expect("a listener holds a socket");
-                    std.set_nonblocking(true)?;
+                    let std = self.std.take().ok_or_else(|| {
+                        io::Error::new(io::ErrorKind::NotConnected, "the listener lost its socket")
+                    })?;
+                    if let Err(e) = std.set_nonblocking(true) {
+                        // Kept: a failure here must not cost the socket.
+                        self.std = Some(std);
+                        return Err(e);
+                    }
                     self.tokio = Some(<$tokio>::from_std(std)?);
                 }
                 Ok(self.tokio.as_mut().expect("just set"))
@@ -139,8 +142,20 @@ macro_rules! listener {
             type Io = <$tokio as crate::http::Listener>::Io;
             type Addr = <$tokio as crate::http::Listener>::Addr;
 
+            /// Cancel safe. Pends while another process serves the socket
+            /// (an upgrade committed to it): the shared accept queue is its.
+            /// Resumes if this process takes the socket back.
             async fn accept(&mut self) -> io::Result<(Self::Io, Self::Addr)> {
-                crate::http::Listener::accept(self.tokio()?).await
+                loop {
+                    if owner::is_handed_off() {
+                        owner::handed_off_is(false).await;
+                    }
+                    let listener = self.tokio()?;
+                    tokio::select! {
+                        accepted = crate::http::Listener::accept(listener) => return accepted,
+                        () = owner::handed_off_is(true) => {}
+                    }
+                }
             }
 
             fn local_addr(&self) -> io::Result<Self::Addr> {
@@ -209,7 +224,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_socket_from_a_parent_is_shared_until_the_parent_was_told_ready() {
+    fn a_socket_from_a_parent_is_shared_until_the_parent_committed() {
         // A new process failing during start-up must leave alone the
         // socket its parent still serves.
         assert!(shared_when(Origin::Parent, false, false));

@@ -1,15 +1,24 @@
 //! The private channel between an upgrading parent and its child: a
 //! stream socket pair. The parent writes one handover frame at once; the
-//! child answers one line when it is ready, or failed.
+//! child answers one line when it is ready, or failed; the parent then
+//! commits to it, or not.
 //!
 //! ```text
 //! parent → child:  "LDH1" | kind length: u32 BE | kind | data length: u64 BE | data
 //! child → parent:  "ready <pid>\n"  or  "failed <why>\n"
-//! parent → child:  "main\n" once systemd was told MAINPID=<child>
+//! parent → child:  "commit\n"  or  "abort\n"
+//! child → parent:  "running\n" once it has taken over (after "commit")
+//! parent → child:  "main\n" once the handover is final (systemd was told MAINPID=<child>),
+//!                   or "abort\n" if the parent takes the service back first
 //! ```
 //!
-//! The child stays silent towards systemd until the `main` line, or until
-//! the channel closes (the parent is gone).
+//! The commit is the one point of no return. Until the child has read
+//! `commit`, it changes nothing that the parent owns: it does not accept on
+//! the shared sockets, does not write the PID file, does not take the
+//! control socket's path. A child that reads `abort`, or finds the channel
+//! closed while its parent lives, stands down. The child stays silent
+//! towards systemd until the `main` line, or until the channel closes (the
+//! parent is gone).
 //!
 //! Every length is bounded, so a confused peer cannot make either side
 //! allocate without limit.
@@ -70,6 +79,18 @@ pub(crate) enum Report {
     Ready(u32),
     Failed(String),
 }
+
+/// The parent's verdict on a child that reported ready.
+pub(crate) const COMMIT: &[u8] = b"commit\n";
+/// The parent's refusal of a child that reported ready (too late, or the
+/// parent began shutting down meanwhile); after the commit, the parent
+/// taking the service back before the handover was final.
+pub(crate) const ABORT: &[u8] = b"abort\n";
+/// The child's word that it has taken over, after `commit`.
+pub(crate) const RUNNING: &[u8] = b"running\n";
+/// The parent's word that the handover is final: the child is systemd's
+/// main process now, and the parent no longer takes the service back.
+pub(crate) const MAIN: &[u8] = b"main\n";
 
 /// Parses the child's line (without its newline).
 pub(crate) fn parse_report(line: &[u8]) -> Option<Report> {

@@ -2,12 +2,15 @@
 //! and the channel, hand over, wait for its report; stop it on failure.
 
 use std::ffi::OsString;
+use std::fmt;
+use std::io;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::Duration;
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
@@ -27,9 +30,95 @@ pub(crate) struct Plan {
     pub(crate) timeout: Duration,
 }
 
-/// Starts the new process and waits until it is ready: `Ok(pid)`. On any
-/// failure, the process (if it was started) is stopped and reaped first.
-pub(crate) async fn attempt(plan: Plan, cancel: CancellationToken) -> Result<u32, UpgradeError> {
+/// A new process that reported ready, waiting for the parent's verdict:
+/// [`commit`](Self::commit) or [`refuse`](Self::refuse). It changes
+/// nothing the parent owns until it reads `commit`.
+pub(crate) struct Candidate {
+    pub(crate) pid: u32,
+    pub(crate) child: Child,
+    rd: BufReader<OwnedReadHalf>,
+    wr: OwnedWriteHalf,
+}
+
+impl fmt::Debug for Candidate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Candidate")
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Candidate {
+    /// Refuses it (`abort`), then stops and reaps it.
+    pub(crate) async fn refuse(mut self: Box<Self>) {
+        let _ = self.wr.write_all(protocol::ABORT).await;
+        // The channel closes as a whole before the stop: the child reads
+        // the refusal, then the end.
+        let Candidate {
+            pid,
+            mut child,
+            rd,
+            wr,
+        } = *self;
+        drop((rd, wr));
+        stop(&mut child, pid).await;
+    }
+
+    /// Commits to it: from here on it owns the service.
+    ///
+    /// # Errors
+    ///
+    /// When the word cannot be written: the process is gone, or closed its
+    /// end. (It may die after reading it, too.)
+    pub(crate) fn try_commit(&mut self) -> io::Result<()> {
+        // Seven bytes into a socket buffer the child has emptied (it read
+        // the handover before reporting ready): one write, never blocking.
+        match self.wr.try_write(protocol::COMMIT) {
+            Ok(n) if n == protocol::COMMIT.len() => Ok(()),
+            Ok(_) => Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "the commit was cut short",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Takes the service back from it after the commit (`abort`: its
+    /// sockets are the old process's again, so its close leaves them
+    /// alone), then stops and reaps it.
+    pub(crate) async fn take_back(&mut self) {
+        let _ = self.wr.write_all(protocol::ABORT).await;
+        stop(&mut self.child, self.pid).await;
+    }
+
+    /// The next line from the new process, without its newline.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe: a line cut short is lost. After the commit the new
+    /// process says one line, and anything else ends the watch.
+    pub(crate) async fn read_line(&mut self) -> Result<Vec<u8>, String> {
+        read_line(&mut self.rd).await
+    }
+
+    /// Tells it the handover is final: it is systemd's main process now.
+    pub(crate) fn make_main(&mut self) {
+        // Five bytes into a socket buffer the child reads: never blocks for
+        // long, and a failure only means the child is gone, which it
+        // learns... by being gone.
+        if let Err(err) = self.wr.try_write(protocol::MAIN) {
+            tracing::debug!(target: "lameduck::upgrade", pid = self.pid, error = %err, "cannot tell the new process it is the main one; it will know when this process exits");
+        }
+    }
+}
+
+/// Starts the new process and waits until it is ready: the [`Candidate`].
+/// On any failure, the process (if it was started) is refused, stopped and
+/// reaped first.
+pub(crate) async fn attempt(
+    plan: Plan,
+    cancel: CancellationToken,
+) -> Result<Candidate, UpgradeError> {
     let spawn_error = |what: &str, e: std::io::Error| {
         UpgradeError::new(
             UpgradeErrorKind::Spawn,
@@ -68,8 +157,16 @@ pub(crate) async fn attempt(plan: Plan, cancel: CancellationToken) -> Result<u32
     let pid = child.id().unwrap_or(0);
     tracing::info!(target: "lameduck::upgrade", pid, program = %plan.program.display(), sockets = plan.sockets.len(), "new process started; waiting until it is ready");
 
+    let (rd, mut wr) = match channel(ours) {
+        Ok(halves) => halves,
+        Err(e) => {
+            stop(&mut child, pid).await;
+            return Err(spawn_error("channel", e));
+        }
+    };
+    let mut rd = BufReader::new(rd);
     let outcome = {
-        let wait = talk(ours, plan.handover.as_ref());
+        let wait = talk(&mut rd, &mut wr, plan.handover.as_ref());
         tokio::select! {
             () = cancel.cancelled() => Err(UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")),
             r = tokio::time::timeout(plan.timeout, wait) => match r {
@@ -77,7 +174,7 @@ pub(crate) async fn attempt(plan: Plan, cancel: CancellationToken) -> Result<u32
                     UpgradeErrorKind::Timeout,
                     format!("the new process (pid {pid}) was not ready within {:?}", plan.timeout),
                 )),
-                Ok(Ok(Report::Ready(p))) if p == pid => Ok(pid),
+                Ok(Ok(Report::Ready(p))) if p == pid => Ok(()),
                 Ok(Ok(Report::Ready(p))) => Err(UpgradeError::new(
                     UpgradeErrorKind::Exited,
                     format!("the new process (pid {pid}) reported ready as pid {p}"),
@@ -90,80 +187,73 @@ pub(crate) async fn attempt(plan: Plan, cancel: CancellationToken) -> Result<u32
             },
         }
     };
-    if outcome.is_err() {
-        ack_slot().take();
-        stop(&mut child, pid).await;
+    match outcome {
+        Ok(()) => Ok(Candidate { pid, child, rd, wr }),
+        Err(e) => {
+            // Said before anything else, so that a ready report that comes
+            // now, too late, meets a refusal: the child stands down.
+            let _ = wr.try_write(protocol::ABORT);
+            drop(wr);
+            tracing::warn!(target: "lameduck::upgrade", pid, error = %e, "giving up on the new process; stopping it");
+            stop(&mut child, pid).await;
+            Err(e.with_pid(pid))
+        }
     }
-    outcome
+}
+
+fn channel(ours: std::os::unix::net::UnixStream) -> io::Result<(OwnedReadHalf, OwnedWriteHalf)> {
+    ours.set_nonblocking(true)?;
+    Ok(tokio::net::UnixStream::from_std(ours)?.into_split())
 }
 
 /// Writes the handover and reads the child's one line. `Err` with what
 /// went wrong when the channel closes (the child exited) or carries
 /// garbage.
+///
+/// # Cancel safety
+///
+/// Not cancel safe: dropped at the timeout, the channel is then refused
+/// and closed as a whole.
 async fn talk(
-    ours: std::os::unix::net::UnixStream,
+    rd: &mut BufReader<OwnedReadHalf>,
+    wr: &mut OwnedWriteHalf,
     handover: Option<&(String, Vec<u8>)>,
 ) -> Result<Report, String> {
     let frame = match handover {
         Some((kind, data)) => protocol::encode(kind, data),
         None => protocol::encode("", &[]),
     };
-    ours.set_nonblocking(true).map_err(|e| e.to_string())?;
-    let stream = tokio::net::UnixStream::from_std(ours).map_err(|e| e.to_string())?;
-    let (rd, mut wr) = stream.into_split();
     // Write and read at once: a large handover fills the socket buffer
     // until the child reads it, and a child that fails early reports
     // without reading.
-    let write = async move {
-        let r = wr.write_all(&frame).await;
-        (r, wr)
-    };
+    let write = wr.write_all(&frame);
     let read = async move {
-        let mut line = Vec::new();
-        let mut rd = BufReader::new(rd).take(protocol::MAX_LINE as u64);
-        rd.read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| e.to_string())?;
-        if line.last() != Some(&b'\n') {
-            return Err(if line.is_empty() {
-                "closed the channel".into()
-            } else {
-                "sent a line without an end".into()
-            });
-        }
-        line.pop();
+        let line = read_line(rd).await?;
         protocol::parse_report(&line)
             .ok_or_else(|| format!("sent garbage: {:?}", String::from_utf8_lossy(&line)))
     };
-    let ((_, wr), report) = tokio::join!(write, read);
-    if let Ok(Report::Ready(pid)) = &report {
-        // Kept open until `acknowledge`: the child reads its end until our
-        // `main` line or until it closes.
-        *ack_slot() = Some((*pid, wr));
-    }
+    let (_, report) = tokio::join!(write, read);
     report
 }
 
-type AckSlot = Option<(u32, tokio::net::unix::OwnedWriteHalf)>;
-
-fn ack_slot() -> std::sync::MutexGuard<'static, AckSlot> {
-    static SLOT: std::sync::Mutex<AckSlot> = std::sync::Mutex::new(None);
-    // A single assignment at a time: a panic cannot tear it.
-    SLOT.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-/// Tells the new process `pid` that it is now the main one (systemd has
-/// been sent `MAINPID=`), so that it may notify systemd itself. Any other
-/// outcome closes the channel, which the child takes the same way.
-pub(crate) fn acknowledge(pid: u32) {
-    if let Some((p, wr)) = ack_slot().take() {
-        if p == pid {
-            // Five bytes into an empty socket buffer: never blocks.
-            if let Err(err) = wr.try_write(b"main\n") {
-                tracing::debug!(target: "lameduck::upgrade", pid, error = %err, "cannot tell the new process it is the main one; it will know when this process exits");
-            }
-        }
+/// One line from the child, without its newline. `Err` when the channel
+/// closes first or the line is too long.
+pub(crate) async fn read_line(rd: &mut BufReader<OwnedReadHalf>) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let mut limited = (&mut *rd).take(protocol::MAX_LINE as u64);
+    limited
+        .read_until(b'\n', &mut line)
+        .await
+        .map_err(|e| e.to_string())?;
+    if line.last() != Some(&b'\n') {
+        return Err(if line.is_empty() {
+            "closed the channel".into()
+        } else {
+            "sent a line without an end".into()
+        });
     }
+    line.pop();
+    Ok(line)
 }
 
 /// The error for a child whose channel closed: usually it exited, and its
@@ -186,7 +276,7 @@ async fn exited(child: &mut Child, pid: u32, why: &str) -> UpgradeError {
     }
 }
 
-fn describe(status: ExitStatus) -> String {
+pub(crate) fn describe(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     match (status.code(), status.signal()) {
         (Some(code), _) => format!("exit code {code}"),
@@ -209,7 +299,7 @@ fn describe(status: ExitStatus) -> String {
 
 /// Stops a child that will not take over: `SIGTERM` by its pid, then
 /// `SIGKILL` if it is still there after a grace; reaped either way.
-async fn stop(child: &mut Child, pid: u32) {
+pub(crate) async fn stop(child: &mut Child, pid: u32) {
     if let Ok(Some(_)) = child.try_wait() {
         return;
     }

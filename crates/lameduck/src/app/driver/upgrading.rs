@@ -1,36 +1,62 @@
 //! The driver's side of upgrades (feature `upgrade`): one at a time,
-//! started only while Running, finished by a shutdown with reason
-//! `Upgraded` — or rolled back, leaving the app as it was.
+//! started only while Running; committed to the new process once it is
+//! ready; finished by a shutdown with reason `Upgraded` once the new
+//! process has settled — or rolled back, the old process owning everything
+//! again. The step handlers are in `upgrading/steps.rs`.
 
-use std::path::PathBuf;
+use std::time::Duration;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Driver;
+use crate::Phase;
 use crate::app::Event;
+use crate::listen::owner::{self, Handoff};
 use crate::listen::registry;
-use crate::upgrade::control::ControlSocket;
+use crate::upgrade::owned::Owned;
 use crate::upgrade::spawn::{Plan, attempt};
-use crate::upgrade::{
-    Reply, Request, Upgrade, UpgradeError, UpgradeErrorKind, Upgraded, Via, child, exe, pidfile,
-};
-use crate::{Phase, ShutdownReason};
+use crate::upgrade::successor::{Command, Successor};
+use crate::upgrade::{Request, Step, Upgrade, UpgradeError, UpgradeErrorKind, Via, child, exe};
+
+mod steps;
 
 pub(in crate::app) struct Upgrades {
     config: Upgrade,
     busy: Option<InFlight>,
-    control: Option<ControlSocket>,
     hangups: Option<tokio::task::JoinHandle<()>>,
-    /// The PID file, once this process wrote it.
-    pid_file: Option<PathBuf>,
+    /// The PID file and the control socket.
+    owned: Owned,
+    /// A process started by an upgrade: where it stands with its parent.
+    start: Start,
+    /// The new process this one committed to, watched until it exits.
+    successor: Option<Successor>,
+    /// This process stops the successor itself (its own shutdown began
+    /// before the handover was final): that exit is no news.
+    stopping_successor: bool,
+}
+
+/// Whether this process may enter Running, as far as upgrades go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Start {
+    /// Not started by an upgrade, or its parent committed to it: takes the
+    /// PID file and the control socket, then runs.
+    Own,
+    /// Started by an upgrade; ready, not reported yet.
+    Unreported,
+    /// Reported ready; waits for the parent's verdict.
+    Reported,
+    /// Took the PID file and the control socket.
+    Taken,
 }
 
 struct InFlight {
     via: Via,
-    waiters: Vec<Reply>,
+    waiters: Vec<crate::upgrade::Reply>,
     cancel: CancellationToken,
     started: Instant,
+    /// Once this process committed: the new process's pid.
+    committed: Option<u32>,
 }
 
 impl Upgrades {
@@ -41,11 +67,17 @@ impl Upgrades {
         exe::capture();
         child::init();
         Self {
+            owned: Owned::new(&config),
             config,
             busy: None,
-            control: None,
             hangups: None,
-            pid_file: None,
+            start: if child::is_pending() {
+                Start::Unreported
+            } else {
+                Start::Own
+            },
+            successor: None,
+            stopping_successor: false,
         }
     }
 }
@@ -55,13 +87,9 @@ impl Drop for Upgrades {
         if let Some(h) = self.hangups.take() {
             h.abort();
         }
-    }
-}
-
-fn answer(waiters: Vec<Reply>, result: &Result<Upgraded, UpgradeError>) {
-    for w in waiters {
-        // A requester that went away does not need the answer.
-        let _ = w.send(result.clone());
+        // Already done at Stopped; not when a panic unwinds through the
+        // driver.
+        self.owned.release();
     }
 }
 
@@ -80,46 +108,51 @@ impl Driver {
     pub(super) fn upgrades_entered(&mut self, from: Phase, phase: Phase, cause: &str) {
         match phase {
             Phase::Running => {
-                if let Some(path) = self.upgrades.config.control_socket.clone() {
-                    match ControlSocket::bind(&path, self.handle.clone()) {
-                        Ok(c) => self.upgrades.control = Some(c),
-                        Err(err) => {
-                            tracing::error!(target: "lameduck::upgrade", path = %path.display(), error = %err, "cannot bind the control socket")
-                        }
-                    }
-                }
-                if let Some(path) = self.upgrades.config.pid_file.clone() {
-                    match pidfile::write(&path, std::process::id()) {
-                        Ok(()) => self.upgrades.pid_file = Some(path),
-                        Err(err) => {
-                            tracing::error!(target: "lameduck::upgrade", path = %path.display(), error = %err, "cannot write the PID file")
-                        }
-                    }
-                }
-                // Last: once the parent hears this, it answers its requester
-                // and drains, so the control socket and the PID file must
-                // already point here.
-                child::report_ready();
+                // The PID file and the control socket were taken just
+                // before: whoever the parent answers finds them here.
+                child::report_running();
+                crate::upgrade::fault_point("running");
             }
             Phase::Draining => {
                 if from == Phase::Starting {
                     child::report_failed(&format!("shut down while starting: {cause}"));
                 }
-                if let Some(b) = &self.upgrades.busy {
-                    b.cancel.cancel();
-                }
+                self.upgrades_interrupted();
                 // No upgrade can start any more: let the servers' close
                 // really close the sockets.
                 registry::clear();
             }
-            Phase::Stopped => {
-                self.upgrades.control = None;
-                if let Some(path) = self.upgrades.pid_file.take() {
-                    pidfile::remove_if_ours(&path, std::process::id());
-                }
-            }
+            Phase::Stopped => self.upgrades.owned.release(),
             _ => {}
         }
+    }
+
+    /// A shutdown began with an upgrade under way: the shutdown wins. Before
+    /// the commit, the attempt is cancelled (the new process is refused and
+    /// stopped); after it, while the new process has not settled, this
+    /// process takes everything back and stops it.
+    fn upgrades_interrupted(&mut self) {
+        let Some(busy) = self.upgrades.busy.take() else {
+            return;
+        };
+        let Some(pid) = busy.committed else {
+            busy.cancel.cancel();
+            // The attempt answers with Abandoned when it is done.
+            self.upgrades.busy = Some(busy);
+            return;
+        };
+        tracing::warn!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, "a shutdown began before the handover to the new process was final: taking the sockets back and stopping it");
+        owner::set(Handoff::Own);
+        if let Some(s) = &self.upgrades.successor {
+            s.send(Command::Stop);
+        }
+        // The PID file and the control socket are checked once the new
+        // process is gone: until then it may still write them.
+        self.upgrades.stopping_successor = true;
+        let e = UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")
+            .with_pid(pid);
+        self.systemd.upgrade_failed(&e.to_string());
+        steps::answer(busy.waiters, &Err(e));
     }
 
     pub(super) fn on_upgrade_request(&mut self, req: Request) {
@@ -133,6 +166,15 @@ impl Driver {
             return refuse(
                 req,
                 UpgradeError::new(UpgradeErrorKind::Disabled, "upgrades are disabled"),
+            );
+        }
+        if let Some(why) = crate::upgrade::init::successor_cannot_outlive() {
+            return refuse(
+                req,
+                UpgradeError::new(
+                    UpgradeErrorKind::Unsupported,
+                    format!("a new process would not outlive this one: {why}"),
+                ),
             );
         }
         let phase = self.handle.phase();
@@ -149,6 +191,16 @@ impl Driver {
             let e = UpgradeError::new(
                 UpgradeErrorKind::Busy,
                 format!("an upgrade requested by {} is under way", b.via),
+            );
+            return refuse(req, e);
+        }
+        if child::is_awaiting_main() {
+            let e = UpgradeError::new(
+                UpgradeErrorKind::Busy,
+                format!(
+                    "the previous process (pid {}) has not finished handing over to this one",
+                    child::parent_pid().unwrap_or(0)
+                ),
             );
             return refuse(req, e);
         }
@@ -199,61 +251,27 @@ impl Driver {
         let handle = self.handle.clone();
         let token = cancel.clone();
         tokio::spawn(async move {
-            let result = attempt(plan, token).await;
-            handle.send(Event::UpgradeDone(result));
+            let step = match attempt(plan, token).await {
+                Ok(candidate) => Step::Ready(Box::new(candidate)),
+                Err(e) => Step::Failed(e),
+            };
+            handle.send(Event::UpgradeStep(step));
         });
         self.upgrades.busy = Some(InFlight {
             via: req.via,
             waiters: req.reply.into_iter().collect(),
             cancel,
             started: Instant::now(),
+            committed: None,
         });
     }
 
-    pub(super) fn on_upgrade_done(&mut self, result: Result<u32, UpgradeError>) {
-        let Some(done) = self.upgrades.busy.take() else {
-            return;
-        };
-        let took = done.started.elapsed();
-        let app = self.handle.name().to_string();
-        match result {
-            Ok(pid) if self.trigger.is_none() => {
-                registry::set_handed_off();
-                self.systemd.upgraded(pid);
-                // Only now may the new process notify systemd itself.
-                crate::upgrade::spawn::acknowledge(pid);
-                if let Some(path) = &self.upgrades.pid_file {
-                    if let Err(err) = pidfile::write(path, pid) {
-                        tracing::error!(target: "lameduck::upgrade", path = %path.display(), error = %err, "cannot write the new pid to the PID file");
-                    }
-                }
-                tracing::info!(target: "lameduck::upgrade", app = %app, new_pid = pid, took_ms = took.as_millis() as u64, "upgrade complete: the new process is ready; this one drains and exits");
-                answer(done.waiters, &Ok(Upgraded { new_pid: pid, took }));
-                self.trigger(ShutdownReason::Upgraded { new_pid: pid });
-            }
-            Ok(pid) => {
-                // Ready just as a shutdown began: the shutdown wins, and the
-                // new process must not outlive it.
-                tracing::warn!(target: "lameduck::upgrade", app = %app, new_pid = pid, "the new process became ready during the shutdown; stopping it");
-                if let Ok(raw) = i32::try_from(pid) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(raw),
-                        nix::sys::signal::Signal::SIGTERM,
-                    );
-                }
-                answer(
-                    done.waiters,
-                    &Err(UpgradeError::new(
-                        UpgradeErrorKind::Abandoned,
-                        "the app began shutting down",
-                    )),
-                );
-            }
-            Err(e) => {
-                tracing::error!(target: "lameduck::upgrade", app = %app, error = %e, took_ms = took.as_millis() as u64, "upgrade failed; this process goes on serving");
-                self.systemd.upgrade_failed(&e.to_string());
-                answer(done.waiters, &Err(e));
-            }
-        }
+    /// How long the old process stays ready to take the service back once
+    /// the new one runs: [`Upgrade::settle`], or the drain delay.
+    fn settle_time(&self) -> Duration {
+        self.upgrades
+            .config
+            .settle
+            .unwrap_or(self.timeline.drain_delay)
     }
 }

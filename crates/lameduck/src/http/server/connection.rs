@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
-use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
@@ -179,28 +178,4 @@ async fn serve<I, S, B>(
         }
     })
     .await;
-}
-
-/// Serves one admin connection: probes, no draining (they must answer to
-/// the very end, and are closed when the server's run ends).
-pub(super) async fn drive_plain<I, S, B>(
-    io: I,
-    service: S,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-) where
-    I: Connection,
-    S: tower_service::Service<hyper::Request<Incoming>, Response = hyper::Response<B>>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<crate::BoxError>,
-    B: http_body::Body + Send + 'static,
-    B::Data: Send,
-    B::Error: Into<crate::BoxError>,
-{
-    let service = TowerToHyperService::new(service);
-    if let Err(err) = builder.serve_connection(TokioIo::new(io), service).await {
-        tracing::debug!(target: "lameduck::http", error = %err, "admin connection ended with an error");
-    }
 }

@@ -7,14 +7,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::TokioExecutor;
-use hyper_util::server::conn::auto;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
+use super::admin::AdminContext;
 use super::{ResBody, Server, ServiceBound, connection};
+use crate::accept::{is_fatal, is_per_connection};
 use crate::http::shared::{Orphans, Shared, Signals, Stage};
 use crate::http::{Listener, Probes};
 use crate::{BoxError, Context, Phase};
@@ -76,8 +76,13 @@ where
     });
     let _watcher = AbortOnDropHandle::new(tokio::spawn(shared.clone().watch_connections()));
     let builder = Arc::new(builder);
-    let mut admin: Pin<Box<dyn Future<Output = ()> + Send>> = match admin {
-        Some(admin) => (admin.serve)(health, builder.clone(), ctx.draining_token()),
+    let mut admin: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match admin {
+        Some(admin) => (admin.serve)(AdminContext {
+            probes: Probes::new(health),
+            builder: builder.clone(),
+            draining: ctx.draining_token(),
+            phases: ctx.app().watch_phase(),
+        }),
         None => Box::pin(std::future::pending()),
     };
     // Connections and orphaned handlers: dropping the set (when the run is
@@ -122,6 +127,14 @@ where
                     tasks.spawn(connection::drive(io, Box::new(peer), tls.clone(), service.clone(), shared.clone(), builder.clone()));
                 }
                 Err(err) if is_per_connection(&err) => {}
+                // The socket is gone (closed under the server, or not a
+                // listening socket): every accept would fail the same way,
+                // forever, while nothing is served. The server fails, and
+                // its restart policy or the app's shutdown takes over.
+                Err(err) if is_fatal(&err) => {
+                    tracing::error!(target: "lameduck::http", component = %ctx.name(), error = %err, "the listener cannot accept any more");
+                    return Err(format!("the listener cannot accept any more: {err}").into());
+                }
                 Err(err) => {
                     tracing::warn!(target: "lameduck::http", component = %ctx.name(), error = %err, "accept failed; pausing");
                     tokio::select! {
@@ -130,7 +143,7 @@ where
                     }
                 }
             },
-            () = &mut admin => {}
+            admin = &mut admin => return admin_failed(admin),
         }
     }
 
@@ -175,7 +188,7 @@ where
                     tasks.spawn(orphan);
                 }
                 () = shared.tracker.wait_idle() => {}
-                () = &mut admin => {}
+                admin = &mut admin => return admin_failed(admin),
             }
         } else {
             tokio::select! {
@@ -184,7 +197,7 @@ where
                     tasks.spawn(orphan);
                 }
                 Some(_) = tasks.join_next() => {}
-                () = &mut admin => {}
+                admin = &mut admin => return admin_failed(admin),
             }
         }
     }
@@ -200,61 +213,11 @@ fn keep_alive_header(idle: Duration) -> http::HeaderValue {
         .expect("digits make a valid header value")
 }
 
-/// Serves the probes on `listener` until dropped.
-pub(super) async fn serve_admin<A: Listener>(
-    listener: A,
-    probes: Probes,
-    builder: Arc<auto::Builder<TokioExecutor>>,
-    draining: CancellationToken,
-) {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(target: "lameduck::http", addr = ?addr, "probes listening");
-    }
-    let mut listener = Some(listener);
-    let mut watch_draining = true;
-    let mut tasks = JoinSet::new();
-    loop {
-        let Some(accepting) = listener.as_mut() else {
-            // Not accepting any more: finish the probe connections open.
-            if tasks.join_next().await.is_none() {
-                std::future::pending::<()>().await;
-            }
-            continue;
-        };
-        tokio::select! {
-            biased;
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            () = draining.cancelled(), if watch_draining => {
-                watch_draining = false;
-                if accepting.is_shared() {
-                    // A successor took the socket over (an upgrade): its
-                    // probes are the ones a load balancer must see.
-                    // Answering from here too would flip readiness between
-                    // 200 and 503 at random.
-                    tracing::info!(target: "lameduck::http", "probes left to the process that took over the admin socket");
-                    listener = None;
-                }
-            }
-            accepted = accepting.accept() => match accepted {
-                Ok((io, _)) => {
-                    tasks.spawn(connection::drive_plain(io, probes.clone(), builder.clone()));
-                }
-                Err(err) if is_per_connection(&err) => {}
-                Err(err) => {
-                    tracing::warn!(target: "lameduck::http", error = %err, "admin accept failed; pausing");
-                    tokio::time::sleep(ACCEPT_BACKOFF).await;
-                }
-            },
-        }
-    }
-}
-
-/// Errors about one connection, which the next accept does not repeat.
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionRefused
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-    )
+/// The admin listener's run ended, which it does only when it cannot
+/// accept any more: the server fails with it.
+fn admin_failed(ended: io::Result<()>) -> Result<(), BoxError> {
+    let err = ended
+        .err()
+        .unwrap_or_else(|| io::Error::other("the admin listener stopped"));
+    Err(format!("the admin listener failed: {err}").into())
 }
