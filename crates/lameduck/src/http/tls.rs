@@ -77,10 +77,13 @@ pub struct Tls {
 struct Shared {
     current: RwLock<Arc<ServerConfig>>,
     files: Option<PemFiles>,
-    /// One reload at a time: two racing reads of the files could otherwise
-    /// install the older one last.
-    reloading: Mutex<()>,
+    /// One reload at a time (two racing reads of the files could otherwise
+    /// install the older one last), and the files' bytes as last read.
+    reloading: Mutex<Contents>,
 }
+
+/// The certificate and key files' bytes.
+type Contents = (Vec<u8>, Vec<u8>);
 
 #[derive(Clone, Debug)]
 struct PemFiles {
@@ -108,8 +111,14 @@ impl Tls {
             cert: cert.as_ref().to_path_buf(),
             key: key.as_ref().to_path_buf(),
         };
-        let config = files.load()?;
-        Ok(Self::with_files(config, Some(files)))
+        let contents = files.contents();
+        let config = PemFiles::parse(&files, &contents)?;
+        let tls = Self::with_files(config, Some(files));
+        *tls.shared
+            .reloading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = contents;
+        Ok(tls)
     }
 
     /// Serves with a rustls configuration built elsewhere (client
@@ -125,7 +134,7 @@ impl Tls {
             shared: Arc::new(Shared {
                 current: RwLock::new(config),
                 files,
-                reloading: Mutex::new(()),
+                reloading: Mutex::new(Contents::default()),
             }),
             handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
         }
@@ -150,18 +159,30 @@ impl Tls {
     /// `Tls` was made with [`from_config`](Self::from_config) (use
     /// [`set_config`](Self::set_config)).
     pub fn reload(&self) -> Result<(), TlsError> {
+        self.read_files(true).map(|_| ())
+    }
+
+    /// Reads the files and loads what they hold, unless it is what they
+    /// held at the last read and `always` is false; whether it loaded.
+    fn read_files(&self, always: bool) -> Result<bool, TlsError> {
         let Some(files) = &self.shared.files else {
             return Err(TlsError::new(TlsErrorKind::NoFiles, None, None));
         };
-        let _one = self
+        let mut last = self
             .shared
             .reloading
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let config = files.load()?;
+        let contents = files.contents();
+        if contents == *last && !always {
+            return Ok(false);
+        }
+        // Tried once per change: a file still being written changes again.
+        *last = contents;
+        let config = PemFiles::parse(files, &last)?;
         self.set_config(config);
         tracing::info!(target: "lameduck::http", cert = %files.cert.display(), "TLS certificate reloaded");
-        Ok(())
+        Ok(true)
     }
 
     /// Reloads whenever the PEM files' contents change, looking every
@@ -186,23 +207,18 @@ impl Tls {
     ///
     /// Cancel safe: dropping it stops the watch, nothing else.
     pub async fn reload_on_change(self, every: Duration) {
-        let Some(files) = self.shared.files.clone() else {
+        if self.shared.files.is_none() {
             return;
-        };
-        // What the files held at the last look: a change is tried once;
-        // a file still being written changes again, and is tried again.
-        let mut seen = files.contents();
+        }
         let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tick.tick().await;
         loop {
             tick.tick().await;
-            let now = files.contents();
-            if now == seen {
-                continue;
-            }
-            seen = now;
-            if let Err(err) = self.reload() {
+            // Compared with what was last read (at the start, or by any
+            // reload): a change is tried once; a file still being written
+            // changes again, and is tried again.
+            if let Err(err) = self.read_files(false) {
                 tracing::warn!(target: "lameduck::http", error = %err, cause = ?std::error::Error::source(&err).map(ToString::to_string), "the certificate files changed but do not load; the old certificate stays");
             }
         }
@@ -247,22 +263,34 @@ impl fmt::Debug for Tls {
 }
 
 impl PemFiles {
-    /// What the files hold now (empty when unreadable).
-    fn contents(&self) -> (Vec<u8>, Vec<u8>) {
-        let read = |p: &Path| std::fs::read(p).unwrap_or_default();
+    /// What the files hold now; an unreadable one is an error kept in
+    /// place of its bytes, read again at the next look.
+    fn contents(&self) -> Contents {
         (read(&self.cert), read(&self.key))
     }
 
-    fn load(&self) -> Result<Arc<ServerConfig>, TlsError> {
+    fn parse(&self, (cert, key): &Contents) -> Result<Arc<ServerConfig>, TlsError> {
         let cert_err = |kind, source| TlsError::new(kind, Some(self.cert.clone()), source);
         let key_err = |kind, source| TlsError::new(kind, Some(self.key.clone()), source);
-        let certs = CertificateDer::pem_file_iter(&self.cert)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        // An unreadable file reads as empty: say why it could not be read.
+        for (path, bytes) in [(&self.cert, cert), (&self.key, key)] {
+            if bytes.is_empty() {
+                if let Err(err) = std::fs::File::open(path) {
+                    return Err(TlsError::new(
+                        TlsErrorKind::Read,
+                        Some(path.clone()),
+                        Some(err.into()),
+                    ));
+                }
+            }
+        }
+        let certs = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
             .map_err(|e| cert_err(pem_kind(&e, TlsErrorKind::NoCertificate), Some(e.into())))?;
         if certs.is_empty() {
             return Err(cert_err(TlsErrorKind::NoCertificate, None));
         }
-        let key = PrivateKeyDer::from_pem_file(&self.key)
+        let key = PrivateKeyDer::from_pem_slice(key)
             .map_err(|e| key_err(pem_kind(&e, TlsErrorKind::NoKey), Some(e.into())))?;
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -274,6 +302,11 @@ impl PemFiles {
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Arc::new(config))
     }
+}
+
+/// A file's bytes (none when it cannot be read: `parse` then says why).
+fn read(path: &Path) -> Vec<u8> {
+    std::fs::read(path).unwrap_or_default()
 }
 
 /// What a PEM error says about the file: unreadable, or holding nothing of
