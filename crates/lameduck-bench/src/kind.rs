@@ -1,12 +1,20 @@
 //! The kinds of server the benchmarks compare, and how to start each.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use serde::Serialize;
 
 use crate::net::free_ports;
+use crate::scratch::Scratch;
+
+/// The naive Python server of the `lameduck run` comparison: it binds its
+/// own port (or takes descriptor 3 from `LISTEN_FDS`), answers every GET,
+/// and dies at once on SIGTERM (`--graceful`: finishes what it has). The
+/// same file the CLI's process tests run.
+const NAIVE_SERVER: &str = include_str!("../../lameduck-cli/tests/programs/naive_server.py");
 
 /// A kind of server, as it behaves on SIGTERM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
@@ -20,11 +28,32 @@ pub enum ServerKind {
     Axum,
     /// `dies-on-term`: exits at once.
     Dies,
+    /// A naive Python `http.server` that dies at once on SIGTERM, bare.
+    Python,
+    /// The same under `tini -s` (Debian's tini).
+    Tini,
+    /// The same under `dumb-init` (Debian's dumb-init).
+    DumbInit,
+    /// The same under `catatonit` (Debian's catatonit).
+    Catatonit,
+    /// The same under `lameduck run`: probes on its admin port, ready once
+    /// the program answers, drained before it hears of the stop.
+    LameduckRun,
 }
 
 impl ServerKind {
     /// Every kind, in table order.
     pub const ALL: [ServerKind; 3] = [ServerKind::Lameduck, ServerKind::Axum, ServerKind::Dies];
+
+    /// The naive Python server, bare and under each init, in table order
+    /// (`scripts/bench run`).
+    pub const INITS: [ServerKind; 5] = [
+        ServerKind::Python,
+        ServerKind::Tini,
+        ServerKind::DumbInit,
+        ServerKind::Catatonit,
+        ServerKind::LameduckRun,
+    ];
 
     /// The name in tables and JSON.
     pub fn name(self) -> &'static str {
@@ -32,6 +61,11 @@ impl ServerKind {
             ServerKind::Lameduck => "lameduck",
             ServerKind::Axum => "axum-graceful",
             ServerKind::Dies => "dies-on-term",
+            ServerKind::Python => "python",
+            ServerKind::Tini => "tini",
+            ServerKind::DumbInit => "dumb-init",
+            ServerKind::Catatonit => "catatonit",
+            ServerKind::LameduckRun => "lameduck-run",
         }
     }
 
@@ -45,11 +79,11 @@ impl ServerKind {
     pub fn ports(self) -> anyhow::Result<Ports> {
         let ports = free_ports(2)?;
         Ok(match self {
-            ServerKind::Lameduck => Ports {
+            ServerKind::Lameduck | ServerKind::LameduckRun => Ports {
                 listen: ports[0],
                 admin: ports[1],
             },
-            ServerKind::Axum | ServerKind::Dies => Ports {
+            _ => Ports {
                 listen: ports[0],
                 admin: ports[0],
             },
@@ -83,7 +117,62 @@ impl ServerKind {
                 program: bins.path("dies-on-term"),
                 args: vec!["--listen".into(), listen],
             },
+            ServerKind::Python => python(bins, ports, &[]),
+            ServerKind::Tini => python(bins, ports, &["tini", "-s", "--"]),
+            ServerKind::DumbInit => python(bins, ports, &["dumb-init"]),
+            ServerKind::Catatonit => python(bins, ports, &["catatonit", "--"]),
+            ServerKind::LameduckRun => {
+                let lameduck = bins.path("lameduck");
+                let lameduck = lameduck.to_string_lossy();
+                let admin = format!("127.0.0.1:{}", ports.admin);
+                let ready = format!("http://127.0.0.1:{}/", ports.listen);
+                let drain = humantime::format_duration(timing.drain_delay).to_string();
+                let grace = humantime::format_duration(timing.grace_period).to_string();
+                python(
+                    bins,
+                    ports,
+                    &[
+                        &lameduck,
+                        "run",
+                        "--admin",
+                        &admin,
+                        "--ready",
+                        &ready,
+                        "--drain-delay",
+                        &drain,
+                        "--grace-period",
+                        &grace,
+                        "--",
+                    ],
+                )
+            }
         }
+    }
+
+    /// The command that must be on `PATH` for this kind, if any.
+    pub fn needs(self) -> &'static [&'static str] {
+        match self {
+            ServerKind::Python | ServerKind::LameduckRun => &["python3"],
+            ServerKind::Tini => &["python3", "tini"],
+            ServerKind::DumbInit => &["python3", "dumb-init"],
+            ServerKind::Catatonit => &["python3", "catatonit"],
+            _ => &[],
+        }
+    }
+}
+
+/// `wrapper… python3 naive_server.py PORT`.
+fn python(bins: &Binaries, ports: Ports, wrapper: &[&str]) -> Launch {
+    let mut argv: Vec<String> = wrapper.iter().map(|s| (*s).to_owned()).collect();
+    argv.extend([
+        "python3".to_owned(),
+        bins.naive_server().to_string_lossy().into_owned(),
+        ports.listen.to_string(),
+    ]);
+    let program = PathBuf::from(argv.remove(0));
+    Launch {
+        program,
+        args: argv,
     }
 }
 
@@ -120,6 +209,8 @@ pub struct Launch {
 #[derive(Debug, Clone)]
 pub struct Binaries {
     dir: PathBuf,
+    /// Holds the naive Python server's file.
+    scratch: Arc<Scratch>,
 }
 
 impl Binaries {
@@ -137,7 +228,18 @@ impl Binaries {
                 .context("the executable has no directory")?
                 .to_path_buf(),
         };
-        Ok(Binaries { dir })
+        let scratch = Scratch::new("programs")?;
+        std::fs::write(scratch.path().join("naive_server.py"), NAIVE_SERVER)
+            .context("writing the naive Python server")?;
+        Ok(Binaries {
+            dir,
+            scratch: Arc::new(scratch),
+        })
+    }
+
+    /// The naive Python server's file.
+    pub fn naive_server(&self) -> PathBuf {
+        self.scratch.path().join("naive_server.py")
     }
 
     /// The path of the binary `name`.
@@ -161,6 +263,16 @@ impl Binaries {
             admin: 0,
         };
         for kind in kinds {
+            for cmd in kind.needs() {
+                anyhow::ensure!(
+                    on_path(cmd),
+                    "{cmd} is missing for {}: install it (scripts/bench run does, from Debian's packages)",
+                    kind.name()
+                );
+            }
+            if !kind.needs().is_empty() && *kind != ServerKind::LameduckRun {
+                continue;
+            }
             let program = kind.launch(self, ports, timing).program;
             anyhow::ensure!(
                 program.is_file(),
@@ -171,4 +283,15 @@ impl Binaries {
         }
         Ok(())
     }
+}
+
+/// Whether `cmd` is an executable file in a directory of `PATH`.
+fn on_path(cmd: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(cmd))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }

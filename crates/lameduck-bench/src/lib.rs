@@ -10,6 +10,7 @@
 //! | `rolling` | scenario (b): rolling restarts of two instances behind a real HAProxy under steady load |
 //! | `http-server` | one server of scenario (c), `--kind bare`, `lameduck`, `axum-serve` or `lameduck-axum`, with a trivial handler |
 //! | `http-compare` | scenario (c): the HTTP hot path, lameduck against hyper-util and `axum::serve`, under wrk and h2load, then callgrind |
+//! | `run-bench` | `lameduck run`: zero-downtime restarts of a `LISTEN_FDS` Python server under load, and what each wrapper (tini, dumb-init, catatonit, `lameduck run`) costs |
 //!
 //! Everything listens on 127.0.0.1, on ports the harness picks by binding
 //! port 0. Every process the harness starts is killed by PID when it is done
@@ -25,6 +26,8 @@ pub mod kind;
 pub mod net;
 pub mod results;
 pub mod rolling;
+pub mod run_cost;
+pub mod run_restarts;
 pub mod scratch;
 pub mod server;
 pub mod table;

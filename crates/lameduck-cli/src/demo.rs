@@ -29,6 +29,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lameduck::http::Server;
 use lameduck::listen::{Listeners, TcpListener};
+use lameduck::metrics::{Metrics, Pushgateway};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
 
@@ -39,7 +40,8 @@ const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
 
 It serves HTTP on --listen and the probes (/livez, /readyz, /startupz, with
-?verbose) on --admin, runs a background worker, and holds a resource (db)
+?verbose) and its lifecycle metrics (/metrics) on --admin, runs a background
+worker, and holds a resource (db)
 that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
 
   draining    /readyz answers 503 at once; everything still serves; HTTP/1
@@ -51,7 +53,9 @@ that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
               Away and 2s to close; the worker finishes its job
   cancelling  (only if work outlives the shutdown timeout) handlers get the
               cancel signal; requests still waiting get 503 + Retry-After
-  closing     db closes, last
+  closing     db closes, last; with --final-scrape, /metrics waits for one
+              more scrape of the final counts (else --pushgateway gets
+              them); they are logged as one event in any case
 
 Ctrl+C from a terminal skips the drain delay; SIGTERM always drains. A second
 signal forces the exit.
@@ -135,6 +139,19 @@ pub struct Args {
     /// net.core.somaxconn]
     #[arg(long, value_name = "CONNECTIONS")]
     backlog: Option<u32>,
+    /// How long Closing waits for one more scrape of /metrics (on --admin)
+    /// once the shutdown's counts are final: the scrape interval and a bit
+    /// (0s: no wait); counted in the budget
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, default_value = "0s")]
+    final_scrape: Duration,
+    /// A Prometheus Pushgateway (http://HOST:PORT) that gets the final
+    /// metrics when no scrape came for them (grouping key job=demo,
+    /// instance=the host's name, or --push-instance)
+    #[arg(long, value_name = "URL")]
+    pushgateway: Option<String>,
+    /// The grouping key's instance for --pushgateway
+    #[arg(long, value_name = "NAME", requires = "pushgateway")]
+    push_instance: Option<String>,
     #[command(flatten)]
     tls: tls::TlsFlags,
 }
@@ -201,8 +218,17 @@ async fn serve(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
+    let mut metrics = Metrics::new().final_scrape(args.final_scrape);
+    if let Some(url) = &args.pushgateway {
+        let mut gateway = Pushgateway::new(url).context("--pushgateway")?;
+        if let Some(instance) = &args.push_instance {
+            gateway = gateway.instance(instance);
+        }
+        metrics = metrics.push(gateway);
+    }
     let app = App::builder("demo")
         .budget(budget)
+        .metrics(&metrics)
         .upgrade(upgrade)
         .component(db())
         .component(worker())

@@ -1,4 +1,4 @@
-//! The `lameduck` command: drill, plan and demo.
+//! The `lameduck` command: run, drill, plan and demo.
 
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ mod drill;
 mod duration;
 mod phases;
 mod plan;
+mod run;
 
 /// The exit codes of every subcommand, and of services built on the library:
 /// one table (docs/lifecycle.md).
@@ -22,7 +23,9 @@ Exit status (every subcommand, and services built on the library):
   78       invalid configuration: a budget that does not fit (plan, demo,
            services), a dependency cycle, a timeout set twice
   124      the exit watchdog ended a shutdown stuck before its report
-  130/143  a second SIGINT/SIGTERM forced the exit";
+  130/143  a second SIGINT/SIGTERM forced the exit
+  other    run: the program's own exit code, or 128 + the signal that killed
+           it; 126/127 when it cannot be started (lameduck run --help)";
 
 /// Services that stop, restart and roll over without dropping work.
 #[derive(Debug, Parser)]
@@ -35,14 +38,32 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Run(Box<run::Args>),
     Plan(plan::Args),
     Drill(drill::Args),
     Demo(demo::Args),
+    /// (internal) The guard of `lameduck run`: kills the program's process
+    /// groups if lameduck dies without stopping them.
+    #[command(name = "run-guard", hide = true)]
+    RunGuard {
+        /// The pid of the lameduck it guards, for its message.
+        parent: String,
+    },
 }
 
 fn main() -> ExitCode {
+    // The guard of `lameduck run` lives as long as lameduck: it starts
+    // without parsing the command line, so it touches as little of the
+    // binary as it can.
+    let mut argv = std::env::args_os().skip(1);
+    if argv.next().as_deref() == Some(std::ffi::OsStr::new(run::guard::SUBCOMMAND)) {
+        let parent = argv.next().unwrap_or_default();
+        return ExitCode::from(run::guard::main(&parent.to_string_lossy()));
+    }
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => run::run(*args),
+        Command::RunGuard { parent } => Ok(ExitCode::from(run::guard::main(&parent))),
         Command::Plan(args) => plan::run(args),
         Command::Drill(args) => drill::run(args),
         Command::Demo(args) => demo::run(args),

@@ -18,6 +18,8 @@ mod graph;
 pub(crate) mod signals;
 mod watchdog;
 
+#[cfg(feature = "metrics")]
+pub(crate) use builder::FinalScrapeFn;
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
 pub use signals::SIGNAL_REPEAT_WINDOW;
 
@@ -160,6 +162,10 @@ pub(crate) enum Event {
     /// new process) the parent gave its verdict.
     #[cfg(all(unix, feature = "upgrade"))]
     UpgradeStep(crate::upgrade::Step),
+    /// An in-place upgrade ended (`Upgrade::in_place`): the pid that
+    /// serves now, or why not.
+    #[cfg(all(unix, feature = "upgrade"))]
+    UpgradedInPlace(Result<u32, String>),
 }
 
 /// A cheap, cloneable handle to a running (or not yet running) [`App`]:
@@ -183,6 +189,13 @@ struct Shared {
     /// channel: hot paths read it without a lock, and whoever sees a phase
     /// on the channel finds it here too.
     phase_now: Arc<AtomicU8>,
+    /// Tasks that serve until the end of `run()`, not of the component
+    /// that started them (an admin listener: the final scrape of
+    /// `/metrics` comes at Closing); aborted then.
+    kept: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The lifecycle metrics (feature `metrics`), when the app has them.
+    #[cfg(feature = "metrics")]
+    metrics: OnceLock<Arc<crate::metrics::Hub>>,
 }
 
 /// Each component's description of what holds it up, by component index.
@@ -213,6 +226,9 @@ impl AppHandle {
                 holdups: Mutex::new(Holdups::default()),
                 reloads: Mutex::new(crate::reload::Reloads::default()),
                 phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
+                kept: Mutex::new(Vec::new()),
+                #[cfg(feature = "metrics")]
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -365,6 +381,30 @@ impl AppHandle {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn phase_cell(&self) -> Arc<AtomicU8> {
         self.shared.phase_now.clone()
+    }
+
+    /// Keeps `task` running until the end of `run()`, then aborts it.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn keep_until_stopped(&self, task: tokio::task::AbortHandle) {
+        self.shared
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Where the app's metrics are (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_slot(&self) -> &OnceLock<Arc<crate::metrics::Hub>> {
+        &self.shared.metrics
+    }
+
+    /// Aborts what [`keep_until_stopped`](Self::keep_until_stopped) kept.
+    pub(crate) fn release_kept(&self) {
+        let kept = std::mem::take(&mut *self.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in kept {
+            task.abort();
+        }
     }
 
     pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {

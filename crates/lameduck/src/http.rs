@@ -57,6 +57,7 @@ mod listener;
 mod probes;
 mod server;
 pub(crate) mod shared;
+pub(crate) mod stats;
 mod streaming;
 #[cfg(feature = "tls")]
 mod tls;

@@ -98,6 +98,8 @@
 //! | `grpc` | `http::grpc`: the `grpc.health.v1` service (tonic-health) answered from the health registry, `NOT_SERVING` from the first instant of Draining; gRPC calls get gRPC statuses at the cancel signal (with or without this feature) |
 //! | `tls` | HTTPS for the HTTP server (rustls, ring provider): certificates from PEM files, reloaded without a restart, ALPN `h2` and `http/1.1` |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
+//! | `metrics` | module `metrics`: lifecycle metrics (OpenMetrics) on the admin listener, the final scrape, a Pushgateway push (with `http`) |
+//! | `logging` | module `logging`: a non-blocking log writer flushed last on every exit path, and a panic hook |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
 // docs.rs (nightly rustdoc, `--cfg docsrs`, every feature) marks each item
 // behind a feature with a "crate feature" badge. `doc_auto_cfg` was merged
@@ -120,6 +122,11 @@ mod health;
 pub mod http;
 #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
 pub mod listen;
+#[cfg(feature = "logging")]
+pub mod logging;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+pub mod observe;
 mod phase;
 mod reason;
 mod reload;
@@ -148,7 +155,8 @@ pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
 pub use reload::ReloadError;
 pub use report::{
-    CloseOutcome, ComponentReport, Deadline, Ending, Holdup, PhaseTiming, Report, WorkReport,
+    CloseOutcome, ComponentReport, Deadline, Ending, ExporterReport, Holdup, PhaseTiming, Report,
+    WorkReport,
 };
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;

@@ -21,13 +21,19 @@
 //! pings, and systemd restarts the service (`WatchdogSec=`).
 //!
 //! [`Notifier`] is public for services that want to send more (their own
-//! `STATUS=`, say).
+//! `STATUS=`, say). [`NotifySocket`] is the other side, systemd's: a
+//! supervisor serves it to the programs it starts (`lameduck run --ready
+//! notify`).
 
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::io;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Duration;
+
+mod notify_socket;
+
+pub use notify_socket::{MAX_NOTIFICATION, Notification, NotifySocket};
 
 /// One `sd_notify` assignment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

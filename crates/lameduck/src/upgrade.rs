@@ -111,6 +111,8 @@ pub use hook::set_fault_hook;
 pub const DEFAULT_UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub(crate) type HandoverFn = Arc<dyn Fn() -> Vec<u8> + Send + Sync>;
+pub(crate) type InPlaceFn =
+    Arc<dyn Fn() -> crate::component::BoxFuture<Result<u32, String>> + Send + Sync>;
 
 /// How an app upgrades: given to
 /// [`AppBuilder::upgrade`](crate::AppBuilder::upgrade). Upgrades are on by
@@ -139,6 +141,7 @@ pub struct Upgrade {
     pub(crate) program: Option<PathBuf>,
     pub(crate) handover: Option<(Arc<str>, HandoverFn)>,
     pub(crate) settle: Option<Duration>,
+    pub(crate) in_place: Option<InPlaceFn>,
 }
 
 impl Default for Upgrade {
@@ -157,6 +160,7 @@ impl fmt::Debug for Upgrade {
             .field("program", &self.program)
             .field("handover", &self.handover.as_ref().map(|(k, _)| k))
             .field("settle", &self.settle)
+            .field("in_place", &self.in_place.is_some())
             .finish()
     }
 }
@@ -174,6 +178,7 @@ impl Upgrade {
             program: None,
             handover: None,
             settle: None,
+            in_place: None,
         }
     }
 
@@ -264,6 +269,28 @@ impl Upgrade {
             ));
         }
         paths::check(self.pid_file.as_deref(), self.control_socket.as_deref())
+    }
+
+    /// Upgrades in place: instead of starting a new process of this program,
+    /// an upgrade runs `replace`, which replaces what this process
+    /// supervises (a child program, say) and gives the pid that serves now,
+    /// or why it could not. This app goes on running either way.
+    ///
+    /// Everything else is as for any upgrade: one at a time, only while
+    /// Running, triggered by [`AppHandle::upgrade`](crate::AppHandle::upgrade),
+    /// the control socket (`ok <pid>` or `error <why>`) or, when the app
+    /// handles signals, `SIGHUP`; systemd hears `RELOADING=1` at the start
+    /// and `READY=1` at the end. `replace` bounds its own time (the
+    /// [timeout](Self::timeout) is not applied to it) and should give up
+    /// when the app begins shutting down. `lameduck run` restarts its
+    /// program this way.
+    pub fn in_place<F, Fut>(mut self, replace: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<u32, String>> + Send + 'static,
+    {
+        self.in_place = Some(Arc::new(move || Box::pin(replace())));
+        self
     }
 
     /// Starts `program` instead of the path this process was started with.

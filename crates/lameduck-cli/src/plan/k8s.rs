@@ -13,6 +13,10 @@ use super::{DrainIn, secs};
 /// one place (the CLI's tests run it).
 const ADMIN_BIND_EXAMPLE: &str = "lameduck demo --admin 0.0.0.0:{port}";
 
+/// The same for any other program, under `lameduck run` (whose flag is
+/// likewise checked in the tests).
+const RUN_EXAMPLE: &str = "lameduck run --admin 0.0.0.0:{port} -- CMD ARGS";
+
 /// The startup probe: liveness and readiness wait for it, so it may take its
 /// time. 2 s × 30 = one minute to start.
 const STARTUP: ProbeTiming = ProbeTiming {
@@ -178,6 +182,17 @@ impl PodSpec<'_> {
                     f,
                     "    #   {}",
                     ADMIN_BIND_EXAMPLE.replace("{port}", &port.to_string())
+                )?;
+                comment(
+                    f,
+                    "    ",
+                    "A program not built on lameduck gets the same probes and drain from \
+                     lameduck run (docs/run.md), as the container's command:",
+                )?;
+                writeln!(
+                    f,
+                    "    #   {}",
+                    RUN_EXAMPLE.replace("{port}", &port.to_string())
                 )?;
                 comment(
                     f,

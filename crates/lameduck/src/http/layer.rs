@@ -12,6 +12,7 @@ use tower_service::Service;
 use super::Cancel;
 use super::conn::ConnState;
 use super::shared::{Orphans, Shared, Signals, Stage};
+use super::stats::Outcome;
 use crate::Context;
 
 mod body;
@@ -75,7 +76,10 @@ impl DrainLayer {
         // Ends at the cancel signal; until then it is one parked task.
         tokio::spawn(signals.clone().follow());
         Self {
-            shared: Arc::new(Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)),
+            shared: Arc::new(Shared {
+                stats: super::stats::for_component(ctx),
+                ..Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)
+            }),
         }
     }
 
@@ -188,6 +192,7 @@ where
         }
         let grpc = is_grpc(&req);
         if stage >= Stage::Cancelled {
+            self.shared.count(Outcome::Unavailable);
             return ResponseFuture::unavailable(in_flight, h1, grpc);
         }
         let upgrade = h1 && req.headers().contains_key(header::UPGRADE);

@@ -218,6 +218,8 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: Option<(Duration, http::HeaderValue)>,
     /// HTTP/1: how long a request head may take from its first byte.
     pub(crate) head_timeout: Option<Duration>,
+    /// Requests counted for the lifecycle metrics, when the app has them.
+    pub(crate) stats: Option<Arc<super::stats::HttpStats>>,
 }
 
 impl Shared {
@@ -232,12 +234,21 @@ impl Shared {
             conns: Mutex::new(Slab::new()),
             idle_timeout: None,
             head_timeout: None,
+            stats: None,
         }
     }
 
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
         self.signals.stage()
+    }
+
+    /// Counts one request for the metrics, when the app has them.
+    #[inline]
+    pub(crate) fn count(&self, how: super::stats::Outcome) {
+        if let Some(stats) = &self.stats {
+            stats.count(how);
+        }
     }
 
     /// Keeps `conn` among the open connections until the returned guard

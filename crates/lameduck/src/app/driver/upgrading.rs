@@ -21,6 +21,8 @@ use crate::upgrade::{Request, Step, Upgrade, UpgradeError, UpgradeErrorKind, Via
 
 mod steps;
 
+mod in_place;
+
 pub(in crate::app) struct Upgrades {
     config: Upgrade,
     busy: Option<InFlight>,
@@ -151,7 +153,9 @@ impl Driver {
         self.upgrades.stopping_successor = true;
         let e = UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")
             .with_pid(pid);
-        self.systemd.upgrade_failed(&e.to_string());
+        self.publish(&crate::observe::Event::UpgradeFailed {
+            error: &e.to_string(),
+        });
         steps::answer(busy.waiters, &Err(e));
     }
 
@@ -204,6 +208,9 @@ impl Driver {
             );
             return refuse(req, e);
         }
+        if let Some(replace) = self.upgrades.config.in_place.clone() {
+            return self.upgrade_in_place(req, &replace);
+        }
         let sockets = match registry::snapshot() {
             Ok(s) => s,
             Err(err) => {
@@ -239,7 +246,7 @@ impl Driver {
             timeout_ms = timeout.as_millis() as u64,
             "upgrade started"
         );
-        self.systemd.reloading(timeout);
+        self.publish(&crate::observe::Event::UpgradeStarted { timeout });
         let plan = Plan {
             program,
             args: args.clone(),

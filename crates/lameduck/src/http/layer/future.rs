@@ -15,6 +15,7 @@ use crate::WorkGuard;
 use crate::http::StreamEnd;
 use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
 use crate::http::shared::{Shared, Stage};
+use crate::http::stats::Outcome;
 
 pub(super) struct Parts {
     pub(super) shared: Arc<Shared>,
@@ -134,6 +135,16 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 // Nothing is pinned in place: the inner future is boxed.
 impl<F> Unpin for ResponseFuture<F> {}
 
+impl<F> Drop for ResponseFuture<F> {
+    fn drop(&mut self) {
+        // Dropped with no response yet: the client went away, or the hard
+        // deadline aborted its connection.
+        if let State::Running { parts, .. } = &self.state {
+            parts.shared.count(Outcome::Aborted);
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
@@ -163,7 +174,16 @@ where
                 else {
                     unreachable!("matched above")
                 };
-                return Poll::Ready(result.map(|resp| finish(resp, parts)));
+                return Poll::Ready(match result {
+                    Ok(resp) => {
+                        parts.shared.count(Outcome::Answered);
+                        Ok(finish(resp, parts))
+                    }
+                    Err(e) => {
+                        parts.shared.count(Outcome::Failed);
+                        Err(e)
+                    }
+                });
             }
             if cancelled {
                 break;
@@ -190,6 +210,7 @@ where
             grpc,
             ..
         } = parts;
+        shared.count(Outcome::Unavailable);
         shared.orphans.adopt(Box::pin(async move {
             let _guard = guard;
             let _ = fut.await;

@@ -63,8 +63,12 @@ where
         first_request_grace,
         idle_timeout: idle_timeout.map(|t| (t, keep_alive_header(t))),
         head_timeout,
+        stats: crate::http::stats::for_component(&ctx),
         ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
     });
+    if let Some(stats) = &shared.stats {
+        stats.watch_connections(Arc::downgrade(&shared));
+    }
     ctx.describe_holdups({
         let shared = Arc::downgrade(&shared);
         move || {
@@ -77,12 +81,26 @@ where
     let _watcher = AbortOnDropHandle::new(tokio::spawn(shared.clone().watch_connections()));
     let builder = Arc::new(builder);
     let mut admin: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match admin {
-        Some(admin) => (admin.serve)(AdminContext {
-            probes: Probes::new(health),
-            builder: builder.clone(),
-            draining: ctx.draining_token(),
-            phases: ctx.app().watch_phase(),
-        }),
+        Some(admin) => {
+            // Served until the app's run ends, not this component's: the
+            // probes answer through Closing, and so does `/metrics`, for
+            // the final scrape.
+            let task = tokio::spawn((admin.serve)(AdminContext {
+                probes: Probes::for_admin(ctx.app()),
+                builder: builder.clone(),
+                draining: ctx.draining_token(),
+                phases: ctx.app().watch_phase(),
+            }));
+            ctx.app().keep_until_stopped(task.abort_handle());
+            Box::pin(async move {
+                match task.await {
+                    Ok(ended) => ended,
+                    // Aborted at the end of the app's run: nothing more to
+                    // serve, and nothing to poll again.
+                    Err(_) => std::future::pending().await,
+                }
+            })
+        }
         None => Box::pin(std::future::pending()),
     };
     // Connections and orphaned handlers: dropping the set (when the run is

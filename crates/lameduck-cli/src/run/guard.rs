@@ -1,0 +1,149 @@
+//! The guard: a small process (`lameduck` itself, in a hidden mode) that
+//! outlives lameduck only to kill the program's process groups if lameduck
+//! dies without stopping them — `SIGKILL`, an abort, the OOM killer.
+//!
+//! `PR_SET_PDEATHSIG` would reach only the program's first process, not its
+//! children; the guard reaches every process group lameduck started. It
+//! reads lines on its standard input, a pipe from lameduck: `+PGID` for a
+//! group to guard, `-PGID` for one that is gone, `done` when lameduck exits
+//! having stopped them all. End of input without `done` means lameduck
+//! died: the guard sends `SIGKILL` to every group it guards, and exits.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{SigSet, Signal};
+use nix::unistd::Pid;
+
+/// The hidden subcommand that runs the guard.
+pub const SUBCOMMAND: &str = "run-guard";
+
+/// lameduck's end of the pipe; without one (the guard could not start),
+/// every call does nothing.
+#[derive(Clone, Debug)]
+pub struct Guard {
+    pipe: Option<Arc<Mutex<ChildStdin>>>,
+    pid: Option<u32>,
+}
+
+impl Guard {
+    /// Starts the guard.
+    pub fn start() -> Self {
+        // The running binary, even if the file on disk was replaced since.
+        let exe = if cfg!(target_os = "linux") {
+            std::path::PathBuf::from("/proc/self/exe")
+        } else {
+            match std::env::current_exe() {
+                Ok(p) => p,
+                Err(_) => return Self::none(),
+            }
+        };
+        let spawned = Command::new(exe)
+            .arg(SUBCOMMAND)
+            .arg(std::process::id().to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            // Its own group: a Ctrl+C on the terminal is not for it.
+            .process_group(0)
+            .spawn();
+        match spawned {
+            Ok(mut child) => {
+                let pipe = child.stdin.take().map(|p| Arc::new(Mutex::new(p)));
+                let pid = Some(child.id());
+                // It is reaped by the reaper like any child.
+                drop(child);
+                Self { pipe, pid }
+            }
+            Err(err) => {
+                tracing::warn!(target: "lameduck::run", error = %err, "cannot start the guard process: if lameduck is killed with SIGKILL, the program's processes outlive it");
+                Self::none()
+            }
+        }
+    }
+
+    /// A guard that guards nothing.
+    pub fn none() -> Self {
+        Self {
+            pipe: None,
+            pid: None,
+        }
+    }
+
+    /// The guard's pid: a child of lameduck that is not the program's.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid
+    }
+
+    fn send(&self, line: &str) {
+        if let Some(pipe) = &self.pipe {
+            let mut pipe = pipe.lock().unwrap_or_else(|e| e.into_inner());
+            // A few bytes into a pipe the guard keeps reading: this does not
+            // block. A guard that is gone cannot be told.
+            let _ = pipe.write_all(line.as_bytes());
+        }
+    }
+
+    /// Guards the group `pgid`.
+    pub fn watch(&self, pgid: Pid) {
+        self.send(&format!("+{pgid}\n"));
+    }
+
+    /// The group `pgid` is gone.
+    pub fn forget(&self, pgid: Pid) {
+        self.send(&format!("-{pgid}\n"));
+    }
+
+    /// lameduck exits with every group stopped: the guard exits too.
+    pub fn done(&self) {
+        self.send("done\n");
+    }
+}
+
+/// The guard's own `main`: returns its exit code.
+pub fn main(parent: &str) -> u8 {
+    // Signals meant for lameduck's terminal or service are not for the
+    // guard: held pending, never delivered, so it outlives lameduck.
+    let mut held = SigSet::empty();
+    for sig in [
+        Signal::SIGINT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+        Signal::SIGQUIT,
+    ] {
+        held.add(sig);
+    }
+    let _ = held.thread_block();
+    let mut groups = BTreeSet::new();
+    for line in std::io::stdin().lock().lines() {
+        let Ok(line) = line else { break };
+        let line = line.trim();
+        if line == "done" {
+            return 0;
+        }
+        let (add, num) = match line.split_at_checked(1) {
+            Some(("+", n)) => (true, n),
+            Some(("-", n)) => (false, n),
+            _ => continue,
+        };
+        if let Ok(pgid) = num.parse::<i32>() {
+            if pgid > 1 {
+                if add {
+                    groups.insert(pgid);
+                } else {
+                    groups.remove(&pgid);
+                }
+            }
+        }
+    }
+    for pgid in &groups {
+        if nix::sys::signal::killpg(Pid::from_raw(*pgid), Signal::SIGKILL).is_ok() {
+            eprintln!(
+                "lameduck: guard: lameduck (pid {parent}) is gone; killed process group {pgid}"
+            );
+        }
+    }
+    0
+}

@@ -1,0 +1,280 @@
+//! The `program` component: one run of it supervises one instance of the
+//! program from its start to its end, through the app's phases, and
+//! replaces it on a zero-downtime restart. The library restarts the
+//! component (so the program) after a crash, by its restart policy.
+
+use std::sync::Arc;
+
+use lameduck::{BoxError, Context};
+use nix::sys::signal::Signal;
+use tokio::sync::{Semaphore, oneshot, watch};
+
+use super::checks::State;
+use super::instance::{self, Instance};
+use super::reaper::Ended;
+use super::supervisor::{Command, Supervisor};
+
+/// One restart at a time, from the start of the new instance to the end of
+/// the old one.
+static RESTARTS: Semaphore = Semaphore::const_new(1);
+
+type Check = Option<watch::Receiver<State>>;
+
+/// One run of the component.
+pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
+    let mut commands = sup.commands.lock().await;
+    // Requests made while the program was down are stale.
+    while let Ok(cmd) = commands.try_recv() {
+        if let Command::Restart(reply) = cmd {
+            let _ = reply.send(Err(
+                "the program was not running; it is starting again now".into()
+            ));
+        }
+    }
+    ctx.healthy();
+    let mut cur = match sup.start() {
+        Ok(inst) => inst,
+        Err(err) => {
+            tracing::error!(target: "lameduck::run", exit_code = err.code, "{}", err.message);
+            let why = err.message.clone();
+            sup.record_cannot_start(err);
+            ctx.app()
+                .shutdown(format!("the program cannot be started: {why}"));
+            ctx.on_stopping().await;
+            return Ok(());
+        }
+    };
+    let mut ready = sup.readiness(&cur);
+    let mut live = sup.liveness(&cur);
+    if ready.is_none() {
+        ctx.ready();
+    }
+    let mut stopping_with: Option<Signal> = None;
+    loop {
+        tokio::select! {
+            biased;
+            ended = cur.exited() => return exited(&sup, &ctx, cur, ended, stopping_with).await,
+            () = ctx.on_stopping() => return stop(&sup, &ctx, cur, stopping_with).await,
+            Some(cmd) = commands.recv() => match cmd {
+                Command::StopNow(sig) => {
+                    // The shutdown was asked for first: wait until the app
+                    // has begun it, so that the exit is not taken for a crash.
+                    ctx.on_draining().await;
+                    tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
+                    cur.signal(sig);
+                    sup.record_stop(sig);
+                    stopping_with = Some(sig);
+                }
+                Command::Kill => {
+                    tracing::warn!(target: "lameduck::run", pid = cur.pid().as_raw(), "third signal: SIGKILL to the program's group");
+                    cur.signal(Signal::SIGKILL);
+                }
+                Command::Restart(reply) => {
+                    restart(&sup, &ctx, &mut cur, &mut ready, &mut live, reply).await;
+                }
+            },
+            state = changed(&mut ready) => match state {
+                State::Passing => ctx.ready(),
+                State::Starting(_) => {}
+                State::Failing(why) => {
+                    tracing::warn!(target: "lameduck::run", pid = cur.pid().as_raw(), reason = %why, "the program is not ready");
+                    ctx.unready(why);
+                }
+            },
+            state = changed(&mut live) => {
+                if let State::Failing(why) = state {
+                    return unhealthy(&sup, &ctx, cur, &why).await;
+                }
+            }
+        }
+    }
+}
+
+/// The next state of a check; pends forever without one.
+async fn changed(check: &mut Check) -> State {
+    match check {
+        Some(rx) => match rx.changed().await {
+            Ok(()) => rx.borrow_and_update().clone(),
+            Err(_) => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The program ended on its own (or on a stop lameduck sent before the
+/// drain ended).
+async fn exited(
+    sup: &Supervisor,
+    ctx: &Context,
+    mut cur: Instance,
+    ended: Ended,
+    stopping_with: Option<Signal>,
+) -> Result<(), BoxError> {
+    sup.record_end(ended);
+    let pid = cur.pid().as_raw();
+    if stopping_with.is_some() || ctx.is_draining() {
+        tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
+    } else if ended.is_success() {
+        tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
+    } else {
+        tracing::warn!(target: "lameduck::run", pid, "the program exited: {ended}");
+        ctx.unready(format!("the program exited: {ended}"));
+    }
+    // Its children, left behind, go with it.
+    if cur.group_alive() {
+        tracing::info!(target: "lameduck::run", pid, "stopping what the program left running in its process group");
+        cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+            .await;
+    }
+    sup.forget(cur.pid());
+    if stopping_with.is_some() || ctx.is_draining() || ended.is_success() {
+        Ok(())
+    } else {
+        Err(ended.to_string().into())
+    }
+}
+
+/// Stopping: the stop signal, the shutdown timeout, `SIGKILL` at the
+/// cancel signal.
+async fn stop(
+    sup: &Supervisor,
+    ctx: &Context,
+    mut cur: Instance,
+    stopping_with: Option<Signal>,
+) -> Result<(), BoxError> {
+    let pid = cur.pid().as_raw();
+    let _work = ctx.tracker().track("program");
+    if stopping_with.is_none() {
+        tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
+        cur.signal(sup.stop_signal);
+        sup.record_stop(sup.stop_signal);
+    }
+    // Every descendant is waited for: the group, then those that left it
+    // and were orphaned to lameduck.
+    let everything = async {
+        cur.gone(&sup.reaper).await;
+        let strays = instance::strays(sup.guard.pid());
+        if !strays.is_empty() {
+            tracing::info!(target: "lameduck::run", pid, strays = ?strays.iter().map(|p| p.as_raw()).collect::<Vec<_>>(), "waiting for descendants that left the program's group");
+            instance::signal_each(&strays, sup.stop_signal);
+            instance::all_gone(&strays, &sup.reaper).await;
+        }
+    };
+    tokio::select! {
+        () = everything => {}
+        () = ctx.on_cancelled() => {
+            tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
+            cur.signal(Signal::SIGKILL);
+            let strays = instance::strays(sup.guard.pid());
+            instance::signal_each(&strays, Signal::SIGKILL);
+            cur.gone(&sup.reaper).await;
+            instance::all_gone(&strays, &sup.reaper).await;
+        }
+    }
+    if let Some(ended) = cur.ended() {
+        tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
+        sup.record_end(ended);
+    }
+    sup.forget(cur.pid());
+    Ok(())
+}
+
+/// The liveness check failed: the program is stopped, and restarted by the
+/// restart policy.
+async fn unhealthy(
+    sup: &Supervisor,
+    ctx: &Context,
+    mut cur: Instance,
+    why: &str,
+) -> Result<(), BoxError> {
+    let pid = cur.pid().as_raw();
+    tracing::error!(target: "lameduck::run", pid, reason = %why, "the program failed its liveness check: stopping it");
+    ctx.unhealthy(format!("liveness check failed: {why}"));
+    ctx.unready(format!("liveness check failed: {why}"));
+    cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+        .await;
+    if let Some(ended) = cur.ended() {
+        sup.record_end(ended);
+    }
+    sup.forget(cur.pid());
+    Err(format!("liveness check failed: {why}").into())
+}
+
+/// A zero-downtime restart: a new instance with the same sockets; once it
+/// is ready it replaces `cur`, and the old one is stopped (in the
+/// background, tracked). On failure the new one is stopped and `cur` goes
+/// on serving.
+async fn restart(
+    sup: &Arc<Supervisor>,
+    ctx: &Context,
+    cur: &mut Instance,
+    ready: &mut Check,
+    live: &mut Check,
+    reply: oneshot::Sender<Result<u32, String>>,
+) {
+    let Ok(permit) = RESTARTS.try_acquire() else {
+        let _ = reply.send(Err("busy: a restart is under way".into()));
+        return;
+    };
+    if ctx.is_draining() {
+        let _ = reply.send(Err("lameduck is shutting down".into()));
+        return;
+    }
+    tracing::info!(target: "lameduck::run", old_pid = cur.pid().as_raw(), "restart: starting a new instance of the program");
+    let fail = |why: String, reply: oneshot::Sender<Result<u32, String>>| {
+        tracing::error!(target: "lameduck::run", reason = %why, "restart failed; the running instance goes on serving");
+        let _ = reply.send(Err(why));
+    };
+    let mut new = match sup.start() {
+        Ok(inst) => inst,
+        Err(err) => return fail(err.message, reply),
+    };
+    let new_pid = new.pid().as_raw();
+    let mut new_ready = sup.readiness(&new);
+    if new_ready.is_none() {
+        tracing::warn!(target: "lameduck::run", new_pid, "no --ready check: the new instance counts as ready as soon as it started, and the old one is stopped at once");
+    }
+    let outcome = tokio::select! {
+        () = passing(&mut new_ready) => Ok(()),
+        ended = new.exited() => Err(format!("the new instance (pid {new_pid}) exited before it was ready: {ended}")),
+        () = tokio::time::sleep(sup.restart_timeout) => Err(format!(
+            "the new instance (pid {new_pid}) was not ready within {}",
+            humantime::format_duration(sup.restart_timeout)
+        )),
+        ended = cur.exited() => Err(format!("the running instance exited during the restart: {ended}")),
+        () = ctx.on_draining() => Err("lameduck began shutting down".into()),
+    };
+    if let Err(why) = outcome {
+        new.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+            .await;
+        sup.forget(new.pid());
+        return fail(why, reply);
+    }
+    let mut old = std::mem::replace(cur, new);
+    *ready = new_ready;
+    *live = sup.liveness(cur);
+    ctx.ready();
+    let old_pid = old.pid().as_raw();
+    tracing::info!(target: "lameduck::run", new_pid, old_pid, "restart: the new instance is ready; stopping the old one");
+    let work = ctx.tracker().track("replaced instance");
+    let sup = sup.clone();
+    let permit: tokio::sync::SemaphorePermit<'static> = permit;
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _work = work;
+        old.stop(sup.stop_signal, sup.shutdown_timeout, &sup.reaper)
+            .await;
+        let ended = old.ended();
+        sup.forget(old.pid());
+        tracing::info!(target: "lameduck::run", new_pid, old_pid, ended = %ended.map_or_else(String::new, |e| e.to_string()), "restart complete");
+        let _ = reply.send(Ok(new_pid as u32));
+    });
+}
+
+/// Completes once the check passes (at once without a check).
+async fn passing(check: &mut Check) {
+    let Some(rx) = check else { return };
+    if rx.wait_for(State::is_passing).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}

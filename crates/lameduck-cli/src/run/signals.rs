@@ -1,0 +1,84 @@
+//! The signal contract of `lameduck run`:
+//!
+//! | signal | does |
+//! |---|---|
+//! | first `SIGTERM` / `SIGINT` | the shutdown sequence (no drain for `SIGINT` from a terminal) |
+//! | second | cuts the drain short: forwarded to the program at once |
+//! | third and later | `SIGKILL` to the program's group |
+//! | `SIGHUP` | a zero-downtime restart |
+//! | `--forward` ones | forwarded to every instance's group |
+//!
+//! A repeat of the same signal within the library's
+//! [`SIGNAL_REPEAT_WINDOW`] is one delivery (GNU `timeout` signals its
+//! child, then the child's group).
+
+use lameduck::{AppHandle, SIGNAL_REPEAT_WINDOW};
+use nix::sys::signal::Signal;
+use std::io::{self, IsTerminal};
+use std::sync::Arc;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::time::Instant;
+
+use super::supervisor::{Command, Supervisor};
+
+/// Installs every handler (before returning, so no signal meets its default
+/// action once the program runs) and spawns the tasks that act on them.
+///
+/// # Errors
+///
+/// When a handler cannot be installed.
+pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::Result<()> {
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    for sig in forward {
+        let mut stream = signal(SignalKind::from_raw(*sig as i32))?;
+        let (sup, sig) = (sup.clone(), *sig);
+        tokio::spawn(async move {
+            while stream.recv().await.is_some() {
+                sup.forward(sig);
+            }
+        });
+    }
+    let restarts = app.clone();
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            // The library logs the outcome; the future only carries it.
+            drop(restarts.upgrade());
+        }
+    });
+    let terminal = std::io::stdin().is_terminal();
+    tokio::spawn(async move {
+        let mut count = 0u32;
+        let mut last: Option<(Signal, Instant)> = None;
+        loop {
+            let sig = tokio::select! {
+                Some(()) = term.recv() => Signal::SIGTERM,
+                Some(()) = int.recv() => Signal::SIGINT,
+                else => return,
+            };
+            if last.is_some_and(|(s, at)| s == sig && at.elapsed() < SIGNAL_REPEAT_WINDOW) {
+                tracing::debug!(target: "lameduck::run", signal = sig.as_str(), "the same signal again at once: one delivery");
+                continue;
+            }
+            last = Some((sig, Instant::now()));
+            count += 1;
+            match count {
+                1 => {
+                    tracing::info!(target: "lameduck::run", signal = sig.as_str(), "shutting down");
+                    app.shutdown(sig.as_str());
+                    if sig == Signal::SIGINT && terminal {
+                        // Ctrl+C at a terminal: nobody routes traffic here.
+                        sup.command(Command::StopNow(sup.stop_signal));
+                    }
+                }
+                2 => {
+                    tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "second signal: forwarding it to the program now");
+                    sup.command(Command::StopNow(sig));
+                }
+                _ => sup.command(Command::Kill),
+            }
+        }
+    });
+    Ok(())
+}

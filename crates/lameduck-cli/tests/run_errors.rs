@@ -1,0 +1,136 @@
+//! `lameduck run`: every kind of bad input is refused with a clear message
+//! and its exit code (2 usage, 78 invalid configuration, 126/127 a program
+//! that cannot be started), and nothing is left running.
+
+mod run_support;
+
+use std::process::{Command, Stdio};
+
+struct Out {
+    code: Option<i32>,
+    stderr: String,
+}
+
+fn run(args: &[&str]) -> Out {
+    run_with_admin("none", args)
+}
+
+fn run_with_admin(admin: &str, args: &[&str]) -> Out {
+    let out = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .arg("run")
+        .args(["--admin", admin])
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    Out {
+        code: out.status.code(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[track_caller]
+fn refused(args: &[&str], code: i32, says: &str) {
+    let out = run(args);
+    assert_eq!(out.code, Some(code), "{args:?}: {}", out.stderr);
+    assert!(
+        out.stderr.contains(says),
+        "{args:?}: expected {says:?} in:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn malformed_flags_are_usage_errors_that_say_what_was_expected() {
+    refused(&["--ready", "tcp:3000", "--", "true"], 2, "has no port");
+    refused(
+        &["--ready", "https://x:1/", "--", "true"],
+        2,
+        "https is not supported",
+    );
+    refused(&["--ready", "soon", "--", "true"], 2, "expected http://");
+    refused(
+        &["--live", "notify", "--", "true"],
+        2,
+        "--live notify is not supported",
+    );
+    refused(&["--listen", "http", "--", "true"], 2, "expected NAME=ADDR");
+    refused(
+        &["--listen", "http=localhost:80", "--", "true"],
+        2,
+        "is not an address",
+    );
+    refused(
+        &["--stop-signal", "STOP", "--", "true"],
+        2,
+        "does not stop a program",
+    );
+    refused(
+        &["--stop-signal", "NOPE", "--", "true"],
+        2,
+        "is not a signal name",
+    );
+    refused(
+        &["--forward", "TERM", "--", "true"],
+        2,
+        "cannot also be forwarded",
+    );
+    refused(
+        &["--ready-failures", "0", "--", "true"],
+        2,
+        "not a count of 1 or more",
+    );
+    refused(
+        &["--restart", "sometimes", "--", "true"],
+        2,
+        "invalid value 'sometimes'",
+    );
+    refused(
+        &["--grace-period", "soon", "--", "true"],
+        2,
+        "--grace-period",
+    );
+    refused(&[], 2, "CMD");
+}
+
+#[test]
+fn a_placeholder_or_an_address_that_cannot_be_used_is_a_usage_error() {
+    refused(&["--", "echo", "{fd:http}"], 2, "names no socket");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    refused(
+        &["--listen", &format!("http={addr}"), "--", "true"],
+        2,
+        "--listen http=",
+    );
+    let out = run_with_admin(&addr, &["--", "true"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("binding the admin listener"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn a_budget_that_does_not_fit_is_invalid_configuration_with_the_arithmetic() {
+    refused(
+        &["--grace-period", "5s", "--drain-delay", "10s", "--", "true"],
+        78,
+        "more than the grace period 5s",
+    );
+}
+
+#[test]
+fn a_program_that_cannot_be_started_says_so_with_the_shell_s_code() {
+    refused(
+        &["--", "no-such-program-lameduck-test"],
+        127,
+        "command not found",
+    );
+    let dir = run_support::Scratch::new("noexec");
+    let file = dir.path("not-executable");
+    std::fs::write(&file, "#!/bin/sh\n").unwrap();
+    refused(&["--", file.to_str().unwrap()], 126, "permission denied");
+}

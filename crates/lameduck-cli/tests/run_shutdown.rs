@@ -1,0 +1,201 @@
+//! `lameduck run`: the shutdown sequence around real programs — a naive
+//! Python server, shell scripts that fork — with real signals.
+
+mod run_support;
+
+use nix::sys::signal::Signal;
+use run_support::*;
+
+/// A free port on loopback (bound, then released for the program).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `lameduck run ARGS -- forks.sh`, once it is running: the grandchildren
+/// the script forked, by pid.
+fn start_forks(dir: &Scratch, args: &[&str]) -> (Running, Vec<i32>) {
+    let pids = dir.path("pids");
+    let script = programs().join("forks.sh");
+    let ready = format!("exec:test -f {}.ready", pids.display());
+    let mut all = vec!["--admin", "none", "--ready", &ready];
+    all.extend_from_slice(args);
+    all.extend(["--", script.to_str().unwrap(), pids.to_str().unwrap()]);
+    let run = Running::start(&all);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let grandchildren = std::fs::read_to_string(&pids)
+        .unwrap()
+        .lines()
+        .map(|l| l.trim().parse().unwrap())
+        .collect();
+    (run, grandchildren)
+}
+
+#[test]
+fn a_naive_server_keeps_serving_while_unready_and_a_second_signal_stops_it_at_once() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let port = free_port().to_string();
+    let ready = format!("http://127.0.0.1:{port}/");
+    let server = programs().join("naive_server.py");
+    let mut run = Running::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--ready",
+        &ready,
+        // A drain far longer than the test: only the second signal ends it.
+        "--grace-period",
+        "10m",
+        "--drain-delay",
+        "5m",
+        "--",
+        "python3",
+        server.to_str().unwrap(),
+        &port,
+    ]);
+    let admin = run.admin_port();
+    let port: u16 = port.parse().unwrap();
+    until_status(admin, "/readyz", 200);
+    let pid = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap() as i32;
+
+    run.signal(Signal::SIGTERM);
+    run.event("phase changed", |v| v["phase"] == "draining");
+    // Unready at once, while the program, unaware, still serves.
+    assert_eq!(get(admin, "/readyz").unwrap().0, 503);
+    assert_eq!(get(admin, "/livez").unwrap().0, 200, "live while draining");
+    let (status, body) = get(port, "/").expect("the program still serves while draining");
+    assert_eq!((status, body.trim()), (200, pid.to_string().as_str()));
+
+    // SIGINT, not SIGTERM again: a repeat of one signal within 300 ms is
+    // one delivery (GNU timeout sends it twice).
+    run.signal(Signal::SIGINT);
+    run.event("second signal", |_| true);
+    // Killed by the signal lameduck forwarded: a stop it asked for.
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(pid));
+}
+
+#[test]
+fn a_script_that_forks_is_waited_for_to_its_last_grandchild_and_the_stubborn_ones_killed() {
+    let dir = Scratch::new("forks");
+    let (mut run, grandchildren) = start_forks(
+        &dir,
+        &[
+            "--grace-period",
+            "4s",
+            "--drain-delay",
+            "0s",
+            "--hard-timeout",
+            "1s",
+        ],
+    );
+    assert_eq!(grandchildren.len(), 3, "{grandchildren:?}");
+    assert!(grandchildren.iter().all(|p| alive(*p)));
+
+    run.signal(Signal::SIGTERM);
+    // One of them ignores SIGTERM: only SIGKILL at the shutdown timeout ends it.
+    run.event("did not stop within the shutdown timeout", |_| true);
+    let code = run.wait();
+    for p in &grandchildren {
+        assert!(
+            !alive(*p),
+            "grandchild {p} outlived lameduck; {}",
+            run.log()
+        );
+    }
+    // The stop needed SIGKILL at the deadline: graceful but timed out.
+    assert_eq!(code, Some(3), "{}", run.log());
+}
+
+#[test]
+fn the_program_s_exit_code_is_lameduck_s() {
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "exit 7",
+    ]);
+    assert_eq!(run.wait(), Some(7), "{}", run.log());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "kill -USR1 $$",
+    ]);
+    assert_eq!(run.wait(), Some(128 + 10), "{}", run.log());
+}
+
+#[test]
+fn forwarded_signals_reach_the_program() {
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 42' USR1; echo waiting; while :; do sleep 0.05; done",
+    ]);
+    // Its stdout passes through unchanged.
+    assert_eq!(run.stdout.recv_timeout(WAIT).unwrap(), "waiting");
+    run.signal(Signal::SIGUSR1);
+    assert_eq!(run.wait(), Some(42), "{}", run.log());
+}
+
+#[test]
+fn a_sigkilled_lameduck_leaves_nothing_running() {
+    let dir = Scratch::new("sigkill");
+    let (mut run, mut all) = start_forks(&dir, &[]);
+    run.signal(Signal::SIGKILL);
+    assert_eq!(run.wait(), None);
+    all.retain(|p| *p > 1);
+    // The guard, left behind, kills the program's group.
+    until_gone(&all);
+}
+
+#[test]
+fn a_descendant_that_left_the_program_s_group_is_waited_for_too() {
+    let dir = Scratch::new("setsid");
+    let pid_file = dir.path("escaped");
+    // A daemon-style child: its own session, so not in the program's group.
+    let script = format!(
+        "setsid sh -c 'echo $$ >{f}.tmp; mv {f}.tmp {f}; exec sleep 1000' & trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        f = pid_file.display()
+    );
+    let ready = format!("exec:test -e {}", pid_file.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--drain-delay",
+        "0s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let escaped: i32 = until_file(&pid_file).trim().parse().unwrap();
+    assert!(alive(escaped));
+    run.signal(Signal::SIGTERM);
+    run.event("descendants that left the program's group", |_| true);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(escaped), "the escaped descendant outlived lameduck");
+}

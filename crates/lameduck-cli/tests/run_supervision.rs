@@ -1,0 +1,341 @@
+//! `lameduck run`: crash supervision, readiness by systemd's protocol,
+//! sockets held by lameduck, zero-downtime restarts, zombies.
+
+mod run_support;
+
+use std::io::Write;
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+use run_support::*;
+
+#[test]
+fn a_crashing_program_is_restarted_then_lameduck_gives_up_with_its_code() {
+    let dir = Scratch::new("crash");
+    let runs = dir.path("runs");
+    let script = format!("echo run >>{}; exit 3", runs.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1ms",
+        "--restart-delay-max",
+        "5ms",
+        "--max-restarts",
+        "2",
+        "--restart-window",
+        "1m",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
+    let count = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(count, 3, "the first run and two restarts; {}", run.log());
+    assert!(
+        run.log().contains("restart intensity exceeded"),
+        "{}",
+        run.log()
+    );
+}
+
+#[test]
+fn a_program_that_exits_cleanly_is_not_restarted_on_failure_only() {
+    let mut run = Running::start(&["--admin", "none", "--", "sh", "-c", "exit 0"]);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!run.log().contains("component restarting"), "{}", run.log());
+}
+
+#[test]
+fn readiness_comes_from_ready_1_on_the_notify_socket() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("notify");
+    let fifo = dir.path("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let program = programs().join("notify_ready.py");
+    let mut run = Running::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--ready",
+        "notify",
+        "--drain-delay",
+        "0s",
+        "--",
+        "python3",
+        program.to_str().unwrap(),
+        fifo.to_str().unwrap(),
+    ]);
+    let admin = run.admin_port();
+    run.event("program started", |_| true);
+    // Not ready until it says so: it waits for the FIFO.
+    let (status, body) = get(admin, "/readyz?verbose").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(get(admin, "/startupz").unwrap().0, 503);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&fifo)
+        .unwrap()
+        .write_all(b"go\n")
+        .unwrap();
+    run.event("program notified READY=1", |_| true);
+    until_status(admin, "/readyz", 200);
+    assert!(
+        run.log().contains("\"status\":\"serving\""),
+        "STATUS= is heard; {}",
+        run.log()
+    );
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+#[test]
+fn a_program_takes_its_socket_from_lameduck_and_sighup_restarts_it_without_refusing_a_connection() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let server = programs().join("naive_server.py");
+    let mut run = Running::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--listen",
+        "http=127.0.0.1:0",
+        "--drain-delay",
+        "0s",
+        "--grace-period",
+        "10s",
+        "--",
+        "python3",
+        server.to_str().unwrap(),
+        "--graceful",
+    ]);
+    let port = port(
+        run.event("socket http on", |_| true)["addr"]
+            .as_str()
+            .unwrap(),
+    );
+    let first = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    // Without a check, ready once started; the socket accepts from the
+    // start (its queue is lameduck's), so the first GET waits its turn.
+    let (status, body) = get(port, "/").expect("served on lameduck's socket");
+    assert_eq!((status, body.trim()), (200, first.to_string().as_str()));
+
+    run.signal(Signal::SIGHUP);
+    let second = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    assert_ne!(first, second);
+    run.event("restart complete", |v| v["old_pid"] == first);
+    assert!(!alive(first as i32), "the old instance is gone");
+    let (status, body) = get(port, "/").expect("the socket outlives the restart");
+    assert_eq!((status, body.trim()), (200, second.to_string().as_str()));
+
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+#[test]
+fn a_restart_whose_new_instance_fails_keeps_the_old_one_serving() {
+    let dir = Scratch::new("rollback");
+    let marker = dir.path("started-once");
+    // The first instance serves (and says so with a file of its own); every
+    // later one exits at once.
+    let script = format!(
+        "if [ -e {m} ]; then exit 9; fi; touch {m} {d}/ready.$$; trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        m = marker.display(),
+        d = dir.0.display()
+    );
+    // The check names the instance it checks.
+    let ready = format!("exec:test -e {}/ready.$LAMEDUCK_PID", dir.0.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--drain-delay",
+        "0s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let first = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGHUP);
+    let failed = run.event("restart failed", |_| true);
+    assert!(
+        failed["reason"].as_str().unwrap().contains("exit code 9"),
+        "{failed}"
+    );
+    assert!(alive(first as i32), "the old instance serves on");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+#[test]
+fn zombies_are_reaped_as_pid_1_of_a_pid_namespace() {
+    let probe = Command::new("unshare")
+        .args(["--pid", "--fork", "--mount-proc", "true"])
+        .status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipped: cannot make a PID namespace here (unshare needs CAP_SYS_ADMIN)");
+        return;
+    }
+    let mut wrapper = Command::new("unshare");
+    wrapper.args(["--pid", "--fork", "--mount-proc"]);
+    let script = programs().join("zombies.sh");
+    let mut run = Running::start_with(
+        wrapper,
+        &[
+            "--admin",
+            "none",
+            "--restart",
+            "never",
+            "--",
+            script.to_str().unwrap(),
+        ],
+    );
+    // The script exits 0 once no zombie is left in the namespace.
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+/// One command on the control socket, its one-line answer.
+fn control(path: &std::path::Path, command: &str) -> String {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
+#[test]
+fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid() {
+    let dir = Scratch::new("control");
+    let socket = dir.path("control.sock");
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--drain-delay",
+        "0s",
+        "--control-socket",
+        socket.to_str().unwrap(),
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+    ]);
+    let first = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    run.event("control socket listening", |_| true);
+    let answer = control(&socket, "upgrade");
+    let second = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    assert_eq!(answer, format!("ok {second}\n"), "{}", run.log());
+    // Answered once the old instance is gone, not before.
+    assert!(!alive(first as i32));
+    assert!(control(&socket, "status").starts_with("ok running"));
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+#[test]
+fn sockets_passed_to_lameduck_are_passed_on_to_the_program_under_their_names() {
+    use lameduck::listen::Handoff;
+    let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    cmd.args([
+        "run",
+        "--output",
+        "json",
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--",
+    ])
+    .args([
+        "sh",
+        "-c",
+        "echo \"$LISTEN_FDS $LISTEN_FDNAMES $([ \"$LISTEN_PID\" = $$ ] && echo mine)\"",
+    ])
+    .env_remove("RUST_LOG")
+    .stdin(std::process::Stdio::null());
+    Handoff::new()
+        .listener("web", &web)
+        .unwrap()
+        .apply(&mut cmd)
+        .unwrap();
+    let out = cmd.output().unwrap();
+    drop(cmd);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 web mine");
+}
+
+#[test]
+fn systemd_hears_ready_reloading_and_stopping_from_lameduck_not_from_the_program() {
+    let dir = Scratch::new("systemd");
+    let path = dir.path("notify.sock");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    systemd.set_read_timeout(Some(WAIT)).unwrap();
+    let heard = || {
+        let mut buf = [0u8; 4096];
+        let n = systemd
+            .recv(&mut buf)
+            .expect("a notification within the bound");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let until = |what: &str| {
+        for _ in 0..50 {
+            if heard().lines().any(|l| l == what) {
+                return;
+            }
+        }
+        panic!("systemd never heard {what}");
+    };
+    let mut wrapper = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    wrapper.env("NOTIFY_SOCKET", &path);
+    let mut run = Running::start_with(
+        wrapper,
+        &[
+            "--admin",
+            "none",
+            "--drain-delay",
+            "0s",
+            "--",
+            "sh",
+            "-c",
+            "echo \"[$NOTIFY_SOCKET]\"; trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        ],
+    );
+    assert_eq!(
+        run.stdout.recv_timeout(WAIT).unwrap(),
+        "[]",
+        "the program does not get lameduck's NOTIFY_SOCKET"
+    );
+    until("READY=1");
+    run.signal(Signal::SIGHUP);
+    until("RELOADING=1");
+    until("READY=1");
+    run.event("upgrade in place complete", |_| true);
+    run.signal(Signal::SIGTERM);
+    until("STOPPING=1");
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}

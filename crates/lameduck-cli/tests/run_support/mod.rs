@@ -1,0 +1,267 @@
+//! The harness of the `lameduck run` process tests: start the real binary
+//! around a real program, read its JSON events as they come, probe it over
+//! real sockets, signal it by pid.
+
+// Each test binary uses a different part of the harness.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The bound on every wait: generous, since a failing test waits for it.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// The directory of the programs the tests run.
+pub fn programs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")
+}
+
+/// A scratch directory, removed when dropped.
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    pub fn new(name: &str) -> Self {
+        let dir =
+            std::env::temp_dir().join(format!("lameduck-run-test-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `lameduck run`.
+pub struct Running {
+    child: Child,
+    events: mpsc::Receiver<Value>,
+    /// Every line it wrote on stderr, for failure messages.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub stdout: mpsc::Receiver<String>,
+}
+
+impl Running {
+    /// `lameduck run --output json ARGS` (ARGS include `-- CMD …`).
+    pub fn start(args: &[&str]) -> Self {
+        Self::start_with(Command::new(env!("CARGO_BIN_EXE_lameduck")), args)
+    }
+
+    /// As `start`, through `cmd` (a wrapper: `unshare …`).
+    pub fn start_with(mut cmd: Command, args: &[&str]) -> Self {
+        if cmd.get_program() != env!("CARGO_BIN_EXE_lameduck") {
+            cmd.arg(env!("CARGO_BIN_EXE_lameduck"));
+        }
+        // The test's own systemd socket, if it set one; never the one this
+        // test runs under.
+        if !cmd.get_envs().any(|(k, _)| k == "NOTIFY_SOCKET") {
+            cmd.env_remove("NOTIFY_SOCKET");
+        }
+        let mut child = cmd
+            .arg("run")
+            .arg("--output")
+            .arg("json")
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env_remove("LISTEN_FDS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting lameduck");
+        let (tx, events) = mpsc::channel();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().unwrap();
+        let seen = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                seen.lock().unwrap().push(line.clone());
+                if let Ok(v) = serde_json::from_str::<Value>(&line) {
+                    let _ = tx.send(v);
+                }
+            }
+        });
+        let (otx, stdout) = mpsc::channel();
+        let out = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = otx.send(line);
+            }
+        });
+        Self {
+            child,
+            events,
+            log,
+            stdout,
+        }
+    }
+
+    pub fn pid(&self) -> Pid {
+        Pid::from_raw(self.child.id() as i32)
+    }
+
+    /// What it printed on stderr so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// The first event from now on whose message contains `message` (and
+    /// that `also` accepts).
+    #[track_caller]
+    pub fn event(&self, message: &str, also: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) if v["message"].as_str().is_some_and(|m| m.contains(message)) && also(&v) => {
+                    return v;
+                }
+                Ok(_) => {}
+                Err(_) => panic!(
+                    "no event {message:?} within {WAIT:?}; stderr:\n{}",
+                    self.log()
+                ),
+            }
+        }
+    }
+
+    /// The admin port, from its first event.
+    #[track_caller]
+    pub fn admin_port(&self) -> u16 {
+        let v = self.event("probes on", |_| true);
+        port(v["addr"].as_str().unwrap())
+    }
+
+    /// Sends `sig` to lameduck.
+    pub fn signal(&self, sig: Signal) {
+        kill(self.pid(), sig).unwrap();
+    }
+
+    /// Waits for the exit: its code, `None` if a signal ended it.
+    #[track_caller]
+    pub fn wait(&mut self) -> Option<i32> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lameduck did not exit within {WAIT:?}; stderr:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The port of `host:port`.
+pub fn port(addr: &str) -> u16 {
+    addr.rsplit_once(':').unwrap().1.parse().unwrap()
+}
+
+/// `GET path` on 127.0.0.1:port: the status and the body, or `None` when
+/// the connection fails.
+pub fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string())?;
+    Some((status, body))
+}
+
+/// Polls `GET path` until it answers `status` (bounded).
+#[track_caller]
+pub fn until_status(port: u16, path: &str, status: u16) {
+    let deadline = Instant::now() + WAIT;
+    while get(port, path).map(|(s, _)| s) != Some(status) {
+        assert!(
+            Instant::now() < deadline,
+            "{path} on {port} never answered {status}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `pid` is a live process (a zombie counts as gone).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// Waits (bounded) until every pid is gone.
+#[track_caller]
+pub fn until_gone(pids: &[i32]) {
+    let deadline = Instant::now() + WAIT;
+    while pids.iter().any(|p| alive(*p)) {
+        assert!(
+            Instant::now() < deadline,
+            "processes still alive: {:?}",
+            pids.iter().filter(|p| alive(**p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Waits (bounded) until `path` exists, then reads it.
+#[track_caller]
+pub fn until_file(path: &Path) -> String {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            if !text.is_empty() {
+                return text;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Whether `python3` can be run.
+pub fn has_python() -> bool {
+    Command::new("python3")
+        .arg("-c")
+        .arg("pass")
+        .status()
+        .is_ok_and(|s| s.success())
+}
