@@ -15,8 +15,10 @@
 //! commit.
 
 mod display;
+mod grpc;
 mod pid_json;
 mod routes;
+mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -65,7 +67,8 @@ for the drain delay this process drains and exits 0. If the new process fails
 or is not ready within --upgrade-timeout, this one goes on serving and says
 why; if it dies before it has run for the drain delay, this one takes the
 service back. --pid-file always names the process serving now;
---control-socket takes `upgrade` and `status`, one line each.
+--control-socket takes `upgrade`, `status` and `reload` (the HTTPS
+certificate, read again), one line each.
 
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
@@ -73,12 +76,22 @@ Routes:
   /events               server-sent events, one a second; ended at Stopping
   /ws                   WebSocket echo
 
+gRPC on the same port (h2c, or h2 over HTTPS):
+  lameduck.demo.Echo/Say     unary: {message, ms} back after ms milliseconds
+  lameduck.demo.Echo/Count   server streaming: n replies, one every ms
+  grpc.health.v1.Health      Check and Watch: SERVING while ready,
+                             NOT_SERVING from the first instant of draining
+
+HTTPS with --tls-cert and --tls-key (PEM; reloaded on the control socket's
+`reload` and when the files change) or --tls-self-signed; ALPN offers h2
+and http/1.1; the probes on --admin stay plain HTTP.
+
 On a terminal it prints the phases as they happen; otherwise it logs JSON
 lines (one structured event per phase change and the final report), each
 with the `pid`, so that the old and the new process can be told apart during
 a restart. Either way the first lines on stdout say where it listens:
 
-  listening on http://127.0.0.1:8080
+  listening on http://127.0.0.1:8080      (https:// with TLS)
   admin on http://127.0.0.1:8081
 
 Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
@@ -106,7 +119,8 @@ pub struct Args {
     /// restarts); a path that cannot be used stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
-    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`;
+    /// Serve a control socket (mode 0600) that takes `upgrade`, `status` and
+    /// `reload` (the HTTPS certificate);
     /// a path that cannot be used (no such directory, too long, a file or
     /// another instance's socket in the way) stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
@@ -127,6 +141,8 @@ pub struct Args {
     backlog: Option<u32>,
     #[command(flatten)]
     metrics: MetricsFlags,
+    #[command(flatten)]
+    tls: tls::TlsFlags,
 }
 
 /// A timeout that can be turned off.
@@ -175,9 +191,14 @@ async fn serve(
     let admin_addr = admin
         .local_addr()
         .context("reading the admin listener's address")?;
-    let http = Server::new(http, routes::router())
+    let tls = args.tls.load()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = Server::new(http, grpc::with_grpc(routes::router()))
         .idle_timeout(args.idle_timeout.0)
         .admin_listener(admin);
+    if let Some(tls) = tls {
+        http = http.tls(tls);
+    }
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
     if let Some(path) = &args.pid_file {
@@ -210,7 +231,7 @@ async fn serve(
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
+    writeln!(out, "listening on {scheme}://{addr}")?;
     writeln!(out, "admin on http://{admin_addr}")?;
     out.flush()?;
     drop(out);

@@ -184,6 +184,7 @@ struct Shared {
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
     holdups: Mutex<Holdups>,
+    reloads: Mutex<crate::reload::Reloads>,
     /// The phase as one atomic (`Phase as u8`), set before the watch
     /// channel: hot paths read it without a lock, and whoever sees a phase
     /// on the channel finds it here too.
@@ -223,6 +224,7 @@ impl AppHandle {
                 health,
                 trackers: Mutex::new(Vec::new()),
                 holdups: Mutex::new(Holdups::default()),
+                reloads: Mutex::new(crate::reload::Reloads::default()),
                 phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
                 kept: Mutex::new(Vec::new()),
                 #[cfg(feature = "metrics")]
@@ -299,6 +301,35 @@ impl AppHandle {
             reply: Some(tx),
         }));
         crate::upgrade::UpgradeFuture::new(rx)
+    }
+
+    /// Reloads the configuration of every component that can (see
+    /// [`Context::on_reload`](crate::Context::on_reload)) — the certificate
+    /// of an HTTPS [`Server`](crate::http::Server), say — without a
+    /// restart. The control socket's `reload` command (feature `upgrade`)
+    /// calls it. Returns the names of the components reloaded.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReloadError`](crate::ReloadError) naming each component whose
+    /// reload failed and why; each of those keeps its old configuration,
+    /// and the others have reloaded.
+    pub fn reload(&self) -> Result<Vec<Arc<str>>, crate::ReloadError> {
+        let reloads = self
+            .shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .all();
+        crate::reload::run(reloads)
+    }
+
+    pub(crate) fn set_reload(&self, component: Arc<str>, reload: crate::reload::ReloadFn) {
+        self.shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(component, reload);
     }
 
     /// Why the app is shutting down, once it is.

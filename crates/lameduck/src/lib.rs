@@ -95,6 +95,8 @@
 //! |---|---|
 //! | `http` | an HTTP server component for any `tower::Service` that drains per connection and per request, with probes |
 //! | `axum` | axum glue: WebSocket going-away, extractors |
+//! | `grpc` | `http::grpc`: the `grpc.health.v1` service (tonic-health) answered from the health registry, `NOT_SERVING` from the first instant of Draining; gRPC calls get gRPC statuses at the cancel signal (with or without this feature) |
+//! | `tls` | HTTPS for the HTTP server (rustls, ring provider): certificates from PEM files, reloaded without a restart, ALPN `h2` and `http/1.1` |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
 //! | `metrics` | module `metrics`: lifecycle metrics (OpenMetrics) on the admin listener, the final scrape, a Pushgateway push (with `http`) |
 //! | `logging` | module `logging`: a non-blocking log writer flushed last on every exit path, and a panic hook |
@@ -127,6 +129,7 @@ pub mod metrics;
 pub mod observe;
 mod phase;
 mod reason;
+mod reload;
 mod report;
 mod restart;
 #[cfg(all(unix, feature = "systemd"))]
@@ -150,6 +153,7 @@ pub use exit::ExitStatus;
 pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
+pub use reload::ReloadError;
 pub use report::{
     CloseOutcome, ComponentReport, Deadline, Ending, ExporterReport, Holdup, PhaseTiming, Report,
     WorkReport,

@@ -190,9 +190,10 @@ where
                 return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
             }
         }
+        let grpc = is_grpc(&req);
         if stage >= Stage::Cancelled {
             self.shared.count(Outcome::Unavailable);
-            return ResponseFuture::unavailable(in_flight, h1);
+            return ResponseFuture::unavailable(in_flight, h1, grpc);
         }
         let upgrade = h1 && req.headers().contains_key(header::UPGRADE);
         let guard = self.shared.tracker.track_with(label(&req, upgrade));
@@ -208,9 +209,18 @@ where
                 in_flight,
                 h1,
                 upgrade,
+                grpc,
             },
         )
     }
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `+proto` and
+/// the like, gRPC-Web included): it is answered with gRPC statuses.
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The tracker label of a request: method and path. Not the query, which

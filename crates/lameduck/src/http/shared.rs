@@ -62,6 +62,10 @@ pub(crate) struct Signals {
     /// later, and a request that saw the app Draining must be answered as
     /// Draining.
     app_phase: Option<Arc<AtomicU8>>,
+    /// The app's health registry, for handlers that answer from it (the
+    /// gRPC health service).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) health: Option<crate::Health>,
 }
 
 impl Signals {
@@ -79,12 +83,14 @@ impl Signals {
             stopping_at: OnceLock::new(),
             close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
             app_phase: None,
+            health: None,
         }
     }
 
     pub(crate) fn from_context(ctx: &Context) -> Self {
         Self {
             app_phase: Some(ctx.app().phase_cell()),
+            health: Some(ctx.app().health().clone()),
             ..Self::new(
                 ctx.draining_token(),
                 ctx.stopping_token(),

@@ -41,7 +41,13 @@ where
         idle_timeout,
         head_timeout,
         shared_listener,
+        tls,
     } = server;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls.as_ref().filter(|t| t.has_files()) {
+        let tls = tls.clone();
+        ctx.on_reload(move || tls.reload().map_err(Into::into));
+    }
     let signals = Arc::new(Signals::from_context(&ctx).with_close_window(close_window));
     let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
     let (orphans, mut adopted) = mpsc::unbounded_channel();
@@ -136,7 +142,7 @@ where
             () = &mut running, if wait_running => wait_running = false,
             accepted = listener.accept(), if !wait_running => match accepted {
                 Ok((io, peer)) => {
-                    tasks.spawn(connection::drive(io, Box::new(peer), service.clone(), shared.clone(), builder.clone()));
+                    tasks.spawn(connection::drive(io, Box::new(peer), tls.clone(), service.clone(), shared.clone(), builder.clone()));
                 }
                 Err(err) if is_per_connection(&err) => {}
                 // The socket is gone (closed under the server, or not a
@@ -174,6 +180,7 @@ where
         tasks.spawn(connection::drive(
             io,
             Box::new(peer),
+            tls.clone(),
             service.clone(),
             shared.clone(),
             builder.clone(),
