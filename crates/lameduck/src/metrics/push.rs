@@ -29,9 +29,14 @@ pub const DEFAULT_PUSH_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// let gw = Pushgateway::new("http://127.0.0.1:9091")
 ///     .unwrap()
+///     .job("orders")
 ///     .instance("orders-7f9c")
 ///     .delete_at_start(true);
-/// assert_eq!(gw.group_url(), "http://127.0.0.1:9091/metrics/job/<app>/instance/orders-7f9c");
+/// assert_eq!(gw.group_url(), "http://127.0.0.1:9091/metrics/job/orders/instance/orders-7f9c");
+///
+/// // Without a job, the app's name, once the gateway is given to an app.
+/// let gw = Pushgateway::new("http://127.0.0.1:9091").unwrap().instance("a");
+/// assert_eq!(gw.group_url(), "http://127.0.0.1:9091/metrics/job/<app>/instance/a");
 /// ```
 #[derive(Clone)]
 pub struct Pushgateway {
@@ -128,12 +133,16 @@ impl Pushgateway {
 
     /// The group's URL; `<app>` stands for the job until the app is known.
     pub fn group_url(&self) -> String {
-        let job = self
-            .resolved_job
-            .get()
-            .or(self.job.as_ref())
-            .map_or("<app>", String::as_str);
-        format!("http://{}{}", self.authority, self.path_for(job))
+        match self.resolved_job.get().or(self.job.as_ref()) {
+            Some(job) => format!("http://{}{}", self.authority, self.path_for(job)),
+            // The placeholder as it reads, not encoded as a job name would be.
+            None => format!(
+                "http://{}{}/metrics/job/<app>/{}",
+                self.authority,
+                self.prefix,
+                label("instance", &self.instance)
+            ),
+        }
     }
 
     fn path_for(&self, job: &str) -> String {
