@@ -13,7 +13,7 @@ use crate::{Health, Phase, Report, ShutdownReason, Timeline, Tracker};
 
 mod builder;
 mod driver;
-mod finish;
+pub(crate) mod finish;
 mod graph;
 pub(crate) mod signals;
 mod watchdog;
@@ -155,6 +155,9 @@ pub(crate) enum Event {
         logged: Option<std::sync::mpsc::Sender<()>>,
     },
     TrackerIdle(usize),
+    /// The traffic was sampled while draining: an adaptive drain looks
+    /// again.
+    TrafficSampled,
     /// An upgrade request: `SIGHUP`, the handle or the control socket.
     #[cfg(all(unix, feature = "upgrade"))]
     Upgrade(crate::upgrade::Request),
@@ -184,6 +187,11 @@ struct Shared {
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
     holdups: Mutex<Holdups>,
+    /// The serving listeners' traffic, sampled for the adaptive drain and
+    /// the flight record.
+    traffic: crate::traffic::Traffic,
+    /// Each component's open connections, by component index.
+    connections: Mutex<crate::inventory::Lists>,
     reloads: Mutex<crate::reload::Reloads>,
     /// The phase as one atomic (`Phase as u8`), set before the watch
     /// channel: hot paths read it without a lock, and whoever sees a phase
@@ -224,6 +232,8 @@ impl AppHandle {
                 health,
                 trackers: Mutex::new(Vec::new()),
                 holdups: Mutex::new(Holdups::default()),
+                traffic: crate::traffic::Traffic::default(),
+                connections: Mutex::new(crate::inventory::Lists::default()),
                 reloads: Mutex::new(crate::reload::Reloads::default()),
                 phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
                 kept: Mutex::new(Vec::new()),
@@ -375,6 +385,80 @@ impl AppHandle {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+
+    /// Adds a source of traffic for the adaptive drain and the flight
+    /// record: a listener of a server that lameduck does not run, say.
+    /// `sample` is called every [`TRAFFIC_TICK`](crate::TRAFFIC_TICK) (100
+    /// ms) on the app's runtime, and must return at once: the cumulative
+    /// counts of what `listener` saw so far, or `None` once it is gone for
+    /// good (it is then dropped). Several sources may share a name: their
+    /// traffic adds up under it.
+    ///
+    /// [`http::Server`](crate::http::Server) and
+    /// [`DrainLayer`](crate::http::DrainLayer) add their own, named after
+    /// their component.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicU64, Ordering};
+    /// use lameduck::{App, TrafficCounts};
+    ///
+    /// let app = App::builder("svc").build().unwrap();
+    /// let requests = Arc::new(AtomicU64::new(0));
+    /// let seen = requests.clone();
+    /// app.handle().traffic_source("grpc", move || {
+    ///     Some(TrafficCounts::new(seen.load(Ordering::Relaxed)))
+    /// });
+    /// // In the server, for each request: one relaxed add.
+    /// requests.fetch_add(1, Ordering::Relaxed);
+    /// ```
+    pub fn traffic_source(
+        &self,
+        listener: impl Into<Arc<str>>,
+        sample: impl Fn() -> Option<crate::TrafficCounts> + Send + Sync + 'static,
+    ) {
+        self.shared.traffic.add(listener.into(), Arc::new(sample));
+    }
+
+    pub(crate) fn traffic(&self) -> &crate::traffic::Traffic {
+        &self.shared.traffic
+    }
+
+    /// Lists `component`'s open connections with `list` from now on.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn set_connections(
+        &self,
+        index: usize,
+        component: Arc<str>,
+        list: crate::inventory::ListFn,
+    ) {
+        self.shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(index, (component, list));
+    }
+
+    /// Every component's open connections now, by component name.
+    #[cfg_attr(not(feature = "flight"), allow(dead_code))]
+    pub(crate) fn connections(&self) -> Vec<(Arc<str>, crate::inventory::Connection)> {
+        let lists: Vec<_> = self
+            .shared
+            .connections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .values()
+            .cloned()
+            .collect();
+        lists
+            .into_iter()
+            .flat_map(|(name, list)| list().into_iter().map(move |c| (name.clone(), c)))
+            .collect()
     }
 
     /// The phase as an atomic `Phase as u8`, for hot paths.

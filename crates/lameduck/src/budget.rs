@@ -17,13 +17,32 @@ use crate::fmt::Seconds;
 /// | setting | default | what it bounds |
 /// |---|---|---|
 /// | `grace_period` | 30 s | the whole shutdown, from the first signal to `SIGKILL` |
-/// | `drain_delay` | 5 s | Draining: unready but still serving, while load balancers catch up |
+/// | `drain_max` | 5 s | Draining at most: unready but still serving, while load balancers catch up |
+/// | `drain_min` | 0 | Draining at least, however quiet the traffic |
+/// | `drain_quiet` | 1 s | Draining ends once no traffic arrived for this long (or longer: see below) |
 /// | `shutdown_timeout` | what is left | Stopping: in-flight work finishes on its own |
 /// | `hard_timeout` | 3 s | Cancelling: work that got its cancel signal winds down |
 /// | close timeouts | 1 s per component with a close or exporter | Closing: each resource closes in turn, then each exporter flushes |
 /// | `final_scrape_timeout` | 0 (off), unless the metrics (feature `metrics`) set it | Closing: the wait for one last scrape of `/metrics`, or the push |
 /// | `log_flush` | 500 ms | the final log flush |
 /// | `safety_margin` | 5 % of the grace period, at least 500 ms | slack for scheduling, never used on purpose |
+///
+/// # The drain window
+///
+/// Draining lasts between `drain_min` and `drain_max`: after `drain_min` it
+/// ends as soon as the service has been **quiet** — no request started on
+/// any serving listener, probes and the admin listener left out — for the
+/// quiet it needs, and at `drain_max` at the latest. The quiet needed is
+/// `drain_quiet`, or four times the longest gap between arrivals in the
+/// 10 s before the signal if that is longer: at low traffic a pause proves
+/// nothing. With too little traffic before the signal to tell (fewer than
+/// five tenths of a second with an arrival), or nothing that counts traffic
+/// (an app with no [`http::Server`](crate::http::Server), no
+/// [`DrainLayer`](crate::http::DrainLayer) and no
+/// [`AppHandle::traffic_source`](crate::AppHandle::traffic_source)),
+/// Draining lasts `drain_max`. [`drain_delay`](Self::drain_delay) sets a
+/// fixed drain (`drain_min` = `drain_max`). The budget reserves
+/// `drain_max`. See `docs/budget.md`.
 ///
 /// # Examples
 ///
@@ -48,7 +67,9 @@ use crate::fmt::Seconds;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Budget {
     grace_period: Duration,
+    drain_min: Duration,
     drain_delay: Duration,
+    drain_quiet: Duration,
     shutdown_timeout: Option<Duration>,
     hard_timeout: Duration,
     closes: Vec<(String, Duration)>,
@@ -59,8 +80,14 @@ pub struct Budget {
 
 /// The default grace period: Kubernetes' `terminationGracePeriodSeconds`.
 pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
-/// The default drain delay under `SIGTERM`.
+/// The default `drain_max`: the longest drain under `SIGTERM`.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+/// The default `drain_quiet`: how long no traffic must arrive before the
+/// drain may end.
+pub const DEFAULT_DRAIN_QUIET: Duration = Duration::from_secs(1);
+/// The shortest `drain_quiet` of an adaptive drain: traffic is sampled every
+/// 100 ms.
+pub const MIN_DRAIN_QUIET: Duration = Duration::from_millis(100);
 /// The default time cancelled work gets before it is aborted.
 pub const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// The default close timeout of one component.
@@ -82,7 +109,9 @@ impl Budget {
     pub fn new(grace_period: Duration) -> Self {
         Self {
             grace_period,
+            drain_min: Duration::ZERO,
             drain_delay: DEFAULT_DRAIN_DELAY,
+            drain_quiet: DEFAULT_DRAIN_QUIET,
             shutdown_timeout: None,
             hard_timeout: DEFAULT_HARD_TIMEOUT,
             closes: Vec::new(),
@@ -98,9 +127,34 @@ impl Budget {
         self
     }
 
-    /// Sets how long Draining lasts.
+    /// Sets a fixed drain: Draining lasts `d` whatever the traffic does
+    /// (`drain_min` = `drain_max` = `d`; zero skips it).
     pub fn drain_delay(mut self, d: Duration) -> Self {
+        self.drain_min = d;
         self.drain_delay = d;
+        self
+    }
+
+    /// Sets the longest drain (default 5 s): what the budget reserves for
+    /// Draining, and when it ends if the traffic never stops. See [the drain
+    /// window](Self#the-drain-window).
+    pub fn drain_max(mut self, d: Duration) -> Self {
+        self.drain_delay = d;
+        self
+    }
+
+    /// Sets the shortest drain (default 0): Draining never ends earlier,
+    /// however quiet the traffic.
+    pub fn drain_min(mut self, d: Duration) -> Self {
+        self.drain_min = d;
+        self
+    }
+
+    /// Sets how long no traffic must arrive before the drain may end
+    /// (default 1 s, at least 100 ms); more at low traffic, see [the drain
+    /// window](Self#the-drain-window).
+    pub fn drain_quiet(mut self, d: Duration) -> Self {
+        self.drain_quiet = d;
         self
     }
 
@@ -167,9 +221,19 @@ impl Budget {
         self.grace_period
     }
 
-    /// The drain delay.
+    /// The longest drain, `drain_max`.
     pub fn get_drain_delay(&self) -> Duration {
         self.drain_delay
+    }
+
+    /// The shortest drain, `drain_min`.
+    pub fn get_drain_min(&self) -> Duration {
+        self.drain_min
+    }
+
+    /// The quiet that may end the drain, `drain_quiet`.
+    pub fn get_drain_quiet(&self) -> Duration {
+        self.drain_quiet
     }
 
     /// The close timeout set for `name`, if any.
@@ -194,8 +258,12 @@ impl Budget {
     ///
     /// A [`BudgetError`] whose message shows the arithmetic when the phases
     /// add up to more than the grace period, or leave less than
-    /// [`MIN_SHUTDOWN_TIMEOUT`] for Stopping.
+    /// [`MIN_SHUTDOWN_TIMEOUT`] for Stopping; or one of kind
+    /// [`DrainWindow`](BudgetErrorKind::DrainWindow) when `drain_min` is
+    /// longer than `drain_max`, or an adaptive drain's `drain_quiet` is
+    /// shorter than [`MIN_DRAIN_QUIET`].
     pub fn check(&self) -> Result<Timeline, BudgetError> {
+        self.check_drain_window()?;
         let margin = self.margin();
         // Checked sums: absurd inputs (years) must give an error, not a panic.
         let too_long = || BudgetError {
@@ -224,7 +292,9 @@ impl Budget {
         };
         let timeline = Timeline {
             grace_period: self.grace_period,
+            drain_min: self.drain_min,
             drain_delay: self.drain_delay,
+            drain_quiet: self.drain_quiet,
             shutdown_timeout,
             hard_timeout: self.hard_timeout,
             closes: self.closes.clone(),
@@ -259,6 +329,28 @@ impl Budget {
         }
         Ok(timeline)
     }
+
+    fn check_drain_window(&self) -> Result<(), BudgetError> {
+        let wrong = |message: String| BudgetError {
+            kind: BudgetErrorKind::DrainWindow,
+            message,
+        };
+        if self.drain_min > self.drain_delay {
+            return Err(wrong(format!(
+                "drain_min {} is longer than drain_max {}; the drain window needs drain_min <= drain_max (equal for a fixed drain)",
+                Seconds(self.drain_min),
+                Seconds(self.drain_delay)
+            )));
+        }
+        if self.drain_min < self.drain_delay && self.drain_quiet < MIN_DRAIN_QUIET {
+            return Err(wrong(format!(
+                "drain_quiet {} is shorter than {}: traffic is sampled every 100ms, so a shorter quiet cannot be seen",
+                Seconds(self.drain_quiet),
+                Seconds(MIN_DRAIN_QUIET)
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// A checked [`Budget`]: how long each phase of a shutdown may last.
@@ -267,8 +359,13 @@ impl Budget {
 pub struct Timeline {
     /// Time from the first signal to `SIGKILL`.
     pub grace_period: Duration,
-    /// Draining: unready but still serving.
+    /// Draining at least (`drain_min`), however quiet the traffic.
+    pub drain_min: Duration,
+    /// Draining at most (`drain_max`): unready but still serving. What the
+    /// budget reserves for Draining.
     pub drain_delay: Duration,
+    /// The quiet that ends an adaptive drain (`drain_quiet`), at the least.
+    pub drain_quiet: Duration,
     /// Stopping: in-flight work finishes on its own.
     pub shutdown_timeout: Duration,
     /// Cancelling: cancelled work winds down before it is aborted.
@@ -285,6 +382,17 @@ pub struct Timeline {
 }
 
 impl Timeline {
+    /// The longest drain, `drain_max` (the field `drain_delay`).
+    pub fn drain_max(&self) -> Duration {
+        self.drain_delay
+    }
+
+    /// Whether the drain ends on quiet traffic: `drain_min` is shorter than
+    /// `drain_max`. False for a fixed drain.
+    pub fn is_adaptive(&self) -> bool {
+        self.drain_min < self.drain_delay
+    }
+
     /// The close timeout of `name`, if it has one.
     pub fn close_timeout(&self, name: &str) -> Option<Duration> {
         self.closes.iter().find(|(n, _)| n == name).map(|(_, d)| *d)
@@ -389,6 +497,22 @@ impl fmt::Display for Timeline {
                 Seconds(d).to_string(),
                 Seconds(at + d).to_string()
             )?;
+            if name == "draining" && self.is_adaptive() {
+                writeln!(
+                    f,
+                    "  {:<13} {:>9} {:>9}",
+                    "at least",
+                    "",
+                    Seconds(self.drain_min).to_string()
+                )?;
+                writeln!(
+                    f,
+                    "  {:<13} {:>9} {:>9}",
+                    "ends if quiet",
+                    "",
+                    Seconds(self.drain_quiet).to_string()
+                )?;
+            }
             if name == "closing" {
                 for (n, d) in &self.closes {
                     writeln!(f, "  {:<13} {:>9} {:>9}", n, "", Seconds(*d).to_string())?;
@@ -428,6 +552,9 @@ pub enum BudgetErrorKind {
     DoesNotFit,
     /// The phases leave (almost) no time for in-flight work to finish.
     NoTimeToStop,
+    /// The drain window is wrong: `drain_min` longer than `drain_max`, or a
+    /// `drain_quiet` too short to be seen.
+    DrainWindow,
 }
 
 #[cfg(test)]
@@ -501,6 +628,57 @@ mod tests {
                 .contains("close 0s + final scrape 2s + log flush"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_default_drain_is_a_window_and_drain_delay_fixes_it() {
+        let t = Budget::default().check().unwrap();
+        assert!(t.is_adaptive());
+        assert_eq!(
+            (t.drain_min, t.drain_max(), t.drain_quiet),
+            (Duration::ZERO, s(5), s(1))
+        );
+        let fixed = Budget::default().drain_delay(s(7)).check().unwrap();
+        assert!(!fixed.is_adaptive());
+        assert_eq!((fixed.drain_min, fixed.drain_max()), (s(7), s(7)));
+        // The budget reserves drain_max, whatever the window.
+        let window = Budget::default()
+            .drain_min(s(1))
+            .drain_max(s(10))
+            .check()
+            .unwrap();
+        assert_eq!(window.shutdown_timeout, s(15));
+        let table = window.to_string();
+        assert!(
+            table.contains("at least") && table.contains("ends if quiet"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn a_drain_window_upside_down_or_too_quiet_to_see_is_rejected() {
+        let err = Budget::default()
+            .drain_min(s(3))
+            .drain_max(s(2))
+            .check()
+            .unwrap_err();
+        assert_eq!(err.kind(), BudgetErrorKind::DrainWindow);
+        assert!(
+            err.to_string()
+                .contains("drain_min 3s is longer than drain_max 2s"),
+            "{err}"
+        );
+        let err = Budget::default()
+            .drain_quiet(Duration::from_millis(50))
+            .check()
+            .unwrap_err();
+        assert_eq!(err.kind(), BudgetErrorKind::DrainWindow);
+        // A fixed drain has no quiet to see.
+        Budget::default()
+            .drain_delay(s(2))
+            .drain_quiet(Duration::ZERO)
+            .check()
+            .unwrap();
     }
 
     #[test]

@@ -207,6 +207,20 @@ impl Context {
             .set_holdups(self.inner.index, std::sync::Arc::new(describe));
     }
 
+    /// Lists this component's open connections for the flight record's
+    /// inventories.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn list_connections(
+        &self,
+        list: impl Fn() -> Vec<crate::inventory::Connection> + Send + Sync + 'static,
+    ) {
+        self.inner.app.set_connections(
+            self.inner.index,
+            self.name().into(),
+            std::sync::Arc::new(list),
+        );
+    }
+
     /// What this component does when the app is asked to reload its
     /// configuration ([`AppHandle::reload`], the control socket's `reload`
     /// command): read a certificate or a config file again, say. It returns

@@ -59,6 +59,7 @@ mod server;
 pub(crate) mod shared;
 pub(crate) mod stats;
 mod streaming;
+mod traffic;
 #[cfg(feature = "tls")]
 mod tls;
 

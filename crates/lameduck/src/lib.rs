@@ -100,6 +100,7 @@
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
 //! | `metrics` | module `metrics`: lifecycle metrics (OpenMetrics) on the admin listener, the final scrape, a Pushgateway push (with `http`) |
 //! | `logging` | module `logging`: a non-blocking log writer flushed last on every exit path, and a panic hook |
+//! | `flight` | module `flight`: the flight record, a JSON file of every shutdown and upgrade (phases, the drain, the traffic, what was in flight at each deadline), written on every exit path |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
 // docs.rs (nightly rustdoc, `--cfg docsrs`, every feature) marks each item
 // behind a feature with a "crate feature" badge. `doc_auto_cfg` was merged
@@ -116,8 +117,12 @@ mod budget;
 mod component;
 mod context;
 mod exit;
+#[cfg(feature = "flight")]
+pub mod flight;
 mod fmt;
 mod health;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod inventory;
 #[cfg(feature = "http")]
 pub mod http;
 #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
@@ -135,6 +140,7 @@ mod restart;
 #[cfg(all(unix, feature = "systemd"))]
 pub mod systemd;
 mod tracker;
+mod traffic;
 #[cfg(all(unix, feature = "upgrade"))]
 pub mod upgrade;
 
@@ -145,7 +151,8 @@ pub use app::{
 pub use backlog::{MIN_LISTEN_BACKLOG, default_listen_backlog};
 pub use budget::{
     Budget, BudgetError, BudgetErrorKind, DEFAULT_CLOSE_TIMEOUT, DEFAULT_DRAIN_DELAY,
-    DEFAULT_GRACE_PERIOD, DEFAULT_HARD_TIMEOUT, DEFAULT_LOG_FLUSH, MIN_SHUTDOWN_TIMEOUT, Timeline,
+    DEFAULT_DRAIN_QUIET, DEFAULT_GRACE_PERIOD, DEFAULT_HARD_TIMEOUT, DEFAULT_LOG_FLUSH,
+    MIN_DRAIN_QUIET, MIN_SHUTDOWN_TIMEOUT, Timeline,
 };
 pub use component::{BoxError, Component};
 pub use context::Context;
@@ -155,12 +162,13 @@ pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
 pub use reload::ReloadError;
 pub use report::{
-    CloseOutcome, ComponentReport, Deadline, Ending, ExporterReport, Holdup, PhaseTiming, Report,
-    WorkReport,
+    CloseOutcome, ComponentReport, Deadline, DrainEnd, DrainReport, Ending, ExporterReport, Holdup,
+    PhaseTiming, Report, WorkReport,
 };
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;
 pub use tracker::{IdleFuture, Tracker, WorkGuard, WorkItem};
+pub use traffic::{TRAFFIC_TICK, TrafficCounts};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[cfg(doctest)]

@@ -47,7 +47,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::report::{CloseOutcome, Deadline, Holdup, WorkReport};
+use crate::report::{CloseOutcome, Deadline, DrainReport, Holdup, WorkReport};
 use crate::{AppHandle, Phase, Report, Timeline, WorkItem};
 
 mod log;
@@ -149,6 +149,12 @@ pub enum Event<'a> {
         /// What else held the shutdown up.
         held: &'a [Holdup],
     },
+    /// Draining ended, just before Stopping: what ended it (a fixed delay,
+    /// quiet traffic, `drain_max`) and the traffic it saw.
+    DrainEnded {
+        /// How the drain went, as the report will give it.
+        drain: &'a DrainReport,
+    },
     /// The shutdown's work is accounted for, just before Closing: what
     /// finished, was cancelled, aborted or ended by the shutdown. Counts
     /// of the work are final from here on.
@@ -169,6 +175,13 @@ pub enum Event<'a> {
     UpgradeStarted {
         /// The new process's time to become ready.
         timeout: Duration,
+    },
+    /// An upgrade moved on (feature `upgrade`): the new process started,
+    /// became ready, was committed to, settled; or the old process took the
+    /// service back.
+    UpgradeStep {
+        /// What happened, in words.
+        step: &'a str,
     },
     /// An upgrade succeeded: process `pid` serves now, this one drains.
     UpgradeSucceeded {
@@ -245,10 +258,12 @@ impl fmt::Debug for EventKind<'_, '_> {
             Event::ComponentReady { .. } => "component ready",
             Event::ComponentExited { .. } => "component exited",
             Event::ComponentRestarting { .. } => "component restarting",
+            Event::DrainEnded { .. } => "drain ended",
             Event::DeadlinePassed { .. } => "deadline passed",
             Event::WorkSettled { .. } => "work settled",
             Event::Closed { .. } => "closed",
             Event::UpgradeStarted { .. } => "upgrade started",
+            Event::UpgradeStep { .. } => "upgrade step",
             Event::UpgradeSucceeded { .. } => "upgrade succeeded",
             Event::UpgradedInPlace { .. } => "upgraded in place",
             Event::UpgradeFailed { .. } => "upgrade failed",

@@ -22,6 +22,9 @@ pub struct Report {
     pub reason: Option<ShutdownReason>,
     /// Each phase entered, with how long it lasted.
     pub phases: Vec<PhaseTiming>,
+    /// How Draining went: what ended it, and the traffic it saw. `None`
+    /// when the shutdown was forced before the drain ended.
+    pub drain: Option<DrainReport>,
     /// Time from the shutdown trigger to the end of Closing.
     pub shutdown: Duration,
     /// In-flight work during the shutdown.
@@ -42,6 +45,95 @@ pub struct PhaseTiming {
     pub phase: Phase,
     /// How long the app was in it.
     pub duration: Duration,
+}
+
+/// How Draining went.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// What ended it.
+    pub ended: DrainEnd,
+    /// How long it lasted.
+    pub lasted: Duration,
+    /// The quiet an adaptive drain needed to end early (`drain_quiet`, or
+    /// more at low traffic); `None` for a fixed drain, or when the traffic
+    /// before the signal was too little to tell (the drain then lasts
+    /// `drain_max`).
+    pub quiet_needed: Option<Duration>,
+    /// How long before the drain ended the last traffic arrived (which may
+    /// be before the drain began); `None` when none was seen.
+    pub last_traffic: Option<Duration>,
+    /// Arrivals sampled during the drain, every listener together
+    /// (requests, or connections for a source that sees no requests); the
+    /// first sample may hold some from the last tenth of a second before.
+    pub arrivals: u64,
+}
+
+/// What ended Draining.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DrainEnd {
+    /// There was none: the signal's drain policy skips it, the shutdown
+    /// began before Running, or `drain_max` is zero.
+    Skipped,
+    /// A fixed drain's delay passed.
+    DelayOver,
+    /// The traffic had stopped: nothing arrived for `quiet`, `after` into
+    /// the drain.
+    Quiet {
+        /// How long nothing had arrived.
+        quiet: Duration,
+        /// How long the drain lasted.
+        after: Duration,
+    },
+    /// An adaptive drain reached `drain_max`: the traffic went on, or too
+    /// little of it was seen to tell.
+    MaxReached,
+    /// Every component had returned and nothing was tracked.
+    NothingLeft,
+    /// A signal cut it short (`SIGINT` from a terminal, by default).
+    CutBySignal,
+}
+
+impl DrainEnd {
+    /// Whether the drain ended because the traffic had stopped.
+    pub fn is_quiet(&self) -> bool {
+        matches!(self, DrainEnd::Quiet { .. })
+    }
+}
+
+impl fmt::Display for DrainEnd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DrainEnd::Skipped => f.write_str("drain skipped"),
+            DrainEnd::DelayOver => f.write_str("drain delay over"),
+            DrainEnd::Quiet { quiet, after } => {
+                write!(f, "quiet for {} after {}", Seconds(*quiet), Seconds(*after))
+            }
+            DrainEnd::MaxReached => f.write_str("drain_max reached"),
+            DrainEnd::NothingLeft => f.write_str("nothing left to drain"),
+            DrainEnd::CutBySignal => f.write_str("drain delay cut short by a signal"),
+        }
+    }
+}
+
+impl fmt::Display for DrainReport {
+    /// `quiet for 500ms after 1.2s (needed 500ms), last traffic 500ms
+    /// before its end, 120 arrivals`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.ended)?;
+        if self.ended == DrainEnd::Skipped {
+            return Ok(());
+        }
+        if let Some(needed) = self.quiet_needed {
+            write!(f, " (needed {})", Seconds(needed))?;
+        }
+        match self.last_traffic {
+            Some(d) => write!(f, ", last traffic {} before its end", Seconds(d))?,
+            None => write!(f, ", no traffic seen")?,
+        }
+        write!(f, ", {} arrivals during it", self.arrivals)
+    }
 }
 
 /// In-flight work during the shutdown.
@@ -216,6 +308,7 @@ impl Report {
                 exit_code = status.code(),
                 shutdown_ms = self.shutdown.as_millis() as u64,
                 phases = %phases,
+                drain = %self.drain.as_ref().map(ToString::to_string).unwrap_or_default(),
                 in_flight_at_stop = self.work.in_flight_at_stop,
                 finished = self.work.finished,
                 cancelled = self.work.cancelled.len(),
@@ -243,6 +336,9 @@ impl fmt::Display for Report {
         }
         for p in &self.phases {
             writeln!(f, "  {:<11} {}", p.phase.as_str(), Seconds(p.duration))?;
+        }
+        if let Some(drain) = self.drain.as_ref().filter(|d| d.ended != DrainEnd::Skipped) {
+            writeln!(f, "  drain: {drain}")?;
         }
         write!(
             f,

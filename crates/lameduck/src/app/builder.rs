@@ -61,6 +61,9 @@ pub struct AppBuilder {
     exporters: Vec<Exporter>,
     #[cfg(feature = "metrics")]
     metrics: Option<crate::metrics::Metrics>,
+    /// Where the flight record goes, and its size limit.
+    #[cfg(feature = "flight")]
+    flight_record: Option<(std::path::PathBuf, usize)>,
     #[cfg(all(unix, feature = "upgrade"))]
     upgrade: crate::upgrade::Upgrade,
 }
@@ -80,6 +83,9 @@ pub(crate) struct Parts {
     pub(crate) observers: Vec<Arc<dyn Observer>>,
     pub(crate) exporters: Vec<Exporter>,
     pub(crate) final_scrape: Option<FinalScrapeFn>,
+    pub(crate) sample_traffic: bool,
+    #[cfg(feature = "flight")]
+    pub(crate) recorder: Option<Arc<crate::flight::Recorder>>,
     #[cfg(all(unix, feature = "upgrade"))]
     pub(crate) upgrade: crate::upgrade::Upgrade,
 }
@@ -101,6 +107,8 @@ impl AppBuilder {
             exporters: Vec::new(),
             #[cfg(feature = "metrics")]
             metrics: None,
+            #[cfg(feature = "flight")]
+            flight_record: None,
             #[cfg(all(unix, feature = "upgrade"))]
             upgrade: {
                 // The path to start again is the one the process was started
@@ -282,6 +290,41 @@ impl AppBuilder {
         self
     }
 
+    /// Writes a flight record of every shutdown and upgrade to `path`
+    /// (feature `flight`; off by default): a JSON file of the phases, what
+    /// ended the drain, the traffic, what was in flight at each deadline,
+    /// the restarts, the upgrade's steps and the exit code. See
+    /// [`flight`](crate::flight).
+    ///
+    /// `{pid}` in the path becomes the process id and `{app}` the app's
+    /// name: with `{pid}`, the two processes of an upgrade keep a record
+    /// each; without, each record replaces the last. The directory must
+    /// exist. A record never exceeds 1 MiB unless
+    /// [`flight_record_limit`](Self::flight_record_limit) says otherwise.
+    #[cfg(feature = "flight")]
+    pub fn flight_record(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        let limit = self
+            .flight_record
+            .as_ref()
+            .map_or(crate::flight::DEFAULT_LIMIT, |(_, l)| *l);
+        self.flight_record = Some((path.into(), limit));
+        self
+    }
+
+    /// Sets the flight record's size limit, in bytes (default 1 MiB, at
+    /// least [`MIN_LIMIT`](crate::flight::MIN_LIMIT), 16 KiB): past it the
+    /// longest lists are cut, and the record says how much went.
+    #[cfg(feature = "flight")]
+    pub fn flight_record_limit(mut self, bytes: usize) -> Self {
+        let path = self
+            .flight_record
+            .take()
+            .map(|(p, _)| p)
+            .unwrap_or_default();
+        self.flight_record = Some((path, bytes));
+        self
+    }
+
     /// Adds an observer of the app's lifecycle: phase changes, components
     /// starting, ready, failing and restarting, deadlines and what they
     /// cut, closes, upgrades and the report. See [`observe`](crate::observe).
@@ -330,6 +373,15 @@ impl AppBuilder {
             }
         }
         let timeline = budget.check().map_err(BuildError::budget)?;
+        #[cfg(feature = "flight")]
+        let recorder = match &self.flight_record {
+            Some((path, limit)) => Some(Arc::new(recorder(path, *limit)?)),
+            None => None,
+        };
+        #[cfg(feature = "flight")]
+        let records = recorder.is_some();
+        #[cfg(not(feature = "flight"))]
+        let records = false;
         #[cfg(all(unix, feature = "upgrade"))]
         self.upgrade
             .check()
@@ -350,28 +402,70 @@ impl AppBuilder {
             observers.insert(0, metrics.observer());
             final_scrape = Some(metrics.final_step());
         }
+        #[allow(unused_mut)]
+        let mut flushes = self.flushes;
+        #[cfg(feature = "flight")]
+        if let Some(recorder) = &recorder {
+            observers.push(recorder.clone());
+            // First of the flushes: the record is on disk before the logs
+            // are flushed, when the process ends with no report.
+            let on_exit = recorder.clone();
+            flushes.insert(0, Box::new(move || on_exit.on_exit()));
+        }
         Ok(App {
             handle,
             events: rx,
             parts: Parts {
                 components: self.components,
                 order,
-                timeline,
                 strategy: self.strategy,
                 handle_signals: self.handle_signals,
                 sigterm: self.sigterm,
                 sigint: self.sigint,
                 exit_watchdog: self.exit_watchdog,
                 exit_on_force: self.exit_on_force,
-                flushes: self.flushes,
+                flushes,
                 observers,
                 exporters: self.exporters,
                 final_scrape,
+                sample_traffic: timeline.is_adaptive() || records,
+                #[cfg(feature = "flight")]
+                recorder,
+                timeline,
                 #[cfg(all(unix, feature = "upgrade"))]
                 upgrade: self.upgrade,
             },
         })
     }
+}
+
+/// The flight recorder for `path`, checked: a directory that exists, a
+/// limit that leaves room for the record.
+#[cfg(feature = "flight")]
+fn recorder(path: &std::path::Path, limit: usize) -> Result<crate::flight::Recorder, BuildError> {
+    let wrong = |message: String| BuildError::new(BuildErrorKind::FlightRecord, message);
+    if path.as_os_str().is_empty() || path.file_name().is_none() {
+        return Err(wrong(format!(
+            "the flight record's path {path:?} names no file"
+        )));
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => std::path::Path::new("."),
+    };
+    if !dir.is_dir() {
+        return Err(wrong(format!(
+            "the flight record's directory {} does not exist",
+            dir.display()
+        )));
+    }
+    if limit < crate::flight::MIN_LIMIT {
+        return Err(wrong(format!(
+            "the flight record's size limit {limit} bytes is below the minimum {} bytes",
+            crate::flight::MIN_LIMIT
+        )));
+    }
+    Ok(crate::flight::Recorder::new(path.to_path_buf(), limit))
 }
 
 /// Resolves each close timeout to one value, set in one place: the budget
@@ -491,6 +585,9 @@ pub enum BuildErrorKind {
     FinalScrapeWithoutMetrics,
     /// The metrics given already observe another app.
     MetricsTaken,
+    /// The flight record (feature `flight`) cannot be written where asked:
+    /// its directory does not exist, or its size limit is too small.
+    FlightRecord,
     /// The upgrade settings (feature `upgrade`) cannot be honoured: an
     /// unusable PID file or control socket path, or a process started by an
     /// upgrade whose channel to its parent is unusable.

@@ -17,10 +17,11 @@ use super::watchdog::Watchdog;
 use super::{AppHandle, Event};
 use crate::component::BoxError;
 use crate::observe::{Event as Observed, Observers};
-use crate::report::{Deadline, Ending, ExporterReport, PhaseTiming, WorkReport};
+use crate::report::{Deadline, DrainReport, Ending, ExporterReport, PhaseTiming, WorkReport};
 use crate::{ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem};
 
 mod closing;
+mod drain;
 mod holdups;
 mod report;
 mod slot;
@@ -71,6 +72,11 @@ pub(crate) struct Driver {
     trigger: Option<(ShutdownReason, bool)>,
     shutdown_at: Option<Instant>,
     status: ExitStatus,
+    /// How Draining went, once it ended.
+    drain: Option<DrainReport>,
+    /// Whether the traffic is sampled: for an adaptive drain, or a flight
+    /// record.
+    sample_traffic: bool,
     watching: HashSet<usize>,
     work: WorkReport,
     /// Where lifecycle events go: the log, systemd, metrics, the user's.
@@ -100,6 +106,10 @@ impl Driver {
             parts.flushes,
             parts.timeline.log_flush,
         );
+        #[cfg(feature = "flight")]
+        if let Some(recorder) = &parts.recorder {
+            recorder.attach(&finish);
+        }
         let mut driver = Self {
             observers: Observers::new(handle.name().into(), parts.observers),
             final_scrape: parts.final_scrape,
@@ -130,6 +140,8 @@ impl Driver {
             trigger: None,
             shutdown_at: None,
             status: ExitStatus::Clean,
+            drain: None,
+            sample_traffic: parts.sample_traffic,
             watching: HashSet::new(),
             work: WorkReport::default(),
             #[cfg(all(unix, feature = "upgrade"))]
@@ -165,6 +177,10 @@ impl Driver {
             }
         }
         self.observe_systemd();
+        if self.sample_traffic {
+            let task = tokio::spawn(crate::traffic::Traffic::run(self.handle.clone()));
+            self.handle.keep_until_stopped(task.abort_handle());
+        }
         #[cfg(all(unix, feature = "upgrade"))]
         self.upgrades_start();
         self.phase_started = Instant::now();
@@ -260,6 +276,8 @@ impl Driver {
             Event::TrackerIdle(i) => {
                 self.watching.remove(&i);
             }
+            // The drain looks at the traffic again.
+            Event::TrafficSampled => {}
             #[cfg(all(unix, feature = "upgrade"))]
             Event::Upgrade(request) => self.on_upgrade_request(request),
             #[cfg(all(unix, feature = "upgrade"))]
@@ -438,40 +456,22 @@ impl Driver {
 
         // Draining: unready at once, still serving.
         self.enter(Phase::Draining, &cause);
+        self.handle.traffic().keep_from_now();
         self.draining.cancel();
-        let mut drained_early = false;
-        if drain && !self.timeline.drain_delay.is_zero() {
-            let deadline = Instant::now() + self.timeline.drain_delay;
-            while !self.cut_drain {
-                // Every component has returned and no work is tracked:
-                // nothing is left to serve while load balancers catch up.
-                // (An app of no components serves outside them, if at all:
-                // its drain is kept.)
-                if !self.slots.is_empty() && self.all_done() {
-                    drained_early = true;
-                    break;
-                }
-                match self.step(Some(deadline)).await {
-                    Step::Deadline => break,
-                    Step::Forced(sig) => return self.forced(sig).await,
-                    Step::Handled => {}
-                }
+        let drained = if drain && !self.timeline.drain_delay.is_zero() {
+            match self.drain().await {
+                Ok(drained) => drained,
+                Err(sig) => return self.forced(sig).await,
             }
-        }
+        } else {
+            self.no_drain()
+        };
+        self.publish(&Observed::DrainEnded { drain: &drained });
+        let ended = drained.ended.to_string();
+        self.drain = Some(drained);
 
         // Stopping: components stop in reverse dependency order.
-        self.enter(
-            Phase::Stopping,
-            if !drain {
-                "drain skipped"
-            } else if drained_early {
-                "nothing left to drain"
-            } else if self.cut_drain {
-                "drain delay cut short by a signal"
-            } else {
-                "drain delay over"
-            },
-        );
+        self.enter(Phase::Stopping, &ended);
         let at_stop = self.snapshot();
         self.work.in_flight_at_stop = at_stop.len();
         self.fire_stops();

@@ -30,6 +30,8 @@ pub(crate) struct Finish {
     flushed_async: tokio::sync::Notify,
     /// The budget's bound on the flushes.
     pub(crate) log_flush: Duration,
+    /// The code the process exits with, once [`exit`](Self::exit) began.
+    exiting: OnceLock<u8>,
 }
 
 enum Flushes {
@@ -48,6 +50,7 @@ impl Finish {
             flushed: Condvar::new(),
             flushed_async: tokio::sync::Notify::new(),
             log_flush,
+            exiting: OnceLock::new(),
         })
     }
 
@@ -79,6 +82,13 @@ impl Finish {
     pub(crate) fn set_report(&self, status: ExitStatus) {
         let _ = self.report.set(status);
         self.leave_live();
+    }
+
+    /// The code the process exits with, once it is exiting from a plain
+    /// thread (the signal thread, the exit watchdog).
+    #[cfg_attr(not(feature = "flight"), allow(dead_code))]
+    pub(crate) fn exiting(&self) -> Option<u8> {
+        self.exiting.get().copied()
     }
 
     /// The status of the report, once it was logged.
@@ -160,6 +170,7 @@ impl Finish {
 
     /// Runs the flushes within `bound`, then exits the process with `code`.
     pub(crate) fn exit(self: &Arc<Self>, code: u8, bound: Duration) -> ! {
+        let _ = self.exiting.set(code);
         if !self.flush_blocking(bound) {
             eprintln!(
                 "lameduck: {}: the final flush did not finish within {bound:?}",

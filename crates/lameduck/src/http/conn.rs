@@ -62,6 +62,8 @@ pub(crate) struct ConnState {
     in_flight: AtomicUsize,
     /// Requests dispatched so far.
     requests: AtomicUsize,
+    /// Of those, probes answered on the main listener: not traffic.
+    probes: AtomicUsize,
     /// Bytes were read that no dispatched request accounts for yet: hyper
     /// holds (part of) a request in its buffer.
     unparsed: AtomicBool,
@@ -119,6 +121,7 @@ impl ConnState {
             proto: AtomicU8::new(Proto::Unknown as u8),
             in_flight: AtomicUsize::new(0),
             requests: AtomicUsize::new(0),
+            probes: AtomicUsize::new(0),
             unparsed: AtomicBool::new(false),
             accepted: Instant::now(),
             last_read: AtomicU64::new(coarse_nanos()),
@@ -179,6 +182,18 @@ impl ConnState {
     #[inline]
     pub(crate) fn is_handling(&self) -> bool {
         self.in_flight() > self.parked_len.load(Ordering::Acquire)
+    }
+
+    /// A request dispatched was a probe, answered ahead of the service.
+    pub(crate) fn probed(&self) {
+        self.probes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests dispatched so far that were not probes: the connection's
+    /// traffic.
+    pub(crate) fn served(&self) -> usize {
+        let probes = self.probes.load(Ordering::Relaxed);
+        self.requests.load(Ordering::Relaxed).saturating_sub(probes)
     }
 
     #[inline]
@@ -395,44 +410,113 @@ impl ConnState {
         }
     }
 
+    /// What the connection is doing now.
+    pub(crate) fn activity(&self) -> Activity {
+        let streams = self.open_streams.load(Ordering::Acquire);
+        if self.proto() == Proto::Upgraded {
+            Activity::Upgraded
+        } else if self.in_flight() > 0 {
+            let parked = self.parked_len.load(Ordering::Acquire);
+            if parked > 0 && parked == self.in_flight() {
+                Activity::Writing
+            } else {
+                Activity::Handling(self.in_flight())
+            }
+        } else if streams > 0 {
+            Activity::Streaming(streams)
+        } else if self.has_unparsed() {
+            Activity::Reading
+        } else if self.is_fresh() {
+            Activity::New
+        } else {
+            Activity::Idle
+        }
+    }
+
+    /// The connection for an inventory (the flight record's): who, what it
+    /// is doing, since when.
+    pub(crate) fn inventory(&self, now: Instant) -> crate::inventory::Connection {
+        crate::inventory::Connection {
+            peer: self.peer_text(),
+            protocol: match self.proto() {
+                Proto::Unknown => "unknown",
+                Proto::H1 => "http/1",
+                Proto::H2 => "http/2",
+                Proto::Upgraded => "upgraded",
+            },
+            state: self.activity().name(),
+            in_flight: self.in_flight(),
+            idle: now.saturating_duration_since(self.last_read()),
+            age: now.saturating_duration_since(self.accepted),
+        }
+    }
+
+    fn peer_text(&self) -> String {
+        match &self.peer {
+            Some(peer) => format!("{peer:?}"),
+            None => "(unknown peer)".to_string(),
+        }
+    }
+
     /// Describes the connection for a report: who, what it is doing, since
     /// when.
     pub(crate) fn describe(&self, now: Instant) -> String {
         use crate::fmt::Seconds;
-        let peer = match &self.peer {
-            Some(peer) => format!("{peer:?}"),
-            None => "(unknown peer)".to_string(),
-        };
         let proto = match self.proto() {
             Proto::Unknown => "protocol not yet known",
             Proto::H1 => "HTTP/1",
             Proto::H2 => "HTTP/2",
             Proto::Upgraded => "upgraded",
         };
-        let streams = self.open_streams.load(Ordering::Acquire);
-        let state = if self.proto() == Proto::Upgraded {
-            "upgraded connection open".to_string()
-        } else if self.in_flight() > 0 {
-            let parked = self.parked_len.load(Ordering::Acquire);
-            if parked > 0 && parked == self.in_flight() {
-                "writing a response the client is not reading".to_string()
-            } else {
-                format!("{} request(s) in flight", self.in_flight())
-            }
-        } else if streams > 0 {
-            format!("{streams} response stream(s) not finished on the wire")
-        } else if self.has_unparsed() {
-            "request head incomplete".to_string()
-        } else if self.is_fresh() {
-            "no request sent yet".to_string()
-        } else {
-            "idle".to_string()
+        let state = match self.activity() {
+            Activity::Upgraded => "upgraded connection open".to_string(),
+            Activity::Writing => "writing a response the client is not reading".to_string(),
+            Activity::Handling(n) => format!("{n} request(s) in flight"),
+            Activity::Streaming(n) => format!("{n} response stream(s) not finished on the wire"),
+            Activity::Reading => "request head incomplete".to_string(),
+            Activity::New => "no request sent yet".to_string(),
+            Activity::Idle => "idle".to_string(),
         };
         format!(
-            "connection {peer} ({proto}): {state}, last byte read {} ago, open {}",
+            "connection {} ({proto}): {state}, last byte read {} ago, open {}",
+            self.peer_text(),
             Seconds(now.saturating_duration_since(self.last_read())),
             Seconds(now.saturating_duration_since(self.accepted)),
         )
+    }
+}
+
+/// What a connection is doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Activity {
+    /// Accepted; no request yet.
+    New,
+    /// Between requests.
+    Idle,
+    /// Part of a request head arrived.
+    Reading,
+    /// Requests with the service.
+    Handling(usize),
+    /// Only responses whose bytes are not all on the wire yet.
+    Writing,
+    /// HTTP/2 response streams still open on the wire.
+    Streaming(usize),
+    /// Upgraded (a WebSocket).
+    Upgraded,
+}
+
+impl Activity {
+    /// The state's name in an inventory.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Activity::New => "new",
+            Activity::Idle => "idle",
+            Activity::Reading => "reading",
+            Activity::Handling(_) => "handling",
+            Activity::Writing => "writing",
+            Activity::Streaming(_) => "stream",
+            Activity::Upgraded => "upgraded",
+        }
     }
 }
 

@@ -75,12 +75,12 @@ impl DrainLayer {
         let signals = Arc::new(Signals::from_context(ctx));
         // Ends at the cancel signal; until then it is one parked task.
         tokio::spawn(signals.clone().follow());
-        Self {
-            shared: Arc::new(Shared {
-                stats: super::stats::for_component(ctx),
-                ..Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)
-            }),
-        }
+        let shared = Arc::new(Shared {
+            stats: super::stats::for_component(ctx),
+            ..Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)
+        });
+        super::traffic::watch(ctx, &shared);
+        Self { shared }
     }
 
     /// The [`Cancel`] this layer inserts into requests.
@@ -187,8 +187,19 @@ where
         // poll_ready reserved to the next call, which tower allows.
         if let Some(probes) = &self.shared.probes {
             if let Some(resp) = probes.respond(&req) {
+                if let Some(conn) = &self.conn {
+                    conn.probed();
+                }
                 return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
             }
+        }
+        if self.conn.is_none() {
+            // A server of the user's own: the layer counts its traffic.
+            // Relaxed: a count read by the sampler, ordering nothing.
+            self.shared
+                .counters
+                .layered
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         let grpc = is_grpc(&req);
         if stage >= Stage::Cancelled {

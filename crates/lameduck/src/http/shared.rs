@@ -220,6 +220,8 @@ pub(crate) struct Shared {
     pub(crate) head_timeout: Option<Duration>,
     /// Requests counted for the lifecycle metrics, when the app has them.
     pub(crate) stats: Option<Arc<super::stats::HttpStats>>,
+    /// The traffic's counts beyond each connection's own.
+    pub(crate) counters: super::traffic::Counters,
 }
 
 impl Shared {
@@ -235,6 +237,7 @@ impl Shared {
             idle_timeout: None,
             head_timeout: None,
             stats: None,
+            counters: super::traffic::Counters::default(),
         }
     }
 
@@ -254,6 +257,7 @@ impl Shared {
     /// Keeps `conn` among the open connections until the returned guard
     /// drops (with the connection's task).
     pub(crate) fn register(self: &Arc<Self>, conn: &Arc<ConnState>) -> Registered {
+        self.counters.accepted.fetch_add(1, Ordering::Relaxed);
         let key = self.open_conns().insert(conn.clone());
         Registered {
             shared: self.clone(),
@@ -271,6 +275,15 @@ impl Shared {
         self.open_conns()
             .iter()
             .map(|(_, c)| c.describe(now))
+            .collect()
+    }
+
+    /// The connections open now, for an inventory.
+    pub(crate) fn inventory(&self) -> Vec<crate::inventory::Connection> {
+        let now = Instant::now();
+        self.open_conns()
+            .iter()
+            .map(|(_, c)| c.inventory(now))
             .collect()
     }
 
@@ -315,6 +328,15 @@ pub(crate) struct Registered {
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        self.shared.open_conns().try_remove(self.key);
+        let mut conns = self.shared.open_conns();
+        if let Some(conn) = conns.try_remove(self.key) {
+            // Under the lock: the traffic's sampler sees the connection's
+            // requests either here or among the open ones, never both.
+            let served = conn.served() as u64;
+            self.shared
+                .counters
+                .retired
+                .fetch_add(served, Ordering::Relaxed);
+        }
     }
 }

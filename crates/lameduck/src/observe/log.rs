@@ -97,11 +97,24 @@ impl Observer for Log {
                 }
                 _ => {}
             },
+            Event::DrainEnded { drain } => {
+                tracing::info!(
+                    target: "lameduck",
+                    app = %app,
+                    ended = %drain.ended,
+                    lasted_ms = drain.lasted.as_millis() as u64,
+                    quiet_needed_ms = drain.quiet_needed.map(|d| d.as_millis() as u64),
+                    last_traffic_ms = drain.last_traffic.map(|d| d.as_millis() as u64),
+                    arrivals = drain.arrivals,
+                    "drain ended: {drain}"
+                );
+            }
             Event::Report(report) => report.log(),
             // The report says it.
             Event::WorkSettled { .. } => {}
             // Logged where they happen, with details the event leaves out.
             Event::UpgradeStarted { .. }
+            | Event::UpgradeStep { .. }
             | Event::UpgradeSucceeded { .. }
             | Event::UpgradedInPlace { .. }
             | Event::UpgradeFailed { .. } => {}

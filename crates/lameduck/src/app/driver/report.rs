@@ -20,6 +20,7 @@ impl Driver {
             app: self.handle.name().into(),
             reason: self.trigger.as_ref().map(|(r, _)| r.clone()),
             phases,
+            drain: self.drain.clone(),
             shutdown: self
                 .shutdown_at
                 .map_or_else(Default::default, |t| Instant::now() - t),

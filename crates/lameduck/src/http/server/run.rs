@@ -69,6 +69,11 @@ where
     if let Some(stats) = &shared.stats {
         stats.watch_connections(Arc::downgrade(&shared));
     }
+    crate::http::traffic::watch(&ctx, &shared);
+    ctx.list_connections({
+        let shared = Arc::downgrade(&shared);
+        move || shared.upgrade().map(|s| s.inventory()).unwrap_or_default()
+    });
     ctx.describe_holdups({
         let shared = Arc::downgrade(&shared);
         move || {

@@ -168,12 +168,21 @@ impl Driver {
             self.settle_time(),
         ));
         tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, "committed to the new process; it takes over now");
+        self.publish(&crate::observe::Event::UpgradeStep {
+            step: &format!("process {pid} is ready; committed to it: it takes over now"),
+        });
     }
 
     /// (Old process.) The new process took the PID file and the control
     /// socket and runs.
     fn on_successor_running(&mut self, pid: u32) {
         tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, settle_ms = self.settle_time().as_millis() as u64, "the new process runs; this one stays ready to take the service back until it settles");
+        self.publish(&crate::observe::Event::UpgradeStep {
+            step: &format!(
+                "process {pid} runs; this one can take the service back until it settles ({})",
+                crate::fmt::Seconds(self.settle_time())
+            ),
+        });
     }
 
     /// (Old process.) The new process has run for the settle time: this
@@ -184,6 +193,9 @@ impl Driver {
             return;
         }
         owner::set(Handoff::Leaving);
+        self.publish(&crate::observe::Event::UpgradeStep {
+            step: &format!("process {pid} settled; the last probe connections close"),
+        });
         let handle = self.handle.clone();
         tokio::spawn(async move {
             // Probes are answered in a moment; the bound keeps a stuck
@@ -260,6 +272,9 @@ impl Driver {
     fn take_back(&mut self, busy: InFlight, pid: u32, e: UpgradeError) {
         owner::set(Handoff::Own);
         tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, error = %e, "the new process is gone; this process takes the service back and serves again");
+        self.publish(&crate::observe::Event::UpgradeStep {
+            step: &format!("process {pid} is gone before it settled; this one takes the service back"),
+        });
         self.rolled_back(busy, e);
     }
 

@@ -1,0 +1,93 @@
+//! Draining: how long the app stays unready but serving. A fixed drain
+//! waits its delay; an adaptive one (`drain_min` < `drain_max`) ends once
+//! the traffic has stopped (see `traffic/quiet.rs` for the rule).
+
+use tokio::time::Instant;
+
+use super::{Driver, Step};
+use crate::report::{DrainEnd, DrainReport};
+use crate::traffic::quiet::{Verdict, Window};
+use crate::Signal;
+
+impl Driver {
+    /// Drains until the drain window says so, every component has returned
+    /// with nothing tracked, or a signal cuts it short. A second signal is
+    /// returned, for the caller to force the exit.
+    pub(super) async fn drain(&mut self) -> Result<DrainReport, Signal> {
+        let began = Instant::now();
+        let window = Window::of(&self.timeline);
+        let adaptive = self.timeline.is_adaptive();
+        let handle = self.handle.clone();
+        let traffic = handle.traffic();
+        let needs = if adaptive {
+            traffic.with_log(|log| window.needs(log.evidence(began)))
+        } else {
+            None
+        };
+        let mut ended = None;
+        while !self.cut_drain {
+            // Every component has returned and no work is tracked: nothing
+            // is left to serve while load balancers catch up. (An app of no
+            // components serves outside them, if at all: its drain is kept.)
+            if !self.slots.is_empty() && self.all_done() {
+                ended = Some(DrainEnd::NothingLeft);
+                break;
+            }
+            let now = Instant::now();
+            let (sampled, last) = traffic.with_log(|log| (log.last_sample(), log.last_arrival()));
+            let wake = match window.decide(needs, began, now, sampled, last) {
+                Verdict::Max => {
+                    ended = Some(if adaptive {
+                        DrainEnd::MaxReached
+                    } else {
+                        DrainEnd::DelayOver
+                    });
+                    break;
+                }
+                Verdict::Quiet(quiet) if adaptive => {
+                    ended = Some(DrainEnd::Quiet {
+                        quiet,
+                        after: now - began,
+                    });
+                    break;
+                }
+                Verdict::Quiet(_) => began + window.max,
+                Verdict::Wait(at) => at,
+            };
+            match self.step(Some(wake)).await {
+                Step::Forced(sig) => return Err(sig),
+                Step::Deadline | Step::Handled => {}
+            }
+        }
+        let end = Instant::now();
+        let (last, arrivals) = traffic.with_log(|log| {
+            let arrivals = log
+                .ticks()
+                .filter(|t| t.at > began)
+                .map(|t| t.arrivals())
+                .sum();
+            (log.last_arrival(), arrivals)
+        });
+        Ok(DrainReport {
+            ended: ended.unwrap_or(DrainEnd::CutBySignal),
+            lasted: end - began,
+            quiet_needed: needs,
+            last_traffic: last.map(|at| end.saturating_duration_since(at)),
+            arrivals,
+        })
+    }
+
+    /// The drain that did not happen.
+    pub(super) fn no_drain(&self) -> DrainReport {
+        DrainReport {
+            ended: DrainEnd::Skipped,
+            lasted: std::time::Duration::ZERO,
+            quiet_needed: None,
+            last_traffic: self.handle.traffic().with_log(|log| {
+                log.last_arrival()
+                    .map(|at| Instant::now().saturating_duration_since(at))
+            }),
+            arrivals: 0,
+        }
+    }
+}
