@@ -16,10 +16,27 @@ pub struct PhaseFlags {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub grace_period: Option<Duration>,
 
-    /// How long to stay unready but serving, while load balancers and
-    /// Kubernetes endpoints stop sending traffic [default: 5s]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    /// A fixed drain: stay unready but serving for exactly this long,
+    /// whatever the traffic does (sets --drain-min and --drain-max both)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true,
+          conflicts_with_all = ["drain_min", "drain_max", "drain_quiet"])]
     pub drain_delay: Option<Duration>,
+
+    /// The longest drain: unready but serving while load balancers and
+    /// Kubernetes endpoints stop sending traffic; what the budget reserves
+    /// [default: 5s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub drain_max: Option<Duration>,
+
+    /// The shortest drain, however quiet the traffic [default: 0s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub drain_min: Option<Duration>,
+
+    /// The drain ends once no request has arrived for this long (more at
+    /// low traffic: four times the longest gap seen before the signal), at
+    /// least 100ms [default: 1s]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    pub drain_quiet: Option<Duration>,
 
     /// How long in-flight work may take to finish once listeners close
     /// [default: what the other phases leave]
@@ -40,6 +57,15 @@ impl PhaseFlags {
         }
         if let Some(d) = self.drain_delay {
             budget = budget.drain_delay(d);
+        }
+        if let Some(d) = self.drain_max {
+            budget = budget.drain_max(d);
+        }
+        if let Some(d) = self.drain_min {
+            budget = budget.drain_min(d);
+        }
+        if let Some(d) = self.drain_quiet {
+            budget = budget.drain_quiet(d);
         }
         if let Some(d) = self.shutdown_timeout {
             budget = budget.shutdown_timeout(d);

@@ -32,7 +32,9 @@ the time between SIGTERM and SIGKILL (Kubernetes terminationGracePeriodSeconds,
 default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
 
   draining       unready but still serving while load balancers and endpoints
-                 catch up                                       (--drain-delay)
+                 catch up: from --drain-min (0s) to --drain-max (5s), ending
+                 once no request arrived for --drain-quiet (1s, more at low
+                 traffic); --drain-delay fixes it          (--drain-max)
   stopping       listeners closed; in-flight work finishes  (--shutdown-timeout)
   cancelling     work that got its cancel signal winds down    (--hard-timeout)
   closing        each resource closes in turn, with its own timeout   (--close)
@@ -42,7 +44,8 @@ default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
 
 Stopping gets whatever the other phases leave, unless --shutdown-timeout sets
 it. The plan is invalid when the phases add up to more than the grace period,
-or leave Stopping less than 100ms: then the arithmetic is printed on stderr
+or leave Stopping less than 100ms, or the drain window is upside down
+(--drain-min above --drain-max) or --drain-quiet is under 100ms: then the arithmetic is printed on stderr
 and the exit code is 78, as when a service built on the library refuses the
 same budget at start-up.
 
@@ -59,6 +62,9 @@ Examples:
   lameduck plan --grace-period 30s --close db=2s --close kafka=3s
       the budget as a table
 
+  lameduck plan --grace-period 30s --drain-max 10s --drain-quiet 2s
+      an adaptive drain of up to 10s that ends after 2s without a request
+
   lameduck plan --grace-period 45s --drain-delay 10s --format k8s
       the pod spec fragment: terminationGracePeriodSeconds, probes on the
       admin port, and no preStop hook (lameduck drains by itself)
@@ -70,7 +76,8 @@ Examples:
 Exit status:
   0   the phases fit: the plan is on stdout
   2   bad flags or values (an unparsable or negative duration, --close
-      without '=')
+      without '=', --drain-delay with --drain-max, --drain-min or
+      --drain-quiet)
   78  the phases do not fit the grace period: the arithmetic is on stderr";
 
 /// Print the shutdown timing budget: a table, a Kubernetes pod spec or JSON.

@@ -341,6 +341,51 @@ fn an_explicit_shutdown_timeout_that_does_not_fit_exits_78_in_every_format() {
 }
 
 #[test]
+fn plan_shows_the_drain_window_and_reserves_drain_max() {
+    let out = plan(&[
+        "--drain-min",
+        "1s",
+        "--drain-max",
+        "10s",
+        "--drain-quiet",
+        "2s",
+    ]);
+    out.assert_code(0);
+    let t = &out.stdout;
+    assert_eq!(row(t, "draining"), ["0s", "10s", "10s"]);
+    assert_eq!(row(t, "  at least"), ["1s"]);
+    assert_eq!(row(t, "  ends if quiet"), ["2s"]);
+    assert_eq!(row(t, "stopping"), ["10s", "15s", "25s"]);
+    let v = json(&["--drain-max", "10s", "--drain-quiet", "2s"]);
+    assert_eq!(v["drain_delay_seconds"], 10.0);
+    assert_eq!(v["drain_min_seconds"], 0.0);
+    assert_eq!(v["drain_quiet_seconds"], 2.0);
+    // A fixed drain has no quiet, and no window rows.
+    let v = json(&["--drain-delay", "10s"]);
+    assert_eq!(v["drain_min_seconds"], 10.0);
+    assert_eq!(v["drain_quiet_seconds"], Value::Null);
+    let out = plan(&["--drain-delay", "10s"]);
+    assert!(!out.stdout.contains("ends if quiet"), "{}", out.stdout);
+}
+
+#[test]
+fn a_drain_window_upside_down_or_mixed_with_a_fixed_delay_is_refused() {
+    let out = plan(&["--drain-min", "3s", "--drain-max", "2s"]);
+    out.assert_code(78);
+    assert!(
+        out.stderr
+            .contains("drain_min 3s is longer than drain_max 2s"),
+        "{}",
+        out.stderr
+    );
+    let out = plan(&["--drain-quiet", "50ms"]);
+    out.assert_code(78);
+    let out = plan(&["--drain-delay", "5s", "--drain-max", "10s"]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("cannot be used with"), "{}", out.stderr);
+}
+
+#[test]
 fn a_budget_with_no_time_to_stop_exits_78() {
     let out = plan(&["--grace-period", "10s", "--drain-delay", "6s"]);
     out.assert_code(78);
@@ -425,7 +470,9 @@ fn help_states_the_library_defaults() {
     let secs = |d: Duration| format!("{}s", d.as_secs_f64());
     for (flag, default) in [
         ("--grace-period", secs(t.grace_period)),
-        ("--drain-delay", secs(t.drain_delay)),
+        ("--drain-max", secs(t.drain_delay)),
+        ("--drain-min", secs(t.drain_min)),
+        ("--drain-quiet", secs(t.drain_quiet)),
         ("--hard-timeout", secs(t.hard_timeout)),
         ("--log-flush", format!("{}ms", t.log_flush.as_millis())),
     ] {

@@ -59,8 +59,8 @@ mod write;
 pub(crate) use recorder::Recorder;
 pub use schema::{
     BudgetRecord, ComponentRecord, ConnectionRecord, DrainRecord, ExitRecord, FlightRecord,
-    HeldRecord, Inventory, ListenerTraffic, PhaseRecord, RestartRecord, StepRecord,
-    TrafficRecord, Truncated, UpgradeRecord, WorkRecord, WorkRecordItem,
+    HeldRecord, Inventory, ListenerTraffic, PhaseRecord, RestartRecord, StepRecord, TrafficRecord,
+    Truncated, UpgradeRecord, WorkRecord, WorkRecordItem,
 };
 
 /// The `format` of every flight record.
@@ -129,7 +129,10 @@ impl fmt::Display for FlightRecordError {
                 write!(f, "not a flight record: no \"format\": \"{FORMAT}\"")
             }
             FlightRecordError::Format(format) => {
-                write!(f, "not a flight record: its format is {format:?}, not {FORMAT:?}")
+                write!(
+                    f,
+                    "not a flight record: its format is {format:?}, not {FORMAT:?}"
+                )
             }
             FlightRecordError::Version(Some(v)) => write!(
                 f,

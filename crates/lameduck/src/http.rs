@@ -59,9 +59,9 @@ mod server;
 pub(crate) mod shared;
 pub(crate) mod stats;
 mod streaming;
-mod traffic;
 #[cfg(feature = "tls")]
 mod tls;
+mod traffic;
 
 pub use cancel::{Cancel, CancelledFuture, StoppingFuture};
 pub use layer::{Drain, DrainBody, DrainLayer};

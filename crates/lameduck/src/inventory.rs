@@ -31,6 +31,8 @@ pub(crate) struct Lists(pub(crate) std::collections::HashMap<usize, (Arc<str>, L
 
 impl std::fmt::Debug for Lists {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_set().entries(self.0.values().map(|(n, _)| n)).finish()
+        f.debug_set()
+            .entries(self.0.values().map(|(n, _)| n))
+            .finish()
     }
 }

@@ -121,10 +121,10 @@ mod exit;
 pub mod flight;
 mod fmt;
 mod health;
-#[cfg_attr(not(feature = "http"), allow(dead_code))]
-mod inventory;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+mod inventory;
 #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
 pub mod listen;
 #[cfg(feature = "logging")]

@@ -104,7 +104,10 @@ async fn probe_traffic_on_the_main_listener_does_not_keep_the_drain_going() {
     stop.store(true, Ordering::Relaxed);
     prober.await.unwrap();
     let drain = report.drain.clone().expect("a drain");
-    assert!(probes.load(Ordering::Relaxed) > 0, "probes ran during the drain");
+    assert!(
+        probes.load(Ordering::Relaxed) > 0,
+        "probes ran during the drain"
+    );
     // Counted, the probes would have kept it going to drain_max.
     assert!(drain.ended.is_quiet(), "{report}");
 }

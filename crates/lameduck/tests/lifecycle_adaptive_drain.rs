@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use lameduck::{
-    App, Budget, Component, DrainEnd, DrainReport, Phase, TRAFFIC_TICK, TrafficCounts,
-};
+use lameduck::{App, Budget, Component, DrainEnd, DrainReport, Phase, TRAFFIC_TICK, TrafficCounts};
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {
@@ -206,5 +204,8 @@ async fn an_app_with_no_traffic_source_drains_to_drain_max() {
     let report = run.await.unwrap();
     let drain = report.drain.clone().unwrap();
     assert_eq!(drain.ended, DrainEnd::MaxReached, "{report}");
-    assert!(report.to_string().contains("drain: drain_max reached"), "{report}");
+    assert!(
+        report.to_string().contains("drain: drain_max reached"),
+        "{report}"
+    );
 }

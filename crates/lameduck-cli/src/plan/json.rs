@@ -14,7 +14,11 @@ use super::k8s::{PodSettings, ProbeTiming};
 #[derive(Serialize)]
 struct Plan<'a> {
     grace_period_seconds: f64,
+    /// `drain_max`: what the budget reserves for Draining.
     drain_delay_seconds: f64,
+    drain_min_seconds: f64,
+    /// `null` for a fixed drain (`drain_min` = `drain_max`).
+    drain_quiet_seconds: Option<f64>,
     shutdown_timeout_seconds: f64,
     hard_timeout_seconds: f64,
     closes: Vec<Close<'a>>,
@@ -76,6 +80,8 @@ pub(super) fn render(t: &Timeline, pod: &PodSettings) -> anyhow::Result<String> 
     let plan = Plan {
         grace_period_seconds: s(t.grace_period),
         drain_delay_seconds: s(t.drain_delay),
+        drain_min_seconds: s(t.drain_min),
+        drain_quiet_seconds: t.is_adaptive().then(|| s(t.drain_quiet)),
         shutdown_timeout_seconds: s(t.shutdown_timeout),
         hard_timeout_seconds: s(t.hard_timeout),
         closes: t

@@ -286,9 +286,16 @@ impl PodSpec<'_> {
             let why = match self.pod.drain_in {
                 DrainIn::App => format!(
                     "No preStop hook: lameduck drains by itself after SIGTERM (unready but still \
-                     serving for {drain}). A preStop sleep would spend the drain delay twice, and \
+                     serving for {}). A preStop sleep would spend the drain delay twice, and \
                      since the grace period counts the hook, SIGKILL would cut the last phases \
-                     short."
+                     short.",
+                    if self.timeline.is_adaptive() {
+                        format!(
+                            "up to {drain}, less once no request has arrived for the quiet it needs"
+                        )
+                    } else {
+                        drain.clone()
+                    }
                 ),
                 DrainIn::Prestop => "No preStop hook: the drain delay is 0s, so the program gets \
                                      SIGTERM as soon as the pod starts terminating."

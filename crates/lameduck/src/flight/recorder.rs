@@ -278,9 +278,10 @@ impl Observer for Recorder {
             }
             Event::DrainEnded { drain } => {
                 let end_ms = state.now();
-                let last = state.app.as_ref().and_then(|a| {
-                    a.traffic().with_log(|log| log.last_arrival())
-                });
+                let last = state
+                    .app
+                    .as_ref()
+                    .and_then(|a| a.traffic().with_log(|log| log.last_arrival()));
                 let last_traffic_ms = last.map(|at| state.ms(at));
                 state.record.drain = Some(DrainRecord {
                     ended: match drain.ended {

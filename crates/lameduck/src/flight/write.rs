@@ -15,7 +15,13 @@ pub(super) fn resolve(template: &Path, app: &str) -> PathBuf {
     }
     let app: String = app
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     PathBuf::from(
         text.replace("{pid}", &std::process::id().to_string())
@@ -205,7 +211,10 @@ mod tests {
         assert!(bytes.len() <= limit, "{} bytes", bytes.len());
         let record: FlightRecord = serde_json::from_slice(&bytes).unwrap();
         let cut = record.truncated.expect("says what was cut");
-        assert!(cut.connections > 0 && cut.limit_bytes == limit as u64, "{cut:?}");
+        assert!(
+            cut.connections > 0 && cut.limit_bytes == limit as u64,
+            "{cut:?}"
+        );
         let kept = record.inventories[0].connections.len() as u64;
         assert_eq!(kept + cut.connections, 20_000);
         let l = &record.traffic.listeners[0];

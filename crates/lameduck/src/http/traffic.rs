@@ -49,7 +49,11 @@ impl Shared {
             return counts;
         }
         let finished = requests.saturating_sub(in_flight);
-        counts.with_finished(c.finished.fetch_max(finished, Ordering::Relaxed).max(finished))
+        counts.with_finished(
+            c.finished
+                .fetch_max(finished, Ordering::Relaxed)
+                .max(finished),
+        )
     }
 }
 

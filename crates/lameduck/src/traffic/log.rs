@@ -207,11 +207,7 @@ mod tests {
 
     fn tick(at: Instant, arrivals: u64) -> Tick {
         let mut t = Tick::new(at);
-        t.add(
-            0,
-            &TrafficCounts::default(),
-            &TrafficCounts::new(arrivals),
-        );
+        t.add(0, &TrafficCounts::default(), &TrafficCounts::new(arrivals));
         t
     }
 

@@ -5,9 +5,9 @@
 use tokio::time::Instant;
 
 use super::{Driver, Step};
+use crate::Signal;
 use crate::report::{DrainEnd, DrainReport};
 use crate::traffic::quiet::{Verdict, Window};
-use crate::Signal;
 
 impl Driver {
     /// Drains until the drain window says so, every component has returned

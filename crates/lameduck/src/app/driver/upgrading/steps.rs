@@ -273,7 +273,9 @@ impl Driver {
         owner::set(Handoff::Own);
         tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, error = %e, "the new process is gone; this process takes the service back and serves again");
         self.publish(&crate::observe::Event::UpgradeStep {
-            step: &format!("process {pid} is gone before it settled; this one takes the service back"),
+            step: &format!(
+                "process {pid} is gone before it settled; this one takes the service back"
+            ),
         });
         self.rolled_back(busy, e);
     }
