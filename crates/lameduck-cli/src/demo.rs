@@ -139,6 +139,11 @@ pub struct Args {
     /// net.core.somaxconn]
     #[arg(long, value_name = "CONNECTIONS")]
     backlog: Option<u32>,
+    /// Write a flight record of the shutdown (and of each upgrade) to this
+    /// JSON file, for `lameduck report`; `{pid}` in it becomes the process
+    /// id. Its directory must exist (else exit 78)
+    #[arg(long, value_name = "PATH")]
+    flight_record: Option<PathBuf>,
     #[command(flatten)]
     metrics: MetricsFlags,
     #[command(flatten)]
@@ -208,14 +213,17 @@ async fn serve(
         upgrade = upgrade.control_socket(path);
     }
     let metrics = args.metrics.metrics()?;
-    let app = App::builder("demo")
+    let mut app = App::builder("demo")
         .budget(budget)
         .metrics(&metrics)
         .upgrade(upgrade)
         .component(db())
         .component(worker())
-        .component(Component::from(http).depends_on("db"))
-        .build();
+        .component(Component::from(http).depends_on("db"));
+    if let Some(path) = &args.flight_record {
+        app = app.flight_record(path);
+    }
+    let app = app.build();
     let app = match app {
         Ok(app) => app,
         Err(err) => {

@@ -10,6 +10,7 @@ mod duration;
 mod metrics_flags;
 mod phases;
 mod plan;
+mod report;
 mod run;
 
 /// The exit codes of every subcommand, and of services built on the library:
@@ -42,6 +43,7 @@ enum Command {
     Run(Box<run::Args>),
     Plan(plan::Args),
     Drill(drill::Args),
+    Report(report::Args),
     Demo(demo::Args),
     /// (internal) The guard of `lameduck run`: kills the program's process
     /// groups if lameduck dies without stopping them.
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::RunGuard { parent } => Ok(ExitCode::from(run::guard::main(&parent))),
         Command::Plan(args) => plan::run(args),
         Command::Drill(args) => drill::run(args),
+        Command::Report(args) => report::run(args),
         Command::Demo(args) => demo::run(args),
     };
     match result {

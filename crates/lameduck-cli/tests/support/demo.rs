@@ -18,6 +18,8 @@ const START_BOUND: Duration = Duration::from_secs(20);
 pub struct Demo {
     pub child: Child,
     pub addr: SocketAddr,
+    /// The admin listener: probes and metrics.
+    pub admin: SocketAddr,
     pub pid: Pid,
 }
 
@@ -43,14 +45,29 @@ impl Demo {
             .expect("the demo prints its address")
             .expect("reading stdout")
             .expect("a line on stdout");
+        let admin_line = timeout(START_BOUND, stdout.next_line())
+            .await
+            .expect("the demo prints its admin address")
+            .expect("reading stdout")
+            .expect("a second line on stdout");
         tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
         let addr = line
             .strip_prefix("listening on http://")
             .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
             .parse()
             .expect("an address");
+        let admin = admin_line
+            .strip_prefix("admin on http://")
+            .unwrap_or_else(|| panic!("unexpected second line {admin_line:?}"))
+            .parse()
+            .expect("an admin address");
         let pid = Pid::from_raw(child.id().expect("running").try_into().unwrap());
-        Self { child, addr, pid }
+        Self {
+            child,
+            addr,
+            admin,
+            pid,
+        }
     }
 
     /// Sends `signal` to the demo.

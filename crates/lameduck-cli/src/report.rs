@@ -1,0 +1,275 @@
+//! `lameduck report FILE`: a flight record (`docs/flight-record.md`),
+//! rendered for a person on the terminal: what happened, when, what ended
+//! the drain, and what was stuck at each deadline.
+
+use std::fmt::{self, Write as _};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use lameduck::flight::{FlightRecord, Inventory, ListenerTraffic};
+
+const LONG_ABOUT: &str = "\
+Render a flight record for a person.
+
+A service built on lameduck with flight_record(PATH), or `lameduck demo
+--flight-record PATH`, writes a JSON record of every shutdown and upgrade:
+the phases with their causes, what ended the drain, the traffic every
+listener saw per 100ms, what was still in flight at Stopping and at each
+deadline, the restarts, the upgrade's steps and the exit code. This prints
+it as text: a summary on top, then the phases, the drain, the traffic, and
+every inventory of work and connections that held the shutdown up.
+
+Exit status:
+  0   the record was rendered
+  2   the file cannot be read, or is not a flight record this lameduck knows
+      (another format, or a version it does not read)";
+
+/// Render a flight record (a shutdown or an upgrade) as text.
+#[derive(Debug, clap::Args)]
+#[command(long_about = LONG_ABOUT)]
+pub struct Args {
+    /// The flight record, a JSON file
+    #[arg(value_name = "FILE")]
+    file: PathBuf,
+}
+
+/// Runs `lameduck report`.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let text = std::fs::read_to_string(&args.file)
+        .with_context(|| format!("reading {}", args.file.display()))?;
+    let record = FlightRecord::from_json(&text).with_context(|| args.file.display().to_string())?;
+    let out = Text(&record).to_string();
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(ExitCode::SUCCESS),
+        result => {
+            result.context("writing the report to stdout")?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// A duration in milliseconds as the library prints one: `850ms`, `1.2s`.
+fn ms(v: u64) -> String {
+    if v < 1000 {
+        format!("{v}ms")
+    } else {
+        let s = v as f64 / 1000.0;
+        format!("{}s", (s * 10.0).round() / 10.0)
+    }
+}
+
+/// An offset from the signal (or from the start when there was none).
+fn at(record: &FlightRecord, v: u64) -> String {
+    match record.shutdown_ms {
+        Some(t0) if v >= t0 => format!("+{}", ms(v - t0)),
+        Some(t0) => format!("-{}", ms(t0 - v)),
+        None => ms(v),
+    }
+}
+
+/// The record as text.
+struct Text<'a>(&'a FlightRecord);
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = self.0;
+        writeln!(
+            f,
+            "{} (pid {}): {} record, lameduck {}, started {}",
+            r.app, r.pid, r.kind, r.lameduck_version, r.started_at
+        )?;
+        if let Some(reason) = &r.reason {
+            writeln!(f, "  reason: {reason}")?;
+        }
+        if let Some(exit) = &r.exit {
+            writeln!(f, "  ended: {}, exit {}", exit.status, exit.code)?;
+        }
+        let b = &r.budget;
+        let drain = if b.drain_min_ms == b.drain_max_ms {
+            format!("drain {} (fixed)", ms(b.drain_max_ms))
+        } else {
+            format!(
+                "drain {}..{} (quiet {})",
+                ms(b.drain_min_ms),
+                ms(b.drain_max_ms),
+                ms(b.drain_quiet_ms)
+            )
+        };
+        writeln!(
+            f,
+            "  budget: grace {}, {drain}, shutdown {}, hard {}, log flush {}",
+            ms(b.grace_period_ms),
+            ms(b.shutdown_timeout_ms),
+            ms(b.hard_timeout_ms),
+            ms(b.log_flush_ms)
+        )?;
+        writeln!(f, "\nphases (from the signal):")?;
+        for p in &r.phases {
+            let lasted = p
+                .end_ms
+                .map_or("-".to_string(), |end| ms(end.saturating_sub(p.start_ms)));
+            writeln!(
+                f,
+                "  {:>8}  {:<11} {:>7}  {}",
+                at(r, p.start_ms),
+                p.phase,
+                lasted,
+                p.cause
+            )?;
+        }
+        if let Some(d) = &r.drain {
+            writeln!(f, "\ndrain: {}", d.summary)?;
+        }
+        traffic(f, r)?;
+        for inv in &r.inventories {
+            inventory(f, r, inv)?;
+        }
+        if !r.restarts.is_empty() {
+            writeln!(f, "\nrestarts:")?;
+            for x in &r.restarts {
+                writeln!(
+                    f,
+                    "  {:>8}  {} (restart {}, after {}){}",
+                    at(r, x.at_ms),
+                    x.component,
+                    x.restarts,
+                    ms(x.delay_ms),
+                    x.error
+                        .as_ref()
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
+        for u in &r.upgrades {
+            writeln!(
+                f,
+                "\nupgrade at {}: {}",
+                at(r, u.start_ms),
+                u.outcome.as_deref().unwrap_or("under way")
+            )?;
+            for s in &u.steps {
+                writeln!(f, "  {:>8}  {}", at(r, s.at_ms), s.step)?;
+            }
+            if let Some(e) = &u.error {
+                writeln!(f, "  error: {e}")?;
+            }
+        }
+        if let Some(w) = &r.work {
+            writeln!(
+                f,
+                "\nwork: {} in flight at stop, {} finished, {} cancelled, {} aborted, {} ended",
+                w.in_flight_at_stop, w.finished, w.cancelled, w.aborted, w.ended
+            )?;
+        }
+        if !r.components.is_empty() {
+            writeln!(f, "\ncomponents:")?;
+            for c in &r.components {
+                writeln!(
+                    f,
+                    "  {:<16} {} (close: {}, restarts {})",
+                    c.name, c.ended, c.close, c.restarts
+                )?;
+            }
+        }
+        if let Some(t) = &r.truncated {
+            writeln!(
+                f,
+                "\ncut to fit {} bytes: {} work items, {} connections, {} ticks, {} restarts left out",
+                t.limit_bytes, t.work, t.connections, t.ticks, t.restarts
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Each listener's totals, and its arrivals per second around the signal.
+fn traffic(f: &mut fmt::Formatter<'_>, r: &FlightRecord) -> fmt::Result {
+    let t = &r.traffic;
+    if t.listeners.is_empty() {
+        return Ok(());
+    }
+    writeln!(f, "\ntraffic (per {}):", ms(t.tick_ms))?;
+    let sum = |v: &[u64]| v.iter().sum::<u64>();
+    for l in &t.listeners {
+        let mut line = format!(
+            "  {:<16} {} arrivals, {} connections",
+            l.name,
+            sum(&l.arrivals),
+            sum(&l.connections)
+        );
+        if let Some(req) = &l.requests {
+            let _ = write!(line, ", {} requests", sum(req));
+        }
+        if let Some(done) = &l.finished {
+            let _ = write!(line, ", {} finished", sum(done));
+        }
+        writeln!(f, "{line}")?;
+        if let Some(last) = last_arrival(r, l) {
+            writeln!(f, "  {:<16} last arrival at {}", "", at(r, last))?;
+        }
+    }
+    Ok(())
+}
+
+/// When `l` saw its last arrival: the end of that tick.
+fn last_arrival(r: &FlightRecord, l: &ListenerTraffic) -> Option<u64> {
+    let t = &r.traffic;
+    let i = l.arrivals.iter().rposition(|&n| n > 0)?;
+    Some(t.from_ms + (i as u64 + 1) * t.tick_ms)
+}
+
+fn inventory(f: &mut fmt::Formatter<'_>, r: &FlightRecord, inv: &Inventory) -> fmt::Result {
+    writeln!(
+        f,
+        "\nin flight at {} ({}): {} work, {} connections",
+        inv.at,
+        at(r, inv.at_ms),
+        inv.work.len(),
+        inv.connections.len()
+    )?;
+    for w in &inv.work {
+        writeln!(
+            f,
+            "  work  {:<12} {:<32} age {}",
+            w.tracker,
+            w.label,
+            ms(w.age_ms)
+        )?;
+    }
+    for c in &inv.connections {
+        writeln!(
+            f,
+            "  conn  {:<12} {:<22} {:<8} {:<9} {} in flight, idle {}, age {}",
+            c.component,
+            c.peer,
+            c.protocol,
+            c.state,
+            c.in_flight,
+            ms(c.idle_ms),
+            ms(c.age_ms)
+        )?;
+    }
+    for h in &inv.held {
+        writeln!(f, "  held  {:<12} {}", h.component, h.what)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_the_library_prints_them() {
+        assert_eq!(ms(850), "850ms");
+        assert_eq!(ms(1200), "1.2s");
+        assert_eq!(ms(30_000), "30s");
+    }
+}

@@ -1,0 +1,243 @@
+//! The flight record on each exit path, with the real `lameduck demo`, real
+//! signals and a real client: a clean shutdown, one whose deadline passed
+//! with a stream still open, and one forced by a second signal. Each
+//! record is read back, and `lameduck report` renders it.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use lameduck::flight::FlightRecord;
+use nix::sys::signal::Signal;
+use support::demo::Demo;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+
+/// A bound on what must happen, never reached when things work.
+const BOUND: Duration = Duration::from_secs(20);
+
+/// A directory of its own for one test, removed at its end.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
+    let dir = std::env::temp_dir().join(format!("lameduck-flight-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    TempDir(dir)
+}
+
+/// Opens a stream that will outlast the shutdown's deadlines, and returns
+/// it once its first chunk is in: the request is in flight.
+async fn open_stream(addr: SocketAddr) -> (TcpStream, SocketAddr) {
+    let mut conn = TcpStream::connect(addr).await.expect("connecting");
+    let local = conn.local_addr().expect("the client's address");
+    conn.write_all(b"GET /stream?n=10000&ms=100 HTTP/1.1\r\nHost: demo\r\n\r\n")
+        .await
+        .expect("sending the request");
+    let mut seen = Vec::new();
+    timeout(BOUND, async {
+        let mut buf = [0u8; 1024];
+        while !String::from_utf8_lossy(&seen).contains("chunk 0") {
+            let n = conn.read(&mut buf).await.expect("reading the stream");
+            assert!(n > 0, "the stream ended before its first chunk");
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .expect("the first chunk arrives");
+    (conn, local)
+}
+
+/// Waits until the demo's `/readyz` answers `status`: 200 once it is
+/// ready (its signal handling is in place), 503 once it is draining.
+async fn wait_readyz(admin: SocketAddr, status: u16) {
+    let head = format!("HTTP/1.1 {status}");
+    timeout(BOUND, async {
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            poll.tick().await;
+            let Ok(mut conn) = TcpStream::connect(admin).await else {
+                continue;
+            };
+            let _ = conn
+                .write_all(b"GET /readyz HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+                .await;
+            let mut out = String::new();
+            let _ = conn.read_to_string(&mut out).await;
+            if out.starts_with(&head) {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("/readyz answers as awaited");
+}
+
+async fn exit_code(demo: &mut Demo) -> i32 {
+    timeout(BOUND, demo.child.wait())
+        .await
+        .expect("the demo exits")
+        .expect("waiting for the demo")
+        .code()
+        .expect("an exit code")
+}
+
+fn read_record(path: &Path) -> FlightRecord {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no flight record at {}: {e}", path.display()));
+    FlightRecord::from_json(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The connection from `peer` in any inventory of `record`, with the
+/// inventory's moment.
+fn stuck<'a>(record: &'a FlightRecord, peer: SocketAddr) -> Vec<(&'a str, &'a str)> {
+    record
+        .inventories
+        .iter()
+        .flat_map(|inv| {
+            inv.connections
+                .iter()
+                .filter(move |c| c.peer == peer.to_string())
+                .map(move |c| (inv.at.as_str(), c.state.as_str()))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_shutdown_writes_a_flight_record_with_its_phases_and_drain() {
+    let dir = tempdir("clean");
+    let path = dir.path().join("flight.json");
+    let mut demo = Demo::start(
+        &[
+            "--flight-record",
+            path.to_str().unwrap(),
+            "--drain-delay",
+            "200ms",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    wait_readyz(demo.admin, 200).await;
+    demo.signal(Signal::SIGTERM);
+    assert_eq!(exit_code(&mut demo).await, 0);
+
+    let record = read_record(&path);
+    assert_eq!(record.app, "demo");
+    assert_eq!(record.kind, "shutdown");
+    assert_eq!(record.reason.as_deref(), Some("SIGTERM"));
+    let exit = record.exit.as_ref().expect("the exit");
+    assert_eq!(exit.code, 0);
+    for phase in ["draining", "stopping", "closing"] {
+        assert!(record.phase(phase).is_some(), "no {phase} in {record:#?}");
+    }
+    let drain = record.drain.as_ref().expect("the drain");
+    assert_eq!(drain.ended, "delay", "{drain:#?}");
+    assert_eq!(record.budget.drain_max_ms, 200);
+
+    // `lameduck report` renders it for a person.
+    let out = support::run(&["report", path.to_str().unwrap()]);
+    out.assert_code(0);
+    for needle in ["demo", "SIGTERM", "draining", "drain delay over", "exit 0"] {
+        assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_past_its_deadline_records_the_stream_it_waited_for() {
+    let dir = tempdir("deadline");
+    let path = dir.path().join("flight.json");
+    let mut demo = Demo::start(
+        &[
+            "--flight-record",
+            path.to_str().unwrap(),
+            "--drain-delay",
+            "0s",
+            "--shutdown-timeout",
+            "300ms",
+            "--hard-timeout",
+            "300ms",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    wait_readyz(demo.admin, 200).await;
+    let (_conn, peer) = open_stream(demo.addr).await;
+    demo.signal(Signal::SIGTERM);
+    let code = exit_code(&mut demo).await;
+
+    let record = read_record(&path);
+    assert_eq!(record.exit.as_ref().expect("the exit").code as i32, code);
+    let seen = stuck(&record, peer);
+    assert!(
+        seen.iter().any(|(at, _)| *at != "stopping"),
+        "the stream from {peer} is in no deadline's inventory: {seen:?}\n{record:#?}"
+    );
+    assert!(
+        record
+            .inventories
+            .iter()
+            .any(|inv| inv.work.iter().any(|w| w.label.contains("/stream"))),
+        "no deadline names the /stream request: {:#?}",
+        record.inventories
+    );
+
+    let out = support::run(&["report", path.to_str().unwrap()]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains(&peer.to_string()),
+        "the report names the stuck connection {peer}:\n{}",
+        out.stdout
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_forced_by_a_second_signal_still_writes_its_flight_record() {
+    let dir = tempdir("forced");
+    let path = dir.path().join("flight-{pid}.json");
+    let mut demo = Demo::start(
+        &[
+            "--flight-record",
+            path.to_str().unwrap(),
+            "--drain-delay",
+            "20s",
+            "--grace-period",
+            "60s",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    wait_readyz(demo.admin, 200).await;
+    let (_conn, peer) = open_stream(demo.addr).await;
+    demo.signal(Signal::SIGTERM);
+    wait_readyz(demo.admin, 503).await;
+    // Another signal than the first: a repeat of the same one within
+    // 300 ms would count as the same delivery.
+    demo.signal(Signal::SIGINT);
+    assert_eq!(exit_code(&mut demo).await, 130);
+
+    let written = dir.path().join(format!("flight-{}.json", demo.pid));
+    let record = read_record(&written);
+    assert_eq!(record.pid as i32, demo.pid.as_raw());
+    assert_eq!(record.exit.as_ref().expect("the exit").code, 130);
+    assert!(
+        !stuck(&record, peer).is_empty(),
+        "the forced exit's inventory names the open stream from {peer}: {:#?}",
+        record.inventories
+    );
+}
