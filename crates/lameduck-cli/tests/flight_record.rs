@@ -241,3 +241,57 @@ async fn a_shutdown_forced_by_a_second_signal_still_writes_its_flight_record() {
         record.inventories
     );
 }
+
+/// The checked-in record of a demo shutdown past its deadline.
+const RECORD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/flight-record.json");
+
+#[test]
+fn report_renders_a_checked_in_record_as_text() {
+    let out = support::run(&["report", RECORD]);
+    out.assert_code(0);
+    let expected = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/flight-record.txt"
+    ))
+    .expect("the expected text");
+    assert_eq!(out.stdout, expected);
+    // What an operator looks for first: the drain's end and the stuck work.
+    for needle in [
+        "quiet for 500ms after 1.613s",
+        "in flight at shutdown_timeout",
+        "GET /stream",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?}");
+    }
+}
+
+#[test]
+fn report_of_a_file_that_is_not_a_flight_record_exits_2_saying_why() {
+    let dir = tempdir("not-a-record");
+    let cases = [
+        ("not-json.json", "{".to_string(), "not a flight record"),
+        (
+            "drill.json",
+            r#"{"format": "lameduck.drill", "version": 1}"#.to_string(),
+            "its format is \"lameduck.drill\"",
+        ),
+        (
+            "future.json",
+            std::fs::read_to_string(RECORD)
+                .unwrap()
+                .replacen("\"version\": 1", "\"version\": 99", 1),
+            "version 99",
+        ),
+    ];
+    for (name, text, why) in cases {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let out = support::run(&["report", path.to_str().unwrap()]);
+        out.assert_code(2);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+        assert!(out.stderr.contains(why), "{name}: {}", out.stderr);
+    }
+    let out = support::run(&["report", dir.path().join("missing.json").to_str().unwrap()]);
+    out.assert_code(2);
+    assert!(out.stderr.contains("reading"), "{}", out.stderr);
+}
