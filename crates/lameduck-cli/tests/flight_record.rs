@@ -277,9 +277,11 @@ fn report_of_a_file_that_is_not_a_flight_record_exits_2_saying_why() {
         ),
         (
             "future.json",
-            std::fs::read_to_string(RECORD)
-                .unwrap()
-                .replacen("\"version\": 1", "\"version\": 99", 1),
+            std::fs::read_to_string(RECORD).unwrap().replacen(
+                "\"version\": 1",
+                "\"version\": 99",
+                1,
+            ),
             "version 99",
         ),
     ];
@@ -294,4 +296,67 @@ fn report_of_a_file_that_is_not_a_flight_record_exits_2_saying_why() {
     let out = support::run(&["report", dir.path().join("missing.json").to_str().unwrap()]);
     out.assert_code(2);
     assert!(out.stderr.contains("reading"), "{}", out.stderr);
+}
+
+/// `n` requests to `/work?ms=1`, one every 50 ms, each on its own
+/// connection: a steady load the adaptive drain can judge a pause by.
+async fn steady(addr: SocketAddr, n: usize) {
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    for i in 0..n {
+        pace.tick().await;
+        let mut conn = TcpStream::connect(addr).await.expect("connecting");
+        conn.write_all(b"GET /work?ms=1 HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("sending");
+        let mut out = String::new();
+        timeout(BOUND, conn.read_to_string(&mut out))
+            .await
+            .expect("an answer")
+            .expect("reading");
+        assert!(out.starts_with("HTTP/1.1 200"), "request {i}: {out}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_adaptive_drain_ends_once_the_traffic_stops_and_the_log_and_record_say_so() {
+    let dir = tempdir("adaptive");
+    let path = dir.path().join("flight.json");
+    let mut demo = Demo::start(
+        &[
+            "--flight-record",
+            path.to_str().unwrap(),
+            "--drain-max",
+            "20s",
+            "--drain-quiet",
+            "300ms",
+            "--output",
+            "json",
+        ],
+        Stdio::piped(),
+    )
+    .await;
+    let mut stderr = demo.child.stderr.take().expect("piped");
+    let log = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text).await;
+        text
+    });
+    wait_readyz(demo.admin, 200).await;
+    steady(demo.addr, 20).await;
+    demo.signal(Signal::SIGTERM);
+    // Still served while draining; then nothing more arrives.
+    steady(demo.addr, 5).await;
+    assert_eq!(exit_code(&mut demo).await, 0);
+    let log = timeout(BOUND, log).await.expect("the log ends").unwrap();
+
+    let record = read_record(&path);
+    let drain = record.drain.as_ref().expect("the drain");
+    assert_eq!(drain.ended, "quiet", "{drain:#?}");
+    assert!(drain.arrivals >= 5, "{drain:#?}");
+    assert!(
+        log.contains("drain ended: quiet for"),
+        "the log says what ended the drain:\n{log}"
+    );
+    let stopping = record.phase("stopping").expect("stopping");
+    assert!(stopping.cause.starts_with("quiet for"), "{stopping:?}");
 }
