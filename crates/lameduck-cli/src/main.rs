@@ -44,7 +44,7 @@ enum Command {
     Plan(plan::Args),
     Drill(drill::Args),
     Report(report::Args),
-    Demo(demo::Args),
+    Demo(Box<demo::Args>),
     /// (internal) The guard of `lameduck run`: kills the program's process
     /// groups if lameduck dies without stopping them.
     #[command(name = "run-guard", hide = true)]
@@ -70,7 +70,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args),
         Command::Drill(args) => drill::run(args),
         Command::Report(args) => report::run(args),
-        Command::Demo(args) => demo::run(args),
+        Command::Demo(args) => demo::run(*args),
     };
     match result {
         Ok(code) => code,

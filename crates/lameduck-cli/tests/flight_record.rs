@@ -106,7 +106,7 @@ fn read_record(path: &Path) -> FlightRecord {
 
 /// The connection from `peer` in any inventory of `record`, with the
 /// inventory's moment.
-fn stuck<'a>(record: &'a FlightRecord, peer: SocketAddr) -> Vec<(&'a str, &'a str)> {
+fn stuck(record: &FlightRecord, peer: SocketAddr) -> Vec<(&str, &str)> {
     record
         .inventories
         .iter()

@@ -149,7 +149,7 @@ impl State {
                 age_ms: w.age.as_millis() as u64,
             })
             .collect();
-        work.sort_by(|a, b| b.age_ms.cmp(&a.age_ms));
+        work.sort_by_key(|w| std::cmp::Reverse(w.age_ms));
         let mut connections: Vec<ConnectionRecord> = self
             .app
             .as_ref()

@@ -179,9 +179,10 @@ impl Log {
         let before = self
             .ticks
             .iter()
+            .rev()
             .filter(|t| from.is_some_and(|from| t.at < from) && t.arrivals() > 0)
             .map(|t| t.at)
-            .last()
+            .next()
             .or(self.dropped_arrival)
             .or(self.started);
         let mut evidence = Evidence::default();
