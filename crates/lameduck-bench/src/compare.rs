@@ -112,6 +112,7 @@ pub async fn drill(
     let ports = kind.ports()?;
     let timing = DemoTiming {
         drain_delay: plan.drain_delay,
+        drain_quiet: None,
         grace_period: plan.grace_period,
     };
     let launch = kind.launch(bins, ports, timing);
@@ -239,5 +240,20 @@ pub(crate) mod micros {
 
     pub(crate) fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_u64(u64::try_from(d.as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+/// An optional duration as whole microseconds, `null` when absent.
+pub(crate) mod micros_opt {
+    use std::time::Duration;
+
+    pub(crate) fn serialize<S: serde::Serializer>(
+        d: &Option<Duration>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::micros::serialize(d, s),
+            None => s.serialize_none(),
+        }
     }
 }

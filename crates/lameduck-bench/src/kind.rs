@@ -103,11 +103,12 @@ impl ServerKind {
                     listen,
                     "--admin".into(),
                     format!("127.0.0.1:{}", ports.admin),
-                    "--drain-delay".into(),
-                    humantime::format_duration(timing.drain_delay).to_string(),
                     "--grace-period".into(),
                     humantime::format_duration(timing.grace_period).to_string(),
-                ],
+                ]
+                .into_iter()
+                .chain(timing.drain_args())
+                .collect(),
             },
             ServerKind::Axum => Launch {
                 program: bins.path("baseline-axum"),
@@ -189,10 +190,31 @@ pub struct Ports {
 /// The demo's shutdown timing.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoTiming {
-    /// How long it stays unready but serving.
+    /// How long it stays unready but serving: fixed, or at most with
+    /// `drain_quiet`.
     pub drain_delay: Duration,
+    /// With it, an adaptive drain: `--drain-max drain_delay --drain-quiet
+    /// Q`, ending once no request arrived for Q.
+    pub drain_quiet: Option<Duration>,
     /// Its whole budget.
     pub grace_period: Duration,
+}
+
+impl DemoTiming {
+    /// The demo's drain flags: `--drain-delay D`, or `--drain-max D
+    /// --drain-quiet Q`.
+    fn drain_args(self) -> Vec<String> {
+        let d = |d: Duration| humantime::format_duration(d).to_string();
+        match self.drain_quiet {
+            None => vec!["--drain-delay".into(), d(self.drain_delay)],
+            Some(q) => vec![
+                "--drain-max".into(),
+                d(self.drain_delay),
+                "--drain-quiet".into(),
+                d(q),
+            ],
+        }
+    }
 }
 
 /// A program and its arguments.
@@ -256,6 +278,7 @@ impl Binaries {
     pub fn check(&self, kinds: &[ServerKind]) -> anyhow::Result<()> {
         let timing = DemoTiming {
             drain_delay: Duration::ZERO,
+            drain_quiet: None,
             grace_period: Duration::ZERO,
         };
         let ports = Ports {

@@ -52,6 +52,12 @@ pub struct Plan {
     /// HAProxy's health-check interval.
     #[serde(with = "crate::compare::micros")]
     pub check_interval: Duration,
+    /// HAProxy's `fall`: failed checks that take a server out.
+    pub check_fall: u32,
+    /// The demo's `--drain-quiet`: with it, an adaptive drain of at most
+    /// `drain_delay`.
+    #[serde(with = "crate::compare::micros_opt")]
+    pub drain_quiet: Option<Duration>,
     /// The HAProxy binary.
     #[serde(skip)]
     pub haproxy: PathBuf,

@@ -101,6 +101,7 @@ async fn start(kind: ServerKind, bins: &Binaries) -> anyhow::Result<(u32, Durati
     };
     let timing = DemoTiming {
         drain_delay: Duration::ZERO,
+        drain_quiet: None,
         grace_period: Duration::from_secs(5),
     };
     let launch = kind.launch(bins, ports, timing);

@@ -49,6 +49,15 @@ struct Args {
     /// HAProxy's health-check interval (`inter`)
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     check_interval: Duration,
+    /// HAProxy's `fall`: failed health checks in a row that take a server
+    /// out
+    #[arg(long, default_value_t = 1)]
+    check_fall: u32,
+    /// An adaptive drain for lameduck demo: `--drain-max` the drain delay,
+    /// ending once no request arrived for this long [default: a fixed
+    /// drain delay]
+    #[arg(long, value_parser = parse_duration)]
+    drain_quiet: Option<Duration>,
     /// A few seconds per case, for CI: lameduck with stock HAProxy, one
     /// rolling restart at 200 requests/s
     #[arg(long)]
@@ -107,19 +116,29 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
         drain_delay: args.drain_delay,
         grace_period: args.grace_period,
         check_interval: args.check_interval,
+        check_fall: args.check_fall,
+        drain_quiet: args.drain_quiet,
         haproxy: args.haproxy_bin,
         bins: Some(bins),
     };
     println!(
         "rolling restarts behind {version}: 2 instances, {} rolling restarts (A then B, one per {}), \
          GET /work?ms={} at {} requests/s through HAProxy (open loop, keep-alive); \
-         health checks GET /readyz every {}, fall 1, rise 2; lameduck demo drain delay {}\n",
+         health checks GET /readyz every {}, fall {}, rise 2; lameduck demo drain {}{}\n",
         plan.restarts,
         humantime::format_duration(plan.round),
         plan.work_ms,
         plan.rate,
         humantime::format_duration(plan.check_interval),
+        plan.check_fall,
         humantime::format_duration(plan.drain_delay),
+        match plan.drain_quiet {
+            Some(q) => format!(
+                " at most, ending after {} quiet",
+                humantime::format_duration(q)
+            ),
+            None => " fixed".into(),
+        },
     );
     let mut done = Vec::new();
     for (retries, kind) in rolling::cases(&args.kinds, &args.retries) {

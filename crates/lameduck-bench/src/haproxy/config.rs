@@ -59,6 +59,8 @@ pub struct Config {
     pub retries: Retries,
     /// Time between two health checks of a server (`inter`).
     pub check_interval: Duration,
+    /// Failed checks in a row that take a server out (`fall`).
+    pub check_fall: u32,
 }
 
 impl Config {
@@ -123,7 +125,8 @@ backend {backend}
     # inter {inter}ms: a server that turns unready must be out of rotation well
     # within its drain delay (lameduck's default is 5 s; the bench uses 1 s),
     # and checks of two servers on loopback cost nothing.
-    # fall 1: an unready answer is a deliberate statement by the server, not
+    # fall 1 (the bench's default; --check-fall 2 for the common production
+    # setting `inter 1s fall 2`): an unready answer is a deliberate statement by the server, not
     # noise to be debounced, and on loopback checks are not lost. (It is just
     # as kind to the naive servers: a refused check takes them out as fast.)
     # rise 2: HAProxy's default; a restarted instance must pass two checks in a
@@ -140,7 +143,8 @@ backend {backend}
         for server in &self.servers {
             let _ = writeln!(
                 cfg,
-                "    server {name} 127.0.0.1:{port} check port {check} inter {inter}ms fall 1 rise 2",
+                "    server {name} 127.0.0.1:{port} check port {check} inter {inter}ms fall {fall} rise 2",
+                fall = self.check_fall,
                 name = server.name,
                 port = server.port,
                 check = server.check_port,
@@ -171,6 +175,7 @@ mod tests {
             ],
             retries,
             check_interval: Duration::from_millis(200),
+            check_fall: 1,
         }
         .render(Path::new("/tmp/x/admin.sock"))
     }

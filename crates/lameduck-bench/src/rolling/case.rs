@@ -74,6 +74,7 @@ pub async fn run_case(
     let bins = plan.bins.as_ref().context("no binaries")?;
     let timing = DemoTiming {
         drain_delay: plan.drain_delay,
+        drain_quiet: plan.drain_quiet,
         grace_period: plan.grace_period,
     };
     let ports = [kind.ports()?, kind.ports()?];
@@ -105,6 +106,7 @@ pub async fn run_case(
                 .collect(),
             retries,
             check_interval: plan.check_interval,
+            check_fall: plan.check_fall,
         };
         let haproxy = Haproxy::start(&plan.haproxy, &config, scratch.path()).await?;
         let result = measure(plan, &mut instances, &haproxy, frontend).await;

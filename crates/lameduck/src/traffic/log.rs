@@ -111,10 +111,13 @@ impl Log {
     }
 
     /// Whether `listener` counts requests, and finished ones.
+    #[cfg_attr(not(feature = "flight"), allow(dead_code))]
     pub(crate) fn sees(&self, listener: usize) -> (bool, bool) {
         self.sees.get(listener).copied().unwrap_or_default()
     }
 
+    /// The listeners' names, by index.
+    #[cfg_attr(not(feature = "flight"), allow(dead_code))]
     pub(crate) fn listeners(&self) -> &[Arc<str>] {
         &self.listeners
     }
