@@ -28,6 +28,9 @@ pub enum ServerKind {
     Axum,
     /// `dies-on-term`: exits at once.
     Dies,
+    /// `article-axum`: the article pattern, `/readyz` 503 on SIGTERM, a
+    /// fixed 5 s of serving, then axum's graceful shutdown.
+    Article,
     /// A naive Python `http.server` that dies at once on SIGTERM, bare.
     Python,
     /// The same under `tini -s` (Debian's tini).
@@ -61,6 +64,7 @@ impl ServerKind {
             ServerKind::Lameduck => "lameduck",
             ServerKind::Axum => "axum-graceful",
             ServerKind::Dies => "dies-on-term",
+            ServerKind::Article => "article-5s",
             ServerKind::Python => "python",
             ServerKind::Tini => "tini",
             ServerKind::DumbInit => "dumb-init",
@@ -116,6 +120,10 @@ impl ServerKind {
             },
             ServerKind::Dies => Launch {
                 program: bins.path("dies-on-term"),
+                args: vec!["--listen".into(), listen],
+            },
+            ServerKind::Article => Launch {
+                program: bins.path("article-axum"),
                 args: vec!["--listen".into(), listen],
             },
             ServerKind::Python => python(bins, ports, &[]),

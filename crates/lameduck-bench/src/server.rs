@@ -25,9 +25,13 @@ pub struct ServerArgs {
 /// always answers 200, which is what a server that knows nothing of
 /// draining does.
 pub fn router() -> Router {
+    routes().route("/readyz", get(|| async { "ready\n" }))
+}
+
+/// The same without `/readyz`, for a server that answers it itself.
+pub fn routes() -> Router {
     Router::new()
         .route("/work", get(work))
-        .route("/readyz", get(|| async { "ready\n" }))
         .route("/", get(|| async { "baseline\n" }))
 }
 
