@@ -28,6 +28,7 @@ Examples:
   lameduck drill --demo
   lameduck drill --url http://127.0.0.1:8080/ --ready-url http://127.0.0.1:8080/readyz -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --pid 4242 --signal TERM --at 3s --duration 10s
+  lameduck drill --url https://localhost:8443/ --cacert ca.pem --http 2 -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --signal none --rate 500 --json - -- ./server")]
 pub struct Args {
@@ -39,9 +40,18 @@ pub struct Args {
 /// The raw flags, before validation.
 #[derive(Debug, clap::Args)]
 pub struct Flags {
-    /// Where the load goes (plain http://)
+    /// Where the load goes (http://, or https:// with --cacert or --insecure)
     #[arg(long, value_name = "URL", required_unless_present = "demo")]
     url: Option<String>,
+
+    /// https://: trust only the CA certificates in this PEM file; the
+    /// server's certificate must name the URL's host
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    cacert: Option<PathBuf>,
+
+    /// https://: accept any certificate for any host (a self-signed one)
+    #[arg(short = 'k', long)]
+    insecure: bool,
 
     /// Drill the built-in `lameduck demo`: spawn it on free loopback ports,
     /// load it with keep-alive and fresh connections, SIGTERM it mid-load
@@ -88,7 +98,8 @@ pub struct Flags {
     #[arg(long, value_enum, default_value_t = config::Connections::Keepalive)]
     connections: config::Connections,
 
-    /// HTTP version of the load (2 is cleartext with prior knowledge)
+    /// HTTP version of the load (over http://, 2 is cleartext with prior
+    /// knowledge; over https:// the version is the one offered by ALPN)
     #[arg(long, value_enum, default_value_t = config::Http::V1)]
     http: config::Http,
 

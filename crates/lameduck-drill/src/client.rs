@@ -6,8 +6,9 @@
 //! connection whose response said `Connection: close` or whose server sent
 //! GOAWAY, and it sends a request again on a new connection only when the
 //! server provably did not process it (a pooled connection found closed
-//! before the request was written, or an HTTP/2 stream refused unprocessed).
-//! Every such retry is flagged in the request's record.
+//! before the request was written, or an HTTP/2 stream refused unprocessed),
+//! and then on a new connection of its own. Every such retry is flagged in
+//! the request's record.
 
 mod conn;
 
@@ -21,6 +22,7 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 
 use crate::config::{ConnectionMode, DrillConfig, HttpVersion};
+use crate::dial::Dialer;
 use crate::events::EventLog;
 use crate::outcome::{RawOutcome, classify_connect, classify_error, describe, is_unprocessed_h2};
 use crate::record::{Clock, Ending, flags};
@@ -52,7 +54,7 @@ struct Template {
 impl Client {
     pub(crate) fn new(
         config: &DrillConfig,
-        addr: SocketAddr,
+        dialer: Dialer,
         clock: Clock,
         events: Arc<EventLog>,
     ) -> Self {
@@ -74,7 +76,7 @@ impl Client {
                 .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
         };
         Client {
-            addr,
+            addr: dialer.addr(),
             http2,
             mode: config.connections,
             template: Template {
@@ -83,7 +85,7 @@ impl Client {
                 headers,
                 body: config.request.body.clone(),
             },
-            pool: Pool::new(addr, http2, clock, events),
+            pool: Pool::new(dialer, http2, clock, events),
         }
     }
 
@@ -131,7 +133,12 @@ impl Client {
                 flags,
                 detail: Some(detail),
             };
-            let (mut conn, reused) = match self.pool.checkout(fresh).await {
+            // A request sent again goes on a connection of its own: a
+            // server serves a new connection's first stream before it says
+            // GOAWAY, while on a shared one, opened during the drain, other
+            // requests can take that place and see this one refused again.
+            let alone = fresh || flags & flags::RETRIED != 0;
+            let (mut conn, reused) = match self.pool.checkout(alone).await {
                 Ok(found) => found,
                 Err(err) => {
                     return fail(
@@ -145,6 +152,11 @@ impl Client {
             let response = match result {
                 Ok(response) => response,
                 Err(err) => {
+                    if err.unsent {
+                        // Closed under us: never offered again, the retry
+                        // below included.
+                        self.pool.discard(&conn).await;
+                    }
                     conn.close_by_us();
                     // Handed back unsent, the request never left the drill:
                     // a pooled connection closed under us, or an HTTP/2
@@ -176,7 +188,7 @@ impl Client {
             }
             return match response.into_body().collect().await {
                 Ok(_) => {
-                    if fresh || close {
+                    if alone || close {
                         conn.close_by_us();
                     } else {
                         self.pool.checkin(conn);

@@ -10,6 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::Signal;
+use crate::dial::Tls;
+pub use crate::dial::Trust;
 
 /// The longest drill the engine accepts: it keeps one small record per
 /// request, so a bound on time is a bound on memory.
@@ -36,7 +38,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DrillConfig {
-    /// Where the load goes (plain `http://`).
+    /// Where the load goes (`http://`, or `https://` with [`tls`](Self::tls)).
     pub url: Uri,
     /// A readiness endpoint to wait for before the load and to poll during it.
     /// Without one the drill waits for `url` to answer 2xx and does not judge
@@ -52,8 +54,12 @@ pub struct DrillConfig {
     pub load: Load,
     /// Keep-alive, fresh or mixed connections.
     pub connections: ConnectionMode,
-    /// HTTP/1.1 or HTTP/2 (prior knowledge, cleartext).
+    /// HTTP/1.1 or HTTP/2 (prior knowledge over `http://`, offered by ALPN
+    /// over `https://`).
     pub http: HttpVersion,
+    /// How an `https://` server's certificate is checked; needed (not
+    /// [`Trust::Unset`]) when `url` or `ready_url` is `https://`.
+    pub tls: Trust,
     /// Method, headers and body of every request.
     pub request: RequestSpec,
     /// How long the load runs.
@@ -103,11 +109,13 @@ pub enum ConnectionMode {
 }
 
 /// The HTTP version of the load (readiness probes always use HTTP/1.1).
+/// Over `https://` it is the only protocol offered by ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
     /// HTTP/1.1.
     Http1,
-    /// HTTP/2 over cleartext with prior knowledge (h2c).
+    /// HTTP/2: over cleartext with prior knowledge (h2c), or offered by
+    /// ALPN over TLS.
     Http2,
 }
 
@@ -237,7 +245,7 @@ impl DrillConfig {
     ///
     /// # Errors
     ///
-    /// When `url` is not an absolute `http://` URL.
+    /// When `url` is not an absolute `http://` or `https://` URL.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
         Ok(DrillConfig {
             url: parse_http_url(url, "--url")?,
@@ -248,6 +256,7 @@ impl DrillConfig {
             load: Load::Concurrency(8),
             connections: ConnectionMode::Keepalive,
             http: HttpVersion::Http1,
+            tls: Trust::Unset,
             request: RequestSpec::default(),
             duration: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
@@ -263,7 +272,15 @@ impl DrillConfig {
         self.signal.map_or(Expectation::Load, |plan| plan.expect)
     }
 
-    /// Checks that the parts fit together.
+    /// Whether the load or the readiness URL is `https://`.
+    pub(crate) fn is_https(&self) -> bool {
+        std::iter::once(&self.url)
+            .chain(&self.ready_url)
+            .any(|uri| uri.scheme_str() == Some("https"))
+    }
+
+    /// Checks that the parts fit together (and reads the `--cacert` file
+    /// of an `https://` drill).
     ///
     /// # Errors
     ///
@@ -272,6 +289,13 @@ impl DrillConfig {
         check_http_url(&self.url, "--url")?;
         if let Some(ready) = &self.ready_url {
             check_http_url(ready, "--ready-url")?;
+        }
+        if self.is_https() {
+            Tls::new(&self.tls)?;
+        } else if self.tls != Trust::Unset {
+            return Err(ConfigError::new(
+                "--cacert and --insecure are for https:// URLs",
+            ));
         }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
             return Err(ConfigError::new(
@@ -335,7 +359,7 @@ impl DrillConfig {
     }
 }
 
-/// Parses an absolute `http://` URL with a host.
+/// Parses an absolute `http://` or `https://` URL with a host.
 pub(crate) fn parse_http_url(text: &str, flag: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = text
         .parse()
@@ -346,15 +370,10 @@ pub(crate) fn parse_http_url(text: &str, flag: &str) -> Result<Uri, ConfigError>
 
 fn check_http_url(uri: &Uri, flag: &str) -> Result<(), ConfigError> {
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ConfigError::new(format!(
-                "{flag} {uri}: https is not supported; drill the plain-HTTP port behind the TLS terminator"
-            )));
-        }
+        Some("http" | "https") => {}
         _ => {
             return Err(ConfigError::new(format!(
-                "{flag} {uri} must start with http://"
+                "{flag} {uri} must start with http:// or https://"
             )));
         }
     }
@@ -395,9 +414,17 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_with_a_reason() {
-        let err = DrillConfig::new("https://example.test/").unwrap_err();
-        assert!(err.to_string().contains("TLS terminator"), "{err}");
+    fn https_needs_a_trust_and_other_schemes_are_refused() {
+        let mut config = DrillConfig::new("https://example.test/").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("--insecure"), "{err}");
+        config.tls = Trust::Insecure;
+        config.validate().unwrap();
+        let mut config = self::config();
+        config.ready_url = Some("https://example.test/readyz".parse().unwrap());
+        assert!(config.validate().is_err(), "an https readiness URL too");
+        let err = DrillConfig::new("ftp://example.test/").unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     #[test]

@@ -55,6 +55,7 @@
 mod analysis;
 mod client;
 mod config;
+mod dial;
 mod drill;
 mod error;
 mod events;
@@ -76,7 +77,7 @@ mod verdict;
 
 pub use config::{
     ConfigError, ConnectionMode, DrillConfig, Expectation, HttpVersion, Load, MAX_DURATION,
-    RequestSpec, ServerSpec, SignalPlan,
+    RequestSpec, ServerSpec, SignalPlan, Trust,
 };
 pub use drill::Drill;
 pub use error::DrillError;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 use lameduck_drill::{
     ConnectionMode, DrillConfig, Expectation, HttpVersion, Load, ServerSpec, Signal, SignalPlan,
+    Trust,
 };
 
 use super::Flags as Args;
@@ -53,6 +54,11 @@ pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
                 .with_context(|| format!("--ready-url {ready:?} is not a URL"))?,
         );
     }
+    config.tls = match (&args.cacert, args.insecure) {
+        (Some(path), _) => Trust::CaFile(path.clone()),
+        (None, true) => Trust::Insecure,
+        (None, false) => Trust::Unset,
+    };
     config.ready_timeout = args.ready_timeout;
     config.ready_interval = args.ready_interval;
     config.load = match (args.concurrency, args.rate) {
