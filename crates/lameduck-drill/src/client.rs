@@ -11,6 +11,7 @@
 //! the request's record.
 
 mod conn;
+mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -37,6 +38,8 @@ const MAX_ATTEMPTS: u32 = 3;
 pub(crate) struct Client {
     addr: SocketAddr,
     http2: bool,
+    /// Unary gRPC calls, sorted by their `grpc-status`.
+    grpc: bool,
     mode: ConnectionMode,
     template: Template,
     pool: Pool,
@@ -75,15 +78,24 @@ impl Client {
                 .path_and_query()
                 .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
         };
+        let (method, uri, body) = match &config.grpc {
+            Some(call) => grpc::request(call, &config.url, &mut headers),
+            None => (
+                config.request.method.clone(),
+                uri,
+                config.request.body.clone(),
+            ),
+        };
         Client {
             addr: dialer.addr(),
             http2,
+            grpc: config.grpc.is_some(),
             mode: config.connections,
             template: Template {
-                method: config.request.method.clone(),
+                method,
                 uri,
                 headers,
-                body: config.request.body.clone(),
+                body,
             },
             pool: Pool::new(dialer, http2, clock, events),
         }
@@ -186,18 +198,26 @@ impl Client {
             if close && !fresh {
                 flags |= flags::CONNECTION_CLOSE;
             }
-            return match response.into_body().collect().await {
-                Ok(_) => {
+            let (parts, body) = response.into_parts();
+            return match body.collect().await {
+                Ok(collected) => {
                     if alone || close {
                         conn.close_by_us();
                     } else {
                         self.pool.checkin(conn);
                     }
+                    let (raw, detail) = if self.grpc {
+                        grpc::ending(status, &parts.headers, collected.trailers())
+                    } else {
+                        let detail =
+                            (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
+                        (RawOutcome::Status(status), detail)
+                    };
                     Ending {
                         start,
-                        raw: RawOutcome::Status(status),
+                        raw,
                         flags,
-                        detail: (!(200..300).contains(&status)).then(|| format!("HTTP {status}")),
+                        detail,
                     }
                 }
                 Err(err) => {

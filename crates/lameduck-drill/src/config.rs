@@ -62,6 +62,10 @@ pub struct DrillConfig {
     pub tls: Trust,
     /// Method, headers and body of every request.
     pub request: RequestSpec,
+    /// Unary gRPC calls instead of plain requests (HTTP/2 only): each is a
+    /// `POST` of the message to the method's path, sorted by its
+    /// `grpc-status`; `request` then only adds headers.
+    pub grpc: Option<GrpcCall>,
     /// How long the load runs.
     pub duration: Duration,
     /// How long one request may take, connect included, before it counts as
@@ -169,6 +173,68 @@ impl RequestSpec {
     }
 }
 
+/// One unary gRPC call, sent as every request of the drill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// `package.Service/Method`, as in the `.proto` file.
+    pub method: String,
+    /// The request message, encoded (protobuf bytes; empty for an empty
+    /// message).
+    pub message: Bytes,
+}
+
+impl GrpcCall {
+    /// A call of `method` (`package.Service/Method`, a leading `/` allowed)
+    /// with the encoded `message`.
+    ///
+    /// # Errors
+    ///
+    /// When `method` is not `SERVICE/METHOD` with neither part empty, or is
+    /// not a valid URI path.
+    pub fn new(method: &str, message: impl Into<Bytes>) -> Result<Self, ConfigError> {
+        let method = method.strip_prefix('/').unwrap_or(method);
+        let valid = method.split_once('/').is_some_and(|(service, name)| {
+            !service.is_empty() && !name.is_empty() && !name.contains('/')
+        }) && http::uri::PathAndQuery::try_from(format!("/{method}")).is_ok()
+            && !method.contains(['?', '#']);
+        if !valid {
+            return Err(ConfigError::new(format!(
+                "--grpc {method:?} is not SERVICE/METHOD (package.Service/Method)"
+            )));
+        }
+        Ok(GrpcCall {
+            method: method.to_owned(),
+            message: message.into(),
+        })
+    }
+
+    /// `grpc.health.v1.Health/Check` for `service` (`""`: the server as a
+    /// whole).
+    pub fn health_check(service: &str) -> Self {
+        // HealthCheckRequest { string service = 1; }: field 1, length-delimited.
+        let mut message = Vec::with_capacity(service.len() + 6);
+        if !service.is_empty() {
+            message.push(0x0a);
+            let mut len = service.len();
+            while len >= 0x80 {
+                message.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            message.push(len as u8);
+            message.extend_from_slice(service.as_bytes());
+        }
+        GrpcCall {
+            method: "grpc.health.v1.Health/Check".to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The call's path: `/package.Service/Method`.
+    pub fn path(&self) -> String {
+        format!("/{}", self.method)
+    }
+}
+
 /// What the drill does to the server, and when.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SignalPlan {
@@ -258,6 +324,7 @@ impl DrillConfig {
             http: HttpVersion::Http1,
             tls: Trust::Unset,
             request: RequestSpec::default(),
+            grpc: None,
             duration: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
             signal: None,
@@ -301,6 +368,9 @@ impl DrillConfig {
             return Err(ConfigError::new(
                 "--duration must be more than 0 and at most 1h",
             ));
+        }
+        if self.grpc.is_some() && self.http != HttpVersion::Http2 {
+            return Err(ConfigError::new("--grpc needs HTTP/2 (--http 2)"));
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::new("--timeout must be more than 0"));
@@ -456,6 +526,35 @@ mod tests {
         config.server = ServerSpec::Unknown;
         config.signal = Some(SignalPlan::once(Signal::TERM, Duration::from_secs(1)));
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn grpc_methods_are_service_slash_method_and_need_http2() {
+        assert_eq!(GrpcCall::new("/a.B/C", "").unwrap().path(), "/a.B/C");
+        for bad in ["a.B", "a.B/", "/C", "a/b/c", "a.B/C?x"] {
+            assert!(GrpcCall::new(bad, "").is_err(), "{bad}");
+        }
+        let mut config = config();
+        config.grpc = Some(GrpcCall::health_check(""));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--http 2")
+        );
+        config.http = HttpVersion::Http2;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_health_check_request_carries_its_service_as_field_one() {
+        assert!(GrpcCall::health_check("").message.is_empty());
+        assert_eq!(&GrpcCall::health_check("ab").message[..], b"\x0a\x02ab");
+        let long = "s".repeat(200);
+        let message = GrpcCall::health_check(&long).message;
+        assert_eq!(&message[..3], &[0x0a, 0xc8, 0x01]);
+        assert_eq!(message.len(), 203);
     }
 
     #[test]

@@ -244,6 +244,7 @@ impl Drill {
             signal: config.signal.map(|p| p.signal),
             readiness_polled: config.ready_url.is_some(),
             grace_period: config.grace_period,
+            grpc: config.grpc.is_some(),
         };
         let verdict = verdict::judge(rules, &facts, &requests, &events);
         Report {
@@ -311,7 +312,11 @@ fn report_config(config: &DrillConfig, server: &Server) -> ReportConfig {
     ReportConfig {
         url: config.url.to_string(),
         ready_url: config.ready_url.as_ref().map(ToString::to_string),
-        method: config.request.method.to_string(),
+        method: match config.grpc {
+            Some(_) => "POST".to_owned(),
+            None => config.request.method.to_string(),
+        },
+        grpc: config.grpc.as_ref().map(|call| call.method.clone()),
         http: config.http.as_str().to_owned(),
         connections: config.connections,
         concurrency,

@@ -1,8 +1,10 @@
-//! `lameduck drill` over `https://` against `lameduck demo` serving HTTPS:
-//! HTTP/2 and HTTP/1.1 by ALPN, a self-signed certificate taken with
-//! `--insecure`, a CA file given with `--cacert`, across a SIGTERM and a
-//! SIGHUP upgrade; and a certificate the CA file does not vouch for, which
-//! fails every request with the reason.
+//! `lameduck drill` over `https://` and in gRPC mode against `lameduck
+//! demo`: HTTP/2 and HTTP/1.1 by ALPN, a self-signed certificate taken with
+//! `--insecure`, a CA file given with `--cacert`, unary calls of the demo's
+//! `Echo/Say` and of `grpc.health.v1.Health/Check`, across a SIGTERM and a
+//! SIGHUP upgrade; a certificate the CA file does not vouch for, and a
+//! method the server does not have, which fail every request with the
+//! reason.
 
 mod support;
 
@@ -35,15 +37,21 @@ struct Run {
     context: String,
 }
 
-/// `lameduck drill URL DRILL_ARGS -- lameduck demo DEMO_ARGS` on the ports,
-/// with its JSON report read back.
+/// `lameduck drill --url URL DRILL_ARGS -- lameduck demo DEMO_ARGS` on the
+/// ports, with its JSON report read back; the URL is `https://` when the
+/// demo serves HTTPS.
 fn drill(name: &str, ports: (u16, u16), drill_args: &[&str], demo_args: &[&str]) -> Run {
+    let scheme = if demo_args.iter().any(|a| a.starts_with("--tls")) {
+        "https"
+    } else {
+        "http"
+    };
     let (port, admin) = ports;
     let dir = scratch_dir(name);
     let (json, log) = (dir.join("report.json"), dir.join("demo.log"));
     let output = support::lameduck()
         .arg("drill")
-        .args(["--url", &format!("https://127.0.0.1:{port}/work?ms=10")])
+        .args(["--url", &format!("{scheme}://127.0.0.1:{port}/work?ms=10")])
         .args(["--ready-url", &format!("http://127.0.0.1:{admin}/readyz")])
         .args(["--concurrency", "6", "--grace-period", "10s"])
         .args(["--ready-timeout", "20s", "--no-progress"])
@@ -71,6 +79,36 @@ fn drill(name: &str, ports: (u16, u16), drill_args: &[&str], demo_args: &[&str])
         report,
         context,
     }
+}
+
+/// Two SIGHUP upgrades under load, judged as restarts.
+const TWO_HUPS: [&str; 12] = [
+    "--signal",
+    "HUP",
+    "--expect",
+    "restart",
+    "--repeat",
+    "2",
+    "--at",
+    "600ms",
+    "--every",
+    "700ms",
+    "--duration",
+    "2500ms",
+];
+
+/// A restart drill of [`TWO_HUPS`] passed: no request failed, and each
+/// signal brought in a new process.
+fn assert_restarted_twice(run: &Run) {
+    assert_passed(run);
+    assert_eq!(run.report.requests.total.failed(), 0, "{}", run.context);
+    let restarts = &run.report.events.restarts;
+    assert_eq!(restarts.len(), 2, "{}", run.context);
+    assert!(
+        restarts.iter().all(|r| r.new_pid.is_some()),
+        "{}",
+        run.context
+    );
 }
 
 /// The drill passed, every request it sent is accounted for, and some
@@ -126,37 +164,15 @@ fn drill_over_https_with_cacert_passes_across_a_sighup_upgrade() {
         "sighup",
         support::free_ports(),
         &[
-            "--cacert",
-            cert,
-            "--connections",
-            "mixed",
-            "--signal",
-            "HUP",
-            "--expect",
-            "restart",
-            "--repeat",
-            "2",
-            "--at",
-            "600ms",
-            "--every",
-            "700ms",
-            "--duration",
-            "2500ms",
-            "--pid-file",
-            pid_file,
-        ],
+            &["--cacert", cert, "--connections", "mixed"][..],
+            &TWO_HUPS,
+            &["--pid-file", pid_file],
+        ]
+        .concat(),
         &["--tls-cert", cert, "--tls-key", key, "--pid-file", pid_file],
     );
     let _ = std::fs::remove_dir_all(&dir);
-    assert_passed(&run);
-    assert_eq!(run.report.requests.total.failed(), 0, "{}", run.context);
-    let restarts = &run.report.events.restarts;
-    assert_eq!(restarts.len(), 2, "{}", run.context);
-    assert!(
-        restarts.iter().all(|r| r.new_pid.is_some()),
-        "{}",
-        run.context
-    );
+    assert_restarted_twice(&run);
 }
 
 #[test]
@@ -207,4 +223,113 @@ fn drill_of_an_https_url_without_cacert_or_insecure_is_a_usage_error() {
         out.stderr.contains("--cacert FILE") && out.stderr.contains("--insecure"),
         "{out:#?}"
     );
+}
+
+/// `SayRequest { message: "hi", ms: 5 }`.
+const SAY_HI: &str = "0a0268691005";
+
+#[test]
+fn drill_grpc_unary_calls_pass_across_sigterm_of_the_demo() {
+    let run = drill(
+        "grpc-sigterm",
+        support::free_ports(),
+        &[
+            "--grpc",
+            "lameduck.demo.Echo/Say",
+            "--grpc-message-hex",
+            SAY_HI,
+            "--duration",
+            "2s",
+            "--at",
+            "700ms",
+        ],
+        &[],
+    );
+    assert_passed(&run);
+    let c = &run.report.config;
+    assert_eq!(
+        (c.grpc.as_deref(), c.http.as_str(), c.method.as_str()),
+        (Some("lameduck.demo.Echo/Say"), "2", "POST"),
+        "{}",
+        run.context
+    );
+    assert!(
+        run.context
+            .contains("gRPC lameduck.demo.Echo/Say at http://"),
+        "{}",
+        run.context
+    );
+}
+
+#[test]
+fn drill_grpc_health_checks_over_https_pass_across_a_sighup_upgrade() {
+    let dir = scratch_dir("grpc-hup-files");
+    let pid_file = dir.join("demo.pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let run = drill(
+        "grpc-sighup",
+        support::free_ports(),
+        &[
+            &["--grpc-health", "--insecure"][..],
+            &TWO_HUPS,
+            &["--pid-file", pid_file],
+        ]
+        .concat(),
+        &["--tls-self-signed", "--pid-file", pid_file],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_restarted_twice(&run);
+    assert_eq!(
+        run.report.config.grpc.as_deref(),
+        Some("grpc.health.v1.Health/Check"),
+        "{}",
+        run.context
+    );
+}
+
+#[test]
+fn drill_grpc_of_a_method_the_server_lacks_fails_every_call_with_its_status() {
+    let run = drill(
+        "grpc-unimplemented",
+        support::free_ports(),
+        &[
+            "--grpc",
+            "lameduck.demo.Echo/Nope",
+            "--signal",
+            "none",
+            "--duration",
+            "300ms",
+        ],
+        &[],
+    );
+    let (r, context) = (&run.report, &run.context);
+    assert_eq!(run.code, Some(1), "{context}");
+    assert!(r.requests.sent > 0, "{context}");
+    assert_eq!(r.requests.total.other_status, r.requests.sent, "{context}");
+    let sample = r.failures.samples.first().expect("a failure sample");
+    assert_eq!(sample.outcome, Outcome::OtherStatus, "{context}");
+    assert!(sample.detail.starts_with("gRPC UNIMPLEMENTED"), "{context}");
+    assert!(context.contains("other gRPC status"), "{context}");
+}
+
+#[test]
+fn drill_grpc_flags_are_checked() {
+    for (args, says) in [
+        (&["--grpc", "Echo"][..], "is not SERVICE/METHOD"),
+        (&["--grpc", "a.B/C", "--http", "1.1"], "--http 2"),
+        (
+            &["--grpc", "a.B/C", "--grpc-message-hex", "0a0"],
+            "odd number of hex digits",
+        ),
+        (
+            &["--grpc", "a.B/C", "--grpc-message-base64", "%%"],
+            "is not base64",
+        ),
+    ] {
+        let mut all = vec!["drill", "--url", "http://127.0.0.1:1/", "--signal", "none"];
+        all.extend(args);
+        let out = support::run(&all);
+        out.assert_code(2);
+        assert!(out.stderr.contains(says), "{args:?}: {out:#?}");
+    }
 }
