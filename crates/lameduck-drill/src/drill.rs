@@ -102,6 +102,11 @@ impl Drill {
             .clone()
             .unwrap_or_else(|| config.url.clone());
         let ready_addr = probe::resolve(&ready_uri).await?;
+        let dialer = Dialer::new(&config.url, addr, self.tls.as_ref(), config.http);
+        let call = (config.grpc.is_some() && config.ready_url.is_none()).then(|| {
+            let events = Arc::new(EventLog::default());
+            Arc::new(Client::new(config, dialer.clone(), Clock::start(), events))
+        });
         let ready = ReadyCheck {
             dialer: Dialer::new(
                 &ready_uri,
@@ -110,8 +115,8 @@ impl Drill {
                 HttpVersion::Http1,
             ),
             uri: ready_uri,
+            call,
         };
-        let dialer = Dialer::new(&config.url, addr, self.tls.as_ref(), config.http);
         self.progress.set_stage(Stage::Starting);
         let server = Arc::new(match &config.server {
             ServerSpec::Unknown => Server::none(),

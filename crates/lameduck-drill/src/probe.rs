@@ -14,6 +14,7 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::client::Client;
 use crate::dial::Dialer;
 use crate::error::DrillError;
 use crate::events::{EventLog, ProbeResult, ReadinessProbe};
@@ -50,6 +51,9 @@ pub(crate) async fn resolve(uri: &Uri) -> Result<SocketAddr, DrillError> {
 pub(crate) struct ReadyCheck {
     pub(crate) dialer: Dialer,
     pub(crate) uri: Uri,
+    /// Without a readiness URL in gRPC mode, the server is ready when a call
+    /// of the drill's answers `OK`: a gRPC server may speak HTTP/2 only.
+    pub(crate) call: Option<Arc<Client>>,
 }
 
 impl ReadyCheck {
@@ -63,7 +67,11 @@ impl ReadyCheck {
 
     /// One `GET`: its status, or how it failed and why.
     async fn get(&self) -> Result<u16, (Outcome, String)> {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.try_get()).await {
+        let result = match &self.call {
+            Some(client) => tokio::time::timeout(PROBE_TIMEOUT, call(client)).await,
+            None => tokio::time::timeout(PROBE_TIMEOUT, self.try_get()).await,
+        };
+        match result {
             Ok(result) => result,
             Err(_) => Err((Outcome::Timeout, "no answer within 1s".to_owned())),
         }
@@ -142,6 +150,17 @@ impl ReadyCheck {
             });
         }
     }
+}
+
+/// One call of the drill's: `200` when it counts as `ok`, else how it
+/// failed and why.
+async fn call(client: &Client) -> Result<u16, (Outcome, String)> {
+    let ending = client.send(0).await;
+    if ending.raw.is_ok() {
+        return Ok(200);
+    }
+    let why = ending.detail.unwrap_or_else(|| "no detail".to_owned());
+    Err((ending.raw.resolve(false), why))
 }
 
 /// Tries a bare TCP connect every `interval`, forever (the drill aborts the

@@ -50,11 +50,38 @@ pub(super) fn ending(
     let detail = (code != 0).then(|| {
         let name = grpc_code_name(code);
         match map.get("grpc-message").and_then(|m| m.to_str().ok()) {
-            Some(message) if !message.is_empty() => format!("gRPC {name}: {message}"),
+            Some(message) if !message.is_empty() => {
+                format!("gRPC {name}: {}", percent_decoded(message))
+            }
             _ => format!("gRPC {name}"),
         }
     });
     (RawOutcome::Grpc(code), detail)
+}
+
+/// A `grpc-message` as sent: percent-encoded UTF-8 (bytes that do not
+/// decode are kept as they came).
+fn percent_decoded(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -100,6 +127,14 @@ mod tests {
                 RawOutcome::Grpc(14),
                 Some("gRPC UNAVAILABLE: draining".to_owned())
             )
+        );
+        let encoded = map(&[
+            ("grpc-status", "12"),
+            ("grpc-message", "no%20such%20method%"),
+        ]);
+        assert_eq!(
+            ending(200, &encoded, None).1.as_deref(),
+            Some("gRPC UNIMPLEMENTED: no such method%")
         );
         assert_eq!(ending(503, &none, None).0, RawOutcome::Status(503));
         let bad = map(&[("grpc-status", "x")]);
