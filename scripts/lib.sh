@@ -56,6 +56,39 @@ need_nextest() {
     cargo install cargo-nextest --locked
 }
 
+# need_pip MODULE PACKAGE... [-- WHY]: installs PACKAGEs from PyPI with
+# python3's pip (for the user running the tests) when python3 cannot import
+# MODULE. Returns 1, with how to install them by hand, when it cannot.
+need_pip() {
+    local module=$1
+    shift
+    local packages=() why=
+    while (($#)); do
+        if [[ $1 == -- ]]; then
+            why=${2:-}
+            break
+        fi
+        packages+=("$1")
+        shift
+    done
+    python3 -c "import $module" >/dev/null 2>&1 && return 0
+    command -v python3 >/dev/null 2>&1 || need python3 python3 "$why" || return 1
+    python3 -m pip --version >/dev/null 2>&1 || need pip3 python3-pip "$why" || return 1
+    say "python3 cannot import $module: pip install ${packages[*]}${why:+ ($why)}"
+    # Debian's python marks its packages as system-managed; a test
+    # prerequisite goes in the user's site-packages even so.
+    python3 -m pip install -q --user "${packages[@]}" 2>/dev/null \
+        || python3 -m pip install -q --user --break-system-packages "${packages[@]}" \
+        || python3 -m pip install -q "${packages[@]}" || {
+        say "pip install ${packages[*]} failed; run it by hand"
+        return 1
+    }
+    python3 -c "import $module" >/dev/null 2>&1 || {
+        say "${packages[*]} installed, but python3 still cannot import $module"
+        return 1
+    }
+}
+
 # part NAME CMD ARGS: runs CMD, and when it fails records NAME instead of
 # stopping, so that the parts after it still run. `parts_done` then reports.
 failed_parts=()

@@ -15,8 +15,10 @@
 //! commit.
 
 mod display;
+mod grpc;
 mod pid_json;
 mod routes;
+mod tls;
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -31,13 +33,15 @@ use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
 
 use crate::duration::parse_duration;
+use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 
 const LONG_ABOUT: &str = "\
 Run a small service that shows every phase of a shutdown.
 
 It serves HTTP on --listen and the probes (/livez, /readyz, /startupz, with
-?verbose) on --admin, runs a background worker, and holds a resource (db)
+?verbose) and its lifecycle metrics (/metrics) on --admin, runs a background
+worker, and holds a resource (db)
 that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
 
   draining    /readyz answers 503 at once; everything still serves; HTTP/1
@@ -49,7 +53,9 @@ that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
               Away and 2s to close; the worker finishes its job
   cancelling  (only if work outlives the shutdown timeout) handlers get the
               cancel signal; requests still waiting get 503 + Retry-After
-  closing     db closes, last
+  closing     db closes, last; with --final-scrape, /metrics waits for one
+              more scrape of the final counts (else --pushgateway gets
+              them); they are logged as one event in any case
 
 Ctrl+C from a terminal skips the drain delay; SIGTERM always drains. A second
 signal forces the exit.
@@ -61,7 +67,8 @@ for the drain delay this process drains and exits 0. If the new process fails
 or is not ready within --upgrade-timeout, this one goes on serving and says
 why; if it dies before it has run for the drain delay, this one takes the
 service back. --pid-file always names the process serving now;
---control-socket takes `upgrade` and `status`, one line each.
+--control-socket takes `upgrade`, `status` and `reload` (the HTTPS
+certificate, read again), one line each.
 
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
@@ -69,12 +76,22 @@ Routes:
   /events               server-sent events, one a second; ended at Stopping
   /ws                   WebSocket echo
 
+gRPC on the same port (h2c, or h2 over HTTPS):
+  lameduck.demo.Echo/Say     unary: {message, ms} back after ms milliseconds
+  lameduck.demo.Echo/Count   server streaming: n replies, one every ms
+  grpc.health.v1.Health      Check and Watch: SERVING while ready,
+                             NOT_SERVING from the first instant of draining
+
+HTTPS with --tls-cert and --tls-key (PEM; reloaded on the control socket's
+`reload` and when the files change) or --tls-self-signed; ALPN offers h2
+and http/1.1; the probes on --admin stay plain HTTP.
+
 On a terminal it prints the phases as they happen; otherwise it logs JSON
 lines (one structured event per phase change and the final report), each
 with the `pid`, so that the old and the new process can be told apart during
 a restart. Either way the first lines on stdout say where it listens:
 
-  listening on http://127.0.0.1:8080
+  listening on http://127.0.0.1:8080      (https:// with TLS)
   admin on http://127.0.0.1:8081
 
 Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
@@ -102,7 +119,8 @@ pub struct Args {
     /// restarts); a path that cannot be used stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     pid_file: Option<PathBuf>,
-    /// Serve a control socket (mode 0600) that takes `upgrade` and `status`;
+    /// Serve a control socket (mode 0600) that takes `upgrade`, `status` and
+    /// `reload` (the HTTPS certificate);
     /// a path that cannot be used (no such directory, too long, a file or
     /// another instance's socket in the way) stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
@@ -121,6 +139,10 @@ pub struct Args {
     /// net.core.somaxconn]
     #[arg(long, value_name = "CONNECTIONS")]
     backlog: Option<u32>,
+    #[command(flatten)]
+    metrics: MetricsFlags,
+    #[command(flatten)]
+    tls: tls::TlsFlags,
 }
 
 /// A timeout that can be turned off.
@@ -169,9 +191,14 @@ async fn serve(
     let admin_addr = admin
         .local_addr()
         .context("reading the admin listener's address")?;
-    let http = Server::new(http, routes::router())
+    let tls = args.tls.load()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut http = Server::new(http, grpc::with_grpc(routes::router()))
         .idle_timeout(args.idle_timeout.0)
         .admin_listener(admin);
+    if let Some(tls) = tls {
+        http = http.tls(tls);
+    }
 
     let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
     if let Some(path) = &args.pid_file {
@@ -180,8 +207,10 @@ async fn serve(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
+    let metrics = args.metrics.metrics()?;
     let app = App::builder("demo")
         .budget(budget)
+        .metrics(&metrics)
         .upgrade(upgrade)
         .component(db())
         .component(worker())
@@ -202,7 +231,7 @@ async fn serve(
     // Machine-readable, before anything else, on every output format: tests
     // and scripts learn the ports from these lines.
     let mut out = std::io::stdout().lock();
-    writeln!(out, "listening on http://{addr}")?;
+    writeln!(out, "listening on {scheme}://{addr}")?;
     writeln!(out, "admin on http://{admin_addr}")?;
     out.flush()?;
     drop(out);

@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 mod demo;
 mod drill;
 mod duration;
+mod metrics_flags;
 mod phases;
 mod plan;
 mod run;

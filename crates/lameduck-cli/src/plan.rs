@@ -36,6 +36,7 @@ default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
   stopping       listeners closed; in-flight work finishes  (--shutdown-timeout)
   cancelling     work that got its cancel signal winds down    (--hard-timeout)
   closing        each resource closes in turn, with its own timeout   (--close)
+  final scrape   a last scrape of the metrics, or the push     (--final-scrape)
   log flush      the final log flush                              (--log-flush)
   safety margin  slack for scheduling, never used on purpose         (--margin)
 
@@ -85,6 +86,12 @@ pub struct Args {
     /// list those here too [default: none]
     #[arg(long = "close", value_name = "NAME=DURATION", value_parser = parse_close)]
     closes: Vec<(String, Duration)>,
+
+    /// How long Closing waits for a last scrape of the lifecycle metrics
+    /// (and a push), once the shutdown's counts are final [default: 0s, no
+    /// wait]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    final_scrape: Option<Duration>,
 
     /// Bound on the final log flush [default: 500ms]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
@@ -148,6 +155,9 @@ impl Config {
         let mut budget = args.phases.apply(Budget::default());
         if let Some(d) = args.log_flush {
             budget = budget.log_flush(d);
+        }
+        if let Some(d) = args.final_scrape {
+            budget = budget.final_scrape_timeout(d);
         }
         if let Some(d) = args.margin {
             budget = budget.safety_margin(d);

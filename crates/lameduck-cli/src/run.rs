@@ -30,6 +30,7 @@ use lameduck::{App, Budget, Component, Report, Restart, RestartPolicy, ShutdownR
 use nix::sys::signal::Signal;
 
 use crate::duration::parse_duration;
+use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 use checks::CheckSpec;
 use flags::{ListenSpec, Probe, RestartWhen};
@@ -57,7 +58,9 @@ A program stopped by the stop signal lameduck sent (killed by it, or exiting
 with 128 + its number) counts as a clean stop: lameduck exits 0.
 
 Probes on --admin (loopback by default): /livez, /readyz, /startupz, with
-?verbose. The program is ready when --ready says so: an HTTP GET
+?verbose, and the lifecycle metrics (/metrics; --final-scrape waits at the
+end for one more scrape of the final counts, else --pushgateway gets them,
+and they are logged either way). The program is ready when --ready says so: an HTTP GET
 (http://127.0.0.1:3000/health, 200-399 passes), a TCP connect
 (tcp:127.0.0.1:3000), systemd's protocol (notify: lameduck serves a
 NOTIFY_SOCKET and the program sends READY=1), or a command (exec:CMD, run
@@ -151,6 +154,8 @@ pub struct Args {
 
     #[command(flatten)]
     phases: PhaseFlags,
+    #[command(flatten)]
+    metrics: MetricsFlags,
 
     /// The signal that asks the program to stop
     #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = flags::parse_stop_signal)]
@@ -310,8 +315,10 @@ async fn supervise(
         upgrade = upgrade.control_socket(path);
     }
     let component_sup = sup.clone();
+    let metrics = args.metrics.metrics()?;
     let app = App::builder("lameduck-run")
         .budget(budget)
+        .metrics(&metrics)
         .handle_signals(false)
         .upgrade(upgrade)
         .component(
@@ -334,9 +341,10 @@ async fn supervise(
     }
     if let Some(listener) = admin {
         let addr = listener.local_addr()?;
-        tracing::info!(target: "lameduck::run", addr = %addr, "probes on http://{addr} (/livez, /readyz, /startupz)");
-        let router = axum::Router::new()
-            .fallback_service(lameduck::http::Probes::new(app.handle().health().clone()));
+        tracing::info!(target: "lameduck::run", addr = %addr, "probes on http://{addr} (/livez, /readyz, /startupz, /metrics)");
+        let probes =
+            lameduck::http::Probes::new(app.handle().health().clone()).with_metrics(&metrics);
+        let router = axum::Router::new().fallback_service(probes);
         tokio::spawn(async move {
             if let Err(err) = axum::serve(listener, router).await {
                 tracing::error!(target: "lameduck::run", error = %err, "the admin listener failed");

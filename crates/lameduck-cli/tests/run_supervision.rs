@@ -339,3 +339,50 @@ fn systemd_hears_ready_reloading_and_stopping_from_lameduck_not_from_the_program
     until("STOPPING=1");
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
+
+#[test]
+fn the_lifecycle_metrics_of_the_supervised_program_are_served_on_the_admin_port() {
+    let dir = Scratch::new("metrics");
+    let mark = dir.path("crashed-once");
+    // Crashes on its first run, then stays up.
+    let script = format!(
+        "if [ -e {m} ]; then exec sleep 60; else touch {m}; exit 1; fi",
+        m = mark.display()
+    );
+    let mut run = Running::start(&[
+        "--admin",
+        "127.0.0.1:0",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "1ms",
+        "--restart-delay-max",
+        "5ms",
+        "--drain-delay",
+        "0s",
+        "--grace-period",
+        "20s",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let admin = run.admin_port();
+    // The restart, as the log says it, then the metrics.
+    run.event("component restarting in", |_| true);
+    run.event("component ready", |e| e["attempt"] == 1);
+    let (status, body) = get(admin, "/metrics").expect("/metrics answers");
+    assert_eq!(status, 200, "{body}");
+    for line in [
+        "lameduck_phase{phase=\"running\"} 1",
+        "lameduck_component_restarts_total{component=\"program\"} 1",
+        "lameduck_budget_seconds{deadline=\"grace_period\"} 20",
+    ] {
+        assert!(
+            body.lines().any(|l| l.starts_with(line)),
+            "no {line:?} in:\n{body}"
+        );
+    }
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}

@@ -18,6 +18,8 @@ mod graph;
 pub(crate) mod signals;
 mod watchdog;
 
+#[cfg(feature = "metrics")]
+pub(crate) use builder::FinalScrapeFn;
 pub use builder::{AppBuilder, BuildError, BuildErrorKind, DrainPolicy};
 pub use signals::SIGNAL_REPEAT_WINDOW;
 
@@ -182,10 +184,18 @@ struct Shared {
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
     holdups: Mutex<Holdups>,
+    reloads: Mutex<crate::reload::Reloads>,
     /// The phase as one atomic (`Phase as u8`), set before the watch
     /// channel: hot paths read it without a lock, and whoever sees a phase
     /// on the channel finds it here too.
     phase_now: Arc<AtomicU8>,
+    /// Tasks that serve until the end of `run()`, not of the component
+    /// that started them (an admin listener: the final scrape of
+    /// `/metrics` comes at Closing); aborted then.
+    kept: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// The lifecycle metrics (feature `metrics`), when the app has them.
+    #[cfg(feature = "metrics")]
+    metrics: OnceLock<Arc<crate::metrics::Hub>>,
 }
 
 /// Each component's description of what holds it up, by component index.
@@ -214,7 +224,11 @@ impl AppHandle {
                 health,
                 trackers: Mutex::new(Vec::new()),
                 holdups: Mutex::new(Holdups::default()),
+                reloads: Mutex::new(crate::reload::Reloads::default()),
                 phase_now: Arc::new(AtomicU8::new(Phase::Starting as u8)),
+                kept: Mutex::new(Vec::new()),
+                #[cfg(feature = "metrics")]
+                metrics: OnceLock::new(),
             }),
         }
     }
@@ -289,6 +303,35 @@ impl AppHandle {
         crate::upgrade::UpgradeFuture::new(rx)
     }
 
+    /// Reloads the configuration of every component that can (see
+    /// [`Context::on_reload`](crate::Context::on_reload)) — the certificate
+    /// of an HTTPS [`Server`](crate::http::Server), say — without a
+    /// restart. The control socket's `reload` command (feature `upgrade`)
+    /// calls it. Returns the names of the components reloaded.
+    ///
+    /// # Errors
+    ///
+    /// A [`ReloadError`](crate::ReloadError) naming each component whose
+    /// reload failed and why; each of those keeps its old configuration,
+    /// and the others have reloaded.
+    pub fn reload(&self) -> Result<Vec<Arc<str>>, crate::ReloadError> {
+        let reloads = self
+            .shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .all();
+        crate::reload::run(reloads)
+    }
+
+    pub(crate) fn set_reload(&self, component: Arc<str>, reload: crate::reload::ReloadFn) {
+        self.shared
+            .reloads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .set(component, reload);
+    }
+
     /// Why the app is shutting down, once it is.
     pub fn shutdown_reason(&self) -> Option<ShutdownReason> {
         self.shared.reason.get().cloned()
@@ -338,6 +381,30 @@ impl AppHandle {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn phase_cell(&self) -> Arc<AtomicU8> {
         self.shared.phase_now.clone()
+    }
+
+    /// Keeps `task` running until the end of `run()`, then aborts it.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn keep_until_stopped(&self, task: tokio::task::AbortHandle) {
+        self.shared
+            .kept
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(task);
+    }
+
+    /// Where the app's metrics are (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    pub(crate) fn metrics_slot(&self) -> &OnceLock<Arc<crate::metrics::Hub>> {
+        &self.shared.metrics
+    }
+
+    /// Aborts what [`keep_until_stopped`](Self::keep_until_stopped) kept.
+    pub(crate) fn release_kept(&self) {
+        let kept = std::mem::take(&mut *self.shared.kept.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in kept {
+            task.abort();
+        }
     }
 
     pub(crate) fn set_holdups(&self, component: usize, describe: DescribeFn) {

@@ -20,7 +20,8 @@ use crate::fmt::Seconds;
 /// | `drain_delay` | 5 s | Draining: unready but still serving, while load balancers catch up |
 /// | `shutdown_timeout` | what is left | Stopping: in-flight work finishes on its own |
 /// | `hard_timeout` | 3 s | Cancelling: work that got its cancel signal winds down |
-/// | close timeouts | 1 s per component with a close | Closing: each resource closes in turn |
+/// | close timeouts | 1 s per component with a close or exporter | Closing: each resource closes in turn, then each exporter flushes |
+/// | `final_scrape_timeout` | 0 (off), unless the metrics (feature `metrics`) set it | Closing: the wait for one last scrape of `/metrics`, or the push |
 /// | `log_flush` | 500 ms | the final log flush |
 /// | `safety_margin` | 5 % of the grace period, at least 500 ms | slack for scheduling, never used on purpose |
 ///
@@ -51,6 +52,7 @@ pub struct Budget {
     shutdown_timeout: Option<Duration>,
     hard_timeout: Duration,
     closes: Vec<(String, Duration)>,
+    final_scrape: Option<Duration>,
     log_flush: Duration,
     safety_margin: Option<Duration>,
 }
@@ -84,6 +86,7 @@ impl Budget {
             shutdown_timeout: None,
             hard_timeout: DEFAULT_HARD_TIMEOUT,
             closes: Vec::new(),
+            final_scrape: None,
             log_flush: DEFAULT_LOG_FLUSH,
             safety_margin: None,
         }
@@ -129,6 +132,22 @@ impl Budget {
             None => self.closes.push((name, d)),
         }
         self
+    }
+
+    /// Sets how long Closing may wait for a last scrape of the lifecycle
+    /// metrics once they are final, push included (default 0: no wait).
+    ///
+    /// In an [`App`](crate::App) with metrics (feature `metrics`), set it
+    /// here or with the metrics' own setting, not both: the app refuses to
+    /// build with it set twice, or set with no metrics to wait for.
+    pub fn final_scrape_timeout(mut self, d: Duration) -> Self {
+        self.final_scrape = Some(d);
+        self
+    }
+
+    /// The final scrape timeout, if set.
+    pub fn get_final_scrape_timeout(&self) -> Option<Duration> {
+        self.final_scrape
     }
 
     /// Sets the bound on the final log flush.
@@ -188,10 +207,17 @@ impl Budget {
             .iter()
             .try_fold(Duration::ZERO, |acc, (_, d)| acc.checked_add(*d))
             .ok_or_else(too_long)?;
-        let fixed = [self.hard_timeout, close_total, self.log_flush, margin]
-            .into_iter()
-            .try_fold(self.drain_delay, Duration::checked_add)
-            .ok_or_else(too_long)?;
+        let final_scrape = self.final_scrape.unwrap_or_default();
+        let fixed = [
+            self.hard_timeout,
+            close_total,
+            final_scrape,
+            self.log_flush,
+            margin,
+        ]
+        .into_iter()
+        .try_fold(self.drain_delay, Duration::checked_add)
+        .ok_or_else(too_long)?;
         let shutdown_timeout = match self.shutdown_timeout {
             Some(d) => d,
             None => self.grace_period.saturating_sub(fixed),
@@ -202,6 +228,7 @@ impl Budget {
             shutdown_timeout,
             hard_timeout: self.hard_timeout,
             closes: self.closes.clone(),
+            final_scrape_timeout: final_scrape,
             log_flush: self.log_flush,
             safety_margin: margin,
         };
@@ -248,6 +275,9 @@ pub struct Timeline {
     pub hard_timeout: Duration,
     /// Closing: each resource's close timeout, in the order they were given.
     pub closes: Vec<(String, Duration)>,
+    /// Closing: the wait for a last scrape of the metrics (and the push);
+    /// zero when there is none.
+    pub final_scrape_timeout: Duration,
     /// The final log flush.
     pub log_flush: Duration,
     /// Slack left before `SIGKILL`.
@@ -271,19 +301,34 @@ impl Timeline {
             + self.shutdown_timeout
             + self.hard_timeout
             + self.close_total()
+            + self.final_scrape_timeout
             + self.log_flush
     }
 
-    /// The phases in order, each with its maximum duration.
+    /// The phases in order, each with its maximum duration. The final
+    /// scrape is listed only when it has time.
     pub fn rows(&self) -> Vec<(&'static str, Duration)> {
-        vec![
+        let mut rows = vec![
             ("draining", self.drain_delay),
             ("stopping", self.shutdown_timeout),
             ("cancelling", self.hard_timeout),
             ("closing", self.close_total()),
-            ("log flush", self.log_flush),
-            ("safety margin", self.safety_margin),
-        ]
+        ];
+        if !self.final_scrape_timeout.is_zero() {
+            rows.push(("final scrape", self.final_scrape_timeout));
+        }
+        rows.push(("log flush", self.log_flush));
+        rows.push(("safety margin", self.safety_margin));
+        rows
+    }
+
+    /// `final scrape X` for the arithmetic, when there is one.
+    fn final_scrape_term(&self, sep: &str) -> String {
+        if self.final_scrape_timeout.is_zero() {
+            String::new()
+        } else {
+            format!(" {sep} final scrape {}", Seconds(self.final_scrape_timeout))
+        }
     }
 
     fn close_term(&self) -> String {
@@ -301,10 +346,11 @@ impl Timeline {
 
     fn fixed_terms(&self) -> String {
         format!(
-            "drain {} - hard {} - {} - log flush {} - margin {}",
+            "drain {} - hard {} - {}{} - log flush {} - margin {}",
             Seconds(self.drain_delay),
             Seconds(self.hard_timeout),
             self.close_term(),
+            self.final_scrape_term("-"),
             Seconds(self.log_flush),
             Seconds(self.safety_margin)
         )
@@ -312,11 +358,12 @@ impl Timeline {
 
     fn sum_terms(&self) -> String {
         format!(
-            "drain {} + shutdown {} + hard {} + {} + log flush {} + margin {}",
+            "drain {} + shutdown {} + hard {} + {}{} + log flush {} + margin {}",
             Seconds(self.drain_delay),
             Seconds(self.shutdown_timeout),
             Seconds(self.hard_timeout),
             self.close_term(),
+            self.final_scrape_term("+"),
             Seconds(self.log_flush),
             Seconds(self.safety_margin)
         )
@@ -427,6 +474,33 @@ mod tests {
             .check()
             .unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::DoesNotFit);
+    }
+
+    #[test]
+    fn a_final_scrape_is_counted_in_the_arithmetic_and_shown() {
+        let t = Budget::new(s(30))
+            .final_scrape_timeout(s(2))
+            .check()
+            .unwrap();
+        // 30 - 5 drain - 3 hard - 2 final scrape - 0.5 flush - 1.5 margin
+        assert_eq!(t.shutdown_timeout, s(18));
+        assert_eq!(t.worst_case() + t.safety_margin, s(30));
+        assert!(
+            t.to_string()
+                .lines()
+                .any(|l| l.starts_with("final scrape") && l.contains("2s")),
+            "{t}"
+        );
+        let err = Budget::new(s(30))
+            .shutdown_timeout(s(20))
+            .final_scrape_timeout(s(2))
+            .check()
+            .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("close 0s + final scrape 2s + log flush"),
+            "{err}"
+        );
     }
 
     #[test]

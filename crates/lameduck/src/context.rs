@@ -207,6 +207,22 @@ impl Context {
             .set_holdups(self.inner.index, std::sync::Arc::new(describe));
     }
 
+    /// What this component does when the app is asked to reload its
+    /// configuration ([`AppHandle::reload`], the control socket's `reload`
+    /// command): read a certificate or a config file again, say. It returns
+    /// an error when the new configuration is bad, and then keeps the old
+    /// one. A later call replaces an earlier one (for this component).
+    ///
+    /// `reload` runs on the caller's task: keep it short.
+    pub fn on_reload(
+        &self,
+        reload: impl Fn() -> Result<(), crate::BoxError> + Send + Sync + 'static,
+    ) {
+        self.inner
+            .app
+            .set_reload(self.inner.name.clone(), std::sync::Arc::new(reload));
+    }
+
     /// The app handle.
     pub fn app(&self) -> &AppHandle {
         &self.inner.app

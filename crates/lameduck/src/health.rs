@@ -27,6 +27,9 @@ use crate::Phase;
 #[derive(Clone, Debug, Default)]
 pub struct Health {
     inner: Arc<Mutex<State>>,
+    /// Bumped after every change, for those who follow the probes (the
+    /// gRPC health service's `Watch`).
+    changed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Debug, Default)]
@@ -154,9 +157,22 @@ impl Health {
     }
 
     pub(crate) fn set_phase(&self, phase: Phase) {
-        let mut state = self.lock();
-        // Once started, startup stays passed even after the phase moves on.
-        state.phase = Some(phase);
+        {
+            let mut state = self.lock();
+            // Once started, startup stays passed even after the phase moves on.
+            state.phase = Some(phase);
+        }
+        self.bump();
+    }
+
+    /// A receiver told of every change, after it is made.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    fn bump(&self) {
+        self.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     pub(crate) fn register(&self, name: &Arc<str>) {
@@ -169,6 +185,7 @@ impl Health {
         if let Some(c) = self.lock().components.get_mut(name) {
             f(c);
         }
+        self.bump();
     }
 
     /// A component reported ready once: start-up passes for it for good.

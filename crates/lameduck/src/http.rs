@@ -44,17 +44,23 @@
 //! [`Server::bind`] binds a TCP address; [`Server::from_std`] and
 //! [`Server::new`] take a listener bound elsewhere (systemd socket
 //! activation, a parent process); any [`Listener`] can be served, a Unix
-//! socket included.
+//! socket included. With feature `tls`, [`Server::tls`] serves HTTPS with
+//! a certificate that reloads without a restart (`Tls`).
 #![cfg_attr(feature = "axum", doc = include_str!("http/example.md"))]
 
 mod cancel;
 pub(crate) mod conn;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 pub mod layer;
 mod listener;
 mod probes;
 mod server;
 pub(crate) mod shared;
+pub(crate) mod stats;
 mod streaming;
+#[cfg(feature = "tls")]
+mod tls;
 
 pub use cancel::{Cancel, CancelledFuture, StoppingFuture};
 pub use layer::{Drain, DrainBody, DrainLayer};
@@ -65,3 +71,5 @@ pub use server::{
     ServeErrorKind, Server,
 };
 pub use streaming::{DEFAULT_CLOSE_HANDSHAKE_WINDOW, StreamEnd};
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_TLS_HANDSHAKE_TIMEOUT, Tls, TlsError, TlsErrorKind};

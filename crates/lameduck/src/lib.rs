@@ -95,7 +95,11 @@
 //! |---|---|
 //! | `http` | an HTTP server component for any `tower::Service` that drains per connection and per request, with probes |
 //! | `axum` | axum glue: WebSocket going-away, extractors |
+//! | `grpc` | `http::grpc`: the `grpc.health.v1` service (tonic-health) answered from the health registry, `NOT_SERVING` from the first instant of Draining; gRPC calls get gRPC statuses at the cancel signal (with or without this feature) |
+//! | `tls` | HTTPS for the HTTP server (rustls, ring provider): certificates from PEM files, reloaded without a restart, ALPN `h2` and `http/1.1` |
 //! | `systemd` | (Unix) module `systemd`: `READY`, `STOPPING`, `STATUS`, `EXTEND_TIMEOUT_USEC` and watchdog pings sent by the app itself; module `listen`: sockets from systemd socket activation |
+//! | `metrics` | module `metrics`: lifecycle metrics (OpenMetrics) on the admin listener, the final scrape, a Pushgateway push (with `http`) |
+//! | `logging` | module `logging`: a non-blocking log writer flushed last on every exit path, and a panic hook |
 //! | `upgrade` | (Unix) module `upgrade`: zero-downtime restarts on `SIGHUP`, `AppHandle::upgrade` or a control socket, the listening sockets handed to the new process (module `listen`), rollback, PID file, handover |
 // docs.rs (nightly rustdoc, `--cfg docsrs`, every feature) marks each item
 // behind a feature with a "crate feature" badge. `doc_auto_cfg` was merged
@@ -118,8 +122,14 @@ mod health;
 pub mod http;
 #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
 pub mod listen;
+#[cfg(feature = "logging")]
+pub mod logging;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+pub mod observe;
 mod phase;
 mod reason;
+mod reload;
 mod report;
 mod restart;
 #[cfg(all(unix, feature = "systemd"))]
@@ -143,8 +153,10 @@ pub use exit::ExitStatus;
 pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
+pub use reload::ReloadError;
 pub use report::{
-    CloseOutcome, ComponentReport, Deadline, Ending, Holdup, PhaseTiming, Report, WorkReport,
+    CloseOutcome, ComponentReport, Deadline, Ending, ExporterReport, Holdup, PhaseTiming, Report,
+    WorkReport,
 };
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;

@@ -28,6 +28,9 @@ pub struct Report {
     pub work: WorkReport,
     /// Each component, in start order.
     pub components: Vec<ComponentReport>,
+    /// Each exporter's flush, in the order they ran (see
+    /// [`AppBuilder::exporter`](crate::AppBuilder::exporter)).
+    pub exporters: Vec<ExporterReport>,
     /// How it ended.
     pub status: ExitStatus,
 }
@@ -113,6 +116,17 @@ pub struct ComponentReport {
     pub close: CloseOutcome,
 }
 
+/// How an exporter's flush went at Closing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ExporterReport {
+    /// The exporter's name.
+    pub name: Arc<str>,
+    /// How long its flush took and whether it finished: `None` when it
+    /// did not run (a second signal forced the exit first).
+    pub flush: CloseOutcome,
+}
+
 /// How a component's last run ended.
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -187,6 +201,12 @@ impl Report {
             .collect::<Vec<_>>()
             .join("; ");
         let restarts: u32 = self.components.iter().map(|c| c.restarts).sum();
+        let exporters = self
+            .exporters
+            .iter()
+            .map(|e| format!("{}: {}", e.name, Flushed(&e.flush)))
+            .collect::<Vec<_>>()
+            .join("; ");
         let event = |status: ExitStatus| {
             tracing::info!(
                 target: "lameduck::report",
@@ -206,6 +226,7 @@ impl Report {
                 ended_work = %list(&self.work.ended),
                 held = %held,
                 restarts,
+                exporters = %exporters,
                 "shutdown report"
             );
         };
@@ -278,6 +299,23 @@ impl fmt::Display for Report {
             }
             writeln!(f)?;
         }
+        for e in &self.exporters {
+            writeln!(f, "  exporter {}: {}", e.name, Flushed(&e.flush))?;
+        }
         write!(f, "  exit: {}", self.status)
+    }
+}
+
+/// An exporter's flush, in words.
+struct Flushed<'a>(&'a CloseOutcome);
+
+impl fmt::Display for Flushed<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            CloseOutcome::None => write!(f, "not flushed"),
+            CloseOutcome::Closed(d) => write!(f, "flushed in {}", Seconds(*d)),
+            CloseOutcome::Failed(e) => write!(f, "flush failed: {e}"),
+            CloseOutcome::TimedOut(d) => write!(f, "flush timed out after {}", Seconds(*d)),
+        }
     }
 }

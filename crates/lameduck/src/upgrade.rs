@@ -220,6 +220,7 @@ impl Upgrade {
     /// |---|---|
     /// | `upgrade` | `ok <new pid>` once the new process is ready, `busy`, or `error <why>` |
     /// | `status` | `ok <phase> pid <pid>` |
+    /// | `reload` | [`AppHandle::reload`](crate::AppHandle::reload): `ok reloaded <component> …` (or `ok nothing to reload`), or `error reload failed: <component>: <why>`, the old configuration kept |
     /// | anything else | `error …` |
     ///
     /// A connection has 10 s to send its command; at most 16 are served at

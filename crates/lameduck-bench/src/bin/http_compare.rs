@@ -42,7 +42,12 @@ struct Args {
 }
 
 /// The pairs: (what is measured, its baseline).
-const PAIRS: [(&str, &str); 2] = [("lameduck", "bare"), ("lameduck-axum", "axum-serve")];
+const PAIRS: [(&str, &str); 3] = [
+    ("lameduck", "bare"),
+    ("lameduck-axum", "axum-serve"),
+    // What the lifecycle metrics cost a request.
+    ("lameduck-metrics", "lameduck"),
+];
 const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
 
 fn main() -> ExitCode {

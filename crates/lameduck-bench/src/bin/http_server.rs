@@ -7,6 +7,7 @@
 //! | `lameduck` | `lameduck::http::Server` with the same service, in an `App` |
 //! | `axum-serve` | an axum `Router` under `axum::serve` |
 //! | `lameduck-axum` | the same `Router` served by `lameduck::http::Server` |
+//! | `lameduck-metrics` | `lameduck`, with the app's lifecycle metrics on (feature `metrics`) |
 //!
 //! It runs on a runtime of `--threads` worker threads (default 1), prints
 //! `listening on http://ADDR`, and serves until SIGTERM (or SIGKILL).
@@ -52,6 +53,7 @@ enum Kind {
     Lameduck,
     AxumServe,
     LameduckAxum,
+    LameduckMetrics,
 }
 
 /// The trivial handler, as a tower service (no axum), for `bare` and
@@ -98,9 +100,26 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     match args.kind {
         Kind::Bare => bare(listener).await,
         Kind::AxumServe => Ok(axum::serve(listener, router()).await?),
-        Kind::Lameduck => lameduck(idle(Server::new(listener, Hello), &args.idle_timeout)?).await,
+        Kind::Lameduck => {
+            lameduck(
+                idle(Server::new(listener, Hello), &args.idle_timeout)?,
+                false,
+            )
+            .await
+        }
+        Kind::LameduckMetrics => {
+            lameduck(
+                idle(Server::new(listener, Hello), &args.idle_timeout)?,
+                true,
+            )
+            .await
+        }
         Kind::LameduckAxum => {
-            lameduck(idle(Server::new(listener, router()), &args.idle_timeout)?).await
+            lameduck(
+                idle(Server::new(listener, router()), &args.idle_timeout)?,
+                false,
+            )
+            .await
         }
     }
 }
@@ -130,11 +149,14 @@ async fn bare(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
     }
 }
 
-async fn lameduck(server: impl Into<lameduck::Component>) -> anyhow::Result<()> {
-    let app = App::builder("bench")
+async fn lameduck(server: impl Into<lameduck::Component>, metrics: bool) -> anyhow::Result<()> {
+    let mut app = App::builder("bench")
         .budget(Budget::new(Duration::from_secs(10)).drain_delay(Duration::ZERO))
-        .component(server)
-        .build()?;
+        .component(server);
+    if metrics {
+        app = app.metrics(&lameduck::metrics::Metrics::new());
+    }
+    let app = app.build()?;
     let report = app.await;
     anyhow::ensure!(report.status().is_clean(), "{report}");
     Ok(())

@@ -111,7 +111,13 @@ pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
                     "cancelling — shutdown timeout passed: handlers get the cancel signal, waiting requests get 503; {busy}; aborted in {}",
                     secs(timeline.hard_timeout)
                 ),
-                Phase::Closing => "closing — every component stopped; db closes last".to_string(),
+                Phase::Closing if timeline.final_scrape_timeout.is_zero() => {
+                    "closing — every component stopped; db closes last".to_string()
+                }
+                Phase::Closing => format!(
+                    "closing — every component stopped; db closes last; /metrics waits up to {} for a final scrape of the final counts",
+                    secs(timeline.final_scrape_timeout)
+                ),
                 Phase::Stopped => {
                     eprintln!("{at}stopped");
                     return;

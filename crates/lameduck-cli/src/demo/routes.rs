@@ -16,8 +16,8 @@ use lameduck::http::Cancel;
 
 /// Upper bound on `ms` and `n`: the demo must not be a way to pin a
 /// connection for hours.
-const MAX_MS: u64 = 60_000;
-const MAX_CHUNKS: u64 = 10_000;
+pub(super) const MAX_MS: u64 = 60_000;
+pub(super) const MAX_CHUNKS: u64 = 10_000;
 
 pub(super) fn router() -> Router {
     Router::new()

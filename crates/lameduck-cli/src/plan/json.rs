@@ -19,6 +19,7 @@ struct Plan<'a> {
     hard_timeout_seconds: f64,
     closes: Vec<Close<'a>>,
     close_total_seconds: f64,
+    final_scrape_seconds: f64,
     log_flush_seconds: f64,
     safety_margin_seconds: f64,
     /// From the first signal to the end of the log flush, at most.
@@ -86,6 +87,7 @@ pub(super) fn render(t: &Timeline, pod: &PodSettings) -> anyhow::Result<String> 
             })
             .collect(),
         close_total_seconds: s(t.close_total()),
+        final_scrape_seconds: s(t.final_scrape_timeout),
         log_flush_seconds: s(t.log_flush),
         safety_margin_seconds: s(t.safety_margin),
         worst_case_seconds: s(t.worst_case()),

@@ -5,9 +5,12 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::{App, AppHandle, graph};
+use crate::component::CloseFn;
 use crate::fmt::Seconds;
+use crate::observe::Observer;
 use crate::{
-    Budget, BudgetError, Component, DEFAULT_CLOSE_TIMEOUT, ExitStatus, Signal, Strategy, Timeline,
+    BoxError, Budget, BudgetError, Component, DEFAULT_CLOSE_TIMEOUT, ExitStatus, Signal, Strategy,
+    Timeline,
 };
 
 /// Whether a shutdown signal goes through Draining or skips it.
@@ -25,6 +28,22 @@ pub enum DrainPolicy {
 
 pub(crate) type FlushFn = Box<dyn FnOnce() + Send>;
 
+/// The metrics' final step at Closing: wait for a last scrape, else push;
+/// given its bound and why the app shuts down.
+pub(crate) type FinalScrapeFn = Box<
+    dyn FnOnce(
+            std::time::Duration,
+            Option<crate::ShutdownReason>,
+        ) -> crate::component::BoxFuture<()>
+        + Send,
+>;
+
+/// An exporter's flush, run at Closing after every component has closed.
+pub(crate) struct Exporter {
+    pub(crate) name: Arc<str>,
+    pub(crate) flush: CloseFn,
+}
+
 /// Builds an [`App`]; see [`App::builder`].
 #[must_use = "a builder does nothing until built"]
 pub struct AppBuilder {
@@ -38,6 +57,10 @@ pub struct AppBuilder {
     exit_watchdog: bool,
     exit_on_force: bool,
     flushes: Vec<FlushFn>,
+    observers: Vec<Arc<dyn Observer>>,
+    exporters: Vec<Exporter>,
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
     #[cfg(all(unix, feature = "upgrade"))]
     upgrade: crate::upgrade::Upgrade,
 }
@@ -54,6 +77,9 @@ pub(crate) struct Parts {
     pub(crate) exit_watchdog: bool,
     pub(crate) exit_on_force: bool,
     pub(crate) flushes: Vec<FlushFn>,
+    pub(crate) observers: Vec<Arc<dyn Observer>>,
+    pub(crate) exporters: Vec<Exporter>,
+    pub(crate) final_scrape: Option<FinalScrapeFn>,
     #[cfg(all(unix, feature = "upgrade"))]
     pub(crate) upgrade: crate::upgrade::Upgrade,
 }
@@ -71,6 +97,10 @@ impl AppBuilder {
             exit_watchdog: true,
             exit_on_force: true,
             flushes: Vec::new(),
+            observers: Vec::new(),
+            exporters: Vec::new(),
+            #[cfg(feature = "metrics")]
+            metrics: None,
             #[cfg(all(unix, feature = "upgrade"))]
             upgrade: {
                 // The path to start again is the one the process was started
@@ -191,6 +221,78 @@ impl AppBuilder {
         self
     }
 
+    /// Adds an exporter's flush to Closing: an OpenTelemetry provider's
+    /// `force_flush` or `shutdown`, a Kafka producer's flush, a Sentry
+    /// client's close — whatever must send what it holds before the
+    /// process goes.
+    ///
+    /// Exporters flush at Closing, in the order they were added, after
+    /// every component has closed and after the metrics' final scrape,
+    /// before the report and the log flush. Each is bounded by its own
+    /// timeout, set in one place like a component's close timeout:
+    /// [`Budget::close_timeout`] with the exporter's `name`, or else
+    /// [`DEFAULT_CLOSE_TIMEOUT`]; the budget counts it. A flush past its
+    /// timeout is abandoned, and the exit code says a deadline passed
+    /// (3); one that fails or panics makes it 1. The report says how long
+    /// each took, and whether it finished
+    /// ([`Report::exporters`](crate::Report::exporters)).
+    ///
+    /// A second signal skips the exporters (the exit must be quick); the
+    /// report then says they did not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lameduck::{App, Budget};
+    ///
+    /// let app = App::builder("svc")
+    ///     .budget(Budget::default().close_timeout("otel", Duration::from_secs(2)))
+    ///     .exporter("otel", || async {
+    ///         // provider.force_flush() on a blocking thread, say
+    ///         Ok(())
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(app.timeline().close_timeout("otel"), Some(Duration::from_secs(2)));
+    /// ```
+    pub fn exporter<F, Fut>(mut self, name: impl Into<Arc<str>>, flush: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<(), BoxError>> + Send + 'static,
+    {
+        self.exporters.push(Exporter {
+            name: name.into(),
+            flush: Box::new(move || Box::pin(flush())),
+        });
+        self
+    }
+
+    /// Gives the app lifecycle metrics (feature `metrics`): kept up to
+    /// date from its events, served as `/metrics` on each admin listener
+    /// of its [`http::Server`](crate::http::Server)s, waited for or pushed
+    /// at Closing. See [`metrics`](crate::metrics).
+    ///
+    /// At build, the budget's final scrape timeout comes from the metrics
+    /// (their wait plus the push's timeout) unless the budget sets it; set
+    /// it in one place.
+    #[cfg(feature = "metrics")]
+    pub fn metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// Adds an observer of the app's lifecycle: phase changes, components
+    /// starting, ready, failing and restarting, deadlines and what they
+    /// cut, closes, upgrades and the report. See [`observe`](crate::observe).
+    ///
+    /// Observers hear each event in the order they were added, after the
+    /// app's own log line and systemd's notification.
+    pub fn observer(mut self, observer: impl Observer) -> Self {
+        self.observers.push(Arc::new(observer));
+        self
+    }
+
     /// Checks the configuration and builds the app.
     ///
     /// # Errors
@@ -203,7 +305,30 @@ impl AppBuilder {
     /// upgrade settings that cannot be honoured ([`BuildErrorKind::Upgrade`]).
     pub fn build(self) -> Result<App, BuildError> {
         let order = graph::order(&self.components)?;
-        let budget = close_timeouts(self.budget, &self.components)?;
+        exporter_names(&self.exporters, &self.components)?;
+        let budget = close_timeouts(self.budget, &self.components, &self.exporters)?;
+        #[cfg(feature = "metrics")]
+        let budget = match &self.metrics {
+            Some(m) => m
+                .resolve_budget(budget)
+                .map_err(|message| BuildError::new(BuildErrorKind::TimeoutSetTwice, message))?,
+            None => budget,
+        };
+        #[cfg(feature = "metrics")]
+        let with_metrics = self.metrics.is_some();
+        #[cfg(not(feature = "metrics"))]
+        let with_metrics = false;
+        if let (Some(d), false) = (budget.get_final_scrape_timeout(), with_metrics) {
+            if !d.is_zero() {
+                return Err(BuildError::new(
+                    BuildErrorKind::FinalScrapeWithoutMetrics,
+                    format!(
+                        "Budget::final_scrape_timeout({}) is set, but the app has no metrics to wait for (AppBuilder::metrics, feature `metrics`)",
+                        Seconds(d)
+                    ),
+                ));
+            }
+        }
         let timeline = budget.check().map_err(BuildError::budget)?;
         #[cfg(all(unix, feature = "upgrade"))]
         self.upgrade
@@ -211,6 +336,20 @@ impl AppBuilder {
             .map_err(|message| BuildError::new(BuildErrorKind::Upgrade, message))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let handle = AppHandle::new(self.name, tx);
+        #[allow(unused_mut)]
+        let mut observers = self.observers;
+        #[allow(unused_mut)]
+        let mut final_scrape = None;
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            metrics
+                .attach(&handle)
+                .map_err(|message| BuildError::new(BuildErrorKind::MetricsTaken, message))?;
+            // First of the builder's: what users' observers read from the
+            // metrics is up to date with the event they hear.
+            observers.insert(0, metrics.observer());
+            final_scrape = Some(metrics.final_step());
+        }
         Ok(App {
             handle,
             events: rx,
@@ -225,6 +364,9 @@ impl AppBuilder {
                 exit_watchdog: self.exit_watchdog,
                 exit_on_force: self.exit_on_force,
                 flushes: self.flushes,
+                observers,
+                exporters: self.exporters,
+                final_scrape,
                 #[cfg(all(unix, feature = "upgrade"))]
                 upgrade: self.upgrade,
             },
@@ -235,18 +377,25 @@ impl AppBuilder {
 /// Resolves each close timeout to one value, set in one place: the budget
 /// (by name), the component, or else the default; the budget counts them
 /// all.
-fn close_timeouts(mut budget: Budget, components: &[Component]) -> Result<Budget, BuildError> {
+fn close_timeouts(
+    mut budget: Budget,
+    components: &[Component],
+    exporters: &[Exporter],
+) -> Result<Budget, BuildError> {
     let closing = || components.iter().filter(|c| c.close.is_some());
     if let Some(name) = budget
         .close_names()
-        .find(|n| !closing().any(|c| &*c.name == *n))
+        .find(|n| !closing().any(|c| &*c.name == *n) && !exporters.iter().any(|e| &*e.name == *n))
     {
         let d = budget.get_close_timeout(name).unwrap_or_default();
-        let known: Vec<&str> = closing().map(|c| c.name()).collect();
+        let known: Vec<&str> = closing()
+            .map(|c| c.name())
+            .chain(exporters.iter().map(|e| &*e.name))
+            .collect();
         return Err(BuildError::new(
             BuildErrorKind::UnknownCloseTimeout,
             format!(
-                "Budget::close_timeout({name:?}, {}) names no component with an on_close (components that close: {})",
+                "Budget::close_timeout({name:?}, {}) names no component with an on_close and no exporter (those that close: {})",
                 Seconds(d),
                 if known.is_empty() {
                     "none".to_string()
@@ -274,7 +423,31 @@ fn close_timeouts(mut budget: Budget, components: &[Component]) -> Result<Budget
             (None, d) => budget.close_timeout(c.name(), d.unwrap_or(DEFAULT_CLOSE_TIMEOUT)),
         };
     }
+    for e in exporters {
+        if budget.get_close_timeout(&e.name).is_none() {
+            budget = budget.close_timeout(&*e.name, DEFAULT_CLOSE_TIMEOUT);
+        }
+    }
     Ok(budget)
+}
+
+/// An exporter's name is its own: its timeout and its line in the report
+/// are found by it.
+fn exporter_names(exporters: &[Exporter], components: &[Component]) -> Result<(), BuildError> {
+    for (i, e) in exporters.iter().enumerate() {
+        let twice = exporters[..i].iter().any(|o| o.name == e.name);
+        if twice || components.iter().any(|c| c.name == e.name) {
+            return Err(BuildError::new(
+                BuildErrorKind::DuplicateName,
+                format!(
+                    "the exporter {} has the name of another {}; each needs a name of its own",
+                    e.name,
+                    if twice { "exporter" } else { "component" }
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl std::fmt::Debug for AppBuilder {
@@ -314,6 +487,10 @@ pub enum BuildErrorKind {
     /// The budget sets a close timeout for a name that is no component with
     /// a close.
     UnknownCloseTimeout,
+    /// The budget sets a final scrape timeout, and the app has no metrics.
+    FinalScrapeWithoutMetrics,
+    /// The metrics given already observe another app.
+    MetricsTaken,
     /// The upgrade settings (feature `upgrade`) cannot be honoured: an
     /// unusable PID file or control socket path, or a process started by an
     /// upgrade whose channel to its parent is unusable.
@@ -399,7 +576,7 @@ mod tests {
         assert_eq!(err.kind(), BuildErrorKind::UnknownCloseTimeout);
         assert_eq!(
             err.to_string(),
-            "Budget::close_timeout(\"dB\", 3s) names no component with an on_close (components that close: db)"
+            "Budget::close_timeout(\"dB\", 3s) names no component with an on_close and no exporter (those that close: db)"
         );
     }
 }

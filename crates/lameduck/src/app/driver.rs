@@ -10,23 +10,21 @@ use tokio::task::JoinSet;
 use tokio::time::{Instant, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-use super::builder::{DrainPolicy, Parts};
+use super::builder::{DrainPolicy, Exporter, FinalScrapeFn, Parts};
 use super::finish::Finish;
 use super::signals::Listener;
 use super::watchdog::Watchdog;
 use super::{AppHandle, Event};
 use crate::component::BoxError;
-use crate::context::Tokens;
-use crate::fmt::Seconds;
-use crate::report::{CloseOutcome, ComponentReport, Deadline, Ending, PhaseTiming, WorkReport};
-use crate::{
-    Context, ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem,
-};
+use crate::observe::{Event as Observed, Observers};
+use crate::report::{Deadline, Ending, ExporterReport, PhaseTiming, WorkReport};
+use crate::{ExitStatus, Phase, Report, ShutdownReason, Signal, Strategy, Timeline, WorkItem};
 
 mod closing;
 mod holdups;
-mod notify;
+mod report;
 mod slot;
+mod supervise;
 #[cfg(all(unix, feature = "upgrade"))]
 mod upgrading;
 
@@ -75,8 +73,13 @@ pub(crate) struct Driver {
     status: ExitStatus,
     watching: HashSet<usize>,
     work: WorkReport,
-    /// sd_notify (feature `systemd`; a no-op without it).
-    systemd: notify::Systemd,
+    /// Where lifecycle events go: the log, systemd, metrics, the user's.
+    observers: Observers,
+    /// The metrics' last scrape (or push), at Closing.
+    final_scrape: Option<FinalScrapeFn>,
+    /// The exporters still to flush, and those flushed.
+    exporters: Vec<Exporter>,
+    exported: Vec<ExporterReport>,
     #[cfg(all(unix, feature = "upgrade"))]
     upgrades: upgrading::Upgrades,
 }
@@ -98,6 +101,10 @@ impl Driver {
             parts.timeline.log_flush,
         );
         let mut driver = Self {
+            observers: Observers::new(handle.name().into(), parts.observers),
+            final_scrape: parts.final_scrape,
+            exporters: parts.exporters,
+            exported: Vec::new(),
             handle,
             events,
             slots,
@@ -125,7 +132,6 @@ impl Driver {
             status: ExitStatus::Clean,
             watching: HashSet::new(),
             work: WorkReport::default(),
-            systemd: notify::Systemd::disabled(),
             #[cfg(all(unix, feature = "upgrade"))]
             upgrades: upgrading::Upgrades::new(parts.upgrade),
         };
@@ -158,15 +164,15 @@ impl Driver {
                 }
             }
         }
-        #[cfg(all(unix, feature = "upgrade"))]
-        let quiet = crate::upgrade::child::is_pending();
-        #[cfg(not(all(unix, feature = "upgrade")))]
-        let quiet = false;
-        self.systemd = notify::Systemd::start(&self.handle, quiet);
+        self.observe_systemd();
         #[cfg(all(unix, feature = "upgrade"))]
         self.upgrades_start();
         self.phase_started = Instant::now();
-        tracing::info!(target: "lameduck", app = %self.handle.name(), phase = "starting", components = self.slots.len(), "phase changed");
+        self.publish(&Observed::Starting {
+            app: &self.handle,
+            timeline: &self.timeline,
+            components: self.slots.len(),
+        });
         self.start_waiting();
         self.check_started();
         while self.trigger.is_none() {
@@ -237,7 +243,11 @@ impl Driver {
                 }
                 slot.ready = true;
                 self.handle.health().set_started(&slot.name);
-                tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, attempt, "component ready");
+                let component = slot.name.clone();
+                self.publish(&Observed::ComponentReady {
+                    component: &component,
+                    attempt,
+                });
                 self.start_waiting();
                 self.check_started();
             }
@@ -284,198 +294,6 @@ impl Driver {
         }
     }
 
-    /// Starts every waiting component whose dependencies are ready.
-    fn start_waiting(&mut self) {
-        if self.trigger.is_some() {
-            return;
-        }
-        for k in 0..self.order.len() {
-            let i = self.order[k];
-            if self.slots[i].state != State::Waiting {
-                continue;
-            }
-            if let Some(&d) = self.slots[i]
-                .deps
-                .iter()
-                .find(|&&d| self.slots[d].is_dead())
-            {
-                let (name, dep) = (self.slots[i].name.clone(), self.slots[d].name.clone());
-                self.status = self.status.worst(ExitStatus::ComponentFailed);
-                self.trigger(ShutdownReason::ComponentFailed {
-                    component: name,
-                    error: format!("its dependency {dep} failed and will not restart").into(),
-                });
-                return;
-            }
-            if self.slots[i]
-                .deps
-                .iter()
-                .all(|&d| self.slots[d].satisfies_dependents())
-            {
-                self.spawn(i);
-            }
-        }
-    }
-
-    fn spawn(&mut self, i: usize) {
-        let tokens = Tokens {
-            draining: self.draining.clone(),
-            stopping: self.slots[i].stop.child_token(),
-            cancelled: self.cancel.clone(),
-        };
-        let slot = &mut self.slots[i];
-        let attempt = slot.attempt;
-        slot.attempt += 1;
-        slot.run_stop = Some(tokens.stopping.clone());
-        slot.state = State::Running;
-        slot.ready = false;
-        slot.held = false;
-        let ctx = Context::new(
-            slot.name.clone(),
-            i,
-            attempt,
-            tokens,
-            slot.tracker.clone(),
-            self.handle.clone(),
-        );
-        // The run function itself (not only its future) may panic; that is
-        // the component's failure, not the driver's.
-        let run = &mut slot.run;
-        let fut = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run(ctx))) {
-            Ok(fut) => fut,
-            Err(payload) => {
-                let why = format!("panicked: {}", panic_message(payload));
-                Box::pin(async move { Err(why.into()) })
-            }
-        };
-        tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, attempt, "component started");
-        let abort = self.tasks.spawn(async move { (i, attempt, fut.await) });
-        self.task_ids.insert(abort.id(), (i, attempt));
-    }
-
-    fn check_started(&mut self) {
-        if self.handle.phase() != Phase::Starting || self.trigger.is_some() {
-            return;
-        }
-        if self.slots.iter().all(Slot::is_up) {
-            // Inherited sockets nobody took: said now, or the start refused.
-            #[cfg(all(unix, any(feature = "systemd", feature = "upgrade")))]
-            if let Err(why) = crate::listen::check_unclaimed() {
-                tracing::error!(target: "lameduck::listen", app = %self.handle.name(), error = %why, "cannot run");
-                self.status = self.status.worst(ExitStatus::InvalidConfig);
-                return self.trigger(ShutdownReason::Requested(why.into()));
-            }
-            // A process started by an upgrade runs only once its parent has
-            // committed to it.
-            #[cfg(all(unix, feature = "upgrade"))]
-            if !self.upgrades_may_run() {
-                return;
-            }
-            self.enter(Phase::Running, "every component is ready");
-        }
-    }
-
-    fn on_exit(&mut self, i: usize, attempt: u32, result: Result<(), String>) {
-        let app = self.handle.name().to_string();
-        let slot = &mut self.slots[i];
-        slot.run_stop = None;
-        slot.ready = false;
-        slot.state = State::Done;
-        match &result {
-            Ok(()) => {
-                tracing::info!(target: "lameduck", app = %app, component = %slot.name, attempt, "component finished")
-            }
-            Err(e) => {
-                tracing::warn!(target: "lameduck", app = %app, component = %slot.name, attempt, error = %e, "component failed")
-            }
-        }
-        slot.ended = Some(match &result {
-            Ok(()) => Ending::Finished,
-            Err(e) => Ending::Failed(e.clone()),
-        });
-        if self.trigger.is_some() {
-            if result.is_err() {
-                self.status = self.status.worst(ExitStatus::ComponentFailed);
-            }
-            return;
-        }
-        if slot.held {
-            // Stopped on purpose for a rest-for-one restart: it starts again
-            // once its dependencies are ready.
-            slot.state = State::Waiting;
-            slot.restarts += 1;
-            self.start_waiting();
-            return;
-        }
-        let failed = result.is_err();
-        if slot.policy.restarts_after(failed) {
-            let now = Instant::now();
-            if slot.window.allow(&slot.policy, now) {
-                slot.restarts += 1;
-                let delay = slot.policy.delay(slot.restarts, &mut self.rng);
-                slot.state = State::Backoff(now + delay);
-                let why = result.err().unwrap_or_else(|| "returned".into());
-                tracing::info!(target: "lameduck", app = %app, component = %slot.name, restarts = slot.restarts, delay_ms = delay.as_millis() as u64, "component restarting in {}", Seconds(delay));
-                self.handle
-                    .health()
-                    .set_unready(&slot.name, Some(format!("restarting: {why}")));
-                if self.strategy == Strategy::RestForOne {
-                    self.hold_dependents(i);
-                }
-            } else {
-                let error = format!(
-                    "{}; restarted {} times within {}, giving up",
-                    result.err().unwrap_or_else(|| "returned".into()),
-                    slot.window.recent(),
-                    Seconds(slot.policy.within)
-                );
-                tracing::error!(target: "lameduck", app = %app, component = %slot.name, error = %error, "restart intensity exceeded");
-                let component = slot.name.clone();
-                slot.ended = Some(Ending::Failed(error.clone()));
-                self.status = self.status.worst(ExitStatus::ComponentFailed);
-                self.trigger(ShutdownReason::ComponentFailed {
-                    component,
-                    error: error.into(),
-                });
-                return;
-            }
-        } else {
-            // Ended for good: it no longer holds readiness or start-up back.
-            self.handle.health().set_done(&slot.name);
-        }
-        self.start_waiting();
-        self.check_started();
-        if !self.slots.is_empty() && self.slots.iter().all(|s| s.state == State::Done) {
-            self.trigger(ShutdownReason::Completed);
-        }
-    }
-
-    /// Rest-for-one: stops every component that depends on `i`, directly or
-    /// not; they start again once `i` is ready.
-    fn hold_dependents(&mut self, i: usize) {
-        let mut stack = self.slots[i].dependents.clone();
-        let cause = self.slots[i].name.clone();
-        let mut seen = HashSet::new();
-        while let Some(d) = stack.pop() {
-            if !seen.insert(d) {
-                continue;
-            }
-            stack.extend(self.slots[d].dependents.iter().copied());
-            let slot = &mut self.slots[d];
-            match slot.state {
-                State::Running => {
-                    slot.held = true;
-                    if let Some(stop) = &slot.run_stop {
-                        stop.cancel();
-                    }
-                    tracing::info!(target: "lameduck", app = %self.handle.name(), component = %slot.name, cause = %cause, "stopping dependent for restart");
-                }
-                State::Backoff(_) => slot.state = State::Waiting,
-                State::Waiting | State::Done => {}
-            }
-        }
-    }
-
     fn trigger(&mut self, reason: ShutdownReason) {
         if self.trigger.is_some() {
             return;
@@ -502,29 +320,41 @@ impl Driver {
         self.phase_started = now;
         // Before the phase is observable: whoever sees Running finds the
         // control socket bound and the PID file written.
-        self.announce(from, phase, cause);
-        self.handle.set_phase(phase);
-        let since_ms = self.shutdown_at.map_or(0, |t| (now - t).as_millis() as u64);
-        tracing::info!(target: "lameduck", app = %self.handle.name(), phase = %phase, from = %from, cause = %cause, since_shutdown_ms = since_ms, "phase changed");
-    }
-
-    /// Tells the outside world about a phase change: systemd (feature
-    /// `systemd`), an upgrading parent, the control socket and the PID file
-    /// (feature `upgrade`).
-    fn announce(&mut self, from: Phase, phase: Phase, cause: &str) {
-        let left = self
-            .shutdown_at
-            .map(|t| self.timeline.grace_period.saturating_sub(t.elapsed()));
-        // A process started by an upgrade is announced to systemd by its
-        // parent (MAINPID, READY) once it reports ready.
-        #[cfg(all(unix, feature = "upgrade"))]
-        let announce_ready = !crate::upgrade::child::is_pending();
-        #[cfg(not(all(unix, feature = "upgrade")))]
-        let announce_ready = true;
-        self.systemd.entered(phase, cause, left, announce_ready);
         #[cfg(all(unix, feature = "upgrade"))]
         self.upgrades_entered(from, phase, cause);
-        let _ = from;
+        self.handle.set_phase(phase);
+        self.publish(&Observed::PhaseChanged {
+            from,
+            to: phase,
+            cause,
+            since_shutdown: self.shutdown_at.map_or_else(Default::default, |t| now - t),
+            grace_left: self
+                .shutdown_at
+                .map(|t| self.timeline.grace_period.saturating_sub(now - t)),
+        });
+    }
+
+    /// Hands `event` to every observer: the log, systemd, metrics, the
+    /// user's.
+    fn publish(&self, event: &Observed<'_>) {
+        self.observers.publish(event);
+    }
+
+    /// systemd hears the lifecycle too, when `NOTIFY_SOCKET` names it
+    /// (feature `systemd`).
+    fn observe_systemd(&mut self) {
+        #[cfg(all(unix, feature = "systemd"))]
+        {
+            // A process started by an upgrade stays quiet until its parent
+            // names it the main process.
+            #[cfg(feature = "upgrade")]
+            let quiet = crate::upgrade::child::is_pending();
+            #[cfg(not(feature = "upgrade"))]
+            let quiet = false;
+            if let Some(systemd) = crate::observe::systemd::Systemd::start(&self.handle, quiet) {
+                self.observers.push(Arc::new(systemd));
+            }
+        }
     }
 
     fn trackers(&self) -> Vec<crate::Tracker> {
@@ -664,10 +494,13 @@ impl Driver {
             self.enter(Phase::Cancelling, "shutdown timeout passed");
             self.status = self.status.worst(ExitStatus::DeadlineExceeded);
             at_cancel = self.snapshot();
-            for (_, w) in &at_cancel {
-                tracing::warn!(target: "lameduck", app = %self.handle.name(), tracker = %w.tracker, work = %w.label, age_ms = w.age.as_millis() as u64, "cancelling work still in flight");
-            }
-            self.record_holdups(Deadline::ShutdownTimeout);
+            let held = self.record_holdups(Deadline::ShutdownTimeout);
+            let work: Vec<WorkItem> = at_cancel.iter().map(|(_, w)| w.clone()).collect();
+            self.publish(&Observed::DeadlinePassed {
+                deadline: Deadline::ShutdownTimeout,
+                work: &work,
+                held: &self.work.held[held..],
+            });
             self.cancel.cancel();
             for slot in &self.slots {
                 slot.stop.cancel();
@@ -699,6 +532,7 @@ impl Driver {
         self.work.finished = finished.len();
         self.work.ended = ended.into_iter().map(|(_, w)| w.clone()).collect();
         self.work.cancelled = at_cancel.into_iter().map(|(_, w)| w).collect();
+        self.publish(&Observed::WorkSettled { work: &self.work });
 
         // Closing: resources in reverse dependency order, then the flushes.
         self.enter(Phase::Closing, "every component stopped");
@@ -706,10 +540,13 @@ impl Driver {
             return self.forced(sig).await;
         }
         let report = self.report(self.handle.phase());
-        report.log();
+        self.publish(&Observed::Report(&report));
         self.finish.set_report(report.status);
-        self.flush().await;
+        // The last line before the flush: nothing logged after it may be
+        // lost with a non-blocking writer's buffer.
         self.enter(Phase::Stopped, "closed");
+        self.handle.release_kept();
+        self.flush().await;
         if let Some(w) = watchdog {
             w.keep_armed();
         }
@@ -719,12 +556,13 @@ impl Driver {
     /// Aborts every component still running and names the work still in
     /// flight.
     fn abort_remaining(&mut self) {
-        self.record_holdups(Deadline::Hard);
-        let left = self.snapshot();
-        for (_, w) in &left {
-            tracing::error!(target: "lameduck", app = %self.handle.name(), tracker = %w.tracker, work = %w.label, age_ms = w.age.as_millis() as u64, "aborting work still in flight at the hard deadline");
-        }
-        self.work.aborted = left.into_iter().map(|(_, w)| w).collect();
+        let held = self.record_holdups(Deadline::Hard);
+        self.work.aborted = self.snapshot().into_iter().map(|(_, w)| w).collect();
+        self.publish(&Observed::DeadlinePassed {
+            deadline: Deadline::Hard,
+            work: &self.work.aborted,
+            held: &self.work.held[held..],
+        });
         for (_, (i, _)) in self.task_ids.drain() {
             let slot = &mut self.slots[i];
             slot.state = State::Done;
@@ -749,7 +587,7 @@ impl Driver {
         self.tasks.abort_all();
         self.tasks.detach_all();
         let report = self.report(self.handle.phase());
-        report.log();
+        self.publish(&Observed::Report(&report));
         self.finish.set_report(report.status);
         if let Some(reply) = self.force_reply.take() {
             let _ = reply.send(());
@@ -757,42 +595,10 @@ impl Driver {
             // to the exit with whatever `main` makes of the report.
             return std::future::pending().await;
         }
-        self.flush().await;
         self.enter(Phase::Stopped, "forced");
+        self.handle.release_kept();
+        self.flush().await;
         report
-    }
-
-    fn report(&self, current: Phase) -> Report {
-        let mut phases = self.phases.clone();
-        phases.push(PhaseTiming {
-            phase: current,
-            duration: Instant::now() - self.phase_started,
-        });
-        // Starting and Running are not part of the shutdown.
-        phases.retain(|p| p.phase.is_shutting_down());
-        Report {
-            app: self.handle.name().into(),
-            reason: self.trigger.as_ref().map(|(r, _)| r.clone()),
-            phases,
-            shutdown: self
-                .shutdown_at
-                .map_or_else(Default::default, |t| Instant::now() - t),
-            work: self.work.clone(),
-            components: self
-                .order
-                .iter()
-                .map(|&i| {
-                    let s = &self.slots[i];
-                    ComponentReport {
-                        name: s.name.clone(),
-                        restarts: s.restarts,
-                        ended: s.ended.clone().unwrap_or(Ending::NeverStarted),
-                        close: s.closed.clone().unwrap_or(CloseOutcome::None),
-                    }
-                })
-                .collect(),
-            status: self.status,
-        }
     }
 }
 

@@ -54,6 +54,12 @@ impl Cancel {
         Self { signals }
     }
 
+    /// The health registry of the app whose server took the request.
+    #[cfg(feature = "grpc")]
+    pub(crate) fn health(&self) -> Option<&crate::Health> {
+        self.signals.health.as_ref()
+    }
+
     /// Whether the cancel signal has fired.
     pub fn is_cancelled(&self) -> bool {
         self.signals.cancel.is_cancelled()

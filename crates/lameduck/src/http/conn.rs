@@ -98,6 +98,10 @@ pub(crate) struct ConnState {
     /// HTTP/2: responses the service gave (their headers may still be
     /// queued in h2).
     responses: AtomicUsize,
+    /// HTTP/2: responses whose headers are on the wire (written and
+    /// flushed). Fewer than `responses`: one is still on its way, bodiless
+    /// ones (a trailers-only gRPC status) included.
+    begun: AtomicUsize,
     /// Who is at the other end, for the report.
     peer: Option<Box<dyn fmt::Debug + Send + Sync>>,
 }
@@ -130,6 +134,7 @@ impl ConnState {
             parked_len: AtomicUsize::new(0),
             open_streams: AtomicUsize::new(0),
             responses: AtomicUsize::new(0),
+            begun: AtomicUsize::new(0),
             peer,
         }
     }
@@ -164,7 +169,9 @@ impl ConnState {
     /// flight, or (HTTP/2) a response stream still open on the wire.
     #[inline]
     pub(crate) fn is_busy(&self) -> bool {
-        self.in_flight() > 0 || self.open_streams.load(Ordering::Acquire) > 0
+        self.in_flight() > 0
+            || self.open_streams.load(Ordering::Acquire) > 0
+            || self.responses.load(Ordering::Acquire) > self.begun.load(Ordering::Acquire)
     }
 
     /// Whether a request is with the service: dispatched, and its body not
@@ -305,6 +312,14 @@ impl ConnState {
     /// HTTP/2: how many responses the service gave.
     pub(crate) fn responses(&self) -> usize {
         self.responses.load(Ordering::Acquire)
+    }
+
+    /// HTTP/2: `n` responses have begun on the wire (written and flushed).
+    pub(crate) fn set_begun(&self, n: usize) {
+        let before = self.begun.swap(n, Ordering::AcqRel);
+        if n != before {
+            self.ring_if_watched();
+        }
     }
 
     /// Sets how many HTTP/2 response streams are open on the wire.

@@ -12,6 +12,7 @@ use tower_service::Service;
 use super::Cancel;
 use super::conn::ConnState;
 use super::shared::{Orphans, Shared, Signals, Stage};
+use super::stats::Outcome;
 use crate::Context;
 
 mod body;
@@ -75,7 +76,10 @@ impl DrainLayer {
         // Ends at the cancel signal; until then it is one parked task.
         tokio::spawn(signals.clone().follow());
         Self {
-            shared: Arc::new(Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)),
+            shared: Arc::new(Shared {
+                stats: super::stats::for_component(ctx),
+                ..Shared::new(signals, ctx.tracker().clone(), Orphans::Spawn)
+            }),
         }
     }
 
@@ -186,8 +190,10 @@ where
                 return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
             }
         }
+        let grpc = is_grpc(&req);
         if stage >= Stage::Cancelled {
-            return ResponseFuture::unavailable(in_flight, h1);
+            self.shared.count(Outcome::Unavailable);
+            return ResponseFuture::unavailable(in_flight, h1, grpc);
         }
         let upgrade = h1 && req.headers().contains_key(header::UPGRADE);
         let guard = self.shared.tracker.track_with(label(&req, upgrade));
@@ -203,9 +209,18 @@ where
                 in_flight,
                 h1,
                 upgrade,
+                grpc,
             },
         )
     }
+}
+
+/// Whether a request is a gRPC call (`application/grpc`, `+proto` and
+/// the like, gRPC-Web included): it is answered with gRPC statuses.
+fn is_grpc<B>(req: &Request<B>) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// The tracker label of a request: method and path. Not the query, which

@@ -45,13 +45,41 @@ use crate::{Health, Status};
 #[derive(Clone, Debug)]
 pub struct Probes {
     health: Health,
+    /// `/metrics`, on an app's admin listener (feature `metrics`).
+    #[cfg(feature = "metrics")]
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Probes {
     /// Probes that answer from `health` (an app's is
     /// [`AppHandle::health`](crate::AppHandle::health)).
     pub fn new(health: Health) -> Self {
-        Self { health }
+        Self {
+            health,
+            #[cfg(feature = "metrics")]
+            metrics: None,
+        }
+    }
+
+    /// Also answers `/metrics` from `metrics` (feature `metrics`):
+    /// OpenMetrics text to a scraper that asks for it, the Prometheus text
+    /// format otherwise — and a scrape counts for the final scrape. For an
+    /// admin listener of your own; `http::Server`'s admin listeners do it
+    /// for the app's metrics by themselves.
+    #[cfg(feature = "metrics")]
+    pub fn with_metrics(mut self, metrics: &crate::metrics::Metrics) -> Self {
+        self.metrics = Some(metrics.clone());
+        self
+    }
+
+    /// The probes of `app`'s admin listener, with `/metrics` when the app
+    /// has metrics (feature `metrics`).
+    pub(crate) fn for_admin(app: &crate::AppHandle) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            metrics: crate::metrics::hub_of(app).map(crate::metrics::Metrics::from_hub),
+            ..Self::new(app.health().clone())
+        }
     }
 
     /// Whether `path` is one of the probe endpoints.
@@ -61,6 +89,12 @@ impl Probes {
 
     /// The answer to `req` if its path is a probe's, `None` otherwise.
     pub fn respond<B>(&self, req: &Request<B>) -> Option<Response<Bytes>> {
+        #[cfg(feature = "metrics")]
+        if let Some(metrics) = &self.metrics {
+            if req.uri().path() == "/metrics" {
+                return Some(scrape(metrics, req));
+            }
+        }
         let (probe, check) = split(req.uri().path())?;
         if req.method() != Method::GET && req.method() != Method::HEAD {
             let mut resp = text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
@@ -126,6 +160,25 @@ fn answer(status: &Status, verbose: bool) -> Response<Bytes> {
     } else {
         text(code, if status.ok { "ok\n" } else { "failed\n" })
     }
+}
+
+/// `/metrics`: OpenMetrics text, or Prometheus text to a scraper that
+/// does not ask for OpenMetrics.
+#[cfg(feature = "metrics")]
+fn scrape<B>(metrics: &crate::metrics::Metrics, req: &Request<B>) -> Response<Bytes> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n");
+    }
+    let openmetrics = req.headers().get_all(header::ACCEPT).iter().any(|v| {
+        v.as_bytes()
+            .windows(21)
+            .any(|w| w == b"application/openmetri")
+    });
+    let (body, content_type) = metrics.scrape(openmetrics);
+    let mut resp = text(StatusCode::OK, body);
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
 }
 
 fn text(code: StatusCode, body: impl Into<Bytes>) -> Response<Bytes> {

@@ -104,7 +104,19 @@ pub struct Server<S, L = tokio::net::TcpListener> {
     idle_timeout: Option<Duration>,
     head_timeout: Option<Duration>,
     shared_listener: bool,
+    tls: TlsOption,
 }
+
+/// What a connection's handshake needs: nothing without TLS.
+#[cfg(feature = "tls")]
+pub(super) type TlsOption = Option<super::Tls>;
+#[cfg(not(feature = "tls"))]
+pub(super) type TlsOption = Option<NoTls>;
+
+/// Never made: the server without TLS.
+#[cfg(not(feature = "tls"))]
+#[derive(Clone, Debug)]
+pub(super) enum NoTls {}
 
 type AdminFn = Box<dyn FnOnce(admin::AdminContext) -> BoxFuture<io::Result<()>> + Send>;
 
@@ -200,6 +212,7 @@ impl<S, L: Listener> Server<S, L> {
             idle_timeout: Some(DEFAULT_IDLE_TIMEOUT),
             head_timeout: Some(DEFAULT_REQUEST_HEAD_TIMEOUT),
             shared_listener: false,
+            tls: None,
         }
     }
 
@@ -349,6 +362,19 @@ impl<S, L: Listener> Server<S, L> {
         self
     }
 
+    /// Serves HTTPS with `tls`: its certificate, reloadable while the
+    /// server runs (see [`Tls`](super::Tls)), and ALPN to choose between
+    /// HTTP/2 and HTTP/1.1. The probes on the [admin](Self::admin)
+    /// listener stay plain HTTP.
+    ///
+    /// The server also reloads `tls` when the app is asked to
+    /// ([`AppHandle::reload`](crate::AppHandle::reload)).
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: super::Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
     /// Says that another process holds the main listening socket too, so
     /// that Stopping must leave the socket itself alone (default `false`).
     ///
@@ -427,6 +453,7 @@ impl<S, L> fmt::Debug for Server<S, L> {
             .field("idle_timeout", &self.idle_timeout)
             .field("request_head_timeout", &self.head_timeout)
             .field("shared_listener", &self.shared_listener)
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

@@ -62,6 +62,10 @@ pub(crate) struct Signals {
     /// later, and a request that saw the app Draining must be answered as
     /// Draining.
     app_phase: Option<Arc<AtomicU8>>,
+    /// The app's health registry, for handlers that answer from it (the
+    /// gRPC health service).
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) health: Option<crate::Health>,
 }
 
 impl Signals {
@@ -79,12 +83,14 @@ impl Signals {
             stopping_at: OnceLock::new(),
             close_window: super::DEFAULT_CLOSE_HANDSHAKE_WINDOW,
             app_phase: None,
+            health: None,
         }
     }
 
     pub(crate) fn from_context(ctx: &Context) -> Self {
         Self {
             app_phase: Some(ctx.app().phase_cell()),
+            health: Some(ctx.app().health().clone()),
             ..Self::new(
                 ctx.draining_token(),
                 ctx.stopping_token(),
@@ -212,6 +218,8 @@ pub(crate) struct Shared {
     pub(crate) idle_timeout: Option<(Duration, http::HeaderValue)>,
     /// HTTP/1: how long a request head may take from its first byte.
     pub(crate) head_timeout: Option<Duration>,
+    /// Requests counted for the lifecycle metrics, when the app has them.
+    pub(crate) stats: Option<Arc<super::stats::HttpStats>>,
 }
 
 impl Shared {
@@ -226,12 +234,21 @@ impl Shared {
             conns: Mutex::new(Slab::new()),
             idle_timeout: None,
             head_timeout: None,
+            stats: None,
         }
     }
 
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
         self.signals.stage()
+    }
+
+    /// Counts one request for the metrics, when the app has them.
+    #[inline]
+    pub(crate) fn count(&self, how: super::stats::Outcome) {
+        if let Some(stats) = &self.stats {
+            stats.count(how);
+        }
     }
 
     /// Keeps `conn` among the open connections until the returned guard

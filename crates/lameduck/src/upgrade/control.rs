@@ -1,5 +1,5 @@
 //! The control socket: a Unix socket, owner only, that takes one command
-//! per connection (`upgrade`, `status`) and answers one line.
+//! per connection (`upgrade`, `status`, `reload`) and answers one line.
 //!
 //! Hostile input is expected: it is read with a bounded length and a
 //! bounded wait, anything unknown gets an error line, and the number of

@@ -23,6 +23,11 @@ use lameduck::{App, AppHandle, Budget, Phase, Report};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "tls")]
+pub mod tls;
+
 /// A tower service from an async closure.
 pub struct Handler<F>(pub Arc<F>);
 
@@ -146,7 +151,14 @@ pub struct H1 {
 
 impl H1 {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect");
+        Self::over(TcpStream::connect(addr).await.expect("connect")).await
+    }
+
+    /// Over a stream connected already (a TLS one, say).
+    pub async fn over<T>(stream: T) -> Self
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .expect("handshake");
@@ -172,7 +184,14 @@ pub struct H2 {
 
 impl H2 {
     pub async fn connect(addr: SocketAddr) -> Self {
-        let stream = TcpStream::connect(addr).await.expect("connect");
+        Self::over(TcpStream::connect(addr).await.expect("connect")).await
+    }
+
+    /// Over a stream connected already (a TLS one, say).
+    pub async fn over<T>(stream: T) -> Self
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let (send, conn) =
             hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
                 .await

@@ -5,11 +5,13 @@ use super::slot::State;
 use crate::report::{Deadline, Holdup};
 
 impl Driver {
-    /// Asks every component still running what holds it up, logs each
-    /// answer and keeps it for the report. A component with nothing to say
-    /// and no tracked work is named itself: a passed deadline always names
-    /// its cause.
-    pub(super) fn record_holdups(&mut self, deadline: Deadline) {
+    /// Asks every component still running what holds it up and keeps each
+    /// answer for the report; returns where this deadline's answers begin
+    /// in `work.held`, for the event that names them. A component with
+    /// nothing to say and no tracked work is named itself: a passed
+    /// deadline always names its cause.
+    pub(super) fn record_holdups(&mut self, deadline: Deadline) -> usize {
+        let start = self.work.held.len();
         for (i, slot) in self.slots.iter().enumerate() {
             if slot.state != State::Running {
                 continue;
@@ -26,7 +28,6 @@ impl Driver {
                 described
             };
             for what in whats {
-                tracing::warn!(target: "lameduck", app = %self.handle.name(), component = %slot.name, deadline = %deadline, held_by = %what, "shutdown held up");
                 self.work.held.push(Holdup {
                     component: slot.name.clone(),
                     what,
@@ -34,5 +35,6 @@ impl Driver {
                 });
             }
         }
+        start
     }
 }

@@ -153,7 +153,9 @@ impl Driver {
         self.upgrades.stopping_successor = true;
         let e = UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")
             .with_pid(pid);
-        self.systemd.upgrade_failed(&e.to_string());
+        self.publish(&crate::observe::Event::UpgradeFailed {
+            error: &e.to_string(),
+        });
         steps::answer(busy.waiters, &Err(e));
     }
 
@@ -244,7 +246,7 @@ impl Driver {
             timeout_ms = timeout.as_millis() as u64,
             "upgrade started"
         );
-        self.systemd.reloading(timeout);
+        self.publish(&crate::observe::Event::UpgradeStarted { timeout });
         let plan = Plan {
             program,
             args: args.clone(),

@@ -28,6 +28,8 @@ pin_project_lite::pin_project! {
         end: Option<Box<EndEarly>>,
         // Data bytes given so far.
         bytes: u64,
+        // Ended by the shutdown with a gRPC status: nothing more to give.
+        done: bool,
     }
 }
 
@@ -39,7 +41,8 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// An event stream that the shutdown ends early, at a message boundary.
+/// An event stream or a gRPC response that the shutdown ends early, at a
+/// message boundary.
 pub(super) struct EndEarly {
     pub(super) at: Pin<Box<WaitForCancellationFutureOwned>>,
     /// Past it the stream ends even mid-message.
@@ -50,11 +53,109 @@ pub(super) struct EndEarly {
     pub(super) boundary: Boundary,
 }
 
+/// Where a long response may end cleanly.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Boundary {
+    /// An event stream: after a blank line.
+    Sse(SseTail),
+    /// gRPC: between two length-prefixed messages; the end then carries
+    /// the status `UNAVAILABLE`.
+    Grpc(GrpcFrames),
+}
+
+impl Default for Boundary {
+    fn default() -> Self {
+        Boundary::Sse(SseTail::default())
+    }
+}
+
+impl Boundary {
+    pub(super) fn grpc() -> Self {
+        Boundary::Grpc(GrpcFrames::default())
+    }
+
+    fn saw(&mut self, data: &impl Buf) {
+        match self {
+            Boundary::Sse(tail) => tail.saw(data),
+            Boundary::Grpc(frames) => frames.saw(data),
+        }
+    }
+
+    fn is_at_boundary(&self) -> bool {
+        match self {
+            Boundary::Sse(tail) => tail.is_at_boundary(),
+            Boundary::Grpc(frames) => frames.is_at_boundary(),
+        }
+    }
+}
+
+/// Follows gRPC's message framing: a compressed flag, a four-byte length,
+/// the message (gRPC over HTTP/2, "Length-Prefixed-Message").
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct GrpcFrames {
+    /// Prefix bytes seen of the message now being given.
+    have: u8,
+    len: [u8; 4],
+    /// Message bytes still to come.
+    rest: u64,
+    /// The framing is unknown (a frame of too many chunks to walk).
+    lost: bool,
+}
+
+impl GrpcFrames {
+    fn saw(&mut self, data: &impl Buf) {
+        let mut chunks = [std::io::IoSlice::new(&[]); 16];
+        let n = data.chunks_vectored(&mut chunks);
+        let seen: usize = chunks[..n].iter().map(|c| c.len()).sum();
+        if seen != data.remaining() {
+            self.lost = true;
+            return;
+        }
+        for chunk in &chunks[..n] {
+            self.feed(chunk);
+        }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.rest > 0 {
+                let n = (self.rest.min(bytes.len() as u64)) as usize;
+                self.rest -= n as u64;
+                bytes = &bytes[n..];
+                continue;
+            }
+            if self.have > 0 {
+                self.len[usize::from(self.have) - 1] = bytes[0];
+            }
+            bytes = &bytes[1..];
+            self.have += 1;
+            if self.have == 5 {
+                self.have = 0;
+                self.rest = u64::from(u32::from_be_bytes(self.len));
+            }
+        }
+    }
+
+    fn is_at_boundary(&self) -> bool {
+        !self.lost && self.have == 0 && self.rest == 0
+    }
+}
+
+/// The trailers that end a gRPC call with `UNAVAILABLE` (14): the server
+/// is shutting down, and the client may retry elsewhere.
+pub(super) fn grpc_status_unavailable(h: &mut http::HeaderMap) {
+    h.insert("grpc-status", http::HeaderValue::from_static("14"));
+    h.insert(
+        "grpc-message",
+        http::HeaderValue::from_static("the server is shutting down"),
+    );
+}
+
 /// Follows the end of an event stream's text: an event is complete at a
 /// blank line, whichever of CRLF, LF or CR ends its lines (WHATWG HTML,
 /// "Server-sent events", section 9.2.5).
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Boundary {
+pub(super) struct SseTail {
     /// The stream's last bytes, newest last.
     tail: [u8; 4],
     /// How many of `tail` are real (the stream may be shorter).
@@ -63,7 +164,7 @@ pub(super) struct Boundary {
     lost: bool,
 }
 
-impl Boundary {
+impl SseTail {
     fn saw(&mut self, data: &impl Buf) {
         let chunk = data.chunk();
         if chunk.len() != data.remaining() {
@@ -114,6 +215,7 @@ impl<B> DrainBody<B> {
             in_flight,
             end,
             bytes: 0,
+            done: false,
         }
     }
 
@@ -126,6 +228,7 @@ impl<B> DrainBody<B> {
             in_flight,
             end: None,
             bytes: 0,
+            done: false,
         }
     }
 }
@@ -149,6 +252,9 @@ where
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
         let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
         if let Some(end) = this.end.as_mut() {
             let due = end.at.as_mut().poll(cx).is_ready();
             if due
@@ -159,8 +265,16 @@ where
                 if let Some(guard) = this.guard.as_ref() {
                     end.tracker.mark_ended(guard);
                 }
+                let grpc = matches!(end.boundary, Boundary::Grpc(_));
                 *this.end = None;
                 finished(this.guard, this.in_flight, *this.bytes);
+                if grpc {
+                    // A status, never a broken stream.
+                    *this.done = true;
+                    let mut trailers = http::HeaderMap::new();
+                    grpc_status_unavailable(&mut trailers);
+                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+                }
                 return Poll::Ready(None);
             }
         }
@@ -198,7 +312,7 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.kind.is_end_stream()
+        self.done || self.kind.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -228,5 +342,28 @@ fn finished(guard: &mut Option<WorkGuard>, in_flight: &mut Option<InFlight>, byt
     match in_flight.take() {
         Some(in_flight) => in_flight.park(guard, bytes),
         None => drop(guard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GrpcFrames;
+
+    #[test]
+    fn grpc_messages_end_at_their_last_byte_whatever_the_split() {
+        // Two messages: 3 bytes, then 300.
+        let mut wire = vec![0, 0, 0, 0, 3, 1, 2, 3];
+        wire.extend([1, 0, 0, 1, 44]);
+        wire.extend(std::iter::repeat_n(7, 300));
+        for chunk in 1..wire.len() {
+            let mut frames = GrpcFrames::default();
+            let mut seen = 0;
+            for piece in wire.chunks(chunk) {
+                frames.saw(&bytes::Bytes::copy_from_slice(piece));
+                seen += piece.len();
+                let at_end = seen == 8 || seen == wire.len();
+                assert_eq!(frames.is_at_boundary(), at_end, "every {chunk}, at {seen}");
+            }
+        }
     }
 }

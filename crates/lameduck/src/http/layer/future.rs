@@ -15,6 +15,7 @@ use crate::WorkGuard;
 use crate::http::StreamEnd;
 use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
 use crate::http::shared::{Shared, Stage};
+use crate::http::stats::Outcome;
 
 pub(super) struct Parts {
     pub(super) shared: Arc<Shared>,
@@ -23,6 +24,8 @@ pub(super) struct Parts {
     pub(super) in_flight: Option<InFlight>,
     pub(super) h1: bool,
     pub(super) upgrade: bool,
+    /// A gRPC call: answered with gRPC statuses.
+    pub(super) grpc: bool,
 }
 
 /// The response future of [`Drain`](super::Drain).
@@ -84,11 +87,11 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(super) fn unavailable(in_flight: Option<InFlight>, h1: bool) -> Self {
+    pub(super) fn unavailable(in_flight: Option<InFlight>, h1: bool, grpc: bool) -> Self {
         responded(in_flight.as_ref(), h1);
         Self {
             state: State::Early {
-                resp: Box::new(unavailable(h1)),
+                resp: Box::new(unavailable(h1, grpc)),
                 in_flight,
             },
         }
@@ -96,8 +99,12 @@ impl<F> ResponseFuture<F> {
 }
 
 /// The answer for a request whose handler was cancelled before it
-/// responded: retry, elsewhere, and not on this connection.
-fn unavailable(h1: bool) -> Response<Bytes> {
+/// responded: retry, elsewhere, and not on this connection. A gRPC call
+/// gets a gRPC status, which its client retries by its own rules.
+fn unavailable(h1: bool, grpc: bool) -> Response<Bytes> {
+    if grpc {
+        return grpc_unavailable();
+    }
     let mut resp = Response::new(Bytes::from_static(b"shutting down\n"));
     *resp.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     let h = resp.headers_mut();
@@ -128,6 +135,16 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 // Nothing is pinned in place: the inner future is boxed.
 impl<F> Unpin for ResponseFuture<F> {}
 
+impl<F> Drop for ResponseFuture<F> {
+    fn drop(&mut self) {
+        // Dropped with no response yet: the client went away, or the hard
+        // deadline aborted its connection.
+        if let State::Running { parts, .. } = &self.state {
+            parts.shared.count(Outcome::Aborted);
+        }
+    }
+}
+
 impl<F, B, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<Response<B>, E>> + Send + 'static,
@@ -157,7 +174,16 @@ where
                 else {
                     unreachable!("matched above")
                 };
-                return Poll::Ready(result.map(|resp| finish(resp, parts)));
+                return Poll::Ready(match result {
+                    Ok(resp) => {
+                        parts.shared.count(Outcome::Answered);
+                        Ok(finish(resp, parts))
+                    }
+                    Err(e) => {
+                        parts.shared.count(Outcome::Failed);
+                        Err(e)
+                    }
+                });
             }
             if cancelled {
                 break;
@@ -181,15 +207,33 @@ where
             guard,
             in_flight,
             h1,
+            grpc,
             ..
         } = parts;
+        shared.count(Outcome::Unavailable);
         shared.orphans.adopt(Box::pin(async move {
             let _guard = guard;
             let _ = fut.await;
         }));
         responded(in_flight.as_ref(), h1);
-        Poll::Ready(Ok(unavailable(h1).map(|b| DrainBody::full(b, in_flight))))
+        Poll::Ready(Ok(
+            unavailable(h1, grpc).map(|b| DrainBody::full(b, in_flight))
+        ))
     }
+}
+
+/// A gRPC "trailers-only" response (HTTP 200, the status in the headers,
+/// no body) with status `UNAVAILABLE` (14): the call was not carried out,
+/// and a client may retry it (gRPC's status code guide).
+fn grpc_unavailable() -> Response<Bytes> {
+    let mut resp = Response::new(Bytes::new());
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    super::body::grpc_status_unavailable(h);
+    resp
 }
 
 /// HTTP/1: from Draining on, every response closes its connection, so
@@ -229,16 +273,15 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         mut in_flight,
         h1,
         upgrade,
+        grpc,
     } = parts;
     let mut guard = Some(guard);
-    let end = if resp.extensions().is_empty() {
-        StreamEnd::default()
+    let chosen = if resp.extensions().is_empty() {
+        None
     } else {
-        resp.extensions()
-            .get::<StreamEnd>()
-            .copied()
-            .unwrap_or_default()
+        resp.extensions().get::<StreamEnd>().copied()
     };
+    let end = chosen.unwrap_or_default();
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded {
         if let Some(conn) = conn {
@@ -256,14 +299,25 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     }
     responded(in_flight.as_ref(), h1);
     // An event stream cut at a message boundary is a clean end: the client
-    // reconnects (elsewhere). Other streams are left to their producers,
-    // since a chunked body cut short looks complete to its client.
-    let sse = !resp.headers().is_empty()
+    // reconnects (elsewhere). A gRPC response cut at a message boundary
+    // ends with the status UNAVAILABLE, which its client retries; by
+    // default at the cancel signal, so streams in flight run on through
+    // Stopping, as Go's GracefulStop lets them. Other streams are left to
+    // their producers, since a chunked body cut short looks complete to
+    // its client.
+    let sse = !grpc
+        && !resp.headers().is_empty()
         && resp
             .headers()
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-    let early = sse.then(|| {
+    let grpc = grpc && !h1;
+    let end = if grpc {
+        chosen.unwrap_or(StreamEnd::AtCancel)
+    } else {
+        end
+    };
+    let early = (sse || grpc).then(|| {
         Box::new({
             let signals = &shared.signals;
             let at = match end {
@@ -274,7 +328,11 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
                 at: Box::pin(at.cancelled_owned()),
                 at_the_latest: Box::pin(signals.cancel.clone().cancelled_owned()),
                 tracker: shared.tracker.clone(),
-                boundary: Boundary::default(),
+                boundary: if grpc {
+                    Boundary::grpc()
+                } else {
+                    Boundary::default()
+                },
             }
         })
     });

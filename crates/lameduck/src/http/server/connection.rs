@@ -14,7 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::time::{Instant, Sleep, sleep_until};
 
 use super::stream::Io;
-use super::{ResBody, ServiceBound};
+use super::{ResBody, ServiceBound, TlsOption};
 use crate::http::conn::{ConnState, Proto};
 use crate::http::shared::{Shared, Stage};
 
@@ -39,6 +39,7 @@ use crate::http::{Connection, Drain};
 pub(super) async fn drive<I, S, B>(
     io: I,
     peer: Box<dyn fmt::Debug + Send + Sync>,
+    tls: TlsOption,
     service: S,
     shared: Arc<Shared>,
     builder: Arc<auto::Builder<TokioExecutor>>,
@@ -48,7 +49,47 @@ pub(super) async fn drive<I, S, B>(
     B: ResBody,
 {
     let state = Arc::new(ConnState::new(Some(peer)));
-    let io = TokioIo::new(Io::new(io, state.clone(), shared.clone()));
+    // Registered from the accept: a connection still handshaking is rung at
+    // a stage change, and named if it holds the shutdown up.
+    let _registered = shared.register(&state);
+    match tls {
+        None => {
+            serve(
+                Io::new(io, state.clone(), shared.clone()),
+                state,
+                service,
+                shared,
+                builder,
+            )
+            .await
+        }
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            // Here, not in the accept loop: a slow client stalls no one else.
+            if let Some(io) = crate::http::tls::handshake(io, &tls, &state, &shared).await {
+                // A connection the server ends says so with close_notify.
+                let io = Io::new(io, state.clone(), shared.clone()).with_close_message();
+                serve(io, state, service, shared, builder).await;
+            }
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(never) => match never {},
+    }
+}
+
+/// Serves one connection through its IO wrapper.
+async fn serve<I, S, B>(
+    io: Io<I>,
+    state: Arc<ConnState>,
+    service: S,
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+) where
+    I: Connection,
+    S: ServiceBound<B>,
+    B: ResBody,
+{
+    let io = TokioIo::new(io);
     let service = TowerToHyperService::new(Drain::for_connection(
         service,
         shared.clone(),
@@ -56,7 +97,6 @@ pub(super) async fn drive<I, S, B>(
     ));
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
-    let _registered = shared.register(&state);
     let grace_end = state.accepted + shared.first_request_grace;
     let mut seen = Stage::Running;
     let mut goaway: Option<Instant> = None;

@@ -41,7 +41,13 @@ where
         idle_timeout,
         head_timeout,
         shared_listener,
+        tls,
     } = server;
+    #[cfg(feature = "tls")]
+    if let Some(tls) = tls.as_ref().filter(|t| t.has_files()) {
+        let tls = tls.clone();
+        ctx.on_reload(move || tls.reload().map_err(Into::into));
+    }
     let signals = Arc::new(Signals::from_context(&ctx).with_close_window(close_window));
     let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
     let (orphans, mut adopted) = mpsc::unbounded_channel();
@@ -57,8 +63,12 @@ where
         first_request_grace,
         idle_timeout: idle_timeout.map(|t| (t, keep_alive_header(t))),
         head_timeout,
+        stats: crate::http::stats::for_component(&ctx),
         ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
     });
+    if let Some(stats) = &shared.stats {
+        stats.watch_connections(Arc::downgrade(&shared));
+    }
     ctx.describe_holdups({
         let shared = Arc::downgrade(&shared);
         move || {
@@ -71,12 +81,26 @@ where
     let _watcher = AbortOnDropHandle::new(tokio::spawn(shared.clone().watch_connections()));
     let builder = Arc::new(builder);
     let mut admin: Pin<Box<dyn Future<Output = io::Result<()>> + Send>> = match admin {
-        Some(admin) => (admin.serve)(AdminContext {
-            probes: Probes::new(health),
-            builder: builder.clone(),
-            draining: ctx.draining_token(),
-            phases: ctx.app().watch_phase(),
-        }),
+        Some(admin) => {
+            // Served until the app's run ends, not this component's: the
+            // probes answer through Closing, and so does `/metrics`, for
+            // the final scrape.
+            let task = tokio::spawn((admin.serve)(AdminContext {
+                probes: Probes::for_admin(ctx.app()),
+                builder: builder.clone(),
+                draining: ctx.draining_token(),
+                phases: ctx.app().watch_phase(),
+            }));
+            ctx.app().keep_until_stopped(task.abort_handle());
+            Box::pin(async move {
+                match task.await {
+                    Ok(ended) => ended,
+                    // Aborted at the end of the app's run: nothing more to
+                    // serve, and nothing to poll again.
+                    Err(_) => std::future::pending().await,
+                }
+            })
+        }
         None => Box::pin(std::future::pending()),
     };
     // Connections and orphaned handlers: dropping the set (when the run is
@@ -118,7 +142,7 @@ where
             () = &mut running, if wait_running => wait_running = false,
             accepted = listener.accept(), if !wait_running => match accepted {
                 Ok((io, peer)) => {
-                    tasks.spawn(connection::drive(io, Box::new(peer), service.clone(), shared.clone(), builder.clone()));
+                    tasks.spawn(connection::drive(io, Box::new(peer), tls.clone(), service.clone(), shared.clone(), builder.clone()));
                 }
                 Err(err) if is_per_connection(&err) => {}
                 // The socket is gone (closed under the server, or not a
@@ -156,6 +180,7 @@ where
         tasks.spawn(connection::drive(
             io,
             Box::new(peer),
+            tls.clone(),
             service.clone(),
             shared.clone(),
             builder.clone(),

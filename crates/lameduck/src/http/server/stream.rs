@@ -45,6 +45,10 @@ pub(super) struct Io<T> {
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
     /// hyper was given end-of-file to close an idle connection.
     ended: bool,
+    /// The connection's close says so in a message of its own (TLS's
+    /// close_notify): the shutdown hyper asks for is passed on even for an
+    /// ended connection.
+    close_message: bool,
     // Reads and writes of an upgraded connection may come from two tasks,
     // so each registers its own waker for the kill.
     kill_read: Wait,
@@ -65,10 +69,19 @@ impl<T: Connection> Io<T> {
             streams: Streams::default(),
             timer: None,
             ended: false,
+            close_message: false,
             kill_read: None,
             kill_write: None,
             close_by: None,
         }
+    }
+
+    /// The connection ends with a message (TLS's `close_notify`), which a
+    /// close of an idle connection must send too.
+    #[cfg(feature = "tls")]
+    pub(super) fn with_close_message(mut self) -> Self {
+        self.close_message = true;
+        self
     }
 
     /// Whether hyper should see end-of-file instead of reading: at Stopping,
@@ -323,21 +336,29 @@ impl<T: Connection> AsyncWrite for Io<T> {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let flushed = Pin::new(&mut this.inner).poll_flush(cx);
-        // hyper's HTTP/1 side writes out its whole buffer before it flushes
-        // the socket: every body that ended before now is on the wire.
-        if matches!(flushed, Poll::Ready(Ok(())))
-            && this.conn.has_parked()
-            && matches!(this.conn.proto(), Proto::H1 | Proto::Unknown)
-        {
-            this.conn.release_flushed();
-            this.conn.went_idle(crate::tracker::coarse_nanos());
+        if matches!(flushed, Poll::Ready(Ok(()))) {
+            match this.conn.proto() {
+                // hyper's HTTP/1 side writes out its whole buffer before it
+                // flushes the socket: every body that ended before now is
+                // on the wire.
+                Proto::H1 | Proto::Unknown if this.conn.has_parked() => {
+                    this.conn.release_flushed();
+                    this.conn.went_idle(crate::tracker::coarse_nanos());
+                }
+                // h2 flushes after each batch of frames: the streams whose
+                // last frame was written before now are on the wire (over
+                // TLS, written meant taken by rustls, flushed means
+                // encrypted and handed to the socket).
+                Proto::H2 => this.streams.flushed(&this.conn),
+                _ => {}
+            }
         }
         flushed
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.ended {
+        if this.ended && !this.close_message {
             // hyper half-closes before it drops the connection; the close
             // that follows sends the same FIN, one system call fewer for
             // each of thousands of idle connections closed at once.

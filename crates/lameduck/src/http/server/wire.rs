@@ -82,7 +82,11 @@ pub(super) struct Streams {
     /// Each open stream and the data bytes written on it so far. A handful
     /// at a time, so a vector beats a map.
     open: Vec<(u32, u64)>,
-    /// Response header blocks begun on the wire so far.
+    /// Streams whose last frame has been written, by their data bytes:
+    /// on the wire at the next flush (a write into a buffering stream, as
+    /// TLS is, is not yet a write to the socket).
+    written: Vec<u64>,
+    /// Response header blocks begun on the wire so far (written).
     begun: usize,
 }
 
@@ -92,7 +96,7 @@ impl Streams {
         match head.kind {
             HEADERS => match self.find(head.stream) {
                 // Trailers: the body's last frame.
-                Some(i) if head.flags & END_STREAM != 0 => self.end(i, conn),
+                Some(i) if head.flags & END_STREAM != 0 => self.end(i),
                 Some(_) => {}
                 None => {
                     self.begun += 1;
@@ -107,7 +111,7 @@ impl Streams {
                 if let Some(i) = self.find(head.stream) {
                     self.open[i].1 += u64::from(head.len);
                     if head.flags & END_STREAM != 0 {
-                        self.end(i, conn);
+                        self.end(i);
                     }
                 }
             }
@@ -129,9 +133,22 @@ impl Streams {
         self.open.iter().position(|&(s, _)| s == stream)
     }
 
-    fn end(&mut self, i: usize, conn: &ConnState) {
+    fn end(&mut self, i: usize) {
         let (_, bytes) = self.open.swap_remove(i);
-        conn.release_stream(bytes);
+        self.written.push(bytes);
+    }
+
+    /// The connection was flushed: every stream written in full is on the
+    /// wire.
+    pub(super) fn flushed(&mut self, conn: &ConnState) {
+        conn.set_begun(self.begun);
+        if self.written.is_empty() {
+            return;
+        }
+        for bytes in self.written.drain(..) {
+            conn.release_stream(bytes);
+        }
+        self.publish(conn);
     }
 
     fn reset(&mut self, stream: u32) {
@@ -142,11 +159,12 @@ impl Streams {
     }
 
     fn publish(&self, conn: &ConnState) {
-        conn.set_open_streams(self.open.len());
+        let open = self.open.len() + self.written.len();
+        conn.set_open_streams(open);
         // Nothing open on the wire and every response the service gave has
         // begun there: no body can still be waiting, whatever is parked
         // (a body whose stream the client reset).
-        if self.open.is_empty() && conn.has_parked() && conn.responses() == self.begun {
+        if open == 0 && conn.has_parked() && conn.responses() == self.begun {
             conn.release_all_parked();
         }
     }
@@ -224,7 +242,15 @@ mod tests {
         streams.sent(head(100, DATA, 0, 1), &conn);
         assert!(conn.is_busy());
         streams.sent(head(100, DATA, END_STREAM, 1), &conn);
-        assert!(!conn.is_busy(), "stream 1 ended with its last DATA frame");
+        assert!(
+            conn.is_busy(),
+            "stream 1's last frame is written, not flushed"
+        );
+        streams.flushed(&conn);
+        assert!(
+            !conn.is_busy(),
+            "stream 1 ended with its last DATA frame, flushed"
+        );
 
         streams.sent(head(10, HEADERS, 0x4, 5), &conn);
         assert!(conn.is_busy());

@@ -195,9 +195,19 @@ async fn handle(
             Err(e) => format!("error {e}\n"),
         },
         Ok("status") => format!("ok {} pid {}\n", app.phase(), std::process::id()),
+        // What each component reloads (an HTTPS server's certificate):
+        // `ok` and their names, or the first line of what failed.
+        Ok("reload") => match app.reload() {
+            Ok(names) if names.is_empty() => "ok nothing to reload\n".into(),
+            Ok(names) => {
+                let names: Vec<&str> = names.iter().map(|n| &**n).collect();
+                format!("ok reloaded {}\n", names.join(" "))
+            }
+            Err(e) => format!("error {}\n", e.to_string().replace('\n', " ")),
+        },
         Ok(other) => {
             let shown: String = other.escape_debug().take(40).collect();
-            format!("error unknown command \"{shown}\"; commands: upgrade, status\n")
+            format!("error unknown command \"{shown}\"; commands: upgrade, status, reload\n")
         }
         Err(_) => "error the command is not UTF-8\n".into(),
     }

@@ -15,7 +15,9 @@ impl Driver {
     /// Starts an in-place upgrade; the request passed every check.
     pub(in crate::app::driver) fn upgrade_in_place(&mut self, req: Request, replace: &InPlaceFn) {
         tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), via = %req.via, "upgrade in place started");
-        self.systemd.reloading(self.upgrades.config.timeout);
+        self.publish(&crate::observe::Event::UpgradeStarted {
+            timeout: self.upgrades.config.timeout,
+        });
         let fut = replace();
         let handle = self.handle.clone();
         tokio::spawn(async move {
@@ -42,12 +44,12 @@ impl Driver {
         match result {
             Ok(pid) => {
                 tracing::info!(target: "lameduck::upgrade", app = %app, pid, took_ms = took.as_millis() as u64, "upgrade in place complete");
-                self.systemd.upgraded_in_place(pid);
+                self.publish(&crate::observe::Event::UpgradedInPlace { pid });
                 answer(done.waiters, &Ok(Upgraded { new_pid: pid, took }));
             }
             Err(why) => {
                 tracing::error!(target: "lameduck::upgrade", app = %app, error = %why, "upgrade in place failed");
-                self.systemd.upgrade_failed(&why);
+                self.publish(&crate::observe::Event::UpgradeFailed { error: &why });
                 answer(
                     done.waiters,
                     &Err(UpgradeError::new(UpgradeErrorKind::Exited, why)),

@@ -203,7 +203,7 @@ impl Driver {
             return;
         };
         let took = busy.started.elapsed();
-        self.systemd.upgraded(pid);
+        self.publish(&crate::observe::Event::UpgradeSucceeded { pid });
         // Only now may the new process notify systemd itself, and upgrade.
         if let Some(s) = &self.upgrades.successor {
             s.send(Command::MakeMain);
@@ -274,7 +274,9 @@ impl Driver {
             .owned
             .reassert(&self.handle, e.pid().unwrap_or(0));
         tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), checked = %said.join("; "), "rollback: this process accepts on its listening sockets again");
-        self.systemd.upgrade_failed(&e.to_string());
+        self.publish(&crate::observe::Event::UpgradeFailed {
+            error: &e.to_string(),
+        });
         answer(busy.waiters, &Err(e));
     }
 }
