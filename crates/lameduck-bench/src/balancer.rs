@@ -200,10 +200,12 @@ pub enum Running {
 impl Running {
     /// Waits until the balancer sends traffic to `server` again, for at most
     /// `timeout`. HAProxy says so on its stats socket; nginx and Caddy 2.6
-    /// keep it to themselves, so the wait is the time after which they would
-    /// (see each one's `wait_up`). `stopped`: whether the instance stopped
-    /// listening; nginx, which learns only from failed requests, cannot have
-    /// taken out an instance that never did.
+    /// keep it to themselves, so the wait is until one of the requests
+    /// flowing through reaches the instance (see each one's `wait_up`).
+    /// `stopped`: whether the instance stopped listening since the balancer
+    /// last had it (false at the start, and for a restart in place); nginx
+    /// and Caddy, which mark an instance down only on a failed request or a
+    /// failed check, cannot have taken out an instance that never did.
     ///
     /// # Errors
     ///
@@ -216,9 +218,9 @@ impl Running {
     ) -> anyhow::Result<()> {
         match self {
             Running::Haproxy(h) => h.wait_up(server, timeout).await,
-            Running::Nginx(_) if !stopped => Ok(()),
-            Running::Nginx(n) => n.wait_up().await,
-            Running::Caddy(c) => c.wait_up().await,
+            Running::Nginx(_) | Running::Caddy(_) if !stopped => Ok(()),
+            Running::Nginx(n) => n.wait_up(server, timeout).await,
+            Running::Caddy(c) => c.wait_up(server, timeout).await,
         }
     }
 

@@ -416,11 +416,39 @@ impl Binaries {
 
 /// Whether `cmd` is an executable file in a directory of `PATH`.
 fn on_path(cmd: &str) -> bool {
+    which(cmd).is_some()
+}
+
+/// The absolute path of `program`: itself when it names a file by a path,
+/// else the first executable file of that name in a directory of `PATH`.
+/// A program that starts itself again (nginx's binary upgrade re-executes
+/// its own `argv[0]`, without a search of `PATH`) must be given this.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(cmd))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = std::path::absolute(program).ok()?;
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_absolute() && executable(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_named_without_a_path_resolves_to_an_absolute_one() {
+        let sh = which("sh").expect("sh is on PATH");
+        assert!(sh.is_absolute(), "{}", sh.display());
+        assert!(sh.ends_with("sh"));
+        assert_eq!(which(&sh.to_string_lossy()), Some(sh));
+        assert_eq!(which("no-such-program-anywhere"), None);
+        assert_eq!(which("./no-such-program-anywhere"), None);
+    }
 }

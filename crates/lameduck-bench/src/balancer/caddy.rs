@@ -3,11 +3,15 @@
 //! the retries say.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
 use super::{Pool, Retries, wait_listening};
@@ -16,12 +20,18 @@ use crate::net::free_ports;
 /// Bound on Caddy's start.
 const START: Duration = Duration::from_secs(10);
 
+/// Time between two questions to the admin API.
+const POLL: Duration = Duration::from_millis(10);
+
 /// A running Caddy.
 #[derive(Debug)]
 pub struct Caddy {
     child: Child,
     log: PathBuf,
-    check_interval: Duration,
+    /// The admin API, on 127.0.0.1.
+    admin: u16,
+    /// The instances by name, as the admin API writes their addresses.
+    servers: Vec<(String, String)>,
 }
 
 impl Caddy {
@@ -71,7 +81,12 @@ impl Caddy {
         let mut caddy = Caddy {
             child,
             log,
-            check_interval: pool.check_interval,
+            admin,
+            servers: pool
+                .servers
+                .iter()
+                .map(|s| (s.name.clone(), format!("{}:{}", s.host, s.port)))
+                .collect(),
         };
         wait_listening(pool.frontend_port, START, || {
             if let Some(status) = caddy.child.try_wait()? {
@@ -86,25 +101,87 @@ impl Caddy {
         Ok(caddy)
     }
 
+    /// Waits until Caddy has a request in flight to `server` again, for at
+    /// most `timeout`; the restarted instance must be ready when this is
+    /// called, and requests must be flowing.
+    ///
     /// Caddy 2.6 does not say whether it holds an upstream healthy (its
-    /// admin API lists requests and passive failures only, and it logs
-    /// failed checks, not passed ones). One passed check marks an upstream
-    /// healthy again, and checks run every interval; this waits two
-    /// intervals from the moment the restarted instance answered its own
-    /// readiness check.
+    /// active checks are kept per proxy, out of the admin API's reach), but
+    /// `GET /reverse_proxy/upstreams` has each upstream's requests in
+    /// flight: under load, a healthy instance always has some.
     ///
     /// # Errors
     ///
-    /// Never; the signature is the other balancers'.
-    pub async fn wait_up(&self) -> anyhow::Result<()> {
-        tokio::time::sleep(self.check_interval * 2).await;
-        Ok(())
+    /// When `server` is not in the pool, the admin API does not answer, or
+    /// the time runs out.
+    pub async fn wait_up(&self, server: &str, timeout: Duration) -> anyhow::Result<()> {
+        let addr = self
+            .servers
+            .iter()
+            .find(|(name, _)| name == server)
+            .map(|(_, addr)| addr.clone())
+            .with_context(|| format!("no instance {server} behind caddy"))?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let body = admin_get(self.admin, "/reverse_proxy/upstreams").await?;
+            if in_flight(&body, &addr)? > 0 {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "caddy sent no request to {server} ({addr}) within {timeout:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
     }
 
     /// Kills Caddy by PID and reaps it.
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }
+}
+
+/// The body of `GET path` on Caddy's admin API.
+async fn admin_get(port: u16, path: &str) -> anyhow::Result<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let ask = async {
+        let mut stream = TcpStream::connect(addr).await?;
+        // HTTP/1.0, so that the body comes whole, never chunked.
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+        stream.write_all(request.as_bytes()).await?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await?;
+        anyhow::Ok(text)
+    };
+    let text = tokio::time::timeout(Duration::from_secs(2), ask)
+        .await
+        .with_context(|| format!("caddy's admin API on {addr} did not answer"))?
+        .with_context(|| format!("asking caddy's admin API on {addr}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .with_context(|| format!("caddy's admin API answered {text:?}"))?;
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "caddy's admin API answered {head:?}"
+    );
+    Ok(body.to_owned())
+}
+
+/// The requests in flight to `addr` in an answer of `GET
+/// /reverse_proxy/upstreams` (zero when it is not listed).
+fn in_flight(body: &str, addr: &str) -> anyhow::Result<u64> {
+    #[derive(Deserialize)]
+    struct Upstream {
+        address: String,
+        num_requests: u64,
+    }
+    let upstreams: Vec<Upstream> =
+        serde_json::from_str(body).with_context(|| format!("caddy's upstreams: {body:?}"))?;
+    Ok(upstreams
+        .iter()
+        .filter(|u| u.address == addr)
+        .map(|u| u.num_requests)
+        .sum())
 }
 
 /// The Caddyfile, with the admin API on `127.0.0.1:admin`.
@@ -174,6 +251,16 @@ mod tests {
 
     use super::*;
     use crate::balancer::Backend;
+
+    #[test]
+    fn caddy_takes_an_instance_back_once_it_has_requests_in_flight() {
+        let body = r#"[{"address":"127.0.0.2:8001","num_requests":0,"fails":1},
+            {"address":"127.0.0.3:8001","num_requests":7,"fails":0}]"#;
+        assert_eq!(in_flight(body, "127.0.0.2:8001").unwrap(), 0);
+        assert_eq!(in_flight(body, "127.0.0.3:8001").unwrap(), 7);
+        assert_eq!(in_flight("[]", "127.0.0.3:8001").unwrap(), 0);
+        assert!(in_flight("not json", "127.0.0.3:8001").is_err());
+    }
 
     fn pool(retries: Retries, check_ports: [u16; 2]) -> Pool {
         let backend = |name: &str, last, check_port| Backend {

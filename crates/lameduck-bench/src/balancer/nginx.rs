@@ -4,9 +4,10 @@
 //! so it learns that an instance left only when a request to it fails.
 
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use nix::sys::signal::{Signal, kill};
@@ -18,6 +19,22 @@ use super::{Pool, Retries, wait_listening};
 /// Bound on nginx's start and stop.
 const START_STOP: Duration = Duration::from_secs(10);
 
+/// Time between two reads of the access log.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Whether an access-log line (`log_format upstreams`) is of a request that
+/// `addr` answered with 200, on the first try or passed on to it.
+fn answered_by(line: &str, addr: &str) -> bool {
+    let mut fields = line.split('|');
+    let (Some(addrs), Some(statuses)) = (fields.next(), fields.next()) else {
+        return false;
+    };
+    addrs
+        .split(", ")
+        .zip(statuses.split(", "))
+        .any(|(a, status)| a == addr && status == "200")
+}
+
 /// A running nginx: the master process (in the foreground, `daemon off`)
 /// and its workers.
 #[derive(Debug)]
@@ -25,7 +42,8 @@ pub struct Nginx {
     child: Option<Child>,
     access_log: PathBuf,
     error_log: PathBuf,
-    fail_timeout: Duration,
+    /// The instances by name, as the access log writes their addresses.
+    servers: Vec<(String, SocketAddr)>,
 }
 
 impl Nginx {
@@ -74,7 +92,11 @@ impl Nginx {
             child: Some(child),
             access_log,
             error_log,
-            fail_timeout: pool.check_interval.max(Duration::from_secs(1)),
+            servers: pool
+                .servers
+                .iter()
+                .map(|s| (s.name.clone(), SocketAddr::from((s.host, s.port))))
+                .collect(),
         };
         let started = wait_listening(pool.frontend_port, START_STOP, || nginx.alive()).await;
         if let Err(err) = started {
@@ -96,17 +118,51 @@ impl Nginx {
         Ok(())
     }
 
-    /// nginx cannot be asked whether it would send to an instance again: a
-    /// failed instance is skipped for `fail_timeout` after its failure, then
-    /// tried. This waits `fail_timeout`, from the moment the restarted
-    /// instance answered its own readiness check.
+    /// Waits until nginx has sent a request to `server` again and had it
+    /// answered 200, for at most `timeout`; the restarted instance must be
+    /// ready when this is called, and requests must be flowing.
+    ///
+    /// nginx cannot be asked whether it would send to an instance: a failed
+    /// one is skipped for `fail_timeout`, counted on nginx's clock in whole
+    /// seconds, so for up to twice that. Only its access log shows when it
+    /// has taken the instance back.
     ///
     /// # Errors
     ///
-    /// Never; the signature is the other balancers'.
-    pub async fn wait_up(&self) -> anyhow::Result<()> {
-        tokio::time::sleep(self.fail_timeout).await;
-        Ok(())
+    /// When `server` is not in the pool, the log cannot be read, or the
+    /// time runs out.
+    pub async fn wait_up(&self, server: &str, timeout: Duration) -> anyhow::Result<()> {
+        let addr = self
+            .servers
+            .iter()
+            .find(|(name, _)| name == server)
+            .map(|(_, addr)| addr.to_string())
+            .with_context(|| format!("no instance {server} behind nginx"))?;
+        // Lines written before now are of requests the old process answered.
+        let from = self.log_len()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            let text = std::fs::read(&self.access_log)
+                .with_context(|| format!("reading {}", self.access_log.display()))?;
+            let new = text.get(from..).unwrap_or_default();
+            if String::from_utf8_lossy(new)
+                .lines()
+                .any(|line| answered_by(line, &addr))
+            {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "nginx sent no request to {server} ({addr}) within {timeout:?}"
+            );
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    fn log_len(&self) -> anyhow::Result<usize> {
+        let meta = std::fs::metadata(&self.access_log)
+            .with_context(|| format!("reading {}", self.access_log.display()))?;
+        Ok(usize::try_from(meta.len()).unwrap_or(usize::MAX))
     }
 
     /// Requests passed on to another instance so far: access-log lines whose
@@ -181,7 +237,7 @@ events {{
 http {{
     # $upstream_addr lists every instance a request was tried on: a comma
     # marks one passed on to the next (the bench counts those).
-    log_format upstreams '$upstream_addr $upstream_status $status';
+    log_format upstreams '$upstream_addr|$upstream_status|$status';
     access_log {dir}/nginx-access.log upstreams;
     client_body_temp_path {dir}/client_body;
     proxy_temp_path {dir}/proxy;
@@ -190,6 +246,9 @@ http {{
     scgi_temp_path {dir}/scgi;
 
     upstream instances {{
+        # The workers share what they learn of the instances (without a
+        # zone each worker has to fail on a stopped instance by itself).
+        zone instances 64k;
         # max_fails=1: one failed request takes an instance out (nginx's
         # default); fail_timeout={fail_timeout}s: for that long, then it is
         # tried again (the default 10 s would keep a restarted instance out
@@ -274,6 +333,25 @@ mod tests {
         assert!(lines.contains(&"daemon off;".to_owned()));
         assert!(lines.contains(&"listen 127.0.0.1:8000;".to_owned()));
         assert!(lines.contains(&"server 127.0.0.2:8001 max_fails=1 fail_timeout=1s;".to_owned()));
+    }
+
+    #[test]
+    fn nginx_takes_an_instance_back_only_once_it_answered() {
+        let addr = "127.0.0.2:8001";
+        assert!(answered_by("127.0.0.2:8001|200|200", addr));
+        assert!(answered_by(
+            "127.0.0.3:8001, 127.0.0.2:8001|502, 200|200",
+            addr
+        ));
+        assert!(!answered_by(
+            "127.0.0.2:8001, 127.0.0.3:8001|502, 200|200",
+            addr
+        ));
+        assert!(!answered_by("127.0.0.3:8001|200|200", addr));
+        assert!(!answered_by("127.0.0.2:80011|200|200", addr));
+        assert!(!answered_by("garbage", addr));
+        let cfg = render(&pool(Retries::Off), Path::new("/tmp/x"), false);
+        assert!(directives(&cfg).contains(&"zone instances 64k;".to_owned()));
     }
 
     #[test]

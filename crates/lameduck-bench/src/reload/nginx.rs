@@ -13,6 +13,7 @@ use tokio::process::Command;
 
 use crate::balancer::{Pool, nginx_render};
 use crate::instance::{is_gone, stat_fields};
+use crate::kind::which;
 
 /// Bound on each step of a start, an upgrade or a stop.
 const STEP: Duration = Duration::from_secs(10);
@@ -35,7 +36,15 @@ impl Daemon {
         let conf = dir.join("nginx.conf");
         let error_log = dir.join("nginx-error.log");
         std::fs::write(&conf, nginx_render(pool, dir, true))?;
-        let out = Command::new(program)
+        // USR2 re-executes the master's argv[0] as it is, without a search
+        // of PATH: a bare `nginx` would not be found.
+        let program = which(&program.to_string_lossy()).with_context(|| {
+            format!(
+                "{} is not an executable file here or on PATH: install nginx (`apt-get install nginx`)",
+                program.display()
+            )
+        })?;
+        let out = Command::new(&program)
             .arg("-p")
             .arg(dir)
             .arg("-e")
@@ -72,7 +81,10 @@ impl Daemon {
         let new = self.wait_new_master(Some(old)).await?;
         self.master = Some(new);
         signal(old, Signal::SIGWINCH)?;
-        wait_for("the old workers to exit", || children(old).is_empty()).await?;
+        wait_for("the old workers to exit", || {
+            old_workers(&children(old), new).is_empty()
+        })
+        .await?;
         signal(old, Signal::SIGQUIT)?;
         wait_for("the old master to exit", || is_gone(old)).await
     }
@@ -136,6 +148,16 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) -> anyhow::Result<
     Ok(())
 }
 
+/// The old master's workers among its `children`: the new master is one of
+/// them too (the old master forked it to execute the binary), and lives on.
+fn old_workers(children: &[i32], new_master: i32) -> Vec<i32> {
+    children
+        .iter()
+        .copied()
+        .filter(|pid| *pid != new_master)
+        .collect()
+}
+
 /// The live processes whose parent is `pid`.
 fn children(pid: i32) -> Vec<i32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
@@ -154,6 +176,13 @@ fn children(pid: i32) -> Vec<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_new_master_is_no_old_worker_left_to_wait_for() {
+        assert_eq!(old_workers(&[10, 11, 12], 12), vec![10, 11]);
+        assert!(old_workers(&[12], 12).is_empty());
+        assert!(old_workers(&[], 12).is_empty());
+    }
 
     #[test]
     fn this_process_is_a_child_of_its_parent() {

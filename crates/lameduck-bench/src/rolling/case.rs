@@ -165,7 +165,7 @@ async fn measure(
     frontend: u16,
 ) -> anyhow::Result<CaseResult> {
     for name in ["a", "b"] {
-        balancer.wait_up(name, true, START).await?;
+        balancer.wait_up(name, false, START).await?;
     }
     let steady = Drill::new(load(plan, frontend, plan.steady, None)?)?
         .run()
