@@ -279,3 +279,14 @@ pub(crate) async fn wait_listening(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The directives of a generated configuration, one a line, without its
+/// comments and blank lines (the tests of every balancer's config).
+#[cfg(test)]
+pub(crate) fn directives(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_owned)
+        .collect()
+}

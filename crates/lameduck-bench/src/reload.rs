@@ -1,4 +1,4 @@
-//! Scenario (e): restarts side by side. lameduck's `SIGHUP` upgrade of
+//! Scenario (f): restarts side by side. lameduck's `SIGHUP` upgrade of
 //! `lameduck demo` against the references for "a reload that loses
 //! nothing": nginx's binary upgrade (`USR2`, `WINCH`, `QUIT`) and HAProxy's
 //! `-sf` reload, without and with `-x` (the listening sockets passed from

@@ -303,6 +303,7 @@ mod tests {
 
     use super::*;
     use crate::balancer::Backend;
+    use crate::balancer::directives;
 
     fn pool(retries: Retries) -> Pool {
         Pool {
@@ -316,14 +317,6 @@ mod tests {
             retries,
             check_interval: Duration::from_millis(200),
         }
-    }
-
-    fn directives(text: &str) -> Vec<String> {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect()
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Scenario (e): restarts side by side — lameduck's `SIGHUP` upgrade, nginx's
+//! Scenario (f): restarts side by side — lameduck's `SIGHUP` upgrade, nginx's
 //! binary upgrade and HAProxy's `-sf` reload (without and with `-x`), under
 //! the same load. Run it with `scripts/bench rolling` (after the rolling
 //! restarts); see docs/benchmarks.md.

@@ -106,6 +106,7 @@ mod tests {
 
     use super::*;
     use crate::balancer::Backend;
+    use crate::balancer::directives;
 
     fn config(retries: Retries) -> String {
         let pool = Pool {
@@ -128,14 +129,6 @@ mod tests {
             check_interval: Duration::from_millis(200),
         };
         render(&pool, Path::new("/tmp/x/admin.sock"))
-    }
-
-    fn directives(text: &str) -> Vec<String> {
-        text.lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_owned)
-            .collect()
     }
 
     #[test]
