@@ -130,10 +130,10 @@ impl ServerKind {
     }
 
     /// How long its exit may take after the drain, at most, given the
-    /// harness's `grace` period: actix-web waits for the balancer's
-    /// keep-alive connections to go idle (up to its 30 s `shutdown_timeout`,
-    /// so until the harness SIGKILLs it); the others finish their in-flight
-    /// requests within a second.
+    /// harness's `grace` period: actix-web keeps the balancer's keep-alive
+    /// connections until they have been idle for its keep-alive timeout
+    /// (5 s), bounded by its 30 s `shutdown_timeout`, so up to the harness's
+    /// SIGKILL; the others finish their in-flight requests within a second.
     pub fn exit_bound(self, grace: Duration) -> Duration {
         match self {
             ServerKind::Actix => grace,

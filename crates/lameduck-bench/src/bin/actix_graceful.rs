@@ -2,8 +2,11 @@
 //! .run()`, which installs its own signal handling. On SIGTERM it stops
 //! accepting at once (the listener closes), lets the workers finish what
 //! they are serving for up to `shutdown_timeout` (30 s by default, left as
-//! it is) and exits. `/readyz` answers 200 until the end: actix has no notion
-//! of readiness.
+//! it is) and exits. A keep-alive connection counts as being served until it
+//! has been idle for the keep-alive timeout (5 s by default), so behind a
+//! balancer that keeps connections open the exit comes about 5 s after the
+//! balancer stops sending. `/readyz` answers 200 until the end: actix has no
+//! notion of readiness.
 //!
 //! `actix-graceful --listen 127.0.0.1:8080`; `GET /work?ms=50`.
 

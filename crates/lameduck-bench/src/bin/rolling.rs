@@ -53,8 +53,10 @@ struct Args {
     /// Health-check interval (HAProxy `inter`, Caddy `health_interval`)
     #[arg(long, default_value = "200ms", value_parser = parse_duration)]
     check_interval: Duration,
-    /// About a minute, for CI: lameduck and axum-graceful behind each
-    /// balancer, retries off, one rolling restart at 200 requests/s
+    /// About a minute and a half, for CI: lameduck (SIGTERM and SIGHUP),
+    /// axum-graceful and go-article-matched behind each balancer, retries
+    /// off, one rolling restart at 200 requests/s (actix-web's and
+    /// tokio-graceful-shutdown's behaviour is pinned by the crate's tests)
     #[arg(long)]
     smoke: bool,
     /// The HAProxy binary
@@ -86,7 +88,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
 async fn scenario(mut args: Args) -> anyhow::Result<()> {
     if args.smoke {
         if args.kinds.is_empty() {
-            args.kinds = vec![ServerKind::Lameduck, ServerKind::Axum];
+            args.kinds = vec![
+                ServerKind::Lameduck,
+                ServerKind::LameduckSighup,
+                ServerKind::Axum,
+                ServerKind::GoArticleMatched,
+            ];
         }
         if args.retries.is_empty() {
             args.retries = vec![Retries::Off];
