@@ -40,6 +40,22 @@ impl Server {
         cpu: Option<usize>,
         wrapper: &[String],
     ) -> anyhow::Result<Self> {
+        Self::start_with(bin_dir, kind, cpu, wrapper, &[])
+    }
+
+    /// [`start`](Self::start), with more arguments for `http-server` (the
+    /// certificate of the TLS kinds).
+    ///
+    /// # Errors
+    ///
+    /// When it cannot start or prints no address.
+    pub fn start_with(
+        bin_dir: &Path,
+        kind: &str,
+        cpu: Option<usize>,
+        wrapper: &[String],
+        args: &[String],
+    ) -> anyhow::Result<Self> {
         let bin = bin_dir.join("http-server");
         let mut argv: Vec<String> = Vec::new();
         if let Some(cpu) = cpu {
@@ -48,6 +64,7 @@ impl Server {
         argv.extend(wrapper.iter().cloned());
         argv.push(bin.display().to_string());
         argv.extend(["--kind".into(), kind.into()]);
+        argv.extend(args.iter().cloned());
         let mut child = Command::new(&argv[0])
             .args(&argv[1..])
             .stdin(Stdio::null())
@@ -149,7 +166,17 @@ pub enum Proto {
     H1,
     /// HTTP/2 (prior knowledge), by h2load.
     H2,
+    /// HTTP/1.1 over TLS, by wrk.
+    H1Tls,
+    /// HTTP/2 over TLS (ALPN), by h2load.
+    H2Tls,
+    /// Unary gRPC calls of `bench.Echo/Say` (h2c), by h2load: a `POST` of
+    /// an empty message with the gRPC headers.
+    GrpcUnary,
 }
+
+/// The path of the gRPC pair's method.
+const GRPC_PATH: &str = "/bench.Echo/Say";
 
 impl Proto {
     /// The protocol alone.
@@ -157,6 +184,9 @@ impl Proto {
         match self {
             Proto::H1 => "HTTP/1.1",
             Proto::H2 => "HTTP/2",
+            Proto::H1Tls => "HTTPS/1.1",
+            Proto::H2Tls => "HTTPS/2",
+            Proto::GrpcUnary => "gRPC unary",
         }
     }
 
@@ -165,8 +195,29 @@ impl Proto {
         match self {
             Proto::H1 => "HTTP/1.1 (wrk)",
             Proto::H2 => "HTTP/2 (h2load)",
+            Proto::H1Tls => "HTTPS/1.1 (wrk)",
+            Proto::H2Tls => "HTTPS/2 (h2load)",
+            Proto::GrpcUnary => "gRPC unary (h2load)",
         }
     }
+
+    fn url(self, addr: SocketAddr) -> String {
+        match self {
+            Proto::H1 | Proto::H2 => format!("http://{addr}/"),
+            Proto::H1Tls | Proto::H2Tls => format!("https://{addr}/"),
+            Proto::GrpcUnary => format!("http://{addr}{GRPC_PATH}"),
+        }
+    }
+}
+
+/// A file holding one gRPC frame of an empty message (five zero bytes),
+/// h2load's request body for [`Proto::GrpcUnary`].
+fn grpc_body() -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("lameduck-bench-grpc-{}.bin", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, [0u8; 5]).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(path)
 }
 
 /// What one load run measured.
@@ -191,28 +242,40 @@ pub fn load(
     connections: usize,
     cpu: Option<usize>,
 ) -> anyhow::Result<Run> {
-    let url = format!("http://{}/", server.addr);
+    let url = proto.url(server.addr);
     let secs = duration.as_secs_f64().max(1.0).round() as u64;
     let mut argv: Vec<String> = Vec::new();
     if let Some(cpu) = cpu {
         argv.extend(["taskset".into(), "-c".into(), cpu.to_string()]);
     }
     match proto {
-        Proto::H1 => argv.extend([
+        Proto::H1 | Proto::H1Tls => argv.extend([
             "wrk".into(),
             "-t1".into(),
             format!("-c{connections}"),
             format!("-d{secs}s"),
             url,
         ]),
-        Proto::H2 => argv.extend([
-            "h2load".into(),
-            "-t1".into(),
-            format!("-c{connections}"),
-            "-m1".into(),
-            format!("-D{secs}"),
-            url,
-        ]),
+        Proto::H2 | Proto::H2Tls | Proto::GrpcUnary => {
+            argv.extend([
+                "h2load".into(),
+                "-t1".into(),
+                format!("-c{connections}"),
+                "-m1".into(),
+                format!("-D{secs}"),
+            ]);
+            if proto == Proto::GrpcUnary {
+                argv.extend([
+                    "-d".into(),
+                    grpc_body()?.display().to_string(),
+                    "-H".into(),
+                    "content-type: application/grpc".into(),
+                    "-H".into(),
+                    "te: trailers".into(),
+                ]);
+            }
+            argv.push(url);
+        }
     }
     let before = server.cpu()?;
     let out = Command::new(&argv[0])
@@ -222,8 +285,8 @@ pub fn load(
     let cpu = server.cpu()? - before;
     let text = String::from_utf8_lossy(&out.stdout);
     let (requests, seconds) = match proto {
-        Proto::H1 => parse_wrk(&text),
-        Proto::H2 => parse_h2load(&text),
+        Proto::H1 | Proto::H1Tls => parse_wrk(&text),
+        Proto::H2 | Proto::H2Tls | Proto::GrpcUnary => parse_h2load(&text),
     }
     .with_context(|| format!("no figures in the output of {}:\n{text}", argv.join(" ")))?;
     if requests == 0 {

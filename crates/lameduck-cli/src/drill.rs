@@ -28,6 +28,9 @@ Examples:
   lameduck drill --demo
   lameduck drill --url http://127.0.0.1:8080/ --ready-url http://127.0.0.1:8080/readyz -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --pid 4242 --signal TERM --at 3s --duration 10s
+  lameduck drill --url https://localhost:8443/ --cacert ca.pem --http 2 -- ./server
+  lameduck drill --url http://127.0.0.1:50051/ --grpc-health -- ./grpc-server
+  lameduck drill --url http://127.0.0.1:50051/ --grpc pkg.Echo/Say --grpc-message-hex 0a026869 -- ./grpc-server
   lameduck drill --url http://127.0.0.1:8080/ --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --signal none --rate 500 --json - -- ./server")]
 pub struct Args {
@@ -39,9 +42,18 @@ pub struct Args {
 /// The raw flags, before validation.
 #[derive(Debug, clap::Args)]
 pub struct Flags {
-    /// Where the load goes (plain http://)
+    /// Where the load goes (http://, or https:// with --cacert or --insecure)
     #[arg(long, value_name = "URL", required_unless_present = "demo")]
     url: Option<String>,
+
+    /// https://: trust only the CA certificates in this PEM file; the
+    /// server's certificate must name the URL's host
+    #[arg(long, value_name = "FILE", conflicts_with = "insecure")]
+    cacert: Option<PathBuf>,
+
+    /// https://: accept any certificate for any host (a self-signed one)
+    #[arg(short = 'k', long)]
+    insecure: bool,
 
     /// Drill the built-in `lameduck demo`: spawn it on free loopback ports,
     /// load it with keep-alive and fresh connections, SIGTERM it mid-load
@@ -88,13 +100,44 @@ pub struct Flags {
     #[arg(long, value_enum, default_value_t = config::Connections::Keepalive)]
     connections: config::Connections,
 
-    /// HTTP version of the load (2 is cleartext with prior knowledge)
-    #[arg(long, value_enum, default_value_t = config::Http::V1)]
-    http: config::Http,
+    /// HTTP version of the load (over http://, 2 is cleartext with prior
+    /// knowledge; over https:// the version is the one offered by ALPN)
+    /// [default: 1.1; 2 with --grpc]
+    #[arg(long, value_enum)]
+    http: Option<config::Http>,
+
+    /// Unary gRPC calls of this method (package.Service/Method) instead of
+    /// plain requests, each sorted by its grpc-status; HTTP/2 only
+    #[arg(long, value_name = "SERVICE/METHOD", conflicts_with_all = ["body", "body_file", "method"])]
+    grpc: Option<String>,
+
+    /// gRPC calls of grpc.health.v1.Health/Check, for SERVICE [default: the
+    /// server as a whole]
+    #[arg(long, value_name = "SERVICE", num_args = 0..=1, default_missing_value = "",
+          conflicts_with_all = ["grpc", "body", "body_file", "method"])]
+    grpc_health: Option<String>,
+
+    /// The --grpc request message (encoded protobuf), read from a file
+    /// [default: empty]
+    #[arg(long, value_name = "PATH", requires = "grpc", conflicts_with_all = ["grpc_message_hex", "grpc_message_base64"])]
+    grpc_message_file: Option<PathBuf>,
+
+    /// The --grpc request message (encoded protobuf), as hex digits
+    #[arg(
+        long,
+        value_name = "HEX",
+        requires = "grpc",
+        conflicts_with = "grpc_message_base64"
+    )]
+    grpc_message_hex: Option<String>,
+
+    /// The --grpc request message (encoded protobuf), as standard base64
+    #[arg(long, value_name = "BASE64", requires = "grpc")]
+    grpc_message_base64: Option<String>,
 
     /// Request method
-    #[arg(short = 'X', long, value_name = "METHOD", default_value = "GET")]
-    method: String,
+    #[arg(short = 'X', long, value_name = "METHOD")]
+    method: Option<String>,
 
     /// Extra request header (repeatable)
     #[arg(short = 'H', long = "header", value_name = "NAME: VALUE")]

@@ -215,13 +215,11 @@ fn across_sigterm(tls: bool) {
 }
 
 #[test]
-#[ignore = "h2 0.4.20 answers a WINDOW_UPDATE on a stream it ignored after its final GOAWAY with GOAWAY(PROTOCOL_ERROR), which fails the calls in flight about once in seven runs; run with --run-ignored all"]
 fn grpcio_across_sigterm_no_call_fails_streams_end_with_a_status_and_not_serving_comes_first() {
     across_sigterm(false);
 }
 
 #[test]
-#[ignore = "h2 0.4.20 answers a WINDOW_UPDATE on a stream it ignored after its final GOAWAY with GOAWAY(PROTOCOL_ERROR), which fails the calls in flight about once in seven runs; run with --run-ignored all"]
 fn grpcio_over_https_across_sigterm_no_call_fails_and_not_serving_comes_first() {
     across_sigterm(true);
 }

@@ -7,7 +7,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
@@ -21,17 +21,6 @@ use lameduck_drill::report::{ConditionStatus, Report};
 /// A bound on every wait below, never reached when the test passes.
 const BOUND: Duration = Duration::from_secs(30);
 
-/// Two ports that were free a moment ago (held together, so they differ).
-/// The drill needs the URLs before it starts the demo, so the test picks them.
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    (
-        a.local_addr().expect("a local address").port(),
-        b.local_addr().expect("a local address").port(),
-    )
-}
-
 fn scratch_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!(
         "lameduck-demo-restart-{name}-{}",
@@ -44,7 +33,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 
 #[test]
 fn ten_sighups_under_load_restart_the_demo_without_failing_a_request() {
-    let (port, admin) = free_ports();
+    let (port, admin) = support::free_ports();
     let dir = scratch_dir("drill");
     let json = dir.join("report.json");
     let log = dir.join("demo.log");
@@ -75,13 +64,7 @@ fn ten_sighups_under_load_restart_the_demo_without_failing_a_request() {
         .args(["--output", "json"])
         .output()
         .expect("run lameduck drill");
-    let context = format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- demo log\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let context = support::drill_context(&output, &log);
     let text = std::fs::read_to_string(&json).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     let report =

@@ -723,7 +723,7 @@ fn usage_errors_exit_with_2_and_say_why() {
     let cases: [(&[&str], &str); 4] = [
         (
             &["drill", "--url", "https://127.0.0.1:1/"],
-            "https is not supported",
+            "needs --cacert FILE (the CA that signed the server's certificate) or --insecure",
         ),
         (
             &["drill", "--url", "http://127.0.0.1:1/", "--signal", "TERM"],

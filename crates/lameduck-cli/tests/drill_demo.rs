@@ -7,21 +7,9 @@
 
 mod support;
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 
 use lameduck_drill::report::{ConditionStatus, Report};
-
-/// Two ports that were free a moment ago (held together, so they differ).
-/// The drill needs the URLs before it starts the demo, so the test picks them.
-fn free_ports() -> (u16, u16) {
-    let a = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    let b = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    (
-        a.local_addr().expect("a local address").port(),
-        b.local_addr().expect("a local address").port(),
-    )
-}
 
 fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("lameduck-drill-demo-{}", std::process::id()));
@@ -31,7 +19,7 @@ fn scratch_dir() -> PathBuf {
 
 #[test]
 fn drill_against_the_demo_passes_with_every_request_accounted_for() {
-    let (port, admin) = free_ports();
+    let (port, admin) = support::free_ports();
     let dir = scratch_dir();
     let json = dir.join("report.json");
     let log = dir.join("demo.log");
@@ -54,13 +42,7 @@ fn drill_against_the_demo_passes_with_every_request_accounted_for() {
         .args(["--drain-delay", "300ms", "--grace-period", "10s"])
         .output()
         .expect("run lameduck drill");
-    let context = format!(
-        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- demo log\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr),
-        std::fs::read_to_string(&log).unwrap_or_default()
-    );
+    let context = support::drill_context(&output, &log);
     let text = std::fs::read_to_string(&json).unwrap_or_default();
     let _ = std::fs::remove_dir_all(&dir);
     let report =

@@ -6,10 +6,12 @@
 //! connection whose response said `Connection: close` or whose server sent
 //! GOAWAY, and it sends a request again on a new connection only when the
 //! server provably did not process it (a pooled connection found closed
-//! before the request was written, or an HTTP/2 stream refused unprocessed).
-//! Every such retry is flagged in the request's record.
+//! before the request was written, or an HTTP/2 stream refused unprocessed),
+//! and then on a new connection of its own. Every such retry is flagged in
+//! the request's record.
 
 mod conn;
+mod grpc;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use http::{HeaderValue, Request, Uri};
 use http_body_util::{BodyExt, Full};
 
 use crate::config::{ConnectionMode, DrillConfig, HttpVersion};
+use crate::dial::Dialer;
 use crate::events::EventLog;
 use crate::outcome::{RawOutcome, classify_connect, classify_error, describe, is_unprocessed_h2};
 use crate::record::{Clock, Ending, flags};
@@ -35,6 +38,8 @@ const MAX_ATTEMPTS: u32 = 3;
 pub(crate) struct Client {
     addr: SocketAddr,
     http2: bool,
+    /// Unary gRPC calls, sorted by their `grpc-status`.
+    grpc: bool,
     mode: ConnectionMode,
     template: Template,
     pool: Pool,
@@ -52,7 +57,7 @@ struct Template {
 impl Client {
     pub(crate) fn new(
         config: &DrillConfig,
-        addr: SocketAddr,
+        dialer: Dialer,
         clock: Clock,
         events: Arc<EventLog>,
     ) -> Self {
@@ -73,17 +78,26 @@ impl Client {
                 .path_and_query()
                 .map_or_else(|| Uri::from_static("/"), |pq| Uri::from(pq.clone()))
         };
+        let (method, uri, body) = match &config.grpc {
+            Some(call) => grpc::request(call, &config.url, &mut headers),
+            None => (
+                config.request.method.clone(),
+                uri,
+                config.request.body.clone(),
+            ),
+        };
         Client {
-            addr,
+            addr: dialer.addr(),
             http2,
+            grpc: config.grpc.is_some(),
             mode: config.connections,
             template: Template {
-                method: config.request.method.clone(),
+                method,
                 uri,
                 headers,
-                body: config.request.body.clone(),
+                body,
             },
-            pool: Pool::new(addr, http2, clock, events),
+            pool: Pool::new(dialer, http2, clock, events),
         }
     }
 
@@ -131,7 +145,12 @@ impl Client {
                 flags,
                 detail: Some(detail),
             };
-            let (mut conn, reused) = match self.pool.checkout(fresh).await {
+            // A request sent again goes on a connection of its own: a
+            // server serves a new connection's first stream before it says
+            // GOAWAY, while on a shared one, opened during the drain, other
+            // requests can take that place and see this one refused again.
+            let alone = fresh || flags & flags::RETRIED != 0;
+            let (mut conn, reused) = match self.pool.checkout(alone).await {
                 Ok(found) => found,
                 Err(err) => {
                     return fail(
@@ -145,6 +164,11 @@ impl Client {
             let response = match result {
                 Ok(response) => response,
                 Err(err) => {
+                    if err.unsent {
+                        // Closed under us: never offered again, the retry
+                        // below included.
+                        self.pool.discard(&conn).await;
+                    }
                     conn.close_by_us();
                     // Handed back unsent, the request never left the drill:
                     // a pooled connection closed under us, or an HTTP/2
@@ -174,18 +198,26 @@ impl Client {
             if close && !fresh {
                 flags |= flags::CONNECTION_CLOSE;
             }
-            return match response.into_body().collect().await {
-                Ok(_) => {
-                    if fresh || close {
+            let (parts, body) = response.into_parts();
+            return match body.collect().await {
+                Ok(collected) => {
+                    if alone || close {
                         conn.close_by_us();
                     } else {
                         self.pool.checkin(conn);
                     }
+                    let (raw, detail) = if self.grpc {
+                        grpc::ending(status, &parts.headers, collected.trailers())
+                    } else {
+                        let detail =
+                            (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
+                        (RawOutcome::Status(status), detail)
+                    };
                     Ending {
                         start,
-                        raw: RawOutcome::Status(status),
+                        raw,
                         flags,
-                        detail: (!(200..300).contains(&status)).then(|| format!("HTTP {status}")),
+                        detail,
                     }
                 }
                 Err(err) => {

@@ -10,6 +10,8 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::Signal;
+use crate::dial::Tls;
+pub use crate::dial::Trust;
 
 /// The longest drill the engine accepts: it keeps one small record per
 /// request, so a bound on time is a bound on memory.
@@ -36,7 +38,7 @@ pub const MAX_DURATION: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DrillConfig {
-    /// Where the load goes (plain `http://`).
+    /// Where the load goes (`http://`, or `https://` with [`tls`](Self::tls)).
     pub url: Uri,
     /// A readiness endpoint to wait for before the load and to poll during it.
     /// Without one the drill waits for `url` to answer 2xx and does not judge
@@ -52,10 +54,18 @@ pub struct DrillConfig {
     pub load: Load,
     /// Keep-alive, fresh or mixed connections.
     pub connections: ConnectionMode,
-    /// HTTP/1.1 or HTTP/2 (prior knowledge, cleartext).
+    /// HTTP/1.1 or HTTP/2 (prior knowledge over `http://`, offered by ALPN
+    /// over `https://`).
     pub http: HttpVersion,
+    /// How an `https://` server's certificate is checked; needed (not
+    /// [`Trust::Unset`]) when `url` or `ready_url` is `https://`.
+    pub tls: Trust,
     /// Method, headers and body of every request.
     pub request: RequestSpec,
+    /// Unary gRPC calls instead of plain requests (HTTP/2 only): each is a
+    /// `POST` of the message to the method's path, sorted by its
+    /// `grpc-status`; `request` then only adds headers.
+    pub grpc: Option<GrpcCall>,
     /// How long the load runs.
     pub duration: Duration,
     /// How long one request may take, connect included, before it counts as
@@ -108,11 +118,13 @@ pub enum ConnectionMode {
 }
 
 /// The HTTP version of the load (readiness probes always use HTTP/1.1).
+/// Over `https://` it is the only protocol offered by ALPN.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HttpVersion {
     /// HTTP/1.1.
     Http1,
-    /// HTTP/2 over cleartext with prior knowledge (h2c).
+    /// HTTP/2: over cleartext with prior knowledge (h2c), or offered by
+    /// ALPN over TLS.
     Http2,
 }
 
@@ -163,6 +175,68 @@ impl RequestSpec {
             .map_err(|_| ConfigError::new(format!("invalid header value in {line:?}")))?;
         self.headers.append(name, value);
         Ok(())
+    }
+}
+
+/// One unary gRPC call, sent as every request of the drill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrpcCall {
+    /// `package.Service/Method`, as in the `.proto` file.
+    pub method: String,
+    /// The request message, encoded (protobuf bytes; empty for an empty
+    /// message).
+    pub message: Bytes,
+}
+
+impl GrpcCall {
+    /// A call of `method` (`package.Service/Method`, a leading `/` allowed)
+    /// with the encoded `message`.
+    ///
+    /// # Errors
+    ///
+    /// When `method` is not `SERVICE/METHOD` with neither part empty, or is
+    /// not a valid URI path.
+    pub fn new(method: &str, message: impl Into<Bytes>) -> Result<Self, ConfigError> {
+        let method = method.strip_prefix('/').unwrap_or(method);
+        let valid = method.split_once('/').is_some_and(|(service, name)| {
+            !service.is_empty() && !name.is_empty() && !name.contains('/')
+        }) && http::uri::PathAndQuery::try_from(format!("/{method}")).is_ok()
+            && !method.contains(['?', '#']);
+        if !valid {
+            return Err(ConfigError::new(format!(
+                "--grpc {method:?} is not SERVICE/METHOD (package.Service/Method)"
+            )));
+        }
+        Ok(GrpcCall {
+            method: method.to_owned(),
+            message: message.into(),
+        })
+    }
+
+    /// `grpc.health.v1.Health/Check` for `service` (`""`: the server as a
+    /// whole).
+    pub fn health_check(service: &str) -> Self {
+        // HealthCheckRequest { string service = 1; }: field 1, length-delimited.
+        let mut message = Vec::with_capacity(service.len() + 6);
+        if !service.is_empty() {
+            message.push(0x0a);
+            let mut len = service.len();
+            while len >= 0x80 {
+                message.push((len as u8 & 0x7f) | 0x80);
+                len >>= 7;
+            }
+            message.push(len as u8);
+            message.extend_from_slice(service.as_bytes());
+        }
+        GrpcCall {
+            method: "grpc.health.v1.Health/Check".to_owned(),
+            message: message.into(),
+        }
+    }
+
+    /// The call's path: `/package.Service/Method`.
+    pub fn path(&self) -> String {
+        format!("/{}", self.method)
     }
 }
 
@@ -242,7 +316,7 @@ impl DrillConfig {
     ///
     /// # Errors
     ///
-    /// When `url` is not an absolute `http://` URL.
+    /// When `url` is not an absolute `http://` or `https://` URL.
     pub fn new(url: &str) -> Result<Self, ConfigError> {
         Ok(DrillConfig {
             url: parse_http_url(url, "--url")?,
@@ -253,7 +327,9 @@ impl DrillConfig {
             load: Load::Concurrency(8),
             connections: ConnectionMode::Keepalive,
             http: HttpVersion::Http1,
+            tls: Trust::Unset,
             request: RequestSpec::default(),
+            grpc: None,
             duration: Duration::from_secs(10),
             timeout: Duration::from_secs(5),
             signal: None,
@@ -269,7 +345,15 @@ impl DrillConfig {
         self.signal.map_or(Expectation::Load, |plan| plan.expect)
     }
 
-    /// Checks that the parts fit together.
+    /// Whether the load or the readiness URL is `https://`.
+    pub(crate) fn is_https(&self) -> bool {
+        std::iter::once(&self.url)
+            .chain(&self.ready_url)
+            .any(|uri| uri.scheme_str() == Some("https"))
+    }
+
+    /// Checks that the parts fit together (and reads the `--cacert` file
+    /// of an `https://` drill).
     ///
     /// # Errors
     ///
@@ -279,10 +363,20 @@ impl DrillConfig {
         if let Some(ready) = &self.ready_url {
             check_http_url(ready, "--ready-url")?;
         }
+        if self.is_https() {
+            Tls::new(&self.tls)?;
+        } else if self.tls != Trust::Unset {
+            return Err(ConfigError::new(
+                "--cacert and --insecure are for https:// URLs",
+            ));
+        }
         if self.duration.is_zero() || self.duration > MAX_DURATION {
             return Err(ConfigError::new(
                 "--duration must be more than 0 and at most 1h",
             ));
+        }
+        if self.grpc.is_some() && self.http != HttpVersion::Http2 {
+            return Err(ConfigError::new("--grpc needs HTTP/2 (--http 2)"));
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::new("--timeout must be more than 0"));
@@ -341,7 +435,7 @@ impl DrillConfig {
     }
 }
 
-/// Parses an absolute `http://` URL with a host.
+/// Parses an absolute `http://` or `https://` URL with a host.
 pub(crate) fn parse_http_url(text: &str, flag: &str) -> Result<Uri, ConfigError> {
     let uri: Uri = text
         .parse()
@@ -352,15 +446,10 @@ pub(crate) fn parse_http_url(text: &str, flag: &str) -> Result<Uri, ConfigError>
 
 fn check_http_url(uri: &Uri, flag: &str) -> Result<(), ConfigError> {
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(ConfigError::new(format!(
-                "{flag} {uri}: https is not supported; drill the plain-HTTP port behind the TLS terminator"
-            )));
-        }
+        Some("http" | "https") => {}
         _ => {
             return Err(ConfigError::new(format!(
-                "{flag} {uri} must start with http://"
+                "{flag} {uri} must start with http:// or https://"
             )));
         }
     }
@@ -401,9 +490,17 @@ mod tests {
     }
 
     #[test]
-    fn https_is_refused_with_a_reason() {
-        let err = DrillConfig::new("https://example.test/").unwrap_err();
-        assert!(err.to_string().contains("TLS terminator"), "{err}");
+    fn https_needs_a_trust_and_other_schemes_are_refused() {
+        let mut config = DrillConfig::new("https://example.test/").unwrap();
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("--insecure"), "{err}");
+        config.tls = Trust::Insecure;
+        config.validate().unwrap();
+        let mut config = self::config();
+        config.ready_url = Some("https://example.test/readyz".parse().unwrap());
+        assert!(config.validate().is_err(), "an https readiness URL too");
+        let err = DrillConfig::new("ftp://example.test/").unwrap_err();
+        assert!(err.to_string().contains("https://"), "{err}");
     }
 
     #[test]
@@ -435,6 +532,35 @@ mod tests {
         config.server = ServerSpec::Unknown;
         config.signal = Some(SignalPlan::once(Signal::TERM, Duration::from_secs(1)));
         assert!(config.validate().is_err());
+    }
+
+    #[test]
+    fn grpc_methods_are_service_slash_method_and_need_http2() {
+        assert_eq!(GrpcCall::new("/a.B/C", "").unwrap().path(), "/a.B/C");
+        for bad in ["a.B", "a.B/", "/C", "a/b/c", "a.B/C?x"] {
+            assert!(GrpcCall::new(bad, "").is_err(), "{bad}");
+        }
+        let mut config = config();
+        config.grpc = Some(GrpcCall::health_check(""));
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--http 2")
+        );
+        config.http = HttpVersion::Http2;
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn a_health_check_request_carries_its_service_as_field_one() {
+        assert!(GrpcCall::health_check("").message.is_empty());
+        assert_eq!(&GrpcCall::health_check("ab").message[..], b"\x0a\x02ab");
+        let long = "s".repeat(200);
+        let message = GrpcCall::health_check(&long).message;
+        assert_eq!(&message[..3], &[0x0a, 0xc8, 0x01]);
+        assert_eq!(message.len(), 203);
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::time::{Instant, SystemTime};
 
 use crate::analysis::{self, Facts, Observed};
 use crate::client::Client;
-use crate::config::{DrillConfig, Expectation, Load, ServerSpec};
+use crate::config::{DrillConfig, Expectation, HttpVersion, Load, ServerSpec};
+use crate::dial::{Dialer, Tls};
 use crate::error::DrillError;
 use crate::events::EventLog;
 use crate::load::{self, LoadContext};
@@ -46,6 +47,8 @@ use crate::verdict::{self, Rules};
 #[derive(Debug)]
 pub struct Drill {
     config: DrillConfig,
+    /// The client side of TLS, for an `https://` drill.
+    tls: Option<Tls>,
     progress: Progress,
 }
 
@@ -54,11 +57,21 @@ impl Drill {
     ///
     /// # Errors
     ///
-    /// [`DrillError::Config`] when it does not hold together.
+    /// [`DrillError::Config`] when it does not hold together, or an
+    /// `https://` drill's `--cacert` file cannot be read or holds no
+    /// certificate.
     pub fn new(config: DrillConfig) -> Result<Self, DrillError> {
         config.validate()?;
+        let tls = config
+            .is_https()
+            .then(|| Tls::new(&config.tls))
+            .transpose()?;
         let progress = Progress::new(config.duration);
-        Ok(Drill { config, progress })
+        Ok(Drill {
+            config,
+            tls,
+            progress,
+        })
     }
 
     /// A handle to follow the drill while it runs.
@@ -88,9 +101,21 @@ impl Drill {
             .ready_url
             .clone()
             .unwrap_or_else(|| config.url.clone());
+        let ready_addr = probe::resolve(&ready_uri).await?;
+        let dialer = Dialer::new(&config.url, addr, self.tls.as_ref(), config.http);
+        let call = (config.grpc.is_some() && config.ready_url.is_none()).then(|| {
+            let events = Arc::new(EventLog::default());
+            Arc::new(Client::new(config, dialer.clone(), Clock::start(), events))
+        });
         let ready = ReadyCheck {
-            addr: probe::resolve(&ready_uri).await?,
+            dialer: Dialer::new(
+                &ready_uri,
+                ready_addr,
+                self.tls.as_ref(),
+                HttpVersion::Http1,
+            ),
             uri: ready_uri,
+            call,
         };
         self.progress.set_stage(Stage::Starting);
         let server = Arc::new(match &config.server {
@@ -117,7 +142,7 @@ impl Drill {
             Arc::clone(&server),
         );
         let ctx = Arc::new(LoadContext {
-            client: Client::new(config, addr, clock, Arc::clone(&events)),
+            client: Client::new(config, dialer, clock, Arc::clone(&events)),
             sink: Arc::clone(&sink),
             clock,
             end: clock.t0() + config.duration,
@@ -224,6 +249,7 @@ impl Drill {
             signal: config.signal.map(|p| p.signal),
             readiness_polled: config.ready_url.is_some(),
             grace_period: config.grace_period,
+            grpc: config.grpc.is_some(),
         };
         let verdict = verdict::judge(rules, &facts, &requests, &events);
         Report {
@@ -296,7 +322,11 @@ fn report_config(config: &DrillConfig, server: &Server) -> ReportConfig {
     ReportConfig {
         url: config.url.to_string(),
         ready_url: config.ready_url.as_ref().map(ToString::to_string),
-        method: config.request.method.to_string(),
+        method: match config.grpc {
+            Some(_) => "POST".to_owned(),
+            None => config.request.method.to_string(),
+        },
+        grpc: config.grpc.as_ref().map(|call| call.method.clone()),
         http: config.http.as_str().to_owned(),
         connections: config.connections,
         concurrency,

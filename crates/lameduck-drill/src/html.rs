@@ -94,7 +94,7 @@ impl Report {
                 "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td>\
                  <td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 chart::color(outcome),
-                escape(outcome.label()),
+                escape(outcome.label_for(self.config.grpc.is_some())),
                 q.before_signal.get(outcome),
                 q.after_signal.get(outcome),
                 q.after_listener_close.get(outcome),
@@ -178,7 +178,7 @@ impl Report {
                 counted.len(),
                 self.requests.failed
             );
-            sample_table(page, &counted);
+            sample_table(page, &counted, self.config.grpc.is_some());
         }
         if !not_counted.is_empty() {
             let _ = write!(
@@ -189,13 +189,17 @@ impl Report {
                  first ones:</p>",
                 escape(&self.requests.not_counted.describe_failures())
             );
-            sample_table(page, &not_counted[..not_counted.len().min(3)]);
+            sample_table(
+                page,
+                &not_counted[..not_counted.len().min(3)],
+                self.config.grpc.is_some(),
+            );
         }
         page.push_str("</section>\n");
     }
 }
 
-fn sample_table(page: &mut String, samples: &[&crate::report::FailureSample]) {
+fn sample_table(page: &mut String, samples: &[&crate::report::FailureSample], grpc: bool) {
     page.push_str(
         "<table><thead><tr><th>started</th><th>ended</th><th>outcome</th><th>error</th></tr>\
          </thead><tbody>\n",
@@ -206,7 +210,7 @@ fn sample_table(page: &mut String, samples: &[&crate::report::FailureSample]) {
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             human::at(s.start_us),
             human::at(s.end_us),
-            escape(s.outcome.label()),
+            escape(s.outcome.label_for(grpc)),
             escape(&s.detail)
         );
     }

@@ -55,6 +55,7 @@
 mod analysis;
 mod client;
 mod config;
+mod dial;
 mod drill;
 mod error;
 mod events;
@@ -75,8 +76,8 @@ pub mod testing;
 mod verdict;
 
 pub use config::{
-    ConfigError, ConnectionMode, DrillConfig, Expectation, HttpVersion, Load, MAX_DURATION,
-    RequestSpec, ServerSpec, SignalPlan,
+    ConfigError, ConnectionMode, DrillConfig, Expectation, GrpcCall, HttpVersion, Load,
+    MAX_DURATION, RequestSpec, ServerSpec, SignalPlan, Trust,
 };
 pub use drill::Drill;
 pub use error::DrillError;

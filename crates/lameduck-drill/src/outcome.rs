@@ -71,6 +71,21 @@ impl Outcome {
         }
     }
 
+    /// A short human label for a drill of gRPC calls (`"UNAVAILABLE
+    /// draining"`) when `grpc`, else [`label`](Self::label).
+    pub fn label_for(self, grpc: bool) -> &'static str {
+        if !grpc {
+            return self.label();
+        }
+        match self {
+            Outcome::Ok => "OK",
+            Outcome::Unavailable => "UNAVAILABLE draining",
+            Outcome::ServerError => "UNAVAILABLE, 5xx",
+            Outcome::OtherStatus => "other gRPC status",
+            other => other.label(),
+        }
+    }
+
     /// A short human label (`"503 draining"`).
     pub fn label(self) -> &'static str {
         match self {
@@ -87,21 +102,72 @@ impl Outcome {
     }
 }
 
-/// What a request ended with, before the signal time is known: a 503 becomes
-/// [`Outcome::Unavailable`] or [`Outcome::ServerError`] once it is.
+/// What a request ended with, before the signal time is known: a 503 (or
+/// a gRPC `UNAVAILABLE`) becomes [`Outcome::Unavailable`] or
+/// [`Outcome::ServerError`] once it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RawOutcome {
+    /// An HTTP response read to the end (a gRPC one without `grpc-status`).
     Status(u16),
+    /// A gRPC call that ended with this status code.
+    Grpc(u8),
     Failed(Outcome),
 }
+
+/// gRPC's `UNAVAILABLE`: the code a draining server sheds calls with.
+pub(crate) const GRPC_UNAVAILABLE: u8 = 14;
 
 impl RawOutcome {
     pub(crate) fn resolve(self, answered_after_signal: bool) -> Outcome {
         match self {
             RawOutcome::Status(status) => classify_status(status, answered_after_signal),
+            RawOutcome::Grpc(code) => classify_grpc(code, answered_after_signal),
             RawOutcome::Failed(outcome) => outcome,
         }
     }
+
+    /// Whether it counts as `ok` (2xx, or gRPC `OK`).
+    pub(crate) fn is_ok(self) -> bool {
+        matches!(self, RawOutcome::Status(200..=299) | RawOutcome::Grpc(0))
+    }
+}
+
+/// Sorts a gRPC call by its status: `OK`, `UNAVAILABLE` (as a 503: after the
+/// signal, the server shedding calls while it drains; before, a failure),
+/// any other status.
+pub(crate) fn classify_grpc(code: u8, answered_after_signal: bool) -> Outcome {
+    match code {
+        0 => Outcome::Ok,
+        GRPC_UNAVAILABLE if answered_after_signal => Outcome::Unavailable,
+        GRPC_UNAVAILABLE => Outcome::ServerError,
+        _ => Outcome::OtherStatus,
+    }
+}
+
+/// The name of a gRPC status code (`UNAVAILABLE`), or its number.
+pub(crate) fn grpc_code_name(code: u8) -> std::borrow::Cow<'static, str> {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    NAMES
+        .get(usize::from(code))
+        .map_or_else(|| code.to_string().into(), |name| (*name).into())
 }
 
 /// Sorts a complete response by its status.
@@ -263,6 +329,18 @@ mod tests {
     fn describe_joins_causes_once() {
         let err = Outer(io::Error::other("inner"));
         assert_eq!(describe(&err), "outer: inner");
+    }
+
+    #[test]
+    fn grpc_calls_are_sorted_by_status_and_unavailable_by_the_signal() {
+        assert_eq!(RawOutcome::Grpc(0).resolve(false), Outcome::Ok);
+        assert!(RawOutcome::Grpc(0).is_ok() && !RawOutcome::Grpc(14).is_ok());
+        assert_eq!(RawOutcome::Grpc(14).resolve(true), Outcome::Unavailable);
+        assert_eq!(RawOutcome::Grpc(14).resolve(false), Outcome::ServerError);
+        assert_eq!(RawOutcome::Grpc(13).resolve(true), Outcome::OtherStatus);
+        assert_eq!(RawOutcome::Grpc(1).resolve(false), Outcome::OtherStatus);
+        assert_eq!(grpc_code_name(14), "UNAVAILABLE");
+        assert_eq!(grpc_code_name(99), "99");
     }
 
     #[test]

@@ -14,9 +14,11 @@ use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::client::Client;
+use crate::dial::Dialer;
 use crate::error::DrillError;
 use crate::events::{EventLog, ProbeResult, ReadinessProbe};
-use crate::outcome::{Outcome, classify_connect, classify_error};
+use crate::outcome::{Outcome, classify_connect, classify_error, describe};
 use crate::record::Clock;
 
 /// The longest a single readiness probe may take.
@@ -25,7 +27,12 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// Where a URL's host and port resolve to (the first address).
 pub(crate) async fn resolve(uri: &Uri) -> Result<SocketAddr, DrillError> {
     let host = uri.host().unwrap_or_default();
-    let port = uri.port_u16().unwrap_or(80);
+    let default = if uri.scheme_str() == Some("https") {
+        443
+    } else {
+        80
+    };
+    let port = uri.port_u16().unwrap_or(default);
     let target = format!("{host}:{port}");
     let mut found = tokio::net::lookup_host(target.as_str())
         .await
@@ -42,28 +49,44 @@ pub(crate) async fn resolve(uri: &Uri) -> Result<SocketAddr, DrillError> {
 /// A readiness URL and where it resolves to.
 #[derive(Debug, Clone)]
 pub(crate) struct ReadyCheck {
-    pub(crate) addr: SocketAddr,
+    pub(crate) dialer: Dialer,
     pub(crate) uri: Uri,
+    /// Without a readiness URL in gRPC mode, the server is ready when a call
+    /// of the drill's answers `OK`: a gRPC server may speak HTTP/2 only.
+    pub(crate) call: Option<Arc<Client>>,
 }
 
 impl ReadyCheck {
     /// One `GET`, on a fresh connection, read to the end.
     pub(crate) async fn probe(&self) -> ProbeResult {
-        match tokio::time::timeout(PROBE_TIMEOUT, self.get()).await {
-            Ok(result) => result,
-            Err(_) => ProbeResult::Failed(Outcome::Timeout),
+        match self.get().await {
+            Ok(status) => ProbeResult::Status(status),
+            Err((outcome, _)) => ProbeResult::Failed(outcome),
         }
     }
 
-    async fn get(&self) -> ProbeResult {
-        let stream = match TcpStream::connect(self.addr).await {
-            Ok(stream) => stream,
-            Err(err) => return ProbeResult::Failed(classify_connect(&err)),
+    /// One `GET`: its status, or how it failed and why.
+    async fn get(&self) -> Result<u16, (Outcome, String)> {
+        let result = match &self.call {
+            Some(client) => tokio::time::timeout(PROBE_TIMEOUT, call(client)).await,
+            None => tokio::time::timeout(PROBE_TIMEOUT, self.try_get()).await,
         };
-        let (mut sender, conn) = match http1::handshake(TokioIo::new(stream)).await {
-            Ok(pair) => pair,
-            Err(err) => return ProbeResult::Failed(classify_error(&err, false)),
-        };
+        match result {
+            Ok(result) => result,
+            Err(_) => Err((Outcome::Timeout, "no answer within 1s".to_owned())),
+        }
+    }
+
+    async fn try_get(&self) -> Result<u16, (Outcome, String)> {
+        let failed = |err: &hyper::Error| (classify_error(err, false), describe(err));
+        let stream = self
+            .dialer
+            .dial()
+            .await
+            .map_err(|err| (classify_connect(&err), err.to_string()))?;
+        let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|err| failed(&err))?;
         tokio::spawn(conn);
         let mut request = Request::new(Empty::<Bytes>::new());
         *request.uri_mut() = self
@@ -78,14 +101,14 @@ impl ReadyCheck {
         request
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
-        let response = match sender.send_request(request).await {
-            Ok(response) => response,
-            Err(err) => return ProbeResult::Failed(classify_error(&err, false)),
-        };
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|err| failed(&err))?;
         let status = response.status().as_u16();
         match response.into_body().collect().await {
-            Ok(_) => ProbeResult::Status(status),
-            Err(err) => ProbeResult::Failed(classify_error(&err, false)),
+            Ok(_) => Ok(status),
+            Err(err) => Err(failed(&err)),
         }
     }
 
@@ -98,12 +121,14 @@ impl ReadyCheck {
     ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         loop {
-            let result = self.probe().await;
-            if result.is_ready() {
-                return Ok(());
-            }
+            let last = match self.get().await {
+                Ok(200..=299) => return Ok(()),
+                Ok(status) => format!("HTTP {status}"),
+                Err((Outcome::Refused, _)) => "connection refused".to_owned(),
+                Err((_, why)) => why,
+            };
             if Instant::now() + interval >= deadline {
-                return Err(describe_probe(result));
+                return Err(last);
             }
             tokio::time::sleep(interval).await;
         }
@@ -127,6 +152,17 @@ impl ReadyCheck {
     }
 }
 
+/// One call of the drill's: `200` when it counts as `ok`, else how it
+/// failed and why.
+async fn call(client: &Client) -> Result<u16, (Outcome, String)> {
+    let ending = client.send(0).await;
+    if ending.raw.is_ok() {
+        return Ok(200);
+    }
+    let why = ending.detail.unwrap_or_else(|| "no detail".to_owned());
+    Err((ending.raw.resolve(false), why))
+}
+
 /// Tries a bare TCP connect every `interval`, forever (the drill aborts the
 /// task), and logs each refused one: the first refused connect after the
 /// signal is when the listener closed.
@@ -147,16 +183,5 @@ pub(crate) async fn probe_listener(
             Err(_) => false,
         };
         events.connect_probe(start_us, refused);
-    }
-}
-
-fn describe_probe(result: ProbeResult) -> String {
-    match result {
-        ProbeResult::Status(status) => format!("HTTP {status}"),
-        ProbeResult::Failed(outcome) => match outcome {
-            Outcome::Refused => "connection refused".to_owned(),
-            Outcome::Timeout => "no answer within 1s".to_owned(),
-            other => other.label().to_owned(),
-        },
     }
 }

@@ -128,7 +128,7 @@ struct Inner {
 /// Which cap a failure's detail counts against.
 fn detail_kind(raw: RawOutcome) -> usize {
     match raw {
-        RawOutcome::Status(_) => 0,
+        RawOutcome::Status(_) | RawOutcome::Grpc(_) => 0,
         RawOutcome::Failed(outcome) => {
             1 + Outcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0)
         }
@@ -173,7 +173,7 @@ impl RecordSink {
     fn push(&self, record: Record, detail: Option<String>) {
         let excused_from = self.refused_excused_from_us.load(Ordering::Relaxed);
         let counter = match record.raw {
-            RawOutcome::Status(200..=299) => &self.ok,
+            raw if raw.is_ok() => &self.ok,
             RawOutcome::Failed(Outcome::Refused) if record.start_us >= excused_from => {
                 &self.not_counted
             }

@@ -50,6 +50,10 @@ pub struct ReportConfig {
     pub ready_url: Option<String>,
     /// The request method.
     pub method: String,
+    /// In a drill of unary gRPC calls, the method called
+    /// (`package.Service/Method`); absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<String>,
     /// `"1.1"` or `"2"`.
     pub http: String,
     /// How requests used connections.
@@ -305,10 +309,16 @@ impl OutcomeCounts {
 
     /// The failure classes with a non-zero count, as `2 reset, 1 incomplete`.
     pub fn describe_failures(&self) -> String {
+        self.describe_failures_for(false)
+    }
+
+    /// [`describe_failures`](Self::describe_failures), with the classes
+    /// named as gRPC statuses when `grpc` (see [`Outcome::label_for`]).
+    pub fn describe_failures_for(&self, grpc: bool) -> String {
         let parts: Vec<String> = Outcome::ALL
             .iter()
             .filter(|o| o.is_failure() && self.get(**o) > 0)
-            .map(|o| format!("{} {}", self.get(*o), o.label()))
+            .map(|o| format!("{} {}", self.get(*o), o.label_for(grpc)))
             .collect();
         parts.join(", ")
     }

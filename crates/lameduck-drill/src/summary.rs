@@ -90,9 +90,12 @@ fn describe_load(r: &Report) -> String {
         crate::ConnectionMode::Fresh => "fresh connections",
         crate::ConnectionMode::Mixed => "mixed connections",
     };
+    let call = match &c.grpc {
+        Some(method) => format!("gRPC {method} at"),
+        None => c.method.clone(),
+    };
     let mut text = format!(
-        "{} {} — {load}, {connections}, HTTP/{}, {}",
-        c.method,
+        "{call} {} — {load}, {connections}, HTTP/{}, {}",
         c.url,
         c.http,
         human::duration(c.duration_us)
@@ -109,6 +112,7 @@ fn describe_load(r: &Report) -> String {
 
 fn outcome_table(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
     let q = &r.requests;
+    let grpc = r.config.grpc.is_some();
     let signalled = r.config.signal.is_some();
     if signalled {
         writeln!(
@@ -128,14 +132,14 @@ fn outcome_table(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
             writeln!(
                 f,
                 "  {:<14} {:>14} {:>14} {:>14} {:>10}",
-                outcome.label(),
+                outcome.label_for(grpc),
                 q.before_signal.get(outcome),
                 q.after_signal.get(outcome),
                 q.after_listener_close.get(outcome),
                 total
             )?;
         } else {
-            writeln!(f, "  {:<14} {:>10}", outcome.label(), total)?;
+            writeln!(f, "  {:<14} {:>10}", outcome.label_for(grpc), total)?;
         }
     }
     Ok(())

@@ -18,22 +18,24 @@ pub(crate) struct Rules {
     pub(crate) signal: Option<Signal>,
     pub(crate) readiness_polled: bool,
     pub(crate) grace_period: Duration,
+    /// Outcomes named as gRPC statuses.
+    pub(crate) grpc: bool,
 }
 
 pub(crate) fn judge(rules: Rules, facts: &Facts, requests: &Requests, events: &Events) -> Verdict {
     let mut conditions = vec![accounting(requests)];
     match rules.expect {
-        Expectation::Load => conditions.push(no_failures(requests)),
+        Expectation::Load => conditions.push(no_failures(requests, rules.grpc)),
         Expectation::Restart => {
             conditions.push(signals_delivered(events));
             conditions.push(restart::new_process_after_each_signal(events));
             conditions.push(restart::readiness_stayed_ready(rules, events));
-            conditions.push(no_failures(requests));
+            conditions.push(no_failures(requests, rules.grpc));
             conditions.push(served_after_exit(facts, requests, events));
         }
         Expectation::Stop => {
             conditions.push(signals_delivered(events));
-            conditions.push(no_failures_before_close(facts, requests));
+            conditions.push(no_failures_before_close(facts, requests, rules.grpc));
             conditions.push(readiness_before_close(rules, facts));
             conditions.push(exited_in_time(rules, facts));
             conditions.push(exit_code(facts));
@@ -75,7 +77,7 @@ fn accounting(requests: &Requests) -> Condition {
     condition("accounting", pass_if(ok), detail)
 }
 
-fn no_failures(requests: &Requests) -> Condition {
+fn no_failures(requests: &Requests, grpc: bool) -> Condition {
     let failed = requests.total.failed();
     let detail = if failed == 0 {
         format!("none of the {} requests failed", requests.total.total())
@@ -83,7 +85,7 @@ fn no_failures(requests: &Requests) -> Condition {
         format!(
             "{failed} of {} requests failed: {}",
             requests.total.total(),
-            requests.total.describe_failures()
+            requests.total.describe_failures_for(grpc)
         )
     };
     condition("no_failures", pass_if(failed == 0), detail)
@@ -132,7 +134,7 @@ fn signals_delivered(events: &Events) -> Condition {
     }
 }
 
-fn no_failures_before_close(facts: &Facts, requests: &Requests) -> Condition {
+fn no_failures_before_close(facts: &Facts, requests: &Requests, grpc: bool) -> Condition {
     let failed = requests.failed_before_listener_close;
     let before = requests.before_signal.plus(&requests.after_signal);
     let when = match facts.listener_closed_us {
@@ -148,7 +150,7 @@ fn no_failures_before_close(facts: &Facts, requests: &Requests) -> Condition {
         format!(
             "{failed} of the {} requests that started {when} failed: {}",
             before.total(),
-            before.describe_failures()
+            before.describe_failures_for(grpc)
         )
     };
     condition(

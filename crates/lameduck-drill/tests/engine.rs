@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use lameduck_drill::report::{ConditionStatus, SCHEMA};
 use lameduck_drill::testing::{Mode, TargetConfig};
-use lameduck_drill::{ConnectionMode, Drill, DrillConfig, DrillError, HttpVersion, Load, Report};
+use lameduck_drill::{
+    ConnectionMode, Drill, DrillConfig, DrillError, GrpcCall, HttpVersion, Load, Report,
+};
 
 /// One graceful test server for the whole binary.
 fn server() -> SocketAddr {
@@ -178,4 +180,72 @@ async fn the_html_report_is_one_self_contained_page() {
         );
     }
     assert!(page.contains("<svg") && page.contains("PASS") && page.contains("load end"));
+}
+
+/// A server that speaks HTTP/2 only, as gRPC servers may: each call of
+/// `/t.S/Ok` answers `grpc-status: 0`, any other `grpc-status: 14` with a
+/// percent-encoded message (trailers-only answers).
+async fn grpc_only_server() -> SocketAddr {
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("an address");
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service =
+                hyper::service::service_fn(|req: http::Request<hyper::body::Incoming>| {
+                    let (code, message) = if req.uri().path() == "/t.S/Ok" {
+                        ("0", "")
+                    } else {
+                        ("14", "going%20away")
+                    };
+                    let response = http::Response::builder()
+                        .header("content-type", "application/grpc")
+                        .header("grpc-status", code)
+                        .header("grpc-message", message)
+                        .body(http_body_util::Empty::<bytes::Bytes>::new());
+                    std::future::ready(response)
+                });
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grpc_drill_waits_for_an_http2_only_server_with_a_call_and_sorts_calls_by_status() {
+    let addr = grpc_only_server().await;
+    let grpc = |method: &str| {
+        let mut config = DrillConfig::new(&format!("http://{addr}/")).expect("a valid URL");
+        config.duration = Duration::from_millis(300);
+        config.load = Load::Concurrency(2);
+        config.http = HttpVersion::Http2;
+        config.grpc = Some(GrpcCall::new(method, &b""[..]).expect("a method"));
+        config.ready_timeout = Duration::from_secs(5);
+        config
+    };
+    // Ready by a call: an HTTP/1.1 GET would never be answered.
+    let report = drill(grpc("t.S/Ok")).await;
+    assert_accounted(&report);
+    assert!(report.verdict.pass, "{}", report.summary());
+    assert_eq!(report.requests.total.ok, report.requests.sent);
+    assert_eq!(report.config.grpc.as_deref(), Some("t.S/Ok"));
+
+    // A server that answers every call UNAVAILABLE is never ready, and the
+    // error says what the last call got.
+    let mut config = grpc("t.S/Down");
+    config.ready_timeout = Duration::from_millis(200);
+    let err = Drill::new(config)
+        .expect("a valid drill")
+        .run()
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("gRPC UNAVAILABLE: going away"),
+        "{err}"
+    );
 }

@@ -82,9 +82,11 @@ use chunk::{Chunk, INLINE_BYTES, Label, SLOTS, Text};
 /// chunks go to a process-wide pool that the next tracker to grow draws on.
 ///
 /// Start times come from a clock that a background thread, `lameduck-clock`,
-/// advances every 4 ms while any tracker exists (reading a clock on every
-/// `track` would cost more than the rest of it). Ages are therefore up to
-/// 4 ms long, never short.
+/// advances every 4 ms while any tracker exists and work is being tracked
+/// (reading a clock on every `track` would cost more than the rest of it).
+/// Ages are therefore up to 4 ms long, never short. After 20 ms in which
+/// nothing read the time the thread sleeps; the next read takes the clock
+/// itself and wakes it, so an idle process is not woken 250 times a second.
 #[derive(Clone, Debug)]
 pub struct Tracker {
     inner: Arc<Inner>,

@@ -1,6 +1,8 @@
 //! Scenario (c), `scripts/bench http`: lameduck's HTTP server against bare
 //! hyper-util, and lameduck + an axum `Router` against `axum::serve`,
-//! loaded by wrk (HTTP/1.1) and h2load (HTTP/2) in interleaved rounds;
+//! loaded by wrk (HTTP/1.1) and h2load (HTTP/2) in interleaved rounds; the
+//! same over TLS against hyper-util behind tokio-rustls, and a unary gRPC
+//! service under lameduck against tonic's own server (throughput only);
 //! then instructions per request under callgrind and memory per idle
 //! connection. See `lameduck_bench::hotpath` and docs/benchmarks.md.
 
@@ -50,6 +52,13 @@ const PAIRS: [(&str, &str); 3] = [
 ];
 const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
 
+/// The pairs loaded for throughput only, with their protocols: over TLS
+/// (one certificate, made for the run), and gRPC.
+const LOADED_ONLY: [(&str, &str, &[Proto]); 2] = [
+    ("lameduck-tls", "bare-tls", &[Proto::H1Tls, Proto::H2Tls]),
+    ("lameduck-grpc", "tonic", &[Proto::GrpcUnary]),
+];
+
 fn main() -> ExitCode {
     let mut args = <Args as clap::Parser>::parse();
     if args.smoke {
@@ -59,6 +68,21 @@ fn main() -> ExitCode {
         args.idle_connections = args.idle_connections.min(200);
     }
     lameduck_bench::exit_code(run(&args))
+}
+
+/// A self-signed certificate for 127.0.0.1, written to `dir`: the
+/// `--tls-cert` and `--tls-key` arguments of every server.
+fn certificate(dir: &std::path::Path) -> anyhow::Result<Vec<String>> {
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()])?;
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    std::fs::write(&cert, made.cert.pem())?;
+    std::fs::write(&key, made.key_pair.serialize_pem())?;
+    Ok(vec![
+        "--tls-cert".into(),
+        cert.display().to_string(),
+        "--tls-key".into(),
+        key.display().to_string(),
+    ])
 }
 
 fn run(args: &Args) -> anyhow::Result<()> {
@@ -79,10 +103,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "CPU per request ratio min/median/max",
         "requests/s (measured)",
     ]);
-    for (measured, baseline) in PAIRS {
-        let a = Server::start(&args.bin_dir, measured, server_cpu, &[])?;
-        let b = Server::start(&args.bin_dir, baseline, server_cpu, &[])?;
-        for proto in PROTOS {
+    let tls = certificate(&args.out)?;
+    let loaded = PAIRS
+        .iter()
+        .map(|&(a, b)| (a, b, &PROTOS[..]))
+        .chain(LOADED_ONLY);
+    for (measured, baseline, protos) in loaded {
+        let a = Server::start_with(&args.bin_dir, measured, server_cpu, &[], &tls)?;
+        let b = Server::start_with(&args.bin_dir, baseline, server_cpu, &[], &tls)?;
+        for &proto in protos {
             let (mut rps, mut cpu) = (Vec::new(), Vec::new());
             let mut last = 0.0;
             for round in 0..args.rounds {

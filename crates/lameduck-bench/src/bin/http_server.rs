@@ -8,6 +8,10 @@
 //! | `axum-serve` | an axum `Router` under `axum::serve` |
 //! | `lameduck-axum` | the same `Router` served by `lameduck::http::Server` |
 //! | `lameduck-metrics` | `lameduck`, with the app's lifecycle metrics on (feature `metrics`) |
+//! | `bare-tls` | `bare` behind tokio-rustls (ALPN `h2`, `http/1.1`), the certificate of `--tls-cert` and `--tls-key` |
+//! | `lameduck-tls` | `lameduck` with `Server::tls`, the same certificate |
+//! | `tonic` | tonic's own `Server` with a unary gRPC service, `bench.Echo/Say`, answering `hello\n` (h2c) |
+//! | `lameduck-grpc` | the same service served by `lameduck::http::Server` |
 //!
 //! It runs on a runtime of `--threads` worker threads (default 1), prints
 //! `listening on http://ADDR`, and serves until SIGTERM (or SIGKILL).
@@ -29,6 +33,11 @@ use lameduck::http::Server;
 use lameduck::{App, Budget};
 use lameduck_bench::server::announce;
 
+#[path = "http_server/grpc.rs"]
+mod grpc;
+#[path = "http_server/tls.rs"]
+mod tls;
+
 /// A server of the hot-path benchmark.
 #[derive(Debug, clap::Parser)]
 struct Args {
@@ -45,6 +54,12 @@ struct Args {
     /// library's, announced with `Keep-Alive`)
     #[arg(long, value_name = "SECONDS|off")]
     idle_timeout: Option<String>,
+    /// The certificate chain (PEM) of the TLS kinds
+    #[arg(long, value_name = "PATH")]
+    tls_cert: Option<std::path::PathBuf>,
+    /// Its private key (PEM)
+    #[arg(long, value_name = "PATH")]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -54,6 +69,10 @@ enum Kind {
     AxumServe,
     LameduckAxum,
     LameduckMetrics,
+    BareTls,
+    LameduckTls,
+    Tonic,
+    LameduckGrpc,
 }
 
 /// The trivial handler, as a tower service (no axum), for `bare` and
@@ -121,6 +140,33 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             )
             .await
         }
+        Kind::BareTls => {
+            let (cert, key) = cert(&args)?;
+            tls::bare(listener, tls::server_config(cert, key)?).await
+        }
+        Kind::LameduckTls => {
+            let (cert, key) = cert(&args)?;
+            let server =
+                Server::new(listener, Hello).tls(lameduck::http::Tls::from_pem_files(cert, key)?);
+            lameduck(idle(server, &args.idle_timeout)?, false).await
+        }
+        Kind::Tonic => grpc::tonic_server(listener).await,
+        Kind::LameduckGrpc => {
+            let routes = tonic::service::Routes::new(grpc::Echo);
+            lameduck(
+                idle(Server::new(listener, routes), &args.idle_timeout)?,
+                false,
+            )
+            .await
+        }
+    }
+}
+
+/// `--tls-cert` and `--tls-key`, which the TLS kinds need.
+fn cert(args: &Args) -> anyhow::Result<(&std::path::Path, &std::path::Path)> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => Ok((cert, key)),
+        _ => anyhow::bail!("--kind {:?} needs --tls-cert and --tls-key", args.kind),
     }
 }
 

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use lameduck_drill::{
-    ConnectionMode, DrillConfig, Expectation, HttpVersion, Load, ServerSpec, Signal, SignalPlan,
+    ConnectionMode, DrillConfig, Expectation, GrpcCall, HttpVersion, Load, ServerSpec, Signal,
+    SignalPlan, Trust,
 };
 
 use super::Flags as Args;
@@ -53,6 +54,11 @@ pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
                 .with_context(|| format!("--ready-url {ready:?} is not a URL"))?,
         );
     }
+    config.tls = match (&args.cacert, args.insecure) {
+        (Some(path), _) => Trust::CaFile(path.clone()),
+        (None, true) => Trust::Insecure,
+        (None, false) => Trust::Unset,
+    };
     config.ready_timeout = args.ready_timeout;
     config.ready_interval = args.ready_interval;
     config.load = match (args.concurrency, args.rate) {
@@ -68,14 +74,16 @@ pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
         Connections::Fresh => ConnectionMode::Fresh,
         Connections::Mixed => ConnectionMode::Mixed,
     };
-    config.http = match args.http {
-        Http::V1 => HttpVersion::Http1,
-        Http::V2 => HttpVersion::Http2,
+    config.grpc = grpc_call(args)?;
+    config.http = match (args.http, config.grpc.is_some()) {
+        (Some(Http::V1), _) | (None, false) => HttpVersion::Http1,
+        (Some(Http::V2), _) | (None, true) => HttpVersion::Http2,
     };
-    config.request.method = args
-        .method
-        .parse()
-        .with_context(|| format!("--method {:?} is not an HTTP method", args.method))?;
+    if let Some(method) = &args.method {
+        config.request.method = method
+            .parse()
+            .with_context(|| format!("--method {method:?} is not an HTTP method"))?;
+    }
     for header in &args.headers {
         config.request.add_header_line(header)?;
     }
@@ -103,6 +111,45 @@ pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
     config.signal = signal_plan(args, &config)?;
     config.validate()?;
     Ok(config)
+}
+
+/// `--grpc` with its message, or `--grpc-health`.
+fn grpc_call(args: &Args) -> anyhow::Result<Option<GrpcCall>> {
+    if let Some(service) = &args.grpc_health {
+        return Ok(Some(GrpcCall::health_check(service)));
+    }
+    let Some(method) = &args.grpc else {
+        return Ok(None);
+    };
+    let message = if let Some(path) = &args.grpc_message_file {
+        std::fs::read(path)
+            .with_context(|| format!("cannot read --grpc-message-file {}", path.display()))?
+    } else if let Some(hex) = &args.grpc_message_hex {
+        decode_hex(hex).with_context(|| format!("--grpc-message-hex {hex:?}"))?
+    } else if let Some(text) = &args.grpc_message_base64 {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .with_context(|| format!("--grpc-message-base64 {text:?} is not base64"))?
+    } else {
+        Vec::new()
+    };
+    Ok(Some(GrpcCall::new(method, message)?))
+}
+
+/// Hex digits (either case, whitespace between bytes allowed) to bytes.
+fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if digits.len() % 2 != 0 {
+        bail!("an odd number of hex digits");
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let text = std::str::from_utf8(pair).unwrap_or("?");
+            u8::from_str_radix(text, 16).with_context(|| format!("{text:?} is not a hex byte"))
+        })
+        .collect()
 }
 
 fn signal_plan(args: &Args, config: &DrillConfig) -> anyhow::Result<Option<SignalPlan>> {

@@ -4,6 +4,8 @@
 // Each test binary uses a different part of the harness.
 #![allow(dead_code)]
 
+use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 /// The `lameduck` binary built for this test run, with a clean environment
@@ -48,3 +50,26 @@ pub fn run(args: &[&str]) -> Output {
 }
 
 pub mod demo;
+
+/// Two ports that were free a moment ago (held together, so they differ).
+/// The drill needs the URLs before it starts the demo, so the test picks them.
+pub fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    (
+        a.local_addr().expect("a local address").port(),
+        b.local_addr().expect("a local address").port(),
+    )
+}
+
+/// What a `lameduck drill` run printed, and its server's log, for a failed
+/// assertion's message.
+pub fn drill_context(output: &std::process::Output, log: &Path) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}\n--- stderr\n{}\n--- demo log\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+        std::fs::read_to_string(log).unwrap_or_default()
+    )
+}

@@ -62,6 +62,7 @@ fn stop_rules(readiness_polled: bool) -> Rules {
         signal: Some(Signal::TERM),
         readiness_polled,
         grace_period: std::time::Duration::from_millis(5),
+        grpc: false,
     }
 }
 

@@ -1,7 +1,6 @@
 //! Connections and the keep-alive pool.
 
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -11,8 +10,8 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpStream;
 
+use crate::dial::Dialer;
 use crate::events::EventLog;
 use crate::record::Clock;
 
@@ -92,7 +91,7 @@ impl Conn {
 /// Opens connections and keeps the idle keep-alive ones.
 #[derive(Debug)]
 pub(crate) struct Pool {
-    addr: SocketAddr,
+    dialer: Dialer,
     http2: bool,
     clock: Clock,
     events: Arc<EventLog>,
@@ -105,9 +104,9 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub(crate) fn new(addr: SocketAddr, http2: bool, clock: Clock, events: Arc<EventLog>) -> Self {
+    pub(crate) fn new(dialer: Dialer, http2: bool, clock: Clock, events: Arc<EventLog>) -> Self {
         Pool {
-            addr,
+            dialer,
             http2,
             clock,
             events,
@@ -172,6 +171,24 @@ impl Pool {
             .push(conn);
     }
 
+    /// Forgets the shared HTTP/2 connection `conn` is a clone of, when it
+    /// still is the shared one: it handed a request back unsent, so it is
+    /// closing, though its handle may not say so yet (hyper marks it closed
+    /// only when its task has ended, which over TLS takes the close's
+    /// round trips).
+    pub(crate) async fn discard(&self, conn: &Conn) {
+        if !conn.shared {
+            return;
+        }
+        let mut shared = self.shared.lock().await;
+        if shared
+            .as_ref()
+            .is_some_and(|(_, state)| Arc::ptr_eq(state, &conn.state))
+        {
+            *shared = None;
+        }
+    }
+
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::Relaxed);
         for conn in self
@@ -192,9 +209,7 @@ impl Pool {
     /// Opens a connection; only a keep-alive one reports the server's GOAWAY
     /// as a drain notice (a fresh one is done after one request anyway).
     async fn connect(&self, keepalive: bool) -> io::Result<Conn> {
-        let stream = TcpStream::connect(self.addr).await?;
-        stream.set_nodelay(true)?;
-        let io = TokioIo::new(stream);
+        let io = TokioIo::new(self.dialer.dial().await?);
         let state = Arc::new(ConnState::default());
         let sender = if self.http2 {
             let (sender, conn) = http2::handshake(TokioExecutor::new(), io)

@@ -73,6 +73,8 @@ fn nice_ceil(v: f64) -> f64 {
 
 struct Scale {
     span_us: f64,
+    /// Outcomes named as gRPC statuses.
+    grpc: bool,
 }
 
 impl Scale {
@@ -87,6 +89,7 @@ pub(super) fn timeline(report: &Report) -> String {
     let span_us = (t.buckets.len() as u64 * t.bucket_us).max(1);
     let scale = Scale {
         span_us: span_us as f64,
+        grpc: report.config.grpc.is_some(),
     };
     let per_second = 1e6 / t.bucket_us as f64;
     let mut svg = String::with_capacity(32 * 1024);
@@ -131,7 +134,7 @@ pub(super) fn timeline(report: &Report) -> String {
     x_axis(&mut svg, &scale, span_us);
     markers::draw(&mut svg, &scale, report);
     svg.push_str("</svg>\n");
-    legend(&mut svg, shaded);
+    legend(&mut svg, shaded, scale.grpc);
     svg
 }
 
@@ -219,7 +222,7 @@ fn stacked(
                     color(outcome),
                     human::at(b.start_us),
                     human::at(b.start_us + bucket_us),
-                    outcome.label(),
+                    outcome.label_for(scale.grpc),
                     count as f64 * per_second
                 );
             }
@@ -344,14 +347,14 @@ fn x_axis(svg: &mut String, scale: &Scale, span_us: u64) {
     );
 }
 
-fn legend(out: &mut String, shaded: bool) {
+fn legend(out: &mut String, shaded: bool, grpc: bool) {
     out.push_str("<div class=\"legend\">");
     for outcome in Outcome::ALL {
         let _ = write!(
             out,
             "<span><span class=\"swatch\" style=\"background:{}\"></span>{}</span>",
             color(outcome),
-            escape(outcome.label())
+            escape(outcome.label_for(grpc))
         );
     }
     out.push_str(

@@ -221,6 +221,7 @@ mod tests {
             signal: None,
             readiness_polled: true,
             grace_period: Duration::from_secs(1),
+            grpc: false,
         }
     }
 

@@ -172,6 +172,7 @@ where
         self.inner.poll_ready(cx)
     }
 
+    #[inline]
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let in_flight = self.conn.as_ref().map(ConnState::dispatch);
         let h1 = req.version() <= Version::HTTP_11;
@@ -196,7 +197,7 @@ where
             return ResponseFuture::unavailable(in_flight, h1, grpc);
         }
         let upgrade = h1 && req.headers().contains_key(header::UPGRADE);
-        let guard = self.shared.tracker.track_with(label(&req, upgrade));
+        let guard = track(&self.shared.tracker, &req, upgrade);
         req.extensions_mut()
             .insert(Cancel::new(self.shared.signals.clone()));
         let fut = self.inner.call(req);
@@ -223,16 +224,11 @@ fn is_grpc<B>(req: &Request<B>) -> bool {
         .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
-/// The tracker label of a request: method and path. Not the query, which
-/// can carry credentials and would end up in logs and reports.
-fn label<B>(req: &Request<B>, upgrade: bool) -> String {
+/// Tracks a request under its label: method and path. Not the query,
+/// which can carry credentials and would end up in logs and reports. A
+/// short label costs no allocation (`Tracker::track_parts`).
+fn track<B>(tracker: &crate::Tracker, req: &Request<B>, upgrade: bool) -> crate::WorkGuard {
     let (method, path) = (req.method().as_str(), req.uri().path());
-    let mut label = String::with_capacity(method.len() + path.len() + 12);
-    label.push_str(method);
-    label.push(' ');
-    label.push_str(path);
-    if upgrade {
-        label.push_str(" (upgrade)");
-    }
-    label
+    let upgrade = if upgrade { " (upgrade)" } else { "" };
+    tracker.track_parts(&[method, " ", path, upgrade])
 }

@@ -19,6 +19,7 @@ use crate::{BoxError, Component};
 mod admin;
 mod connection;
 mod error;
+mod late;
 mod run;
 mod stream;
 mod wire;

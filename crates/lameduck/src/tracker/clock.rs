@@ -10,12 +10,15 @@
 //! so ages are never negative and at most one tick too long.
 //!
 //! The thread ("lameduck-clock") starts with the first tracker and parks,
-//! without a timeout, while no tracker exists. It is the only thread this
-//! crate starts on its own. If it cannot be spawned, `track` reads the clock
-//! itself.
+//! without a timeout, while no tracker exists — and also while trackers
+//! exist but nobody has read the time for [`IDLE_TICKS`] ticks (an idle
+//! service): the first read after that takes the clock itself, once, and
+//! wakes the thread. So an idle process costs no wake-ups, and a busy one
+//! one relaxed load more per read. It is the only thread this crate starts
+//! on its own. If it cannot be spawned, `track` reads the clock itself.
 
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
@@ -25,11 +28,22 @@ const TICK: Duration = Duration::from_millis(4);
 /// `NOW` value that tells `track` to read the clock itself.
 const NO_TICKER: u64 = u64::MAX;
 
+/// Ticks in a row without a read after which the ticker sleeps until the
+/// next read (20 ms): a service busy enough for the ticker to matter reads
+/// far more often; an idle one's occasional reads (the HTTP server's
+/// timeout sweep, a probe) each cost it a few ticks, not a steady 250 a
+/// second.
+const IDLE_TICKS: u32 = 5;
+
 /// Nanoseconds since [`epoch`] as of the last tick.
 static NOW: AtomicU64 = AtomicU64::new(0);
 /// Trackers alive; the ticker parks while this is zero.
 static TRACKERS: AtomicUsize = AtomicUsize::new(0);
 static TICKER: OnceLock<Option<Thread>> = OnceLock::new();
+/// Set by a read, cleared by each tick: whether anyone read since.
+static READ: AtomicBool = AtomicBool::new(true);
+/// The ticker sleeps until a read wakes it: `NOW` may be old.
+static ASLEEP: AtomicBool = AtomicBool::new(false);
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -48,8 +62,28 @@ pub(super) fn start_time() -> u64 {
     // Relaxed: the value is only a timestamp; nothing is published with it.
     match NOW.load(Ordering::Relaxed) {
         NO_TICKER => precise_now(),
+        // The first read since the last tick: it may find the ticker asleep.
+        _ if !READ.load(Ordering::Relaxed) => first_read(),
         now => now,
     }
+}
+
+/// The first read since the last tick says so, and if the ticker sleeps,
+/// takes the time itself and wakes it.
+#[cold]
+fn first_read() -> u64 {
+    // SeqCst pairs with the ticker's ASLEEP store and READ load: either the
+    // ticker sees this read before it sleeps, or this read sees it asleep.
+    READ.store(true, Ordering::SeqCst);
+    if ASLEEP.load(Ordering::SeqCst) {
+        let now = precise_now();
+        NOW.fetch_max(now, Ordering::Relaxed);
+        if let Some(Some(ticker)) = TICKER.get() {
+            ticker.unpark();
+        }
+        return now;
+    }
+    NOW.load(Ordering::Relaxed)
 }
 
 /// Now, to within one tick (never later than the true time), as
@@ -91,16 +125,33 @@ fn spawn_ticker() -> Option<Thread> {
     let spawned = thread::Builder::new()
         .name("lameduck-clock".into())
         .spawn(|| {
+            let mut unread = 0;
             loop {
                 NOW.fetch_max(precise_now(), Ordering::Relaxed);
                 if TRACKERS.load(Ordering::SeqCst) == 0 {
                     // `hold` unparks after raising the count, so a tracker
                     // created after the load above cannot be missed.
                     thread::park();
-                } else {
-                    // Spurious wake-ups only refresh NOW early.
-                    thread::park_timeout(TICK);
+                    continue;
                 }
+                if READ.swap(false, Ordering::SeqCst) {
+                    unread = 0;
+                } else {
+                    unread += 1;
+                }
+                if unread >= IDLE_TICKS {
+                    ASLEEP.store(true, Ordering::SeqCst);
+                    // A read between the swap above and the store is seen
+                    // here; one after the store sees ASLEEP and unparks.
+                    if !READ.load(Ordering::SeqCst) {
+                        thread::park();
+                    }
+                    ASLEEP.store(false, Ordering::SeqCst);
+                    unread = 0;
+                    continue;
+                }
+                // Spurious wake-ups only refresh NOW early.
+                thread::park_timeout(TICK);
             }
         });
     match spawned {
@@ -122,6 +173,33 @@ mod tests {
         for _ in 0..10_000 {
             let start = start_time();
             assert!(start <= precise_now());
+        }
+        release();
+    }
+
+    #[test]
+    fn a_read_after_the_ticker_went_to_sleep_is_fresh() {
+        hold();
+        start_time();
+        // Nothing reads: the ticker goes to sleep after IDLE_TICKS ticks.
+        // (Each test runs in a process of its own under nextest; a reader
+        // in another test of the same process would keep it awake.)
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while !ASLEEP.load(Ordering::SeqCst) {
+            assert!(Instant::now() < give_up, "the ticker never went to sleep");
+            thread::yield_now();
+        }
+        let before = precise_now();
+        assert!(
+            NOW.load(Ordering::Relaxed) < before,
+            "NOW is old while asleep"
+        );
+        assert!(start_time() >= before, "the first read takes the clock");
+        // ... and wakes the ticker, which ticks again.
+        let woken = precise_now();
+        while NOW.load(Ordering::Relaxed) < woken {
+            assert!(Instant::now() < give_up, "the ticker was not woken");
+            thread::yield_now();
         }
         release();
     }

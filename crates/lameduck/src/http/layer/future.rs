@@ -58,6 +58,7 @@ enum State<F> {
 }
 
 impl<F> ResponseFuture<F> {
+    #[inline]
     pub(super) fn new(fut: F, parts: Parts) -> Self {
         Self {
             state: State::Running {
@@ -151,6 +152,7 @@ where
 {
     type Output = Result<Response<DrainBody<B>>, E>;
 
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let State::Running { fut, cancel, parts } = &mut this.state else {

@@ -63,14 +63,19 @@ pub(super) async fn drive<I, S, B>(
             )
             .await
         }
+        // Boxed: a TLS session and its handshake are large, and inline they
+        // would make every plain connection's task as large.
         #[cfg(feature = "tls")]
         Some(tls) => {
-            // Here, not in the accept loop: a slow client stalls no one else.
-            if let Some(io) = crate::http::tls::handshake(io, &tls, &state, &shared).await {
-                // A connection the server ends says so with close_notify.
-                let io = Io::new(io, state.clone(), shared.clone()).with_close_message();
-                serve(io, state, service, shared, builder).await;
-            }
+            Box::pin(async move {
+                // Here, not in the accept loop: a slow client stalls no one else.
+                if let Some(io) = crate::http::tls::handshake(io, &tls, &state, &shared).await {
+                    // A connection the server ends says so with close_notify.
+                    let io = Io::new(io, state.clone(), shared.clone()).with_close_message();
+                    serve(io, state, service, shared, builder).await;
+                }
+            })
+            .await
         }
         #[cfg(not(feature = "tls"))]
         Some(never) => match never {},

@@ -15,13 +15,14 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
-use super::wire::{Frames, Streams};
+use super::late::{IGNORED, LateStreams};
+use super::wire::{Found, Frames, Streams};
 use crate::http::Connection;
 use crate::http::conn::{ConnState, EXPIRED_HEAD, EXPIRED_IDLE, Proto};
 use crate::http::shared::{Shared, Stage};
@@ -40,6 +41,12 @@ pub(super) struct Io<T> {
     frames_in: Frames,
     frames_out: Frames,
     streams: Streams,
+    /// HTTP/2: the graceful shutdown's GOAWAYs, and the client's frames h2
+    /// must not see after them.
+    late: LateStreams,
+    /// HTTP/2 after the final GOAWAY: a frame header's bytes from its type
+    /// on, held back from h2 until the header is whole.
+    held: Held,
     /// A connection's wait, at Stopping, for its first request or for the
     /// rest of a request head.
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
@@ -67,6 +74,8 @@ impl<T: Connection> Io<T> {
             frames_in: Frames::client(),
             frames_out: Frames::default(),
             streams: Streams::default(),
+            late: LateStreams::default(),
+            held: Held::default(),
             timer: None,
             ended: false,
             close_message: false,
@@ -165,7 +174,10 @@ impl<T: Connection> Io<T> {
         None
     }
 
-    fn saw(&mut self, bytes: &[u8]) {
+    /// Bytes read, before hyper or h2 sees them. Returns whether a frame
+    /// header that began before these bytes, its type held back (see
+    /// [`Io::read_h2`]), is to reach h2 as an ignored frame.
+    fn saw(&mut self, bytes: &mut [u8]) -> bool {
         let now = crate::tracker::coarse_nanos();
         self.conn.touched(now);
         let mut proto = self.conn.proto();
@@ -183,12 +195,26 @@ impl<T: Connection> Io<T> {
                 }
             }
         }
+        let mut earlier = false;
         match proto {
             // A preface still arriving is fed too: the reader skips it.
             Proto::H2 | Proto::Unknown => {
-                let (streams, conn) = (&mut self.streams, &self.conn);
-                self.frames_in
-                    .feed(bytes, |head| streams.received(head, conn));
+                let (streams, conn, late) = (&mut self.streams, &self.conn, &mut self.late);
+                let mut ignore = Vec::new();
+                self.frames_in.feed(bytes, |found| {
+                    if late.received(found)
+                        && let Found::Head(_, at) = found
+                    {
+                        ignore.push(at + 3);
+                    }
+                    streams.received(found, conn);
+                });
+                for kind in ignore {
+                    match usize::try_from(kind) {
+                        Ok(kind) => bytes[kind] = IGNORED,
+                        Err(_) => earlier = true,
+                    }
+                }
             }
             Proto::H1 | Proto::Upgraded => {}
         }
@@ -197,12 +223,80 @@ impl<T: Connection> Io<T> {
         if !self.conn.is_handling() {
             self.conn.read_some(now);
         }
+        earlier
+    }
+
+    /// HTTP/2: a read whose frames are looked at, and some changed (see
+    /// [`LateStreams`]), before h2 reads them.
+    ///
+    /// A frame's type can be changed only until h2 has it: after the final
+    /// GOAWAY, a frame header split across reads has its bytes from the
+    /// type on held back until the rest of it is read, then given to h2
+    /// first. The rest is read into a buffer of our own, exactly what the
+    /// header lacks, so that a read into a nearly full buffer of h2's
+    /// (one byte free, even) never splits a header's type from its stream.
+    fn read_h2(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        // Each turn returns, or reads more of the one header held back:
+        // seven turns at most.
+        loop {
+            let held = &mut self.held;
+            if held.len > 0 && held.whole {
+                let n = held.len.min(buf.remaining());
+                buf.put_slice(&held.bytes[..n]);
+                held.bytes.copy_within(n..held.len, 0);
+                held.len -= n;
+                return Poll::Ready(Ok(()));
+            }
+            if held.len > 0 {
+                let mut more = [0u8; 6];
+                let need = 9 - self.frames_in.partial().len();
+                let mut rest = ReadBuf::new(&mut more[..need]);
+                ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rest))?;
+                let got = rest.filled().len();
+                if got == 0 {
+                    // End of input: what was held goes to h2 as it is.
+                    self.held.whole = true;
+                    continue;
+                }
+                if self.saw(&mut more[..got]) {
+                    self.held.bytes[0] = IGNORED;
+                }
+                let held = &mut self.held;
+                held.bytes[held.len..held.len + got].copy_from_slice(&more[..got]);
+                held.len += got;
+                held.whole = self.frames_in.partial().is_empty();
+                continue;
+            }
+            let before = buf.filled().len();
+            ready!(Pin::new(&mut self.inner).poll_read(cx, buf))?;
+            let len = buf.filled().len();
+            if len == before {
+                return Poll::Ready(Ok(()));
+            }
+            // A header begun before these bytes had at most its length
+            // given to h2: its type is among them.
+            self.saw(&mut buf.filled_mut()[before..]);
+            let partial = self.frames_in.partial().len();
+            if !self.late.is_final() || partial <= 3 {
+                return Poll::Ready(Ok(()));
+            }
+            let hold = partial - 3;
+            self.held.bytes[..hold].copy_from_slice(&buf.filled()[len - hold..]);
+            (self.held.len, self.held.whole) = (hold, false);
+            buf.set_filled(len - hold);
+            if len - hold > before {
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 
     /// HTTP/2: bytes handed to the socket.
     fn wrote(&mut self, bytes: &[u8]) {
-        let (streams, conn) = (&mut self.streams, &self.conn);
-        self.frames_out.feed(bytes, |head| streams.sent(head, conn));
+        let (streams, conn, late) = (&mut self.streams, &self.conn, &mut self.late);
+        self.frames_out.feed(bytes, |found| {
+            late.sent(found);
+            streams.sent(found, conn);
+        });
     }
 
     fn wrote_vectored(&mut self, bufs: &[io::IoSlice<'_>], mut n: usize) {
@@ -253,6 +347,16 @@ fn closed_error(shared: &Shared) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, why)
 }
 
+/// The bytes of a frame header from its type on (the length may be given
+/// to h2 before: it is never changed).
+#[derive(Debug, Default)]
+struct Held {
+    bytes: [u8; 6],
+    len: usize,
+    /// The header is whole: what is held goes to h2 next.
+    whole: bool,
+}
+
 impl<T: Connection> AsyncRead for Io<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -266,7 +370,7 @@ impl<T: Connection> AsyncRead for Io<T> {
                     return Poll::Ready(Err(closed_error(&this.shared)));
                 }
             }
-            Proto::H2 => {}
+            Proto::H2 => return this.read_h2(cx, buf),
             Proto::H1 | Proto::Unknown => {
                 if this.shared.stage() >= Stage::Stopping {
                     if this.conn.in_flight() == 0 && this.should_end(cx) {
@@ -284,8 +388,7 @@ impl<T: Connection> AsyncRead for Io<T> {
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read {
             if buf.filled().len() > before {
-                let filled = buf.filled();
-                this.saw(&filled[before..]);
+                this.saw(&mut buf.filled_mut()[before..]);
             }
         }
         read
@@ -378,6 +481,119 @@ impl<T> Drop for Io<T> {
                 self.conn.upgrade_is_bounded() && self.shared.stage() >= Stage::Stopping;
             self.conn
                 .release_upgrade(by_shutdown.then_some(&self.shared.tracker));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::http::server::late::IGNORED;
+    use crate::http::server::wire::{ACK, GOAWAY, HEADERS, PING, WINDOW_UPDATE};
+    use crate::http::shared::{Orphans, Signals};
+
+    /// A socket whose reads return the given chunks, one per read.
+    struct Chunks(VecDeque<Vec<u8>>);
+
+    impl AsyncRead for Chunks {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            buf: &mut ReadBuf<'_>,
+        ) -> Poll<io::Result<()>> {
+            if let Some(mut chunk) = self.0.pop_front() {
+                let n = chunk.len().min(buf.remaining());
+                buf.put_slice(&chunk[..n]);
+                if n < chunk.len() {
+                    self.0.push_front(chunk.split_off(n));
+                }
+            }
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl AsyncWrite for Chunks {
+        fn poll_write(
+            self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+            b: &[u8],
+        ) -> Poll<io::Result<usize>> {
+            Poll::Ready(Ok(b.len()))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    impl Connection for Chunks {}
+
+    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();
+        v.push(kind);
+        v.push(flags);
+        v.extend_from_slice(&stream.to_be_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    /// Everything h2 would read from a client whose bytes arrive in
+    /// `chunk`-byte reads, read `want`-byte buffers at a time.
+    async fn through(chunk: usize, want: usize) -> (Vec<u8>, Vec<u8>) {
+        let ping = [7u8; 8];
+        let mut before = H2_PREFACE.to_vec();
+        before.extend(frame(HEADERS, 0x5, 1, &[0x82]));
+        let mut after = frame(PING, ACK, 0, &ping);
+        after.extend(frame(HEADERS, 0x5, 3, &[0x82]));
+        after.extend(frame(WINDOW_UPDATE, 0, 3, &[0, 1, 0, 0]));
+        after.extend(frame(WINDOW_UPDATE, 0, 1, &[0, 1, 0, 0]));
+        let token = CancellationToken::new;
+        let signals = Arc::new(Signals::new(token(), token(), token()));
+        let shared = Arc::new(Shared::new(
+            signals,
+            crate::Tracker::new("test"),
+            Orphans::Spawn,
+        ));
+        let chunks = before.chunks(chunk).chain(after.chunks(chunk));
+        let inner = Chunks(chunks.map(<[u8]>::to_vec).collect());
+        let mut io = Io::new(inner, Arc::new(ConnState::new(None)), shared);
+        let mut seen = vec![0; before.len()];
+        io.read_exact(&mut seen).await.unwrap();
+        assert_eq!(seen, before);
+        // The server's graceful shutdown: GOAWAY(2^31-1), then its PING.
+        let mut out = frame(GOAWAY, 0, 0, &[0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+        out.extend(frame(PING, 0, 0, &ping));
+        io.write_all(&out).await.unwrap();
+        let mut read = Vec::new();
+        let mut buf = vec![0; want];
+        for _ in 0..after.len() * 2 {
+            let n = io.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            read.extend_from_slice(&buf[..n]);
+        }
+        (after, read)
+    }
+
+    #[tokio::test]
+    async fn a_late_streams_window_update_reaches_h2_as_an_ignored_frame_however_the_reads_split() {
+        for chunk in [1, 2, 5, 9, 13, 200] {
+            for want in [1, 3, 8, 9, 64] {
+                let (mut sent, read) = through(chunk, want).await;
+                // The frame for stream 3 (opened after the PING's answer)
+                // has its type changed, and nothing else.
+                let at = sent.len() - 2 * 13;
+                sent[at + 3] = IGNORED;
+                assert_eq!(read, sent, "reads of {chunk} bytes into buffers of {want}");
+            }
         }
     }
 }

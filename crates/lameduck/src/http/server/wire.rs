@@ -12,10 +12,15 @@
 
 use crate::http::conn::ConnState;
 
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const END_STREAM: u8 = 0x1;
+pub(super) const DATA: u8 = 0x0;
+pub(super) const HEADERS: u8 = 0x1;
+pub(super) const RST_STREAM: u8 = 0x3;
+pub(super) const PING: u8 = 0x6;
+pub(super) const GOAWAY: u8 = 0x7;
+pub(super) const WINDOW_UPDATE: u8 = 0x8;
+pub(super) const END_STREAM: u8 = 0x1;
+/// A PING's flag: this one answers the peer's.
+pub(super) const ACK: u8 = 0x1;
 
 /// The client's connection preface, which comes before its first frame.
 pub(super) const PREFACE_LEN: usize = 24;
@@ -29,6 +34,18 @@ pub(super) struct Head {
     pub(super) stream: u32,
 }
 
+/// What a [`Frames`] reader finds in the bytes fed to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Found {
+    /// A frame header, and where it began: its offset in the bytes of this
+    /// feed, negative when it began in bytes fed before.
+    Head(Head, isize),
+    /// The first eight bytes of a `PING` or `GOAWAY` payload (a PING's
+    /// opaque data; a GOAWAY's last stream id and error code), after the
+    /// frame's [`Found::Head`].
+    Body(Head, [u8; 8]),
+}
+
 /// Splits one direction of a connection into frame headers.
 #[derive(Debug, Default)]
 pub(super) struct Frames {
@@ -36,6 +53,8 @@ pub(super) struct Frames {
     have: usize,
     /// Bytes still to pass over: a payload, or the client's preface.
     skip: usize,
+    /// The frame whose payload is being kept, and how much of it is.
+    body: Option<(Head, [u8; 8], usize)>,
 }
 
 impl Frames {
@@ -47,19 +66,35 @@ impl Frames {
         }
     }
 
-    /// Feeds `bytes`, calling `on_head` for each complete frame header.
-    pub(super) fn feed(&mut self, mut bytes: &[u8], mut on_head: impl FnMut(Head)) {
-        while !bytes.is_empty() {
+    /// The bytes of a frame header begun and not yet complete.
+    pub(super) fn partial(&self) -> &[u8] {
+        &self.head[..self.have]
+    }
+
+    /// Feeds `bytes`, calling `on` for each complete frame header, and for
+    /// the start of each `PING` and `GOAWAY` payload.
+    pub(super) fn feed(&mut self, bytes: &[u8], mut on: impl FnMut(Found)) {
+        let mut at = 0;
+        while at < bytes.len() {
             if self.skip > 0 {
-                let n = self.skip.min(bytes.len());
+                let n = self.skip.min(bytes.len() - at);
+                if let Some((head, body, kept)) = &mut self.body {
+                    let k = n.min(8 - *kept);
+                    body[*kept..*kept + k].copy_from_slice(&bytes[at..at + k]);
+                    *kept += k;
+                    if *kept == 8 {
+                        on(Found::Body(*head, *body));
+                        self.body = None;
+                    }
+                }
                 self.skip -= n;
-                bytes = &bytes[n..];
+                at += n;
                 continue;
             }
-            let n = (9 - self.have).min(bytes.len());
-            self.head[self.have..self.have + n].copy_from_slice(&bytes[..n]);
+            let n = (9 - self.have).min(bytes.len() - at);
+            self.head[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
             self.have += n;
-            bytes = &bytes[n..];
+            at += n;
             if self.have == 9 {
                 self.have = 0;
                 let h = &self.head;
@@ -70,7 +105,11 @@ impl Frames {
                     stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
                 };
                 self.skip = head.len as usize;
-                on_head(head);
+                // Both payloads are at least eight bytes when well formed;
+                // a shorter one is h2's to refuse.
+                self.body = (matches!(head.kind, PING | GOAWAY) && head.len >= 8)
+                    .then_some((head, [0; 8], 0));
+                on(Found::Head(head, at as isize - 9));
             }
         }
     }
@@ -92,7 +131,8 @@ pub(super) struct Streams {
 
 impl Streams {
     /// A frame the server wrote.
-    pub(super) fn sent(&mut self, head: Head, conn: &ConnState) {
+    pub(super) fn sent(&mut self, found: Found, conn: &ConnState) {
+        let Found::Head(head, _) = found else { return };
         match head.kind {
             HEADERS => match self.find(head.stream) {
                 // Trailers: the body's last frame.
@@ -122,8 +162,10 @@ impl Streams {
     }
 
     /// A frame the client sent.
-    pub(super) fn received(&mut self, head: Head, conn: &ConnState) {
-        if head.kind == RST_STREAM {
+    pub(super) fn received(&mut self, found: Found, conn: &ConnState) {
+        if let Found::Head(head, _) = found
+            && head.kind == RST_STREAM
+        {
             self.reset(head.stream);
             self.publish(conn);
         }
@@ -218,9 +260,14 @@ mod tests {
         ];
         for chunk in [1, 2, 5, 9, 10, 64, wire.len()] {
             let mut frames = Frames::client();
+            assert!(frames.partial().is_empty());
             let mut got = Vec::new();
             for piece in wire.chunks(chunk) {
-                frames.feed(piece, |h| got.push(h));
+                frames.feed(piece, |found| {
+                    if let Found::Head(head, _) = found {
+                        got.push(head);
+                    }
+                });
             }
             assert_eq!(got, want, "split every {chunk} bytes");
         }
@@ -230,11 +277,16 @@ mod tests {
     fn a_response_stream_stays_open_on_the_wire_until_its_last_frame() {
         let conn = ConnState::new(None);
         let mut streams = Streams::default();
-        let head = |len, kind, flags, stream| Head {
-            len,
-            kind,
-            flags,
-            stream,
+        let head = |len, kind, flags, stream| {
+            Found::Head(
+                Head {
+                    len,
+                    kind,
+                    flags,
+                    stream,
+                },
+                0,
+            )
         };
         streams.sent(head(10, HEADERS, 0x4, 1), &conn);
         streams.sent(head(10, HEADERS, 0x4 | END_STREAM, 3), &conn);
@@ -256,5 +308,51 @@ mod tests {
         assert!(conn.is_busy());
         streams.received(head(4, RST_STREAM, 0, 5), &conn);
         assert!(!conn.is_busy(), "the client reset stream 5");
+    }
+
+    #[test]
+    fn headers_say_where_they_began_and_ping_payloads_are_kept_across_splits() {
+        let mut wire = frame(4, WINDOW_UPDATE, 0, 5);
+        let mut ping = frame(0, PING, ACK, 0);
+        ping[2] = 8;
+        ping.extend(1..=8u8);
+        wire.extend(&ping);
+        for chunk in [1, 3, 7, 9, 13, wire.len()] {
+            let mut frames = Frames::default();
+            let mut found = Vec::new();
+            let mut fed = 0isize;
+            for piece in wire.chunks(chunk) {
+                frames.feed(piece, |f| {
+                    found.push(match f {
+                        Found::Head(head, at) => Found::Head(head, fed + at),
+                        body => body,
+                    })
+                });
+                fed += piece.len() as isize;
+            }
+            let ping_head = Head {
+                len: 8,
+                kind: PING,
+                flags: ACK,
+                stream: 0,
+            };
+            assert_eq!(
+                found,
+                [
+                    Found::Head(
+                        Head {
+                            len: 4,
+                            kind: WINDOW_UPDATE,
+                            flags: 0,
+                            stream: 5
+                        },
+                        0
+                    ),
+                    Found::Head(ping_head, 13),
+                    Found::Body(ping_head, [1, 2, 3, 4, 5, 6, 7, 8]),
+                ],
+                "split every {chunk} bytes"
+            );
+        }
     }
 }
