@@ -80,13 +80,22 @@ impl Daemon {
         signal(old, Signal::SIGUSR2)?;
         let new = self.wait_new_master(Some(old)).await?;
         self.master = Some(new);
-        signal(old, Signal::SIGWINCH)?;
-        wait_for("the old workers to exit", || {
-            old_workers(&children(old), new).is_empty()
-        })
-        .await?;
-        signal(old, Signal::SIGQUIT)?;
-        wait_for("the old master to exit", || is_gone(old)).await
+        let retired = async {
+            signal(old, Signal::SIGWINCH)?;
+            wait_for("the old workers to exit", || {
+                old_workers(&children(old), new).is_empty()
+            })
+            .await?;
+            signal(old, Signal::SIGQUIT)?;
+            wait_for("the old master to exit", || is_gone(old)).await
+        }
+        .await;
+        if retired.is_err() {
+            // Only the new master is stopped at the end: the old one, and
+            // the workers it still has, must not outlive the run.
+            let _ = signal(old, Signal::SIGTERM);
+        }
+        retired
     }
 
     /// Waits until the pid file names a live master other than `old`, with a
