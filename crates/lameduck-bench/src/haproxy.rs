@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use tokio::process::{Child, Command};
 
-pub use config::{Backend, Config, Retries};
+pub use config::{BACKEND, FRONTEND};
+
+use crate::balancer::Pool;
 pub use stats::ServerStat;
 
 /// How often the stats socket is polled while waiting for a server state.
@@ -22,6 +24,7 @@ const POLL: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub struct Haproxy {
     child: Child,
+    cfg: PathBuf,
     socket: PathBuf,
     log: PathBuf,
 }
@@ -54,18 +57,18 @@ impl Haproxy {
             .to_owned())
     }
 
-    /// Writes `config` to `dir`, checks it with `haproxy -c`, and starts
+    /// Writes the configuration of `pool` to `dir`, checks it with `haproxy -c`, and starts
     /// HAProxy in the foreground (`-db`). It is killed if this value is
     /// dropped.
     ///
     /// # Errors
     ///
     /// When the configuration is refused or HAProxy does not start.
-    pub async fn start(program: &Path, config: &Config, dir: &Path) -> anyhow::Result<Self> {
+    pub async fn start(program: &Path, pool: &Pool, dir: &Path) -> anyhow::Result<Self> {
         let cfg = dir.join("haproxy.cfg");
         let socket = dir.join("admin.sock");
         let log = dir.join("haproxy.log");
-        std::fs::write(&cfg, config.render(&socket))
+        std::fs::write(&cfg, config::render(pool, &socket))
             .with_context(|| format!("writing {}", cfg.display()))?;
         let check = Command::new(program)
             .arg("-c")
@@ -82,20 +85,43 @@ impl Haproxy {
                 String::from_utf8_lossy(&check.stderr)
             );
         }
-        let out = std::fs::File::create(&log)?;
+        Self::launch(program, cfg, socket, log, &[]).await
+    }
+
+    /// Starts `haproxy -db -f CFG EXTRA…` and waits until its stats socket
+    /// answers with its own PID (during a reload, the old process answers
+    /// until the new one has taken the socket's path).
+    async fn launch(
+        program: &Path,
+        cfg: PathBuf,
+        socket: PathBuf,
+        log: PathBuf,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)?;
         let child = Command::new(program)
             .arg("-db")
             .arg("-f")
             .arg(&cfg)
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .kill_on_drop(true)
             .spawn()
             .context("starting haproxy")?;
-        let mut haproxy = Haproxy { child, socket, log };
+        let mut haproxy = Haproxy {
+            child,
+            cfg,
+            socket,
+            log,
+        };
+        let pid = haproxy.child.id().context("haproxy was already reaped")?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while haproxy.stats().await.is_err() {
+        while haproxy.answering_pid().await != Some(pid) {
             if let Some(status) = haproxy.child.try_wait()? {
                 bail!("haproxy exited with {status}:\n{}", haproxy.log_tail());
             }
@@ -105,6 +131,53 @@ impl Haproxy {
             tokio::time::sleep(POLL).await;
         }
         Ok(haproxy)
+    }
+
+    /// The PID of the process that answers on the stats socket.
+    async fn answering_pid(&self) -> Option<u32> {
+        let info = stats::query(&self.socket, "show info").await.ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("Pid: "))
+            .and_then(|pid| pid.trim().parse().ok())
+    }
+
+    /// Reloads HAProxy the documented way: a new process on the same
+    /// configuration with `-sf OLD` (and with `-x SOCKET`, `seamless`, which
+    /// takes the listening sockets from the old process instead of binding
+    /// new ones), which tells the old one to stop listening and finish its
+    /// connections. Returns the new process once the old one has exited
+    /// (SIGKILLed after `grace`).
+    ///
+    /// # Errors
+    ///
+    /// When the new process does not start; the old one then goes on.
+    pub async fn reload(
+        mut self,
+        program: &Path,
+        seamless: bool,
+        grace: Duration,
+    ) -> anyhow::Result<Self> {
+        let old = self.child.id().context("haproxy was already reaped")?;
+        let mut extra = Vec::new();
+        if seamless {
+            extra.extend(["-x".to_owned(), self.socket.display().to_string()]);
+        }
+        extra.extend(["-sf".to_owned(), old.to_string()]);
+        let new = Self::launch(
+            program,
+            self.cfg.clone(),
+            self.socket.clone(),
+            self.log.clone(),
+            &extra,
+        )
+        .await?;
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+        Ok(new)
     }
 
     /// Every row of `show stat`: one per server, plus the frontend and the
@@ -140,7 +213,7 @@ impl Haproxy {
     pub async fn wait_up(&self, server: &str, timeout: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
-            let stat = self.stat(Config::BACKEND, server).await?;
+            let stat = self.stat(BACKEND, server).await?;
             if stat.is_up() {
                 return Ok(());
             }

@@ -1,5 +1,6 @@
 //! The kinds of server the benchmarks compare, and how to start each.
 
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -7,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use crate::net::free_ports;
+use crate::net::{free_ports, free_ports_on};
 use crate::scratch::Scratch;
 
 /// The naive Python server of the `lameduck run` comparison: it binds its
@@ -28,9 +29,6 @@ pub enum ServerKind {
     Axum,
     /// `dies-on-term`: exits at once.
     Dies,
-    /// `article-axum`: the article pattern, `/readyz` 503 on SIGTERM, a
-    /// fixed 5 s of serving, then axum's graceful shutdown.
-    Article,
     /// A naive Python `http.server` that dies at once on SIGTERM, bare.
     Python,
     /// The same under `tini -s` (Debian's tini).
@@ -42,11 +40,48 @@ pub enum ServerKind {
     /// The same under `lameduck run`: probes on its admin port, ready once
     /// the program answers, drained before it hears of the stop.
     LameduckRun,
+    /// `lameduck demo` restarted in place: SIGHUP, its successor takes the
+    /// same listening sockets, then it drains and exits.
+    LameduckSighup,
+    /// `actix-graceful`: actix-web 4's `HttpServer` with its default
+    /// graceful shutdown, readiness always 200.
+    #[value(name = "actix-graceful")]
+    #[serde(rename = "actix-graceful")]
+    Actix,
+    /// `graceful-shutdown-axum`: axum under tokio-graceful-shutdown, as its
+    /// documentation shows, readiness always 200.
+    #[value(name = "tokio-graceful-shutdown")]
+    #[serde(rename = "tokio-graceful-shutdown")]
+    GracefulShutdown,
+    /// `go-article`: the VictoriaMetrics article's Go server, its periods as
+    /// the article sets them (drain 5 s).
+    GoArticle,
+    /// The same with the drain delay lameduck has in the run.
+    GoArticleMatched,
+    /// `axum-article`: the article's pattern on axum, the article's periods.
+    AxumArticle,
+    /// The same with the drain delay lameduck has in the run.
+    AxumArticleMatched,
 }
 
 impl ServerKind {
     /// Every kind, in table order.
     pub const ALL: [ServerKind; 3] = [ServerKind::Lameduck, ServerKind::Axum, ServerKind::Dies];
+
+    /// lameduck and every peer a user would pick instead, in table order
+    /// (`scripts/bench rolling`).
+    pub const PEERS: [ServerKind; 10] = [
+        ServerKind::Lameduck,
+        ServerKind::LameduckSighup,
+        ServerKind::Axum,
+        ServerKind::Actix,
+        ServerKind::GracefulShutdown,
+        ServerKind::GoArticle,
+        ServerKind::GoArticleMatched,
+        ServerKind::AxumArticle,
+        ServerKind::AxumArticleMatched,
+        ServerKind::Dies,
+    ];
 
     /// The naive Python server, bare and under each init, in table order
     /// (`scripts/bench run`).
@@ -64,13 +99,58 @@ impl ServerKind {
             ServerKind::Lameduck => "lameduck",
             ServerKind::Axum => "axum-graceful",
             ServerKind::Dies => "dies-on-term",
-            ServerKind::Article => "article-5s",
             ServerKind::Python => "python",
             ServerKind::Tini => "tini",
             ServerKind::DumbInit => "dumb-init",
             ServerKind::Catatonit => "catatonit",
             ServerKind::LameduckRun => "lameduck-run",
+            ServerKind::LameduckSighup => "lameduck-sighup",
+            ServerKind::Actix => "actix-graceful",
+            ServerKind::GracefulShutdown => "tokio-graceful-shutdown",
+            ServerKind::GoArticle => "go-article",
+            ServerKind::GoArticleMatched => "go-article-matched",
+            ServerKind::AxumArticle => "axum-article",
+            ServerKind::AxumArticleMatched => "axum-article-matched",
         }
+    }
+
+    /// How long it stays unready but serving after SIGTERM, `lameduck`
+    /// being lameduck's drain delay in the run: zero for the peers that
+    /// have no such phase.
+    pub fn drain_delay(self, lameduck: Duration) -> Duration {
+        match self {
+            ServerKind::Lameduck
+            | ServerKind::LameduckSighup
+            | ServerKind::LameduckRun
+            | ServerKind::GoArticleMatched
+            | ServerKind::AxumArticleMatched => lameduck,
+            ServerKind::GoArticle | ServerKind::AxumArticle => ARTICLE_DRAIN_DELAY,
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// How long its exit may take after the drain, at most, given the
+    /// harness's `grace` period: actix-web keeps the balancer's keep-alive
+    /// connections until they have been idle for its keep-alive timeout
+    /// (5 s), bounded by its 30 s `shutdown_timeout`, so up to the harness's
+    /// SIGKILL; the others finish their in-flight requests within a second.
+    pub fn exit_bound(self, grace: Duration) -> Duration {
+        match self {
+            ServerKind::Actix => grace,
+            _ => Duration::from_millis(500),
+        }
+    }
+
+    /// Whether a restart is SIGHUP to the running process (which hands its
+    /// sockets to its successor) rather than SIGTERM and a new start.
+    pub fn restarts_in_place(self) -> bool {
+        self == ServerKind::LameduckSighup
+    }
+
+    /// Whether it can serve on any loopback address (the naive Python server
+    /// binds 127.0.0.1 only).
+    pub fn binds_any_loopback(self) -> bool {
+        self.needs().is_empty()
     }
 
     /// Fresh ports for one instance. Only `lameduck demo` has a separate
@@ -81,32 +161,59 @@ impl ServerKind {
     ///
     /// When no port can be bound.
     pub fn ports(self) -> anyhow::Result<Ports> {
-        let ports = free_ports(2)?;
-        Ok(match self {
-            ServerKind::Lameduck | ServerKind::LameduckRun => Ports {
-                listen: ports[0],
-                admin: ports[1],
-            },
-            _ => Ports {
-                listen: ports[0],
-                admin: ports[0],
-            },
-        })
+        Ok(self.ports_from(Ipv4Addr::LOCALHOST, &free_ports(2)?))
+    }
+
+    /// The ports of the two instances behind a load balancer. A kind that
+    /// can serve on any loopback address gets 127.0.0.2 and 127.0.0.3 with
+    /// the *same* port numbers, because Caddy health-checks every upstream
+    /// on one port; the others get two sets of ports on 127.0.0.1.
+    ///
+    /// # Errors
+    ///
+    /// When no port can be bound.
+    pub fn pool_ports(self) -> anyhow::Result<[Ports; 2]> {
+        if !self.binds_any_loopback() {
+            return Ok([self.ports()?, self.ports()?]);
+        }
+        let hosts = [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
+        let ports = free_ports_on(&hosts, 2)?;
+        Ok(hosts.map(|host| self.ports_from(host, &ports)))
+    }
+
+    fn ports_from(self, host: Ipv4Addr, ports: &[u16]) -> Ports {
+        let separate_admin = matches!(
+            self,
+            ServerKind::Lameduck | ServerKind::LameduckSighup | ServerKind::LameduckRun
+        );
+        Ports {
+            host,
+            listen: ports[0],
+            admin: if separate_admin { ports[1] } else { ports[0] },
+        }
     }
 
     /// The command that starts one instance on `ports`. `timing` only
     /// matters to `lameduck demo`.
     pub fn launch(self, bins: &Binaries, ports: Ports, timing: DemoTiming) -> Launch {
-        let listen = format!("127.0.0.1:{}", ports.listen);
+        let listen = ports.listen_addr().to_string();
+        let plain = |program: &str, extra: &[String]| Launch {
+            program: bins.path(program),
+            args: [vec!["--listen".to_owned(), listen.clone()], extra.to_vec()].concat(),
+        };
+        let matched = vec![
+            "--drain-delay".to_owned(),
+            humantime::format_duration(timing.drain_delay).to_string(),
+        ];
         match self {
-            ServerKind::Lameduck => Launch {
+            ServerKind::Lameduck | ServerKind::LameduckSighup => Launch {
                 program: bins.path("lameduck"),
                 args: vec![
                     "demo".into(),
                     "--listen".into(),
                     listen,
                     "--admin".into(),
-                    format!("127.0.0.1:{}", ports.admin),
+                    ports.admin_addr().to_string(),
                     "--grace-period".into(),
                     humantime::format_duration(timing.grace_period).to_string(),
                 ]
@@ -114,18 +221,14 @@ impl ServerKind {
                 .chain(timing.drain_args())
                 .collect(),
             },
-            ServerKind::Axum => Launch {
-                program: bins.path("baseline-axum"),
-                args: vec!["--listen".into(), listen],
-            },
-            ServerKind::Dies => Launch {
-                program: bins.path("dies-on-term"),
-                args: vec!["--listen".into(), listen],
-            },
-            ServerKind::Article => Launch {
-                program: bins.path("article-axum"),
-                args: vec!["--listen".into(), listen],
-            },
+            ServerKind::Axum => plain("baseline-axum", &[]),
+            ServerKind::Dies => plain("dies-on-term", &[]),
+            ServerKind::Actix => plain("actix-graceful", &[]),
+            ServerKind::GracefulShutdown => plain("graceful-shutdown-axum", &[]),
+            ServerKind::GoArticle => plain("go-article", &[]),
+            ServerKind::GoArticleMatched => plain("go-article", &matched),
+            ServerKind::AxumArticle => plain("axum-article", &[]),
+            ServerKind::AxumArticleMatched => plain("axum-article", &matched),
             ServerKind::Python => python(bins, ports, &[]),
             ServerKind::Tini => python(bins, ports, &["tini", "-s", "--"]),
             ServerKind::DumbInit => python(bins, ports, &["dumb-init"]),
@@ -133,8 +236,8 @@ impl ServerKind {
             ServerKind::LameduckRun => {
                 let lameduck = bins.path("lameduck");
                 let lameduck = lameduck.to_string_lossy();
-                let admin = format!("127.0.0.1:{}", ports.admin);
-                let ready = format!("http://127.0.0.1:{}/", ports.listen);
+                let admin = ports.admin_addr().to_string();
+                let ready = format!("http://{}/", ports.listen_addr());
                 let drain = humantime::format_duration(timing.drain_delay).to_string();
                 let grace = humantime::format_duration(timing.grace_period).to_string();
                 python(
@@ -189,28 +292,42 @@ fn python(bins: &Binaries, ports: Ports, wrapper: &[&str]) -> Launch {
 /// for servers without an admin listener).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Ports {
+    /// The loopback address it serves on.
+    pub host: Ipv4Addr,
     /// Where `/work` is served.
     pub listen: u16,
     /// Where `/readyz` is served.
     pub admin: u16,
 }
 
+impl Ports {
+    /// Where `/work` is served.
+    pub fn listen_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.host, self.listen))
+    }
+
+    /// Where `/readyz` is served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        SocketAddr::from((self.host, self.admin))
+    }
+}
+
+/// The article's readiness drain delay (`_readinessDrainDelay`).
+const ARTICLE_DRAIN_DELAY: Duration = Duration::from_secs(5);
+
 /// The demo's shutdown timing.
 #[derive(Debug, Clone, Copy)]
 pub struct DemoTiming {
-    /// How long it stays unready but serving: fixed, or at most with
-    /// `drain_quiet`.
+    /// How long it stays unready but serving (with `drain_quiet`, at most).
     pub drain_delay: Duration,
-    /// With it, an adaptive drain: `--drain-max drain_delay --drain-quiet
-    /// Q`, ending once no request arrived for Q.
+    /// An adaptive drain: ends once no request arrived for this long.
     pub drain_quiet: Option<Duration>,
     /// Its whole budget.
     pub grace_period: Duration,
 }
 
 impl DemoTiming {
-    /// The demo's drain flags: `--drain-delay D`, or `--drain-max D
-    /// --drain-quiet Q`.
+    /// The demo's drain flags: a fixed `--drain-delay`, or the window.
     fn drain_args(self) -> Vec<String> {
         let d = |d: Duration| humantime::format_duration(d).to_string();
         match self.drain_quiet {
@@ -286,10 +403,11 @@ impl Binaries {
     pub fn check(&self, kinds: &[ServerKind]) -> anyhow::Result<()> {
         let timing = DemoTiming {
             drain_delay: Duration::ZERO,
-            drain_quiet: None,
             grace_period: Duration::ZERO,
+            drain_quiet: None,
         };
         let ports = Ports {
+            host: Ipv4Addr::LOCALHOST,
             listen: 0,
             admin: 0,
         };
@@ -308,7 +426,7 @@ impl Binaries {
             anyhow::ensure!(
                 program.is_file(),
                 "{} is missing: run `cargo build --release -p lameduck-cli -p lameduck-bench` \
-                 (or `scripts/bench`, which does)",
+                 (or `scripts/bench`, which does; it also builds go-article with Debian's golang-go)",
                 program.display()
             );
         }
@@ -318,11 +436,39 @@ impl Binaries {
 
 /// Whether `cmd` is an executable file in a directory of `PATH`.
 fn on_path(cmd: &str) -> bool {
+    which(cmd).is_some()
+}
+
+/// The absolute path of `program`: itself when it names a file by a path,
+/// else the first executable file of that name in a directory of `PATH`.
+/// A program that starts itself again (nginx's binary upgrade re-executes
+/// its own `argv[0]`, without a search of `PATH`) must be given this.
+pub(crate) fn which(program: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    std::env::var_os("PATH").is_some_and(|path| {
-        std::env::split_paths(&path).any(|dir| {
-            std::fs::metadata(dir.join(cmd))
-                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        })
-    })
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        let path = std::path::absolute(program).ok()?;
+        return executable(&path).then_some(path);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|path| path.is_absolute() && executable(path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_named_without_a_path_resolves_to_an_absolute_one() {
+        let sh = which("sh").expect("sh is on PATH");
+        assert!(sh.is_absolute(), "{}", sh.display());
+        assert!(sh.ends_with("sh"));
+        assert_eq!(which(&sh.to_string_lossy()), Some(sh));
+        assert_eq!(which("no-such-program-anywhere"), None);
+        assert_eq!(which("./no-such-program-anywhere"), None);
+    }
 }

@@ -7,9 +7,14 @@
 //! | `baseline-axum` | the naive graceful server: axum's plain `serve(..).with_graceful_shutdown(sigterm)`, `/readyz` always 200 |
 //! | `dies-on-term` | the same routes, and it exits the moment SIGTERM arrives |
 //! | `drill-compare` | scenario (a): the drill against `lameduck demo`, `baseline-axum` and `dies-on-term`, side by side |
-//! | `rolling` | scenario (b): rolling restarts of two instances behind a real HAProxy under steady load |
+//! | `rolling` | scenario (b): rolling restarts of two instances behind HAProxy, nginx and Caddy under steady load, lameduck and every peer |
+//! | `actix-graceful` | a peer: actix-web 4's `HttpServer` with its default graceful shutdown |
+//! | `graceful-shutdown-axum` | a peer: axum under tokio-graceful-shutdown, as its documentation shows |
+//! | `axum-article` | a peer: the VictoriaMetrics article's pattern (readiness flip, drain delay, graceful shutdown, hard deadline) on axum |
+//! | `go-article` | a peer, not a Rust binary: the article's Go server, `fixtures/go-article/main.go`, built by `scripts/bench` with Debian's `golang-go` |
 //! | `http-server` | one server of scenario (c), `--kind bare`, `lameduck`, `axum-serve` or `lameduck-axum`, with a trivial handler |
 //! | `http-compare` | scenario (c): the HTTP hot path, lameduck against hyper-util and `axum::serve`, under wrk and h2load, then callgrind |
+//! | `reload-bench` | scenario (f): lameduck's `SIGHUP` upgrade next to nginx's binary upgrade and HAProxy's `-sf` reload, under load |
 //! | `run-bench` | `lameduck run`: zero-downtime restarts of a `LISTEN_FDS` Python server under load, and what each wrapper (tini, dumb-init, catatonit, `lameduck run`) costs |
 //!
 //! Everything listens on 127.0.0.1, on ports the harness picks by binding
@@ -18,12 +23,14 @@
 
 #![warn(missing_docs)]
 
+pub mod balancer;
 pub mod compare;
 pub mod haproxy;
 pub mod hotpath;
 pub mod instance;
 pub mod kind;
 pub mod net;
+pub mod reload;
 pub mod results;
 pub mod rolling;
 pub mod run_cost;

@@ -31,6 +31,39 @@ pub fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
         .collect()
 }
 
+/// `count` distinct port numbers that were free a moment ago on every one of
+/// `hosts` (loopback addresses), so that instances on different addresses
+/// can share them.
+///
+/// # Errors
+///
+/// When no such ports are found in 100 tries.
+pub fn free_ports_on(hosts: &[Ipv4Addr], count: usize) -> anyhow::Result<Vec<u16>> {
+    let (first, others) = hosts.split_first().context("no host")?;
+    for _ in 0..100 {
+        let held = (0..count)
+            .map(|_| TcpListener::bind((*first, 0)))
+            .collect::<Result<Vec<_>, _>>()
+            .with_context(|| format!("binding an ephemeral port on {first}"))?;
+        let ports = held
+            .iter()
+            .map(|l| Ok(l.local_addr()?.port()))
+            .collect::<anyhow::Result<Vec<u16>>>()?;
+        let elsewhere: Result<Vec<_>, _> = others
+            .iter()
+            .flat_map(|host| {
+                ports
+                    .iter()
+                    .map(move |port| TcpListener::bind((*host, *port)))
+            })
+            .collect();
+        if elsewhere.is_ok() {
+            return Ok(ports);
+        }
+    }
+    anyhow::bail!("found no {count} ports free on all of {hosts:?} in 100 tries")
+}
+
 /// `127.0.0.1:port`.
 pub fn loopback(port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, port))
@@ -80,6 +113,18 @@ mod tests {
         assert_eq!(parse_status(b"HTTP/1.0 200 OK\r\n"), Some(200));
         assert_eq!(parse_status(b"SSH-2.0-OpenSSH"), None);
         assert_eq!(parse_status(b"HTTP/1.1"), None);
+    }
+
+    #[test]
+    fn ports_free_on_several_hosts_bind_on_each() {
+        let hosts = [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
+        let ports = free_ports_on(&hosts, 2).unwrap();
+        assert_ne!(ports[0], ports[1]);
+        for host in hosts {
+            for port in &ports {
+                TcpListener::bind((host, *port)).unwrap();
+            }
+        }
     }
 
     #[test]

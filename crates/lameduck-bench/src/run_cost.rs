@@ -96,6 +96,7 @@ pub async fn measure(
 async fn start(kind: ServerKind, bins: &Binaries) -> anyhow::Result<(u32, Duration)> {
     let ports = free_ports(2)?;
     let ports = crate::kind::Ports {
+        host: std::net::Ipv4Addr::LOCALHOST,
         listen: ports[0],
         admin: ports[1],
     };

@@ -59,14 +59,20 @@ pub fn announce(addr: SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The milliseconds `/work` should take, from its query string: `ms=N`, 50
+/// by default, at most a minute.
+pub fn work_ms(query: Option<&str>) -> u64 {
+    query_ms(query).unwrap_or(50).min(MAX_MS)
+}
+
 async fn work(uri: Uri) -> String {
-    let ms = query_ms(&uri).unwrap_or(50).min(MAX_MS);
+    let ms = work_ms(uri.query());
     tokio::time::sleep(Duration::from_millis(ms)).await;
     format!("worked {ms} ms\n")
 }
 
-fn query_ms(uri: &Uri) -> Option<u64> {
-    uri.query()?
+fn query_ms(query: Option<&str>) -> Option<u64> {
+    query?
         .split('&')
         .filter_map(|kv| kv.split_once('='))
         .find(|(k, _)| *k == "ms")
@@ -79,9 +85,9 @@ mod tests {
 
     #[test]
     fn ms_is_read_from_the_query() {
-        let uri: Uri = "/work?x=1&ms=7".parse().unwrap();
-        assert_eq!(query_ms(&uri), Some(7));
-        let uri: Uri = "/work?ms=abc".parse().unwrap();
-        assert_eq!(query_ms(&uri), None);
+        assert_eq!(query_ms(Some("x=1&ms=7")), Some(7));
+        assert_eq!(query_ms(Some("ms=abc")), None);
+        assert_eq!(work_ms(None), 50);
+        assert_eq!(work_ms(Some("ms=99999999")), MAX_MS);
     }
 }

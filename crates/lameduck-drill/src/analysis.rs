@@ -4,13 +4,15 @@
 
 mod timeline;
 
+use std::time::Duration;
+
 use crate::Expectation;
 use crate::events::{Events as RawEvents, ProbeResult};
 use crate::outcome::Outcome;
 use crate::record::{FailureDetail, Record, flags};
 use crate::report::{
     Events, ExitEvent, FailureSample, Failures, KeepAlive, Latency, LatencyStats, Notices,
-    OutcomeCounts, ReadinessChange, Requests, RestartEvent, SignalEvent,
+    OutcomeCounts, ReadinessChange, Requests, RestartEvent, SignalEvent, SlowCount,
 };
 
 pub(crate) use self::timeline::timeline;
@@ -196,6 +198,21 @@ pub(crate) fn latency(observed: &Observed, facts: &Facts) -> Latency {
         before_signal: stats(before),
         during: stats(during),
         after_exit: stats(after),
+        slow: None,
+    }
+}
+
+/// The `ok` responses slower than `threshold`.
+pub(crate) fn slow(observed: &Observed, facts: &Facts, threshold: Duration) -> SlowCount {
+    let threshold_us = u64::try_from(threshold.as_micros()).unwrap_or(u64::MAX);
+    let count = observed
+        .records
+        .iter()
+        .filter(|r| facts.outcome(r) == Outcome::Ok && r.latency_us > threshold_us)
+        .count();
+    SlowCount {
+        threshold_us,
+        count: count as u64,
     }
 }
 

@@ -80,6 +80,11 @@ pub struct DrillConfig {
     pub server: ServerSpec,
     /// A file holding the PID to signal, read afresh at every signal.
     pub pid_file: Option<PathBuf>,
+    /// When set, the report counts the `ok` responses slower than this
+    /// ([`Latency::slow`](crate::report::Latency::slow)): a benchmark that
+    /// knows its steady-state latency asks how many requests a disturbance
+    /// slowed down, which no percentile says.
+    pub slow_threshold: Option<Duration>,
 }
 
 /// How requests are issued.
@@ -331,6 +336,7 @@ impl DrillConfig {
             grace_period: Duration::from_secs(30),
             server: ServerSpec::Unknown,
             pid_file: None,
+            slow_threshold: None,
         })
     }
 

@@ -18,7 +18,7 @@ use crate::probe::{self, ReadyCheck};
 use crate::process::Server;
 use crate::progress::{Progress, Stage};
 use crate::record::{Clock, RecordSink};
-use crate::report::{ExitEvent, Report, ReportConfig, SCHEMA, ServerInfo};
+use crate::report::{ExitEvent, Latency, Report, ReportConfig, SCHEMA, ServerInfo};
 use crate::verdict::{self, Rules};
 
 /// One drill, ready to run.
@@ -257,7 +257,12 @@ impl Drill {
             lameduck_version: env!("CARGO_PKG_VERSION").to_owned(),
             started_at,
             config: report_config(config, server),
-            latency: analysis::latency(observed, &facts),
+            latency: Latency {
+                slow: config
+                    .slow_threshold
+                    .map(|threshold| analysis::slow(observed, &facts, threshold)),
+                ..analysis::latency(observed, &facts)
+            },
             keepalive: analysis::keepalive(observed, &facts),
             timeline: analysis::timeline(observed, &facts),
             failures: analysis::failures(observed, &facts),

@@ -337,6 +337,20 @@ pub struct Latency {
     pub during: LatencyStats,
     /// Started after the signalled process exited.
     pub after_exit: LatencyStats,
+    /// The `ok` responses slower than the configured threshold
+    /// ([`DrillConfig::slow_threshold`](crate::DrillConfig::slow_threshold));
+    /// absent when none was set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slow: Option<SlowCount>,
+}
+
+/// How many `ok` responses took longer than a threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlowCount {
+    /// The threshold, from when a request was due to when its body was read.
+    pub threshold_us: u64,
+    /// `ok` responses strictly slower than it.
+    pub count: u64,
 }
 
 /// Nearest-rank percentiles; `null` when there were no samples.

@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use lameduck_drill::{Progress, Stage};
 use serde::Serialize;
 
-use crate::haproxy::Haproxy;
+use crate::balancer::Running;
 use crate::instance::Instance;
 
-/// Bound on waiting for a restarted instance (its own readiness, then
-/// HAProxy's UP).
+/// Bound on waiting for a restarted instance (its own readiness, then the
+/// balancer's taking it in).
 const COME_BACK: Duration = Duration::from_secs(30);
 
 /// One instance restart, timed from the start of the load.
@@ -28,11 +28,13 @@ pub struct RestartLog {
     pub exit_code: Option<i32>,
     /// Whether it outlived the grace period and was SIGKILLed.
     pub killed: bool,
-    /// The new process answered its own readiness check.
+    /// The new process answered its own readiness check (restarted in
+    /// place: the old one had handed over and exited).
     pub ready_us: u64,
-    /// HAProxy had it UP again.
+    /// The balancer had it back (HAProxy: UP; nginx and Caddy: see
+    /// [`Running::wait_up`]).
     pub up_us: u64,
-    /// Failed requests the drill had recorded when HAProxy had it UP again,
+    /// Failed requests the drill had recorded when the balancer had it back,
     /// minus those when SIGTERM went (requests end late, so a stall may count
     /// in the next restart).
     pub failures_seen: u64,
@@ -43,7 +45,7 @@ pub struct RestartLog {
 /// error, returning what was done (and the error).
 pub async fn roll(
     instances: &mut [Instance; 2],
-    haproxy: &Haproxy,
+    balancer: &Running,
     progress: &Progress,
     restarts: u32,
     margin: Duration,
@@ -59,15 +61,27 @@ pub async fn roll(
             for (instance, name) in instances.iter_mut().zip(["a", "b"]) {
                 let failed = progress.snapshot().failed;
                 let term = Instant::now();
-                let exit = instance.terminate(grace).await?;
+                let (exit, ready) = if instance.is_in_place() {
+                    // The successor is ready before the old process drains
+                    // and exits.
+                    let exit = instance
+                        .restart_in_place(COME_BACK + grace)
+                        .await
+                        .with_context(|| format!("restarting {name} in place"))?;
+                    (exit, Instant::now())
+                } else {
+                    let exit = instance.terminate(grace).await?;
+                    instance.start()?;
+                    instance
+                        .wait_ready(COME_BACK)
+                        .await
+                        .with_context(|| format!("restarting {name}"))?;
+                    (exit, Instant::now())
+                };
                 let exited = term + exit.after;
-                instance.start()?;
-                instance
-                    .wait_ready(COME_BACK)
-                    .await
-                    .with_context(|| format!("restarting {name}"))?;
-                let ready = Instant::now();
-                haproxy.wait_up(name, COME_BACK).await?;
+                balancer
+                    .wait_up(name, !instance.is_in_place(), COME_BACK)
+                    .await?;
                 log.push(RestartLog {
                     round: n,
                     server: name.to_owned(),

@@ -157,6 +157,19 @@ fn latency_phases_split_at_the_signal_and_the_exit() {
 }
 
 #[test]
+fn slow_counts_only_ok_responses_strictly_over_the_threshold() {
+    let o = observed(vec![
+        ok(100),
+        record(200, 700, RawOutcome::Status(200)),
+        record(300, 400, RawOutcome::Status(200)),
+        record(400, 2_400, RawOutcome::Failed(Outcome::Timeout)),
+    ]);
+    let slow = slow(&o, &Facts::find(&o), Duration::from_micros(100));
+    assert_eq!(slow.threshold_us, 100);
+    assert_eq!(slow.count, 1);
+}
+
+#[test]
 fn readiness_flip_is_the_first_non_2xx_answer_after_the_signal() {
     let mut o = observed(vec![ok(100)]);
     signal_at(&mut o, 1_000, 7);
