@@ -208,10 +208,10 @@ impl Instance {
     /// whole process group (the first process and its successors).
     pub async fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            if self.pid_file.is_some() {
-                if let Some(group) = child.id().and_then(|id| i32::try_from(id).ok()) {
-                    let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::SIGKILL);
-                }
+            if self.pid_file.is_some()
+                && let Some(group) = child.id().and_then(|id| i32::try_from(id).ok())
+            {
+                let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::SIGKILL);
             }
             let _ = child.kill().await;
         } else if let Some(file) = &self.pid_file {
@@ -220,10 +220,9 @@ impl Instance {
             if let Some(pid) = std::fs::read_to_string(file)
                 .ok()
                 .and_then(|t| t.trim().parse().ok())
+                && let Ok(group) = nix::unistd::getpgid(Some(Pid::from_raw(pid)))
             {
-                if let Ok(group) = nix::unistd::getpgid(Some(Pid::from_raw(pid))) {
-                    let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
-                }
+                let _ = nix::sys::signal::killpg(group, Signal::SIGKILL);
             }
         }
     }

@@ -148,14 +148,13 @@ async fn wait_port(log: &Path) -> anyhow::Result<u16> {
     loop {
         let text = std::fs::read_to_string(log).unwrap_or_default();
         for line in text.lines() {
-            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                if v["message"]
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(line)
+                && v["message"]
                     .as_str()
                     .is_some_and(|m| m.starts_with("socket http on"))
-                {
-                    let addr = v["addr"].as_str().context("no addr")?;
-                    return Ok(addr.rsplit_once(':').context("no port")?.1.parse()?);
-                }
+            {
+                let addr = v["addr"].as_str().context("no addr")?;
+                return Ok(addr.rsplit_once(':').context("no port")?.1.parse()?);
             }
         }
         if Instant::now() > deadline {
@@ -168,10 +167,10 @@ async fn wait_port(log: &Path) -> anyhow::Result<u16> {
 async fn wait_running(control: &Path) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(answer) = ask(control, "status").await {
-            if answer.starts_with("ok running") {
-                return Ok(());
-            }
+        if let Ok(answer) = ask(control, "status").await
+            && answer.starts_with("ok running")
+        {
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("lameduck run never became ready");

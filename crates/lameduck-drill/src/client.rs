@@ -106,7 +106,7 @@ impl Client {
         match self.mode {
             ConnectionMode::Keepalive => false,
             ConnectionMode::Fresh => true,
-            ConnectionMode::Mixed => seq % 2 == 0,
+            ConnectionMode::Mixed => seq.is_multiple_of(2),
         }
     }
 

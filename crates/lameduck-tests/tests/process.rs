@@ -55,10 +55,10 @@ impl Fixture {
         let (tx, events) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(event) = line.strip_prefix("event: ") {
-                    if tx.send(event.to_string()).is_err() {
-                        return;
-                    }
+                if let Some(event) = line.strip_prefix("event: ")
+                    && tx.send(event.to_string()).is_err()
+                {
+                    return;
                 }
             }
         });

@@ -89,11 +89,11 @@ async fn probe_traffic_on_the_main_listener_does_not_keep_the_drain_going() {
                     return; // the listener closed: the drain is over
                 };
                 let mut probe = H1::over(stream).await;
-                if let Ok(resp) = probe.get("/readyz").await {
-                    if handle.phase() == Phase::Draining {
-                        assert_eq!(resp.status(), 503);
-                        probes.fetch_add(1, Ordering::Relaxed);
-                    }
+                if let Ok(resp) = probe.get("/readyz").await
+                    && handle.phase() == Phase::Draining
+                {
+                    assert_eq!(resp.status(), 503);
+                    probes.fetch_add(1, Ordering::Relaxed);
                 }
             }
         })

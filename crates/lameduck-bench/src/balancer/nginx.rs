@@ -190,10 +190,10 @@ impl Drop for Nginx {
     /// SIGTERM, never SIGKILL, so that the master takes its workers with it
     /// (a killed master leaves them serving); tokio reaps it.
     fn drop(&mut self) {
-        if let Some(pid) = self.child.as_ref().and_then(Child::id) {
-            if let Ok(pid) = i32::try_from(pid) {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
-            }
+        if let Some(pid) = self.child.as_ref().and_then(Child::id)
+            && let Ok(pid) = i32::try_from(pid)
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
         }
     }
 }

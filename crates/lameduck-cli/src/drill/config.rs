@@ -140,7 +140,7 @@ fn grpc_call(args: &Args) -> anyhow::Result<Option<GrpcCall>> {
 /// Hex digits (either case, whitespace between bytes allowed) to bytes.
 fn decode_hex(text: &str) -> anyhow::Result<Vec<u8>> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         bail!("an odd number of hex digits");
     }
     digits

@@ -128,13 +128,13 @@ pub fn main(parent: &str) -> u8 {
             Some(("-", n)) => (false, n),
             _ => continue,
         };
-        if let Ok(pgid) = num.parse::<i32>() {
-            if pgid > 1 {
-                if add {
-                    groups.insert(pgid);
-                } else {
-                    groups.remove(&pgid);
-                }
+        if let Ok(pgid) = num.parse::<i32>()
+            && pgid > 1
+        {
+            if add {
+                groups.insert(pgid);
+            } else {
+                groups.remove(&pgid);
             }
         }
     }

@@ -243,10 +243,10 @@ pub fn until_gone(pids: &[i32]) {
 pub fn until_file(path: &Path) -> String {
     let deadline = Instant::now() + WAIT;
     loop {
-        if let Ok(text) = std::fs::read_to_string(path) {
-            if !text.is_empty() {
-                return text;
-            }
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.is_empty()
+        {
+            return text;
         }
         assert!(
             Instant::now() < deadline,

@@ -361,16 +361,16 @@ impl AppBuilder {
         let with_metrics = self.metrics.is_some();
         #[cfg(not(feature = "metrics"))]
         let with_metrics = false;
-        if let (Some(d), false) = (budget.get_final_scrape_timeout(), with_metrics) {
-            if !d.is_zero() {
-                return Err(BuildError::new(
-                    BuildErrorKind::FinalScrapeWithoutMetrics,
-                    format!(
-                        "Budget::final_scrape_timeout({}) is set, but the app has no metrics to wait for (AppBuilder::metrics, feature `metrics`)",
-                        Seconds(d)
-                    ),
-                ));
-            }
+        if let (Some(d), false) = (budget.get_final_scrape_timeout(), with_metrics)
+            && !d.is_zero()
+        {
+            return Err(BuildError::new(
+                BuildErrorKind::FinalScrapeWithoutMetrics,
+                format!(
+                    "Budget::final_scrape_timeout({}) is set, but the app has no metrics to wait for (AppBuilder::metrics, feature `metrics`)",
+                    Seconds(d)
+                ),
+            ));
         }
         let timeline = budget.check().map_err(BuildError::budget)?;
         #[cfg(feature = "flight")]

@@ -177,22 +177,23 @@ where
         let in_flight = self.conn.as_ref().map(ConnState::dispatch);
         let h1 = req.version() <= Version::HTTP_11;
         let stage = self.shared.stage();
-        if let Some(conn) = &self.conn {
-            if !h1 && stage >= Stage::Draining {
-                // The connection's task sends GOAWAY once a stream has been
-                // dispatched; this may be the first.
-                conn.ring();
-            }
+        if let Some(conn) = &self.conn
+            && !h1
+            && stage >= Stage::Draining
+        {
+            // The connection's task sends GOAWAY once a stream has been
+            // dispatched; this may be the first.
+            conn.ring();
         }
         // Answering without calling the inner service leaves whatever its
         // poll_ready reserved to the next call, which tower allows.
-        if let Some(probes) = &self.shared.probes {
-            if let Some(resp) = probes.respond(&req) {
-                if let Some(conn) = &self.conn {
-                    conn.probed();
-                }
-                return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
+        if let Some(probes) = &self.shared.probes
+            && let Some(resp) = probes.respond(&req)
+        {
+            if let Some(conn) = &self.conn {
+                conn.probed();
             }
+            return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
         }
         if self.conn.is_none() {
             // A server of the user's own: the layer counts its traffic.

@@ -90,10 +90,10 @@ impl Probes {
     /// The answer to `req` if its path is a probe's, `None` otherwise.
     pub fn respond<B>(&self, req: &Request<B>) -> Option<Response<Bytes>> {
         #[cfg(feature = "metrics")]
-        if let Some(metrics) = &self.metrics {
-            if req.uri().path() == "/metrics" {
-                return Some(scrape(metrics, req));
-            }
+        if let Some(metrics) = &self.metrics
+            && req.uri().path() == "/metrics"
+        {
+            return Some(scrape(metrics, req));
         }
         let (probe, check) = split(req.uri().path())?;
         if req.method() != Method::GET && req.method() != Method::HEAD {

@@ -274,14 +274,14 @@ impl PemFiles {
         let key_err = |kind, source| TlsError::new(kind, Some(self.key.clone()), source);
         // An unreadable file reads as empty: say why it could not be read.
         for (path, bytes) in [(&self.cert, cert), (&self.key, key)] {
-            if bytes.is_empty() {
-                if let Err(err) = std::fs::File::open(path) {
-                    return Err(TlsError::new(
-                        TlsErrorKind::Read,
-                        Some(path.clone()),
-                        Some(err.into()),
-                    ));
-                }
+            if bytes.is_empty()
+                && let Err(err) = std::fs::File::open(path)
+            {
+                return Err(TlsError::new(
+                    TlsErrorKind::Read,
+                    Some(path.clone()),
+                    Some(err.into()),
+                ));
             }
         }
         let certs = CertificateDer::pem_slice_iter(cert)

@@ -161,10 +161,10 @@ impl Observer for Hub {
             Event::PhaseChanged { from, .. } => {
                 let mut life = self.life();
                 let now = Instant::now();
-                if from.is_shutting_down() {
-                    if let Some(began) = life.phase_began {
-                        life.phase_seconds.insert(from, now - began);
-                    }
+                if from.is_shutting_down()
+                    && let Some(began) = life.phase_began
+                {
+                    life.phase_seconds.insert(from, now - began);
                 }
                 life.phase_began = Some(now);
             }

@@ -269,7 +269,7 @@ fn label(name: &str, value: &str) -> String {
         }
     }
     // The Pushgateway wants the padding.
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push('=');
     }
     format!("{name}@base64/{out}")

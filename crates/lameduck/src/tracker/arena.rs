@@ -132,14 +132,14 @@ impl Arena {
     /// Claims through `way`, first refreshing its view of the leased chunk
     /// (slots released since the last claim), then leasing another chunk.
     fn claim_in(&self, way: &Way) -> (&'static Chunk, usize) {
-        if way.uid.get() == self.uid {
-            if let Some(chunk) = way.chunk.get() {
-                let free = chunk.free_slots();
-                if free != 0 {
-                    let (bit, free) = chunk.claim(free);
-                    way.free.set(free);
-                    return (chunk, way.first.get() + bit);
-                }
+        if way.uid.get() == self.uid
+            && let Some(chunk) = way.chunk.get()
+        {
+            let free = chunk.free_slots();
+            if free != 0 {
+                let (bit, free) = chunk.claim(free);
+                way.free.set(free);
+                return (chunk, way.first.get() + bit);
             }
         }
         way.give_up();

@@ -108,11 +108,11 @@ pub(super) fn hold() {
     // keeps NOW monotonic against a concurrent tick, and NO_TICKER, the
     // largest value, sticks.
     NOW.fetch_max(precise_now(), Ordering::Relaxed);
-    if TRACKERS.fetch_add(1, Ordering::SeqCst) == 0 {
-        if let Some(ticker) = ticker {
-            // If the ticker is about to park, the token makes park return.
-            ticker.unpark();
-        }
+    if TRACKERS.fetch_add(1, Ordering::SeqCst) == 0
+        && let Some(ticker) = ticker
+    {
+        // If the ticker is about to park, the token makes park return.
+        ticker.unpark();
     }
 }
 

@@ -341,9 +341,9 @@ pub(crate) fn report_failed(why: &str) {
         return;
     };
     // Closing the channel afterwards tells the parent the rest.
-    if let Some(mut c) = channel.take() {
-        if let Err(err) = c.write_all(format!("failed {why}\n").as_bytes()) {
-            tracing::debug!(target: "lameduck::upgrade", parent = *parent, error = %err, "cannot report the failure to the parent");
-        }
+    if let Some(mut c) = channel.take()
+        && let Err(err) = c.write_all(format!("failed {why}\n").as_bytes())
+    {
+        tracing::debug!(target: "lameduck::upgrade", parent = *parent, error = %err, "cannot report the failure to the parent");
     }
 }

@@ -150,12 +150,11 @@ impl Owned {
         if let Some(path) = &self.pid_file {
             pidfile::remove_if_ours(path, dead);
         }
-        if let Some(path) = &self.control_path {
-            if std::os::unix::net::UnixStream::connect(path)
+        if let Some(path) = &self.control_path
+            && std::os::unix::net::UnixStream::connect(path)
                 .is_err_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
-            {
-                let _ = std::fs::remove_file(path);
-            }
+        {
+            let _ = std::fs::remove_file(path);
         }
     }
 

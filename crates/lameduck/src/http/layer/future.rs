@@ -260,10 +260,8 @@ const KEEP_ALIVE: http::HeaderName = http::HeaderName::from_static("keep-alive")
 /// HTTP/2: the response is on its way to h2, which begins it on the wire
 /// when it can (see `ConnState::responded`).
 fn responded(in_flight: Option<&InFlight>, h1: bool) {
-    if !h1 {
-        if let Some(in_flight) = in_flight {
-            in_flight.conn().responded();
-        }
+    if !h1 && let Some(in_flight) = in_flight {
+        in_flight.conn().responded();
     }
 }
 

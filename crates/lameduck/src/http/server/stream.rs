@@ -377,19 +377,19 @@ impl<T: Connection> AsyncRead for Io<T> {
                         this.ended = true;
                         return Poll::Ready(Ok(()));
                     }
-                } else if this.conn.expired() != 0 {
-                    if let Some(end) = this.expire() {
-                        return Poll::Ready(end);
-                    }
+                } else if this.conn.expired() != 0
+                    && let Some(end) = this.expire()
+                {
+                    return Poll::Ready(end);
                 }
             }
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
-        if let Poll::Ready(Ok(())) = read {
-            if buf.filled().len() > before {
-                this.saw(&mut buf.filled_mut()[before..]);
-            }
+        if let Poll::Ready(Ok(())) = read
+            && buf.filled().len() > before
+        {
+            this.saw(&mut buf.filled_mut()[before..]);
         }
         read
     }
@@ -406,10 +406,10 @@ impl<T: Connection> AsyncWrite for Io<T> {
             return Poll::Ready(Err(closed_error(&this.shared)));
         }
         let written = Pin::new(&mut this.inner).poll_write(cx, buf);
-        if let Poll::Ready(Ok(n)) = written {
-            if this.conn.proto() == Proto::H2 {
-                this.wrote(&buf[..n]);
-            }
+        if let Poll::Ready(Ok(n)) = written
+            && this.conn.proto() == Proto::H2
+        {
+            this.wrote(&buf[..n]);
         }
         written
     }
@@ -424,10 +424,10 @@ impl<T: Connection> AsyncWrite for Io<T> {
             return Poll::Ready(Err(closed_error(&this.shared)));
         }
         let written = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
-        if let Poll::Ready(Ok(n)) = written {
-            if this.conn.proto() == Proto::H2 {
-                this.wrote_vectored(bufs, n);
-            }
+        if let Poll::Ready(Ok(n)) = written
+            && this.conn.proto() == Proto::H2
+        {
+            this.wrote_vectored(bufs, n);
         }
         written
     }
