@@ -1,4 +1,4 @@
-//! The `lameduck` command: run, drill, plan and demo.
+//! The `lameduck` command: run, drill, plan, report and demo.
 
 use std::process::ExitCode;
 

@@ -104,7 +104,8 @@ Examples:
 
 Exit status:
   N        the program's exit code, or 128 + the signal that killed it
-  0        the program stopped on the stop signal lameduck sent it
+  0        the program stopped on the stop signal lameduck sent it, or
+           lameduck was stopped while the program waited to be restarted
   3        ... but its group had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
   78       invalid configuration: the phases do not fit the grace period
@@ -370,6 +371,15 @@ fn exit_code(report: &Report, outcome: Outcome) -> u8 {
     if outcome.stopped_with.iter().any(|s| ended.is_stop_by(*s)) {
         // A clean stop, unless stragglers had to be killed at the deadline
         // (3, the library's code for it).
+        return report.status().code();
+    }
+    let asked = matches!(
+        report.reason,
+        Some(ShutdownReason::Signal(_) | ShutdownReason::Requested(_))
+    );
+    if outcome.last_while_running && asked {
+        // Stopped while the program was down between crash restarts: the
+        // stop was lameduck's, and its report says how it went.
         return report.status().code();
     }
     let gave_up = matches!(report.reason, Some(ShutdownReason::ComponentFailed { .. }));

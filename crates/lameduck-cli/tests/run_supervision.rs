@@ -43,6 +43,32 @@ fn a_crashing_program_is_restarted_then_lameduck_gives_up_with_its_code() {
 }
 
 #[test]
+fn a_stop_while_the_program_waits_for_its_restart_exits_as_the_report_says() {
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--drain-delay",
+        "0s",
+        "--restart",
+        "on-failure",
+        "--restart-delay",
+        "10m",
+        "--restart-delay-max",
+        "10m",
+        "--",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    // The program crashed and is down for ten minutes: stop lameduck now.
+    run.event("component restarting in", |_| true);
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let report = run.event("shutdown report", |_| true);
+    assert_eq!(report["exit_code"], 0, "{report}");
+}
+
+#[test]
 fn a_program_that_exits_cleanly_is_not_restarted_on_failure_only() {
     let mut run = Running::start(&["--admin", "none", "--", "sh", "-c", "exit 0"]);
     assert_eq!(run.wait(), Some(0), "{}", run.log());

@@ -61,12 +61,20 @@ pub struct DrainReport {
     /// `drain_max`).
     pub quiet_needed: Option<Duration>,
     /// How long before the drain ended the last traffic arrived (which may
-    /// be before the drain began); `None` when none was seen.
+    /// be before the drain began); `None` when none was seen, or when the
+    /// traffic was counted only at the drain's start and end (a fixed
+    /// drain, with no flight record).
     pub last_traffic: Option<Duration>,
-    /// Arrivals sampled during the drain, every listener together
-    /// (requests, or connections for a source that sees no requests); the
-    /// first sample may hold some from the last tenth of a second before.
+    /// Arrivals during the drain, every listener together (requests, or
+    /// connections for a source that sees no requests); sampled every
+    /// tenth of a second, the first sample may hold some from the last
+    /// tenth of a second before.
     pub arrivals: u64,
+    /// Whether any listener reported its traffic: `false` for an app with
+    /// no [traffic source](crate::AppHandle::traffic_source) (no
+    /// `http::Server` or `DrainLayer`, or `lameduck run`, which cannot see
+    /// its program's), whose report then says nothing about traffic.
+    pub watched: bool,
 }
 
 /// What ended Draining.
@@ -128,9 +136,13 @@ impl fmt::Display for DrainReport {
         if let Some(needed) = self.quiet_needed {
             write!(f, " (needed {})", Seconds(needed))?;
         }
+        if !self.watched {
+            return Ok(());
+        }
         match self.last_traffic {
             Some(d) => write!(f, ", last traffic {} before its end", Seconds(d))?,
-            None => write!(f, ", no traffic seen")?,
+            None if self.arrivals == 0 => write!(f, ", no traffic seen")?,
+            None => {}
         }
         write!(f, ", {} arrivals during it", self.arrivals)
     }

@@ -149,6 +149,11 @@ impl Traffic {
         log.push(tick);
     }
 
+    /// Whether any listener reports its traffic.
+    pub(crate) fn has_sources(&self) -> bool {
+        !self.lock().sources.is_empty()
+    }
+
     /// Starts keeping every tick from now on (the look-back stays): the
     /// drain began.
     pub(crate) fn keep_from_now(&self) {

@@ -111,3 +111,24 @@ async fn probe_traffic_on_the_main_listener_does_not_keep_the_drain_going() {
     // Counted, the probes would have kept it going to drain_max.
     assert!(drain.ended.is_quiet(), "{report}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fixed_drain_counts_the_requests_it_served_and_never_says_none_came() {
+    // A fixed drain with no flight record: no sampler runs, the counts are
+    // read at the drain's start and end.
+    let fixed = Budget::new(Duration::from_secs(600)).drain_delay(Duration::from_secs(2));
+    let mut app = Running::start(fixed, handler(|_| async { text("hi") }), |s| s).await;
+    steady(&app, 5).await;
+    app.handle.shutdown("test");
+    app.handle.reached(Phase::Draining).await;
+    steady(&app, 10).await;
+    let report = tokio::time::timeout(BOUND, app.report())
+        .await
+        .expect("the app stops");
+    let drain = report.drain.clone().expect("a drain");
+    assert!(drain.watched, "{report}");
+    assert!(drain.arrivals >= 10, "{report}");
+    let said = drain.to_string();
+    assert!(!said.contains("no traffic seen"), "{said}");
+    assert!(said.contains("arrivals during it"), "{said}");
+}

@@ -110,7 +110,7 @@ async fn exited(
     ended: Ended,
     stopping_with: Option<Signal>,
 ) -> Result<(), BoxError> {
-    sup.record_end(ended);
+    sup.record_end(ended, stopping_with.is_none() && !ctx.is_draining());
     let pid = cur.pid().as_raw();
     if stopping_with.is_some() || ctx.is_draining() {
         tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
@@ -173,7 +173,7 @@ async fn stop(
     }
     if let Some(ended) = cur.ended() {
         tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
-        sup.record_end(ended);
+        sup.record_end(ended, false);
     }
     sup.forget(cur.pid());
     Ok(())
@@ -194,7 +194,7 @@ async fn unhealthy(
     cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
         .await;
     if let Some(ended) = cur.ended() {
-        sup.record_end(ended);
+        sup.record_end(ended, true);
     }
     sup.forget(cur.pid());
     Err(format!("liveness check failed: {why}").into())

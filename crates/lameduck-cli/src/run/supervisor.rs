@@ -36,6 +36,10 @@ pub enum Command {
 pub struct Outcome {
     /// How the last instance ended.
     pub last: Option<Ended>,
+    /// It ended while the app was running (a crash, a failed liveness
+    /// check), not in a shutdown: if lameduck is then stopped, the program
+    /// was down, waiting for its restart, and the stop is lameduck's.
+    pub last_while_running: bool,
     /// The signals lameduck sent it to stop it.
     pub stopped_with: Vec<Signal>,
     /// Why it could not be started.
@@ -233,9 +237,12 @@ impl Supervisor {
         }
     }
 
-    /// Records how the program ended.
-    pub fn record_end(&self, ended: Ended) {
-        lock(&self.outcome).last = Some(ended);
+    /// Records how the program ended, and whether it was while the app was
+    /// running.
+    pub fn record_end(&self, ended: Ended, while_running: bool) {
+        let mut outcome = lock(&self.outcome);
+        outcome.last = Some(ended);
+        outcome.last_while_running = while_running;
     }
 
     /// Records that lameduck sent `sig` to stop the program.

@@ -105,7 +105,8 @@ impl Observer for Log {
                     lasted_ms = drain.lasted.as_millis() as u64,
                     quiet_needed_ms = drain.quiet_needed.map(|d| d.as_millis() as u64),
                     last_traffic_ms = drain.last_traffic.map(|d| d.as_millis() as u64),
-                    arrivals = drain.arrivals,
+                    // Nothing to count when no listener reports traffic.
+                    arrivals = drain.watched.then_some(drain.arrivals),
                     "drain ended: {drain}"
                 );
             }

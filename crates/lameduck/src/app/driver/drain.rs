@@ -19,6 +19,14 @@ impl Driver {
         let adaptive = self.timeline.is_adaptive();
         let handle = self.handle.clone();
         let traffic = handle.traffic();
+        let watched = traffic.has_sources();
+        // Without the sampler (a fixed drain, no flight record), the counts
+        // are read at the drain's start and end: the arrivals are known,
+        // not when the last one came.
+        let counted_at_ends = watched && !self.sample_traffic;
+        if counted_at_ends {
+            traffic.sample(began);
+        }
         let needs = if adaptive {
             traffic.with_log(|log| window.needs(log.evidence(began)))
         } else {
@@ -60,6 +68,9 @@ impl Driver {
             }
         }
         let end = Instant::now();
+        if counted_at_ends {
+            traffic.sample(end);
+        }
         let (last, arrivals) = traffic.with_log(|log| {
             let arrivals = log
                 .ticks()
@@ -72,8 +83,11 @@ impl Driver {
             ended: ended.unwrap_or(DrainEnd::CutBySignal),
             lasted: end - began,
             quiet_needed: needs,
-            last_traffic: last.map(|at| end.saturating_duration_since(at)),
+            last_traffic: last
+                .filter(|_| !counted_at_ends)
+                .map(|at| end.saturating_duration_since(at)),
             arrivals,
+            watched,
         })
     }
 
@@ -88,6 +102,7 @@ impl Driver {
                     .map(|at| Instant::now().saturating_duration_since(at))
             }),
             arrivals: 0,
+            watched: self.handle.traffic().has_sources(),
         }
     }
 }
