@@ -143,12 +143,25 @@ async fn serve<I, S, B>(
                 // closes it.
                 return Poll::Ready(());
             }
+            // The connection first: on a stage change hyper then reads once
+            // more, and the IO wrapper can end an idle HTTP/1 connection.
+            // It also reads whatever the client has sent, so that a close
+            // below never leaves input unread (closing a socket with unread
+            // input resets the connection, and with it what the client has
+            // not read yet).
+            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
+                if let Err(err) = done {
+                    tracing::debug!(target: "lameduck::http", error = %err, "connection ended with an error");
+                }
+                return Poll::Ready(());
+            }
             if let Some(sent) = goaway.filter(|_| !state.is_busy()) {
                 // The wait counts from the GOAWAY or from the client's last
                 // byte, whichever is later: a client still reading the
                 // last response sends window updates, and will answer the
                 // PING behind it; closing under it would reset what it has
-                // not read yet.
+                // not read yet. Its last byte is known here: the poll
+                // above read all it had sent.
                 let ack_by = sent.max(state.last_read()) + GOAWAY_ACK_WAIT;
                 if Instant::now() >= ack_by {
                     // No stream open, and for a second not a byte from the
@@ -158,14 +171,6 @@ async fn serve<I, S, B>(
                     return Poll::Ready(());
                 }
                 wait_until = Some(ack_by);
-            }
-            // The connection first: on a stage change hyper then reads once
-            // more, and the IO wrapper can end an idle HTTP/1 connection.
-            if let Poll::Ready(done) = conn.as_mut().poll(cx) {
-                if let Err(err) = done {
-                    tracing::debug!(target: "lameduck::http", error = %err, "connection ended with an error");
-                }
-                return Poll::Ready(());
             }
             if state.listen(cx.waker()) || shared.stage() != seen {
                 continue;

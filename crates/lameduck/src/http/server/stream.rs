@@ -16,6 +16,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
@@ -62,6 +63,9 @@ pub(super) struct Io<T> {
     kill_write: Wait,
     /// An upgraded connection's close handshake window, from Stopping.
     close_by: Option<Pin<Box<Sleep>>>,
+    /// HTTP/2, once shut down: how long the close waits for the client's
+    /// (see `poll_shutdown`).
+    linger: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T: Connection> Io<T> {
@@ -82,6 +86,7 @@ impl<T: Connection> Io<T> {
             kill_read: None,
             kill_write: None,
             close_by: None,
+            linger: None,
         }
     }
 
@@ -467,7 +472,51 @@ impl<T: Connection> AsyncWrite for Io<T> {
             // each of thousands of idle connections closed at once.
             return Poll::Ready(Ok(()));
         }
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        if this.linger.is_none() {
+            ready!(Pin::new(&mut this.inner).poll_shutdown(cx))?;
+            if this.conn.proto() != Proto::H2 {
+                return Poll::Ready(Ok(()));
+            }
+            this.linger = Some(Box::pin(tokio::time::sleep(LINGER)));
+        }
+        // HTTP/2: a client still reading the last responses sends window
+        // updates (and acknowledges the GOAWAY) after the server's FIN; a
+        // socket closed with that input unread is reset, and the reset
+        // discards what the client had not read yet. So the input is read,
+        // and dropped, until the client closes too, for at most LINGER and
+        // never past the cancel signal (nginx's lingering close, for the
+        // same reason).
+        this.poll_linger(cx)
+    }
+}
+
+/// The longest an HTTP/2 connection's close waits for its client's
+/// (see `Io::poll_shutdown`).
+const LINGER: Duration = Duration::from_secs(1);
+
+impl<T: Connection> Io<T> {
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut scratch = [0u8; 1024];
+        // Bounded: a client that keeps sending is cut at LINGER anyway.
+        for _ in 0..64 {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => return Poll::Ready(Ok(())),
+                Poll::Ready(Ok(())) => continue,
+                Poll::Ready(Err(_)) => return Poll::Ready(Ok(())),
+                Poll::Pending => break,
+            }
+        }
+        let over = self.shared.stage() >= Stage::Cancelled
+            || self
+                .linger
+                .as_mut()
+                .is_some_and(|t| t.as_mut().poll(cx).is_ready());
+        if over {
+            Poll::Ready(Ok(()))
+        } else {
+            Poll::Pending
+        }
     }
 }
 
