@@ -55,8 +55,10 @@ pub struct Flags {
     #[arg(short = 'k', long)]
     insecure: bool,
 
-    /// Drill the built-in `lameduck demo`: spawn it on free loopback ports,
-    /// load it with keep-alive and fresh connections, SIGTERM it mid-load
+    /// Drill the built-in `lameduck demo`: spawn it on free loopback ports
+    /// with a fixed 1 s drain, load it (keep-alive connections, unless
+    /// --connections says otherwise), SIGTERM it at 2 s (--at) of 5 s of
+    /// load (--duration, unless given as something other than 10s)
     #[arg(long, conflicts_with_all = ["url", "pid", "command"])]
     demo: bool,
 
