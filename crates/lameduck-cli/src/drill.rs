@@ -55,8 +55,10 @@ pub struct Flags {
     #[arg(short = 'k', long)]
     insecure: bool,
 
-    /// Drill the built-in `lameduck demo`: spawn it on free loopback ports,
-    /// load it with keep-alive and fresh connections, SIGTERM it mid-load
+    /// Drill the built-in `lameduck demo`: spawn it on free loopback ports
+    /// with a fixed 1 s drain, load it (keep-alive connections, unless
+    /// --connections says otherwise), SIGTERM it at 2 s (--at) of 5 s of
+    /// load (--duration)
     #[arg(long, conflicts_with_all = ["url", "pid", "command"])]
     demo: bool,
 
@@ -151,9 +153,9 @@ pub struct Flags {
     #[arg(long, value_name = "PATH")]
     body_file: Option<PathBuf>,
 
-    /// How long the load runs (at most 1h)
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
-    duration: Duration,
+    /// How long the load runs (at most 1h) [default: 10s; 5s with --demo]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    duration: Option<Duration>,
 
     /// Per-request timeout, connect included
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]

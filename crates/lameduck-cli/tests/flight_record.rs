@@ -284,6 +284,11 @@ fn report_of_a_file_that_is_not_a_flight_record_exits_2_saying_why() {
             ),
             "version 99",
         ),
+        (
+            "hollow.json",
+            r#"{"format": "lameduck.flight-record", "version": 1}"#.to_string(),
+            "missing field `kind`",
+        ),
     ];
     for (name, text, why) in cases {
         let path = dir.path().join(name);

@@ -69,6 +69,18 @@ pub const FORMAT: &str = "lameduck.flight-record";
 /// The schema version this library writes and reads.
 pub const VERSION: u32 = 1;
 
+/// The fields every record of this version has; a later writer of the same
+/// version may add others, which readers default.
+const REQUIRED: [&str; 7] = [
+    "kind",
+    "app",
+    "pid",
+    "started_unix_ms",
+    "written_ms",
+    "budget",
+    "phases",
+];
+
 /// The default size limit of a record, in bytes: 1 MiB.
 pub const DEFAULT_LIMIT: usize = 1 << 20;
 
@@ -94,6 +106,12 @@ impl FlightRecord {
         let version = value.get("version").and_then(serde_json::Value::as_u64);
         if version != Some(u64::from(VERSION)) {
             return Err(FlightRecordError::Version(version));
+        }
+        // Fields a writer may add later default; these every record has.
+        if let Some(missing) = REQUIRED.iter().find(|k| value.get(**k).is_none()) {
+            return Err(FlightRecordError::Json(format!(
+                "missing field `{missing}`"
+            )));
         }
         serde_json::from_value(value).map_err(|e| FlightRecordError::Json(e.to_string()))
     }

@@ -10,6 +10,9 @@ use lameduck_drill::{
 
 use super::Flags as Args;
 
+/// How long the load runs when `--duration` is not given (and not `--demo`).
+const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
 /// `--connections`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Connections {
@@ -95,7 +98,7 @@ pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
             .with_context(|| format!("cannot read --body-file {}", path.display()))?;
         config.request.body = body.into();
     }
-    config.duration = args.duration;
+    config.duration = args.duration.unwrap_or(DEFAULT_DURATION);
     config.timeout = args.timeout;
     config.grace_period = args.grace_period;
     config.pid_file = args.pid_file.clone();

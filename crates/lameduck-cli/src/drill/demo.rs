@@ -28,10 +28,8 @@ pub(super) fn apply(args: &mut Flags) -> anyhow::Result<()> {
         "--output".into(),
         "human".into(),
     ];
-    if args.duration == Duration::from_secs(10) {
-        // The default: shorten it, the demo shuts down in about a second.
-        args.duration = Duration::from_secs(5);
-    }
+    // Shorter than the usual default: the demo shuts down in about a second.
+    args.duration.get_or_insert(Duration::from_secs(5));
     args.at.get_or_insert(Duration::from_secs(2));
     Ok(())
 }
@@ -45,4 +43,40 @@ fn free_ports() -> anyhow::Result<[u16; 2]> {
     let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .context("cannot find a free port on 127.0.0.1")?;
     Ok([a.local_addr()?.port(), b.local_addr()?.port()])
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use clap::Parser as _;
+
+    /// The drill's flags as the command line gives them.
+    #[derive(Debug, clap::Parser)]
+    struct Drill {
+        #[command(flatten)]
+        args: crate::drill::Args,
+    }
+
+    fn duration_after_demo(cli: &[&str]) -> Duration {
+        let mut args = Drill::try_parse_from(cli).unwrap().args.flags;
+        super::apply(&mut args).unwrap();
+        args.duration.unwrap()
+    }
+
+    #[test]
+    fn a_duration_given_to_the_demo_drill_is_kept_even_the_usual_default() {
+        assert_eq!(
+            duration_after_demo(&["drill", "--demo"]),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            duration_after_demo(&["drill", "--demo", "--duration", "10s"]),
+            Duration::from_secs(10)
+        );
+        assert_eq!(
+            duration_after_demo(&["drill", "--demo", "--duration", "3s"]),
+            Duration::from_secs(3)
+        );
+    }
 }
