@@ -125,8 +125,22 @@ impl Signals {
 
     /// When an upgraded connection must have finished its close handshake:
     /// the close handshake window after Stopping began, once it has.
+    ///
+    /// The tokens fire first and [`follow`](Self::follow) marks the stage a
+    /// hop later, so a handler woken by the stopping token can ask before
+    /// the follower has run: whoever first sees the token fired starts the
+    /// window. Answering `None` then would leave that handler without a
+    /// deadline — nothing wakes it when the follower sets one — and a deaf
+    /// client would hold Stopping until the cancel signal.
     pub(crate) fn close_deadline(&self) -> Option<Instant> {
-        self.stopping_at.get().map(|&at| at + self.close_window)
+        let at = match self.stopping_at.get() {
+            Some(&at) => at,
+            None if self.stopping.is_cancelled() || self.cancel.is_cancelled() => {
+                *self.stopping_at.get_or_init(Instant::now)
+            }
+            None => return None,
+        };
+        Some(at + self.close_window)
     }
 
     fn set(&self, stage: Stage) {
@@ -338,5 +352,44 @@ impl Drop for Registered {
                 .retired
                 .fetch_add(served, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signals() -> Signals {
+        Signals::new(
+            CancellationToken::new(),
+            CancellationToken::new(),
+            CancellationToken::new(),
+        )
+        .with_close_window(Duration::from_secs(2))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_close_deadline_is_known_as_soon_as_the_stopping_token_fires_before_the_stage_follows()
+     {
+        let signals = signals();
+        assert_eq!(signals.close_deadline(), None);
+        let fired = Instant::now();
+        signals.stopping.cancel();
+        // No follower has run: the stage is still Running.
+        assert_eq!(signals.stage(), Stage::Running);
+        let deadline = signals.close_deadline().expect("a deadline once the token fired");
+        assert_eq!(deadline, fired + Duration::from_secs(2));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        // The follower's later mark keeps the window where it began.
+        signals.catch_up();
+        assert_eq!(signals.stage(), Stage::Stopping);
+        assert_eq!(signals.close_deadline(), Some(deadline));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cancel_with_no_stop_before_it_also_starts_the_close_window() {
+        let signals = signals();
+        signals.cancel.cancel();
+        assert!(signals.close_deadline().is_some());
     }
 }
