@@ -29,14 +29,10 @@ const END_STREAM: u8 = 0x1;
 const END_HEADERS: u8 = 0x4;
 const ACK: u8 = 0x1;
 
-fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-    let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-    v.push(kind);
-    v.push(flags);
-    v.extend_from_slice(&stream.to_be_bytes());
-    v.extend_from_slice(payload);
-    v
-}
+// The frame builder of the library's own unit tests: one for both.
+#[path = "../src/http/server/wire/test_frame.rs"]
+mod test_frame;
+use test_frame::frame;
 
 /// A `GET` of `path` (HPACK: :method GET, :scheme http, a literal :path).
 fn get(stream: u32, path: &str) -> Vec<u8> {

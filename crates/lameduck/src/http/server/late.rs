@@ -105,18 +105,10 @@ impl LateStreams {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::server::wire::test_frame::frame;
     use crate::http::server::wire::{Frames, Head};
 
     const SHUTDOWN: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        v.push(kind);
-        v.push(flags);
-        v.extend_from_slice(&stream.to_be_bytes());
-        v.extend_from_slice(payload);
-        v
-    }
 
     /// What the server writes for a graceful shutdown: GOAWAY(2^31-1), the
     /// shutdown PING.

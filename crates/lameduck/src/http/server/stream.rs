@@ -543,6 +543,7 @@ mod tests {
 
     use super::*;
     use crate::http::server::late::IGNORED;
+    use crate::http::server::wire::test_frame::frame;
     use crate::http::server::wire::{ACK, GOAWAY, HEADERS, PING, WINDOW_UPDATE};
     use crate::http::shared::{Orphans, Signals};
 
@@ -583,15 +584,6 @@ mod tests {
     }
 
     impl Connection for Chunks {}
-
-    fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
-        let mut v = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        v.push(kind);
-        v.push(flags);
-        v.extend_from_slice(&stream.to_be_bytes());
-        v.extend_from_slice(payload);
-        v
-    }
 
     /// Everything h2 would read from a client whose bytes arrive in
     /// `chunk`-byte reads, read `want`-byte buffers at a time.

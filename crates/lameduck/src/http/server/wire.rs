@@ -213,25 +213,21 @@ impl Streams {
 }
 
 #[cfg(test)]
+pub(super) mod test_frame;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    fn frame(len: u32, kind: u8, flags: u8, stream: u32) -> Vec<u8> {
-        let mut v = len.to_be_bytes()[1..].to_vec();
-        v.push(kind);
-        v.push(flags);
-        v.extend_from_slice(&stream.to_be_bytes());
-        v.extend(std::iter::repeat_n(0xab, len as usize));
-        v
-    }
+    use super::test_frame::frame;
 
     #[test]
     fn frame_headers_are_found_across_any_split_of_the_bytes() {
         let mut wire = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        wire.extend(frame(6, 0x4, 0, 0));
-        wire.extend(frame(20, HEADERS, 0x4, 1));
-        wire.extend(frame(300, DATA, END_STREAM, 1));
-        wire.extend(frame(4, RST_STREAM, 0, 3));
+        wire.extend(frame(0x4, 0, 0, &[0xab; 6]));
+        wire.extend(frame(HEADERS, 0x4, 1, &[0xab; 20]));
+        wire.extend(frame(DATA, END_STREAM, 1, &[0xab; 300]));
+        wire.extend(frame(RST_STREAM, 0, 3, &[0xab; 4]));
         let want = vec![
             Head {
                 len: 6,
@@ -312,11 +308,8 @@ mod tests {
 
     #[test]
     fn headers_say_where_they_began_and_ping_payloads_are_kept_across_splits() {
-        let mut wire = frame(4, WINDOW_UPDATE, 0, 5);
-        let mut ping = frame(0, PING, ACK, 0);
-        ping[2] = 8;
-        ping.extend(1..=8u8);
-        wire.extend(&ping);
+        let mut wire = frame(WINDOW_UPDATE, 0, 5, &[0xab; 4]);
+        wire.extend(frame(PING, ACK, 0, &[1, 2, 3, 4, 5, 6, 7, 8]));
         for chunk in [1, 3, 7, 9, 13, wire.len()] {
             let mut frames = Frames::default();
             let mut found = Vec::new();
