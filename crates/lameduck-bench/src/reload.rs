@@ -271,42 +271,32 @@ async fn proxied(
             let mut daemon = nginx::Daemon::start(&plan.nginx, &pool, scratch.path()).await?;
             let steady = Drill::new(load(plan, &url, plan.steady)?)?.run().await?;
             let drill = Drill::new(load(plan, &url, plan.load_duration())?)?;
-            let (report, times) = tokio::join!(drill.run(), async {
-                let mut times = Vec::new();
-                let t0 = Instant::now();
-                for n in 0..plan.reloads {
-                    tokio::time::sleep_until((t0 + plan.margin + plan.every * n).into()).await;
-                    let start = Instant::now();
+            let (report, reloaded) = tokio::join!(
+                drill.run(),
+                timed_reloads(plan, &mut daemon, |daemon| async move {
                     daemon.upgrade().await?;
-                    times.push(start.elapsed());
-                }
-                anyhow::Ok(times)
-            });
+                    Ok(daemon)
+                })
+            );
+            let times = reloaded.map(|(_, times)| times);
             daemon.stop().await;
             let times = times?;
             (steady, report?, times)
         }
         _ => {
-            let mut haproxy = Some(Haproxy::start(&plan.haproxy, &pool, scratch.path()).await?);
+            let haproxy = Haproxy::start(&plan.haproxy, &pool, scratch.path()).await?;
             let steady = Drill::new(load(plan, &url, plan.steady)?)?.run().await?;
             let drill = Drill::new(load(plan, &url, plan.load_duration())?)?;
             let seamless = reload == Reload::HaproxySfX;
-            let (report, times) = tokio::join!(drill.run(), async {
-                let mut times = Vec::new();
-                let t0 = Instant::now();
-                for n in 0..plan.reloads {
-                    tokio::time::sleep_until((t0 + plan.margin + plan.every * n).into()).await;
-                    let start = Instant::now();
-                    let old = haproxy.take().context("no haproxy")?;
-                    haproxy = Some(old.reload(&plan.haproxy, seamless, plan.every * 5).await?);
-                    times.push(start.elapsed());
-                }
-                anyhow::Ok(times)
-            });
-            if let Some(h) = haproxy.take() {
-                h.stop().await;
-            }
-            let times = times?;
+            let (report, reloaded) = tokio::join!(
+                drill.run(),
+                timed_reloads(plan, haproxy, |old| {
+                    old.reload(&plan.haproxy, seamless, plan.every * 5)
+                })
+            );
+            // A failed reload took its HAProxy with it (killed on drop).
+            let (haproxy, times) = reloaded?;
+            haproxy.stop().await;
             (steady, report?, times)
         }
     };
@@ -326,6 +316,29 @@ async fn proxied(
         ),
         report,
     ))
+}
+
+/// Reloads `plan.reloads` times, the first `plan.margin` from now and then
+/// every `plan.every`, and times each reload; `balancer` goes from one
+/// reload to the next (an HAProxy reload is a new process).
+async fn timed_reloads<B, F, Fut>(
+    plan: &Plan,
+    mut balancer: B,
+    mut reload: F,
+) -> anyhow::Result<(B, Vec<Duration>)>
+where
+    F: FnMut(B) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<B>>,
+{
+    let mut times = Vec::new();
+    let t0 = Instant::now();
+    for n in 0..plan.reloads {
+        tokio::time::sleep_until((t0 + plan.margin + plan.every * n).into()).await;
+        let start = Instant::now();
+        balancer = reload(balancer).await?;
+        times.push(start.elapsed());
+    }
+    Ok((balancer, times))
 }
 
 fn row(reload: Reload, steady: &Report, report: &Report, done: u32, slowest: Option<u64>) -> Row {
