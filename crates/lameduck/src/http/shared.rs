@@ -377,7 +377,9 @@ mod tests {
         signals.stopping.cancel();
         // No follower has run: the stage is still Running.
         assert_eq!(signals.stage(), Stage::Running);
-        let deadline = signals.close_deadline().expect("a deadline once the token fired");
+        let deadline = signals
+            .close_deadline()
+            .expect("a deadline once the token fired");
         assert_eq!(deadline, fired + Duration::from_secs(2));
         tokio::time::advance(Duration::from_secs(1)).await;
         // The follower's later mark keeps the window where it began.

@@ -78,7 +78,8 @@ pub async fn unary_over_h2(addr: SocketAddr, path: &str, message: &[u8]) -> (Byt
     let mut frame = vec![0];
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(message);
-    send.send_data(Bytes::from(frame), true).expect("the request");
+    send.send_data(Bytes::from(frame), true)
+        .expect("the request");
     let response = response.await.expect("a response");
     let in_headers = response.headers().get("grpc-status").cloned();
     let mut body = response.into_body();
