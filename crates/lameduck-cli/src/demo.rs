@@ -32,6 +32,7 @@ use lameduck::listen::{Listeners, TcpListener};
 use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
 
+use crate::addr::parse_socket_addr;
 use crate::duration::parse_duration;
 use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
@@ -104,10 +105,10 @@ bad flags or values, or a listener that cannot be set up.";
 #[command(long_about = LONG_ABOUT)]
 pub struct Args {
     /// Address of the HTTP service (port 0 picks a free one)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     listen: SocketAddr,
     /// Address of the probes (/livez, /readyz, /startupz)
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081")]
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081", value_parser = parse_addr)]
     admin: SocketAddr,
     #[command(flatten)]
     phases: PhaseFlags,
@@ -153,6 +154,11 @@ pub struct Args {
 /// A timeout that can be turned off.
 #[derive(Clone, Copy, Debug)]
 struct Timeout(Option<Duration>);
+
+/// `--listen`, `--admin`.
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    parse_socket_addr(s, "IP:PORT (e.g. 127.0.0.1:8080)")
+}
 
 fn parse_timeout(s: &str) -> Result<Timeout, String> {
     if s.trim().eq_ignore_ascii_case("off") {

@@ -26,13 +26,19 @@ use crate::duration::parse_duration;
 #[command(after_help = "\
 Examples:
   lameduck drill --demo
-  lameduck drill --url http://127.0.0.1:8080/ --ready-url http://127.0.0.1:8080/readyz -- ./server
-  lameduck drill --url http://127.0.0.1:8080/ --pid 4242 --signal TERM --at 3s --duration 10s
-  lameduck drill --url https://localhost:8443/ --cacert ca.pem --http 2 -- ./server
+  lameduck drill --url http://127.0.0.1:8080/ \\
+      --ready-url http://127.0.0.1:8080/readyz -- ./server
+  lameduck drill --url http://127.0.0.1:8080/ \\
+      --pid 4242 --signal TERM --at 3s --duration 10s
+  lameduck drill --url https://localhost:8443/ --cacert ca.pem --http 2 \\
+      -- ./server
   lameduck drill --url http://127.0.0.1:50051/ --grpc-health -- ./grpc-server
-  lameduck drill --url http://127.0.0.1:50051/ --grpc pkg.Echo/Say --grpc-message-hex 0a026869 -- ./grpc-server
-  lameduck drill --url http://127.0.0.1:8080/ --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
-  lameduck drill --url http://127.0.0.1:8080/ --signal none --rate 500 --json - -- ./server")]
+  lameduck drill --url http://127.0.0.1:50051/ \\
+      --grpc pkg.Echo/Say --grpc-message-hex 0a026869 -- ./grpc-server
+  lameduck drill --url http://127.0.0.1:8080/ \\
+      --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
+  lameduck drill --url http://127.0.0.1:8080/ \\
+      --signal none --rate 500 --json - -- ./server")]
 pub struct Args {
     // Boxed: the flags are many, and `main`'s command enum holds one of these.
     #[command(flatten)]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod addr;
 mod demo;
 mod drill;
 mod duration;
@@ -88,30 +89,107 @@ mod tests {
 
     use super::*;
 
-    /// Every flag that takes a duration, in every subcommand: found from the
-    /// command's own definition, so that a new flag cannot be missed.
-    fn duration_flags() -> Vec<(String, String)> {
+    /// Every long flag, in every subcommand, that takes a value named one
+    /// of `names`, with that name: found from the command's own definition,
+    /// so that a new flag cannot be missed.
+    fn flags_taking(names: &[&str]) -> Vec<(String, String, String)> {
         let cli = Cli::command();
         let mut found = Vec::new();
         for sub in cli.get_subcommands() {
             for arg in sub.get_arguments() {
-                let takes_duration = arg
+                let taken = arg
                     .get_value_names()
-                    .is_some_and(|names| names.iter().any(|n| n.as_str() == "DURATION"));
-                if let (true, Some(long)) = (takes_duration, arg.get_long()) {
-                    found.push((sub.get_name().to_string(), format!("--{long}")));
+                    .unwrap_or_default()
+                    .iter()
+                    .find(|n| names.contains(&n.as_str()));
+                if let (Some(name), Some(long)) = (taken, arg.get_long()) {
+                    found.push((
+                        sub.get_name().to_string(),
+                        format!("--{long}"),
+                        name.to_string(),
+                    ));
                 }
             }
         }
         found
     }
 
+    /// The error of a command line whose flag's value parser refuses the
+    /// value, as clap prints it.
+    fn refused_by_the_value_parser(argv: &[&str]) -> String {
+        let err = Cli::try_parse_from(argv).expect_err(&format!("{argv:?}"));
+        let text = err.to_string();
+        assert_eq!(
+            err.kind(),
+            clap::error::ErrorKind::ValueValidation,
+            "{argv:?}: {text}"
+        );
+        text
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_refused_naming_the_flag_the_value_and_the_range() {
+        let flags = flags_taking(&["ADDR", "NAME=ADDR"]);
+        // run --listen and --admin, demo --listen and --admin.
+        assert!(flags.len() >= 4, "{flags:?}");
+        for (sub, flag, name) in &flags {
+            let prefix = if name == "NAME=ADDR" { "http=" } else { "" };
+            let value = format!("{prefix}127.0.0.1:99999");
+            let argv = ["lameduck", sub.as_str(), flag.as_str(), value.as_str()];
+            let text = refused_by_the_value_parser(&argv);
+            assert!(
+                text.contains(&format!("invalid value '{value}' for '{flag} <"))
+                    && text.contains("port 99999 is out of range: a port is 0 to 65535"),
+                "{argv:?}: {text}"
+            );
+        }
+    }
+
+    /// The terminal width the hand-wrapped help texts are written for. On a
+    /// terminal this wide, clap breaks a wider line of a hand-wrapped block
+    /// where it overflows, and leaves a word or two alone on a line in the
+    /// middle of a sentence, or of an example command. (A paragraph that
+    /// is one line, as doc comments give, clap wraps as a whole.)
+    const HELP_WIDTH: usize = 80;
+
+    #[test]
+    fn no_hand_wrapped_help_line_is_wider_than_a_terminal_so_none_is_broken_mid_sentence() {
+        let cli = Cli::command();
+        let mut wide = Vec::new();
+        for sub in cli.get_subcommands() {
+            let texts = [
+                sub.get_long_about(),
+                sub.get_before_long_help(),
+                sub.get_after_help(),
+                sub.get_after_long_help(),
+            ];
+            for text in texts.into_iter().flatten() {
+                let text = text.to_string();
+                let lines: Vec<&str> = text.lines().collect();
+                for (i, line) in lines.iter().enumerate() {
+                    let in_block = [i.checked_sub(1), Some(i + 1)]
+                        .into_iter()
+                        .flatten()
+                        .any(|j| lines.get(j).is_some_and(|l| !l.trim().is_empty()));
+                    if in_block && line.chars().count() > HELP_WIDTH {
+                        wide.push(format!("{}: {line}", sub.get_name()));
+                    }
+                }
+            }
+        }
+        assert!(
+            wide.is_empty(),
+            "wider than {HELP_WIDTH} columns:\n{}",
+            wide.join("\n")
+        );
+    }
+
     #[test]
     fn a_negative_duration_is_refused_for_what_it_is_by_every_duration_flag() {
-        let flags = duration_flags();
+        let flags = flags_taking(&["DURATION"]);
         // plan 6, demo 5, drill 7: a sanity floor, not the list.
         assert!(flags.len() >= 18, "{flags:?}");
-        for (sub, flag) in &flags {
+        for (sub, flag, _) in &flags {
             let mut argv = vec!["lameduck", sub.as_str()];
             if sub == "drill" {
                 argv.extend(["--url", "http://127.0.0.1:9/"]);
@@ -120,13 +198,7 @@ mod tests {
                 let mut argv = argv.clone();
                 argv.push(flag);
                 argv.extend(value);
-                let err = Cli::try_parse_from(&argv).expect_err(&format!("{argv:?}"));
-                let text = err.to_string();
-                assert_eq!(
-                    err.kind(),
-                    clap::error::ErrorKind::ValueValidation,
-                    "{argv:?}: {text}"
-                );
+                let text = refused_by_the_value_parser(&argv);
                 assert!(
                     text.contains(&format!("for '{flag} <DURATION>'"))
                         && text.contains("a duration cannot be negative"),

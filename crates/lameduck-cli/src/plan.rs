@@ -45,9 +45,9 @@ default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
 Stopping gets whatever the other phases leave, unless --shutdown-timeout sets
 it. The plan is invalid when the phases add up to more than the grace period,
 or leave Stopping less than 100ms, or the drain window is upside down
-(--drain-min above --drain-max) or --drain-quiet is under 100ms: then the arithmetic is printed on stderr
-and the exit code is 78, as when a service built on the library refuses the
-same budget at start-up.
+(--drain-min above --drain-max) or --drain-quiet is under 100ms: then the
+arithmetic is printed on stderr and the exit code is 78, as when a service
+built on the library refuses the same budget at start-up.
 
 With --format k8s, the matching pod spec fragment: terminationGracePeriodSeconds
 (the grace period, rounded up to whole seconds), startup, readiness and liveness

@@ -60,8 +60,8 @@ with 128 + its number) counts as a clean stop: lameduck exits 0.
 Probes on --admin (loopback by default): /livez, /readyz, /startupz, with
 ?verbose, and the lifecycle metrics (/metrics; --final-scrape waits at the
 end for one more scrape of the final counts, else --pushgateway gets them,
-and they are logged either way). The program is ready when --ready says so: an HTTP GET
-(http://127.0.0.1:3000/health, 200-399 passes), a TCP connect
+and they are logged either way). The program is ready when --ready says so:
+an HTTP GET (http://127.0.0.1:3000/health, 200-399 passes), a TCP connect
 (tcp:127.0.0.1:3000), systemd's protocol (notify: lameduck serves a
 NOTIFY_SOCKET and the program sends READY=1), or a command (exec:CMD, run
 with sh -c, exit 0 passes); without --ready, as soon as it started. --live

@@ -720,10 +720,27 @@ fn attaching_by_pid_signals_a_server_the_drill_did_not_start() {
 #[test]
 fn usage_errors_exit_with_2_and_say_why() {
     let lameduck = env!("CARGO_BIN_EXE_lameduck");
-    let cases: [(&[&str], &str); 4] = [
+    let cases: [(&[&str], &str); 6] = [
         (
             &["drill", "--url", "https://127.0.0.1:1/"],
             "needs --cacert FILE (the CA that signed the server's certificate) or --insecure",
+        ),
+        // Not taken for "no port" and sent to port 80.
+        (
+            &["drill", "--url", "http://127.0.0.1:99999/", "--pid", "1"],
+            "--url http://127.0.0.1:99999/: port 99999 is out of range: a port is 0 to 65535",
+        ),
+        (
+            &[
+                "drill",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--ready-url",
+                "http://127.0.0.1:99999/readyz",
+                "--pid",
+                "1",
+            ],
+            "--ready-url http://127.0.0.1:99999/readyz: port 99999 is out of range",
         ),
         (
             &["drill", "--url", "http://127.0.0.1:1/", "--signal", "TERM"],

@@ -462,6 +462,32 @@ fn help_explains_the_grace_period_and_the_exit_codes() {
     }
 }
 
+/// The help's hand-wrapped text: what comes before `Usage:` and from
+/// `Examples:` on (clap reflows the flags' own help to the width).
+fn hand_wrapped(help: &str) -> String {
+    let before = &help[..help.find("Usage:").expect("a usage line")];
+    let after = &help[help.find("Examples:").expect("examples")..];
+    format!("{before}{after}")
+}
+
+#[test]
+fn help_reads_the_same_on_an_80_column_terminal_with_no_sentence_broken() {
+    let help_at = |columns: &str| {
+        let out = support::lameduck()
+            .args(["plan", "--help"])
+            .env("COLUMNS", columns)
+            .output()
+            .expect("run lameduck plan --help");
+        assert_eq!(out.status.code(), Some(0));
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let (narrow, wide) = (help_at("80"), help_at("1000"));
+    // A line wider than the terminal is broken where it overflows, and the
+    // rest of the sentence lands alone on a line of its own.
+    assert_eq!(hand_wrapped(&narrow), hand_wrapped(&wide), "{narrow}");
+    assert!(narrow.lines().all(|l| l.chars().count() <= 80), "{narrow}");
+}
+
 #[test]
 fn help_states_the_library_defaults() {
     let out = plan(&["--help"]);

@@ -62,6 +62,11 @@ fn malformed_flags_are_usage_errors_that_say_what_was_expected() {
         "is not an address",
     );
     refused(
+        &["--listen", "http=127.0.0.1:99999", "--", "true"],
+        2,
+        "invalid value 'http=127.0.0.1:99999' for '--listen <NAME=ADDR>': port 99999 is out of range: a port is 0 to 65535",
+    );
+    refused(
         &["--stop-signal", "STOP", "--", "true"],
         2,
         "does not stop a program",

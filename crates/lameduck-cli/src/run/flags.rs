@@ -8,6 +8,8 @@ use std::str::FromStr;
 
 use nix::sys::signal::Signal;
 
+use crate::addr::parse_socket_addr;
+
 /// What a readiness or liveness check asks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Probe {
@@ -189,9 +191,10 @@ impl FromStr for ListenSpec {
         let addr = match addr.strip_prefix("unix:") {
             Some(path) if !path.is_empty() => ListenAddr::Unix(PathBuf::from(path)),
             Some(_) => return Err(format!("{s:?}: unix: needs a path")),
-            None => ListenAddr::Tcp(addr.parse().map_err(|_| {
-                format!("{addr:?} is not an address; expected IP:PORT (e.g. 0.0.0.0:8080, [::]:8080) or unix:PATH")
-            })?),
+            None => ListenAddr::Tcp(parse_socket_addr(
+                addr,
+                "IP:PORT (e.g. 0.0.0.0:8080, [::]:8080) or unix:PATH",
+            )?),
         };
         Ok(Self {
             name: name.to_string(),
@@ -221,9 +224,7 @@ pub fn parse_admin(s: &str) -> Result<Admin, String> {
     if s == "none" {
         return Ok(Admin(None));
     }
-    s.parse().map(|a| Admin(Some(a))).map_err(|_| {
-        format!("{s:?} is not an address; expected IP:PORT (e.g. 127.0.0.1:8081) or none")
-    })
+    parse_socket_addr(s, "IP:PORT (e.g. 127.0.0.1:8081) or none").map(|a| Admin(Some(a)))
 }
 
 /// A threshold: a count of one or more.
