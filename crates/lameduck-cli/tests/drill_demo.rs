@@ -7,30 +7,39 @@
 
 mod support;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use lameduck_drill::report::{ConditionStatus, Report};
 
-fn scratch_dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("lameduck-drill-demo-{}", std::process::id()));
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("lameduck-drill-demo-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     dir
 }
 
-#[test]
-fn drill_against_the_demo_passes_with_every_request_accounted_for() {
+struct Run {
+    code: Option<i32>,
+    report: Report,
+    context: String,
+}
+
+/// `lameduck drill DRILL_ARGS -- lameduck demo DEMO_ARGS` on free loopback
+/// ports, loading `/work?ms=WORK_MS`, with its JSON report read back; `dir`
+/// holds the report and the demo's log.
+fn drill(dir: &Path, work_ms: u32, drill_args: &[&str], demo_args: &[&str]) -> Run {
     let (port, admin) = support::free_ports();
-    let dir = scratch_dir();
-    let json = dir.join("report.json");
-    let log = dir.join("demo.log");
-    let url = format!("http://127.0.0.1:{port}/work?ms=20");
-    let ready = format!("http://127.0.0.1:{admin}/readyz");
+    let (json, log) = (dir.join("report.json"), dir.join("demo.log"));
     let output = support::lameduck()
         .arg("drill")
-        .args(["--url", &url, "--ready-url", &ready])
-        .args(["--concurrency", "8", "--duration", "2s", "--at", "700ms"])
+        .args([
+            "--url",
+            &format!("http://127.0.0.1:{port}/work?ms={work_ms}"),
+        ])
+        .args(["--ready-url", &format!("http://127.0.0.1:{admin}/readyz")])
         .args(["--grace-period", "10s", "--ready-timeout", "20s"])
         .arg("--no-progress")
+        .args(drill_args)
         .arg("--json")
         .arg(&json)
         .arg("--server-log")
@@ -39,17 +48,38 @@ fn drill_against_the_demo_passes_with_every_request_accounted_for() {
         .arg(env!("CARGO_BIN_EXE_lameduck"))
         .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--admin", &format!("127.0.0.1:{admin}")])
-        .args(["--drain-delay", "300ms", "--grace-period", "10s"])
+        .args(["--grace-period", "10s"])
+        .args(demo_args)
         .output()
         .expect("run lameduck drill");
     let context = support::drill_context(&output, &log);
     let text = std::fs::read_to_string(&json).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
     let report =
         Report::from_json(&text).unwrap_or_else(|err| panic!("no JSON report ({err})\n{context}"));
+    Run {
+        code: output.status.code(),
+        report,
+        context,
+    }
+}
+
+#[test]
+fn drill_against_the_demo_passes_with_every_request_accounted_for() {
+    let dir = scratch_dir("stop");
+    let Run {
+        code,
+        report,
+        context,
+    } = drill(
+        &dir,
+        20,
+        &["--concurrency", "8", "--duration", "2s", "--at", "700ms"],
+        &["--drain-delay", "300ms"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 
     // The verdict, and each condition it rests on (none skipped).
-    assert_eq!(output.status.code(), Some(0), "{context}");
+    assert_eq!(code, Some(0), "{context}");
     assert!(report.verdict.pass, "{context}");
     for name in [
         "accounting",
@@ -116,4 +146,43 @@ fn drill_against_the_demo_passes_with_every_request_accounted_for() {
         (Some(0), false),
         "{context}"
     );
+}
+
+#[test]
+fn a_restart_drill_with_a_pid_file_leaves_no_pid_file_naming_a_dead_process() {
+    let dir = scratch_dir("restart");
+    let pid_file = dir.join("demo.pid");
+    let pid_path = pid_file.to_str().unwrap();
+    let run = drill(
+        &dir,
+        10,
+        &[
+            &[
+                "--signal",
+                "HUP",
+                "--expect",
+                "restart",
+                "--pid-file",
+                pid_path,
+            ][..],
+            // The old process holds on to the service for 1 s after the
+            // handover: the drill ends well after, with the successor
+            // alone in charge.
+            &["--concurrency", "4", "--duration", "3s", "--at", "500ms"],
+        ]
+        .concat(),
+        // The successor drains for a second at the drill's closing TERM:
+        // killed then, it would leave its PID file behind.
+        &["--drain-delay", "1s", "--pid-file", pid_path],
+    );
+    let left = std::fs::read_to_string(&pid_file).ok();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (report, context) = (&run.report, &run.context);
+    // The verdict is not the point here (it also judges readiness across
+    // the handover).
+    let restart = report.events.restarts.first().expect("a restart");
+    assert!(restart.new_pid.is_some(), "{context}");
+    // The successor, stopped at the end, drained and exited, and removed
+    // the PID file that named it.
+    assert_eq!(left, None, "the PID file outlived the drill\n{context}");
 }

@@ -296,8 +296,10 @@ pub enum ServerSpec {
     /// No process known: the drill can load but not signal (only with no
     /// signal, or with a PID file).
     Unknown,
-    /// Spawn this command in its own process group, and kill the group when
-    /// the drill is over.
+    /// Spawn this command in its own process group, and stop the group when
+    /// the drill is over: unless the drill judged a stop, `TERM` and up to
+    /// [`DrillConfig::grace_period`] for every process of the group, then
+    /// `KILL` for what is left.
     Spawn {
         /// The program.
         program: OsString,
@@ -456,6 +458,20 @@ fn check_http_url(uri: &Uri, flag: &str) -> Result<(), ConfigError> {
     if uri.host().is_none_or(str::is_empty) {
         return Err(ConfigError::new(format!("{flag} {uri} has no host")));
     }
+    // `http` parses a port above 65535 and then answers "no port", which
+    // would send the drill to port 80 or 443.
+    let host_port = uri
+        .authority()
+        .map_or("", |a| a.as_str().rsplit('@').next().unwrap_or_default());
+    if let Some((_, port)) = host_port.rsplit_once(':')
+        && !port.is_empty()
+        && port.bytes().all(|b| b.is_ascii_digit())
+        && port.parse::<u16>().is_err()
+    {
+        return Err(ConfigError::new(format!(
+            "{flag} {uri}: port {port} is out of range: a port is 0 to 65535"
+        )));
+    }
     Ok(())
 }
 
@@ -501,6 +517,22 @@ mod tests {
         assert!(config.validate().is_err(), "an https readiness URL too");
         let err = DrillConfig::new("ftp://example.test/").unwrap_err();
         assert!(err.to_string().contains("https://"), "{err}");
+    }
+
+    #[test]
+    fn a_url_whose_port_is_out_of_range_is_refused_not_sent_to_port_80() {
+        let err = DrillConfig::new("http://127.0.0.1:99999/").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("--url http://127.0.0.1:99999/: port 99999 is out of range"),
+            "{err}"
+        );
+        let mut config = config();
+        config.ready_url = Some("http://[::1]:65536/readyz".parse().unwrap());
+        let err = config.validate().unwrap_err();
+        assert!(err.to_string().contains("port 65536"), "{err}");
+        DrillConfig::new("http://user:pw@[::1]:65535/").unwrap();
+        DrillConfig::new("http://[::1]/").unwrap();
     }
 
     #[test]

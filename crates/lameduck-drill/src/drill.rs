@@ -127,7 +127,7 @@ impl Drill {
         });
         self.progress.set_stage(Stage::WaitingReady);
         if let Err(err) = wait_ready(config, &ready, &server).await {
-            server.clean_up(false).await;
+            server.clean_up(None).await;
             return Err(err);
         }
 
@@ -191,9 +191,8 @@ impl Drill {
         observers.shutdown().await;
 
         self.progress.set_stage(Stage::CleaningUp);
-        server
-            .clean_up(config.expectation() != Expectation::Stop)
-            .await;
+        let grace = (config.expectation() != Expectation::Stop).then_some(config.grace_period);
+        server.clean_up(grace).await;
         let end_us = clock.now_us();
         self.progress.set_stage(Stage::Done);
 

@@ -23,6 +23,8 @@ use crate::{Signal, procfs};
 const EXIT_POLL: Duration = Duration::from_millis(5);
 /// How long cleanup waits for the spawned server to go after a signal.
 const CLEANUP_WAIT: Duration = Duration::from_secs(2);
+/// How often cleanup looks whether the spawned group has emptied.
+const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// How a watched process ended. The code and signal are known only for the
 /// drill's own child.
@@ -199,10 +201,14 @@ impl Server {
         kill(Pid::from_raw(pid), signal.to_nix())
     }
 
-    /// Stops what is left of a spawned server: `TERM` to its process group
-    /// first when `gently`, then `KILL` for whatever is still there after a
-    /// bounded wait. Does nothing for an attached server.
-    pub(crate) async fn clean_up(&self, gently: bool) {
+    /// Stops what is left of a spawned server: with a `grace`, `TERM` to its
+    /// process group first, and up to `grace` for every process of the
+    /// group to exit; then `KILL` for whatever is still there. Every
+    /// process, not only the one spawned: after a restart the successor
+    /// serves, drains at the `TERM`, and killed mid-drain it would leave
+    /// its PID file behind, naming a process that no longer exists. Does
+    /// nothing for an attached server.
+    pub(crate) async fn clean_up(&self, grace: Option<Duration>) {
         let (Some(group), Some(pid)) = (self.group, self.pid) else {
             return;
         };
@@ -216,9 +222,15 @@ impl Server {
                 killed.insert(watched, started);
             }
         }
-        if gently {
+        if let Some(grace) = grace {
             let _ = killpg(group, Signal::TERM.to_nix());
-            let _ = tokio::time::timeout(CLEANUP_WAIT, self.wait_exit(pid)).await;
+            let deadline = started + grace;
+            // The spawned process's exit is watched; the others are looked
+            // for in /proc.
+            let _ = tokio::time::timeout_at(deadline.into(), self.wait_exit(pid)).await;
+            while self.group_is_alive(group) && Instant::now() < deadline {
+                tokio::time::sleep(GROUP_POLL.min(deadline - Instant::now())).await;
+            }
         }
         if self.group_is_alive(group) {
             let _ = killpg(group, Signal::KILL.to_nix());
