@@ -59,6 +59,7 @@ mod dial;
 mod drill;
 mod error;
 mod events;
+mod flight;
 mod html;
 mod human;
 mod load;
@@ -81,6 +82,7 @@ pub use config::{
 };
 pub use drill::Drill;
 pub use error::DrillError;
+pub use flight::FLIGHT_RECORD_WAIT;
 pub use outcome::Outcome;
 pub use progress::{Progress, Snapshot, Stage};
 pub use report::Report;
