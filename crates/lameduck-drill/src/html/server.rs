@@ -230,9 +230,9 @@ fn others(page: &mut String, r: &ServerRecord) {
         page.push_str("</tbody></table>\n");
     }
     for u in &r.upgrades {
-        let _ = write!(
+        let _ = writeln!(
             page,
-            "<h3>Upgrade at {}: {}</h3><table class=\"events\"><tbody>\n",
+            "<h3>Upgrade at {}: {}</h3><table class=\"events\"><tbody>",
             human::signed_at(u.start_us),
             escape(u.outcome.as_deref().unwrap_or("under way"))
         );
