@@ -34,7 +34,7 @@ Exit status:
       (another format, or a version it does not read), or OUT cannot be
       written";
 
-/// Render a flight record (a shutdown or an upgrade) as text.
+/// Render a flight record (a shutdown or an upgrade) as text, or as an HTML page.
 #[derive(Debug, clap::Args)]
 #[command(long_about = LONG_ABOUT)]
 pub struct Args {

@@ -258,3 +258,58 @@ fn others(page: &mut String, r: &ServerRecord) {
     }
     page.push_str("</section>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use lameduck::flight::FlightRecord;
+
+    use crate::report::ServerRecord;
+
+    /// The checked-in record, with a restart and an upgrade added.
+    fn record() -> FlightRecord {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../lameduck-cli/tests/data/flight-record.json"
+        );
+        let mut value: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        value["restarts"] = serde_json::json!([{
+            "component": "worker", "at_ms": 900, "restarts": 1, "delay_ms": 100,
+            "error": "queue <gone>"
+        }]);
+        value["upgrades"] = serde_json::json!([{
+            "start_ms": 1000,
+            "steps": [{"at_ms": 1000, "step": "spawned pid 1300"}, {"at_ms": 1200, "step": "pid 1300 ready"}],
+            "outcome": "failed", "new_pid": null, "error": "pid 1300 exited"
+        }]);
+        FlightRecord::from_json(&value.to_string()).unwrap()
+    }
+
+    #[test]
+    fn restarts_and_upgrade_steps_are_on_the_page_timed_from_the_signal() {
+        let page = ServerRecord::from_signal("flight.json", &record()).to_html();
+        // The signal is at 2487 ms: the upgrade's steps came before it.
+        assert!(
+            page.contains("<td>-1.487s</td><td>spawned pid 1300</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>-1.287s</td><td>pid 1300 ready</td>"),
+            "{page}"
+        );
+        assert!(page.contains("Upgrade at -1.487s: failed"), "{page}");
+        assert!(
+            page.contains("worker (restart 1, after 100ms): queue &lt;gone&gt;"),
+            "{page}"
+        );
+        assert!(!page.contains("<gone>"), "unescaped text");
+    }
+
+    #[test]
+    fn a_placed_record_round_trips_through_json() {
+        let placed = ServerRecord::from_flight_record("flight.json", &record(), -2_000_000);
+        let text = serde_json::to_string(&placed).unwrap();
+        assert_eq!(serde_json::from_str::<ServerRecord>(&text).unwrap(), placed);
+        assert_eq!(placed.upgrades[0].steps[1].at_us, -800_000);
+    }
+}
