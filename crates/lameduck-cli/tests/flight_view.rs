@@ -1,7 +1,8 @@
 //! The flight record seen by a person: `lameduck report --html` on a
 //! checked-in record, rendered by a real headless Chromium; and `lameduck
 //! drill --flight-record` against the real demo, which writes its record on
-//! a real SIGTERM, with the server's phases on the drill's own timeline.
+//! a real SIGTERM (or, handing over to a new process, on a real SIGHUP),
+//! with the server's phases on the drill's own timeline.
 
 mod support;
 
@@ -330,4 +331,41 @@ fn drill_demo_without_record(
         .expect("run lameduck drill");
     let context = support::drill_context(&output, &dir.join("demo.log"));
     (output, context)
+}
+
+#[test]
+fn restart_drill_reads_the_record_of_the_process_it_signalled_with_the_upgrade_steps() {
+    let dir = TempDir::new("drill-restart");
+    let record = dir.join("demo-{pid}.json");
+    let (output, context) = drill_demo(
+        &dir,
+        &[
+            "--signal",
+            "HUP",
+            "--flight-record",
+            record.to_str().unwrap(),
+            "--require-flight-record",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(0), "{context}");
+    let report = report(&dir, &context);
+    let old = report.events.signals[0].pid.expect("the signalled pid");
+    let new = report.events.restarts[0].new_pid.expect("the new process");
+    let server = report.server.as_ref().expect("the server's side");
+    assert_eq!(server.error, None, "{context}");
+    // `{pid}` named the old process, which handed over and wrote its record
+    // as it left.
+    assert_eq!(server.pid, old, "{context}");
+    let upgrade = server.upgrades.first().expect("the upgrade the HUP began");
+    assert_eq!(upgrade.outcome.as_deref(), Some("succeeded"), "{context}");
+    assert_eq!(upgrade.new_pid, Some(new), "{context}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("server: upgrade succeeded"),
+        "the summary lacks the upgrade's steps\n{context}"
+    );
+    assert!(
+        stdout.contains(&format!("server: draining (upgraded: pid {new} took over)")),
+        "{context}"
+    );
 }

@@ -6,8 +6,9 @@ use std::fmt;
 use crate::human;
 use crate::report::{ServerInventory, ServerRecord};
 
-/// The server's phase changes and inventories, as events on the drill's
-/// timeline; what happened before the load started is left to the block.
+/// The server's phase changes, inventories, restarts and upgrade steps, as
+/// events on the drill's timeline; phases that began before the load
+/// started are left to the block.
 pub(super) fn events(r: &ServerRecord, list: &mut Vec<(u64, String)>) {
     for p in &r.phases {
         if let Ok(at) = u64::try_from(p.start_us) {
@@ -17,6 +18,27 @@ pub(super) fn events(r: &ServerRecord, list: &mut Vec<(u64, String)>) {
     for inv in &r.inventories {
         if let Ok(at) = u64::try_from(inv.at_us) {
             list.push((at, format!("server: {}", in_flight(inv))));
+        }
+    }
+    for x in &r.restarts {
+        if let Ok(at) = u64::try_from(x.at_us) {
+            let why = x
+                .error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default();
+            list.push((
+                at,
+                format!(
+                    "server: {} restarts (restart {}){why}",
+                    x.component, x.restarts
+                ),
+            ));
+        }
+    }
+    for step in r.upgrades.iter().flat_map(|u| &u.steps) {
+        if let Ok(at) = u64::try_from(step.at_us) {
+            list.push((at, format!("server: upgrade {}", step.step)));
         }
     }
 }
