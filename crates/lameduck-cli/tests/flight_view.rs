@@ -259,12 +259,14 @@ fn drill_with_a_flight_record_puts_the_server_phases_on_its_timeline() {
     }
     let page = std::fs::read_to_string(&html).expect("the HTML report");
     assert_self_contained(&page);
+    let (dom, log) = chromium_dom(&html, &dir.join("profile"));
     for needle in [
         "server phases: demo (pid",
         "<rect class=\"phase\"",
+        "<tr class=\"phase\"><td>draining</td>",
         "In flight at stopping",
     ] {
-        assert!(page.contains(needle), "the page lacks {needle:?}");
+        assert!(dom.contains(needle), "the page lacks {needle:?}:\n{log}");
     }
 }
 
