@@ -145,8 +145,8 @@ pub enum CaddyPolicy {
     /// hold available, at random.
     #[default]
     Random,
-    /// `round_robin`: as HAProxy and nginx. Caddy 2.6 (and later, as of
-    /// 2.10) answers 503 `no upstreams available` now and then while one of
+    /// `round_robin`: as HAProxy and nginx. Caddy 2.6 (and later, up to
+    /// 2.11.4) answers 503 `no upstreams available` now and then while one of
     /// two instances is out, the other healthy: its `RoundRobinSelection`
     /// advances one counter shared by every request, once per instance it
     /// tries, so a request whose two tries are interleaved with another
