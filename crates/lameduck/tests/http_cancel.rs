@@ -31,11 +31,9 @@ async fn a_hung_handler_gets_the_cancel_signal_its_client_a_503_and_it_is_aborte
         let (started, saw_cancel) = (started.clone(), saw_cancel.clone());
         handler(move |req| {
             let (started, saw_cancel) = (started.clone(), saw_cancel.clone());
-            let cancel = req
-                .extensions()
-                .get::<Cancel>()
-                .cloned()
-                .expect("the server inserts Cancel");
+            // In the service's call.
+            let cancel = Cancel::current().expect("the server gives Cancel to the call");
+            let _ = req;
             async move {
                 started.notify_one();
                 cancel.cancelled().await;
@@ -83,8 +81,10 @@ async fn a_handler_that_heeds_the_cancel_signal_answers_for_itself() {
         let started = started.clone();
         handler(move |req| {
             let started = started.clone();
-            let cancel = req.extensions().get::<Cancel>().cloned().unwrap();
+            let _ = req;
             async move {
+                // In the response future.
+                let cancel = Cancel::current().expect("the server gives Cancel to the future");
                 started.notify_one();
                 tokio::select! {
                     () = std::future::pending::<()>() => text("never"),

@@ -13,6 +13,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::body::{Boundary, DrainBody, EndEarly};
 use crate::WorkGuard;
 use crate::http::StreamEnd;
+use crate::http::cancel::{self, Scoped};
 use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
 use crate::http::shared::{Shared, Stage};
 use crate::http::stats::Outcome;
@@ -171,7 +172,10 @@ where
             let cancelled = cancel
                 .as_mut()
                 .is_some_and(|c| c.as_mut().poll(cx).is_ready());
-            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+            let current = cancel::enter(&parts.shared.signals);
+            let polled = fut.as_mut().poll(cx);
+            drop(current);
+            if let Poll::Ready(result) = polled {
                 let State::Running { parts, .. } = std::mem::replace(&mut this.state, State::Done)
                 else {
                     unreachable!("matched above")
@@ -213,6 +217,7 @@ where
             ..
         } = parts;
         shared.count(Outcome::Unavailable);
+        let fut = Scoped::new(shared.signals.clone(), fut);
         shared.orphans.adopt(Box::pin(async move {
             let _guard = guard;
             let _ = fut.await;
