@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use http::{Request, Response, Version, header};
+use http::{Method, Request, Response, Version, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -232,10 +232,13 @@ where
 
 /// Whether a request is a gRPC call (`application/grpc`, `+proto` and
 /// the like, gRPC-Web included): it is answered with gRPC statuses.
+/// Every gRPC call is a `POST`: other requests cost no lookup.
 fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Tracks a request under its label: method and path. Not the query,

@@ -270,6 +270,8 @@ fn responded(in_flight: Option<&InFlight>, h1: bool) {
     }
 }
 
+// Inlined: a response and its parts are large, and moved once less.
+#[inline]
 fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     let Parts {
         shared,
@@ -287,6 +289,14 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         resp.extensions().get::<StreamEnd>().copied()
     };
     let end = chosen.unwrap_or_default();
+    // Looked at before `Keep-Alive` is added: a handler's response with no
+    // header (most) then costs no lookup.
+    let sse = !grpc
+        && !resp.headers().is_empty()
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded {
         if let Some(conn) = conn {
@@ -310,12 +320,6 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     // Stopping, as Go's GracefulStop lets them. Other streams are left to
     // their producers, since a chunked body cut short looks complete to
     // its client.
-    let sse = !grpc
-        && !resp.headers().is_empty()
-        && resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let grpc = grpc && !h1;
     let end = if grpc {
         chosen.unwrap_or(StreamEnd::AtCancel)
