@@ -209,7 +209,12 @@ where
             self.shared.count(Outcome::Unavailable);
             return ResponseFuture::unavailable(in_flight, h1, grpc);
         }
-        let upgrade = h1 && req.headers().contains_key(header::UPGRADE);
+        // Served by lameduck's server, hyper has put the upgrade's handle
+        // into the request of every HTTP/1.1 request that asks for one: the
+        // others (all but a few) cost no header lookup.
+        let upgrade = h1
+            && (self.conn.is_none() || !req.extensions().is_empty())
+            && req.headers().contains_key(header::UPGRADE);
         let guard = track(&self.shared.tracker, &req, upgrade);
         // A scope rather than a request extension: no allocation.
         let current = cancel::enter(&self.shared.signals);
