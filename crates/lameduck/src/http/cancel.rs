@@ -140,7 +140,7 @@ impl Cancel {
     ///     }
     /// }
     /// # assert!(Cancel::current().is_none());
-    /// # let _ = handle;
+    /// # let _ = handle::<()>;
     /// ```
     pub fn current() -> Option<Cancel> {
         CURRENT.with(|c| {
