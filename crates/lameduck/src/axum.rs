@@ -10,8 +10,10 @@
 //! | [`Cancel`] | the request's shutdown signals |
 //! | [`WebSocketUpgrade`] | axum's, whose socket sends `1001 Going Away` at Stopping |
 //!
-//! Both reject the request with `500` when the request carries no
-//! [`Cancel`], that is, when the router is not served by lameduck: a
+//! Both take the request's [`Cancel`] from [`Cancel::current`] (or, for
+//! a handler tested on its own, from the request's extensions), and reject
+//! the request with `500` when there is none, that is, when the router is
+//! not served by lameduck: a
 //! WebSocket that would silently ignore the shutdown is a bug to find
 //! early, not in production.
 //!
@@ -60,11 +62,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Cancel {
     type Rejection = MissingCancel;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, MissingCancel> {
-        parts
-            .extensions
-            .get::<Cancel>()
-            .cloned()
-            .ok_or(MissingCancel)
+        Cancel::of(&parts.extensions).ok_or(MissingCancel)
     }
 }
 

@@ -31,11 +31,9 @@ async fn a_hung_handler_gets_the_cancel_signal_its_client_a_503_and_it_is_aborte
         let (started, saw_cancel) = (started.clone(), saw_cancel.clone());
         handler(move |req| {
             let (started, saw_cancel) = (started.clone(), saw_cancel.clone());
-            let cancel = req
-                .extensions()
-                .get::<Cancel>()
-                .cloned()
-                .expect("the server inserts Cancel");
+            // In the service's call.
+            let cancel = Cancel::current().expect("the server gives Cancel to the call");
+            let _ = req;
             async move {
                 started.notify_one();
                 cancel.cancelled().await;
@@ -83,8 +81,10 @@ async fn a_handler_that_heeds_the_cancel_signal_answers_for_itself() {
         let started = started.clone();
         handler(move |req| {
             let started = started.clone();
-            let cancel = req.extensions().get::<Cancel>().cloned().unwrap();
+            let _ = req;
             async move {
+                // In the response future.
+                let cancel = Cancel::current().expect("the server gives Cancel to the future");
                 started.notify_one();
                 tokio::select! {
                     () = std::future::pending::<()>() => text("never"),
@@ -122,4 +122,49 @@ async fn a_handler_that_heeds_the_cancel_signal_answers_for_itself() {
         Ending::Finished,
         "{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_handler_finishing_in_the_background_after_its_503_still_finds_its_cancel() {
+    let started = Arc::new(Notify::new());
+    let go = Arc::new(Notify::new());
+    let (found_tx, found_rx) = tokio::sync::oneshot::channel();
+    let found_tx = Arc::new(std::sync::Mutex::new(Some(found_tx)));
+    let service = {
+        let (started, go) = (started.clone(), go.clone());
+        handler(move |_req| {
+            let (started, go, found_tx) = (started.clone(), go.clone(), found_tx.clone());
+            async move {
+                let cancel = Cancel::current().expect("the server gives Cancel to the future");
+                started.notify_one();
+                cancel.cancelled().await;
+                // Its client has had the 503: this runs in the background.
+                go.notified().await;
+                let found = Cancel::current().is_some_and(|c| c.is_cancelled());
+                if let Some(tx) = found_tx.lock().unwrap().take() {
+                    let _ = tx.send(found);
+                }
+                text("too late")
+            }
+        })
+    };
+    let long_hard = budget(
+        Duration::ZERO,
+        Duration::from_millis(200),
+        Duration::from_secs(30),
+    );
+    let mut app = Running::start(long_hard, service, |s| s).await;
+    let mut client = H1::connect(app.addr).await;
+    let request = tokio::spawn(async move { client.get("/slow").await });
+    started.notified().await;
+    app.handle.shutdown("test");
+
+    let resp = request.await.unwrap().expect("a response, not a reset");
+    assert_eq!(resp.status(), 503);
+    go.notify_one();
+    // Bounded: the hard deadline aborts the handler, which drops the sender.
+    let found = found_rx.await.expect("the handler ran on after its 503");
+    assert!(found, "the handler lost its Cancel in the background");
+    let report = app.report().await;
+    assert!(report.work.aborted.is_empty(), "{report}");
 }

@@ -28,7 +28,7 @@ async fn a_hand_rolled_server_gets_the_per_request_sequence_from_the_layer() {
             let started = started.clone();
             async move {
                 if req.uri().path() == "/hang" {
-                    assert!(req.extensions().get::<Cancel>().is_some());
+                    assert!(Cancel::current().is_some());
                     started.notify_one();
                     std::future::pending::<()>().await;
                 }

@@ -82,10 +82,6 @@ impl NamedService for Echo {
     const NAME: &'static str = "lameduck.demo.Echo";
 }
 
-fn cancel_of<T>(req: &Request<T>) -> Option<Cancel> {
-    req.extensions().get::<Cancel>().cloned()
-}
-
 fn unavailable() -> Status {
     Status::unavailable("the server is shutting down")
 }
@@ -98,7 +94,7 @@ impl UnaryService<SayRequest> for Say {
 
     fn call(&mut self, req: Request<SayRequest>) -> Self::Future {
         Box::pin(async move {
-            let cancel = cancel_of(&req);
+            let cancel = Cancel::current();
             let SayRequest { message, ms } = req.into_inner();
             let wait = tokio::time::sleep(Duration::from_millis(u64::from(ms).min(MAX_MS)));
             match cancel {
@@ -124,7 +120,7 @@ impl ServerStreamingService<CountRequest> for Count {
 
     fn call(&mut self, req: Request<CountRequest>) -> Self::Future {
         Box::pin(async move {
-            let cancel = cancel_of(&req);
+            let cancel = Cancel::current();
             let CountRequest { n, ms } = req.into_inner();
             let n = u64::from(n).min(MAX_CHUNKS);
             let every = Duration::from_millis(u64::from(ms).min(MAX_MS));

@@ -70,11 +70,7 @@ impl<S: Send + Sync> FromRequestParts<S> for WebSocketUpgrade {
     type Rejection = Response;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Response> {
-        let cancel = parts
-            .extensions
-            .get::<Cancel>()
-            .cloned()
-            .ok_or_else(|| MissingCancel.into_response())?;
+        let cancel = Cancel::of(&parts.extensions).ok_or_else(|| MissingCancel.into_response())?;
         let inner = ws::WebSocketUpgrade::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;

@@ -1,5 +1,6 @@
-//! The cancel signal a handler finds in its request.
+//! The cancel signal a handler finds while it handles a request.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,14 +10,20 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use super::shared::Signals;
 
-/// The shutdown signals of the server a request arrived on, as a request
-/// extension: the Rust twin of the context Go's `http.Server` gives each
-/// request through `BaseContext`.
+/// The shutdown signals of the server a request arrived on: the Rust twin of
+/// the context Go's `http.Server` gives each request through `BaseContext`.
 ///
 /// The [`Server`](super::Server) and the [`DrainLayer`](super::DrainLayer)
-/// insert one into every request. With axum, take it as an extractor
-/// (feature `axum`); with plain hyper or tower, read it from
-/// `req.extensions()`.
+/// run every request's service call and response future in a scope where
+/// [`Cancel::current`] gives it. With axum, take it as an extractor
+/// (feature `axum`); with plain hyper, tower or tonic, call
+/// [`Cancel::current`] in the handler. A scope costs no allocation, where
+/// a request extension would cost three per request.
+///
+/// The scope belongs to the handler's own task: a task the handler spawns
+/// (or a service that moves the request to another task, as tower's
+/// `Buffer` does) is outside it. Take the `Cancel` first and move it in,
+/// or give the spawned task [`token`](Self::token).
 ///
 /// | signal | fires at | a handler should |
 /// |---|---|---|
@@ -49,9 +56,106 @@ pub struct Cancel {
     signals: Arc<Signals>,
 }
 
+thread_local! {
+    /// The signals of the request whose service call or response future
+    /// this thread is running (see [`in_scope`]).
+    static CURRENT: Cell<Option<Arc<Signals>>> = const { Cell::new(None) };
+}
+
+/// Makes `signals` the [`Cancel::current`] of this thread until the guard
+/// is dropped: around an inner service's `call`, and around each poll of
+/// its response future.
+///
+/// A thread-local set around each call and poll, rather than tokio's
+/// `task_local!`: that scope owns its value and so needs the future wrapped
+/// in its own, while the response future already holds the signals. A
+/// guard rather than a closure, so that the request is not moved once more.
+/// Any earlier value is put back on drop, also when the call panics, so
+/// that scopes nest (a server inside a handler).
+#[inline]
+pub(crate) fn enter(signals: &Arc<Signals>) -> Entered {
+    Entered(CURRENT.with(|c| c.replace(Some(signals.clone()))))
+}
+
+/// The guard of [`enter`]: it holds the value it replaced.
+pub(crate) struct Entered(Option<Arc<Signals>>);
+
+impl Drop for Entered {
+    #[inline]
+    fn drop(&mut self) {
+        // `try_with`: a thread that is being torn down has no value.
+        let _ = CURRENT.try_with(|c| c.set(self.0.take()));
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A handler's future, moved off its request (cancelled, finishing in
+    /// the background), still in its request's scope.
+    pub(crate) struct Scoped<F> {
+        signals: Arc<Signals>,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F> Scoped<F> {
+    pub(crate) fn new(signals: Arc<Signals>, fut: F) -> Self {
+        Self { signals, fut }
+    }
+}
+
+impl<F: Future> Future for Scoped<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let _current = enter(this.signals);
+        this.fut.poll(cx)
+    }
+}
+
 impl Cancel {
     pub(crate) fn new(signals: Arc<Signals>) -> Self {
         Self { signals }
+    }
+
+    /// The signals of the request being handled: inside the service call
+    /// and the response future of a request that lameduck's
+    /// [`Server`](super::Server) or [`DrainLayer`](super::DrainLayer) took.
+    ///
+    /// `None` elsewhere: outside a request, or in a task the handler
+    /// spawned (see the type's docs).
+    ///
+    /// # Examples
+    ///
+    /// A tower service of your own, served by lameduck:
+    ///
+    /// ```
+    /// use lameduck::http::Cancel;
+    ///
+    /// async fn handle<B>(_req: http::Request<B>) -> String {
+    ///     match Cancel::current() {
+    ///         Some(cancel) if cancel.is_stopping() => "last one\n".into(),
+    ///         _ => "hello\n".into(),
+    ///     }
+    /// }
+    /// # assert!(Cancel::current().is_none());
+    /// # let _ = handle::<()>;
+    /// ```
+    pub fn current() -> Option<Cancel> {
+        CURRENT.with(|c| {
+            let signals = c.take();
+            let current = signals.clone().map(Cancel::new);
+            c.set(signals);
+            current
+        })
+    }
+
+    /// [`current`](Self::current), or else one a test put in the request's
+    /// extensions (`Cancel::default()`, say).
+    #[cfg(feature = "axum")]
+    pub(crate) fn of(extensions: &http::Extensions) -> Option<Cancel> {
+        Self::current().or_else(|| extensions.get::<Cancel>().cloned())
     }
 
     /// The health registry of the app whose server took the request.

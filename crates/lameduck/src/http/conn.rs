@@ -369,6 +369,15 @@ impl ConnState {
         self.rung.swap(false, Ordering::AcqRel)
     }
 
+    /// Whether the bell rang since the last call, for a driver whose waker
+    /// is registered already: a ring takes the waker out, so after `true`
+    /// the driver registers again with [`listen`](Self::listen).
+    #[inline]
+    pub(crate) fn has_rung(&self) -> bool {
+        // A load first: no read-modify-write while nothing rings.
+        self.rung.load(Ordering::Acquire) && self.rung.swap(false, Ordering::AcqRel)
+    }
+
     /// The request now arriving took too long, or the connection was idle
     /// too long: the sweeper's finding, which the IO wrapper acts on.
     #[inline]

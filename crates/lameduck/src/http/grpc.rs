@@ -10,7 +10,7 @@
 //! |---|---|
 //! | Draining | served; each connection gets GOAWAY, so clients open new streams elsewhere; [`HealthService`] answers `NOT_SERVING` from the first instant, and `Watch` streams are told at once |
 //! | Stopping | the listener closes; calls in flight, streaming ones included, run on; `Watch` streams end with `UNAVAILABLE` |
-//! | Cancelling | handlers see [`Cancel`] fire (a tonic handler finds it in `request.extensions()`); a call with no response yet is answered at once with the status `UNAVAILABLE` (trailers-only: HTTP 200, `grpc-status: 14`), not an HTTP 503; a streaming response ends at its next message boundary with `UNAVAILABLE`, never as a broken stream |
+//! | Cancelling | handlers see [`Cancel`] fire (a tonic handler takes it with [`Cancel::current`]); a call with no response yet is answered at once with the status `UNAVAILABLE` (trailers-only: HTTP 200, `grpc-status: 14`), not an HTTP 503; a streaming response ends at its next message boundary with `UNAVAILABLE`, never as a broken stream |
 //! | hard deadline | aborted, each named in the report |
 //!
 //! A streaming response can end at Stopping instead (a subscription that
@@ -107,9 +107,10 @@ impl HealthService {
     }
 
     fn health_of<T>(&self, req: &Request<T>) -> Option<Health> {
-        self.health
-            .clone()
-            .or_else(|| req.extensions().get::<Cancel>()?.health().cloned())
+        self.health.clone().or_else(|| {
+            let cancel = Cancel::current().or_else(|| req.extensions().get::<Cancel>().cloned());
+            cancel?.health().cloned()
+        })
     }
 
     fn is_known(&self, service: &str) -> bool {

@@ -5,11 +5,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
-use http::{Request, Response, Version, header};
+use http::{Method, Request, Response, Version, header};
 use tower_layer::Layer;
 use tower_service::Service;
 
 use super::Cancel;
+use super::cancel;
 use super::conn::ConnState;
 use super::shared::{Orphans, Shared, Signals, Stage};
 use super::stats::Outcome;
@@ -33,7 +34,7 @@ use future::ResponseFuture;
 /// | Running | is tracked in the component's tracker, labelled with its method and path |
 /// | Draining | HTTP/1 responses carry `Connection: close`, so keep-alive clients go elsewhere |
 /// | Stopping | (as Draining) |
-/// | Cancelling | handlers see [`Cancel`] fire; a request still waiting for its response gets `503`, `Retry-After: 1` and `Connection: close`, while its handler finishes in the background; `text/event-stream` responses end |
+/// | Cancelling | handlers see [`Cancel`] fire ([`Cancel::current`]); a request still waiting for its response gets `503`, `Retry-After: 1` and `Connection: close`, while its handler finishes in the background; `text/event-stream` responses end |
 ///
 /// What a layer cannot do is the connection half, which needs the server
 /// loop: stop accepting, close idle connections, send HTTP/2 GOAWAY, close
@@ -83,7 +84,7 @@ impl DrainLayer {
         Self { shared }
     }
 
-    /// The [`Cancel`] this layer inserts into requests.
+    /// The [`Cancel`] this layer gives requests ([`Cancel::current`]).
     pub fn cancel(&self) -> Cancel {
         Cancel::new(self.shared.signals.clone())
     }
@@ -173,7 +174,7 @@ where
     }
 
     #[inline]
-    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let in_flight = self.conn.as_ref().map(ConnState::dispatch);
         let h1 = req.version() <= Version::HTTP_11;
         let stage = self.shared.stage();
@@ -208,11 +209,17 @@ where
             self.shared.count(Outcome::Unavailable);
             return ResponseFuture::unavailable(in_flight, h1, grpc);
         }
-        let upgrade = h1 && req.headers().contains_key(header::UPGRADE);
+        // Served by lameduck's server, hyper has put the upgrade's handle
+        // into the request of every HTTP/1.1 request that asks for one: the
+        // others (all but a few) cost no header lookup.
+        let upgrade = h1
+            && (self.conn.is_none() || !req.extensions().is_empty())
+            && req.headers().contains_key(header::UPGRADE);
         let guard = track(&self.shared.tracker, &req, upgrade);
-        req.extensions_mut()
-            .insert(Cancel::new(self.shared.signals.clone()));
+        // A scope rather than a request extension: no allocation.
+        let current = cancel::enter(&self.shared.signals);
         let fut = self.inner.call(req);
+        drop(current);
         ResponseFuture::new(
             fut,
             future::Parts {
@@ -230,10 +237,13 @@ where
 
 /// Whether a request is a gRPC call (`application/grpc`, `+proto` and
 /// the like, gRPC-Web included): it is answered with gRPC statuses.
+/// Every gRPC call is a `POST`: other requests cost no lookup.
 fn is_grpc<B>(req: &Request<B>) -> bool {
-    req.headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
 
 /// Tracks a request under its label: method and path. Not the query,

@@ -47,7 +47,7 @@ pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 ///
 /// | phase | the listener | connections | requests |
 /// |---|---|---|---|
-/// | Running | accepts | served | tracked (method and path), [`Cancel`](super::Cancel) in their extensions |
+/// | Running | accepts | served | tracked (method and path), [`Cancel::current`](super::Cancel::current) in their handlers |
 /// | Draining | still accepts | HTTP/2 gets GOAWAY | HTTP/1 responses carry `Connection: close` |
 /// | Stopping | takes what the kernel has queued, then closes | idle ones close at once (a request already in the socket buffer is served first), stalled ones after [`first_request_grace`](Self::first_request_grace); busy ones after their response's last byte; upgraded ones hear [`Cancel::stopping`](super::Cancel::stopping) and close after the [close handshake window](Self::close_handshake_window) | served; event streams end at a message boundary |
 /// | Cancelling | | idle ones close | [`Cancel`](super::Cancel) fires; no response yet: `503` + `Retry-After` now, handler finishes in the background |

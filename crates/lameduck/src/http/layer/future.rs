@@ -13,6 +13,7 @@ use tokio_util::sync::WaitForCancellationFutureOwned;
 use super::body::{Boundary, DrainBody, EndEarly};
 use crate::WorkGuard;
 use crate::http::StreamEnd;
+use crate::http::cancel::{self, Scoped};
 use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
 use crate::http::shared::{Shared, Stage};
 use crate::http::stats::Outcome;
@@ -171,7 +172,10 @@ where
             let cancelled = cancel
                 .as_mut()
                 .is_some_and(|c| c.as_mut().poll(cx).is_ready());
-            if let Poll::Ready(result) = fut.as_mut().poll(cx) {
+            let current = cancel::enter(&parts.shared.signals);
+            let polled = fut.as_mut().poll(cx);
+            drop(current);
+            if let Poll::Ready(result) = polled {
                 let State::Running { parts, .. } = std::mem::replace(&mut this.state, State::Done)
                 else {
                     unreachable!("matched above")
@@ -213,6 +217,7 @@ where
             ..
         } = parts;
         shared.count(Outcome::Unavailable);
+        let fut = Scoped::new(shared.signals.clone(), fut);
         shared.orphans.adopt(Box::pin(async move {
             let _guard = guard;
             let _ = fut.await;
@@ -265,6 +270,8 @@ fn responded(in_flight: Option<&InFlight>, h1: bool) {
     }
 }
 
+// Inlined: a response and its parts are large, and moved once less.
+#[inline]
 fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     let Parts {
         shared,
@@ -282,6 +289,14 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         resp.extensions().get::<StreamEnd>().copied()
     };
     let end = chosen.unwrap_or_default();
+    // Looked at before `Keep-Alive` is added: a handler's response with no
+    // header (most) then costs no lookup.
+    let sse = !grpc
+        && !resp.headers().is_empty()
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
     if upgraded {
         if let Some(conn) = conn {
@@ -305,12 +320,6 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     // Stopping, as Go's GracefulStop lets them. Other streams are left to
     // their producers, since a chunked body cut short looks complete to
     // its client.
-    let sse = !grpc
-        && !resp.headers().is_empty()
-        && resp
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let grpc = grpc && !h1;
     let end = if grpc {
         chosen.unwrap_or(StreamEnd::AtCancel)

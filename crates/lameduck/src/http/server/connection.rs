@@ -108,6 +108,7 @@ async fn serve<I, S, B>(
     // Only the shutdown waits on a timer here; while running a request
     // costs one poll of the connection and one register of the bell.
     let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut listening: Option<std::task::Waker> = None;
     std::future::poll_fn(|cx| {
         loop {
             let stage = shared.stage();
@@ -172,7 +173,19 @@ async fn serve<I, S, B>(
                 }
                 wait_until = Some(ack_by);
             }
-            if state.listen(cx.waker()) || shared.stage() != seen {
+            // The bell keeps the waker it was given until it rings: given
+            // again only when the task's waker changed or it rang.
+            let rung = match &listening {
+                Some(waker) if waker.will_wake(cx.waker()) => state.has_rung(),
+                _ => {
+                    listening = Some(cx.waker().clone());
+                    state.listen(cx.waker())
+                }
+            };
+            if rung {
+                listening = None;
+            }
+            if rung || shared.stage() != seen {
                 continue;
             }
             if let Some(at) = wait_until {
