@@ -18,8 +18,11 @@ mod output;
 mod program;
 mod reaper;
 mod signals;
+#[cfg(target_os = "linux")]
+mod sock_diag;
 mod sockets;
 mod supervisor;
+mod traffic;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -197,6 +200,15 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     control_socket: Option<std::path::PathBuf>,
 
+    /// Write a flight record of the shutdown (and of each zero-downtime
+    /// restart) to this JSON file, for `lameduck report`: the phases, what
+    /// ended the drain, the traffic seen on the sockets, the program's
+    /// processes still alive at each deadline, the exit code. `{pid}` in it
+    /// becomes lameduck's process id. Its directory must exist (else exit
+    /// 78)
+    #[arg(long, value_name = "PATH")]
+    flight_record: Option<std::path::PathBuf>,
+
     /// How to print lameduck's own events: auto (human on a terminal), human
     /// or json
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "auto")]
@@ -215,8 +227,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--live notify is not supported: liveness needs a check lameduck runs (http://, tcp: or exec:)"
         );
     }
-    let budget = args.phases.apply(Budget::default());
-    let timeline = match budget.check() {
+    let mut budget = args.phases.apply(Budget::default());
+    let mut timeline = match budget.check() {
         Ok(t) => t,
         Err(err) => {
             eprintln!("lameduck: error: {err}");
@@ -227,11 +239,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // claimed as this process's own, then bound what --listen asks.
     let sockets = sockets::open(&args.listen)?;
     let cmd = sockets::expand(&args.command, &sockets)?;
+    // The drain ends on quiet traffic only where the traffic can be seen.
+    let watch = traffic::Watch::check(&sockets);
+    if let Err(why) = &watch {
+        if let traffic::Unwatched::Unavailable(_) = why {
+            tracing::warn!(target: "lameduck::run", reason = %why, "{why}: the drain is fixed at --drain-max");
+        }
+        if timeline.is_adaptive() {
+            budget = budget.drain_delay(timeline.drain_max());
+            timeline = budget.check().context("fixing the drain at --drain-max")?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(supervise(args, budget, timeline, sockets, cmd))
+    runtime.block_on(supervise(args, budget, timeline, sockets, watch, cmd))
 }
 
 async fn supervise(
@@ -239,6 +262,7 @@ async fn supervise(
     budget: Budget,
     timeline: lameduck::Timeline,
     sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    watch: Result<traffic::Watch, traffic::Unwatched>,
     cmd: Vec<std::ffi::OsString>,
 ) -> anyhow::Result<ExitCode> {
     let reaper = reaper::Reaper::start().context("listening for SIGCHLD")?;
@@ -317,10 +341,15 @@ async fn supervise(
     }
     let component_sup = sup.clone();
     let metrics = args.metrics.metrics()?;
-    let app = App::builder("lameduck-run")
+    let mut app = App::builder("lameduck-run")
         .budget(budget)
         .metrics(&metrics)
         .handle_signals(false)
+        .observer(traffic::drain_start(&watch, timeline.drain_max()));
+    if let Some(path) = &args.flight_record {
+        app = app.flight_record(path);
+    }
+    let app = app
         .upgrade(upgrade)
         .component(
             Component::new("program", move |ctx| {
@@ -336,6 +365,11 @@ async fn supervise(
             return Ok(ExitCode::from(err.exit_status().code()));
         }
     };
+    if let Ok(watch) = watch {
+        // Sampled at every tick when the drain is adaptive: its rule reads
+        // the traffic of the seconds before the signal.
+        watch.install(&app.handle(), timeline.is_adaptive());
+    }
     if let Some(n) = notify {
         let sup = sup.clone();
         tokio::spawn(sup.hear(n));
