@@ -23,6 +23,7 @@ mod sock_diag;
 mod sockets;
 mod supervisor;
 mod traffic;
+mod tree;
 
 use std::process::ExitCode;
 use std::time::Duration;
