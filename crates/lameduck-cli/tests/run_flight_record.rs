@@ -6,7 +6,7 @@
 mod run_support;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use nix::sys::signal::Signal;
 use run_support::*;
@@ -39,37 +39,18 @@ fn a_clean_stop_records_the_quiet_drain_and_the_traffic_by_socket() {
     }
     let dir = Scratch::new("flight-clean");
     let path = dir.path("record.json");
-    let server = programs().join("naive_server.py");
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--listen",
-        "http=127.0.0.1:0",
-        "--grace-period",
-        "90s",
-        "--drain-max",
-        "60s",
-        "--drain-quiet",
-        "300ms",
-        "--flight-record",
-        path.to_str().unwrap(),
-        "--",
-        "python3",
-        server.to_str().unwrap(),
-    ]);
-    let port = port(
-        run.event("socket http on", |_| true)["addr"]
-            .as_str()
-            .unwrap(),
+    let (mut run, port) = start_server(
+        &[
+            "--drain-max",
+            "60s",
+            "--drain-quiet",
+            "300ms",
+            "--flight-record",
+            path.to_str().unwrap(),
+        ],
+        false,
     );
-    // Requests for a second and a half: the traffic the drain's rule reads.
-    let began = Instant::now();
-    for _ in 0..100_000 {
-        if began.elapsed() >= Duration::from_millis(1500) {
-            break;
-        }
-        assert_eq!(get(port, "/").map(|(s, _)| s), Some(200));
-    }
+    traffic_for(port, Duration::from_millis(1500));
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
     let rec = record(&path);
