@@ -52,7 +52,8 @@ exits with the program's exit code, or 128 + the signal that killed it.
 
 On SIGTERM (or SIGINT):
   draining   /readyz answers 503 at once; the program, unaware, keeps serving
-             for the drain delay while load balancers catch up
+             while load balancers catch up: until its traffic has been quiet
+             for --drain-quiet (after --drain-min), --drain-max at the latest
   stopping   lameduck sends the program --stop-signal (SIGTERM) and waits for
              every process of its group, up to the shutdown timeout
   cancelling SIGKILL to the whole group
@@ -76,6 +77,12 @@ lameduck and passed to the program as systemd does (LISTEN_FDS,
 LISTEN_FDNAMES, LISTEN_PID): descriptors 3, 4, ... in order. {fd:NAME} in the
 arguments becomes that socket's descriptor number ({fd} when there is one).
 Sockets lameduck itself was given by systemd are passed on the same way.
+
+Traffic: lameduck sees the connections on the TCP sockets it holds (the
+kernel's sock_diag, every 100 ms): a new connection, or bytes received on
+one, is traffic. Without such a socket (the program binds its own port, or
+only unix: sockets), or where sock_diag cannot be used, the drain is fixed
+at --drain-max, and the log says so as it starts.
 
 SIGHUP (or `upgrade` on --control-socket) restarts with zero downtime: a
 second instance starts with the same sockets; once it is ready (by --ready)
@@ -104,7 +111,8 @@ Examples:
   lameduck run --listen http=0.0.0.0:8000 --ready notify -- \\
       gunicorn --bind fd://{fd:http} app:app
       lameduck holds the socket: SIGHUP restarts without refusing a
-      connection
+      connection, and the drain ends once its
+      connections are quiet
 
 Exit status:
   N        the program's exit code, or 128 + the signal that killed it
@@ -442,6 +450,8 @@ mod tests {
             "--stop-signal",
             "--restart",
             "--grace-period",
+            "--flight-record",
+            "sock_diag",
             "Exit status",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");
