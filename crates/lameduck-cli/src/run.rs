@@ -375,9 +375,12 @@ async fn supervise(
         }
     };
     if let Ok(watch) = watch {
-        // Sampled at every tick when the drain is adaptive: its rule reads
-        // the traffic of the seconds before the signal.
-        watch.install(&app.handle(), timeline.is_adaptive());
+        let running = if timeline.is_adaptive() {
+            traffic::WhileRunning::for_quiet(timeline.drain_quiet)
+        } else {
+            traffic::WhileRunning::Never
+        };
+        watch.install(&app.handle(), running);
     }
     if let Some(n) = notify {
         let sup = sup.clone();

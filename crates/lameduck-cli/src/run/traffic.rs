@@ -124,19 +124,40 @@ impl Watch {
         self.sockets.iter().map(|(n, _)| n.as_str())
     }
 
-    /// Adds a traffic source per socket to `app`. With `always` the
-    /// sockets are sampled at every tick (the adaptive drain needs the
-    /// traffic before the signal); without, only from the drain on (a
-    /// fixed drain's flight record), for nothing while running.
-    pub fn install(self, app: &AppHandle, always: bool) {
+    /// Adds a traffic source per socket to `app`, listed at every tick from
+    /// the drain on and, while the program runs, as `running` says.
+    pub fn install(self, app: &AppHandle, running: WhileRunning) {
         for (name, addr) in self.sockets {
-            let source = Source::new(addr, (!always).then(|| app.watch_phase()));
+            let source = Source::new(addr, app.watch_phase(), running);
             let source = Arc::new(Mutex::new(source));
             app.traffic_source(name, move || {
                 let mut s = source.lock().unwrap_or_else(|e| e.into_inner());
                 Some(s.sample())
             });
         }
+    }
+}
+
+/// How often the sockets are listed while the program runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WhileRunning {
+    /// Never (a fixed drain: its flight record, or its count at its start
+    /// and end, need only the drain's traffic).
+    Never,
+    /// At every `n`th tick (an adaptive drain: its rule reads the traffic
+    /// of the seconds before the signal).
+    Every(u32),
+}
+
+impl WhileRunning {
+    /// For an adaptive drain that needs `quiet`: as seldom as leaves the
+    /// quiet its rule needs unchanged. Arrivals listed every `n` ticks
+    /// are `n` ticks apart at the least, and the rule needs four times the
+    /// longest gap: `n` is at most a quarter of `quiet` in ticks. At most
+    /// 5 (half a second), so that the look-back holds twenty samples.
+    pub fn for_quiet(quiet: Duration) -> Self {
+        let ticks = quiet.as_millis() / (4 * lameduck::TRAFFIC_TICK.as_millis());
+        WhileRunning::Every(ticks.clamp(1, 5) as u32)
     }
 }
 
@@ -173,33 +194,48 @@ struct Source {
     #[cfg(target_os = "linux")]
     dumper: Option<Dumper>,
     seen: Seen,
-    /// Sampled only while shutting down: the phase, and whether a sample
-    /// was skipped since the last (the next is then a new baseline).
-    only_draining: Option<(watch::Receiver<Phase>, bool)>,
+    phase: watch::Receiver<Phase>,
+    running: WhileRunning,
+    /// Ticks while running, for [`WhileRunning::Every`].
+    ticks: u32,
+    /// A tick went unlisted while running with [`WhileRunning::Never`]:
+    /// the next listing is a new baseline, not traffic.
+    stale: bool,
     failed: bool,
 }
 
 impl Source {
-    fn new(addr: SocketAddr, only_draining: Option<watch::Receiver<Phase>>) -> Self {
+    fn new(addr: SocketAddr, phase: watch::Receiver<Phase>, running: WhileRunning) -> Self {
         Self {
             addr,
             #[cfg(target_os = "linux")]
             dumper: None,
             seen: Seen::default(),
-            only_draining: only_draining.map(|p| (p, true)),
+            phase,
+            running,
+            ticks: 0,
+            stale: false,
             failed: false,
         }
     }
 
     fn sample(&mut self) -> TrafficCounts {
-        if let Some((phase, skipped)) = &mut self.only_draining {
-            if matches!(*phase.borrow(), Phase::Starting | Phase::Running) {
-                *skipped = true;
-                return self.seen.counts;
+        if matches!(*self.phase.borrow(), Phase::Starting | Phase::Running) {
+            match self.running {
+                WhileRunning::Never => {
+                    self.stale = true;
+                    return self.seen.counts;
+                }
+                WhileRunning::Every(n) => {
+                    self.ticks = self.ticks.wrapping_add(1);
+                    // What arrived meanwhile counts at the next listing.
+                    if self.ticks % n != 0 {
+                        return self.seen.counts;
+                    }
+                }
             }
-            if std::mem::take(skipped) {
-                self.seen.last = None;
-            }
+        } else if std::mem::take(&mut self.stale) {
+            self.seen.last = None;
         }
         match self.connections() {
             Ok(conns) => self.seen.observe(&conns),
@@ -308,6 +344,15 @@ mod tests {
         assert_eq!((seen.counts.arrivals, seen.counts.connections), (1, 1));
         seen.observe(&[conn(1, None), conn(2, None)]);
         assert_eq!(seen.counts.arrivals, 1);
+    }
+
+    #[test]
+    fn while_running_the_sockets_are_listed_as_seldom_as_the_quiet_allows() {
+        let every = |ms| WhileRunning::for_quiet(Duration::from_millis(ms));
+        assert_eq!(every(100), WhileRunning::Every(1));
+        assert_eq!(every(300), WhileRunning::Every(1));
+        assert_eq!(every(1000), WhileRunning::Every(2));
+        assert_eq!(every(60_000), WhileRunning::Every(5));
     }
 
     #[test]

@@ -122,7 +122,7 @@ mod tests {
 
     #[test]
     fn processes_that_end_end_their_tracking() {
-        let tracker = Tracker::new();
+        let tracker = Tracker::new("test");
         let mut tree = Tree::new(tracker.clone());
         let (a, b) = (Pid::from_raw(1), Pid::this());
         tree.update(&[a, b]);
