@@ -229,7 +229,7 @@ impl Source {
                 WhileRunning::Every(n) => {
                     self.ticks = self.ticks.wrapping_add(1);
                     // What arrived meanwhile counts at the next listing.
-                    if self.ticks % n != 0 {
+                    if !self.ticks.is_multiple_of(n) {
                         return self.seen.counts;
                     }
                 }
