@@ -176,3 +176,26 @@ fn a_third_signal_that_kills_the_program_still_leaves_a_record() {
     let (code, text) = report(&path);
     assert_eq!(code, Some(0), "{text}");
 }
+
+#[test]
+fn a_zero_downtime_restart_writes_an_upgrade_record_and_the_shutdown_keeps_its_steps() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("flight-restart");
+    let path = dir.path("record.json");
+    let (mut run, port) = start_server(&["--flight-record", path.to_str().unwrap()], false);
+    assert_eq!(get(port, "/").map(|(s, _)| s), Some(200));
+    run.signal(Signal::SIGHUP);
+    run.event("restart complete", |_| true);
+    let text = until_file(&path);
+    let rec: Value = serde_json::from_str(&text).expect("the upgrade record is JSON");
+    assert_eq!(rec["kind"], "upgrade", "{rec}");
+    assert_eq!(rec["upgrades"][0]["outcome"], "in_place", "{rec}");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let rec = record(&path);
+    assert_eq!(rec["kind"], "shutdown", "{rec}");
+    assert_eq!(rec["upgrades"].as_array().map(Vec::len), Some(1), "{rec}");
+}
