@@ -260,7 +260,30 @@ mod tests {
 
     #[test]
     fn a_dump_of_this_process_sees_its_own_connection() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        sees_its_own_connection("127.0.0.1:0");
+    }
+
+    #[test]
+    fn a_dump_sees_ipv6_connections_and_ipv4_ones_on_a_dual_stack_socket() {
+        if std::net::TcpListener::bind("[::1]:0").is_err() {
+            // No IPv6 here.
+            return;
+        }
+        sees_its_own_connection("[::1]:0");
+        // [::] takes IPv4 clients too, as ::ffff:127.0.0.1.
+        let listener = std::net::TcpListener::bind("[::]:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let _client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let (_server, _) = listener.accept().unwrap();
+        let Ok(mut dumper) = Dumper::open() else {
+            return;
+        };
+        let conns = dumper.connections(listener.local_addr().unwrap()).unwrap();
+        assert_eq!(conns.len(), 1, "{conns:?}");
+    }
+
+    fn sees_its_own_connection(bind: &str) {
+        let listener = std::net::TcpListener::bind(bind).unwrap();
         let addr = listener.local_addr().unwrap();
         let mut client = std::net::TcpStream::connect(addr).unwrap();
         let (_server, _) = listener.accept().unwrap();
