@@ -354,7 +354,7 @@ async fn supervise(
         .budget(budget)
         .metrics(&metrics)
         .handle_signals(false)
-        .observer(traffic::drain_start(&watch, timeline.drain_max()));
+        .observer(traffic::drain_start(&watch, &timeline));
     if let Some(path) = &args.flight_record {
         app = app.flight_record(path);
     }

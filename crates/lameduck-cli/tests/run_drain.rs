@@ -74,7 +74,9 @@ fn a_drain_ends_by_quiet_once_the_clients_stopped_well_before_drain_max() {
     // The default quiet (1 s): while the program runs, the socket is
     // listed every other tick.
     let (mut run, port) = start_server(&["--drain-max", "60s"], false);
-    traffic_for(port, Duration::from_millis(1500));
+    // Listed every other tick, the traffic needs twice as long to be
+    // enough to go by (five listings with arrivals).
+    traffic_for(port, Duration::from_secs(3));
     run.signal(Signal::SIGTERM);
     run.event("drain watching the connections on http", |_| true);
     let drain = drain_ended(&run);

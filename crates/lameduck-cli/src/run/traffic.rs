@@ -154,7 +154,9 @@ impl WhileRunning {
     /// quiet its rule needs unchanged. Arrivals listed every `n` ticks
     /// are `n` ticks apart at the least, and the rule needs four times the
     /// longest gap: `n` is at most a quarter of `quiet` in ticks. At most
-    /// 5 (half a second), so that the look-back holds twenty samples.
+    /// 5 (half a second), so that the look-back holds twenty listings. What
+    /// does change: the rule's least evidence, arrivals in five ticks, takes
+    /// `n` times as long a burst before the signal.
     pub fn for_quiet(quiet: Duration) -> Self {
         let ticks = quiet.as_millis() / (4 * lameduck::TRAFFIC_TICK.as_millis());
         WhileRunning::Every(ticks.clamp(1, 5) as u32)
@@ -162,20 +164,22 @@ impl WhileRunning {
 }
 
 /// An observer that says, as the drain starts, what it watches: the
-/// sockets, or why nothing (the drain is then fixed at `max`).
+/// sockets, or why nothing (the drain is then fixed at `drain_max`).
 pub fn drain_start(
     watch: &Result<Watch, Unwatched>,
-    max: Duration,
+    timeline: &lameduck::Timeline,
 ) -> impl lameduck::observe::Observer {
+    let max = humantime::format_duration(timeline.drain_max());
     let said = match watch {
-        Ok(w) => format!(
+        Ok(w) if timeline.is_adaptive() => format!(
             "drain watching the connections on {}",
             w.names().collect::<Vec<_>>().join(", ")
         ),
-        Err(why) => format!(
-            "drain fixed: {why}; it lasts {}",
-            humantime::format_duration(max)
+        Ok(w) => format!(
+            "drain fixed at {max} (--drain-delay); counting the connections on {}",
+            w.names().collect::<Vec<_>>().join(", ")
         ),
+        Err(why) => format!("drain fixed: {why}; it lasts {max}"),
     };
     move |event: &lameduck::observe::Event<'_>| {
         if let lameduck::observe::Event::PhaseChanged {
