@@ -26,6 +26,7 @@ use crate::duration::parse_duration;
 #[command(after_help = "\
 Examples:
   lameduck drill --demo
+  lameduck drill --demo --flight-record /tmp/demo-flight.json --html drill.html
   lameduck drill --url http://127.0.0.1:8080/ --ready-url http://127.0.0.1:8080/readyz -- ./server
   lameduck drill --url http://127.0.0.1:8080/ --pid 4242 --signal TERM --at 3s --duration 10s
   lameduck drill --url https://localhost:8443/ --cacert ca.pem --http 2 -- ./server
@@ -196,6 +197,19 @@ pub struct Flags {
     /// Write the HTML report (one self-contained page) to PATH
     #[arg(long, value_name = "PATH")]
     html: Option<PathBuf>,
+
+    /// The target's flight record (written by a lameduck-based server, e.g.
+    /// `lameduck demo --flight-record PATH`; with --demo, the demo is told to
+    /// write it): read once the drill is over (waiting up to 5 s for it), its
+    /// phases and stuck work put on the drill's timeline in the summary, the
+    /// JSON and the HTML. `{pid}` becomes the signalled process's id. A
+    /// missing or invalid record is a warning, unless --require-flight-record
+    #[arg(long, value_name = "PATH")]
+    flight_record: Option<PathBuf>,
+
+    /// Fail the drill (exit 1) when the --flight-record cannot be read
+    #[arg(long, requires = "flight_record")]
+    require_flight_record: bool,
 
     /// Send the spawned server's stdout and stderr to PATH [default: this stderr]
     #[arg(long, value_name = "PATH")]

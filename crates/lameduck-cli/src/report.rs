@@ -1,6 +1,7 @@
 //! `lameduck report FILE`: a flight record (`docs/flight-record.md`),
 //! rendered for a person on the terminal: what happened, when, what ended
-//! the drain, and what was stuck at each deadline.
+//! the drain, and what was stuck at each deadline; with `--html OUT`, also
+//! as a page drawn by the drill's HTML renderer.
 
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use lameduck::flight::{FlightRecord, Inventory, ListenerTraffic};
+use lameduck_drill::report::ServerRecord;
 
 const LONG_ABOUT: &str = "\
 Render a flight record for a person.
@@ -21,18 +23,28 @@ deadline, the restarts, the upgrade's steps and the exit code. This prints
 it as text: a summary on top, then the phases, the drain, the traffic, and
 every inventory of work and connections that held the shutdown up.
 
+With --html OUT it also writes one self-contained HTML page (inline CSS and
+SVG, nothing fetched), drawn like `lameduck drill --html`: a timeline of the
+phases, the inventory at each deadline and the arrivals per 100 ms by
+listener (times in seconds from the signal), then the tables.
+
 Exit status:
   0   the record was rendered
   2   the file cannot be read, or is not a flight record this lameduck knows
-      (another format, or a version it does not read)";
+      (another format, or a version it does not read), or OUT cannot be
+      written";
 
-/// Render a flight record (a shutdown or an upgrade) as text.
+/// Render a flight record (a shutdown or an upgrade) as text, or as an HTML page.
 #[derive(Debug, clap::Args)]
 #[command(long_about = LONG_ABOUT)]
 pub struct Args {
     /// The flight record, a JSON file
     #[arg(value_name = "FILE")]
     file: PathBuf,
+
+    /// Also write the record as one self-contained HTML page to OUT
+    #[arg(long, value_name = "OUT")]
+    html: Option<PathBuf>,
 }
 
 /// Runs `lameduck report`.
@@ -40,6 +52,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let text = std::fs::read_to_string(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let record = FlightRecord::from_json(&text).with_context(|| args.file.display().to_string())?;
+    if let Some(out) = &args.html {
+        let page = ServerRecord::from_signal(&args.file.display().to_string(), &record).to_html();
+        std::fs::write(out, page)
+            .with_context(|| format!("cannot write the HTML page to {}", out.display()))?;
+    }
     let out = Text(&record).to_string();
     let mut stdout = std::io::stdout().lock();
     match stdout

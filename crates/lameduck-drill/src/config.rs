@@ -85,6 +85,14 @@ pub struct DrillConfig {
     /// knows its steady-state latency asks how many requests a disturbance
     /// slowed down, which no percentile says.
     pub slow_threshold: Option<Duration>,
+    /// The target's flight record (`docs/flight-record.md`), read once the
+    /// drill is over so that the report shows the server's phases and
+    /// stuck work on the drill's timeline ([`Report::server`](crate::Report::server)).
+    /// `{pid}` in the path becomes the first signalled process's id.
+    pub flight_record: Option<PathBuf>,
+    /// Whether a flight record that cannot be read fails the verdict;
+    /// otherwise it is a warning (a skipped condition).
+    pub flight_record_required: bool,
 }
 
 /// How requests are issued.
@@ -337,6 +345,8 @@ impl DrillConfig {
             server: ServerSpec::Unknown,
             pid_file: None,
             slow_threshold: None,
+            flight_record: None,
+            flight_record_required: false,
         })
     }
 
@@ -380,6 +390,11 @@ impl DrillConfig {
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::new("--timeout must be more than 0"));
+        }
+        if self.flight_record_required && self.flight_record.is_none() {
+            return Err(ConfigError::new(
+                "--require-flight-record needs --flight-record",
+            ));
         }
         if self.ready_interval.is_zero() || self.connect_probe_interval.is_zero() {
             return Err(ConfigError::new("probe intervals must be more than 0"));

@@ -13,6 +13,7 @@ use crate::config::{DrillConfig, Expectation, HttpVersion, Load, ServerSpec};
 use crate::dial::{Dialer, Tls};
 use crate::error::DrillError;
 use crate::events::EventLog;
+use crate::flight::{self, FLIGHT_RECORD_WAIT};
 use crate::load::{self, LoadContext};
 use crate::probe::{self, ReadyCheck};
 use crate::process::Server;
@@ -131,7 +132,8 @@ impl Drill {
             return Err(err);
         }
 
-        let started_at = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
+        let wall_start = SystemTime::now();
+        let started_at = humantime::format_rfc3339_millis(wall_start).to_string();
         let clock = Clock::start();
         let events = Arc::new(EventLog::default());
         let sink = Arc::new(RecordSink::default());
@@ -195,6 +197,15 @@ impl Drill {
             .clean_up(config.expectation() != Expectation::Stop)
             .await;
         let end_us = clock.now_us();
+        let snapshot = events.snapshot();
+        let server_record = match &config.flight_record {
+            Some(template) => {
+                let signalled = snapshot.signals.iter().find_map(|s| s.pid);
+                let path = flight::path_for(template, signalled.or(server.pid()));
+                Some(flight::read(&path, flight::unix_us(wall_start), FLIGHT_RECORD_WAIT).await)
+            }
+            None => None,
+        };
         self.progress.set_stage(Stage::Done);
 
         let (records, details) = sink.take();
@@ -213,13 +224,18 @@ impl Drill {
             records,
             details,
             sent: sink.sent(),
-            events: events.snapshot(),
+            events: snapshot,
             exits,
             load_end_us,
             end_us,
             expect: config.expectation(),
         };
-        Ok(self.report(started_at, &server, &observed))
+        let mut report = self.report(started_at, &server, &observed);
+        if let Some(record) = server_record {
+            verdict::flight_record(&mut report.verdict, &record, config.flight_record_required);
+            report.server = Some(record);
+        }
+        Ok(report)
     }
 
     /// With a stop signal, waits (up to the grace period from the signal) for
@@ -269,6 +285,7 @@ impl Drill {
             requests,
             events,
             verdict,
+            server: None,
         }
     }
 }

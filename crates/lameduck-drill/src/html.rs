@@ -1,8 +1,11 @@
 //! The HTML report: one self-contained page (inline CSS and SVG, no script,
 //! no external asset) that a person reads at a glance: the verdict and its
-//! conditions on top, the timeline below, the tables after.
+//! conditions on top, the timeline below, the tables after. A flight record
+//! alone (`lameduck report --html`) gets the same page, its timeline and its
+//! tables; a drill that read one shows both on one timeline.
 
 mod chart;
+mod server;
 
 use std::fmt::Write as _;
 
@@ -16,18 +19,15 @@ impl Report {
         let mut page = String::with_capacity(64 * 1024);
         let verdict = if self.verdict.pass { "PASS" } else { "FAIL" };
         let class = if self.verdict.pass { "pass" } else { "fail" };
-        let _ = write!(
-            page,
-            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-             <title>lameduck drill: {verdict} — {url}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
-            url = escape(&self.config.url),
-        );
-        let _ = writeln!(
-            page,
-            "<header class=\"{class}\"><div class=\"badge\">{verdict}</div><div><h1>lameduck drill</h1>\
-             <p>{}</p></div></header>",
-            escape(&self.summary_line())
+        open_page(
+            &mut page,
+            &format!("lameduck drill: {verdict} — {}", self.config.url),
+            Header {
+                class,
+                badge: verdict,
+                heading: "lameduck drill",
+                line: &self.summary_line(),
+            },
         );
         self.conditions(&mut page);
         page.push_str("<section><h2>Timeline</h2>\n");
@@ -37,14 +37,19 @@ impl Report {
         self.latency_table(&mut page);
         self.event_list(&mut page);
         self.failure_list(&mut page);
-        let _ = write!(
-            page,
-            "<footer>schema {} · lameduck {} · started {} · {} requests, {} accounted for</footer>\n</body>\n</html>\n",
-            escape(&self.schema),
-            escape(&self.lameduck_version),
-            escape(&self.started_at),
-            self.requests.sent,
-            self.requests.accounted,
+        if let Some(record) = &self.server {
+            server::sections(&mut page, record);
+        }
+        close_page(
+            &mut page,
+            &format!(
+                "schema {} · lameduck {} · started {} · {} requests, {} accounted for",
+                self.schema,
+                self.lameduck_version,
+                self.started_at,
+                self.requests.sent,
+                self.requests.accounted,
+            ),
         );
         page
     }
@@ -217,6 +222,43 @@ fn sample_table(page: &mut String, samples: &[&crate::report::FailureSample], gr
     page.push_str("</tbody></table>\n");
 }
 
+/// The coloured banner on top of a page.
+struct Header<'a> {
+    /// `pass` or `fail`: its colour.
+    class: &'a str,
+    badge: &'a str,
+    heading: &'a str,
+    line: &'a str,
+}
+
+/// The head of a page (its title, the shared style) and its banner.
+fn open_page(page: &mut String, title: &str, header: Header<'_>) {
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n",
+        escape(title),
+    );
+    let _ = writeln!(
+        page,
+        "<header class=\"{}\"><div class=\"badge\">{}</div><div><h1>{}</h1><p>{}</p></div></header>",
+        header.class,
+        escape(header.badge),
+        escape(header.heading),
+        escape(header.line)
+    );
+}
+
+/// The footer, and the end of the page.
+fn close_page(page: &mut String, footer: &str) {
+    let _ = write!(
+        page,
+        "<footer>{}</footer>\n</body>\n</html>\n",
+        escape(footer)
+    );
+}
+
 /// Escapes text for HTML content and attribute values.
 pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -244,9 +286,9 @@ section{background:#fff;border:1px solid #e3e3e3;border-radius:10px;padding:4px 
 ul.conditions{list-style:none;padding:0;margin:0}ul.conditions li{padding:3px 0}
 li.pass .mark{color:#2e7d32}li.fail{color:#b71c1c;font-weight:600}li.fail .mark{color:#c62828}li.skip{color:#777}
 table{border-collapse:collapse;width:100%}th,td{text-align:right;padding:3px 8px;border-bottom:1px solid #eee}
-th:first-child,td:first-child{text-align:left}table.events td:last-child{text-align:left}
+th:first-child,td:first-child{text-align:left}table.list th,table.list td{text-align:left}table.events td:last-child{text-align:left}
 .swatch{display:inline-block;width:10px;height:10px;border-radius:2px;margin-right:6px}
-.note{color:#555;font-size:13px}footer{color:#777;font-size:12px;margin-top:16px}
+.note{color:#555;font-size:13px}.warning{color:#b71c1c}footer{color:#777;font-size:12px;margin-top:16px}
 svg text{font:11px system-ui,sans-serif;fill:#444}svg .title{font-weight:600;fill:#222}
 .legend{display:flex;flex-wrap:wrap;gap:6px 16px;font-size:12px;margin-top:6px}
 ";

@@ -5,6 +5,26 @@ pub(crate) fn at(us: u64) -> String {
     format!("{}.{:03}s", us / 1_000_000, (us % 1_000_000) / 1_000)
 }
 
+/// A signed instant, for what happened before the zero of its clock:
+/// `-1.250s`, `2.013s`.
+pub(crate) fn signed_at(us: i64) -> String {
+    match u64::try_from(us) {
+        Ok(us) => at(us),
+        Err(_) => format!("-{}", at(us.unsigned_abs())),
+    }
+}
+
+/// A duration in whole milliseconds (a flight record's), as the library
+/// prints one: `850ms`, `1.2s`, `30s`.
+pub(crate) fn ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        let s = (ms as f64 / 100.0).round() / 10.0;
+        format!("{s}s")
+    }
+}
+
 /// A duration, with a unit that keeps three significant figures or so:
 /// `850µs`, `12.3ms`, `1.20s`.
 pub(crate) fn duration(us: u64) -> String {
@@ -30,6 +50,11 @@ mod tests {
     fn instants_print_in_seconds_with_milliseconds() {
         assert_eq!(at(2_013_456), "2.013s");
         assert_eq!(at(999), "0.000s");
+        assert_eq!(signed_at(-1_250_000), "-1.250s");
+        assert_eq!(signed_at(2_013_456), "2.013s");
+        assert_eq!(ms(850), "850ms");
+        assert_eq!(ms(1_250), "1.3s");
+        assert_eq!(ms(30_000), "30s");
     }
 
     #[test]

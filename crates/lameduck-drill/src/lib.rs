@@ -37,6 +37,16 @@
 //! [`lameduck.drill/v1`](report::SCHEMA); the HTML form is a self-contained
 //! page with a timeline.
 //!
+//! # The server's side
+//!
+//! With [`DrillConfig::flight_record`], the drill reads the target's
+//! flight record once it is over (waiting at most [`FLIGHT_RECORD_WAIT`]
+//! for one written after the load started) and puts the server's phases,
+//! drain and stuck work on the drill's own timeline, aligned by this host's
+//! wall clock: [`Report::server`]. [`report::ServerRecord`] also renders a
+//! record alone ([`ServerRecord::to_html`](report::ServerRecord::to_html)),
+//! as `lameduck report --html` does.
+//!
 //! # Platform
 //!
 //! Unix only (it signals processes); finding the process that holds a
@@ -59,6 +69,7 @@ mod dial;
 mod drill;
 mod error;
 mod events;
+mod flight;
 mod html;
 mod human;
 mod load;
@@ -81,6 +92,7 @@ pub use config::{
 };
 pub use drill::Drill;
 pub use error::DrillError;
+pub use flight::FLIGHT_RECORD_WAIT;
 pub use outcome::Outcome;
 pub use progress::{Progress, Snapshot, Stage};
 pub use report::Report;

@@ -6,7 +6,14 @@
 //! (`*_us`), every duration an integer number of microseconds, so the JSON
 //! round-trips exactly and needs no float parsing.
 
+mod server;
+
 use serde::{Deserialize, Serialize};
+
+pub use server::{
+    ServerDrain, ServerInventory, ServerPhase, ServerRecord, ServerRestart, ServerStep,
+    ServerTraffic, ServerUpgrade,
+};
 
 use crate::outcome::Outcome;
 use crate::{ConnectionMode, Expectation};
@@ -39,6 +46,10 @@ pub struct Report {
     pub failures: Failures,
     /// Pass or fail, and why.
     pub verdict: Verdict,
+    /// With a flight record asked for, the server's own account on the
+    /// drill's timeline, or why it could not be read; absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server: Option<ServerRecord>,
 }
 
 /// The configuration the drill ran with.

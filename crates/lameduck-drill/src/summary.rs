@@ -1,5 +1,7 @@
 //! The human summary of a report, for a terminal or a CI log.
 
+mod server;
+
 use std::fmt::{self, Write as _};
 
 use crate::human;
@@ -54,6 +56,9 @@ impl fmt::Display for Summary<'_> {
         writeln!(f, "\nevents")?;
         for (at, text) in events(r) {
             writeln!(f, "  {:>9}  {text}", human::at(at))?;
+        }
+        if let Some(server) = &r.server {
+            crate::summary::server::block(f, server)?;
         }
         writeln!(f)?;
         let verdict = if r.verdict.pass { "PASS" } else { "FAIL" };
@@ -274,6 +279,9 @@ pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
         list.push((x.at_us, text));
     }
     list.push((e.load_end_us, "load ended".to_owned()));
+    if let Some(server) = r.server.as_ref().filter(|s| s.is_read()) {
+        server::events(server, &mut list);
+    }
     list.sort_by_key(|(at, _)| *at);
     list
 }

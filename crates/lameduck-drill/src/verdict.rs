@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::analysis::Facts;
 use crate::human;
 use crate::record::duration_us;
-use crate::report::{Condition, ConditionStatus, Events, Requests, Verdict};
+use crate::report::{Condition, ConditionStatus, Events, Requests, ServerRecord, Verdict};
 use crate::{Expectation, Signal};
 
 /// What the verdict needs to know beyond the observations.
@@ -46,6 +46,37 @@ pub(crate) fn judge(rules: Rules, facts: &Facts, requests: &Requests, events: &E
         expect: rules.expect,
         conditions,
     }
+}
+
+/// The condition `flight_record`, when one was asked for: passes when it
+/// was read; otherwise fails if it was required, and is a warning (skipped)
+/// if not.
+pub(crate) fn flight_record(verdict: &mut Verdict, record: &ServerRecord, required: bool) {
+    let (status, detail) = match &record.error {
+        None => (
+            ConditionStatus::Pass,
+            format!(
+                "read {} ({} pid {}, {} phases, {} inventories)",
+                record.path,
+                record.app,
+                record.pid,
+                record.phases.len(),
+                record.inventories.len()
+            ),
+        ),
+        Some(error) => {
+            let status = if required {
+                ConditionStatus::Fail
+            } else {
+                ConditionStatus::Skipped
+            };
+            (status, format!("{}: {error}", record.path))
+        }
+    };
+    verdict.pass &= status != ConditionStatus::Fail;
+    verdict
+        .conditions
+        .push(condition("flight_record", status, detail));
 }
 
 pub(crate) fn condition(name: &str, status: ConditionStatus, detail: String) -> Condition {

@@ -102,6 +102,8 @@ pub fn build(args: &Args) -> anyhow::Result<DrillConfig> {
     config.timeout = args.timeout;
     config.grace_period = args.grace_period;
     config.pid_file = args.pid_file.clone();
+    config.flight_record = args.flight_record.clone();
+    config.flight_record_required = args.require_flight_record;
     config.server = match (&args.pid, args.command.split_first()) {
         (Some(pid), _) => ServerSpec::Attach(*pid),
         (None, Some((program, rest))) => ServerSpec::Spawn {

@@ -28,6 +28,10 @@ pub(super) fn apply(args: &mut Flags) -> anyhow::Result<()> {
         "--output".into(),
         "human".into(),
     ];
+    if let Some(path) = &args.flight_record {
+        args.command.push("--flight-record".into());
+        args.command.push(path.clone().into_os_string());
+    }
     // Shorter than the usual default: the demo shuts down in about a second.
     args.duration.get_or_insert(Duration::from_secs(5));
     args.at.get_or_insert(Duration::from_secs(2));

@@ -7,20 +7,26 @@
 
 use std::fmt::Write as _;
 
+mod axis;
 mod markers;
+mod server;
+
+pub(super) use axis::x_axis;
+
+pub(super) use server::flight_timeline;
 
 use super::escape;
 use crate::human;
 use crate::outcome::Outcome;
 use crate::report::{Bucket, Report};
 
-const WIDTH: f64 = 1000.0;
-const LEFT: f64 = 64.0;
-const RIGHT: f64 = 16.0;
+pub(super) const WIDTH: f64 = 1000.0;
+pub(super) const LEFT: f64 = 64.0;
+pub(super) const RIGHT: f64 = 16.0;
 const MARKER_TOP: f64 = 18.0;
 
 /// One chart panel: where it sits and what it plots.
-struct Panel {
+pub(super) struct Panel {
     top: f64,
     height: f64,
     title: &'static str,
@@ -36,12 +42,13 @@ const ERRORS: Panel = Panel {
     height: 110.0,
     title: "failed requests/s by class",
 };
-const P99: Panel = Panel {
+pub(super) const P99: Panel = Panel {
     top: 460.0,
     height: 110.0,
     title: "p99 latency of ok responses",
 };
-const HEIGHT: f64 = 610.0;
+/// Below the panels, the x axis takes this much.
+pub(super) const AXIS: f64 = 40.0;
 
 /// The fill colour of an outcome class.
 pub(super) fn color(outcome: Outcome) -> &'static str {
@@ -59,7 +66,7 @@ pub(super) fn color(outcome: Outcome) -> &'static str {
 }
 
 /// The smallest of 1, 2, 5 × 10ⁿ at least `v`.
-fn nice_ceil(v: f64) -> f64 {
+pub(super) fn nice_ceil(v: f64) -> f64 {
     if v <= 0.0 {
         return 1.0;
     }
@@ -71,7 +78,11 @@ fn nice_ceil(v: f64) -> f64 {
         .unwrap_or(10.0 * magnitude)
 }
 
-struct Scale {
+/// Where an instant goes across the chart.
+pub(super) struct Scale {
+    /// The instant at the left edge.
+    from_us: i64,
+    /// The time the width spans.
     span_us: f64,
     /// Outcomes named as gRPC statuses.
     grpc: bool,
@@ -79,7 +90,14 @@ struct Scale {
 
 impl Scale {
     fn x(&self, us: u64) -> f64 {
-        LEFT + (us as f64 / self.span_us).min(1.0) * (WIDTH - LEFT - RIGHT)
+        self.at(i64::try_from(us).unwrap_or(i64::MAX))
+    }
+
+    /// [`x`](Self::x) for a signed instant; what falls outside the span is
+    /// drawn at its edge.
+    fn at(&self, us: i64) -> f64 {
+        let fraction = (us.saturating_sub(self.from_us)) as f64 / self.span_us;
+        LEFT + fraction.clamp(0.0, 1.0) * (WIDTH - LEFT - RIGHT)
     }
 }
 
@@ -88,16 +106,20 @@ pub(super) fn timeline(report: &Report) -> String {
     let t = &report.timeline;
     let span_us = (t.buckets.len() as u64 * t.bucket_us).max(1);
     let scale = Scale {
+        from_us: 0,
         span_us: span_us as f64,
         grpc: report.config.grpc.is_some(),
     };
     let per_second = 1e6 / t.bucket_us as f64;
+    // The server's phases, from its flight record, run under the panels.
+    let server = report.server.as_ref().filter(|s| s.is_read());
+    let bottom = match server {
+        Some(_) => server::LANE_TOP + server::LANE_HEIGHT,
+        None => P99.top + P99.height,
+    };
+    let height = bottom + AXIS;
     let mut svg = String::with_capacity(32 * 1024);
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {HEIGHT}\" width=\"100%\" \
-         role=\"img\" aria-label=\"drill timeline\">\n<rect width=\"{WIDTH}\" height=\"{HEIGHT}\" fill=\"#fff\"/>\n"
-    );
+    open_svg(&mut svg, height, "drill timeline");
 
     let rate = |b: &Bucket, failures_only: bool| {
         let total = if failures_only {
@@ -131,14 +153,34 @@ pub(super) fn timeline(report: &Report) -> String {
         true,
     );
     latency(&mut svg, &scale, t.bucket_us, &t.buckets);
-    x_axis(&mut svg, &scale, span_us);
-    markers::draw(&mut svg, &scale, report);
+    if let Some(server) = server {
+        server::phase_lane(&mut svg, &scale, server::LANE_TOP, server);
+    }
+    x_axis(
+        &mut svg,
+        &scale,
+        bottom,
+        span_us,
+        "time since the load started",
+    );
+    markers::draw(&mut svg, &scale, report, bottom);
     svg.push_str("</svg>\n");
     legend(&mut svg, shaded, scale.grpc);
+    if server.is_some() {
+        server::phase_legend(&mut svg);
+    }
     svg
 }
 
-fn panel_frame(svg: &mut String, panel: &Panel, max: f64, unit: &dyn Fn(f64) -> String) {
+pub(super) fn open_svg(svg: &mut String, height: f64, label: &str) {
+    let _ = write!(
+        svg,
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" width=\"100%\" \
+         role=\"img\" aria-label=\"{label}\">\n<rect width=\"{WIDTH}\" height=\"{height}\" fill=\"#fff\"/>\n"
+    );
+}
+
+pub(super) fn panel_frame(svg: &mut String, panel: &Panel, max: f64, unit: &dyn Fn(f64) -> String) {
     let bottom = panel.top + panel.height;
     let _ = writeln!(
         svg,
@@ -166,6 +208,17 @@ fn panel_frame(svg: &mut String, panel: &Panel, max: f64, unit: &dyn Fn(f64) -> 
     );
 }
 
+/// A count on a grid up to `max`: below 10, the grid lines fall between
+/// whole numbers (0.25, 0.5, …).
+pub(super) fn count_label(max: f64, v: f64) -> String {
+    if max >= 10.0 {
+        format!("{v:.0}")
+    } else {
+        let text = format!("{v:.2}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn stacked(
     svg: &mut String,
@@ -177,15 +230,7 @@ fn stacked(
     per_second: f64,
     failures_only: bool,
 ) {
-    // Below 10, the grid lines fall between whole numbers (0.25, 0.5, …).
-    panel_frame(svg, panel, max, &|v| {
-        if max >= 10.0 {
-            format!("{v:.0}")
-        } else {
-            let text = format!("{v:.2}");
-            text.trim_end_matches('0').trim_end_matches('.').to_owned()
-        }
-    });
+    panel_frame(svg, panel, max, &|v| count_label(max, v));
     let bottom = panel.top + panel.height;
     for b in buckets {
         let x0 = scale.x(b.start_us);
@@ -299,52 +344,6 @@ fn latency(svg: &mut String, scale: &Scale, bucket_us: u64, buckets: &[Bucket]) 
             human::duration(b.p99_us.unwrap_or_default())
         );
     }
-}
-
-fn x_axis(svg: &mut String, scale: &Scale, span_us: u64) {
-    const STEPS_US: [u64; 12] = [
-        100_000,
-        200_000,
-        500_000,
-        1_000_000,
-        2_000_000,
-        5_000_000,
-        10_000_000,
-        30_000_000,
-        60_000_000,
-        120_000_000,
-        300_000_000,
-        600_000_000,
-    ];
-    let step = STEPS_US
-        .iter()
-        .copied()
-        .find(|s| span_us / s <= 12)
-        .unwrap_or(600_000_000);
-    let y = P99.top + P99.height;
-    let mut at = 0;
-    while at <= span_us {
-        let x = scale.x(at);
-        let label = if step < 1_000_000 {
-            format!("{:.1}s", at as f64 / 1e6)
-        } else {
-            format!("{}s", at / 1_000_000)
-        };
-        let _ = writeln!(
-            svg,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{y}\" y2=\"{}\" stroke=\"#999\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
-            y + 5.0,
-            y + 18.0
-        );
-        at += step;
-    }
-    let _ = writeln!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">time since the load started</text>",
-        WIDTH - RIGHT,
-        y + 34.0
-    );
 }
 
 fn legend(out: &mut String, shaded: bool, grpc: bool) {

@@ -4,77 +4,79 @@
 
 use std::fmt::Write as _;
 
-use super::{MARKER_TOP, P99, RIGHT, Scale, WIDTH};
+use super::{MARKER_TOP, RIGHT, Scale, WIDTH};
 use crate::html::escape;
 use crate::human;
 use crate::report::Report;
 
 /// A vertical line across the panels with a label on top.
-struct Marker {
-    at_us: u64,
-    label: String,
-    color: &'static str,
-    dashed: bool,
+pub(super) struct Marker {
+    pub(super) at_us: i64,
+    pub(super) label: String,
+    pub(super) color: &'static str,
+    pub(super) dashed: bool,
 }
 
-pub(super) fn draw(svg: &mut String, scale: &Scale, report: &Report) {
+impl Marker {
+    fn new(at_us: u64, label: String, color: &'static str, dashed: bool) -> Self {
+        Marker {
+            at_us: i64::try_from(at_us).unwrap_or(i64::MAX),
+            label,
+            color,
+            dashed,
+        }
+    }
+}
+
+/// The drill's markers, down to `bottom`.
+pub(super) fn draw(svg: &mut String, scale: &Scale, report: &Report, bottom: f64) {
     let e = &report.events;
     let mut list = Vec::new();
     for s in e.signals.iter().filter(|s| s.error.is_none()) {
-        list.push(Marker {
-            at_us: s.at_us,
-            label: format!("SIG{}", s.signal),
-            color: "#5e35b1",
-            dashed: false,
-        });
+        list.push(Marker::new(
+            s.at_us,
+            format!("SIG{}", s.signal),
+            "#5e35b1",
+            false,
+        ));
     }
     if let Some(at) = e.readiness_flip_us {
-        list.push(Marker {
-            at_us: at,
-            label: "readiness flip".into(),
-            color: "#ef6c00",
-            dashed: false,
-        });
+        list.push(Marker::new(at, "readiness flip".into(), "#ef6c00", false));
     }
     if let Some(at) = e.listener_closed_us {
-        list.push(Marker {
-            at_us: at,
-            label: "listener closed".into(),
-            color: "#c62828",
-            dashed: false,
-        });
+        list.push(Marker::new(at, "listener closed".into(), "#c62828", false));
     }
     for r in &e.restarts {
         if let (Some(pid), Some(at_us)) = (r.new_pid, r.seen_us) {
-            list.push(Marker {
-                at_us,
-                label: format!("new {pid}"),
-                color: "#2e7d32",
-                dashed: true,
-            });
+            list.push(Marker::new(at_us, format!("new {pid}"), "#2e7d32", true));
         }
     }
     for x in &e.exits {
         let code = x.code.map_or(String::new(), |c| format!(" ({c})"));
-        list.push(Marker {
-            at_us: x.at_us,
-            label: format!("exit {}{code}", x.pid),
-            color: "#212121",
-            dashed: false,
-        });
+        list.push(Marker::new(
+            x.at_us,
+            format!("exit {}{code}", x.pid),
+            "#212121",
+            false,
+        ));
     }
-    list.push(Marker {
-        at_us: e.load_end_us,
-        label: "load end".into(),
-        color: "#9e9e9e",
-        dashed: true,
-    });
+    list.push(Marker::new(
+        e.load_end_us,
+        "load end".into(),
+        "#9e9e9e",
+        true,
+    ));
+    draw_list(svg, scale, list, bottom);
+}
+
+/// Draws `list` from the top of the chart down to `bottom`, labels that
+/// would overlap on the next row.
+pub(super) fn draw_list(svg: &mut String, scale: &Scale, mut list: Vec<Marker>, bottom: f64) {
     list.sort_by_key(|m| m.at_us);
-    let bottom = P99.top + P99.height;
     let mut last_x = f64::NEG_INFINITY;
     let mut row = 0;
     for m in &list {
-        let x = scale.x(m.at_us);
+        let x = scale.at(m.at_us);
         // Labels that would overlap go one row down.
         row = if x - last_x < 90.0 { (row + 1) % 3 } else { 0 };
         last_x = x;
@@ -98,7 +100,7 @@ pub(super) fn draw(svg: &mut String, scale: &Scale, report: &Report) {
             y + 3.0,
             m.color,
             escape(&m.label),
-            human::at(m.at_us),
+            human::signed_at(m.at_us),
             m.color,
             escape(&m.label)
         );
