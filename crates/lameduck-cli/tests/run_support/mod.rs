@@ -291,7 +291,8 @@ pub fn start_server(args: &[&str], keep_alive: bool) -> (Running, u16) {
 
 /// Requests, one connection each, for `spread` (the traffic before the
 /// signal that the drain's rule reads: arrivals in several tenths of a
-/// second).
+/// second), about one every 10 ms: the pace of a client, not a
+/// synchronisation, and light on a machine the other tests share.
 pub fn traffic_for(port: u16, spread: Duration) {
     let began = Instant::now();
     for _ in 0..100_000 {
@@ -300,5 +301,6 @@ pub fn traffic_for(port: u16, spread: Duration) {
         }
         let (status, _) = get(port, "/").expect("the program answers");
         assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(10));
     }
 }
