@@ -201,6 +201,17 @@ impl Proto {
         }
     }
 
+    /// A short name for file names.
+    fn file_tag(self) -> &'static str {
+        match self {
+            Proto::H1 => "h1",
+            Proto::H2 => "h2",
+            Proto::H1Tls => "h1tls",
+            Proto::H2Tls => "h2tls",
+            Proto::GrpcUnary => "grpc",
+        }
+    }
+
     fn url(self, addr: SocketAddr) -> String {
         match self {
             Proto::H1 | Proto::H2 => format!("http://{addr}/"),
@@ -218,6 +229,23 @@ fn grpc_body() -> anyhow::Result<PathBuf> {
         std::fs::write(&path, [0u8; 5]).with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(path)
+}
+
+/// h2load's arguments for `proto`'s request, before the URL: `--h1` for
+/// the HTTP/1.1 protocols, the body and headers of a gRPC call.
+fn h2load_request(proto: Proto) -> anyhow::Result<Vec<String>> {
+    Ok(match proto {
+        Proto::H1 | Proto::H1Tls => vec!["--h1".into()],
+        Proto::H2 | Proto::H2Tls => Vec::new(),
+        Proto::GrpcUnary => vec![
+            "-d".into(),
+            grpc_body()?.display().to_string(),
+            "-H".into(),
+            "content-type: application/grpc".into(),
+            "-H".into(),
+            "te: trailers".into(),
+        ],
+    })
 }
 
 /// What one load run measured.
@@ -264,16 +292,7 @@ pub fn load(
                 "-m1".into(),
                 format!("-D{secs}"),
             ]);
-            if proto == Proto::GrpcUnary {
-                argv.extend([
-                    "-d".into(),
-                    grpc_body()?.display().to_string(),
-                    "-H".into(),
-                    "content-type: application/grpc".into(),
-                    "-H".into(),
-                    "te: trailers".into(),
-                ]);
-            }
+            argv.extend(h2load_request(proto)?);
             argv.push(url);
         }
     }
@@ -331,7 +350,9 @@ fn parse_h2load(text: &str) -> Option<(u64, f64)> {
 
 /// Instructions the server runs per request, under callgrind: it starts
 /// uninstrumented, takes a warm-up load, then counts over `requests`
-/// requests from h2load (`--h1` for HTTP/1.1).
+/// requests from h2load (`--h1` for HTTP/1.1; over TLS, the 64
+/// connections' handshakes are among what is counted). `args` go to
+/// `http-server` (the certificate of the TLS kinds).
 ///
 /// # Errors
 ///
@@ -342,30 +363,21 @@ pub fn instructions_per_request(
     proto: Proto,
     requests: u64,
     scratch: &Path,
+    args: &[String],
 ) -> anyhow::Result<f64> {
-    let out_file: PathBuf = scratch.join(format!(
-        "callgrind.{kind}.{}",
-        matches!(proto, Proto::H2) as u8
-    ));
+    let out_file: PathBuf = scratch.join(format!("callgrind.{kind}.{}", proto.file_tag()));
     let wrapper = vec![
         "valgrind".into(),
         "--tool=callgrind".into(),
         "--instr-atstart=no".into(),
         format!("--callgrind-out-file={}", out_file.display()),
     ];
-    let server = Server::start(bin_dir, kind, None, &wrapper)?;
+    let server = Server::start_with(bin_dir, kind, None, &wrapper, args)?;
+    let request = h2load_request(proto)?;
     let h2load = |n: u64| -> anyhow::Result<()> {
-        let mut cmd = Command::new("h2load");
-        if proto == Proto::H1 {
-            cmd.arg("--h1");
-        }
-        let out = cmd
-            .args([
-                "-c64",
-                "-m1",
-                &format!("-n{n}"),
-                &format!("http://{}/", server.addr),
-            ])
+        let out = Command::new("h2load")
+            .args(&request)
+            .args(["-c64", "-m1", &format!("-n{n}"), &proto.url(server.addr)])
             .output()
             .context("running h2load")?;
         let text = String::from_utf8_lossy(&out.stdout);

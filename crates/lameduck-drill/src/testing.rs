@@ -24,7 +24,8 @@
 //! `hup=workers` the process is a supervisor that keeps its PID: it holds
 //! the listening socket, serves through one worker process, and on `SIGHUP`
 //! starts a new worker and retires the old one (which stops accepting at
-//! once, finishes what it has, and exits).
+//! once, asks its clients to close, finishes what it has, and exits; its
+//! readiness stays 200, since the service is not leaving).
 //!
 //! A server is described by a spec such as
 //! `mode=graceful,port=8080,delay_ms=20,drain_ms=300,hup=handoff` and run by

@@ -2,9 +2,9 @@
 //! hyper-util, and lameduck + an axum `Router` against `axum::serve`,
 //! loaded by wrk (HTTP/1.1) and h2load (HTTP/2) in interleaved rounds; the
 //! same over TLS against hyper-util behind tokio-rustls, and a unary gRPC
-//! service under lameduck against tonic's own server (throughput only);
-//! then instructions per request under callgrind and memory per idle
-//! connection. See `lameduck_bench::hotpath` and docs/benchmarks.md.
+//! service under lameduck against tonic's own server; then instructions
+//! per request under callgrind, and memory per idle connection (the
+//! plain pairs). See `lameduck_bench::hotpath` and docs/benchmarks.md.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,11 @@ struct Args {
     /// it measures
     #[arg(long)]
     smoke: bool,
+    /// Only the pairs whose measured server is this kind (lameduck,
+    /// lameduck-axum, lameduck-metrics, lameduck-tls, lameduck-grpc);
+    /// repeatable; all when not given
+    #[arg(long, value_name = "KIND")]
+    pair: Vec<String>,
 }
 
 /// The pairs: (what is measured, its baseline).
@@ -52,9 +57,9 @@ const PAIRS: [(&str, &str); 3] = [
 ];
 const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
 
-/// The pairs loaded for throughput only, with their protocols: over TLS
-/// (one certificate, made for the run), and gRPC.
-const LOADED_ONLY: [(&str, &str, &[Proto]); 2] = [
+/// The pairs measured without the memory figure, with their protocols:
+/// over TLS (one certificate, made for the run), and gRPC.
+const MORE_PAIRS: [(&str, &str, &[Proto]); 2] = [
     ("lameduck-tls", "bare-tls", &[Proto::H1Tls, Proto::H2Tls]),
     ("lameduck-grpc", "tonic", &[Proto::GrpcUnary]),
 ];
@@ -104,11 +109,17 @@ fn run(args: &Args) -> anyhow::Result<()> {
         "requests/s (measured)",
     ]);
     let tls = certificate(&args.out)?;
-    let loaded = PAIRS
+    let chosen = |measured: &str| args.pair.is_empty() || args.pair.iter().any(|p| p == measured);
+    let loaded: Vec<(&str, &str, &[Proto])> = PAIRS
         .iter()
         .map(|&(a, b)| (a, b, &PROTOS[..]))
-        .chain(LOADED_ONLY);
-    for (measured, baseline, protos) in loaded {
+        .chain(MORE_PAIRS)
+        .filter(|(measured, ..)| chosen(measured))
+        .collect();
+    if let Some(unknown) = args.pair.iter().find(|p| !loaded.iter().any(|l| l.0 == *p)) {
+        anyhow::bail!("--pair {unknown}: no pair measures that kind");
+    }
+    for &(measured, baseline, protos) in &loaded {
         let a = Server::start_with(&args.bin_dir, measured, server_cpu, &[], &tls)?;
         let b = Server::start_with(&args.bin_dir, baseline, server_cpu, &[], &tls)?;
         for &proto in protos {
@@ -161,22 +172,19 @@ fn run(args: &Args) -> anyhow::Result<()> {
 
     if args.callgrind_requests > 0 {
         let mut table = Table::new(&["<pair", "<protocol", "instructions per request", "ratio"]);
-        for (measured, baseline) in PAIRS {
-            for proto in PROTOS {
-                let a = hotpath::instructions_per_request(
-                    &args.bin_dir,
-                    measured,
-                    proto,
-                    args.callgrind_requests,
-                    &args.out,
-                )?;
-                let b = hotpath::instructions_per_request(
-                    &args.bin_dir,
-                    baseline,
-                    proto,
-                    args.callgrind_requests,
-                    &args.out,
-                )?;
+        for &(measured, baseline, protos) in &loaded {
+            for &proto in protos {
+                let count = |kind| {
+                    hotpath::instructions_per_request(
+                        &args.bin_dir,
+                        kind,
+                        proto,
+                        args.callgrind_requests,
+                        &args.out,
+                        &tls,
+                    )
+                };
+                let (a, b) = (count(measured)?, count(baseline)?);
                 table.row(vec![
                     format!("{measured} / {baseline}"),
                     proto.version().into(),
@@ -196,36 +204,39 @@ fn run(args: &Args) -> anyhow::Result<()> {
         println!("{table}");
     }
 
-    let mut table = Table::new(&[
-        "<server",
-        "bytes per idle connection",
-        "ratio to its baseline",
-    ]);
-    for (measured, baseline) in PAIRS {
-        let a = hotpath::memory_per_connection(
-            &Server::start(&args.bin_dir, measured, None, &[])?,
-            args.idle_connections,
-        )?;
-        let b = hotpath::memory_per_connection(
-            &Server::start(&args.bin_dir, baseline, None, &[])?,
-            args.idle_connections,
-        )?;
-        table.row(vec![
-            measured.into(),
-            format!("{a:.0}"),
-            format!("{:.3}", a / b),
+    let plain: Vec<_> = PAIRS.into_iter().filter(|(m, _)| chosen(m)).collect();
+    if !plain.is_empty() {
+        let mut table = Table::new(&[
+            "<server",
+            "bytes per idle connection",
+            "ratio to its baseline",
         ]);
-        table.row(vec![baseline.into(), format!("{b:.0}"), String::new()]);
-        summary.insert(
-            format!("{measured}/{baseline} memory per idle connection"),
-            serde_json::json!({"measured": a, "baseline": b, "ratio": a / b}),
+        for (measured, baseline) in plain {
+            let a = hotpath::memory_per_connection(
+                &Server::start(&args.bin_dir, measured, None, &[])?,
+                args.idle_connections,
+            )?;
+            let b = hotpath::memory_per_connection(
+                &Server::start(&args.bin_dir, baseline, None, &[])?,
+                args.idle_connections,
+            )?;
+            table.row(vec![
+                measured.into(),
+                format!("{a:.0}"),
+                format!("{:.3}", a / b),
+            ]);
+            table.row(vec![baseline.into(), format!("{b:.0}"), String::new()]);
+            summary.insert(
+                format!("{measured}/{baseline} memory per idle connection"),
+                serde_json::json!({"measured": a, "baseline": b, "ratio": a / b}),
+            );
+        }
+        println!(
+            "memory per idle keep-alive connection ({} connections, resident set)\n",
+            args.idle_connections
         );
+        println!("{table}");
     }
-    println!(
-        "memory per idle keep-alive connection ({} connections, resident set)\n",
-        args.idle_connections
-    );
-    println!("{table}");
     if args.smoke {
         println!("(smoke run: the figures show that each part ran, not what it costs)");
     }

@@ -43,8 +43,19 @@ struct State {
     draining: bool,
     /// Close idle connections, finish busy ones.
     stopping: bool,
+    /// A supervisor's worker being replaced: responses ask to close and
+    /// HTTP/2 gets GOAWAY, but readiness stays 200 — the service is not
+    /// leaving, another worker of the same supervisor serves.
+    retiring: bool,
     /// Connections accepted before this generation are torn down.
     reset_generation: u64,
+}
+
+impl State {
+    /// Whether connections are told to go elsewhere: draining or retiring.
+    fn leaving(self) -> bool {
+        self.draining || self.retiring
+    }
 }
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -99,7 +110,7 @@ pub(super) async fn serve(
                 terminated = true;
                 if worker {
                     drop(listener.take());
-                    state.send_modify(|s| s.draining = true);
+                    state.send_modify(|s| s.retiring = true);
                     drain_over.as_mut().reset(tokio::time::Instant::now() + config.drain);
                     continue;
                 }
@@ -149,7 +160,11 @@ pub(super) async fn serve(
                 drain_over.as_mut().reset(far_future());
                 close(&mut listener, &mut conns, config, &state).await;
                 state.send_modify(|s| {
-                    s.draining = true;
+                    if worker {
+                        s.retiring = true;
+                    } else {
+                        s.draining = true;
+                    }
                     s.stopping = true;
                 });
                 let _ = tokio::time::timeout(STOP_WAIT, async { while conns.join_next().await.is_some() {} }).await;
@@ -252,7 +267,8 @@ async fn connection(stream: TcpStream, config: TargetConfig, state: Arc<watch::S
         let first_request = Arc::clone(&first_request);
         service_fn(move |request| {
             first_request.notify_one();
-            respond(request, config, watcher.borrow().draining)
+            let now = *watcher.borrow();
+            respond(request, config, now.draining, now.draining || now.retiring)
         })
     };
     let served = first_request.notified();
@@ -277,7 +293,7 @@ async fn drive<C: Graceful>(
     let generation = watcher.borrow().reset_generation;
     // A connection opened while draining is served until the stop: a GOAWAY
     // at once would refuse all new HTTP/2 work during the drain.
-    let draining_at_accept = watcher.borrow().draining;
+    let draining_at_accept = watcher.borrow().leaving();
     let mut conn = std::pin::pin!(conn);
     let mut served = std::pin::pin!(served);
     let mut has_served = false;
@@ -294,7 +310,7 @@ async fn drive<C: Graceful>(
             return;
         }
         let goaway =
-            http2 && now.draining && !draining_at_accept && config.mode != Mode::ResetKeepalive;
+            http2 && now.leaving() && !draining_at_accept && config.mode != Mode::ResetKeepalive;
         let close = now.stopping || goaway;
         let may_close =
             has_served || first_request_wait.is_elapsed() || config.mode != Mode::Graceful;
@@ -341,6 +357,7 @@ async fn respond(
     request: Request<Incoming>,
     config: TargetConfig,
     draining: bool,
+    leaving: bool,
 ) -> Result<Response<Body>, Infallible> {
     if request.uri().path() == "/readyz" {
         let (status, text) = if draining {
@@ -375,7 +392,7 @@ async fn respond(
     // A graceful server tells keep-alive clients to go elsewhere while it
     // drains (HTTP/2 connections get GOAWAY instead).
     let says_close = matches!(config.mode, Mode::Graceful | Mode::CloseFirst);
-    if draining && says_close && request.version() == http::Version::HTTP_11 {
+    if leaving && says_close && request.version() == http::Version::HTTP_11 {
         response
             .headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));

@@ -2,14 +2,17 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use http_body::{Body, Frame, SizeHint};
 use tokio_util::sync::WaitForCancellationFutureOwned;
 
+use crate::WorkGuard;
+use crate::http::StreamEnd;
 use crate::http::conn::InFlight;
-use crate::{Tracker, WorkGuard};
+use crate::http::shared::{Shared, Stage};
 
 pin_project_lite::pin_project! {
     /// The response body of [`Drain`](super::Drain): the inner body, or a
@@ -43,14 +46,83 @@ pin_project_lite::pin_project! {
 
 /// An event stream or a gRPC response that the shutdown ends early, at a
 /// message boundary.
+///
+/// The stage is read from the server's atomic on each poll; the signals'
+/// wake-ups are registered only once the body has had to wait. A response
+/// whose body never waits (a unary gRPC call, the common case) so costs no
+/// waiter registered and unregistered under the tokens' locks, and no
+/// allocation beyond this one.
 pub(super) struct EndEarly {
-    pub(super) at: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Past it the stream ends even mid-message.
-    pub(super) at_the_latest: Pin<Box<WaitForCancellationFutureOwned>>,
-    /// Where the stream's ending is recorded.
-    pub(super) tracker: Tracker,
+    /// Ends at its next message boundary from this stage on.
+    at: Stage,
+    /// The signals, and the tracker where the stream's ending is recorded.
+    shared: Arc<Shared>,
+    /// The wake-ups, once the body has waited.
+    waits: Option<Waits>,
     /// The last bytes given end a message (a blank line).
     pub(super) boundary: Boundary,
+}
+
+/// A waiting body's wake-ups: at its end's signal, and at the cancel
+/// signal, past which the stream ends even mid-message.
+struct Waits {
+    at: Pin<Box<WaitForCancellationFutureOwned>>,
+    at_the_latest: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl EndEarly {
+    pub(super) fn new(end: StreamEnd, shared: Arc<Shared>, boundary: Boundary) -> Self {
+        let at = match end {
+            StreamEnd::AtStopping => Stage::Stopping,
+            StreamEnd::AtCancel => Stage::Cancelled,
+        };
+        Self {
+            at,
+            shared,
+            waits: None,
+            boundary,
+        }
+    }
+
+    /// Whether the stream ends now: its signal has fired, and it is at a
+    /// message boundary or the cancel signal has fired too.
+    fn is_due(&mut self, cx: &mut Context<'_>) -> bool {
+        // The stage follows the signals a task's hop behind them: a body
+        // that has waited also asks the signals themselves, which woke it.
+        let stage = self.shared.stage();
+        let due = stage >= self.at
+            || self
+                .waits
+                .as_mut()
+                .is_some_and(|w| w.at.as_mut().poll(cx).is_ready());
+        due && (self.boundary.is_at_boundary()
+            || stage >= Stage::Cancelled
+            || self
+                .waits
+                .as_mut()
+                .is_some_and(|w| w.at_the_latest.as_mut().poll(cx).is_ready()))
+    }
+
+    /// The body waits: from now on the signals wake it. Whether one has
+    /// fired already (the body is then to be polled again).
+    fn wait(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.waits.is_some() {
+            return false;
+        }
+        let signals = &self.shared.signals;
+        let at = match self.at {
+            Stage::Stopping => &signals.stopping,
+            _ => &signals.cancel,
+        };
+        let waits = self.waits.insert(Waits {
+            at: Box::pin(at.clone().cancelled_owned()),
+            at_the_latest: Box::pin(signals.cancel.clone().cancelled_owned()),
+        });
+        // Both registered: either may be the one that matters.
+        let at = waits.at.as_mut().poll(cx).is_ready();
+        let latest = waits.at_the_latest.as_mut().poll(cx).is_ready();
+        at || latest
+    }
 }
 
 /// Where a long response may end cleanly.
@@ -104,6 +176,12 @@ pub(super) struct GrpcFrames {
 
 impl GrpcFrames {
     fn saw(&mut self, data: &impl Buf) {
+        let chunk = data.chunk();
+        if chunk.len() == data.remaining() {
+            // One chunk, as tonic gives them: nothing to gather.
+            self.feed(chunk);
+            return;
+        }
         let mut chunks = [std::io::IoSlice::new(&[]); 16];
         let n = data.chunks_vectored(&mut chunks);
         let seen: usize = chunks[..n].iter().map(|c| c.len()).sum();
@@ -122,6 +200,15 @@ impl GrpcFrames {
                 let n = (self.rest.min(bytes.len() as u64)) as usize;
                 self.rest -= n as u64;
                 bytes = &bytes[n..];
+                continue;
+            }
+            if self.have == 0
+                && let Some((prefix, rest)) = bytes.split_first_chunk::<5>()
+            {
+                // A whole prefix at hand: read at once, not byte by byte.
+                let [_, len @ ..] = *prefix;
+                self.rest = u64::from(u32::from_be_bytes(len));
+                bytes = rest;
                 continue;
             }
             if self.have > 0 {
@@ -255,28 +342,25 @@ where
         if *this.done {
             return Poll::Ready(None);
         }
-        if let Some(end) = this.end.as_mut() {
-            let due = end.at.as_mut().poll(cx).is_ready();
-            if due
-                && (end.boundary.is_at_boundary() || end.at_the_latest.as_mut().poll(cx).is_ready())
-            {
-                // Ended by the shutdown, cleanly: the client reconnects,
-                // to another instance.
-                if let Some(guard) = this.guard.as_ref() {
-                    end.tracker.mark_ended(guard);
-                }
-                let grpc = matches!(end.boundary, Boundary::Grpc(_));
-                *this.end = None;
-                finished(this.guard, this.in_flight, *this.bytes);
-                if grpc {
-                    // A status, never a broken stream.
-                    *this.done = true;
-                    let mut trailers = http::HeaderMap::new();
-                    grpc_status_unavailable(&mut trailers);
-                    return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-                }
-                return Poll::Ready(None);
+        if let Some(end) = this.end.as_mut()
+            && end.is_due(cx)
+        {
+            // Ended by the shutdown, cleanly: the client reconnects, to
+            // another instance.
+            if let Some(guard) = this.guard.as_ref() {
+                end.shared.tracker.mark_ended(guard);
             }
+            let grpc = matches!(end.boundary, Boundary::Grpc(_));
+            *this.end = None;
+            finished(this.guard, this.in_flight, *this.bytes);
+            if grpc {
+                // A status, never a broken stream.
+                *this.done = true;
+                let mut trailers = http::HeaderMap::new();
+                grpc_status_unavailable(&mut trailers);
+                return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+            }
+            return Poll::Ready(None);
         }
         let frame = match this.kind.as_mut().project() {
             KindProj::Inner { body } => body.poll_frame(cx),
@@ -306,7 +390,15 @@ where
                 this.guard.take();
                 this.in_flight.take();
             }
-            Poll::Pending => {}
+            Poll::Pending => {
+                if let Some(end) = this.end.as_mut()
+                    && end.wait(cx)
+                {
+                    // A signal fired before the wake-ups were in place: look
+                    // again at once.
+                    cx.waker().wake_by_ref();
+                }
+            }
         }
         frame
     }

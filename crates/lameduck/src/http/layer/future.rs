@@ -318,23 +318,12 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         end
     };
     let early = (sse || grpc).then(|| {
-        Box::new({
-            let signals = &shared.signals;
-            let at = match end {
-                StreamEnd::AtStopping => signals.stopping.clone(),
-                StreamEnd::AtCancel => signals.cancel.clone(),
-            };
-            EndEarly {
-                at: Box::pin(at.cancelled_owned()),
-                at_the_latest: Box::pin(signals.cancel.clone().cancelled_owned()),
-                tracker: shared.tracker.clone(),
-                boundary: if grpc {
-                    Boundary::grpc()
-                } else {
-                    Boundary::default()
-                },
-            }
-        })
+        let boundary = if grpc {
+            Boundary::grpc()
+        } else {
+            Boundary::default()
+        };
+        Box::new(EndEarly::new(end, shared, boundary))
     });
     resp.map(|body| DrainBody::new(body, guard, in_flight, early))
 }

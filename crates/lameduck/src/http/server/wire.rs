@@ -91,26 +91,35 @@ impl Frames {
                 at += n;
                 continue;
             }
-            let n = (9 - self.have).min(bytes.len() - at);
-            self.head[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
-            self.have += n;
-            at += n;
-            if self.have == 9 {
+            let h = if self.have == 0
+                && let Some(whole) = bytes[at..].first_chunk::<9>()
+            {
+                // A whole header at hand (nearly always): read in place.
+                at += 9;
+                *whole
+            } else {
+                let n = (9 - self.have).min(bytes.len() - at);
+                self.head[self.have..self.have + n].copy_from_slice(&bytes[at..at + n]);
+                self.have += n;
+                at += n;
+                if self.have < 9 {
+                    continue;
+                }
                 self.have = 0;
-                let h = &self.head;
-                let head = Head {
-                    len: u32::from_be_bytes([0, h[0], h[1], h[2]]),
-                    kind: h[3],
-                    flags: h[4],
-                    stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
-                };
-                self.skip = head.len as usize;
-                // Both payloads are at least eight bytes when well formed;
-                // a shorter one is h2's to refuse.
-                self.body = (matches!(head.kind, PING | GOAWAY) && head.len >= 8)
-                    .then_some((head, [0; 8], 0));
-                on(Found::Head(head, at as isize - 9));
-            }
+                self.head
+            };
+            let head = Head {
+                len: u32::from_be_bytes([0, h[0], h[1], h[2]]),
+                kind: h[3],
+                flags: h[4],
+                stream: u32::from_be_bytes([h[5], h[6], h[7], h[8]]) & 0x7fff_ffff,
+            };
+            self.skip = head.len as usize;
+            // Both payloads are at least eight bytes when well formed; a
+            // shorter one is h2's to refuse.
+            self.body =
+                (matches!(head.kind, PING | GOAWAY) && head.len >= 8).then_some((head, [0; 8], 0));
+            on(Found::Head(head, at as isize - 9));
         }
     }
 }

@@ -184,6 +184,14 @@ impl Records {
                 bytes = &bytes[n..];
                 continue;
             }
+            if self.have == 0
+                && let Some((&[.., high, low], rest)) = bytes.split_first_chunk::<5>()
+            {
+                // A whole header at hand (nearly always): read at once.
+                self.skip = usize::from(u16::from_be_bytes([high, low]));
+                bytes = rest;
+                continue;
+            }
             let b = bytes[0];
             bytes = &bytes[1..];
             self.have += 1;
