@@ -137,6 +137,33 @@ impl Retries {
     }
 }
 
+/// How Caddy picks the instance of a request (`lb_policy`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CaddyPolicy {
+    /// `random`, Caddy's default: one of the instances its health checks
+    /// hold available, at random.
+    #[default]
+    Random,
+    /// `round_robin`: as HAProxy and nginx. Caddy 2.6 (and later, up to
+    /// 2.11.4) answers 503 `no upstreams available` now and then while one of
+    /// two instances is out, the other healthy: its `RoundRobinSelection`
+    /// advances one counter shared by every request, once per instance it
+    /// tries, so a request whose two tries are interleaved with another
+    /// request's can land on the instance that is out both times.
+    RoundRobin,
+}
+
+impl CaddyPolicy {
+    /// The `lb_policy` of the Caddyfile.
+    pub fn directive(self) -> &'static str {
+        match self {
+            CaddyPolicy::Random => "random",
+            CaddyPolicy::RoundRobin => "round_robin",
+        }
+    }
+}
+
 /// One instance behind the balancer.
 #[derive(Debug, Clone)]
 pub struct Backend {
@@ -166,6 +193,8 @@ pub struct Pool {
     /// Failed checks in a row that take an instance out (HAProxy's `fall`;
     /// nginx and Caddy count failures their own way).
     pub check_fall: u32,
+    /// How Caddy picks an instance (HAProxy and nginx: round robin).
+    pub caddy_policy: CaddyPolicy,
 }
 
 /// What a balancer counted over a run, where it counts it.

@@ -21,7 +21,7 @@ use nix::sys::signal::{Signal as NixSignal, killpg};
 use nix::unistd::Pid;
 use serde::Serialize;
 
-use crate::balancer::{Backend, Pool, Retries};
+use crate::balancer::{Backend, CaddyPolicy, Pool, Retries};
 use crate::haproxy::Haproxy;
 use crate::instance::Instance;
 use crate::kind::{Binaries, DemoTiming, ServerKind};
@@ -264,6 +264,7 @@ async fn proxied(
         retries: Retries::Off,
         check_interval: Duration::from_millis(200),
         check_fall: 1,
+        caddy_policy: CaddyPolicy::default(),
     };
     let url = format!("http://127.0.0.1:{frontend}/work?ms={}", plan.work_ms);
     let outcome = match reload {

@@ -21,7 +21,7 @@ use serde::Serialize;
 pub use case::{CaseResult, run_case};
 pub use restart::RestartLog;
 
-use crate::balancer::{Balancer, Retries};
+use crate::balancer::{Balancer, CaddyPolicy, Retries};
 use crate::kind::{Binaries, ServerKind};
 use crate::table::{Table, ms, span};
 
@@ -62,6 +62,8 @@ pub struct Plan {
     /// `drain_delay`.
     #[serde(with = "crate::compare::micros_opt")]
     pub drain_quiet: Option<Duration>,
+    /// How Caddy picks an instance.
+    pub caddy_policy: CaddyPolicy,
     /// The balancers' binaries, by [`Balancer::name`] (the name on `PATH`
     /// when absent).
     #[serde(skip)]

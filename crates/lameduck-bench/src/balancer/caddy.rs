@@ -1,6 +1,7 @@
-//! Caddy in front of the pool: `reverse_proxy` to both instances, round
-//! robin, with active health checks on `/readyz`, and `lb_try_duration` as
-//! the retries say.
+//! Caddy in front of the pool: `reverse_proxy` to both instances (Caddy's
+//! default `lb_policy random`, or `round_robin`: see [`CaddyPolicy`]), with
+//! active health checks on `/readyz`, and `lb_try_duration` as the retries
+//! say.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -14,7 +15,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use super::{Pool, Retries, wait_listening};
+use super::{CaddyPolicy, Pool, Retries, wait_listening};
 use crate::net::free_ports;
 
 /// Bound on Caddy's start.
@@ -215,7 +216,7 @@ pub fn render(pool: &Pool, admin: u16) -> anyhow::Result<String> {
 http://127.0.0.1:{port} {{
 	bind 127.0.0.1
 	reverse_proxy {upstreams} {{
-		lb_policy round_robin
+{policy}
 		# Active checks, as with HAProxy: an instance that answers anything
 		# but 2xx on /readyz, or does not answer within the timeout, is out
 		# until a check passes again.
@@ -227,6 +228,19 @@ http://127.0.0.1:{port} {{
         port = pool.frontend_port,
         upstreams = upstreams.join(" "),
         inter = pool.check_interval.as_millis(),
+        policy = match pool.caddy_policy {
+            CaddyPolicy::Random => {
+                "\t\t# Caddy's default: an instance at random among those available.\n\
+                 \t\tlb_policy random"
+            }
+            CaddyPolicy::RoundRobin => {
+                "\t\t# Round robin, as HAProxy and nginx. Caddy's round robin answers 503\n\
+                 \t\t# \"no upstreams available\" now and then while one instance is out:\n\
+                 \t\t# two tries of one request, interleaved with another request's, can\n\
+                 \t\t# both land on the instance that is out.\n\
+                 \t\tlb_policy round_robin"
+            }
+        },
     );
     if !own_port {
         let _ = writeln!(cfg, "\t\thealth_port {}", check_ports[0]);
@@ -263,6 +277,10 @@ mod tests {
     }
 
     fn pool(retries: Retries, check_ports: [u16; 2]) -> Pool {
+        policy_pool(retries, check_ports, CaddyPolicy::default())
+    }
+
+    fn policy_pool(retries: Retries, check_ports: [u16; 2], caddy_policy: CaddyPolicy) -> Pool {
         let backend = |name: &str, last, check_port| Backend {
             name: name.into(),
             host: Ipv4Addr::new(127, 0, 0, last),
@@ -278,6 +296,7 @@ mod tests {
             retries,
             check_interval: Duration::from_millis(200),
             check_fall: 1,
+            caddy_policy,
         }
     }
 
@@ -295,6 +314,16 @@ mod tests {
         let text = render(&pool(Retries::On, [8001, 8001]), 9000).unwrap();
         assert!(text.contains("lb_try_duration 5s"));
         assert!(!text.contains("health_port"));
+    }
+
+    #[test]
+    fn caddy_round_robin_that_can_pick_the_instance_that_is_out_twice_is_not_the_default() {
+        let text = render(&pool(Retries::Off, [8001, 8001]), 9000).unwrap();
+        assert!(text.contains("\t\tlb_policy random\n"), "{text}");
+        assert!(!text.contains("round_robin"), "{text}");
+        let policy = policy_pool(Retries::Off, [8001, 8001], CaddyPolicy::RoundRobin);
+        let text = render(&policy, 9000).unwrap();
+        assert!(text.contains("\t\tlb_policy round_robin\n"), "{text}");
     }
 
     #[test]

@@ -302,8 +302,8 @@ mod tests {
     use std::net::Ipv4Addr;
 
     use super::*;
-    use crate::balancer::Backend;
     use crate::balancer::directives;
+    use crate::balancer::{Backend, CaddyPolicy};
 
     fn pool(retries: Retries) -> Pool {
         Pool {
@@ -317,6 +317,7 @@ mod tests {
             retries,
             check_interval: Duration::from_millis(200),
             check_fall: 1,
+            caddy_policy: CaddyPolicy::default(),
         }
     }
 

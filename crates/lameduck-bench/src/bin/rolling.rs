@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use lameduck_bench::balancer::{Balancer, Retries};
+use lameduck_bench::balancer::{Balancer, CaddyPolicy, Retries};
 use lameduck_bench::kind::{Binaries, ServerKind};
 use lameduck_bench::results::{self, parse_duration};
 use lameduck_bench::rolling::{self, Plan};
@@ -62,6 +62,11 @@ struct Args {
     /// drain delay]
     #[arg(long, value_parser = parse_duration)]
     drain_quiet: Option<Duration>,
+    /// Caddy's `lb_policy`. Its `round_robin` (Caddy 2.6) answers 503 "no
+    /// upstreams available" now and then while one of the two instances is
+    /// out and the other healthy, whatever the servers do
+    #[arg(long, value_enum, default_value_t = CaddyPolicy::Random)]
+    caddy_policy: CaddyPolicy,
     /// About a minute and a half, for CI: lameduck (SIGTERM and SIGHUP),
     /// axum-graceful and go-article-matched behind each balancer, retries
     /// off, one rolling restart at 200 requests/s (actix-web's and
@@ -143,6 +148,7 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
         check_interval: args.check_interval,
         check_fall: args.check_fall,
         drain_quiet: args.drain_quiet,
+        caddy_policy: args.caddy_policy,
         programs,
         bins: Some(bins),
     };
@@ -157,7 +163,7 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
     println!(
         "rolling restarts behind {}: 2 instances, {} rolling restarts (A then B, one per slot of at \
          least {}), GET /work?ms={} at {} requests/s through the balancer (open loop, keep-alive); \
-         HAProxy and Caddy check GET /readyz every {} (HAProxy: fall {}); lameduck's drain {}{}\n",
+         HAProxy and Caddy check GET /readyz every {} (HAProxy: fall {}); Caddy's lb_policy {}; lameduck's drain {}{}\n",
         names.join(", "),
         plan.restarts,
         humantime::format_duration(plan.round),
@@ -165,6 +171,7 @@ async fn scenario(mut args: Args) -> anyhow::Result<()> {
         plan.rate,
         humantime::format_duration(plan.check_interval),
         plan.check_fall,
+        plan.caddy_policy.directive(),
         humantime::format_duration(plan.drain_delay),
         match plan.drain_quiet {
             Some(q) => format!(

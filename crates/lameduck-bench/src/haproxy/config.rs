@@ -106,8 +106,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::balancer::Backend;
     use crate::balancer::directives;
+    use crate::balancer::{Backend, CaddyPolicy};
 
     fn config(retries: Retries) -> String {
         let pool = Pool {
@@ -129,6 +129,7 @@ mod tests {
             retries,
             check_interval: Duration::from_millis(200),
             check_fall: 1,
+            caddy_policy: CaddyPolicy::default(),
         };
         render(&pool, Path::new("/tmp/x/admin.sock"))
     }

@@ -128,6 +128,7 @@ pub async fn run_case(
             retries,
             check_interval: plan.check_interval,
             check_fall: plan.check_fall,
+            caddy_policy: plan.caddy_policy,
         };
         let program = plan.program(balancer);
         let running = balancer.start(&program, &pool, scratch.path()).await?;

@@ -120,8 +120,9 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
                     let counted = handoff::Counted::open();
                     let conn = drive(io, probes.clone(), builder.clone(), leave.subscribe());
                     tasks.spawn(async move {
+                        // Held (and so counted) until the connection ends.
+                        let _counted = counted;
                         conn.await;
-                        drop(counted);
                     });
                 }
                 Err(err) if crate::accept::is_per_connection(&err) => {}
