@@ -18,8 +18,12 @@ mod output;
 mod program;
 mod reaper;
 mod signals;
+#[cfg(target_os = "linux")]
+mod sock_diag;
 mod sockets;
 mod supervisor;
+mod traffic;
+mod tree;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -48,7 +52,8 @@ exits with the program's exit code, or 128 + the signal that killed it.
 
 On SIGTERM (or SIGINT):
   draining   /readyz answers 503 at once; the program, unaware, keeps serving
-             for the drain delay while load balancers catch up
+             while load balancers catch up: until its traffic has been quiet
+             for --drain-quiet (after --drain-min), --drain-max at the latest
   stopping   lameduck sends the program --stop-signal (SIGTERM) and waits for
              every process of its group, up to the shutdown timeout
   cancelling SIGKILL to the whole group
@@ -72,6 +77,12 @@ lameduck and passed to the program as systemd does (LISTEN_FDS,
 LISTEN_FDNAMES, LISTEN_PID): descriptors 3, 4, ... in order. {fd:NAME} in the
 arguments becomes that socket's descriptor number ({fd} when there is one).
 Sockets lameduck itself was given by systemd are passed on the same way.
+
+Traffic: lameduck sees the connections on the TCP sockets it holds (the
+kernel's sock_diag, every 100 ms): a new connection, or bytes received on
+one, is traffic. Without such a socket (the program binds its own port, or
+only unix: sockets), or where sock_diag cannot be used, the drain is fixed
+at --drain-max, and the log says so as it starts.
 
 SIGHUP (or `upgrade` on --control-socket) restarts with zero downtime: a
 second instance starts with the same sockets; once it is ready (by --ready)
@@ -100,7 +111,8 @@ Examples:
   lameduck run --listen http=0.0.0.0:8000 --ready notify -- \\
       gunicorn --bind fd://{fd:http} app:app
       lameduck holds the socket: SIGHUP restarts without refusing a
-      connection
+      connection, and the drain ends once its
+      connections are quiet
 
 Exit status:
   N        the program's exit code, or 128 + the signal that killed it
@@ -197,6 +209,15 @@ pub struct Args {
     #[arg(long, value_name = "PATH")]
     control_socket: Option<std::path::PathBuf>,
 
+    /// Write a flight record of the shutdown (and of each zero-downtime
+    /// restart) to this JSON file, for `lameduck report`: the phases, what
+    /// ended the drain, the traffic seen on the sockets, the program's
+    /// processes still alive at each deadline, the exit code. `{pid}` in it
+    /// becomes lameduck's process id. Its directory must exist (else exit
+    /// 78)
+    #[arg(long, value_name = "PATH")]
+    flight_record: Option<std::path::PathBuf>,
+
     /// How to print lameduck's own events: auto (human on a terminal), human
     /// or json
     #[arg(long, value_name = "FORMAT", value_enum, default_value = "auto")]
@@ -215,8 +236,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "--live notify is not supported: liveness needs a check lameduck runs (http://, tcp: or exec:)"
         );
     }
-    let budget = args.phases.apply(Budget::default());
-    let timeline = match budget.check() {
+    let mut budget = args.phases.apply(Budget::default());
+    let mut timeline = match budget.check() {
         Ok(t) => t,
         Err(err) => {
             eprintln!("lameduck: error: {err}");
@@ -227,11 +248,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     // claimed as this process's own, then bound what --listen asks.
     let sockets = sockets::open(&args.listen)?;
     let cmd = sockets::expand(&args.command, &sockets)?;
+    // The drain ends on quiet traffic only where the traffic can be seen.
+    let watch = traffic::Watch::check(&sockets);
+    if let Err(why) = &watch {
+        if let traffic::Unwatched::Unavailable(_) = why {
+            tracing::warn!(target: "lameduck::run", reason = %why, "{why}: the drain is fixed at --drain-max");
+        }
+        if timeline.is_adaptive() {
+            budget = budget.drain_delay(timeline.drain_max());
+            timeline = budget.check().context("fixing the drain at --drain-max")?;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    runtime.block_on(supervise(args, budget, timeline, sockets, cmd))
+    runtime.block_on(supervise(args, budget, timeline, sockets, watch, cmd))
 }
 
 async fn supervise(
@@ -239,6 +271,7 @@ async fn supervise(
     budget: Budget,
     timeline: lameduck::Timeline,
     sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    watch: Result<traffic::Watch, traffic::Unwatched>,
     cmd: Vec<std::ffi::OsString>,
 ) -> anyhow::Result<ExitCode> {
     let reaper = reaper::Reaper::start().context("listening for SIGCHLD")?;
@@ -317,10 +350,15 @@ async fn supervise(
     }
     let component_sup = sup.clone();
     let metrics = args.metrics.metrics()?;
-    let app = App::builder("lameduck-run")
+    let mut app = App::builder("lameduck-run")
         .budget(budget)
         .metrics(&metrics)
         .handle_signals(false)
+        .observer(traffic::drain_start(&watch, &timeline));
+    if let Some(path) = &args.flight_record {
+        app = app.flight_record(path);
+    }
+    let app = app
         .upgrade(upgrade)
         .component(
             Component::new("program", move |ctx| {
@@ -336,6 +374,14 @@ async fn supervise(
             return Ok(ExitCode::from(err.exit_status().code()));
         }
     };
+    if let Ok(watch) = watch {
+        let running = if timeline.is_adaptive() {
+            traffic::WhileRunning::for_quiet(timeline.drain_quiet)
+        } else {
+            traffic::WhileRunning::Never
+        };
+        watch.install(&app.handle(), running);
+    }
     if let Some(n) = notify {
         let sup = sup.clone();
         tokio::spawn(sup.hear(n));
@@ -407,6 +453,8 @@ mod tests {
             "--stop-signal",
             "--restart",
             "--grace-period",
+            "--flight-record",
+            "sock_diag",
             "Exit status",
         ] {
             assert!(help.contains(flag), "{flag} missing from:\n{help}");

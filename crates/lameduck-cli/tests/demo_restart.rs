@@ -45,8 +45,10 @@ fn ten_sighups_under_load_restart_the_demo_without_failing_a_request() {
         .args(["--url", &url, "--ready-url", &ready])
         .args(["--concurrency", "8", "--connections", "mixed"])
         .args(["--signal", "HUP", "--expect", "restart"])
-        .args(["--repeat", "10", "--at", "700ms", "--every", "700ms"])
-        .args(["--duration", "9s", "--grace-period", "15s"])
+        // Each successor must be seen serving before the next signal: a
+        // second between signals leaves a debug build room on a busy machine.
+        .args(["--repeat", "10", "--at", "700ms", "--every", "1s"])
+        .args(["--duration", "12s", "--grace-period", "15s"])
         .args(["--ready-timeout", "20s", "--no-progress"])
         .arg("--pid-file")
         .arg(&pid_file)

@@ -72,8 +72,9 @@ pub struct DrainReport {
     pub arrivals: u64,
     /// Whether any listener reported its traffic: `false` for an app with
     /// no [traffic source](crate::AppHandle::traffic_source) (no
-    /// `http::Server` or `DrainLayer`, or `lameduck run`, which cannot see
-    /// its program's), whose report then says nothing about traffic.
+    /// `http::Server` or `DrainLayer`, or `lameduck run` holding no TCP
+    /// socket for its program), whose report then says nothing about
+    /// traffic.
     pub watched: bool,
 }
 

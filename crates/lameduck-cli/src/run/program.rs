@@ -13,6 +13,10 @@ use super::checks::State;
 use super::instance::{self, Instance};
 use super::reaper::Ended;
 use super::supervisor::{Command, Supervisor};
+use super::tree::{self, Tree};
+
+/// How often the processes still alive are listed while the program stops.
+const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// One restart at a time, from the start of the new instance to the end of
 /// the old one.
@@ -142,35 +146,51 @@ async fn stop(
     mut cur: Instance,
     stopping_with: Option<Signal>,
 ) -> Result<(), BoxError> {
-    let pid = cur.pid().as_raw();
-    let _work = ctx.tracker().track("program");
+    let pgid = cur.pid();
+    let pid = pgid.as_raw();
     if stopping_with.is_none() {
         tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
         cur.signal(sup.stop_signal);
         sup.record_stop(sup.stop_signal);
     }
-    // Every descendant is waited for: the group, then those that left it
-    // and were orphaned to lameduck.
-    let everything = async {
-        cur.gone(&sup.reaper).await;
-        let strays = instance::strays(sup.guard.pid());
-        if !strays.is_empty() {
-            tracing::info!(target: "lameduck::run", pid, strays = ?strays.iter().map(|p| p.as_raw()).collect::<Vec<_>>(), "waiting for descendants that left the program's group");
-            instance::signal_each(&strays, sup.stop_signal);
-            instance::all_gone(&strays, &sup.reaper).await;
-        }
+    // Each process still alive is work in flight, named at the deadlines.
+    let alive = || {
+        let mut pids = tree::group(pgid);
+        pids.extend(instance::strays(sup.guard.pid()));
+        pids.sort_unstable_by_key(|p| p.as_raw());
+        pids.dedup();
+        pids
     };
-    tokio::select! {
-        () = everything => {}
-        () = ctx.on_cancelled() => {
-            tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
-            cur.signal(Signal::SIGKILL);
-            let strays = instance::strays(sup.guard.pid());
-            instance::signal_each(&strays, Signal::SIGKILL);
+    let mut tree = Tree::new(ctx.tracker().clone());
+    tree.update(&alive());
+    {
+        // Every descendant is waited for: the group, then those that left it
+        // and were orphaned to lameduck.
+        let everything = async {
             cur.gone(&sup.reaper).await;
-            instance::all_gone(&strays, &sup.reaper).await;
+            let strays = instance::strays(sup.guard.pid());
+            if !strays.is_empty() {
+                tracing::info!(target: "lameduck::run", pid, strays = ?strays.iter().map(|p| p.as_raw()).collect::<Vec<_>>(), "waiting for descendants that left the program's group");
+                instance::signal_each(&strays, sup.stop_signal);
+                instance::all_gone(&strays, &sup.reaper).await;
+            }
+        };
+        let mut everything = std::pin::pin!(everything);
+        let mut killed = false;
+        loop {
+            tokio::select! {
+                () = &mut everything => break,
+                () = ctx.on_cancelled(), if !killed => {
+                    tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
+                    instance::signal_group(pgid, Signal::SIGKILL);
+                    instance::signal_each(&instance::strays(sup.guard.pid()), Signal::SIGKILL);
+                    killed = true;
+                }
+                () = tokio::time::sleep(TREE_POLL) => tree.update(&alive()),
+            }
         }
     }
+    tree.clear();
     if let Some(ended) = cur.ended() {
         tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
         sup.record_end(ended, false);

@@ -8,6 +8,8 @@ SIGTERM (Python's default): no draining, no readiness of its own.
 
 With --graceful, SIGTERM stops accepting and lets the requests in flight
 finish before it exits 0, as Python's socketserver allows in three lines.
+With --keep-alive it speaks HTTP/1.1: a connection serves request after
+request until the client closes it.
 """
 import http.server
 import os
@@ -45,6 +47,8 @@ class Server(http.server.ThreadingHTTPServer):
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     graceful = "--graceful" in sys.argv
+    if "--keep-alive" in sys.argv:
+        Handler.protocol_version = "HTTP/1.1"
     if os.environ.get("LISTEN_FDS"):
         # The one line of change: the socket from the environment.
         sock = socket.socket(fileno=3)

@@ -265,3 +265,42 @@ pub fn has_python() -> bool {
         .status()
         .is_ok_and(|s| s.success())
 }
+
+/// `lameduck run --listen http=127.0.0.1:0 ARGS -- naive_server.py
+/// [--keep-alive]`: the run and the socket's port.
+pub fn start_server(args: &[&str], keep_alive: bool) -> (Running, u16) {
+    let server = programs().join("naive_server.py");
+    let mut all = vec![
+        "--admin",
+        "none",
+        "--listen",
+        "http=127.0.0.1:0",
+        "--grace-period",
+        "90s",
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", "python3", server.to_str().unwrap()]);
+    if keep_alive {
+        all.push("--keep-alive");
+    }
+    let run = Running::start(&all);
+    let socket = run.event("socket http on", |_| true);
+    let port = port(socket["addr"].as_str().unwrap());
+    (run, port)
+}
+
+/// Requests, one connection each, for `spread` (the traffic before the
+/// signal that the drain's rule reads: arrivals in several tenths of a
+/// second), about one every 10 ms: the pace of a client, not a
+/// synchronisation, and light on a machine the other tests share.
+pub fn traffic_for(port: u16, spread: Duration) {
+    let began = Instant::now();
+    for _ in 0..100_000 {
+        if began.elapsed() >= spread {
+            return;
+        }
+        let (status, _) = get(port, "/").expect("the program answers");
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}

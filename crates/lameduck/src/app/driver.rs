@@ -584,10 +584,14 @@ impl Driver {
         self.status = ExitStatus::Forced(sig);
         let left = self.snapshot();
         self.work.aborted = left.into_iter().map(|(_, w)| w).collect();
+        let report = self.report(self.handle.phase());
+        // Observers are told before the abort tears the components down, so
+        // that what they take of the moment (the flight record's inventory
+        // of open connections) is the moment of the decision, as the work
+        // snapshot is; told after, they raced the connections' teardown.
+        self.publish(&Observed::Report(&report));
         self.tasks.abort_all();
         self.tasks.detach_all();
-        let report = self.report(self.handle.phase());
-        self.publish(&Observed::Report(&report));
         self.finish.set_report(report.status);
         if let Some(reply) = self.force_reply.take() {
             let _ = reply.send(());

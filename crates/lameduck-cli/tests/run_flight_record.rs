@@ -1,0 +1,201 @@
+//! `lameduck run --flight-record`: a record of each shutdown, on a clean
+//! stop and when signals cut it short, with the traffic seen on the
+//! sockets lameduck holds and the program's processes still alive at each
+//! deadline; `lameduck report` renders it.
+
+mod run_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+use run_support::*;
+use serde_json::Value;
+
+/// Reads a flight record once lameduck has exited.
+fn record(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the flight record was written");
+    serde_json::from_str(&text).expect("the flight record is JSON")
+}
+
+/// `lameduck report PATH`: its exit code and its text.
+fn report(path: &Path) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .arg("report")
+        .arg(path)
+        .output()
+        .expect("running lameduck report");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn a_clean_stop_records_the_quiet_drain_and_the_traffic_by_socket() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("flight-clean");
+    let path = dir.path("record.json");
+    let (mut run, port) = start_server(
+        &[
+            "--drain-max",
+            "60s",
+            "--drain-quiet",
+            "300ms",
+            "--flight-record",
+            path.to_str().unwrap(),
+        ],
+        false,
+    );
+    traffic_for(port, Duration::from_millis(1500));
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let rec = record(&path);
+    assert_eq!(rec["app"], "lameduck-run");
+    assert_eq!(rec["drain"]["ended"], "quiet", "{}", rec["drain"]);
+    let summary = rec["drain"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("quiet for"), "{summary}");
+    let http = rec["traffic"]["listeners"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["name"] == "http")
+        .unwrap_or_else(|| panic!("no traffic for http: {}", rec["traffic"]));
+    let connections: u64 = http["connections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert!(connections > 0, "{http}");
+    assert_eq!(rec["exit"]["code"], 0, "{}", rec["exit"]);
+    let (code, text) = report(&path);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("quiet for"), "{text}");
+}
+
+/// `lameduck run --flight-record PATH ARGS -- sh -c '…'` around a program
+/// (and a child) that ignore SIGTERM and SIGINT, once it is running and
+/// they are ignored.
+fn start_stubborn(dir: &Scratch, path: &Path, args: &[&str]) -> Running {
+    let ready = dir.path("ignoring");
+    let check = format!("exec:test -f {}", ready.display());
+    let script = format!(
+        "trap '' TERM INT; sleep 600 & touch {}; wait",
+        ready.display()
+    );
+    let mut all = vec![
+        "--admin",
+        "none",
+        "--ready",
+        &check,
+        "--ready-interval",
+        "50ms",
+        "--flight-record",
+        path.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", "sh", "-c", &script]);
+    let run = Running::start(&all);
+    run.event("phase changed", |v| v["phase"] == "running");
+    run
+}
+
+#[test]
+fn a_second_signal_and_a_passed_deadline_are_recorded_with_the_processes_still_alive() {
+    let dir = Scratch::new("flight-deadline");
+    let path = dir.path("record.json");
+    let mut run = start_stubborn(
+        &dir,
+        &path,
+        &[
+            "--drain-max",
+            "300ms",
+            "--shutdown-timeout",
+            "1s",
+            "--hard-timeout",
+            "500ms",
+        ],
+    );
+    run.signal(Signal::SIGTERM);
+    run.event("phase changed", |v| v["phase"] == "draining");
+    // The second signal is forwarded, and ignored.
+    run.signal(Signal::SIGINT);
+    run.event("second signal", |_| true);
+    // Killed at the shutdown timeout: 128 + SIGKILL.
+    assert_eq!(run.wait(), Some(137), "{}", run.log());
+    let rec = record(&path);
+    let at_deadline = rec["inventories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["at"] == "shutdown_timeout")
+        .unwrap_or_else(|| panic!("no inventory at the shutdown timeout: {rec}"));
+    let labels: Vec<&str> = at_deadline["work"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["label"].as_str().unwrap())
+        .collect();
+    assert!(
+        labels.iter().any(|l| l.contains("sleep 600")),
+        "the processes still alive at the deadline: {labels:?}"
+    );
+    assert!(labels.iter().any(|l| l.contains("sh -c")), "{labels:?}");
+    let (code, text) = report(&path);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("sleep 600"), "{text}");
+}
+
+#[test]
+fn a_third_signal_that_kills_the_program_still_leaves_a_record() {
+    let dir = Scratch::new("flight-forced");
+    let path = dir.path("record.json");
+    let mut run = start_stubborn(
+        &dir,
+        &path,
+        &["--drain-max", "60s", "--grace-period", "90s"],
+    );
+    run.signal(Signal::SIGTERM);
+    run.event("phase changed", |v| v["phase"] == "draining");
+    run.signal(Signal::SIGINT);
+    run.event("second signal", |_| true);
+    run.signal(Signal::SIGTERM);
+    run.wait();
+    let rec = record(&path);
+    assert!(rec["reason"].as_str().unwrap().contains("SIGTERM"), "{rec}");
+    assert_ne!(
+        rec["drain"]["ended"], "drain_max reached",
+        "{}",
+        rec["drain"]
+    );
+    assert!(rec["exit"]["code"].is_u64(), "{}", rec["exit"]);
+    let (code, text) = report(&path);
+    assert_eq!(code, Some(0), "{text}");
+}
+
+#[test]
+fn a_zero_downtime_restart_writes_an_upgrade_record_and_the_shutdown_keeps_its_steps() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("flight-restart");
+    let path = dir.path("record.json");
+    let (mut run, port) = start_server(&["--flight-record", path.to_str().unwrap()], false);
+    assert_eq!(get(port, "/").map(|(s, _)| s), Some(200));
+    run.signal(Signal::SIGHUP);
+    run.event("restart complete", |_| true);
+    let text = until_file(&path);
+    let rec: Value = serde_json::from_str(&text).expect("the upgrade record is JSON");
+    assert_eq!(rec["kind"], "upgrade", "{rec}");
+    assert_eq!(rec["upgrades"][0]["outcome"], "in_place", "{rec}");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let rec = record(&path);
+    assert_eq!(rec["kind"], "shutdown", "{rec}");
+    assert_eq!(rec["upgrades"].as_array().map(Vec::len), Some(1), "{rec}");
+}
