@@ -125,8 +125,10 @@ fn a_second_signal_and_a_passed_deadline_are_recorded_with_the_processes_still_a
     // The second signal is forwarded, and ignored.
     run.signal(Signal::SIGINT);
     run.event("second signal", |_| true);
-    // Killed at the shutdown timeout: 128 + SIGKILL.
-    assert_eq!(run.wait(), Some(137), "{}", run.log());
+    // Killed by lameduck at the shutdown timeout: 3, deadline exceeded, as
+    // documented (not 128 + SIGKILL, which is for a kill lameduck did not
+    // send).
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
     let rec = record(&path);
     let at_deadline = rec["inventories"]
         .as_array()
@@ -148,6 +150,31 @@ fn a_second_signal_and_a_passed_deadline_are_recorded_with_the_processes_still_a
     let (code, text) = report(&path);
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("sleep 600"), "{text}");
+}
+
+/// A program that ignores the stop signal is SIGKILLed by lameduck at the
+/// shutdown timeout: lameduck exits 3 (deadline exceeded), as its help and
+/// docs/run.md say — 128 + SIGKILL is for a kill lameduck did not send.
+#[test]
+fn a_program_killed_by_lameduck_at_the_shutdown_timeout_makes_run_exit_3() {
+    let dir = Scratch::new("flight-killed");
+    let path = dir.path("record.json");
+    let mut run = start_stubborn(
+        &dir,
+        &path,
+        &[
+            "--drain-max",
+            "0s",
+            "--shutdown-timeout",
+            "1s",
+            "--hard-timeout",
+            "500ms",
+        ],
+    );
+    run.signal(Signal::SIGTERM);
+    run.event("did not stop within the shutdown timeout", |_| true);
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
+    assert_eq!(record(&path)["exit"]["code"], 3);
 }
 
 #[test]

@@ -136,6 +136,10 @@ impl fmt::Display for DrainReport {
         }
         if let Some(needed) = self.quiet_needed {
             write!(f, " (needed {})", Seconds(needed))?;
+        } else if self.ended == DrainEnd::MaxReached && self.watched {
+            // The rule's minimum evidence was not there: say so, or the
+            // reader looks for traffic that kept it going.
+            f.write_str(" (too little traffic before the signal to tell when it stopped)")?;
         }
         if !self.watched {
             return Ok(());

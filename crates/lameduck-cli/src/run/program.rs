@@ -184,6 +184,9 @@ async fn stop(
                     tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
                     instance::signal_group(pgid, Signal::SIGKILL);
                     instance::signal_each(&instance::strays(sup.guard.pid()), Signal::SIGKILL);
+                    // lameduck's own kill: the exit code is the report's
+                    // (3, deadline exceeded), not 128 + SIGKILL.
+                    sup.record_stop(Signal::SIGKILL);
                     killed = true;
                 }
                 () = tokio::time::sleep(TREE_POLL) => tree.update(&alive()),
