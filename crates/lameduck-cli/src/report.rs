@@ -15,8 +15,9 @@ use lameduck_drill::report::ServerRecord;
 const LONG_ABOUT: &str = "\
 Render a flight record for a person.
 
-A service built on lameduck with flight_record(PATH), or `lameduck demo
---flight-record PATH`, writes a JSON record of every shutdown and upgrade:
+A service built on lameduck with flight_record(PATH), `lameduck run
+--flight-record PATH` or `lameduck demo --flight-record PATH` writes a JSON
+record of every shutdown and upgrade:
 the phases with their causes, what ended the drain, the traffic every
 listener saw per 100ms, what was still in flight at Stopping and at each
 deadline, the restarts, the upgrade's steps and the exit code. This prints
@@ -212,7 +213,7 @@ fn traffic(f: &mut fmt::Formatter<'_>, r: &FlightRecord) -> fmt::Result {
     if t.listeners.is_empty() {
         return Ok(());
     }
-    writeln!(f, "\ntraffic (per {}):", ms(t.tick_ms))?;
+    writeln!(f, "\ntraffic (totals, sampled every {}):", ms(t.tick_ms))?;
     let sum = |v: &[u64]| v.iter().sum::<u64>();
     for l in &t.listeners {
         let mut line = format!(
