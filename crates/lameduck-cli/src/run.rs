@@ -120,7 +120,8 @@ Exit status:
            lameduck was stopped while the program waited to be restarted
   3        ... but its group had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
-  78       invalid configuration: the phases do not fit the grace period
+  78       invalid configuration: the phases do not fit the grace period,
+           or a --flight-record or --control-socket path cannot be used
   124      the exit watchdog ended a shutdown stuck past its budget
   126/127  the program is not executable / not found";
 
@@ -348,6 +349,10 @@ async fn supervise(
     if let Some(path) = &args.control_socket {
         upgrade = upgrade.control_socket(path);
     }
+    let paths = flags::PathFlags {
+        flight_record: args.flight_record.clone(),
+        control_socket: args.control_socket.clone(),
+    };
     let component_sup = sup.clone();
     let metrics = args.metrics.metrics()?;
     let mut app = App::builder("lameduck-run")
@@ -370,7 +375,10 @@ async fn supervise(
     let app = match app {
         Ok(app) => app,
         Err(err) => {
-            tracing::error!(target: "lameduck::run", "{err}");
+            // Every build error here comes from a flag (a path that cannot
+            // be used, a budget that does not fit): the operator's mistake,
+            // said like every other flag error, before the program starts.
+            eprintln!("lameduck: error: {}", flags::flag_error(&err, &paths));
             return Ok(ExitCode::from(err.exit_status().code()));
         }
     };

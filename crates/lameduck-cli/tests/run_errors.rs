@@ -139,3 +139,37 @@ fn a_program_that_cannot_be_started_says_so_with_the_shell_s_code() {
     std::fs::write(&file, "#!/bin/sh\n").unwrap();
     refused(&["--", file.to_str().unwrap()], 126, "permission denied");
 }
+
+#[test]
+fn a_path_flag_that_cannot_be_used_is_a_flag_error_on_stderr_before_the_program_starts() {
+    let dir = run_support::Scratch::new("paths");
+    let started = dir.path("started");
+    let marker = format!("touch {}", started.display());
+    for flag in ["--flight-record", "--control-socket"] {
+        let args = [
+            flag,
+            "/nonexistent/dir/f",
+            "--",
+            "sh",
+            "-c",
+            marker.as_str(),
+        ];
+        // Not on a terminal: lameduck's own events would be JSON lines.
+        let out = run(&args);
+        assert_eq!(out.code, Some(78), "{args:?}: {}", out.stderr);
+        let says = format!("lameduck: error: {flag}");
+        assert!(
+            out.stderr.starts_with("lameduck: error: ")
+                && out.stderr.contains(&says)
+                && out.stderr.contains("/nonexistent/dir does not exist"),
+            "{args:?}: expected {says:?} in:\n{}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.lines().any(|l| l.starts_with('{')),
+            "{args:?}: a log line, not a flag error:\n{}",
+            out.stderr
+        );
+        assert!(!started.exists(), "{args:?}: the program was started");
+    }
+}

@@ -235,6 +235,36 @@ pub fn parse_count(s: &str) -> Result<u32, String> {
     }
 }
 
+/// A build error of the app, told as the flag that caused it:
+/// `--flag PATH: why`.
+pub fn flag_error(err: &lameduck::BuildError, paths: &PathFlags) -> String {
+    use lameduck::BuildErrorKind as Kind;
+    match (err.kind(), &paths.flight_record, &paths.control_socket) {
+        (Kind::FlightRecord, Some(path), _) => {
+            format!("--flight-record {}: {err}", path.display())
+        }
+        (Kind::Upgrade, _, Some(path)) => {
+            // The library's message names its own setter next to the flag.
+            let text = err.to_string();
+            let named = format!(
+                "{} (--control-socket / Upgrade::control_socket): ",
+                path.display()
+            );
+            match text.strip_prefix(&named) {
+                Some(why) => format!("--control-socket {}: {why}", path.display()),
+                None => text,
+            }
+        }
+        _ => err.to_string(),
+    }
+}
+
+/// The flags of `run` that name a file, checked when the app is built.
+pub struct PathFlags {
+    pub flight_record: Option<std::path::PathBuf>,
+    pub control_socket: Option<std::path::PathBuf>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
