@@ -50,7 +50,7 @@ pub struct Args {
 #[derive(Debug, clap::Args)]
 pub struct Flags {
     /// Where the load goes (http://, or https:// with --cacert or --insecure)
-    #[arg(long, value_name = "URL", required_unless_present = "demo")]
+    #[arg(long, value_name = "URL")]
     url: Option<String>,
 
     /// https://: trust only the CA certificates in this PEM file; the
@@ -236,6 +236,9 @@ pub struct Flags {
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut args = args.flags;
+    if args.url.is_none() && !args.demo {
+        no_target().exit();
+    }
     if args.demo {
         demo::apply(&mut args)?;
     }
@@ -261,4 +264,21 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+/// The usage error of a drill told neither what to drill nor to drill the
+/// demo: clap's own shape (and exit code 2), naming both ways, which clap's
+/// "required unless present" would not.
+fn no_target() -> clap::Error {
+    use clap::CommandFactory;
+    let mut cli = crate::Cli::command();
+    cli.build();
+    let drill = cli
+        .find_subcommand_mut("drill")
+        .expect("drill is a subcommand");
+    drill.error(
+        clap::error::ErrorKind::MissingRequiredArgument,
+        "nothing to drill: give --url URL (the server to load), or --demo to drill \
+         the built-in demo server",
+    )
 }

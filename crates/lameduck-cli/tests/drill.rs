@@ -785,6 +785,24 @@ fn usage_errors_exit_with_2_and_say_why() {
 }
 
 #[test]
+fn a_drill_with_nothing_to_drill_names_both_url_and_demo() {
+    for args in [&["drill"][..], &["drill", "--", "./server"]] {
+        let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+            .args(args)
+            .output()
+            .expect("run lameduck");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with("error: nothing to drill: give --url URL")
+                && stderr.contains("or --demo to drill the built-in demo server")
+                && stderr.contains("Usage: lameduck drill"),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+#[test]
 fn a_server_that_exits_before_it_is_ready_is_a_setup_error() {
     let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
         .args([
