@@ -7,7 +7,8 @@ use std::time::Duration;
 /// and low enough that adding every phase together cannot overflow.
 pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 
-const HOW: &str = "write a duration like 30s, 1500ms, 1m or 1m 30s";
+/// How to write one: the end of each message.
+const HOW: &str = "e.g. 30s, 500ms, 2m";
 
 /// Parses `30s`, `1500ms`, `1m 30s`, from zero up to [`MAX_DURATION`].
 ///
@@ -17,32 +18,43 @@ const HOW: &str = "write a duration like 30s, 1500ms, 1m or 1m 30s";
 ///
 /// # Errors
 ///
-/// A message (clap prefixes the flag and the value) for a negative value, a
-/// number without a unit, an unknown unit, an empty value, or a duration
+/// Our own reason, which clap puts after `invalid value '30' for
+/// '--grace-period <DURATION>': `, for a negative value, a number without a
+/// unit (`a duration needs a unit, e.g. 30s, 500ms, 2m`), an unknown unit,
+/// anything else that is not a duration, an empty value, or a duration
 /// longer than a year.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let t = s.trim();
     if t.is_empty() {
-        return Err(format!("the value is empty; {HOW}"));
+        return Err(format!(
+            "the value is empty: a duration needs a number and a unit, {HOW}"
+        ));
     }
     if t.starts_with('-') {
-        return Err(format!("a duration cannot be negative; {HOW}"));
+        return Err(format!("a duration cannot be negative: 0s or more, {HOW}"));
     }
-    let d = humantime::parse_duration(t).map_err(|e| {
-        let e = e.to_string();
-        // "time unit needed, for example 30sec or 30ms" shows the way already.
-        if e.contains("for example") {
-            e
-        } else {
-            format!("{e}; {HOW}")
-        }
-    })?;
+    let d = humantime::parse_duration(t).map_err(|e| reason(&e))?;
     if d > MAX_DURATION {
         return Err(format!(
             "{s} is more than the longest accepted duration, 365 days"
         ));
     }
     Ok(d)
+}
+
+/// Our reason for what the parsing library refused, in our words.
+fn reason(e: &humantime::DurationError) -> String {
+    use humantime::DurationError as E;
+    match e {
+        E::UnknownUnit { unit, .. } if unit.is_empty() => format!("a duration needs a unit, {HOW}"),
+        E::UnknownUnit { unit, .. } => {
+            format!("{unit:?} is not a unit of time (ms, s, m, h, d…), {HOW}")
+        }
+        E::NumberOverflow => "the number is too large, or finer than a nanosecond".to_string(),
+        E::InvalidCharacter(_) | E::NumberExpected(_) | E::Empty => {
+            format!("not a duration: a number and a unit, {HOW}")
+        }
+    }
 }
 
 #[cfg(test)]
@@ -56,14 +68,27 @@ mod tests {
     }
 
     #[test]
-    fn each_bad_duration_says_what_is_wrong_with_it() {
+    fn each_bad_duration_says_what_is_wrong_with_it_in_our_words() {
         let err = |s| parse_duration(s).unwrap_err();
         assert!(err("-1s").starts_with("a duration cannot be negative"));
         assert!(err(" -0s").starts_with("a duration cannot be negative"));
-        assert!(err("5").contains("time unit needed"), "{}", err("5"));
+        assert_eq!(err("5"), "a duration needs a unit, e.g. 30s, 500ms, 2m");
         assert!(err("").starts_with("the value is empty"));
-        assert!(err("30x").contains("unknown time unit"), "{}", err("30x"));
-        assert!(err("30x").ends_with(HOW));
+        assert!(
+            err("30x").starts_with("\"x\" is not a unit of time"),
+            "{}",
+            err("30x")
+        );
+        assert!(
+            err("1.5.s").starts_with("not a duration"),
+            "{}",
+            err("1.5.s")
+        );
+        assert!(err("s").starts_with("not a duration"), "{}", err("s"));
+        for s in ["5", "", "30x", "1.5.s", "-1s"] {
+            assert!(err(s).ends_with(HOW), "{s}: {}", err(s));
+            assert!(!err(s).contains("sec or"), "{s}: {}", err(s));
+        }
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
     }

@@ -184,6 +184,46 @@ mod tests {
         );
     }
 
+    /// Every flag, in every subcommand, that takes a duration: by its value
+    /// name or by the type its parser gives, so that a new one (named
+    /// otherwise) is found too.
+    fn duration_flags() -> Vec<(String, String, String)> {
+        let cli = Cli::command();
+        let mut found = Vec::new();
+        for sub in cli.get_subcommands() {
+            for arg in sub.get_arguments() {
+                let name = arg.get_value_names().unwrap_or_default().join(" ");
+                let parser = format!("{:?}", arg.get_value_parser());
+                let takes = name.contains("DURATION") || parser.contains("Duration");
+                if let (true, Some(long)) = (takes, arg.get_long()) {
+                    found.push((sub.get_name().to_string(), format!("--{long}"), name));
+                }
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn a_duration_without_a_unit_is_refused_in_our_words_by_every_duration_flag() {
+        let flags = duration_flags();
+        // run 16, plan 11, drill 7, demo 10: a sanity floor, not the list.
+        assert!(flags.len() >= 40, "{flags:?}");
+        for (sub, flag, name) in &flags {
+            let value = if name.starts_with("NAME=") {
+                "db=30"
+            } else {
+                "30"
+            };
+            let argv = ["lameduck", sub.as_str(), flag.as_str(), value];
+            let text = refused_by_the_value_parser(&argv);
+            assert!(
+                text.contains(&format!("invalid value '{value}' for '{flag} <{name}>': "))
+                    && text.contains("a duration needs a unit, e.g. 30s, 500ms, 2m\n"),
+                "{argv:?}: {text}"
+            );
+        }
+    }
+
     #[test]
     fn a_negative_duration_is_refused_for_what_it_is_by_every_duration_flag() {
         let flags = flags_taking(&["DURATION"]);
