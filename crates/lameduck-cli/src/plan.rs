@@ -52,7 +52,8 @@ built on the library refuses the same budget at start-up.
 With --format k8s, the matching pod spec fragment: terminationGracePeriodSeconds
 (the grace period, rounded up to whole seconds), startup, readiness and liveness
 probes on --admin-port, and a preStop sleep only with --drain-in prestop. Every
-number carries a comment that says where it comes from.
+number carries a comment that says where it comes from. A preStop sleep is
+fixed: with --drain-in prestop the drain lasts --drain-max, in every format.
 
 Durations are written like 30s, 1500ms, 1m or 1m 30s.";
 
@@ -77,7 +78,7 @@ Exit status:
   0   the phases fit: the plan is on stdout
   2   bad flags or values (an unparsable or negative duration, --close
       without '=', --drain-delay with --drain-max, --drain-min or
-      --drain-quiet)
+      --drain-quiet, --drain-min or --drain-quiet with --drain-in prestop)
   78  the phases do not fit the grace period: the arithmetic is on stderr";
 
 /// Print the shutdown timing budget: a table, a Kubernetes pod spec or JSON.
@@ -169,6 +170,20 @@ impl Config {
         if let Some(d) = args.margin {
             budget = budget.safety_margin(d);
         }
+        if args.drain_in == DrainIn::Prestop {
+            // A preStop sleep is fixed: it cannot end once traffic is quiet.
+            let window = [
+                ("--drain-min", args.phases.drain_min),
+                ("--drain-quiet", args.phases.drain_quiet),
+            ];
+            if let Some((flag, _)) = window.iter().find(|(_, d)| d.is_some()) {
+                anyhow::bail!(
+                    "{flag} does not apply with --drain-in prestop: the drain is a preStop \
+                     sleep, which cannot end early; set its length with --drain-max or \
+                     --drain-delay"
+                );
+            }
+        }
         for (i, (name, d)) in args.closes.iter().enumerate() {
             // The library replaces a close timeout by name; on the command
             // line a repeated name is more likely a typo than a wish.
@@ -189,7 +204,18 @@ impl Config {
 /// Runs `lameduck plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::new(args)?;
-    let timeline = match config.budget.check() {
+    let mut checked = config.budget.clone().check();
+    if let (DrainIn::Prestop, Ok(timeline)) = (config.drain_in, &checked)
+        && timeline.is_adaptive()
+    {
+        // The preStop sleep lasts drain_max whatever the traffic does.
+        checked = config
+            .budget
+            .clone()
+            .drain_delay(timeline.drain_max())
+            .check();
+    }
+    let timeline = match checked {
         Ok(timeline) => timeline,
         Err(err) => {
             eprintln!("lameduck: error: {err:#}");

@@ -237,6 +237,57 @@ fn k8s_in_prestop_mode_sleeps_the_drain_delay_inside_the_grace_period() {
 }
 
 #[test]
+fn a_prestop_sleep_is_a_fixed_drain_in_every_format_and_no_quiet_can_end_it() {
+    // The default drain is a window that ends if quiet; a preStop sleep
+    // cannot end early.
+    let out = plan(&[
+        "--format",
+        "k8s",
+        "--drain-in",
+        "prestop",
+        "--drain-max",
+        "8s",
+    ]);
+    out.assert_code(0);
+    let y = &out.stdout;
+    assert!(!y.contains("ends if quiet"), "{y}");
+    assert!(!y.contains("at least"), "{y}");
+    assert!(
+        y.contains("# Draining is the preStop sleep: fixed at 8s, as a sleep cannot end early."),
+        "{y}"
+    );
+    assert!(
+        y.contains("#   draining               0s        8s        8s"),
+        "{y}"
+    );
+    let hook = yaml_section(y, "preStop");
+    assert_eq!(
+        yaml_value(&hook, "command"),
+        Some(r#"["sleep", "8"]"#),
+        "{y}"
+    );
+    let table = plan(&["--drain-in", "prestop"]);
+    table.assert_code(0);
+    assert!(!table.stdout.contains("ends if quiet"), "{}", table.stdout);
+    let v = json(&["--drain-in", "prestop"]);
+    assert_eq!(v["drain_max_seconds"], 5.0);
+    assert_eq!(v["drain_min_seconds"], 5.0);
+    assert_eq!(v["drain_quiet_seconds"], Value::Null);
+    for flag in ["--drain-quiet", "--drain-min"] {
+        let out = plan(&["--drain-in", "prestop", flag, "1s"]);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(&format!(
+                "{flag} does not apply with --drain-in prestop: the drain is a preStop sleep, \
+                 which cannot end early"
+            )),
+            "{}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn k8s_in_prestop_mode_without_a_drain_delay_needs_no_hook() {
     let out = plan(&[
         "--format",
@@ -260,7 +311,9 @@ fn k8s_in_prestop_mode_without_a_drain_delay_needs_no_hook() {
 fn json_has_every_phase_in_seconds() {
     let v = json(&["--grace-period", "30s", "--close", "db=2s"]);
     assert_eq!(v["grace_period_seconds"], 30.0);
-    assert_eq!(v["drain_delay_seconds"], 5.0);
+    assert_eq!(v["drain_max_seconds"], 5.0);
+    // Named after its flag, --drain-max; the old name is gone.
+    assert!(v.get("drain_delay_seconds").is_none(), "{v}");
     assert_eq!(v["shutdown_timeout_seconds"], 18.0);
     assert_eq!(v["hard_timeout_seconds"], 3.0);
     assert_eq!(v["closes"][0]["name"], "db");
@@ -357,7 +410,7 @@ fn plan_shows_the_drain_window_and_reserves_drain_max() {
     assert_eq!(row(t, "  ends if quiet"), ["2s"]);
     assert_eq!(row(t, "stopping"), ["10s", "15s", "25s"]);
     let v = json(&["--drain-max", "10s", "--drain-quiet", "2s"]);
-    assert_eq!(v["drain_delay_seconds"], 10.0);
+    assert_eq!(v["drain_max_seconds"], 10.0);
     assert_eq!(v["drain_min_seconds"], 0.0);
     assert_eq!(v["drain_quiet_seconds"], 2.0);
     // A fixed drain has no quiet, and no window rows.

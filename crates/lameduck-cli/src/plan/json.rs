@@ -10,12 +10,13 @@ use serde::Serialize;
 use super::DrainIn;
 use super::k8s::{PodSettings, ProbeTiming};
 
-/// The top-level object. Fields are only ever added, never renamed.
+/// The top-level object. Each field is named after its flag.
 #[derive(Serialize)]
 struct Plan<'a> {
     grace_period_seconds: f64,
-    /// `drain_max`: what the budget reserves for Draining.
-    drain_delay_seconds: f64,
+    /// `--drain-max`: the longest drain, what the budget reserves for
+    /// Draining.
+    drain_max_seconds: f64,
     drain_min_seconds: f64,
     /// `null` for a fixed drain (`drain_min` = `drain_max`).
     drain_quiet_seconds: Option<f64>,
@@ -79,7 +80,7 @@ pub(super) fn render(t: &Timeline, pod: &PodSettings) -> anyhow::Result<String> 
         .collect();
     let plan = Plan {
         grace_period_seconds: s(t.grace_period),
-        drain_delay_seconds: s(t.drain_delay),
+        drain_max_seconds: s(t.drain_max()),
         drain_min_seconds: s(t.drain_min),
         drain_quiet_seconds: t.is_adaptive().then(|| s(t.drain_quiet)),
         shutdown_timeout_seconds: s(t.shutdown_timeout),

@@ -134,6 +134,17 @@ impl PodSpec<'_> {
         for line in self.timeline.to_string().lines() {
             writeln!(f, "#   {line}")?;
         }
+        if let Some(sleep) = self.pod.prestop_sleep {
+            writeln!(f, "#")?;
+            comment(
+                f,
+                "",
+                &format!(
+                    "Draining is the preStop sleep: fixed at {}, as a sleep cannot end early.",
+                    secs(sleep)
+                ),
+            )?;
+        }
         writeln!(f)
     }
 
