@@ -26,7 +26,7 @@ Exit status (every subcommand, and services built on the library):
   78       invalid configuration: a budget that does not fit (plan, demo,
            services), a dependency cycle, a timeout set twice
   124      the exit watchdog ended a shutdown stuck before its report
-  130/143  a second SIGINT/SIGTERM forced the exit
+  130/143  a second SIGINT/SIGTERM forced the exit (run: a third)
   other    run: the program's own exit code, or 128 + the signal that killed
            it; 126/127 when it cannot be started (lameduck run --help)";
 

@@ -58,7 +58,8 @@ On SIGTERM (or SIGINT):
              every process of its group, up to the shutdown timeout
   cancelling SIGKILL to the whole group
 A second SIGTERM or SIGINT cuts the drain short and forwards that signal at
-once; a third SIGKILLs the group. SIGINT from a terminal skips the drain.
+once; a third SIGKILLs the group and forces the exit: 128 + that signal (143
+or 130). SIGINT from a terminal skips the drain.
 A program stopped by the stop signal lameduck sent (killed by it, or exiting
 with 128 + its number) counts as a clean stop: lameduck exits 0.
 
@@ -123,7 +124,8 @@ Exit status:
   78       invalid configuration: the phases do not fit the grace period,
            or a --flight-record or --control-socket path cannot be used
   124      the exit watchdog ended a shutdown stuck past its budget
-  126/127  the program is not executable / not found";
+  126/127  the program is not executable / not found
+  130/143  a third SIGINT/SIGTERM forced the exit (the group was SIGKILLed)";
 
 /// Run a program with draining, probes, zero-downtime restarts and crash
 /// supervision.
@@ -418,6 +420,9 @@ async fn supervise(
 fn exit_code(report: &Report, outcome: Outcome) -> u8 {
     if let Some(err) = outcome.cannot_start {
         return err.code;
+    }
+    if let Some(sig) = outcome.forced_by {
+        return 128 + sig as u8;
     }
     let Some(ended) = outcome.last else {
         return report.status().code();

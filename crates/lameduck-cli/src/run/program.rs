@@ -70,7 +70,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     stopping_with = Some(sig);
                 }
                 Command::Kill => {
-                    tracing::warn!(target: "lameduck::run", pid = cur.pid().as_raw(), "third signal: SIGKILL to the program's group");
+                    tracing::warn!(target: "lameduck::run", pid = cur.pid().as_raw(), "third signal: SIGKILL to the program's group; the exit is forced");
                     cur.signal(Signal::SIGKILL);
                 }
                 Command::Restart(reply) => {

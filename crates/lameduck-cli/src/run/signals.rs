@@ -4,7 +4,7 @@
 //! |---|---|
 //! | first `SIGTERM` / `SIGINT` | the shutdown sequence (no drain for `SIGINT` from a terminal) |
 //! | second | cuts the drain short: forwarded to the program at once |
-//! | third and later | `SIGKILL` to the program's group |
+//! | third and later | `SIGKILL` to the program's group; lameduck exits 128 + the third signal (143, 130), as forced |
 //! | `SIGHUP` | a zero-downtime restart |
 //! | `--forward` ones | forwarded to every instance's group |
 //!
@@ -76,7 +76,13 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                     tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "second signal: forwarding it to the program now");
                     sup.command(Command::StopNow(sig));
                 }
-                _ => sup.command(Command::Kill),
+                _ => {
+                    // The operator insisted: the exit is forced, as the
+                    // library's second signal forces it, whatever the
+                    // program does with its SIGKILL.
+                    sup.record_forced(sig);
+                    sup.command(Command::Kill);
+                }
             }
         }
     });

@@ -44,6 +44,9 @@ pub struct Outcome {
     pub stopped_with: Vec<Signal>,
     /// Why it could not be started.
     pub cannot_start: Option<SpawnError>,
+    /// The third `SIGTERM`/`SIGINT`, which forced the exit: lameduck exits
+    /// 128 + its number, whatever the program did.
+    pub forced_by: Option<Signal>,
 }
 
 /// Everything about supervising the program that outlives one run of the
@@ -248,6 +251,11 @@ impl Supervisor {
     /// Records that lameduck sent `sig` to stop the program.
     pub fn record_stop(&self, sig: Signal) {
         lock(&self.outcome).stopped_with.push(sig);
+    }
+
+    /// Records that a third signal forced the exit.
+    pub fn record_forced(&self, sig: Signal) {
+        lock(&self.outcome).forced_by.get_or_insert(sig);
     }
 
     /// Records that the program cannot be started.
