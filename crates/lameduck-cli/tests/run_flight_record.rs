@@ -77,31 +77,11 @@ fn a_clean_stop_records_the_quiet_drain_and_the_traffic_by_socket() {
     assert!(text.contains("quiet for"), "{text}");
 }
 
-/// `lameduck run --flight-record PATH ARGS -- sh -c '…'` around a program
-/// (and a child) that ignore SIGTERM and SIGINT, once it is running and
-/// they are ignored.
+/// `lameduck run --flight-record PATH ARGS` around a stubborn program.
 fn start_stubborn(dir: &Scratch, path: &Path, args: &[&str]) -> Running {
-    let ready = dir.path("ignoring");
-    let check = format!("exec:test -f {}", ready.display());
-    let script = format!(
-        "trap '' TERM INT; sleep 600 & touch {}; wait",
-        ready.display()
-    );
-    let mut all = vec![
-        "--admin",
-        "none",
-        "--ready",
-        &check,
-        "--ready-interval",
-        "50ms",
-        "--flight-record",
-        path.to_str().unwrap(),
-    ];
+    let mut all = vec!["--flight-record", path.to_str().unwrap()];
     all.extend_from_slice(args);
-    all.extend(["--", "sh", "-c", &script]);
-    let run = Running::start(&all);
-    run.event("phase changed", |v| v["phase"] == "running");
-    run
+    run_support::start_stubborn(dir, &all).0
 }
 
 #[test]

@@ -203,38 +203,7 @@ fn a_descendant_that_left_the_program_s_group_is_waited_for_too() {
 #[test]
 fn a_third_signal_forces_the_exit_with_128_plus_that_signal_not_the_sigkill_it_sent() {
     let dir = Scratch::new("third-signal");
-    let ready = dir.path("ignoring");
-    let pid_file = dir.path("sleep.pid");
-    let check = format!("exec:test -f {}", ready.display());
-    // The whole group ignores SIGTERM and SIGINT: only SIGKILL stops it.
-    let script = format!(
-        "trap '' TERM INT; sleep 600 & echo $! > {}; touch {}; wait",
-        pid_file.display(),
-        ready.display()
-    );
-    let run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        &check,
-        "--ready-interval",
-        "50ms",
-        "--drain-max",
-        "60s",
-        "--grace-period",
-        "90s",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let mut run = run;
-    run.event("phase changed", |v| v["phase"] == "running");
-    let sleep: i32 = std::fs::read_to_string(&pid_file)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+    let (mut run, sleep) = start_stubborn(&dir, &["--drain-max", "60s", "--grace-period", "90s"]);
     run.signal(Signal::SIGTERM);
     run.event("phase changed", |v| v["phase"] == "draining");
     run.signal(Signal::SIGINT);

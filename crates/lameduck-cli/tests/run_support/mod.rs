@@ -304,3 +304,35 @@ pub fn traffic_for(port: u16, spread: Duration) {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
+
+/// `lameduck run --admin none ARGS -- sh -c '…'` around a program (and a
+/// child, `sleep`) that ignore SIGTERM and SIGINT, once it is running and
+/// they are ignored; with the child's pid.
+pub fn start_stubborn(dir: &Scratch, args: &[&str]) -> (Running, i32) {
+    let ready = dir.path("ignoring");
+    let pid_file = dir.path("sleep.pid");
+    let check = format!("exec:test -f {}", ready.display());
+    let script = format!(
+        "trap '' TERM INT; sleep 600 & echo $! > {}; touch {}; wait",
+        pid_file.display(),
+        ready.display()
+    );
+    let mut all = vec![
+        "--admin",
+        "none",
+        "--ready",
+        &check,
+        "--ready-interval",
+        "50ms",
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", "sh", "-c", &script]);
+    let run = Running::start(&all);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let sleep = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    (run, sleep)
+}
