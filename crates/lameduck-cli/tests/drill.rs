@@ -204,8 +204,8 @@ fn graceful_server_passes_with_every_request_accounted_for() {
     );
     let exit = &r.events.exits[0];
     assert_eq!(
-        (exit.code, exit.killed_by_drill),
-        (Some(0), false),
+        (exit.code, exit.stopped_by_cleanup.as_deref()),
+        (Some(0), None),
         "{}",
         run.context()
     );
@@ -350,7 +350,13 @@ fn server_that_ignores_sigterm_fails_on_the_grace_period_and_is_killed() {
     assert_eq!(r.requests.total.failed(), 0, "{}", run.context());
     assert_eq!(r.events.listener_closed_us, None, "{}", run.context());
     let exit = &r.events.exits[0];
-    assert!(exit.killed_by_drill, "{}", run.context());
+    // A stop drill's cleanup does not ask again: it kills.
+    assert_eq!(
+        exit.stopped_by_cleanup.as_deref(),
+        Some("KILL"),
+        "{}",
+        run.context()
+    );
     assert_eq!(exit.signal, Some(9), "{}", run.context());
 }
 
@@ -573,7 +579,7 @@ fn restart_drill_signals_the_new_process_while_the_old_one_still_drains() {
         .events
         .exits
         .iter()
-        .find(|e| e.pid == pids[1] && !e.killed_by_drill)
+        .find(|e| e.pid == pids[1] && e.stopped_by_cleanup.is_none())
         .unwrap_or_else(|| panic!("pid {} exited during the drill\n{}", pids[1], run.context()));
     let stdout = run.stdout();
     let prefix = format!("pid {} exited (exit code unknown) (+", pids[1]);
@@ -652,7 +658,7 @@ fn restart_drill_fails_on_a_readiness_dip_and_says_when() {
 // ----- other targets and modes -----
 
 #[test]
-fn plain_load_test_without_a_signal_passes_and_stops_the_server() {
+fn plain_load_test_without_a_signal_passes_and_its_cleanup_stops_the_server_cleanly_with_term() {
     let run = drill("graceful", &["--signal", "none"]);
     assert_eq!(run.code(), 0, "{}", run.context());
     run.assert_accounting();
@@ -660,10 +666,24 @@ fn plain_load_test_without_a_signal_passes_and_stops_the_server() {
     assert!(r.events.signals.is_empty());
     assert_eq!(r.requests.total.failed(), 0, "{}", run.context());
     assert_eq!(r.requests.before_signal, r.requests.total);
-    assert!(
-        r.events.exits.iter().all(|e| e.killed_by_drill),
+    // The graceful server exits 0 on the cleanup's TERM: stopped, not killed.
+    let exit = r.events.exits.first().expect("the server's exit");
+    assert_eq!(
+        (exit.code, exit.stopped_by_cleanup.as_deref()),
+        (Some(0), Some("TERM")),
         "{}",
         run.context()
+    );
+    let said = format!(
+        "pid {} stopped by the drill's cleanup with SIGTERM: exited with code 0",
+        exit.pid
+    );
+    assert!(run.stdout().contains(&said), "{}", run.context());
+    assert!(
+        run.json.contains("\"stopped_by_cleanup\": \"TERM\"")
+            && !run.json.contains("killed_by_drill"),
+        "{}",
+        run.json
     );
 }
 

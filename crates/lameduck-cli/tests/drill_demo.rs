@@ -142,8 +142,8 @@ fn drill_against_the_demo_passes_with_every_request_accounted_for() {
     );
     let exit = report.events.exits.first().expect("the demo's exit");
     assert_eq!(
-        (exit.code, exit.killed_by_drill),
-        (Some(0), false),
+        (exit.code, exit.stopped_by_cleanup.as_deref()),
+        (Some(0), None),
         "{context}"
     );
 }

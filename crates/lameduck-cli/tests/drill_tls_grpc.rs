@@ -143,8 +143,8 @@ fn drill_over_https_h2_with_insecure_passes_across_sigterm_of_the_self_signed_de
     assert_eq!(run.report.config.http, "2", "{}", run.context);
     let exit = run.report.events.exits.first().expect("the demo's exit");
     assert_eq!(
-        (exit.code, exit.killed_by_drill),
-        (Some(0), false),
+        (exit.code, exit.stopped_by_cleanup.as_deref()),
+        (Some(0), None),
         "{}",
         run.context
     );

@@ -89,7 +89,7 @@ impl Facts {
         let last_exit_us = observed
             .exits
             .iter()
-            .filter(|e| signalled.contains(&e.pid) && !e.killed_by_drill)
+            .filter(|e| signalled.contains(&e.pid) && e.stopped_by_cleanup.is_none())
             .map(|e| e.at_us)
             .max();
         Facts {

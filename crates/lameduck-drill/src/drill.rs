@@ -211,12 +211,12 @@ impl Drill {
         let exits = server
             .exits()
             .into_iter()
-            .map(|(pid, info, killed_by_drill)| ExitEvent {
+            .map(|(pid, info, stopped_by_cleanup)| ExitEvent {
                 pid,
                 at_us: clock.us(info.at),
                 code: info.code,
                 signal: info.signal,
-                killed_by_drill,
+                stopped_by_cleanup: stopped_by_cleanup.map(|s| s.name().to_owned()),
             })
             .collect();
         let observed = Observed {

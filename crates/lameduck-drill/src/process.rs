@@ -45,8 +45,31 @@ pub(crate) struct Server {
     /// The process group of a spawned server (its PID).
     group: Option<Pid>,
     watches: Mutex<HashMap<u32, ExitWatch>>,
-    /// PIDs the drill killed during cleanup, with when.
-    killed: Mutex<HashMap<u32, Instant>>,
+    /// What the cleanup did, to tell which exits it caused.
+    cleanup: Mutex<Cleanup>,
+}
+
+/// The cleanup's signals, and the processes watched when it began.
+#[derive(Debug, Default)]
+struct Cleanup {
+    watched: Vec<u32>,
+    /// Each signal sent to the group, with when (just before it was sent).
+    signals: Vec<(Instant, Signal)>,
+}
+
+impl Cleanup {
+    /// The last signal the cleanup sent to `pid`'s group before its exit
+    /// was seen at `at`: the one that stopped it.
+    fn stopped(&self, pid: u32, at: Instant) -> Option<Signal> {
+        if !self.watched.contains(&pid) {
+            return None;
+        }
+        self.signals
+            .iter()
+            .rev()
+            .find(|(sent, _)| *sent <= at)
+            .map(|(_, sig)| *sig)
+    }
 }
 
 impl Server {
@@ -55,7 +78,7 @@ impl Server {
             pid: None,
             group: None,
             watches: Mutex::default(),
-            killed: Mutex::default(),
+            cleanup: Mutex::default(),
         }
     }
 
@@ -95,7 +118,7 @@ impl Server {
             pid: Some(pid),
             group: Some(Pid::from_raw(pid as i32)),
             watches: Mutex::default(),
-            killed: Mutex::default(),
+            cleanup: Mutex::default(),
         };
         server.lock_watches().insert(pid, rx);
         Ok(server)
@@ -111,7 +134,7 @@ impl Server {
             pid: Some(pid),
             group: None,
             watches: Mutex::default(),
-            killed: Mutex::default(),
+            cleanup: Mutex::default(),
         };
         server.watch(pid);
         Ok(server)
@@ -160,19 +183,16 @@ impl Server {
         *self.lock_watches().get(&pid)?.borrow()
     }
 
-    /// Every watched process that exited, with whether the drill killed it.
-    pub(crate) fn exits(&self) -> Vec<(u32, ExitInfo, bool)> {
-        let killed = self
-            .killed
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+    /// Every watched process that exited, with the cleanup's signal that
+    /// stopped it, if the cleanup did.
+    pub(crate) fn exits(&self) -> Vec<(u32, ExitInfo, Option<Signal>)> {
+        let cleanup = self.lock_cleanup();
         let mut exits: Vec<_> = self
             .lock_watches()
             .iter()
             .filter_map(|(&pid, rx)| {
                 let info = (*rx.borrow())?;
-                Some((pid, info, killed.get(&pid).is_some_and(|&k| k <= info.at)))
+                Some((pid, info, cleanup.stopped(pid, info.at)))
             })
             .collect();
         exits.sort_by_key(|(_, info, _)| info.at);
@@ -216,14 +236,9 @@ impl Server {
             return;
         }
         let started = Instant::now();
-        {
-            let mut killed = self.killed.lock().unwrap_or_else(|e| e.into_inner());
-            for &watched in self.lock_watches().keys() {
-                killed.insert(watched, started);
-            }
-        }
+        self.lock_cleanup().watched = self.lock_watches().keys().copied().collect();
         if let Some(grace) = grace {
-            let _ = killpg(group, Signal::TERM.to_nix());
+            self.send_cleanup(group, Signal::TERM);
             let deadline = started + grace;
             // The spawned process's exit is watched; the others are looked
             // for in /proc.
@@ -233,9 +248,20 @@ impl Server {
             }
         }
         if self.group_is_alive(group) {
-            let _ = killpg(group, Signal::KILL.to_nix());
+            self.send_cleanup(group, Signal::KILL);
             let _ = tokio::time::timeout(CLEANUP_WAIT, self.wait_exit(pid)).await;
         }
+    }
+
+    /// Sends the cleanup's `signal` to `group`, noted first: an exit seen
+    /// from then on is the cleanup's doing.
+    fn send_cleanup(&self, group: Pid, signal: Signal) {
+        self.lock_cleanup().signals.push((Instant::now(), signal));
+        let _ = killpg(group, signal.to_nix());
+    }
+
+    fn lock_cleanup(&self) -> std::sync::MutexGuard<'_, Cleanup> {
+        self.cleanup.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether any process of the spawned group still runs: the child, or a

@@ -200,8 +200,11 @@ pub struct ExitEvent {
     pub code: Option<i32>,
     /// The signal that ended it (only for a process the drill spawned).
     pub signal: Option<i32>,
-    /// Whether the drill killed it while cleaning up.
-    pub killed_by_drill: bool,
+    /// The signal (`TERM` or `KILL`) with which the drill's cleanup, after
+    /// the load, stopped it: `null` when it exited before the cleanup (on
+    /// the drill's signal or on its own). `TERM` is a clean stop by the
+    /// cleanup, `KILL` one it had to force.
+    pub stopped_by_cleanup: Option<String>,
 }
 
 /// Request counts.

@@ -268,9 +268,9 @@ pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
             },
             (None, None) => "(exit code unknown)".to_owned(),
         };
-        let text = if x.killed_by_drill {
+        let text = if let Some(sig) = &x.stopped_by_cleanup {
             format!(
-                "pid {} stopped by the drill at the end: exited {how}",
+                "pid {} stopped by the drill's cleanup with SIG{sig}: exited {how}",
                 x.pid
             )
         } else {

@@ -254,7 +254,7 @@ fn exited_in_time(rules: Rules, facts: &Facts) -> Condition {
         );
     };
     match &facts.signalled_exit {
-        Some(exit) if !exit.killed_by_drill => {
+        Some(exit) if exit.stopped_by_cleanup.is_none() => {
             let took = exit.at_us.saturating_sub(sig_us);
             let ok = took <= duration_us(rules.grace_period);
             let detail = format!(
@@ -263,10 +263,13 @@ fn exited_in_time(rules: Rules, facts: &Facts) -> Condition {
             );
             condition(NAME, pass_if(ok), detail)
         }
-        Some(_) => condition(
+        Some(exit) => condition(
             NAME,
             ConditionStatus::Fail,
-            format!("pid {pid} was still running {grace} after {signal}; the drill killed it"),
+            format!(
+                "pid {pid} was still running {grace} after {signal}; the drill's cleanup stopped it with SIG{}",
+                exit.stopped_by_cleanup.as_deref().unwrap_or("KILL")
+            ),
         ),
         None => condition(
             NAME,
@@ -285,11 +288,11 @@ fn exit_code(facts: &Facts) -> Condition {
             "the process did not exit".to_owned(),
         );
     };
-    if exit.killed_by_drill {
+    if let Some(sig) = &exit.stopped_by_cleanup {
         return condition(
             NAME,
             ConditionStatus::Skipped,
-            "the drill killed the process".to_owned(),
+            format!("the drill's cleanup stopped the process with SIG{sig}"),
         );
     }
     match (exit.code, exit.signal) {

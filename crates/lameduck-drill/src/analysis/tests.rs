@@ -52,7 +52,7 @@ fn exit(pid: u32, at_us: u64, code: i32) -> ExitEvent {
         at_us,
         code: Some(code),
         signal: None,
-        killed_by_drill: false,
+        stopped_by_cleanup: None,
     }
 }
 

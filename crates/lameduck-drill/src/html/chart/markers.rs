@@ -53,9 +53,13 @@ pub(super) fn draw(svg: &mut String, scale: &Scale, report: &Report, bottom: f64
     }
     for x in &e.exits {
         let code = x.code.map_or(String::new(), |c| format!(" ({c})"));
+        let cleanup = x
+            .stopped_by_cleanup
+            .as_ref()
+            .map_or(String::new(), |s| format!(" at cleanup's {s}"));
         list.push(Marker::new(
             x.at_us,
-            format!("exit {}{code}", x.pid),
+            format!("exit {}{code}{cleanup}", x.pid),
             "#212121",
             false,
         ));
