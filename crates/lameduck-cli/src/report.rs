@@ -129,9 +129,12 @@ impl fmt::Display for Text<'_> {
         )?;
         writeln!(f, "\nphases (from the signal):")?;
         for p in &r.phases {
-            let lasted = p
-                .end_ms
-                .map_or("-".to_string(), |end| ms(end.saturating_sub(p.start_ms)));
+            // A phase with no end was under way when the record was
+            // written: it lasted at least until then.
+            let lasted = match p.end_ms {
+                Some(end) => ms(end.saturating_sub(p.start_ms)),
+                None => format!("≥{}", ms(r.written_ms.saturating_sub(p.start_ms))),
+            };
             writeln!(
                 f,
                 "  {:>8}  {:<11} {:>7}  {}",
@@ -207,7 +210,7 @@ impl fmt::Display for Text<'_> {
     }
 }
 
-/// Each listener's totals, and its arrivals per second around the signal.
+/// Each listener's totals, and when the last arrival was sampled.
 fn traffic(f: &mut fmt::Formatter<'_>, r: &FlightRecord) -> fmt::Result {
     let t = &r.traffic;
     if t.listeners.is_empty() {
@@ -228,19 +231,51 @@ fn traffic(f: &mut fmt::Formatter<'_>, r: &FlightRecord) -> fmt::Result {
         if let Some(done) = &l.finished {
             let _ = write!(line, ", {} finished", sum(done));
         }
+        if let (Some(req), Some(done)) = (&l.requests, &l.finished) {
+            // Sampling ends with the shutdown's last tick, not with the last
+            // response: the rest were still running then.
+            let running = sum(req).saturating_sub(sum(done));
+            if running > 0 {
+                let _ = write!(
+                    line,
+                    ", {running} still running when sampling stopped ({})",
+                    at(r, sampling_end(r, l))
+                );
+            }
+        }
         writeln!(f, "{line}")?;
         if let Some(last) = last_arrival(r, l) {
-            writeln!(f, "  {:<16} last arrival at {}", "", at(r, last))?;
+            writeln!(f, "  {:<16} last arrival sampled at {}", "", at(r, last))?;
         }
     }
     Ok(())
 }
 
-/// When `l` saw its last arrival: the end of that tick.
+/// When `l`'s last arrival was sampled. The drain counts arrivals by the
+/// time they were sampled (each sample covers the tick before it), and so
+/// does this: the drain's own time of the last sample with an arrival when
+/// it is this listener's, else the end of its tick as the series places it.
 fn last_arrival(r: &FlightRecord, l: &ListenerTraffic) -> Option<u64> {
     let t = &r.traffic;
     let i = l.arrivals.iter().rposition(|&n| n > 0)?;
-    Some(t.from_ms + (i as u64 + 1) * t.tick_ms)
+    let placed = t.from_ms + (i as u64 + 1) * t.tick_ms;
+    let latest = t
+        .listeners
+        .iter()
+        .filter_map(|o| o.arrivals.iter().rposition(|&n| n > 0))
+        .max();
+    match r.drain.as_ref().and_then(|d| d.last_traffic_ms) {
+        // The series places ticks a tick apart; the drain knows when the
+        // sample was taken.
+        Some(sampled) if latest == Some(i) => Some(sampled),
+        _ => Some(placed),
+    }
+}
+
+/// The end of the last tick sampled.
+fn sampling_end(r: &FlightRecord, l: &ListenerTraffic) -> u64 {
+    let t = &r.traffic;
+    t.from_ms + l.arrivals.len() as u64 * t.tick_ms
 }
 
 fn inventory(f: &mut fmt::Formatter<'_>, r: &FlightRecord, inv: &Inventory) -> fmt::Result {

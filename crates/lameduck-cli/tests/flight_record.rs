@@ -365,3 +365,45 @@ async fn an_adaptive_drain_ends_once_the_traffic_stops_and_the_log_and_record_sa
     let stopping = record.phase("stopping").expect("stopping");
     assert!(stopping.cause.starts_with("quiet for"), "{stopping:?}");
 }
+
+/// The checked-in record, changed by `edit`, written to a scratch file.
+fn edited_record(name: &str, edit: impl FnOnce(&mut serde_json::Value)) -> (TempDir, String) {
+    let text = std::fs::read_to_string(RECORD).expect("the checked-in record");
+    let mut record: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    edit(&mut record);
+    let dir = tempdir(name);
+    let path = dir.path().join("record.json");
+    std::fs::write(&path, record.to_string()).expect("writing the edited record");
+    (dir, path.display().to_string())
+}
+
+#[test]
+fn report_says_what_the_requests_not_finished_were_and_times_the_last_arrival_by_its_sample() {
+    // The last arrival's tick, as the series places it, ends at 3600 ms;
+    // the drain began at 3604 ms and sampled that arrival at 3605 ms, so
+    // it counts it as sampled during the drain.
+    let (_dir, path) = edited_record("sampled", |r| {
+        r["shutdown_ms"] = 3604.into();
+        r["phases"][1]["end_ms"] = 3604.into();
+        r["phases"][2]["start_ms"] = 3604.into();
+        r["drain"]["start_ms"] = 3604.into();
+        r["drain"]["last_traffic_ms"] = 3605.into();
+        r["drain"]["arrivals"] = 1.into();
+        // An older record: the phase under way at the report has no end.
+        r["phases"][5]["end_ms"] = serde_json::Value::Null;
+    });
+    let out = support::run(&["report", &path]);
+    out.assert_code(0);
+    let text = &out.stdout;
+    assert!(
+        text.contains("last arrival sampled at +1ms"),
+        "the last arrival agrees with the drain that counted it: {text}"
+    );
+    assert!(!text.contains("last arrival sampled at -"), "{text}");
+    assert!(
+        text.contains("41 requests, 40 finished, 1 still running when sampling stopped (+1.5s)"),
+        "{text}"
+    );
+    let closing = text.lines().find(|l| l.contains(" closing ")).unwrap();
+    assert!(closing.contains("≥1ms"), "{closing}");
+}

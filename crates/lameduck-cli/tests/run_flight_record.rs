@@ -18,6 +18,22 @@ fn record(path: &Path) -> Value {
     serde_json::from_str(&text).expect("the flight record is JSON")
 }
 
+/// The labels of the work in the record's inventory taken at `at`.
+fn work_labels<'a>(rec: &'a Value, at: &str) -> Vec<&'a str> {
+    let inventory = rec["inventories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["at"] == at)
+        .unwrap_or_else(|| panic!("no inventory at {at}: {rec}"));
+    inventory["work"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["label"].as_str().unwrap())
+        .collect()
+}
+
 /// `lameduck report PATH`: its exit code and its text.
 fn report(path: &Path) -> (Option<i32>, String) {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lameduck"))
@@ -110,18 +126,7 @@ fn a_second_signal_and_a_passed_deadline_are_recorded_with_the_processes_still_a
     // send).
     assert_eq!(run.wait(), Some(3), "{}", run.log());
     let rec = record(&path);
-    let at_deadline = rec["inventories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["at"] == "shutdown_timeout")
-        .unwrap_or_else(|| panic!("no inventory at the shutdown timeout: {rec}"));
-    let labels: Vec<&str> = at_deadline["work"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|w| w["label"].as_str().unwrap())
-        .collect();
+    let labels = work_labels(&rec, "shutdown_timeout");
     assert!(
         labels.iter().any(|l| l.contains("sleep 600")),
         "the processes still alive at the deadline: {labels:?}"
@@ -205,4 +210,52 @@ fn a_zero_downtime_restart_writes_an_upgrade_record_and_the_shutdown_keeps_its_s
     let rec = record(&path);
     assert_eq!(rec["kind"], "shutdown", "{rec}");
     assert_eq!(rec["upgrades"].as_array().map(Vec::len), Some(1), "{rec}");
+}
+
+#[test]
+fn the_inventory_at_stopping_names_the_program_s_processes_and_every_phase_ends() {
+    let dir = Scratch::new("flight-stopping");
+    let path = dir.path("record.json");
+    let run = Running::start(&[
+        "--admin",
+        "none",
+        "--drain-max",
+        "300ms",
+        "--flight-record",
+        path.to_str().unwrap(),
+        "--",
+        "sleep",
+        "600",
+    ]);
+    let mut run = run;
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let rec = record(&path);
+    let labels = work_labels(&rec, "stopping");
+    assert!(
+        labels.iter().any(|l| l.contains("sleep 600")),
+        "the program was alive as Stopping began: {labels:?}"
+    );
+    assert_eq!(rec["work"]["in_flight_at_stop"], labels.len(), "{rec}");
+    let phases = rec["phases"].as_array().unwrap();
+    assert_eq!(phases.last().unwrap()["phase"], "closing", "{rec}");
+    assert!(
+        phases.iter().all(|p| p["end_ms"].is_u64()),
+        "every phase has an end: {phases:?}"
+    );
+    let (code, text) = report(&path);
+    assert_eq!(code, Some(0), "{text}");
+    let closing = text
+        .lines()
+        .find(|l| l.contains(" closing "))
+        .unwrap_or_else(|| panic!("no closing row: {text}"));
+    assert!(
+        !closing.contains(" - ") && !closing.contains('≥'),
+        "closing has its duration: {closing}"
+    );
+    assert!(
+        text.contains("in flight at stopping") && text.contains("pid "),
+        "{text}"
+    );
 }

@@ -149,7 +149,10 @@ impl fmt::Display for DrainReport {
             None if self.arrivals == 0 => write!(f, ", no traffic seen")?,
             None => {}
         }
-        write!(f, ", {} arrivals during it", self.arrivals)
+        // Sampled every tenth of a second: the first sample of the drain
+        // may hold arrivals from just before it, so "during" would not be
+        // true of each of them.
+        write!(f, ", {} arrivals sampled during it", self.arrivals)
     }
 }
 

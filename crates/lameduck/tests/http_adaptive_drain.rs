@@ -130,5 +130,5 @@ async fn a_fixed_drain_counts_the_requests_it_served_and_never_says_none_came() 
     assert!(drain.arrivals >= 10, "{report}");
     let said = drain.to_string();
     assert!(!said.contains("no traffic seen"), "{said}");
-    assert!(said.contains("arrivals during it"), "{said}");
+    assert!(said.contains("arrivals sampled during it"), "{said}");
 }

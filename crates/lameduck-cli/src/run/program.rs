@@ -17,6 +17,9 @@ use super::tree::{self, Tree};
 
 /// How often the processes still alive are listed while the program stops.
 const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+/// How often they are listed during the drain, when they are only named
+/// (in the inventory at Stopping), not waited for.
+const DRAIN_TREE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// One restart at a time, from the start of the new instance to the end of
 /// the old one.
@@ -54,11 +57,27 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
         ctx.ready();
     }
     let mut stopping_with: Option<Signal> = None;
+    // From the drain on, the program's processes are its work in flight:
+    // the inventory taken as Stopping begins names them.
+    let mut tree: Option<Tree> = None;
     loop {
         tokio::select! {
             biased;
-            ended = cur.exited() => return exited(&sup, &ctx, cur, ended, stopping_with).await,
-            () = ctx.on_stopping() => return stop(&sup, &ctx, cur, stopping_with).await,
+            ended = cur.exited() => {
+                drop(tree.take());
+                return exited(&sup, &ctx, cur, ended, stopping_with).await;
+            }
+            () = ctx.on_stopping() => return stop(&sup, &ctx, cur, stopping_with, tree).await,
+            () = ctx.on_draining(), if tree.is_none() => {
+                let mut processes = Tree::new(ctx.tracker().clone());
+                processes.update(&alive(&sup, cur.pid()));
+                tree = Some(processes);
+            }
+            () = tokio::time::sleep(DRAIN_TREE_POLL), if tree.is_some() => {
+                if let Some(processes) = tree.as_mut() {
+                    processes.update(&alive(&sup, cur.pid()));
+                }
+            }
             Some(cmd) = commands.recv() => match cmd {
                 Command::StopNow(sig) => {
                     // The shutdown was asked for first: wait until the app
@@ -145,6 +164,7 @@ async fn stop(
     ctx: &Context,
     mut cur: Instance,
     stopping_with: Option<Signal>,
+    tree: Option<Tree>,
 ) -> Result<(), BoxError> {
     let pgid = cur.pid();
     let pid = pgid.as_raw();
@@ -153,15 +173,8 @@ async fn stop(
         cur.signal(sup.stop_signal);
         sup.record_stop(sup.stop_signal);
     }
-    // Each process still alive is work in flight, named at the deadlines.
-    let alive = || {
-        let mut pids = tree::group(pgid);
-        pids.extend(instance::strays(sup.guard.pid()));
-        pids.sort_unstable_by_key(|p| p.as_raw());
-        pids.dedup();
-        pids
-    };
-    let mut tree = Tree::new(ctx.tracker().clone());
+    let alive = || alive(sup, pgid);
+    let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
     tree.update(&alive());
     {
         // Every descendant is waited for: the group, then those that left it
@@ -200,6 +213,16 @@ async fn stop(
     }
     sup.forget(cur.pid());
     Ok(())
+}
+
+/// The program's processes still alive, each work in flight named at the
+/// deadlines: its group, and the descendants that left it.
+fn alive(sup: &Supervisor, pgid: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
+    let mut pids = tree::group(pgid);
+    pids.extend(instance::strays(sup.guard.pid()));
+    pids.sort_unstable_by_key(|p| p.as_raw());
+    pids.dedup();
+    pids
 }
 
 /// The liveness check failed: the program is stopped, and restarted by the

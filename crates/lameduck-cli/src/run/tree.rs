@@ -1,7 +1,7 @@
-//! The program's processes while it stops, each tracked as a piece of work
-//! labelled `pid N: COMMAND`: at each deadline the report, the log and the
-//! flight record name the processes still alive, as they name a Rust
-//! service's requests. Linux (`/proc`); elsewhere only the program itself
+//! The program's processes from the drain on, each tracked as a piece of
+//! work labelled `pid N: COMMAND`: as Stopping begins and at each deadline
+//! the report, the log and the flight record name the processes still
+//! alive, as they name a Rust service's requests. Linux (`/proc`); elsewhere only the program itself
 //! is tracked.
 
 use std::collections::HashMap;

@@ -84,9 +84,15 @@ fn tables(page: &mut String, r: &ServerRecord) {
          <th>phase</th><th>start</th><th>end</th><th>lasted</th><th>cause</th></tr></thead><tbody>\n",
     );
     for p in &r.phases {
-        let lasted = p.end_us.map_or("–".to_owned(), |end| {
-            human::duration(u64::try_from(end - p.start_us).unwrap_or(0))
-        });
+        // A phase with no end was under way when the record was written:
+        // it lasted at least until then.
+        let lasted = match p.end_us {
+            Some(end) => human::duration(u64::try_from(end - p.start_us).unwrap_or(0)),
+            None => format!(
+                "≥{}",
+                human::duration(u64::try_from(r.written_us - p.start_us).unwrap_or(0))
+            ),
+        };
         let _ = writeln!(
             page,
             "<tr class=\"phase\"><td>{}</td><td>{}</td><td>{}</td><td>{lasted}</td><td>{}</td></tr>",
@@ -303,6 +309,19 @@ mod tests {
             "{page}"
         );
         assert!(!page.contains("<gone>"), "unescaped text");
+    }
+
+    #[test]
+    fn a_phase_under_way_when_the_record_was_written_lasted_at_least_until_then() {
+        let mut record = record();
+        let closing = record.phases.last_mut().unwrap();
+        closing.end_ms = None;
+        let page = ServerRecord::from_signal("flight.json", &record).to_html();
+        // closing began at 5104 ms; the record was written at 5105 ms.
+        assert!(
+            page.contains("<td>closing</td><td>2.617s</td><td>–</td><td>≥1.00ms</td>"),
+            "{page}"
+        );
     }
 
     #[test]

@@ -398,6 +398,13 @@ impl Observer for Recorder {
                     status: report.status.to_string(),
                     code: report.status.code(),
                 });
+                // The report comes once Closing's closes are done (or at a
+                // forced exit): the phase under way ends here; only the log
+                // flush, outside the record, is left.
+                let now = state.now();
+                if let Some(last) = state.record.phases.last_mut() {
+                    last.end_ms.get_or_insert(now);
+                }
                 state.written = true;
                 self.write(&mut state, "shutdown", true);
             }

@@ -91,7 +91,9 @@ pub struct PhaseRecord {
     pub phase: String,
     /// When it began.
     pub start_ms: u64,
-    /// When it ended; `None` for the phase the record was written in.
+    /// When it ended; the phase under way when the report came ends at the
+    /// report. `None` only for the phase an upgrade record, or a record
+    /// written at an exit without a report, was written in.
     pub end_ms: Option<u64>,
     /// Why it began.
     pub cause: String,
