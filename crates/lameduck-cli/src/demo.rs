@@ -16,6 +16,7 @@
 
 mod display;
 mod grpc;
+mod hangup;
 mod pid_json;
 mod routes;
 mod tls;
@@ -69,7 +70,9 @@ or is not ready within --upgrade-timeout, this one goes on serving and says
 why; if it dies before it has run for the drain delay, this one takes the
 service back. --pid-file always names the process serving now;
 --control-socket takes `upgrade`, `status` and `reload` (the HTTPS
-certificate, read again), one line each.
+certificate, read again), one line each. A SIGHUP that comes as the demo's
+terminal closes (it had one, and /dev/tty is gone) is a hangup, not a
+restart: the demo stops as on SIGTERM, and the log says so.
 
 Routes:
   /work?ms=50           answers after ms milliseconds (cancellable)
@@ -211,7 +214,10 @@ async fn serve(
         http = http.tls(tls);
     }
 
-    let mut upgrade = Upgrade::new().timeout(args.upgrade_timeout);
+    // The demo tells a closed terminal's SIGHUP from an operator's itself.
+    let mut upgrade = Upgrade::new()
+        .timeout(args.upgrade_timeout)
+        .on_sighup(false);
     if let Some(path) = &args.pid_file {
         upgrade = upgrade.pid_file(path);
     }
@@ -250,6 +256,7 @@ async fn serve(
     out.flush()?;
     drop(out);
 
+    hangup::listen(app.handle()).context("listening for SIGHUP")?;
     let shown = human.then(|| tokio::spawn(display::phases(app.handle(), app.timeline().clone())));
     let report = app.await;
     if let Some(shown) = shown {

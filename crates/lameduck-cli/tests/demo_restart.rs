@@ -117,7 +117,7 @@ struct Demo {
     addr: SocketAddr,
     /// Lines of stderr (JSON logs) of every generation, which share it;
     /// disconnects when the last of them exits.
-    stderr: mpsc::Receiver<String>,
+    stderr: support::LogLines,
 }
 
 impl Demo {
@@ -152,18 +152,12 @@ impl Demo {
             .expect("an address");
         // Keep reading stdout, so that no generation blocks on a full pipe.
         std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("piped");
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
+        let stderr = support::LogLines::follow(child.stderr.take().expect("piped"));
         let demo = Self {
             child,
             dir: dir.to_path_buf(),
             addr,
-            stderr: rx,
+            stderr,
         };
         demo.wait_for_log("\"phase\":\"running\"");
         demo
@@ -171,17 +165,7 @@ impl Demo {
 
     /// Waits for a log line containing `needle`; returns it.
     fn wait_for_log(&self, needle: &str) -> String {
-        let mut seen = Vec::new();
-        loop {
-            match self.stderr.recv_timeout(BOUND) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
-                Err(err) => panic!(
-                    "no log line with {needle:?} ({err}); saw:\n{}",
-                    seen.join("\n")
-                ),
-            }
-        }
+        self.stderr.wait_for(needle, BOUND)
     }
 
     /// Sends one command to the control socket; returns the answer line.
@@ -334,7 +318,7 @@ fn a_restart_into_a_broken_binary_keeps_the_old_process_serving() {
     .expect("signal the new process");
     let mut seen = 0usize;
     loop {
-        match demo.stderr.recv_timeout(BOUND) {
+        match demo.stderr.0.recv_timeout(BOUND) {
             Ok(_) if seen < 100_000 => seen += 1,
             Ok(_) => panic!("the new process logs without end"),
             Err(mpsc::RecvTimeoutError::Disconnected) => break,

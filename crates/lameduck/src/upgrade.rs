@@ -142,6 +142,7 @@ pub struct Upgrade {
     pub(crate) handover: Option<(Arc<str>, HandoverFn)>,
     pub(crate) settle: Option<Duration>,
     pub(crate) in_place: Option<InPlaceFn>,
+    pub(crate) on_sighup: bool,
 }
 
 impl Default for Upgrade {
@@ -161,6 +162,7 @@ impl fmt::Debug for Upgrade {
             .field("handover", &self.handover.as_ref().map(|(k, _)| k))
             .field("settle", &self.settle)
             .field("in_place", &self.in_place.is_some())
+            .field("on_sighup", &self.on_sighup)
             .finish()
     }
 }
@@ -179,6 +181,7 @@ impl Upgrade {
             handover: None,
             settle: None,
             in_place: None,
+            on_sighup: true,
         }
     }
 
@@ -190,6 +193,18 @@ impl Upgrade {
             enabled: false,
             ..Self::new()
         }
+    }
+
+    /// Whether `SIGHUP` asks for an upgrade (default `true`, when the app
+    /// [handles signals](crate::AppBuilder::handle_signals)). With `false`
+    /// the app does not listen for `SIGHUP`: a program that wants to tell
+    /// hangups apart (a closed terminal from an operator's request) listens
+    /// itself and calls [`AppHandle::upgrade`](crate::AppHandle::upgrade)
+    /// for the ones that ask for an upgrade; the other ways to ask (the
+    /// handle, the control socket) are unchanged.
+    pub fn on_sighup(mut self, yes: bool) -> Self {
+        self.on_sighup = yes;
+        self
     }
 
     /// How long the new process has to become ready before it is stopped

@@ -73,3 +73,40 @@ pub fn drill_context(output: &std::process::Output, log: &Path) -> String {
         std::fs::read_to_string(log).unwrap_or_default()
     )
 }
+
+/// The lines a process (and every generation that shares its stderr)
+/// writes, read on a thread of their own.
+pub struct LogLines(pub std::sync::mpsc::Receiver<String>);
+
+impl LogLines {
+    /// Follows `stderr` to its end.
+    pub fn follow(stderr: std::process::ChildStderr) -> Self {
+        use std::io::BufRead;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        Self(rx)
+    }
+
+    /// Waits, at most `bound` for each line, for a line containing
+    /// `needle`; returns it.
+    pub fn wait_for(&self, needle: &str, bound: std::time::Duration) -> String {
+        let mut seen = Vec::new();
+        loop {
+            match self.0.recv_timeout(bound) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(err) => panic!(
+                    "no log line with {needle:?} ({err}); saw:\n{}",
+                    seen.join("\n")
+                ),
+            }
+        }
+    }
+}

@@ -97,7 +97,7 @@ impl Drop for Upgrades {
 
 impl Driver {
     pub(super) fn upgrades_start(&mut self) {
-        if self.upgrades.config.enabled && self.handle_signals {
+        if self.upgrades.config.enabled && self.upgrades.config.on_sighup && self.handle_signals {
             match crate::app::signals::hangups(self.handle.clone()) {
                 Ok(task) => self.upgrades.hangups = Some(task),
                 Err(err) => {
