@@ -176,7 +176,7 @@ fn a_third_signal_that_kills_the_program_still_leaves_a_record() {
     run.signal(Signal::SIGINT);
     run.event("second signal", |_| true);
     run.signal(Signal::SIGTERM);
-    run.wait();
+    assert_eq!(run.wait(), Some(143), "{}", run.log());
     let rec = record(&path);
     assert!(rec["reason"].as_str().unwrap().contains("SIGTERM"), "{rec}");
     assert_ne!(
@@ -184,7 +184,16 @@ fn a_third_signal_that_kills_the_program_still_leaves_a_record() {
         "{}",
         rec["drain"]
     );
-    assert!(rec["exit"]["code"].is_u64(), "{}", rec["exit"]);
+    // The record says what the process did: a forced exit, 128 + SIGTERM,
+    // naming the processes the SIGKILL was for.
+    assert_eq!(rec["exit"]["code"], 143, "{}", rec["exit"]);
+    assert_eq!(
+        rec["exit"]["status"], "forced by SIGTERM (143)",
+        "{}",
+        rec["exit"]
+    );
+    let labels = work_labels(&rec, "forced");
+    assert!(labels.iter().any(|l| l.contains("sleep 600")), "{labels:?}");
     let (code, text) = report(&path);
     assert_eq!(code, Some(0), "{text}");
 }

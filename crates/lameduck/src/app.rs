@@ -278,6 +278,21 @@ impl AppHandle {
         )));
     }
 
+    /// Forces the exit as a second `signal` would when the app handles its
+    /// own signals: what is left of the shutdown is skipped, the work still
+    /// in flight is aborted and named, and the report (status
+    /// [`ExitStatus::Forced`](crate::ExitStatus::Forced), exit code 128 +
+    /// the signal's number) is published — the flight record written — and
+    /// returned by `run()`. For a program that takes its signals itself
+    /// ([`AppBuilder::handle_signals(false)`](crate::AppBuilder::handle_signals))
+    /// and decides when the operator has insisted.
+    pub fn force(&self, signal: crate::Signal) {
+        self.send(Event::Force {
+            signal,
+            logged: None,
+        });
+    }
+
     /// Starts a zero-downtime upgrade (feature `upgrade`): a new process of
     /// the program on disk takes over the listening sockets, and once it is
     /// ready this app drains and stops with

@@ -85,7 +85,9 @@ impl fmt::Display for ExitStatus {
             ExitStatus::DeadlineExceeded => write!(f, "deadline exceeded (3)"),
             ExitStatus::InvalidConfig => write!(f, "invalid configuration (78)"),
             ExitStatus::WatchdogExpired => write!(f, "exit watchdog expired (124)"),
-            ExitStatus::Forced(sig) => write!(f, "forced by a second {sig} ({})", self.code()),
+            // Not "a second": `lameduck run` forces at the third, and a
+            // signal after the report forces too.
+            ExitStatus::Forced(sig) => write!(f, "forced by {sig} ({})", self.code()),
         }
     }
 }

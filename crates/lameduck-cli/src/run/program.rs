@@ -88,10 +88,6 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     sup.record_stop(sig);
                     stopping_with = Some(sig);
                 }
-                Command::Kill => {
-                    tracing::warn!(target: "lameduck::run", pid = cur.pid().as_raw(), "third signal: SIGKILL to the program's group; the exit is forced");
-                    cur.signal(Signal::SIGKILL);
-                }
                 Command::Restart(reply) => {
                     restart(&sup, &ctx, &mut cur, &mut ready, &mut live, reply).await;
                 }

@@ -77,11 +77,18 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                     sup.command(Command::StopNow(sig));
                 }
                 _ => {
-                    // The operator insisted: the exit is forced, as the
-                    // library's second signal forces it, whatever the
-                    // program does with its SIGKILL.
+                    // The operator insisted: SIGKILL to every instance's
+                    // group, and the exit is forced as the library's second
+                    // signal forces it (its report, its flight record, 128
+                    // + the signal), whatever the program makes of it.
+                    tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "third signal: SIGKILL to the program's group; the exit is forced");
                     sup.record_forced(sig);
-                    sup.command(Command::Kill);
+                    sup.forward(Signal::SIGKILL);
+                    app.force(if sig == Signal::SIGINT {
+                        lameduck::Signal::Interrupt
+                    } else {
+                        lameduck::Signal::Terminate
+                    });
                 }
             }
         }

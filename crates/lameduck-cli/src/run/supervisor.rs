@@ -24,8 +24,6 @@ pub enum Command {
     /// Send this signal to the program now (a second `SIGTERM`/`SIGINT`, or
     /// the first from a terminal): the drain is cut short.
     StopNow(Signal),
-    /// `SIGKILL` the program's group now.
-    Kill,
     /// A zero-downtime restart; answered with the new pid once the old
     /// instance is gone, or why not.
     Restart(oneshot::Sender<Result<u32, String>>),
