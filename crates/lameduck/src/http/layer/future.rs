@@ -14,13 +14,12 @@ use super::body::{Boundary, DrainBody, EndEarly};
 use crate::WorkGuard;
 use crate::http::StreamEnd;
 use crate::http::cancel::{self, Scoped};
-use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
+use crate::http::conn::{InFlight, UpgradeEnd};
 use crate::http::shared::{Shared, Stage};
 use crate::http::stats::Outcome;
 
 pub(super) struct Parts {
     pub(super) shared: Arc<Shared>,
-    pub(super) conn: Option<Arc<ConnState>>,
     pub(super) guard: WorkGuard,
     pub(super) in_flight: Option<InFlight>,
     pub(super) h1: bool,
@@ -275,7 +274,6 @@ fn responded(in_flight: Option<&InFlight>, h1: bool) {
 fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     let Parts {
         shared,
-        conn,
         guard,
         mut in_flight,
         h1,
@@ -298,8 +296,10 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // Served by lameduck's server: the connection it arrived on.
+    let served = in_flight.is_some();
     if upgraded {
-        if let Some(conn) = conn {
+        if let Some(conn) = in_flight.as_ref().map(InFlight::conn) {
             // The connection stops being HTTP: its tracking now lasts as
             // long as the upgraded IO.
             let end = match end {
@@ -310,7 +310,7 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
             in_flight = None;
         }
     } else if h1 {
-        keep_alive_or_close(&mut resp, &shared, conn.is_some());
+        keep_alive_or_close(&mut resp, &shared, served);
     }
     responded(in_flight.as_ref(), h1);
     // An event stream cut at a message boundary is a clean end: the client
