@@ -48,7 +48,10 @@ fn ten_sighups_under_load_restart_the_demo_without_failing_a_request() {
         // Each successor must be seen serving before the next signal: a
         // second between signals leaves a debug build room on a busy machine.
         .args(["--repeat", "10", "--at", "700ms", "--every", "1s"])
-        .args(["--duration", "12s", "--grace-period", "15s"])
+        // The load outlasts the last old process's exit by seconds even
+        // when a busy machine slows the handover, so that requests started
+        // after it are there to check.
+        .args(["--duration", "14s", "--grace-period", "15s"])
         .args(["--ready-timeout", "20s", "--no-progress"])
         .arg("--pid-file")
         .arg(&pid_file)

@@ -122,8 +122,36 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
     };
     let mut scanner = targets.server.pid().filter(|_| restart).map(&scanner_for);
     let mut window: Option<Window> = None;
+    // When the last signal went: the next waits at least `every` after it.
+    let mut last_sent: Option<Instant> = None;
     for n in 0..plan.repeat {
-        let due = s.clock.t0() + plan.due(n);
+        let due = spaced_due(s.clock.t0() + plan.due(n), last_sent, plan.every);
+        if n > 0 && due >= s.load_end {
+            // Behind schedule (a busy machine made a signal late, and the
+            // next ones keep their spacing): no load is left to judge a
+            // signal by.
+            let at_us = s.clock.now_us();
+            if restart {
+                s.events.restart(RestartSeen {
+                    signal: n as usize,
+                    pid: None,
+                    new_pid: None,
+                    seen_us: None,
+                    gone_pid: None,
+                    until_us: at_us,
+                });
+            }
+            s.events.signal(SentSignal {
+                at_us,
+                signal: plan.signal,
+                pid: None,
+                error: Some(format!(
+                    "not sent: the signals fell behind schedule (one went late, and the next keep --every apart) and the load ends before this one was due at {:.3}s",
+                    s.clock.us(due) as f64 / 1e6
+                )),
+            });
+            continue;
+        }
         let prepare = due
             .checked_sub(SNAPSHOT_LEAD)
             .unwrap_or(due)
@@ -155,6 +183,7 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
             _ => None,
         };
         let at_us = s.clock.now_us();
+        last_sent = Some(Instant::now());
         let event = match found {
             Ok(pid) => {
                 targets.server.watch(pid);
@@ -200,10 +229,47 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
         s.events.signal(event);
     }
     if let (Some(mut w), Some(scanner)) = (window, scanner.as_ref()) {
-        let last = s.clock.t0() + plan.due(plan.repeat.saturating_sub(1));
+        let last =
+            last_sent.unwrap_or_else(|| s.clock.t0() + plan.due(plan.repeat.saturating_sub(1)));
         let give_up = (last + s.grace_period).max(s.load_end);
         w.watch_last(s.load_end, give_up, scanner, s.clock).await;
         let (seen, _) = w.close(scanner, s.clock).await;
         s.events.restart(seen);
+    }
+}
+
+/// When a signal goes: on the plan's schedule, but never sooner than
+/// `every` after the previous one. A signal sent late on a busy machine
+/// does not make the next ones catch up in a burst, which would signal a
+/// server before its last restart had finished — and judge it for that.
+fn spaced_due(scheduled: Instant, last_sent: Option<Instant>, every: Duration) -> Instant {
+    match last_sent {
+        Some(last) => scheduled.max(last + every),
+        None => scheduled,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_signal_keeps_the_next_one_every_apart_instead_of_a_burst() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(1);
+        // On schedule: the plan's time.
+        let sent = t0 + Duration::from_millis(700);
+        assert_eq!(
+            spaced_due(t0 + Duration::from_millis(1700), Some(sent), every),
+            t0 + Duration::from_millis(1700)
+        );
+        // The second went 1.35 s late: the third is due a second after it,
+        // not at once.
+        let late = t0 + Duration::from_millis(3054);
+        assert_eq!(
+            spaced_due(t0 + Duration::from_millis(2700), Some(late), every),
+            late + every
+        );
+        assert_eq!(spaced_due(t0, None, every), t0);
     }
 }

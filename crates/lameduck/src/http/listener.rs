@@ -59,6 +59,17 @@ pub trait Listener: Send + 'static {
         false
     }
 
+    /// Whether the socket came from another process that answers on it
+    /// until this app is Running (the parent of an upgrade, systemd): a
+    /// server then accepts on it only once the app is Running, and
+    /// connections wait in the kernel's queue meanwhile. Unlike
+    /// [`is_shared`](Self::is_shared), the answer does not change when the
+    /// other process hands the socket over, which may happen before the
+    /// server's first poll. The default is [`is_shared`](Self::is_shared).
+    fn is_inherited(&self) -> bool {
+        self.is_shared()
+    }
+
     /// Stops listening and returns the connections already queued, without
     /// waiting for any.
     ///

@@ -42,6 +42,20 @@ fn shared_when(origin: Origin, committed: bool, handed_off: bool) -> bool {
     }
 }
 
+/// Whether a server waits for the app to be Running before it accepts on
+/// the socket: the socket came from another process (systemd, or the
+/// parent of an upgrade, which answers on it until this process is
+/// Running), or this process handed it over.
+///
+/// Unlike [`shared_when`], the parent's commit does not change the answer:
+/// a commit can come before a server's first poll, and a server that
+/// decided then would accept — and answer its probes 503 — while its app
+/// is still Starting. Connections meanwhile wait in the kernel's queue.
+#[cfg(feature = "http")]
+fn waits_for_running_when(origin: Origin, committed: bool, handed_off: bool) -> bool {
+    origin != Origin::Bound || shared_when(origin, committed, handed_off)
+}
+
 macro_rules! listener {
     ($(#[$doc:meta])* $name:ident, $std:ty, $tokio:ty) => {
         $(#[$doc])*
@@ -173,6 +187,10 @@ macro_rules! listener {
                 is_shared(self.origin)
             }
 
+            fn is_inherited(&self) -> bool {
+                waits_for_running_when(self.origin, owner::is_committed(), owner::is_handed_off())
+            }
+
             fn close(mut self) -> Vec<(Self::Io, Self::Addr)> {
                 if is_shared(self.origin) {
                     tracing::debug!(target: "lameduck::listen", listener = %self.name, "closing a shared listener: its queue stays with the other process");
@@ -230,6 +248,18 @@ mod tests {
         assert!(shared_when(Origin::Parent, false, false));
         assert!(!shared_when(Origin::Parent, true, false));
         assert!(shared_when(Origin::Parent, true, true));
+    }
+
+    #[test]
+    fn a_socket_from_a_parent_waits_for_running_before_and_after_the_commit() {
+        // A server whose first poll comes after the parent's commit must
+        // not answer probes while its app is Starting.
+        for committed in [false, true] {
+            assert!(waits_for_running_when(Origin::Parent, committed, false));
+        }
+        assert!(waits_for_running_when(Origin::Systemd, true, false));
+        assert!(!waits_for_running_when(Origin::Bound, false, false));
+        assert!(waits_for_running_when(Origin::Bound, false, true));
     }
 
     #[test]

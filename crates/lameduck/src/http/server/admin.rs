@@ -80,7 +80,7 @@ pub(super) async fn serve<A: Listener>(listener: A, cx: AdminContext) -> io::Res
     let mut tasks = JoinSet::new();
     // A socket another process may be serving: its probes answer until this
     // app is Running.
-    let mut wait_running = listener.as_ref().is_some_and(Listener::is_shared);
+    let mut wait_running = listener.as_ref().is_some_and(Listener::is_inherited);
     loop {
         let Some(accepting) = listener.as_mut() else {
             // Not accepting any more: finish the probe connections open.

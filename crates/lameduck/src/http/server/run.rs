@@ -126,7 +126,7 @@ where
     // is Running, so that a process failing during start-up takes no
     // connection with it; the other process serves the queue meanwhile. An
     // app that never reaches Running never accepts.
-    let mut wait_running = listener.is_shared();
+    let mut wait_running = listener.is_inherited();
     let mut phases = ctx.app().watch_phase();
     let mut running = std::pin::pin!(async move {
         let _ = phases.wait_for(|p| *p == Phase::Running).await;
