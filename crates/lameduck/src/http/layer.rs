@@ -259,3 +259,36 @@ fn track<B>(tracker: &crate::Tracker, req: &Request<B>, upgrade: bool) -> crate:
     let upgrade = if upgrade { " (upgrade)" } else { "" };
     tracker.track_parts(&[method, " ", path, upgrade])
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, Request};
+
+    use super::track;
+    use crate::Tracker;
+
+    fn label(method: Method, uri: &str, upgrade: bool) -> String {
+        let tracker = Tracker::new("t");
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .body(())
+            .unwrap();
+        let _guard = track(&tracker, &req, upgrade);
+        let items = tracker.snapshot();
+        assert_eq!(items.len(), 1);
+        items[0].label.clone()
+    }
+
+    #[test]
+    fn a_request_is_labelled_with_its_method_and_path_never_its_query() {
+        assert_eq!(label(Method::GET, "/work?token=x", false), "GET /work");
+        assert_eq!(label(Method::DELETE, "/a/b", false), "DELETE /a/b");
+        assert_eq!(label(Method::OPTIONS, "*", false), "OPTIONS *");
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(label(purge, "/cache", false), "PURGE /cache");
+        assert_eq!(label(Method::GET, "/ws", true), "GET /ws (upgrade)");
+        let long = format!("/{}", "p".repeat(60));
+        assert_eq!(label(Method::POST, &long, false), format!("POST {long}"));
+    }
+}
