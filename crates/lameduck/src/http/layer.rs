@@ -269,11 +269,7 @@ mod tests {
 
     fn label(method: Method, uri: &str, upgrade: bool) -> String {
         let tracker = Tracker::new("t");
-        let req = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .unwrap();
+        let req = Request::builder().method(method).uri(uri).body(()).unwrap();
         let _guard = track(&tracker, &req, upgrade);
         let items = tracker.snapshot();
         assert_eq!(items.len(), 1);

@@ -29,7 +29,7 @@ use crate::http::Connection;
 ///
 /// | stage | HTTP/1 | HTTP/2 |
 /// |---|---|---|
-/// | Draining | responses carry `Connection: close` (the middleware) | graceful GOAWAY; streams in flight complete |
+/// | Draining | responses carry `Connection: close` (the per-request half, `ConnService`) | graceful GOAWAY; streams in flight complete |
 /// | Stopping | idle: closed at hyper's next read unless input waits (the IO wrapper); busy: closed after the response | (as Draining) |
 /// | Cancelled | closed unless a request is in flight | closed unless a stream is in flight |
 ///
