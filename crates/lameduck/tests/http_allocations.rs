@@ -13,7 +13,7 @@
 //! That box is paid for by what the server saves: it calls the service in
 //! hyper's own `call`, where hyper-util's `TowerToHyperService` keeps the
 //! request in a `Oneshot` until hyper polls it. hyper reads the socket again
-//! in between, and a request still alive then holds on to hyper's read
+//! in between (to notice a client that closes), and a request still alive then holds on to hyper's read
 //! buffer, which must be split off and reallocated (two allocations per
 //! request that bare hyper-util pays with this handler, which drops its
 //! request in `call`).
