@@ -11,6 +11,12 @@
 //! service is ready at once (every axum `Router`, every `service_fn`): the
 //! request is moved once, and the future hyper keeps is the response
 //! future itself.
+//!
+//! So the service's `call` (not its future) runs where hyper calls it: in
+//! the connection's task, also for an HTTP/2 stream, whose future hyper
+//! then spawns. Under `TowerToHyperService` an HTTP/2 stream's `call` ran
+//! in the stream's task. A `call` that only builds its future, as axum's,
+//! tonic's and `service_fn`'s do, costs the connection nothing more.
 
 use std::future::Future;
 use std::pin::Pin;
