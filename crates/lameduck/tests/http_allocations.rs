@@ -9,6 +9,14 @@
 //! next request head. What is left is the box of the handler's future, which
 //! lets a handler cancelled at the deadline finish in the background while
 //! its client gets a `503` (a pinned future cannot be moved out later).
+//!
+//! That box is paid for by what the server saves: it calls the service in
+//! hyper's own `call`, where hyper-util's `TowerToHyperService` keeps the
+//! request in a `Oneshot` until hyper polls it. hyper reads the socket again
+//! in between (to notice a client that closes), and a request still alive then holds on to hyper's read
+//! buffer, which must be split off and reallocated (two allocations per
+//! request that bare hyper-util pays with this handler, which drops its
+//! request in `call`).
 #![cfg(feature = "http")]
 
 mod http_support;
@@ -122,7 +130,7 @@ async fn bare() -> SocketAddr {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
-async fn a_request_costs_at_most_one_allocation_more_than_under_bare_hyper_util() {
+async fn a_request_costs_no_more_allocations_than_under_bare_hyper_util() {
     let bare = allocations_per_request(bare().await).await;
     let server = Running::start(
         budget(
@@ -139,8 +147,9 @@ async fn a_request_costs_at_most_one_allocation_more_than_under_bare_hyper_util(
     eprintln!("allocations per request: lameduck {lameduck:.2}, bare hyper-util {bare:.2}");
     // A quarter of an allocation per request for what runs beside the
     // requests (timers, the traffic sampler), which is not per request.
+    // Was bare + 1 while the server went through `TowerToHyperService`.
     assert!(
-        lameduck <= bare + 1.25,
+        lameduck <= bare + 0.25,
         "lameduck {lameduck:.2} allocations per request, bare hyper-util {bare:.2}"
     );
 }

@@ -88,6 +88,34 @@ impl Drop for Entered {
     }
 }
 
+/// [`enter`] for a caller that owns the signals in `slot`: they move into
+/// the scope and back out when the guard drops, so a request's call and
+/// each poll of its response future take no reference count. An empty
+/// `slot` enters no scope.
+#[inline]
+pub(crate) fn enter_owned(slot: &mut Option<Arc<Signals>>) -> EnteredOwned<'_> {
+    let prev = CURRENT.with(|c| c.replace(slot.take()));
+    EnteredOwned { slot, prev }
+}
+
+/// The guard of [`enter_owned`]: it holds the value it replaced, and gives
+/// the signals back to their owner.
+pub(crate) struct EnteredOwned<'a> {
+    slot: &'a mut Option<Arc<Signals>>,
+    prev: Option<Arc<Signals>>,
+}
+
+impl Drop for EnteredOwned<'_> {
+    #[inline]
+    fn drop(&mut self) {
+        // Scopes entered within put back what they found, so this is the
+        // owner's value. A thread that is being torn down has none left.
+        if let Ok(own) = CURRENT.try_with(|c| c.replace(self.prev.take())) {
+            *self.slot = own;
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// A handler's future, moved off its request (cancelled, finishing in
     /// the background), still in its request's scope.

@@ -103,7 +103,6 @@ impl<S> Layer<S> for DrainLayer {
         Drain {
             inner,
             shared: self.shared.clone(),
-            conn: None,
         }
     }
 }
@@ -113,19 +112,9 @@ impl<S> Layer<S> for DrainLayer {
 pub struct Drain<S> {
     inner: S,
     shared: Arc<Shared>,
-    /// The connection it serves, when the lameduck server runs it.
-    conn: Option<Arc<ConnState>>,
 }
 
 impl<S> Drain<S> {
-    pub(crate) fn for_connection(inner: S, shared: Arc<Shared>, conn: Arc<ConnState>) -> Self {
-        Self {
-            inner,
-            shared,
-            conn: Some(conn),
-        }
-    }
-
     /// The wrapped service.
     pub fn get_ref(&self) -> &S {
         &self.inner
@@ -147,7 +136,6 @@ impl<S: Clone> Clone for Drain<S> {
         Self {
             inner: self.inner.clone(),
             shared: self.shared.clone(),
-            conn: self.conn.clone(),
         }
     }
 }
@@ -175,64 +163,81 @@ where
 
     #[inline]
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let in_flight = self.conn.as_ref().map(ConnState::dispatch);
-        let h1 = req.version() <= Version::HTTP_11;
-        let stage = self.shared.stage();
-        if let Some(conn) = &self.conn
-            && !h1
-            && stage >= Stage::Draining
-        {
-            // The connection's task sends GOAWAY once a stream has been
-            // dispatched; this may be the first.
-            conn.ring();
-        }
-        // Answering without calling the inner service leaves whatever its
-        // poll_ready reserved to the next call, which tower allows.
-        if let Some(probes) = &self.shared.probes
-            && let Some(resp) = probes.respond(&req)
-        {
-            if let Some(conn) = &self.conn {
-                conn.probed();
-            }
-            return ResponseFuture::early(resp, self.shared.clone(), in_flight, h1);
-        }
-        if self.conn.is_none() {
-            // A server of the user's own: the layer counts its traffic.
-            // Relaxed: a count read by the sampler, ordering nothing.
-            self.shared
-                .counters
-                .layered
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        }
-        let grpc = is_grpc(&req);
-        if stage >= Stage::Cancelled {
-            self.shared.count(Outcome::Unavailable);
-            return ResponseFuture::unavailable(in_flight, h1, grpc);
-        }
-        // Served by lameduck's server, hyper has put the upgrade's handle
-        // into the request of every HTTP/1.1 request that asks for one: the
-        // others (all but a few) cost no header lookup.
-        let upgrade = h1
-            && (self.conn.is_none() || !req.extensions().is_empty())
-            && req.headers().contains_key(header::UPGRADE);
-        let guard = track(&self.shared.tracker, &req, upgrade);
-        // A scope rather than a request extension: no allocation.
-        let current = cancel::enter(&self.shared.signals);
-        let fut = self.inner.call(req);
-        drop(current);
-        ResponseFuture::new(
-            fut,
-            future::Parts {
-                shared: self.shared.clone(),
-                conn: self.conn.clone(),
-                guard,
-                in_flight,
-                h1,
-                upgrade,
-                grpc,
-            },
-        )
+        // A server of the user's own: the layer counts its traffic.
+        // Relaxed: a count read by the sampler, ordering nothing.
+        self.shared
+            .counters
+            .layered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        call(&mut self.inner, &self.shared, None, req)
     }
+}
+
+/// One request through `inner`, whose `poll_ready` said it is ready: the
+/// per-request half of the sequence, for the layer (no `conn`) and for
+/// lameduck's own server (the connection the request arrived on).
+#[inline]
+pub(crate) fn call<S, ReqBody, ResBody>(
+    inner: &mut S,
+    shared: &Arc<Shared>,
+    conn: Option<&Arc<ConnState>>,
+    req: Request<ReqBody>,
+) -> ResponseFuture<S::Future>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Future: Send + 'static,
+{
+    let in_flight = conn.map(ConnState::dispatch);
+    let h1 = req.version() <= Version::HTTP_11;
+    let stage = shared.stage();
+    if let Some(conn) = conn
+        && !h1
+        && stage >= Stage::Draining
+    {
+        // The connection's task sends GOAWAY once a stream has been
+        // dispatched; this may be the first.
+        conn.ring();
+    }
+    // Answering without calling the inner service leaves whatever its
+    // poll_ready reserved to the next call, which tower allows.
+    if let Some(probes) = &shared.probes
+        && let Some(resp) = probes.respond(&req)
+    {
+        if let Some(conn) = conn {
+            conn.probed();
+        }
+        return ResponseFuture::early(resp, shared.clone(), in_flight, h1);
+    }
+    let grpc = is_grpc(&req);
+    if stage >= Stage::Cancelled {
+        shared.count(Outcome::Unavailable);
+        return ResponseFuture::unavailable(in_flight, h1, grpc);
+    }
+    // Served by lameduck's server, hyper has put the upgrade's handle
+    // into the request of every HTTP/1.1 request that asks for one: the
+    // others (all but a few) cost no header lookup.
+    let upgrade = h1
+        && (conn.is_none() || !req.extensions().is_empty())
+        && req.headers().contains_key(header::UPGRADE);
+    let guard = track(&shared.tracker, &req, upgrade);
+    // A scope rather than a request extension: no allocation. The signals
+    // go with the response future, which enters the scope at each poll.
+    let mut signals = Some(shared.signals.clone());
+    let current = cancel::enter_owned(&mut signals);
+    let fut = inner.call(req);
+    drop(current);
+    ResponseFuture::new(
+        fut,
+        future::Parts {
+            signals,
+            shared: shared.clone(),
+            guard,
+            in_flight,
+            h1,
+            upgrade,
+            grpc,
+        },
+    )
 }
 
 /// Whether a request is a gRPC call (`application/grpc`, `+proto` and
@@ -253,4 +258,33 @@ fn track<B>(tracker: &crate::Tracker, req: &Request<B>, upgrade: bool) -> crate:
     let (method, path) = (req.method().as_str(), req.uri().path());
     let upgrade = if upgrade { " (upgrade)" } else { "" };
     tracker.track_parts(&[method, " ", path, upgrade])
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Method, Request};
+
+    use super::track;
+    use crate::Tracker;
+
+    fn label(method: Method, uri: &str, upgrade: bool) -> String {
+        let tracker = Tracker::new("t");
+        let req = Request::builder().method(method).uri(uri).body(()).unwrap();
+        let _guard = track(&tracker, &req, upgrade);
+        let items = tracker.snapshot();
+        assert_eq!(items.len(), 1);
+        items[0].label.clone()
+    }
+
+    #[test]
+    fn a_request_is_labelled_with_its_method_and_path_never_its_query() {
+        assert_eq!(label(Method::GET, "/work?token=x", false), "GET /work");
+        assert_eq!(label(Method::DELETE, "/a/b", false), "DELETE /a/b");
+        assert_eq!(label(Method::OPTIONS, "*", false), "OPTIONS *");
+        let purge = Method::from_bytes(b"PURGE").unwrap();
+        assert_eq!(label(purge, "/cache", false), "PURGE /cache");
+        assert_eq!(label(Method::GET, "/ws", true), "GET /ws (upgrade)");
+        let long = format!("/{}", "p".repeat(60));
+        assert_eq!(label(Method::POST, &long, false), format!("POST {long}"));
+    }
 }

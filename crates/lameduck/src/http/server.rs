@@ -21,6 +21,7 @@ mod connection;
 mod error;
 mod late;
 mod run;
+mod service;
 mod stream;
 mod wire;
 

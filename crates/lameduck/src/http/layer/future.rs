@@ -14,13 +14,14 @@ use super::body::{Boundary, DrainBody, EndEarly};
 use crate::WorkGuard;
 use crate::http::StreamEnd;
 use crate::http::cancel::{self, Scoped};
-use crate::http::conn::{ConnState, InFlight, UpgradeEnd};
-use crate::http::shared::{Shared, Stage};
+use crate::http::conn::{InFlight, UpgradeEnd};
+use crate::http::shared::{Shared, Signals, Stage};
 use crate::http::stats::Outcome;
 
 pub(super) struct Parts {
+    /// The request's scope ([`cancel::enter_owned`]).
+    pub(super) signals: Option<Arc<Signals>>,
     pub(super) shared: Arc<Shared>,
-    pub(super) conn: Option<Arc<ConnState>>,
     pub(super) guard: WorkGuard,
     pub(super) in_flight: Option<InFlight>,
     pub(super) h1: bool,
@@ -172,7 +173,7 @@ where
             let cancelled = cancel
                 .as_mut()
                 .is_some_and(|c| c.as_mut().poll(cx).is_ready());
-            let current = cancel::enter(&parts.shared.signals);
+            let current = cancel::enter_owned(&mut parts.signals);
             let polled = fut.as_mut().poll(cx);
             drop(current);
             if let Poll::Ready(result) = polled {
@@ -274,8 +275,8 @@ fn responded(in_flight: Option<&InFlight>, h1: bool) {
 #[inline]
 fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     let Parts {
+        signals: _,
         shared,
-        conn,
         guard,
         mut in_flight,
         h1,
@@ -298,8 +299,10 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    // Served by lameduck's server: the connection it arrived on.
+    let served = in_flight.is_some();
     if upgraded {
-        if let Some(conn) = conn {
+        if let Some(conn) = in_flight.as_ref().map(InFlight::conn) {
             // The connection stops being HTTP: its tracking now lasts as
             // long as the upgraded IO.
             let end = match end {
@@ -310,7 +313,7 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
             in_flight = None;
         }
     } else if h1 {
-        keep_alive_or_close(&mut resp, &shared, conn.is_some());
+        keep_alive_or_close(&mut resp, &shared, served);
     }
     responded(in_flight.as_ref(), h1);
     // An event stream cut at a message boundary is a clean end: the client

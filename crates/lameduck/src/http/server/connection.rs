@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::time::{Instant, Sleep, sleep_until};
 
+use super::service::ConnService;
 use super::stream::Io;
 use super::{ResBody, ServiceBound, TlsOption};
 use crate::http::conn::{ConnState, Proto};
@@ -23,13 +23,13 @@ use crate::http::shared::{Shared, Stage};
 /// acknowledgement before it is closed anyway: a client that stopped
 /// reading never sends one. Go's HTTP/2 server waits as long.
 const GOAWAY_ACK_WAIT: Duration = Duration::from_secs(1);
-use crate::http::{Connection, Drain};
+use crate::http::Connection;
 
 /// Serves one connection until it closes, is closed, or the task is aborted.
 ///
 /// | stage | HTTP/1 | HTTP/2 |
 /// |---|---|---|
-/// | Draining | responses carry `Connection: close` (the middleware) | graceful GOAWAY; streams in flight complete |
+/// | Draining | responses carry `Connection: close` (the per-request half, `ConnService`) | graceful GOAWAY; streams in flight complete |
 /// | Stopping | idle: closed at hyper's next read unless input waits (the IO wrapper); busy: closed after the response | (as Draining) |
 /// | Cancelled | closed unless a request is in flight | closed unless a stream is in flight |
 ///
@@ -95,11 +95,7 @@ async fn serve<I, S, B>(
     B: ResBody,
 {
     let io = TokioIo::new(io);
-    let service = TowerToHyperService::new(Drain::for_connection(
-        service,
-        shared.clone(),
-        state.clone(),
-    ));
+    let service = ConnService::new(service, shared.clone(), state.clone());
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
     let grace_end = state.accepted + shared.first_request_grace;
