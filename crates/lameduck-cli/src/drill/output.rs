@@ -30,11 +30,16 @@ impl Outputs {
         let json_to_stdout = self.json.as_deref() == Some("-");
         if !self.quiet {
             let summary = report.summary().to_string();
-            if json_to_stdout {
-                eprint!("{summary}");
+            // A reader that went away (`lameduck drill … | head`) loses
+            // the rest of the summary, not the JSON and HTML files below.
+            let _ = if json_to_stdout {
+                std::io::stderr().lock().write_all(summary.as_bytes())
             } else {
-                print!("{summary}");
-            }
+                let mut stdout = std::io::stdout().lock();
+                stdout
+                    .write_all(summary.as_bytes())
+                    .and_then(|()| stdout.flush())
+            };
         }
         if let Some(path) = &self.json {
             let json = report.to_json();
