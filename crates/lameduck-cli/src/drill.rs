@@ -250,7 +250,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         demo::apply(&mut args)?;
     }
     let drill_config = config::build(&args)?;
-    let outputs = output::Outputs::from_args(&args);
+    let outputs = output::Outputs::from_args(&args)?;
     let drill = Drill::new(drill_config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
