@@ -182,7 +182,7 @@ pub struct Flags {
     #[arg(long, value_name = "N", default_value_t = 1)]
     repeat: u32,
 
-    /// Time between two signals, with --repeat (at least: a signal sent late
+    /// Time between two signals, with --repeat above 1 (at least: a signal sent late
     /// on a busy machine moves the next ones, which stay this far apart)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     every: Option<Duration>,

@@ -740,7 +740,7 @@ fn attaching_by_pid_signals_a_server_the_drill_did_not_start() {
 #[test]
 fn usage_errors_exit_with_2_and_say_why() {
     let lameduck = env!("CARGO_BIN_EXE_lameduck");
-    let cases: [(&[&str], &str); 6] = [
+    let cases: [(&[&str], &str); 7] = [
         (
             &["drill", "--url", "https://127.0.0.1:1/"],
             "needs --cacert FILE (the CA that signed the server's certificate) or --insecure",
@@ -791,6 +791,18 @@ fn usage_errors_exit_with_2_and_say_why() {
                 "1",
             ],
             "lengthen --duration",
+        ),
+        (
+            &[
+                "drill",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--every",
+                "1s",
+                "--pid",
+                "1",
+            ],
+            "--every needs --repeat above 1",
         ),
     ];
     for (args, message) in cases {

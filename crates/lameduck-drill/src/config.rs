@@ -431,6 +431,11 @@ impl DrillConfig {
         if plan.repeat > 1 && plan.every.is_zero() {
             return Err(ConfigError::new("--repeat above 1 needs --every"));
         }
+        // The mirror image: a time between signals with one signal to send
+        // would be ignored without a word.
+        if plan.repeat == 1 && !plan.every.is_zero() {
+            return Err(ConfigError::new("--every needs --repeat above 1"));
+        }
         let last = plan.due(plan.repeat - 1);
         if last >= self.duration {
             return Err(ConfigError::new(format!(
@@ -571,6 +576,27 @@ mod tests {
         plan.every = Duration::from_secs(3);
         config.signal = Some(plan);
         config.validate().unwrap();
+    }
+
+    #[test]
+    fn every_without_repeat_is_refused_as_repeat_without_every_is() {
+        let mut config = config();
+        let mut plan = SignalPlan::once(Signal::HUP, Duration::from_secs(1));
+        plan.every = Duration::from_secs(1);
+        config.signal = Some(plan);
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("--every needs --repeat above 1"),
+            "{err}"
+        );
+        plan.every = Duration::ZERO;
+        plan.repeat = 2;
+        config.signal = Some(plan);
+        let err = config.validate().unwrap_err();
+        assert!(
+            err.to_string().contains("--repeat above 1 needs --every"),
+            "{err}"
+        );
     }
 
     #[test]
