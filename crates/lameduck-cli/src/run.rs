@@ -103,13 +103,14 @@ async fn supervise(
         None => None,
     };
     let (program, program_args) = cmd.split_first().context("no program to run")?;
-    let check = |probe: Option<Probe>, interval, timeout, failures, successes| {
+    let check = |probe: Option<Probe>, interval, timeout, failures, successes, live| {
         probe.map(|probe| CheckSpec {
             probe,
             interval,
             timeout,
             failures,
             successes,
+            fails_before_passing: live,
         })
     };
     let sup = Supervisor::new(Parts {
@@ -127,6 +128,7 @@ async fn supervise(
             args.ready_timeout,
             args.ready_failures,
             args.ready_successes,
+            false,
         ),
         live: check(
             args.live,
@@ -134,6 +136,7 @@ async fn supervise(
             args.live_timeout,
             args.live_failures,
             1,
+            true,
         ),
         stop_signal: args.stop_signal,
         restart_timeout: args.restart_timeout,

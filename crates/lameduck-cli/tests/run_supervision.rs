@@ -42,6 +42,55 @@ fn a_crashing_program_is_restarted_then_lameduck_gives_up_with_its_code() {
     );
 }
 
+/// A liveness check is counted from the moment the program is ready: one
+/// that never passes (the program is up but broken) restarts it each time,
+/// until the restart intensity gives up — not once, then never again.
+#[test]
+fn a_program_that_never_passes_its_liveness_check_is_restarted_each_time_until_lameduck_gives_up() {
+    let dir = Scratch::new("live-never");
+    let runs = dir.path("runs");
+    let script = format!("echo run >>{}; exec sleep 60", runs.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--live",
+        "exec:exit 1",
+        "--live-interval",
+        "20ms",
+        "--live-failures",
+        "2",
+        "--restart-delay",
+        "1ms",
+        "--restart-delay-max",
+        "5ms",
+        "--max-restarts",
+        "2",
+        "--restart-window",
+        "1m",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let code = run.wait();
+    assert_ne!(code, Some(0), "{}", run.log());
+    let count = std::fs::read_to_string(&runs).unwrap().lines().count();
+    assert_eq!(count, 3, "the first run and two restarts; {}", run.log());
+    assert_eq!(
+        run.log()
+            .matches("the program failed its liveness check")
+            .count(),
+        3,
+        "{}",
+        run.log()
+    );
+    assert!(
+        run.log().contains("restart intensity exceeded"),
+        "{}",
+        run.log()
+    );
+}
+
 #[test]
 fn a_stop_while_the_program_waits_for_its_restart_exits_as_the_report_says() {
     let mut run = Running::start(&[

@@ -41,7 +41,9 @@ an HTTP GET (http://127.0.0.1:3000/health, 200-399 passes), a TCP connect
 (tcp:127.0.0.1:3000), systemd's protocol (notify: lameduck serves a
 NOTIFY_SOCKET and the program sends READY=1), or a command (exec:CMD, run
 with sh -c, exit 0 passes); without --ready, as soon as it started. --live
-takes the same forms; a program that fails it is stopped and restarted.
+takes the same forms, checked from the moment the program is ready; a
+program that fails it --live-failures times in a row is stopped and
+restarted.
 
 Sockets: --listen NAME=ADDR (TCP, or unix:PATH; repeatable) is bound by
 lameduck and passed to the program as systemd does (LISTEN_FDS,
@@ -124,8 +126,9 @@ pub struct Args {
     #[arg(long, value_name = "N", default_value = "1", value_parser = flags::parse_count)]
     pub(super) ready_successes: u32,
 
-    /// When the program is alive (same forms as --ready, but notify); a
-    /// program that fails it is stopped and restarted [default: no check]
+    /// When the program is alive (same forms as --ready, but notify),
+    /// checked once it is ready; a program that fails it --live-failures
+    /// times in a row is stopped and restarted [default: no check]
     #[arg(long, value_name = "CHECK")]
     pub(super) live: Option<Probe>,
     /// How often the liveness check runs

@@ -31,6 +31,10 @@ pub struct CheckSpec {
     pub failures: u32,
     /// Consecutive successes that make it pass.
     pub successes: u32,
+    /// Whether it can fail before it ever passed: a liveness check, which
+    /// runs only once the program is ready. A readiness check cannot: a
+    /// program is not ready until it has passed once.
+    pub fails_before_passing: bool,
 }
 
 /// Where a check stands.
@@ -59,6 +63,7 @@ type Outcome = Result<(), String>;
 struct Thresholds {
     failures: u32,
     successes: u32,
+    fails_before_passing: bool,
     ok_streak: u32,
     failed_streak: u32,
     state: State,
@@ -69,6 +74,7 @@ impl Thresholds {
         Self {
             failures: spec.failures,
             successes: spec.successes,
+            fails_before_passing: spec.fails_before_passing,
             ok_streak: 0,
             failed_streak: 0,
             state: State::Starting(None),
@@ -88,6 +94,11 @@ impl Thresholds {
                 self.ok_streak = 0;
                 self.failed_streak += 1;
                 self.state = match &self.state {
+                    State::Starting(_)
+                        if self.fails_before_passing && self.failed_streak >= self.failures =>
+                    {
+                        State::Failing(why)
+                    }
                     State::Starting(_) => State::Starting(Some(why)),
                     State::Passing if self.failed_streak < self.failures => State::Passing,
                     _ => State::Failing(why),
@@ -143,7 +154,13 @@ pub fn watch(
                 changed
             });
             let every = match state {
-                State::Starting(_) => spec.interval.min(STARTING_INTERVAL),
+                // Waiting for a program to start: asked often, so that it
+                // is ready as soon as it is. A liveness check is asked at
+                // its own interval from the start: it starts once the
+                // program is ready.
+                State::Starting(_) if !spec.fails_before_passing => {
+                    spec.interval.min(STARTING_INTERVAL)
+                }
                 _ => spec.interval,
             };
             tokio::select! {
@@ -251,6 +268,27 @@ mod tests {
             timeout: Duration::from_secs(1),
             failures,
             successes,
+            fails_before_passing: false,
+        }
+    }
+
+    #[test]
+    fn a_liveness_check_that_never_passes_fails_after_its_failures() {
+        // Started once the program is ready: a check that fails from the
+        // start is a dead program, not one still starting.
+        let mut t = Thresholds::new(&CheckSpec {
+            fails_before_passing: true,
+            ..spec(2, 1)
+        });
+        assert_eq!(
+            t.record(Err("no".into())),
+            &State::Starting(Some("no".into()))
+        );
+        assert_eq!(t.record(Err("no".into())), &State::Failing("no".into()));
+        // A readiness check never fails before it passed.
+        let mut r = Thresholds::new(&spec(2, 1));
+        for _ in 0..5 {
+            assert!(matches!(r.record(Err("no".into())), State::Starting(_)));
         }
     }
 

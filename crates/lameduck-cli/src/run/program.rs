@@ -52,9 +52,13 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
         }
     };
     let mut ready = sup.readiness(&cur);
-    let mut live = sup.liveness(&cur);
+    // Liveness is checked from the moment the program is ready (as a
+    // Kubernetes liveness probe waits for the startup probe): a program
+    // still starting is not dead.
+    let mut live = None;
     if ready.is_none() {
         ctx.ready();
+        live = sup.liveness(&cur);
     }
     let mut stopping_with: Option<Signal> = None;
     // From the drain on, the program's processes are its work in flight:
@@ -93,7 +97,12 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                 }
             },
             state = changed(&mut ready) => match state {
-                State::Passing => ctx.ready(),
+                State::Passing => {
+                    ctx.ready();
+                    if live.is_none() {
+                        live = sup.liveness(&cur);
+                    }
+                }
                 State::Starting(_) => {}
                 State::Failing(why) => {
                     tracing::warn!(target: "lameduck::run", pid = cur.pid().as_raw(), reason = %why, "the program is not ready");
