@@ -247,7 +247,8 @@ pub enum Ending {
     Finished,
     /// It returned `Err` or panicked; the text says which and why.
     Failed(String),
-    /// It was still running at the hard deadline and was aborted.
+    /// It was still running at the hard deadline, or when a second signal
+    /// forced the exit, and was aborted.
     Aborted,
     /// It never started (a dependency never became ready).
     NeverStarted,

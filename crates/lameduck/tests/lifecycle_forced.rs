@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use lameduck::{App, Budget, Component, ExitStatus, Phase, SIGNAL_REPEAT_WINDOW, Signal};
+use lameduck::{App, Budget, Component, Ending, ExitStatus, Phase, SIGNAL_REPEAT_WINDOW, Signal};
 use nix::sys::signal::{Signal as Sig, kill};
 use nix::unistd::Pid;
 
@@ -42,5 +42,7 @@ async fn with_exit_on_force_off_a_second_signal_returns_forced_and_the_process_l
     assert_eq!(report.status(), ExitStatus::Forced(Signal::Terminate));
     assert_eq!(report.status().code(), 143);
     assert_eq!(report.work.aborted.len(), 1, "{report}");
+    // It ran until the forced exit aborted it: it did not "never start".
+    assert_eq!(report.components[0].ended, Ending::Aborted, "{report}");
     assert_eq!(handle.phase(), Phase::Stopped);
 }

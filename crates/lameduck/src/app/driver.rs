@@ -584,6 +584,11 @@ impl Driver {
         self.status = ExitStatus::Forced(sig);
         let left = self.snapshot();
         self.work.aborted = left.into_iter().map(|(_, w)| w).collect();
+        // What still runs is aborted below: the report says so, not that
+        // it never started.
+        for &(i, _) in self.task_ids.values() {
+            self.slots[i].ended = Some(Ending::Aborted);
+        }
         let report = self.report(self.handle.phase());
         // Observers are told before the abort tears the components down, so
         // that what they take of the moment (the flight record's inventory
