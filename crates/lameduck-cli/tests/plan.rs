@@ -451,6 +451,22 @@ fn a_budget_with_no_time_to_stop_exits_78() {
 }
 
 #[test]
+fn a_shutdown_timeout_given_under_the_minimum_exits_78_naming_it_and_the_minimum() {
+    for (given, shown) in [("50ms", "50ms"), ("0s", "0s")] {
+        let out = plan(&["--shutdown-timeout", given]);
+        out.assert_code(78);
+        assert_eq!(
+            out.stderr.trim_end(),
+            format!(
+                "lameduck: error: invalid shutdown budget: the shutdown timeout {shown} is less \
+                 than the minimum 100ms for in-flight work to finish; raise it, or leave it unset \
+                 for what the other phases leave"
+            ),
+        );
+    }
+}
+
+#[test]
 fn an_unparsable_duration_exits_2_naming_the_flag() {
     for (flag, value) in [
         ("--grace-period", "30x"),

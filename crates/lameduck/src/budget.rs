@@ -314,6 +314,18 @@ impl Budget {
                 ),
             });
         }
+        if shutdown_timeout < MIN_SHUTDOWN_TIMEOUT && self.shutdown_timeout.is_some() {
+            // Given, not left over: the grace period's arithmetic did not
+            // produce it, so the message must not pretend it did.
+            return Err(BudgetError {
+                kind: BudgetErrorKind::NoTimeToStop,
+                message: format!(
+                    "the shutdown timeout {} is less than the minimum {} for in-flight work to finish; raise it, or leave it unset for what the other phases leave",
+                    Seconds(shutdown_timeout),
+                    Seconds(MIN_SHUTDOWN_TIMEOUT)
+                ),
+            });
+        }
         if shutdown_timeout < MIN_SHUTDOWN_TIMEOUT {
             return Err(BudgetError {
                 kind: BudgetErrorKind::NoTimeToStop,
@@ -592,6 +604,26 @@ mod tests {
         let err = Budget::new(s(10)).drain_delay(s(6)).check().unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::NoTimeToStop);
         assert!(err.to_string().contains("leaves 0s"), "{err}");
+    }
+
+    #[test]
+    fn a_given_shutdown_timeout_under_the_minimum_is_named_not_taken_for_what_is_left() {
+        for given in [Duration::from_millis(50), Duration::ZERO] {
+            let err = Budget::new(s(30))
+                .shutdown_timeout(given)
+                .check()
+                .unwrap_err();
+            assert_eq!(err.kind(), BudgetErrorKind::NoTimeToStop);
+            let text = err.to_string();
+            assert!(
+                text.contains(&format!(
+                    "the shutdown timeout {} is less than the minimum 100ms",
+                    Seconds(given)
+                )),
+                "{text}"
+            );
+            assert!(!text.contains("leaves"), "{text}");
+        }
     }
 
     #[test]
