@@ -202,3 +202,33 @@ fn a_flight_record_path_that_cannot_be_written_is_refused_before_the_program_sta
         assert!(!started.exists(), "{args:?}: the program was started");
     }
 }
+
+/// A socket passed under another name than the one asked for
+/// (`systemd-socket-activate -l ADDR` without `--fdname`, named `unknown`)
+/// holds the very port the service then fails to bind: the error says so,
+/// and how to name it.
+#[test]
+fn a_bind_that_fails_on_a_port_an_unclaimed_inherited_socket_holds_names_the_socket() {
+    use lameduck::listen::Handoff;
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = held.local_addr().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lameduck"));
+    cmd.args(["run", "--output", "json", "--admin", "none"])
+        .arg("--listen")
+        .arg(format!("http={addr}"))
+        .args(["--", "true"])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null());
+    Handoff::new()
+        .listener("unknown", &held)
+        .unwrap()
+        .apply(&mut cmd)
+        .unwrap();
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("\"unknown\" (fd 3)") && stderr.contains("--fdname=http"),
+        "{stderr}"
+    );
+}

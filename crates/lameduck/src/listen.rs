@@ -285,10 +285,15 @@ impl Listeners {
         if let Some(l) = self.take_tcp(name)? {
             return Ok(l);
         }
-        let bind_error = |e| {
+        let bind_error = |e: io::Error| {
+            let hint = (e.kind() == io::ErrorKind::AddrInUse)
+                .then(|| unclaimed::hint_for(name))
+                .flatten()
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             ListenError::new(
                 ListenErrorKind::Bind,
-                format!("cannot bind the {name:?} listener"),
+                format!("cannot bind the {name:?} listener{hint}"),
                 Some(e),
             )
         };

@@ -66,6 +66,28 @@ pub(super) fn taken(fd: RawFd) {
     });
 }
 
+/// For an error binding `name`: the inherited sockets nobody took yet,
+/// which may be the very socket that is in use (`systemd-socket-activate -l
+/// ADDR` without `--fdname`), and how to hand it over under `name`.
+pub(super) fn hint_for(name: &str) -> Option<String> {
+    let left: Vec<String> = with(|r| {
+        r.inherited
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !r.taken.contains(i))
+            .map(|(_, (n, fd))| format!("{n:?} (fd {fd})"))
+            .collect()
+    });
+    (!left.is_empty()).then(|| {
+        format!(
+            "an inherited socket nobody took may be the one in use: {}; name it {name:?} \
+             (LISTEN_FDNAMES; systemd: FileDescriptorName={name}; systemd-socket-activate: \
+             --fdname={name})",
+            left.join(", ")
+        )
+    })
+}
+
 pub(super) fn set_policy(policy: Unclaimed) {
     with(|r| r.policy = policy);
 }
