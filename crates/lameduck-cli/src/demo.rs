@@ -243,7 +243,7 @@ async fn serve(
             // budget exits 78 here, in `lameduck plan` and in any service,
             // and so does a PID file or control socket path that cannot be
             // used.
-            eprintln!("lameduck: error: invalid configuration: {err}");
+            say!("lameduck: error: invalid configuration: {err}");
             return Ok(err.exit_status().into());
         }
     };
@@ -261,7 +261,7 @@ async fn serve(
     let report = app.await;
     if let Some(shown) = shown {
         let _ = shown.await;
-        eprintln!("{report}");
+        say!("{report}");
     }
     Ok(report.exit_code())
 }

@@ -65,7 +65,7 @@ pub struct Flags {
     /// Drill the built-in `lameduck demo`: spawn it on free loopback ports
     /// with a fixed 1 s drain, load it (keep-alive connections, unless
     /// --connections says otherwise), SIGTERM it at 2 s (--at) of 5 s of
-    /// load (--duration)
+    /// load (--duration; given alone, the signal comes at a third of it)
     #[arg(long, conflicts_with_all = ["url", "pid", "command"])]
     demo: bool,
 
@@ -233,6 +233,12 @@ pub struct Flags {
     /// The server to spawn, after `--`
     #[arg(last = true, value_name = "CMD")]
     command: Vec<OsString>,
+
+    /// The signal time when --at is not given, if not a third of the
+    /// duration (the demo's own schedule). Kept apart from `at` so that a
+    /// default is never taken for a flag the user gave.
+    #[arg(skip)]
+    default_at: Option<Duration>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -244,7 +250,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         demo::apply(&mut args)?;
     }
     let drill_config = config::build(&args)?;
-    let outputs = output::Outputs::from_args(&args);
+    let outputs = output::Outputs::from_args(&args)?;
     let drill = Drill::new(drill_config)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -4,6 +4,18 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// Writes a line to stderr like `eprintln!`, but a failed write is
+/// dropped rather than a panic: after the terminal closed (`EIO`) or the
+/// reader of the pipe went away (`EPIPE`) nobody is left to read it, and a
+/// process in the middle of its shutdown must finish it, not die of a
+/// message.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod addr;
 mod demo;
 mod drill;
@@ -76,7 +88,7 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("lameduck: error: {err:#}");
+            say!("lameduck: error: {err:#}");
             // Usage or set-up: the command could not do its work.
             ExitCode::from(2)
         }

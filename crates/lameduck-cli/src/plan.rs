@@ -218,7 +218,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let timeline = match checked {
         Ok(timeline) => timeline,
         Err(err) => {
-            eprintln!("lameduck: error: {err:#}");
+            say!("lameduck: error: {err:#}");
             return Ok(EXIT_DOES_NOT_FIT.into());
         }
     };

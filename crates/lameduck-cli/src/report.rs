@@ -50,7 +50,7 @@ pub struct Args {
 
 /// Runs `lameduck report`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let text = std::fs::read_to_string(&args.file)
+    let text = lameduck::flight::read_text(&args.file)
         .with_context(|| format!("reading {}", args.file.display()))?;
     let record = FlightRecord::from_json(&text).with_context(|| args.file.display().to_string())?;
     if let Some(out) = &args.html {

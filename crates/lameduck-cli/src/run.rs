@@ -52,7 +52,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let mut timeline = match budget.check() {
         Ok(t) => t,
         Err(err) => {
-            eprintln!("lameduck: error: {err}");
+            say!("lameduck: error: {err}");
             return Ok(ExitCode::from(lameduck::ExitStatus::InvalidConfig.code()));
         }
     };
@@ -189,7 +189,7 @@ async fn supervise(
             // Every build error here comes from a flag (a path that cannot
             // be used, a budget that does not fit): the operator's mistake,
             // said like every other flag error, before the program starts.
-            eprintln!("lameduck: error: {}", flags::flag_error(&err, &paths));
+            say!("lameduck: error: {}", flags::flag_error(&err, &paths));
             return Ok(ExitCode::from(err.exit_status().code()));
         }
     };

@@ -1017,3 +1017,79 @@ fn drill_demo_passes_against_the_built_in_demo() {
     // here, but --demo asks for the human output).
     assert!(stderr.contains("draining"), "{stderr}");
 }
+
+/// `lameduck drill --demo EXTRA --no-progress --json -`: the exit code, the
+/// JSON report and stderr.
+fn drill_demo(extra: &[&str]) -> (Option<i32>, Option<Report>, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(["drill", "--demo", "--no-progress", "--json", "-"])
+        .args(extra)
+        .output()
+        .expect("run lameduck drill --demo");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (
+        output.status.code(),
+        Report::from_json(&stdout).ok(),
+        stderr,
+    )
+}
+
+#[test]
+fn drill_demo_given_only_a_duration_signals_at_a_third_of_it() {
+    let (code, report, stderr) = drill_demo(&["--duration", "2s"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = report.expect("the JSON report on stdout");
+    assert!(report.verdict.pass, "{stderr}");
+    assert!(
+        report.events.listener_closed_us.is_some(),
+        "the demo was signalled: {stderr}"
+    );
+}
+
+#[test]
+fn drill_demo_with_signal_none_is_a_plain_load_test() {
+    let (code, report, stderr) = drill_demo(&["--signal", "none", "--duration", "2s"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = report.expect("the JSON report on stdout");
+    assert!(report.verdict.pass, "{stderr}");
+    assert!(report.requests.sent > 0, "{stderr}");
+    assert!(report.events.listener_closed_us.is_none(), "{stderr}");
+}
+
+#[test]
+fn output_paths_that_cannot_be_written_are_usage_errors_before_anything_runs() {
+    let dir = scratch_dir();
+    let marker = dir.join("server-started");
+    let missing = dir.join("no-such-dir").join("x");
+    let missing = missing.to_str().expect("a UTF-8 path");
+    let a_dir = dir.to_str().expect("a UTF-8 path");
+    let cases: [(&[&str], String); 3] = [
+        (
+            &["--json", missing],
+            format!("--json {missing}: cannot write the file"),
+        ),
+        (&["--html", a_dir], format!("--html {a_dir} is a directory")),
+        (
+            &["--server-log", missing],
+            format!("--server-log {missing}: cannot write the file"),
+        ),
+    ];
+    for (flags, message) in cases {
+        let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+            .args(["drill", "--url", "http://127.0.0.1:1/", "--no-progress"])
+            .args(flags)
+            .arg("--")
+            .args(["sh", "-c", "touch \"$0\"; exec sleep 30"])
+            .arg(&marker)
+            .output()
+            .expect("run lameduck drill");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flags:?}: {stderr}");
+        assert!(
+            stderr.starts_with("lameduck: error: ") && stderr.contains(&message),
+            "{flags:?}: {stderr}"
+        );
+        assert!(!marker.exists(), "{flags:?}: the server was started");
+    }
+}

@@ -265,6 +265,22 @@ fn report_renders_a_checked_in_record_as_text() {
     }
 }
 
+/// A file of any size named by mistake — a device that never ends, a log —
+/// is refused once past the largest record there can be, not read whole
+/// into memory.
+#[test]
+fn report_of_an_endless_file_stops_at_the_largest_record_and_exits_2() {
+    let out = support::run(&["report", "/dev/zero"]);
+    out.assert_code(2);
+    assert!(out.stdout.is_empty(), "{}", out.stdout);
+    assert!(
+        out.stderr
+            .contains("larger than 64 MiB: not a flight record"),
+        "{}",
+        out.stderr
+    );
+}
+
 #[test]
 fn report_of_a_file_that_is_not_a_flight_record_exits_2_saying_why() {
     let dir = tempdir("not-a-record");

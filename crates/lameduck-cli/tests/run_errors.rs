@@ -173,3 +173,32 @@ fn a_path_flag_that_cannot_be_used_is_a_flag_error_on_stderr_before_the_program_
         assert!(!started.exists(), "{args:?}: the program was started");
     }
 }
+
+/// A flight record is written at the very end, to a temporary file in its
+/// directory renamed over the path: a path that is a directory, or a
+/// directory where nothing can be written, would lose it then with only a
+/// warning. Both are refused before the program starts.
+#[test]
+fn a_flight_record_path_that_cannot_be_written_is_refused_before_the_program_starts() {
+    let dir = run_support::Scratch::new("unwritable-record");
+    let started = dir.path("started");
+    let marker = format!("touch {}", started.display());
+    let a_directory = dir.path("");
+    for (path, says) in [
+        (
+            a_directory.to_str().expect("UTF-8").trim_end_matches('/'),
+            "is a directory",
+        ),
+        ("/proc/flight.json", "cannot be written in /proc"),
+    ] {
+        let args = ["--flight-record", path, "--", "sh", "-c", marker.as_str()];
+        let out = run(&args);
+        assert_eq!(out.code, Some(78), "{args:?}: {}", out.stderr);
+        assert!(
+            out.stderr.starts_with("lameduck: error: --flight-record") && out.stderr.contains(says),
+            "{args:?}: expected {says:?} in:\n{}",
+            out.stderr
+        );
+        assert!(!started.exists(), "{args:?}: the program was started");
+    }
+}

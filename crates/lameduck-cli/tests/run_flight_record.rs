@@ -214,6 +214,15 @@ fn a_zero_downtime_restart_writes_an_upgrade_record_and_the_shutdown_keeps_its_s
     let rec: Value = serde_json::from_str(&text).expect("the upgrade record is JSON");
     assert_eq!(rec["kind"], "upgrade", "{rec}");
     assert_eq!(rec["upgrades"][0]["outcome"], "in_place", "{rec}");
+    // run restarts its program in place: no new process of run has a time
+    // to become ready, and the record must not say one has.
+    let first = rec["upgrades"][0]["steps"][0]["step"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        first.starts_with("started in place") && !first.contains("to become ready"),
+        "{first}"
+    );
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
     let rec = record(&path);

@@ -34,6 +34,16 @@ pub enum DrillError {
         #[source]
         source: io::Error,
     },
+    /// The file for the server's output (`--server-log`) could not be
+    /// created.
+    #[error("cannot create the server log {}", path.display())]
+    ServerLog {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The attached process does not exist.
     #[error("no process with PID {pid}")]
     NoSuchProcess {

@@ -61,12 +61,13 @@ pub(crate) async fn read(path: &str, load_start_unix_us: i64, wait: Duration) ->
 }
 
 fn read_once(path: &str, load_start_unix_us: i64) -> Result<ServerRecord, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            "no file: the target wrote no flight record there".to_owned()
-        }
-        _ => format!("cannot read it: {e}"),
-    })?;
+    let text =
+        lameduck::flight::read_text(std::path::Path::new(path)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                "no file: the target wrote no flight record there".to_owned()
+            }
+            _ => format!("cannot read it: {e}"),
+        })?;
     let record = FlightRecord::from_json(&text).map_err(|e| format!("not a flight record: {e}"))?;
     let started_us = i64::try_from(record.started_unix_ms)
         .unwrap_or(i64::MAX / 1000)

@@ -94,7 +94,14 @@ impl Server {
             program: program.to_string_lossy().into_owned(),
             source,
         };
-        let (stdout, stderr) = output(log).map_err(spawn_error)?;
+        // A log that cannot be created is the log's fault, not the program's.
+        let (stdout, stderr) = output(log).map_err(|source| match log {
+            Some(path) => DrillError::ServerLog {
+                path: path.to_path_buf(),
+                source,
+            },
+            None => spawn_error(source),
+        })?;
         let mut child = tokio::process::Command::new(program)
             .args(args)
             .stdin(Stdio::null())

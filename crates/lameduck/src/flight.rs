@@ -88,6 +88,39 @@ pub const DEFAULT_LIMIT: usize = 1 << 20;
 /// everything but the long lists.
 pub const MIN_LIMIT: usize = 16 << 10;
 
+/// The largest size limit a record may have, in bytes: 64 MiB. It is also
+/// the most [`read_text`] reads: a larger file is no flight record, and
+/// reading it whole (a device, a log named by mistake) would take the
+/// reader's memory.
+pub const MAX_LIMIT: usize = 64 << 20;
+
+/// Reads the text of a flight record from `path`: at most [`MAX_LIMIT`]
+/// bytes.
+///
+/// # Errors
+///
+/// The error of opening or reading the file; [`std::io::ErrorKind::InvalidData`]
+/// when it holds more than [`MAX_LIMIT`] bytes, or is not UTF-8.
+pub fn read_text(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(MAX_LIMIT as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > MAX_LIMIT {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("larger than {} MiB: not a flight record", MAX_LIMIT >> 20),
+        ));
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8: not a flight record",
+        )
+    })
+}
+
 impl FlightRecord {
     /// Reads a record from its JSON text.
     ///

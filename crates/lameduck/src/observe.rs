@@ -171,10 +171,15 @@ pub enum Event<'a> {
         outcome: &'a CloseOutcome,
     },
     /// An upgrade began (feature `upgrade`): a new process has `timeout`
-    /// to become ready.
+    /// to become ready — or, `in_place`, the app's own function has
+    /// `timeout` at most to replace what it supervises.
     UpgradeStarted {
-        /// The new process's time to become ready.
+        /// The new process's time to become ready; in place, the most the
+        /// whole replacement may take.
         timeout: Duration,
+        /// The upgrade is in place ([`Upgrade::in_place`](crate::upgrade::Upgrade::in_place)):
+        /// no new process of the app.
+        in_place: bool,
     },
     /// An upgrade moved on (feature `upgrade`): the new process started,
     /// became ready, was committed to, settled; or the old process took the

@@ -119,12 +119,12 @@ pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
                     secs(timeline.final_scrape_timeout)
                 ),
                 Phase::Stopped => {
-                    eprintln!("{at}stopped");
+                    say!("{at}stopped");
                     return;
                 }
                 other => other.to_string(),
             };
-            eprintln!("{at}{line}");
+            say!("{at}{line}");
         }
         tokio::select! {
             changed = phases.changed() => {
@@ -135,7 +135,7 @@ pub(super) async fn phases(handle: AppHandle, timeline: Timeline) {
             _ = ticker.tick(), if matches!(last, Phase::Stopping | Phase::Cancelling) => {
                 let busy = in_flight(&handle);
                 if let Some(t) = since {
-                    eprintln!("[pid {pid}] [{:>7.3}s]   still {busy}", t.elapsed().as_secs_f64());
+                    say!("[pid {pid}] [{:>7.3}s]   still {busy}", t.elapsed().as_secs_f64());
                 }
             }
         }

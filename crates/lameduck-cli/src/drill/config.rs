@@ -171,7 +171,7 @@ fn signal_plan(args: &Args, config: &DrillConfig) -> anyhow::Result<Option<Signa
         return Ok(None);
     }
     let signal: Signal = name.parse()?;
-    let at = args.at.unwrap_or(config.duration / 3);
+    let at = args.at.or(args.default_at).unwrap_or(config.duration / 3);
     let mut plan = SignalPlan::once(signal, at);
     plan.repeat = args.repeat;
     plan.every = args.every.unwrap_or(Duration::ZERO);

@@ -33,8 +33,13 @@ pub(super) fn apply(args: &mut Flags) -> anyhow::Result<()> {
         args.command.push(path.clone().into_os_string());
     }
     // Shorter than the usual default: the demo shuts down in about a second.
-    args.duration.get_or_insert(Duration::from_secs(5));
-    args.at.get_or_insert(Duration::from_secs(2));
+    // The demo's own signal time goes with its own duration only, and is a
+    // default, not an --at: a --duration given alone moves the signal to a
+    // third of it (as --help says), and `--signal none` needs no time.
+    if args.duration.is_none() {
+        args.duration = Some(Duration::from_secs(5));
+        args.default_at = Some(Duration::from_secs(2));
+    }
     Ok(())
 }
 
@@ -66,6 +71,40 @@ mod tests {
         let mut args = Drill::try_parse_from(cli).unwrap().args.flags;
         super::apply(&mut args).unwrap();
         args.duration.unwrap()
+    }
+
+    /// The signal plan of a demo drill, as the command line gives it.
+    fn plan_after_demo(cli: &[&str]) -> anyhow::Result<Option<lameduck_drill::SignalPlan>> {
+        let mut args = Drill::try_parse_from(cli).unwrap().args.flags;
+        super::apply(&mut args).unwrap();
+        Ok(crate::drill::config::build(&args)?.signal)
+    }
+
+    #[test]
+    fn a_demo_drill_given_only_a_duration_signals_at_a_third_of_it() {
+        let plan = plan_after_demo(&["drill", "--demo", "--duration", "2s"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.at, Duration::from_secs(2) / 3);
+        let plan = plan_after_demo(&["drill", "--demo"]).unwrap().unwrap();
+        assert_eq!(plan.at, Duration::from_secs(2));
+        let plan = plan_after_demo(&["drill", "--demo", "--at", "1s", "--duration", "4s"])
+            .unwrap()
+            .unwrap();
+        assert_eq!(plan.at, Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_demo_drill_without_a_signal_is_a_plain_load_test() {
+        for cli in [
+            &["drill", "--demo", "--signal", "none"][..],
+            &["drill", "--demo", "--signal", "none", "--duration", "2s"],
+        ] {
+            assert!(plan_after_demo(cli).unwrap().is_none(), "{cli:?}");
+        }
+        let err =
+            plan_after_demo(&["drill", "--demo", "--signal", "none", "--at", "1s"]).unwrap_err();
+        assert!(format!("{err:#}").contains("need a --signal"), "{err:#}");
     }
 
     #[test]

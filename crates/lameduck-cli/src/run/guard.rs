@@ -140,9 +140,7 @@ pub fn main(parent: &str) -> u8 {
     }
     for pgid in &groups {
         if nix::sys::signal::killpg(Pid::from_raw(*pgid), Signal::SIGKILL).is_ok() {
-            eprintln!(
-                "lameduck: guard: lameduck (pid {parent}) is gone; killed process group {pgid}"
-            );
+            say!("lameduck: guard: lameduck (pid {parent}) is gone; killed process group {pgid}");
         }
     }
     0

@@ -312,8 +312,10 @@ impl AppBuilder {
     }
 
     /// Sets the flight record's size limit, in bytes (default 1 MiB, at
-    /// least [`MIN_LIMIT`](crate::flight::MIN_LIMIT), 16 KiB): past it the
-    /// longest lists are cut, and the record says how much went.
+    /// least [`MIN_LIMIT`](crate::flight::MIN_LIMIT), 16 KiB, at most
+    /// [`MAX_LIMIT`](crate::flight::MAX_LIMIT), 64 MiB: the most a reader
+    /// reads): past it the longest lists are cut, and the record says how
+    /// much went.
     #[cfg(feature = "flight")]
     pub fn flight_record_limit(mut self, bytes: usize) -> Self {
         let path = self
@@ -459,10 +461,41 @@ fn recorder(path: &std::path::Path, limit: usize) -> Result<crate::flight::Recor
             dir.display()
         )));
     }
+    // The record is written to a temporary file in the directory, renamed
+    // over the path: both must be possible, or the record would be lost at
+    // the very end, with only a warning.
+    if path.to_str().is_none_or(|p| !p.contains("{pid}")) && path.is_dir() {
+        return Err(wrong(format!(
+            "the flight record's path {} is a directory",
+            path.display()
+        )));
+    }
+    let probe = dir.join(format!(".lameduck-flight-probe-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+        }
+        Err(err) => {
+            return Err(wrong(format!(
+                "the flight record cannot be written in {}: {err}",
+                dir.display()
+            )));
+        }
+    }
     if limit < crate::flight::MIN_LIMIT {
         return Err(wrong(format!(
             "the flight record's size limit {limit} bytes is below the minimum {} bytes",
             crate::flight::MIN_LIMIT
+        )));
+    }
+    if limit > crate::flight::MAX_LIMIT {
+        return Err(wrong(format!(
+            "the flight record's size limit {limit} bytes is above the maximum {} bytes",
+            crate::flight::MAX_LIMIT
         )));
     }
     Ok(crate::flight::Recorder::new(path.to_path_buf(), limit))

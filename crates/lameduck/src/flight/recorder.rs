@@ -325,16 +325,24 @@ impl Observer for Recorder {
                     ended: work.ended.len() as u64,
                 });
             }
-            Event::UpgradeStarted { timeout } => {
+            Event::UpgradeStarted { timeout, in_place } => {
                 let start_ms = state.now();
+                let step = if in_place {
+                    format!(
+                        "started in place: replacing what the app supervises may take {} at most",
+                        crate::fmt::Seconds(timeout)
+                    )
+                } else {
+                    format!(
+                        "started: the new process has {} to become ready",
+                        crate::fmt::Seconds(timeout)
+                    )
+                };
                 state.record.upgrades.push(UpgradeRecord {
                     start_ms,
                     steps: vec![StepRecord {
                         at_ms: start_ms,
-                        step: format!(
-                            "started: the new process has {} to become ready",
-                            crate::fmt::Seconds(timeout)
-                        ),
+                        step,
                     }],
                     ..UpgradeRecord::default()
                 });

@@ -112,7 +112,7 @@ impl Observer for Systemd {
                 grace_left,
                 ..
             } => self.entered(to, cause, grace_left),
-            Event::UpgradeStarted { timeout } => self.send(&[
+            Event::UpgradeStarted { timeout, .. } => self.send(&[
                 Notify::Reloading,
                 Notify::MonotonicNow,
                 Notify::ExtendTimeout(timeout),

@@ -246,7 +246,10 @@ impl Driver {
             timeout_ms = timeout.as_millis() as u64,
             "upgrade started"
         );
-        self.publish(&crate::observe::Event::UpgradeStarted { timeout });
+        self.publish(&crate::observe::Event::UpgradeStarted {
+            timeout,
+            in_place: false,
+        });
         let plan = Plan {
             program,
             args: args.clone(),

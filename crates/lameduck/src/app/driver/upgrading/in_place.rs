@@ -17,6 +17,7 @@ impl Driver {
         tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), via = %req.via, "upgrade in place started");
         self.publish(&crate::observe::Event::UpgradeStarted {
             timeout: self.upgrades.config.timeout,
+            in_place: true,
         });
         let fut = replace();
         let handle = self.handle.clone();
