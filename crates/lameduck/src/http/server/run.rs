@@ -230,11 +230,21 @@ where
 
 /// The `Keep-Alive` header that announces `idle`: one second less, rounded
 /// down, so that a client acting on it retires the connection first.
+///
+/// The default's is a static value: a clone of it, one per response,
+/// copies two words, where a clone of a value built at run time takes a
+/// reference count (and its drop gives it back).
 fn keep_alive_header(idle: Duration) -> http::HeaderValue {
+    if idle == super::DEFAULT_IDLE_TIMEOUT {
+        return http::HeaderValue::from_static(DEFAULT_KEEP_ALIVE);
+    }
     let secs = idle.saturating_sub(Duration::from_secs(1)).as_secs();
     http::HeaderValue::from_str(&format!("timeout={secs}"))
         .expect("digits make a valid header value")
 }
+
+/// [`keep_alive_header`] of [`DEFAULT_IDLE_TIMEOUT`](super::DEFAULT_IDLE_TIMEOUT).
+const DEFAULT_KEEP_ALIVE: &str = "timeout=619";
 
 /// The admin listener's run ended, which it does only when it cannot
 /// accept any more: the server fails with it.
@@ -243,4 +253,23 @@ fn admin_failed(ended: io::Result<()>) -> Result<(), BoxError> {
         .err()
         .unwrap_or_else(|| io::Error::other("the admin listener stopped"));
     Err(format!("the admin listener failed: {err}").into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{DEFAULT_KEEP_ALIVE, keep_alive_header};
+    use crate::http::server::DEFAULT_IDLE_TIMEOUT;
+
+    #[test]
+    fn the_default_keep_alive_announcement_is_the_one_its_timeout_makes() {
+        // One second past the default, the value is built as any other's.
+        let next = keep_alive_header(DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1));
+        assert_eq!(next, "timeout=620");
+        let default = keep_alive_header(DEFAULT_IDLE_TIMEOUT);
+        let secs = DEFAULT_IDLE_TIMEOUT.as_secs() - 1;
+        assert_eq!(default, format!("timeout={secs}").as_str());
+        assert_eq!(default, DEFAULT_KEEP_ALIVE);
+    }
 }

@@ -183,9 +183,35 @@ impl<T: Connection> Io<T> {
     /// header that began before these bytes, its type held back (see
     /// [`Io::read_h2`]), is to reach h2 as an ignored frame.
     fn saw(&mut self, bytes: &mut [u8]) -> bool {
+        let proto = self.conn.proto();
+        if proto == Proto::H1 {
+            self.saw_h1();
+            return false;
+        }
+        self.saw_frames(bytes, proto)
+    }
+
+    /// HTTP/1 bytes read: only the times and whether a request began.
+    /// Inline, apart from the HTTP/2 frame reading: a request reads twice
+    /// (its bytes, then nothing until the next), and this is all the
+    /// bookkeeping of either.
+    #[inline]
+    fn saw_h1(&self) {
         let now = crate::tracker::coarse_nanos();
         self.conn.touched(now);
-        let mut proto = self.conn.proto();
+        // Bytes read while no request is being handled (none in flight, or
+        // only responses still being written) begin the next request.
+        if !self.conn.is_handling() {
+            self.conn.read_some(now);
+        }
+    }
+
+    /// [`Io::saw`] for a connection whose protocol is not yet known, or
+    /// HTTP/2, or upgraded.
+    #[inline(never)]
+    fn saw_frames(&mut self, bytes: &mut [u8], mut proto: Proto) -> bool {
+        let now = crate::tracker::coarse_nanos();
+        self.conn.touched(now);
         if proto == Proto::Unknown {
             let want = &H2_PREFACE[self.preface..];
             let n = want.len().min(bytes.len());
@@ -240,6 +266,10 @@ impl<T: Connection> Io<T> {
     /// first. The rest is read into a buffer of our own, exactly what the
     /// header lacks, so that a read into a nearly full buffer of h2's
     /// (one byte free, even) never splits a header's type from its stream.
+    ///
+    /// Not inlined: inline, its buffers made every HTTP/1 read's frame
+    /// larger too.
+    #[inline(never)]
     fn read_h2(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         // Each turn returns, or reads more of the one header held back:
         // seven turns at most.
@@ -369,34 +399,57 @@ impl<T: Connection> AsyncRead for Io<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match this.conn.proto() {
-            Proto::Upgraded => {
-                if this.must_close(true, cx) {
-                    return Poll::Ready(Err(closed_error(&this.shared)));
-                }
-            }
-            Proto::H2 => return this.read_h2(cx, buf),
-            Proto::H1 | Proto::Unknown => {
-                if this.shared.stage() >= Stage::Stopping {
-                    if this.conn.in_flight() == 0 && this.should_end(cx) {
-                        this.ended = true;
-                        return Poll::Ready(Ok(()));
-                    }
-                } else if this.conn.expired() != 0
-                    && let Some(end) = this.expire()
-                {
-                    return Poll::Ready(end);
-                }
-            }
+        let proto = this.conn.proto();
+        if proto == Proto::H2 {
+            return this.read_h2(cx, buf);
+        }
+        // HTTP/1 while running, the common case, looks at two atomics
+        // before it reads; the rest is out of line.
+        if (proto != Proto::H1
+            || this.conn.expired() != 0
+            || this.shared.stage() >= Stage::Stopping)
+            && let Some(end) = this.before_read(proto, cx)
+        {
+            return Poll::Ready(end);
         }
         let before = buf.filled().len();
         let read = Pin::new(&mut this.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = read
             && buf.filled().len() > before
         {
-            this.saw(&mut buf.filled_mut()[before..]);
+            if proto == Proto::H1 {
+                this.saw_h1();
+            } else {
+                this.saw(&mut buf.filled_mut()[before..]);
+            }
         }
         read
+    }
+}
+
+impl<T: Connection> Io<T> {
+    /// What a read of a connection that is not HTTP/1 while running does
+    /// first: an upgraded connection may have to be closed; at Stopping an
+    /// idle HTTP/1 connection ends; a timeout found passed ends one.
+    /// `Some` is the read's result, given instead of reading.
+    #[inline(never)]
+    fn before_read(&mut self, proto: Proto, cx: &mut Context<'_>) -> Option<io::Result<()>> {
+        if proto == Proto::Upgraded {
+            return self
+                .must_close(true, cx)
+                .then(|| Err(closed_error(&self.shared)));
+        }
+        if self.shared.stage() >= Stage::Stopping {
+            if self.conn.in_flight() == 0 && self.should_end(cx) {
+                self.ended = true;
+                return Some(Ok(()));
+            }
+            return None;
+        }
+        if self.conn.expired() != 0 {
+            return self.expire();
+        }
+        None
     }
 }
 
