@@ -14,6 +14,10 @@ use crate::observe::Event as Observed;
 use crate::report::Ending;
 use crate::{Context, ExitStatus, Phase, ShutdownReason, Strategy};
 
+/// Why a component restarted or gave up when it returned `Ok`: its
+/// restart policy restarts it after any end.
+const ENDED_OK: &str = "it ended without an error (its restart policy restarts it after any end)";
+
 impl Driver {
     /// Starts every waiting component whose dependencies are ready.
     pub(super) fn start_waiting(&mut self) {
@@ -147,7 +151,7 @@ impl Driver {
                 slot.restarts += 1;
                 let delay = slot.policy.delay(slot.restarts, &mut self.rng);
                 slot.state = State::Backoff(now + delay);
-                let why = result.err().unwrap_or_else(|| "returned".into());
+                let why = result.err().unwrap_or_else(|| ENDED_OK.into());
                 self.handle
                     .health()
                     .set_unready(&slot.name, Some(format!("restarting: {why}")));
@@ -161,10 +165,11 @@ impl Driver {
                     self.hold_dependents(i);
                 }
             } else {
+                let recent = slot.window.recent();
                 let error = format!(
-                    "{}; restarted {} times within {}, giving up",
-                    result.err().unwrap_or_else(|| "returned".into()),
-                    slot.window.recent(),
+                    "{}; restarted {recent} time{} within {}, giving up",
+                    result.err().unwrap_or_else(|| ENDED_OK.into()),
+                    if recent == 1 { "" } else { "s" },
                     Seconds(slot.policy.within)
                 );
                 tracing::error!(target: "lameduck", app = %app, component = %slot.name, error = %error, "restart intensity exceeded");
