@@ -6,7 +6,7 @@
 //! Every read tolerates races: processes come and go while the drill looks,
 //! and a file that vanished or cannot be read is skipped, never an error.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
@@ -133,8 +133,8 @@ fn parse_address(text: &str) -> Option<(IpAddr, u16)> {
 }
 
 /// The processes holding a socket listening on `addr`, among the members of
-/// process group `group` (the spawned server's: never a stranger) or, with
-/// no group, among all processes.
+/// process group `group` (the spawned server's: never a stranger) and their
+/// descendants, or, with no group, among all processes.
 pub(crate) fn listening_socket_holders(addr: SocketAddr, group: Option<i32>) -> Vec<u32> {
     let inodes = listening_inodes(addr);
     if inodes.is_empty() {
@@ -142,7 +142,7 @@ pub(crate) fn listening_socket_holders(addr: SocketAddr, group: Option<i32>) -> 
     }
     let wanted: HashSet<String> = inodes.iter().map(|i| format!("socket:[{i}]")).collect();
     let candidates = match group {
-        Some(group) => group_members(group),
+        Some(group) => group_and_descendants(group),
         None => all_pids(),
     };
     candidates
@@ -166,6 +166,31 @@ fn all_pids() -> Vec<u32> {
         .flatten()
         .take(MAX_PROCESSES)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .collect()
+}
+
+/// The running (not zombie) processes in process group `group`, and their
+/// descendants in groups of their own: a supervisor such as `lameduck run`
+/// starts each instance of its program in a new group, and a restart drill
+/// of it must still see the new instance.
+fn group_and_descendants(group: i32) -> Vec<u32> {
+    let stats: HashMap<u32, Stat> = all_pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .filter(|(_, s)| s.state != 'Z')
+        .collect();
+    let members: HashSet<u32> = stats
+        .iter()
+        .filter(|(_, s)| s.pgrp == group)
+        .map(|(&pid, _)| pid)
+        .collect();
+    stats
+        .iter()
+        .filter(|&(pid, s)| {
+            members.contains(pid)
+                || has_ancestor_via(s.ppid, &members, |p| stats.get(&p).map(|s| s.ppid))
+        })
+        .map(|(&pid, _)| pid)
         .collect()
 }
 
@@ -199,7 +224,13 @@ pub(crate) fn descends_from(pid: u32, ancestor: u32) -> bool {
     stat(pid).is_some_and(|s| has_ancestor_in(s.ppid, &HashSet::from([ancestor])))
 }
 
-fn has_ancestor_in(mut pid: u32, set: &HashSet<u32>) -> bool {
+fn has_ancestor_in(pid: u32, set: &HashSet<u32>) -> bool {
+    has_ancestor_via(pid, set, |p| stat(p).map(|s| s.ppid))
+}
+
+/// Whether `pid` or one of its ancestors is in `set`, each parent found by
+/// `parent` (from `/proc` afresh, or from stats read once).
+fn has_ancestor_via(mut pid: u32, set: &HashSet<u32>, parent: impl Fn(u32) -> Option<u32>) -> bool {
     for _ in 0..64 {
         if pid <= 1 {
             return false;
@@ -207,8 +238,8 @@ fn has_ancestor_in(mut pid: u32, set: &HashSet<u32>) -> bool {
         if set.contains(&pid) {
             return true;
         }
-        match stat(pid) {
-            Some(s) => pid = s.ppid,
+        match parent(pid) {
+            Some(ppid) => pid = ppid,
             None => return false,
         }
     }

@@ -29,8 +29,10 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone)]
 pub(super) struct Scanner {
     pub(super) addr: SocketAddr,
-    /// The process group to look in: the spawned server's, or the first
-    /// signalled process's (a successor stays in its parent's group).
+    /// The process group to look in, with its members' descendants (a
+    /// supervisor may start each instance in a group of its own): the
+    /// spawned server's, or the first signalled process's (a successor
+    /// stays in its parent's group).
     pub(super) group: Option<i32>,
     pub(super) pid_file: Option<PathBuf>,
 }
