@@ -56,6 +56,18 @@ fn malformed_flags_are_usage_errors_that_say_what_was_expected() {
         "--live notify is not supported",
     );
     refused(&["--listen", "http", "--", "true"], 2, "expected NAME=ADDR");
+    // A negative count is the value's error, not clap's tip to write
+    // `-- -1` (which in run separates the program).
+    refused(
+        &["--max-restarts", "-1", "--", "true"],
+        2,
+        "invalid value '-1' for '--max-restarts <N>'",
+    );
+    refused(
+        &["--live-failures", "-2", "--", "true"],
+        2,
+        "\"-2\" is not a count of 1 or more",
+    );
     refused(
         &["--listen", "http=localhost:80", "--", "true"],
         2,

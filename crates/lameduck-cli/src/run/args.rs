@@ -120,10 +120,10 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub(super) ready_timeout: Duration,
     /// Failures in a row that make a ready program unready
-    #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count)]
+    #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count, allow_hyphen_values = true)]
     pub(super) ready_failures: u32,
     /// Successes in a row that make it ready
-    #[arg(long, value_name = "N", default_value = "1", value_parser = flags::parse_count)]
+    #[arg(long, value_name = "N", default_value = "1", value_parser = flags::parse_count, allow_hyphen_values = true)]
     pub(super) ready_successes: u32,
 
     /// When the program is alive (same forms as --ready, but notify),
@@ -138,7 +138,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub(super) live_timeout: Duration,
     /// Failures in a row that make the program count as dead
-    #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count)]
+    #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count, allow_hyphen_values = true)]
     pub(super) live_failures: u32,
 
     #[command(flatten)]
@@ -169,7 +169,7 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub(super) restart_delay_max: Duration,
     /// More restarts than this within --restart-window and lameduck gives up
-    #[arg(long, value_name = "N", default_value = "5")]
+    #[arg(long, value_name = "N", default_value = "5", allow_hyphen_values = true)]
     pub(super) max_restarts: u32,
     /// The window of --max-restarts
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
