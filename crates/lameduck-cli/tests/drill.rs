@@ -679,6 +679,13 @@ fn plain_load_test_without_a_signal_passes_and_its_cleanup_stops_the_server_clea
         exit.pid
     );
     assert!(run.stdout().contains(&said), "{}", run.context());
+    // Without a signal, the latency row is of every request, and says so.
+    let stdout = run.stdout();
+    assert!(
+        stdout.contains("\n  all requests ") && !stdout.contains("before signal"),
+        "{}",
+        run.context()
+    );
     assert!(
         run.json.contains("\"stopped_by_cleanup\": \"TERM\"")
             && !run.json.contains("killed_by_drill"),

@@ -142,9 +142,12 @@ impl Report {
                 s.count
             );
         };
-        row(page, "before signal", &self.latency.before_signal);
-        row(page, "during (signal → exit)", &self.latency.during);
-        row(page, "after exit", &self.latency.after_exit);
+        // A plain load test has no signal to be before: its one row is all.
+        if self.config.signal.is_some() {
+            row(page, "before signal", &self.latency.before_signal);
+            row(page, "during (signal → exit)", &self.latency.during);
+            row(page, "after exit", &self.latency.after_exit);
+        }
         row(page, "all", &self.latency.all);
         page.push_str("</tbody></table></section>\n");
     }

@@ -48,10 +48,13 @@ impl fmt::Display for Summary<'_> {
             "\nlatency of ok responses  {:>9} {:>9} {:>9} {:>9} {:>7}",
             "p50", "p90", "p99", "max", "count"
         )?;
-        latency_row(f, "before signal", &r.latency.before_signal)?;
         if r.config.signal.is_some() {
+            latency_row(f, "before signal", &r.latency.before_signal)?;
             latency_row(f, "during", &r.latency.during)?;
             latency_row(f, "after exit", &r.latency.after_exit)?;
+        } else {
+            // A plain load test has no signal to be before.
+            latency_row(f, "all requests", &r.latency.all)?;
         }
         writeln!(f, "\nevents")?;
         for (at, text) in events(r) {
