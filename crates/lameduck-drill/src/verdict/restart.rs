@@ -51,9 +51,18 @@ pub(super) fn new_process_after_each_signal(events: &Events) -> Condition {
                 Some(gone) => format!(" (pid {gone} held it for a while, then no longer)"),
                 None => String::new(),
             };
+            let unfinished = unfinished_restart(events, &restarts, r.signal, pid)
+                .map(|old| {
+                    format!(
+                        "; the previous restart had not finished: pid {old}, which pid {pid} \
+                         replaced after {signal} {}, still ran when this signal went",
+                        n - 1
+                    )
+                })
+                .unwrap_or_default();
             format!(
                 "{signal} {n} to pid {pid} at {}: no new process held the listening socket by {} \
-                 ({by}){gone}",
+                 ({by}){gone}{unfinished}",
                 human::at(sent),
                 human::at(r.until_us),
             )
@@ -81,6 +90,26 @@ pub(super) fn new_process_after_each_signal(events: &Events) -> Condition {
             ),
         )
     }
+}
+
+/// The process that signal `signal` (to `pid`) found still running though
+/// `pid` had replaced it after the previous signal: a server that replaces
+/// itself commonly refuses a new restart until the last one is over (the
+/// old process gone), so a signal sent then brings in nothing.
+fn unfinished_restart(
+    events: &Events,
+    restarts: &[crate::report::RestartEvent],
+    signal: usize,
+    pid: u32,
+) -> Option<u32> {
+    let sent = events.signals.get(signal)?.at_us;
+    let previous = restarts.iter().find(|p| p.signal + 1 == signal)?;
+    let old = previous.pid.filter(|&old| old != pid)?;
+    if previous.new_pid != Some(pid) {
+        return None;
+    }
+    let exited = events.exits.iter().find(|e| e.pid == old);
+    exited.is_none_or(|e| e.at_us > sent).then_some(old)
 }
 
 /// Readiness answered 2xx at every probe of the drill.
@@ -287,5 +316,35 @@ mod tests {
             new_process_after_each_signal(&e).status,
             ConditionStatus::Pass
         );
+    }
+
+    #[test]
+    fn a_signal_sent_before_the_previous_restart_finished_says_so() {
+        let restart = |signal, pid, new_pid: Option<u32>| RestartEvent {
+            signal,
+            pid: Some(pid),
+            new_pid,
+            seen_us: new_pid.map(|_| 1_010_000),
+            gone_pid: None,
+            until_us: 5_000_000 + signal as u64 * 4_000_000,
+        };
+        let mut e = events(
+            Vec::new(),
+            vec![restart(0, 10, Some(11)), restart(1, 11, None)],
+        );
+        let said = "the previous restart had not finished: pid 10, which pid 11 replaced after HUP 1, \
+                    still ran when this signal went";
+        let c = new_process_after_each_signal(&e);
+        assert!(c.detail.contains(said), "{}", c.detail);
+        // The old process was gone when the signal went: not the reason.
+        e.exits.push(crate::report::ExitEvent {
+            pid: 10,
+            at_us: 4_000_000,
+            code: Some(0),
+            signal: None,
+            stopped_by_cleanup: None,
+        });
+        let c = new_process_after_each_signal(&e);
+        assert!(!c.detail.contains("had not finished"), "{}", c.detail);
     }
 }
