@@ -169,7 +169,12 @@ pub struct Args {
     #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
     pub(super) restart_delay_max: Duration,
     /// More restarts than this within --restart-window and lameduck gives up
-    #[arg(long, value_name = "N", default_value = "5", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "N",
+        default_value = "5",
+        allow_hyphen_values = true
+    )]
     pub(super) max_restarts: u32,
     /// The window of --max-restarts
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
