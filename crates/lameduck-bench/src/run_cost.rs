@@ -130,11 +130,48 @@ async fn start(kind: ServerKind, bins: &Binaries) -> anyhow::Result<(u32, Durati
     }
 }
 
-/// SIGKILLs the group and reaps its leader.
+/// SIGKILLs the instance's whole tree and reaps its leader: its group, and
+/// the group of every descendant. A wrapper may start the program in a
+/// session of its own (dumb-init does; `lameduck run` gives each instance a
+/// group), which a kill of the wrapper's group alone would leave running.
 fn stop(pid: u32) {
-    let group = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
-    let _ = killpg(group, Signal::SIGKILL);
-    let _ = nix::sys::wait::waitpid(group, None);
+    let leader = Pid::from_raw(i32::try_from(pid).unwrap_or(i32::MAX));
+    // Listed before anything is killed: an orphan's parent becomes 1.
+    let mut tree = vec![pid];
+    let mut next = 0;
+    // Bounded: a benchmark's instance has a handful of processes.
+    while next < tree.len() && tree.len() < 256 {
+        let found = descendants_of(tree[next]);
+        tree.extend(found);
+        next += 1;
+    }
+    for p in &tree {
+        let p = Pid::from_raw(i32::try_from(*p).unwrap_or(i32::MAX));
+        if let Ok(group) = nix::unistd::getpgid(Some(p)) {
+            let _ = killpg(group, Signal::SIGKILL);
+        }
+        let _ = nix::sys::signal::kill(p, Signal::SIGKILL);
+    }
+    let _ = killpg(leader, Signal::SIGKILL);
+    let _ = nix::sys::wait::waitpid(leader, None);
+}
+
+/// The children of every thread of `pid` (a child started from another
+/// thread is listed under that thread).
+fn descendants_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .filter_map(Result::ok)
+        .flat_map(|task| {
+            std::fs::read_to_string(task.path().join("children"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect::<Vec<u32>>()
+        })
+        .collect()
 }
 
 fn children(pid: u32) -> Vec<u32> {
