@@ -9,29 +9,31 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 use run_support::*;
 
+/// Restarts at once, and lameduck gives up after the third run within a
+/// minute.
+const FAST_RESTARTS: &[&str] = &[
+    "--restart-delay",
+    "1ms",
+    "--restart-delay-max",
+    "5ms",
+    "--max-restarts",
+    "2",
+    "--restart-window",
+    "1m",
+];
+
 #[test]
 fn a_crashing_program_is_restarted_then_lameduck_gives_up_with_its_code() {
     let dir = Scratch::new("crash");
     let runs = dir.path("runs");
     let script = format!("echo run >>{}; exit 3", runs.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--restart",
-        "on-failure",
-        "--restart-delay",
-        "1ms",
-        "--restart-delay-max",
-        "5ms",
-        "--max-restarts",
-        "2",
-        "--restart-window",
-        "1m",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let args = [
+        &["--admin", "none", "--restart", "on-failure"][..],
+        FAST_RESTARTS,
+        &["--", "sh", "-c", &script],
+    ]
+    .concat();
+    let mut run = Running::start(&args);
     assert_eq!(run.wait(), Some(3), "{}", run.log());
     let count = std::fs::read_to_string(&runs).unwrap().lines().count();
     assert_eq!(count, 3, "the first run and two restarts; {}", run.log());
@@ -50,28 +52,14 @@ fn a_program_that_never_passes_its_liveness_check_is_restarted_each_time_until_l
     let dir = Scratch::new("live-never");
     let runs = dir.path("runs");
     let script = format!("echo run >>{}; exec sleep 60", runs.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--live",
-        "exec:exit 1",
-        "--live-interval",
-        "20ms",
-        "--live-failures",
-        "2",
-        "--restart-delay",
-        "1ms",
-        "--restart-delay-max",
-        "5ms",
-        "--max-restarts",
-        "2",
-        "--restart-window",
-        "1m",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let args = [
+        &["--admin", "none", "--live", "exec:exit 1"][..],
+        &["--live-interval", "20ms", "--live-failures", "2"],
+        FAST_RESTARTS,
+        &["--", "sh", "-c", &script],
+    ]
+    .concat();
+    let mut run = Running::start(&args);
     let code = run.wait();
     assert_ne!(code, Some(0), "{}", run.log());
     let count = std::fs::read_to_string(&runs).unwrap().lines().count();

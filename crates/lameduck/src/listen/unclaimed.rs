@@ -38,6 +38,18 @@ struct Record {
     warned: bool,
 }
 
+impl Record {
+    /// The inherited sockets nobody took, as `"name" (fd N)`.
+    fn left(&self) -> Vec<String> {
+        self.inherited
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !self.taken.contains(i))
+            .map(|(_, (n, fd))| format!("{n:?} (fd {fd})"))
+            .collect()
+    }
+}
+
 static RECORD: Mutex<Option<Record>> = Mutex::new(None);
 
 fn with<R>(f: impl FnOnce(&mut Record) -> R) -> R {
@@ -70,14 +82,7 @@ pub(super) fn taken(fd: RawFd) {
 /// which may be the very socket that is in use (`systemd-socket-activate -l
 /// ADDR` without `--fdname`), and how to hand it over under `name`.
 pub(super) fn hint_for(name: &str) -> Option<String> {
-    let left: Vec<String> = with(|r| {
-        r.inherited
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !r.taken.contains(i))
-            .map(|(_, (n, fd))| format!("{n:?} (fd {fd})"))
-            .collect()
-    });
+    let left = with(|r| r.left());
     (!left.is_empty()).then(|| {
         format!(
             "an inherited socket nobody took may be the one in use: {}; name it {name:?} \
@@ -97,15 +102,8 @@ pub(super) fn set_policy(policy: Unclaimed) {
 /// words when the policy is [`Unclaimed::Fail`].
 pub(crate) fn check() -> Result<(), String> {
     let (left, asked, policy, warned) = with(|r| {
-        let left: Vec<String> = r
-            .inherited
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !r.taken.contains(i))
-            .map(|(_, (n, fd))| format!("{n:?} (fd {fd})"))
-            .collect();
         let warned = std::mem::replace(&mut r.warned, true);
-        (left, r.asked.clone(), r.policy, warned)
+        (r.left(), r.asked.clone(), r.policy, warned)
     });
     if left.is_empty() || (warned && policy == Unclaimed::Warn) {
         return Ok(());
