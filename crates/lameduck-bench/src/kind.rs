@@ -423,9 +423,16 @@ impl Binaries {
                 continue;
             }
             let program = kind.launch(self, ports, timing).program;
+            // actix-web is behind a feature: it would turn on `tracing`'s
+            // `log` feature in the hot-path servers too (Cargo.toml).
+            let build = if *kind == ServerKind::Actix {
+                "cargo build --release -p lameduck-bench --features actix --bin actix-graceful"
+            } else {
+                "cargo build --release -p lameduck-cli -p lameduck-bench"
+            };
             anyhow::ensure!(
                 program.is_file(),
-                "{} is missing: run `cargo build --release -p lameduck-cli -p lameduck-bench` \
+                "{} is missing: run `{build}` \
                  (or `scripts/bench`, which does; it also builds go-article with Debian's golang-go)",
                 program.display()
             );
