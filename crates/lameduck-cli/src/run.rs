@@ -8,12 +8,12 @@
 //! duties (`run/reaper.rs`), the process groups (`run/instance.rs`), the
 //! checks (`run/checks.rs`), the signals (`run/signals.rs`), the guard that
 //! outlives a killed lameduck (`run/guard.rs`), and the logs
-//! (`run/output.rs`). The flags and the help are in `run/args.rs`, the
-//! exit code in `run/exit.rs`.
+//! (`run/output.rs`). The flags and the help are in `run/args.rs`. The
+//! exit code is the report's: the `program` component says how the program
+//! ended, and the library makes it the report's status.
 
 mod args;
 mod checks;
-mod exit;
 mod flags;
 pub mod guard;
 mod instance;
@@ -36,7 +36,6 @@ use lameduck::{App, Budget, Component, Restart, RestartPolicy};
 
 pub use args::Args;
 use checks::CheckSpec;
-use exit::exit_code;
 use flags::{Probe, RestartWhen};
 use supervisor::{Parts, Supervisor};
 
@@ -222,7 +221,7 @@ async fn supervise(
     }
     signals::listen(sup.clone(), app.handle(), &args.forward.0).context("listening for signals")?;
     let report = app.await;
-    let code = exit_code(&report, sup.take_outcome());
     guard.done();
-    Ok(ExitCode::from(code))
+    // One number for the report's log line, the flight record and the exit.
+    Ok(report.exit_code())
 }

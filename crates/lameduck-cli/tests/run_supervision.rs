@@ -9,19 +9,6 @@ use std::process::Command;
 use nix::sys::signal::Signal;
 use run_support::*;
 
-/// Restarts at once, and lameduck gives up after the third run within a
-/// minute.
-const FAST_RESTARTS: &[&str] = &[
-    "--restart-delay",
-    "1ms",
-    "--restart-delay-max",
-    "5ms",
-    "--max-restarts",
-    "2",
-    "--restart-window",
-    "1m",
-];
-
 #[test]
 fn a_crashing_program_is_restarted_then_lameduck_gives_up_with_its_code() {
     let dir = Scratch::new("crash");

@@ -1,12 +1,12 @@
 //! What a component gets from the app.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::app::Event;
-use crate::{AppHandle, Phase, ShutdownReason, Tracker};
+use crate::{AppHandle, Phase, ProgramExit, ShutdownReason, Tracker};
 
 /// A component's view of the app: its stop signals, its readiness, its
 /// in-flight tracker and the app handle.
@@ -40,7 +40,12 @@ struct Inner {
     tracker: Tracker,
     app: AppHandle,
     ready_sent: AtomicBool,
+    program_exit: ProgramExitCell,
 }
+
+/// What one run said with [`Context::set_program_exit`], read by the driver
+/// when the run ends.
+pub(crate) type ProgramExitCell = Arc<Mutex<Option<ProgramExit>>>;
 
 pub(crate) struct Tokens {
     pub(crate) draining: CancellationToken,
@@ -56,6 +61,7 @@ impl Context {
         tokens: Tokens,
         tracker: Tracker,
         app: AppHandle,
+        program_exit: ProgramExitCell,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -68,6 +74,7 @@ impl Context {
                 tracker,
                 app,
                 ready_sent: AtomicBool::new(false),
+                program_exit,
             }),
         }
     }
@@ -235,6 +242,39 @@ impl Context {
         self.inner
             .app
             .set_reload(self.inner.name.clone(), std::sync::Arc::new(reload));
+    }
+
+    /// Says how the program this component supervises ended, so that the
+    /// process exits with that program's code: the report's status becomes
+    /// [`ExitStatus::Program`](crate::ExitStatus::Program), and the report's
+    /// log line, the flight record and [`Report::exit_code`](crate::Report::exit_code)
+    /// give its code ([`ProgramExit::code`]: the program's own exit code,
+    /// 128 + the signal that killed it, 126/127 when it could not start).
+    ///
+    /// For a component that runs another program, as `lameduck run` does,
+    /// and passes its code through (as `tini` or a shell's `exec` would).
+    /// Call it before the run returns; a later call in the same run
+    /// replaces an earlier one, and a call after the run returned is
+    /// ignored.
+    ///
+    /// It applies when this run is the component's last: the shutdown is
+    /// under way, the restart policy does not restart it, or gives up. A run
+    /// that is restarted has said nothing (the next run says its own); a
+    /// run aborted at the hard deadline or by a forced exit neither.
+    ///
+    /// When several statuses apply, the most severe wins (see
+    /// [`ExitStatus`](crate::ExitStatus)): a forced exit, the exit watchdog
+    /// and an invalid configuration win over the program's code; the
+    /// program's non-zero code wins over the component failure of a restart
+    /// policy that gave up, and over a passed deadline; its 0 hides neither.
+    /// Between two programs' non-zero codes, the first said in a last run
+    /// wins.
+    pub fn set_program_exit(&self, end: ProgramExit) {
+        *self
+            .inner
+            .program_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = Some(end);
     }
 
     /// The app handle.

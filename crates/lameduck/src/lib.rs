@@ -156,7 +156,7 @@ pub use budget::{
 };
 pub use component::{BoxError, Component};
 pub use context::Context;
-pub use exit::ExitStatus;
+pub use exit::{ExitStatus, ProgramExit};
 pub use health::{Check, Health, Status};
 pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};

@@ -87,11 +87,17 @@ Examples:
       connection, and the drain ends once its
       connections are quiet
 
-Exit status:
-  N        the program's exit code, or 128 + the signal that killed it
-  0        the program stopped on the stop signal lameduck sent it, or
-           lameduck was stopped while the program waited to be restarted
-  3        ... but its group had to be killed at the shutdown timeout
+Exit status (the report's log line and --flight-record give the same code,
+and why: `program exited with 3 (3)`, `clean (0)`, ...):
+  N        the program's exit code, or 128 + the signal that killed it:
+           when it ended by itself, on a stop signal with another code, or
+           for the last time before lameduck gave up restarting it
+  0        the program stopped on the stop signal lameduck sent it (killed
+           by it, or exiting with 0 or 128 + its number), or lameduck was
+           stopped while the program waited to be restarted
+  1        lameduck gave up restarting a program whose last run exited 0
+           (--restart always) or was stopped for failing --live
+  3        ... stopped, but its group had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
   78       invalid configuration: the phases do not fit the grace period,
            or a --flight-record or --control-socket path cannot be used

@@ -2,10 +2,15 @@
 //! program from its start to its end, through the app's phases, and
 //! replaces it on a zero-downtime restart. The library restarts the
 //! component (so the program) after a crash, by its restart policy.
+//!
+//! Each run says how its program ended ([`Context::set_program_exit`])
+//! unless lameduck stopped it: the library makes that the report's status
+//! when the run is the last, so the report, the flight record and
+//! lameduck's exit code give one number.
 
 use std::sync::Arc;
 
-use lameduck::{BoxError, Context};
+use lameduck::{BoxError, Context, ProgramExit};
 use nix::sys::signal::Signal;
 use tokio::sync::{Semaphore, oneshot, watch};
 
@@ -44,7 +49,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
         Err(err) => {
             tracing::error!(target: "lameduck::run", exit_code = err.code, "{}", err.message);
             let why = err.message.clone();
-            sup.record_cannot_start(err);
+            ctx.set_program_exit(ProgramExit::NotStarted(err.code));
             ctx.app()
                 .shutdown(format!("the program cannot be started: {why}"));
             ctx.on_stopping().await;
@@ -89,7 +94,6 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     ctx.on_draining().await;
                     tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
                     cur.signal(sig);
-                    sup.record_stop(sig);
                     stopping_with = Some(sig);
                 }
                 Command::Restart(reply) => {
@@ -138,7 +142,7 @@ async fn exited(
     ended: Ended,
     stopping_with: Option<Signal>,
 ) -> Result<(), BoxError> {
-    sup.record_end(ended, stopping_with.is_none() && !ctx.is_draining());
+    say_end(ctx, ended, stopping_with.as_slice());
     let pid = cur.pid().as_raw();
     if stopping_with.is_some() || ctx.is_draining() {
         tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
@@ -173,10 +177,15 @@ async fn stop(
 ) -> Result<(), BoxError> {
     let pgid = cur.pid();
     let pid = pgid.as_raw();
-    if stopping_with.is_none() {
-        tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
-        cur.signal(sup.stop_signal);
-        sup.record_stop(sup.stop_signal);
+    // The signals lameduck sent this instance to stop it.
+    let mut sent = Vec::with_capacity(2);
+    match stopping_with {
+        Some(sig) => sent.push(sig),
+        None => {
+            tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
+            cur.signal(sup.stop_signal);
+            sent.push(sup.stop_signal);
+        }
     }
     let alive = || alive(sup, pgid);
     let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
@@ -204,7 +213,7 @@ async fn stop(
                     instance::signal_each(&instance::strays(sup.guard.pid()), Signal::SIGKILL);
                     // lameduck's own kill: the exit code is the report's
                     // (3, deadline exceeded), not 128 + SIGKILL.
-                    sup.record_stop(Signal::SIGKILL);
+                    sent.push(Signal::SIGKILL);
                     killed = true;
                 }
                 () = tokio::time::sleep(TREE_POLL) => tree.update(&alive()),
@@ -214,10 +223,23 @@ async fn stop(
     tree.clear();
     if let Some(ended) = cur.ended() {
         tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
-        sup.record_end(ended, false);
+        say_end(ctx, ended, &sent);
     }
     sup.forget(cur.pid());
     Ok(())
+}
+
+/// Says how the program ended, for lameduck's exit code, unless it ended as
+/// lameduck stopped it with one of `sent`: killed by one of them, exiting
+/// with 128 + its number (the JVM, shells) or with 0. That is a clean stop,
+/// whose code is the report's: 0, or 3 when a deadline passed, or 1 when
+/// the restart policy gave up (a liveness check that kept failing).
+fn say_end(ctx: &Context, ended: Ended, sent: &[Signal]) {
+    let stopped =
+        !sent.is_empty() && (ended.is_success() || sent.iter().any(|&sig| ended.is_stop_by(sig)));
+    if !stopped {
+        ctx.set_program_exit(ended.program_exit());
+    }
 }
 
 /// The program's processes still alive, each work in flight named at the
@@ -242,10 +264,12 @@ async fn unhealthy(
     tracing::error!(target: "lameduck::run", pid, reason = %why, "the program failed its liveness check: stopping it");
     ctx.unhealthy(format!("liveness check failed: {why}"));
     ctx.unready(format!("liveness check failed: {why}"));
-    cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+    let killed = cur
+        .stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
         .await;
     if let Some(ended) = cur.ended() {
-        sup.record_end(ended, true);
+        let sent = [sup.stop_signal, Signal::SIGKILL];
+        say_end(ctx, ended, &sent[..if killed { 2 } else { 1 }]);
     }
     sup.forget(cur.pid());
     Err(format!("liveness check failed: {why}").into())

@@ -31,13 +31,13 @@ pub enum Ended {
 }
 
 impl Ended {
-    /// The shell's convention: the code, or 128 + the signal's number.
-    pub fn exit_code(self) -> u8 {
+    /// How the library's report says it: the code, or the signal whose
+    /// number + 128 is the code (the shell's convention).
+    pub fn program_exit(self) -> lameduck::ProgramExit {
         match self {
-            // Exit codes are 0-255 on Unix; anything else came from a
-            // wait status and is already in range.
-            Ended::Code(c) => u8::try_from(c & 0xff).unwrap_or(1),
-            Ended::Signal(s) => u8::try_from(128 + (s & 0x7f)).unwrap_or(255),
+            // The low byte is what a wait status holds; `as` keeps it.
+            Ended::Code(c) => lameduck::ProgramExit::Exited((c & 0xff) as u8),
+            Ended::Signal(s) => lameduck::ProgramExit::Killed((s & 0x7f) as u8),
         }
     }
 

@@ -82,7 +82,6 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                     // signal forces it (its report, its flight record, 128
                     // + the signal), whatever the program makes of it.
                     tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "third signal: SIGKILL to the program's group; the exit is forced");
-                    sup.record_forced(sig);
                     sup.forward(Signal::SIGKILL);
                     app.force(if sig == Signal::SIGINT {
                         lameduck::Signal::Interrupt

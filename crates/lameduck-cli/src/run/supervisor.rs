@@ -1,6 +1,6 @@
 //! The supervisor: what the `program` component and the signal handlers
-//! share — how to start an instance, the instances running now, the
-//! commands for the running component, and how the program last ended.
+//! share — how to start an instance, the instances running now, and the
+//! commands for the running component.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -15,7 +15,7 @@ use super::checks::{self, CheckSpec, State};
 use super::flags::Probe;
 use super::guard::Guard;
 use super::instance::{Instance, Launch, SpawnError, signal_group};
-use super::reaper::{Ended, Reaper};
+use super::reaper::Reaper;
 
 /// What the signal handlers and the control socket ask of the running
 /// component.
@@ -27,24 +27,6 @@ pub enum Command {
     /// A zero-downtime restart; answered with the new pid once the old
     /// instance is gone, or why not.
     Restart(oneshot::Sender<Result<u32, String>>),
-}
-
-/// How the program ended, for lameduck's exit code.
-#[derive(Debug, Default)]
-pub struct Outcome {
-    /// How the last instance ended.
-    pub last: Option<Ended>,
-    /// It ended while the app was running (a crash, a failed liveness
-    /// check), not in a shutdown: if lameduck is then stopped, the program
-    /// was down, waiting for its restart, and the stop is lameduck's.
-    pub last_while_running: bool,
-    /// The signals lameduck sent it to stop it.
-    pub stopped_with: Vec<Signal>,
-    /// Why it could not be started.
-    pub cannot_start: Option<SpawnError>,
-    /// The third `SIGTERM`/`SIGINT`, which forced the exit: lameduck exits
-    /// 128 + its number, whatever the program did.
-    pub forced_by: Option<Signal>,
 }
 
 /// Everything about supervising the program that outlives one run of the
@@ -68,7 +50,6 @@ pub struct Supervisor {
     pub(super) systemd: Option<Notifier>,
     live_groups: Mutex<Vec<Pid>>,
     notified: Mutex<Notified>,
-    outcome: Mutex<Outcome>,
 }
 
 /// What each instance said on the notify socket.
@@ -117,7 +98,6 @@ impl Supervisor {
             systemd,
             live_groups: Mutex::new(Vec::new()),
             notified: Mutex::new(Notified::default()),
-            outcome: Mutex::new(Outcome::default()),
         })
     }
 
@@ -236,33 +216,5 @@ impl Supervisor {
                 }
             }
         }
-    }
-
-    /// Records how the program ended, and whether it was while the app was
-    /// running.
-    pub fn record_end(&self, ended: Ended, while_running: bool) {
-        let mut outcome = lock(&self.outcome);
-        outcome.last = Some(ended);
-        outcome.last_while_running = while_running;
-    }
-
-    /// Records that lameduck sent `sig` to stop the program.
-    pub fn record_stop(&self, sig: Signal) {
-        lock(&self.outcome).stopped_with.push(sig);
-    }
-
-    /// Records that a third signal forced the exit.
-    pub fn record_forced(&self, sig: Signal) {
-        lock(&self.outcome).forced_by.get_or_insert(sig);
-    }
-
-    /// Records that the program cannot be started.
-    pub fn record_cannot_start(&self, err: SpawnError) {
-        lock(&self.outcome).cannot_start = Some(err);
-    }
-
-    /// How the program ended, taken once.
-    pub fn take_outcome(&self) -> Outcome {
-        std::mem::take(&mut lock(&self.outcome))
     }
 }

@@ -305,18 +305,26 @@ pub fn traffic_for(port: u16, spread: Duration) {
     }
 }
 
-/// `lameduck run --admin none ARGS -- sh -c '…'` around a program (and a
-/// child, `sleep`) that ignore SIGTERM and SIGINT, once it is running and
-/// they are ignored; with the child's pid.
-pub fn start_stubborn(dir: &Scratch, args: &[&str]) -> (Running, i32) {
-    let ready = dir.path("ignoring");
-    let pid_file = dir.path("sleep.pid");
+/// Restarts at once, and lameduck gives up after the third run within a
+/// minute.
+pub const FAST_RESTARTS: &[&str] = &[
+    "--restart-delay",
+    "1ms",
+    "--restart-delay-max",
+    "5ms",
+    "--max-restarts",
+    "2",
+    "--restart-window",
+    "1m",
+];
+
+/// `lameduck run --admin none ARGS -- sh -c SCRIPT`, once SCRIPT has
+/// touched the file it names `{ready}` (after setting its traps, say):
+/// ready by that file, and running.
+pub fn start_ready_when_touched(dir: &Scratch, args: &[&str], script: &str) -> Running {
+    let ready = dir.path("ready");
     let check = format!("exec:test -f {}", ready.display());
-    let script = format!(
-        "trap '' TERM INT; sleep 600 & echo $! > {}; touch {}; wait",
-        pid_file.display(),
-        ready.display()
-    );
+    let script = script.replace("{ready}", ready.to_str().unwrap());
     let mut all = vec![
         "--admin",
         "none",
@@ -329,6 +337,19 @@ pub fn start_stubborn(dir: &Scratch, args: &[&str]) -> (Running, i32) {
     all.extend(["--", "sh", "-c", &script]);
     let run = Running::start(&all);
     run.event("phase changed", |v| v["phase"] == "running");
+    run
+}
+
+/// `lameduck run --admin none ARGS -- sh -c '…'` around a program (and a
+/// child, `sleep`) that ignore SIGTERM and SIGINT, once it is running and
+/// they are ignored; with the child's pid.
+pub fn start_stubborn(dir: &Scratch, args: &[&str]) -> (Running, i32) {
+    let pid_file = dir.path("sleep.pid");
+    let script = format!(
+        "trap '' TERM INT; sleep 600 & echo $! > {}; touch {{ready}}; wait",
+        pid_file.display(),
+    );
+    let run = start_ready_when_touched(dir, args, &script);
     let sleep = std::fs::read_to_string(&pid_file)
         .unwrap()
         .trim()

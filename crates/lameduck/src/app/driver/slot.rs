@@ -7,6 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::AppHandle;
 use crate::component::{CloseFn, RunFn};
+use crate::context::ProgramExitCell;
 use crate::report::{CloseOutcome, Ending};
 use crate::restart::RestartWindow;
 use crate::{Component, RestartPolicy, Tracker};
@@ -36,6 +37,8 @@ pub(super) struct Slot {
     /// The current run's stop signal: a child of `stop`, also fired alone
     /// for a rest-for-one restart.
     pub(super) run_stop: Option<CancellationToken>,
+    /// What the current run says of the program it supervises.
+    pub(super) program_exit: ProgramExitCell,
     pub(super) tracker: Tracker,
     /// Runs started so far.
     pub(super) attempt: u32,
@@ -64,6 +67,7 @@ impl Slot {
             close: c.close,
             stop: CancellationToken::new(),
             run_stop: None,
+            program_exit: ProgramExitCell::default(),
             tracker,
             attempt: 0,
             state: State::Waiting,

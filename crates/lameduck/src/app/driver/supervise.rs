@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::slot::{Slot, State};
 use super::{Driver, panic_message};
-use crate::context::Tokens;
+use crate::context::{ProgramExitCell, Tokens};
 use crate::fmt::Seconds;
 use crate::observe::Event as Observed;
 use crate::report::Ending;
@@ -62,6 +62,9 @@ impl Driver {
         let attempt = slot.attempt;
         slot.attempt += 1;
         slot.run_stop = Some(tokens.stopping.clone());
+        // A cell per run: what an earlier run said, or says late, is not
+        // this run's.
+        slot.program_exit = ProgramExitCell::default();
         slot.state = State::Running;
         slot.ready = false;
         slot.held = false;
@@ -72,6 +75,7 @@ impl Driver {
             tokens,
             slot.tracker.clone(),
             self.handle.clone(),
+            slot.program_exit.clone(),
         );
         // The run function itself (not only its future) may panic; that is
         // the component's failure, not the driver's.
@@ -130,10 +134,18 @@ impl Driver {
             Ok(()) => Ending::Finished,
             Err(e) => Ending::Failed(e.clone()),
         });
+        // Counts only if this run is the last: not when it restarts.
+        let said = slot
+            .program_exit
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+            .map(ExitStatus::Program);
         if self.trigger.is_some() {
             if result.is_err() {
                 self.status = self.status.worst(ExitStatus::ComponentFailed);
             }
+            self.status = self.status.worst(said.unwrap_or(ExitStatus::Clean));
             return;
         }
         if slot.held {
@@ -176,6 +188,7 @@ impl Driver {
                 let component = slot.name.clone();
                 slot.ended = Some(Ending::Failed(error.clone()));
                 self.status = self.status.worst(ExitStatus::ComponentFailed);
+                self.status = self.status.worst(said.unwrap_or(ExitStatus::Clean));
                 self.trigger(ShutdownReason::ComponentFailed {
                     component,
                     error: error.into(),
@@ -185,6 +198,7 @@ impl Driver {
         } else {
             // Ended for good: it no longer holds readiness or start-up back.
             self.handle.health().set_done(&slot.name);
+            self.status = self.status.worst(said.unwrap_or(ExitStatus::Clean));
         }
         self.start_waiting();
         self.check_started();

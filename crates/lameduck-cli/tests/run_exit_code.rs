@@ -1,0 +1,191 @@
+//! `lameduck run`'s exit code, its report's and its flight record's are one
+//! number, with the reason, in every case its exit code tells apart: the
+//! program's own end, a crash loop given up, a stop by lameduck's signal, a
+//! passed deadline, a program that cannot start. (The third signal, 143,
+//! is pinned in `run_flight_record.rs`.)
+
+mod run_support;
+
+use std::path::Path;
+use std::process::Command;
+
+use nix::sys::signal::Signal;
+use run_support::*;
+use serde_json::Value;
+
+/// How a run ended, as each of its witnesses says it.
+struct Ended {
+    /// lameduck's exit code.
+    code: Option<i32>,
+    /// The report's log line: `exit_code` and `status`.
+    logged: (i64, String),
+    /// The flight record's `exit`: `code` and `status`.
+    recorded: (i64, String),
+    /// `lameduck report PATH`'s text.
+    rendered: String,
+}
+
+impl Ended {
+    /// Asserts that every witness gives `code`, and that the statuses say
+    /// `reason`.
+    #[track_caller]
+    fn says(&self, code: i32, reason: &str, log: &str) {
+        assert_eq!(self.code, Some(code), "{log}");
+        assert_eq!(self.logged.0, i64::from(code), "the report's line: {log}");
+        assert_eq!(self.recorded.0, i64::from(code), "the record: {log}");
+        assert!(self.logged.1.contains(reason), "{:?}", self.logged);
+        assert_eq!(self.recorded.1, self.logged.1, "the record's status");
+        assert!(
+            self.rendered.contains(&format!("exit {code}")),
+            "{}",
+            self.rendered
+        );
+    }
+}
+
+/// Waits for `run` to exit, then reads its report's line and its flight
+/// record at `path`.
+#[track_caller]
+fn ended(run: &mut Running, path: &Path) -> Ended {
+    let code = run.wait();
+    let report = run.event("shutdown report", |_| true);
+    let text = std::fs::read_to_string(path).expect("the flight record was written");
+    let record: Value = serde_json::from_str(&text).expect("the flight record is JSON");
+    let rendered = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .arg("report")
+        .arg(path)
+        .output()
+        .expect("running lameduck report");
+    Ended {
+        code,
+        logged: (
+            report["exit_code"].as_i64().unwrap(),
+            report["status"].as_str().unwrap().to_string(),
+        ),
+        recorded: (
+            record["exit"]["code"].as_i64().unwrap(),
+            record["exit"]["status"].as_str().unwrap().to_string(),
+        ),
+        rendered: String::from_utf8_lossy(&rendered.stdout).into_owned(),
+    }
+}
+
+/// `lameduck run --admin none --flight-record PATH ARGS -- PROGRAM…` run
+/// to its end: checks that every witness gives `code` and says `reason`,
+/// and returns the run, for its log.
+#[track_caller]
+fn runs_to_its_end(
+    name: &str,
+    args: &[&str],
+    program: &[&str],
+    code: i32,
+    reason: &str,
+) -> Running {
+    let dir = Scratch::new(name);
+    let path = dir.path("record.json");
+    let mut all = vec!["--admin", "none", "--flight-record", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    all.push("--");
+    all.extend_from_slice(program);
+    let mut run = Running::start(&all);
+    ended(&mut run, &path).says(code, reason, &run.log());
+    run
+}
+
+#[test]
+fn a_program_that_exits_3_by_itself_is_recorded_and_reported_as_exiting_3() {
+    let never = ["--restart", "never"];
+    runs_to_its_end(
+        "exit-own",
+        &never,
+        &["sh", "-c", "exit 3"],
+        3,
+        "program exited with 3",
+    );
+}
+
+#[test]
+fn a_program_killed_by_a_signal_lameduck_did_not_send_is_recorded_with_128_plus_it() {
+    let never = ["--restart", "never"];
+    let killed = ["sh", "-c", "kill -USR1 $$"];
+    runs_to_its_end(
+        "exit-killed",
+        &never,
+        &killed,
+        128 + 10,
+        "program killed by signal 10",
+    );
+}
+
+#[test]
+fn a_crash_loop_given_up_records_the_code_lameduck_exits_with() {
+    let args = [&["--restart", "on-failure"][..], FAST_RESTARTS].concat();
+    let crash = ["sh", "-c", "exit 3"];
+    let run = runs_to_its_end("exit-gave-up", &args, &crash, 3, "program exited with 3");
+    assert!(
+        run.log().contains("restart intensity exceeded"),
+        "{}",
+        run.log()
+    );
+}
+
+/// `--restart always` gives up on a program that exits 0 each time: a
+/// failure, 1, not the program's 0.
+#[test]
+fn a_crash_loop_of_clean_exits_given_up_is_recorded_as_a_component_failure() {
+    let args = [&["--restart", "always"][..], FAST_RESTARTS].concat();
+    let clean = ["sh", "-c", "exit 0"];
+    runs_to_its_end("exit-always", &args, &clean, 1, "component failed");
+}
+
+#[test]
+fn a_program_that_cannot_be_started_is_recorded_with_the_shell_s_code() {
+    let missing = ["no-such-program-lameduck-test"];
+    runs_to_its_end("exit-not-found", &[], &missing, 127, "program not started");
+}
+
+/// `lameduck run --flight-record PATH … -- sh -c SCRIPT`, once SCRIPT has
+/// touched `{ready}` (after setting its traps), stopped by `SIGTERM`, with a
+/// short shutdown: checks that every witness gives `code` and says
+/// `reason`.
+#[track_caller]
+fn stopped_says(name: &str, script: &str, code: i32, reason: &str) {
+    let dir = Scratch::new(name);
+    let path = dir.path("record.json");
+    let args = [
+        "--flight-record",
+        path.to_str().unwrap(),
+        "--drain-max",
+        "0s",
+        "--shutdown-timeout",
+        "1s",
+        "--hard-timeout",
+        "500ms",
+    ];
+    let mut run = start_ready_when_touched(&dir, &args, script);
+    run.signal(Signal::SIGTERM);
+    ended(&mut run, &path).says(code, reason, &run.log());
+}
+
+#[test]
+fn a_program_stopped_by_lameduck_s_signal_that_exits_0_is_a_clean_stop() {
+    let script = "trap 'exit 0' TERM; sleep 600 & touch {ready}; wait";
+    stopped_says("exit-stop-clean", script, 0, "clean");
+}
+
+/// A program that fails on the stop signal gives its own code, and the
+/// report says so, where it said `clean (0)`.
+#[test]
+fn a_program_that_exits_5_on_lameduck_s_stop_signal_is_recorded_as_exiting_5() {
+    let script = "trap 'exit 5' TERM; sleep 600 & touch {ready}; wait";
+    stopped_says("exit-stop-5", script, 5, "program exited with 5");
+}
+
+/// The program exits 0 on the stop signal, but a child of it ignores the
+/// signal and is killed at the shutdown timeout: 3, as the report says,
+/// where lameduck exited 0.
+#[test]
+fn a_clean_exit_that_leaves_a_child_killed_at_the_deadline_is_recorded_and_exits_3() {
+    let script = "trap 'exit 0' TERM; sh -c \"trap '' TERM; touch {ready}; exec sleep 600\" & wait";
+    stopped_says("exit-straggler", script, 3, "deadline exceeded");
+}
