@@ -269,6 +269,30 @@ impl Context {
     /// policy that gave up, and over a passed deadline; its 0 hides neither.
     /// Between two programs' non-zero codes, the first said in a last run
     /// wins.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use lameduck::{App, Component, ExitStatus, ProgramExit};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let app = App::builder("wrapper")
+    ///     .handle_signals(false)
+    ///     .component(Component::new("program", |ctx| async move {
+    ///         ctx.ready();
+    ///         // … the program ran, and exited with 3 by itself.
+    ///         ctx.set_program_exit(ProgramExit::Exited(3));
+    ///         Ok(())
+    ///     }))
+    ///     .build()
+    ///     .expect("valid configuration");
+    /// let report = app.await;
+    /// assert_eq!(report.status(), ExitStatus::Program(ProgramExit::Exited(3)));
+    /// assert_eq!(report.status().to_string(), "program exited with 3 (3)");
+    /// assert_eq!(report.status().code(), 3);
+    /// # }
+    /// ```
     pub fn set_program_exit(&self, end: ProgramExit) {
         *self
             .inner
