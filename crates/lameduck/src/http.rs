@@ -50,6 +50,7 @@
 
 mod cancel;
 pub(crate) mod conn;
+mod fired;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 pub mod layer;

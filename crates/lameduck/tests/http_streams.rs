@@ -263,6 +263,58 @@ async fn an_upgraded_connection_whose_handler_ignores_the_stop_is_closed_after_t
     assert!(ended(&report, "GET /raw (upgrade)"), "{report}");
 }
 
+/// A raw upgraded connection whose handler never looks at the stop: it
+/// says `upgraded`, then reads until its client (which never sends)
+/// closes.
+async fn raw_upgrade_unheeding(mut req: axum::extract::Request) -> axum::response::Response {
+    let on_upgrade = hyper::upgrade::on(&mut req);
+    tokio::spawn(async move {
+        let upgraded = on_upgrade.await.expect("upgraded");
+        let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        io.write_all(b"upgraded").await.unwrap();
+        let mut buf = [0u8; 64];
+        while matches!(io.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    axum::response::Response::builder()
+        .status(101)
+        .header("connection", "upgrade")
+        .header("upgrade", "raw")
+        .body(axum::body::Body::empty())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upgraded_connection_waiting_on_a_silent_client_is_closed_after_the_window_though_its_handler_never_looks()
+ {
+    let router = Router::new().route("/raw", get(raw_upgrade_unheeding));
+    let shutdown_timeout = Duration::from_secs(10);
+    let mut app = Running::start(
+        budget(Duration::ZERO, shutdown_timeout, shutdown_timeout),
+        router,
+        |s| s.close_handshake_window(Duration::from_millis(100)),
+    )
+    .await;
+    let (mut socket, head) = raw_request(
+        app.addr,
+        b"GET /raw HTTP/1.1\r\nhost: test\r\nconnection: upgrade\r\nupgrade: raw\r\n\r\n",
+    )
+    .await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let mut said = [0u8; 8];
+    socket.read_exact(&mut said).await.unwrap();
+    assert_eq!(&said, b"upgraded");
+    // The handler's read waits on the socket; nothing but the server can
+    // end it now.
+    app.handle.shutdown("test");
+    let mut rest = Vec::new();
+    let _ = socket.read_to_end(&mut rest).await;
+
+    // Closed at the end of the window, not at the shutdown timeout.
+    let report = app.report().await;
+    assert_eq!(report.status(), ExitStatus::Clean, "{report}");
+    assert!(ended(&report, "GET /raw (upgrade)"), "{report}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_websocket_client_gets_1001_going_away_at_stopping_and_the_shutdown_is_clean() {
     let router = Router::new().route("/ws", get(echo));

@@ -12,6 +12,8 @@
 //! | `lameduck-tls` | `lameduck` with `Server::tls`, the same certificate |
 //! | `tonic` | tonic's own `Server` with a unary gRPC service, `bench.Echo/Say`, answering `hello\n` (h2c) |
 //! | `lameduck-grpc` | the same service served by `lameduck::http::Server` |
+//! | `bare-echo` | `bare`'s loop with an upgrade service: `Upgrade: echo` gets `101`, then every byte back |
+//! | `lameduck-echo` | the same service served by `lameduck::http::Server` |
 //!
 //! It runs on a runtime of `--threads` worker threads (default 1), prints
 //! `listening on http://ADDR`, and serves until SIGTERM (or SIGKILL).
@@ -33,6 +35,8 @@ use lameduck::http::Server;
 use lameduck::{App, Budget};
 use lameduck_bench::server::announce;
 
+#[path = "http_server/echo.rs"]
+mod echo;
 #[path = "http_server/grpc.rs"]
 mod grpc;
 #[path = "http_server/tls.rs"]
@@ -73,14 +77,19 @@ enum Kind {
     LameduckTls,
     Tonic,
     LameduckGrpc,
+    BareEcho,
+    LameduckEcho,
 }
 
-/// The trivial handler, as a tower service (no axum), for `bare` and
-/// `lameduck`.
+/// A tower service (no axum) that answers every request at once with what
+/// `F` makes of it.
 #[derive(Clone, Copy)]
-struct Hello;
+struct Answer<F>(F);
 
-impl tower_service::Service<http::Request<Incoming>> for Hello {
+impl<F> tower_service::Service<http::Request<Incoming>> for Answer<F>
+where
+    F: Fn(http::Request<Incoming>) -> http::Response<Full<Bytes>>,
+{
     type Response = http::Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = std::future::Ready<Result<Self::Response, Infallible>>;
@@ -92,11 +101,14 @@ impl tower_service::Service<http::Request<Incoming>> for Hello {
         std::task::Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, _: http::Request<Incoming>) -> Self::Future {
-        std::future::ready(Ok(http::Response::new(Full::new(Bytes::from_static(
-            b"hello\n",
-        )))))
+    fn call(&mut self, req: http::Request<Incoming>) -> Self::Future {
+        std::future::ready(Ok((self.0)(req)))
     }
+}
+
+/// The trivial handler, for `bare` and `lameduck` (`Answer(hello)`).
+fn hello(_: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    http::Response::new(Full::new(Bytes::from_static(b"hello\n")))
 }
 
 fn router() -> Router {
@@ -117,18 +129,29 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     announce(listener.local_addr()?)?;
     match args.kind {
-        Kind::Bare => bare(listener).await,
+        Kind::Bare => bare(listener, Answer(hello)).await,
+        Kind::BareEcho => bare(listener, Answer(echo::echo)).await,
+        Kind::LameduckEcho => {
+            lameduck(
+                idle(
+                    Server::new(listener, Answer(echo::echo)),
+                    &args.idle_timeout,
+                )?,
+                false,
+            )
+            .await
+        }
         Kind::AxumServe => Ok(axum::serve(listener, router()).await?),
         Kind::Lameduck => {
             lameduck(
-                idle(Server::new(listener, Hello), &args.idle_timeout)?,
+                idle(Server::new(listener, Answer(hello)), &args.idle_timeout)?,
                 false,
             )
             .await
         }
         Kind::LameduckMetrics => {
             lameduck(
-                idle(Server::new(listener, Hello), &args.idle_timeout)?,
+                idle(Server::new(listener, Answer(hello)), &args.idle_timeout)?,
                 true,
             )
             .await
@@ -146,8 +169,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         Kind::LameduckTls => {
             let (cert, key) = cert(&args)?;
-            let server =
-                Server::new(listener, Hello).tls(lameduck::http::Tls::from_pem_files(cert, key)?);
+            let server = Server::new(listener, Answer(hello))
+                .tls(lameduck::http::Tls::from_pem_files(cert, key)?);
             lameduck(idle(server, &args.idle_timeout)?, false).await
         }
         Kind::Tonic => grpc::tonic_server(listener).await,
@@ -178,17 +201,28 @@ fn idle<S>(server: Server<S>, timeout: &Option<String>) -> anyhow::Result<Server
     })
 }
 
-async fn bare(listener: tokio::net::TcpListener) -> anyhow::Result<()> {
+async fn bare<S>(listener: tokio::net::TcpListener, service: S) -> anyhow::Result<()>
+where
+    S: tower_service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<Full<Bytes>>,
+            Error = Infallible,
+            Future: Send,
+        > + Clone
+        + Send
+        + 'static,
+{
     let builder = auto::Builder::new(TokioExecutor::new());
     loop {
         let (stream, _) = listener.accept().await?;
         let _ = stream.set_nodelay(true);
         let builder = builder.clone();
+        let service = service.clone();
         tokio::spawn(async move {
             let _ = builder
                 .serve_connection_with_upgrades(
                     TokioIo::new(stream),
-                    TowerToHyperService::new(Hello),
+                    TowerToHyperService::new(service),
                 )
                 .await;
         });

@@ -252,6 +252,7 @@ impl ConnState {
 
     /// Whether the server ends this upgraded connection at Stopping, after
     /// its close handshake window.
+    #[inline]
     pub(crate) fn upgrade_is_bounded(&self) -> bool {
         self.upgrade_end.load(Ordering::Acquire)
     }

@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Probes;
 use super::conn::ConnState;
+use super::fired::Fired;
 use crate::{Context, Phase, Tracker};
 
 pub(crate) type Orphan = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -54,6 +55,8 @@ pub(crate) struct Signals {
     changed: watch::Sender<Stage>,
     /// When this server's Stopping began.
     stopping_at: OnceLock<Instant>,
+    /// Whether `stopping` or `cancel` has fired, without their lock.
+    stop: Fired,
     /// How long an upgraded connection has for its close handshake once
     /// Stopping has begun.
     close_window: Duration,
@@ -76,6 +79,7 @@ impl Signals {
     ) -> Self {
         Self {
             stage: AtomicU8::new(Stage::Running as u8),
+            stop: Fired::watch(&[&stopping, &cancel]),
             draining,
             stopping,
             cancel,
@@ -135,12 +139,27 @@ impl Signals {
     pub(crate) fn close_deadline(&self) -> Option<Instant> {
         let at = match self.stopping_at.get() {
             Some(&at) => at,
-            None if self.stopping.is_cancelled() || self.cancel.is_cancelled() => {
-                *self.stopping_at.get_or_init(Instant::now)
-            }
+            // An atomic, not the tokens' lock: asked at every read and
+            // write of every upgraded connection.
+            None if self.stop.fired() => *self.stopping_at.get_or_init(Instant::now),
             None => return None,
         };
         Some(at + self.close_window)
+    }
+
+    /// Whether the stopping or the cancel signal has fired: one atomic
+    /// load, and [`close_deadline`](Self::close_deadline) is known once it
+    /// is true.
+    #[inline]
+    pub(crate) fn stop_fired(&self) -> bool {
+        self.stop.fired()
+    }
+
+    /// Fired once the stopping or the cancel signal has, and
+    /// [`close_deadline`](Self::close_deadline) is known: a task that waits
+    /// on it wakes to start the close handshake window.
+    pub(crate) fn stop_token(&self) -> &CancellationToken {
+        self.stop.token()
     }
 
     fn set(&self, stage: Stage) {
@@ -219,8 +238,10 @@ pub(crate) struct Shared {
     /// Probes answered before the service, when mounted on the main listener.
     pub(crate) probes: Option<Probes>,
     /// Fired when the server's run ends or is aborted: upgraded connections
-    /// still open are closed.
+    /// still open are closed. Fire it with [`kill`](Self::kill).
     pub(crate) kill: CancellationToken,
+    /// Set before `kill` fires: read without the token's lock.
+    pub(crate) killed: AtomicBool,
     /// A never-used connection's wait for its first request at Stopping,
     /// and a part-sent request head's wait for its next byte.
     pub(crate) first_request_grace: Duration,
@@ -246,6 +267,7 @@ impl Shared {
             orphans,
             probes: None,
             kill: CancellationToken::new(),
+            killed: AtomicBool::new(false),
             first_request_grace: Duration::ZERO,
             conns: Mutex::new(Slab::new()),
             idle_timeout: None,
@@ -253,6 +275,18 @@ impl Shared {
             stats: None,
             counters: super::traffic::Counters::default(),
         }
+    }
+
+    /// Ends the upgraded connections still open: the server's run is over.
+    pub(crate) fn kill(&self) {
+        self.killed.store(true, Ordering::Release);
+        self.kill.cancel();
+    }
+
+    /// Whether [`kill`](Self::kill) has been called: one atomic load.
+    #[inline]
+    pub(crate) fn is_killed(&self) -> bool {
+        self.killed.load(Ordering::Acquire)
     }
 
     #[inline]

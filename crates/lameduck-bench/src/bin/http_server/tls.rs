@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::TlsAcceptor;
 
-use super::Hello;
+use super::{Answer, hello};
 
 /// rustls with ring, the certificate and key of the PEM files, ALPN `h2`
 /// and `http/1.1`: what `lameduck::http::Tls::from_pem_files` builds.
@@ -49,7 +49,7 @@ pub(super) async fn bare(
             let _ = builder
                 .serve_connection_with_upgrades(
                     TokioIo::new(stream),
-                    TowerToHyperService::new(Hello),
+                    TowerToHyperService::new(Answer(hello)),
                 )
                 .await;
         });

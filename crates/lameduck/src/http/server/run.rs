@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::admin::AdminContext;
@@ -51,21 +50,19 @@ where
     let signals = Arc::new(Signals::from_context(&ctx).with_close_window(close_window));
     let _follower = AbortOnDropHandle::new(tokio::spawn(signals.clone().follow()));
     let (orphans, mut adopted) = mpsc::unbounded_channel();
-    let kill = CancellationToken::new();
-    // Returning or being aborted at the hard deadline closes the upgraded
-    // connections still open: they live in their handlers' tasks, which
-    // aborting this future does not reach.
-    let _kill = kill.clone().drop_guard();
     let health = ctx.app().health().clone();
     let shared = Arc::new(Shared {
         probes: probes_on_main.then(|| Probes::new(health.clone())),
-        kill,
         first_request_grace,
         idle_timeout: idle_timeout.map(|t| (t, keep_alive_header(t))),
         head_timeout,
         stats: crate::http::stats::for_component(&ctx),
         ..Shared::new(signals, ctx.tracker().clone(), Orphans::Server(orphans))
     });
+    // Returning or being aborted at the hard deadline closes the upgraded
+    // connections still open: they live in their handlers' tasks, which
+    // aborting this future does not reach.
+    let _kill = KillOnDrop(shared.clone());
     if let Some(stats) = &shared.stats {
         stats.watch_connections(Arc::downgrade(&shared));
     }
@@ -253,6 +250,15 @@ fn admin_failed(ended: io::Result<()>) -> Result<(), BoxError> {
         .err()
         .unwrap_or_else(|| io::Error::other("the admin listener stopped"));
     Err(format!("the admin listener failed: {err}").into())
+}
+
+/// Kills the server's upgraded connections when dropped.
+struct KillOnDrop(Arc<Shared>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.0.kill();
+    }
 }
 
 #[cfg(test)]

@@ -20,17 +20,15 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep, sleep_until};
-use tokio_util::sync::WaitForCancellationFutureOwned;
 
 use super::late::{IGNORED, LateStreams};
 use super::wire::{Found, Frames, Streams};
 use crate::http::Connection;
 use crate::http::conn::{ConnState, EXPIRED_HEAD, EXPIRED_IDLE, Proto};
+use crate::http::fired::TokenWait;
 use crate::http::shared::{Shared, Stage};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-type Wait = Option<Pin<Box<WaitForCancellationFutureOwned>>>;
 
 pub(super) struct Io<T> {
     inner: T,
@@ -58,9 +56,11 @@ pub(super) struct Io<T> {
     /// ended connection.
     close_message: bool,
     // Reads and writes of an upgraded connection may come from two tasks,
-    // so each registers its own waker for the kill.
-    kill_read: Wait,
-    kill_write: Wait,
+    // so each registers its own waker for the kill and for Stopping.
+    kill_read: TokenWait,
+    kill_write: TokenWait,
+    stop_read: TokenWait,
+    stop_write: TokenWait,
     /// An upgraded connection's close handshake window, from Stopping.
     close_by: Option<Pin<Box<Sleep>>>,
     /// HTTP/2, once shut down: how long the close waits for the client's
@@ -83,8 +83,10 @@ impl<T: Connection> Io<T> {
             timer: None,
             ended: false,
             close_message: false,
-            kill_read: None,
-            kill_write: None,
+            kill_read: TokenWait::default(),
+            kill_write: TokenWait::default(),
+            stop_read: TokenWait::default(),
+            stop_write: TokenWait::default(),
             close_by: None,
             linger: None,
         }
@@ -207,7 +209,7 @@ impl<T: Connection> Io<T> {
     }
 
     /// [`Io::saw`] for a connection whose protocol is not yet known, or
-    /// HTTP/2, or upgraded.
+    /// HTTP/2.
     #[inline(never)]
     fn saw_frames(&mut self, bytes: &mut [u8], mut proto: Proto) -> bool {
         let now = crate::tracker::coarse_nanos();
@@ -348,20 +350,36 @@ impl<T: Connection> Io<T> {
     /// Whether an upgraded connection must be closed now: the server's run
     /// is over, or (unless its handler keeps it) its close handshake window
     /// since Stopping has passed.
+    ///
+    /// While the app runs, a few atomic loads: each task registers for the
+    /// kill and for Stopping once (again only when its waker changes), and
+    /// the flags set before either fires say whether it has.
     fn must_close(&mut self, reading: bool, cx: &mut Context<'_>) -> bool {
-        let wait = if reading {
-            &mut self.kill_read
+        let (kill, stop) = if reading {
+            (&mut self.kill_read, &mut self.stop_read)
         } else {
-            &mut self.kill_write
+            (&mut self.kill_write, &mut self.stop_write)
         };
-        let wait = wait.get_or_insert_with(|| Box::pin(self.shared.kill.clone().cancelled_owned()));
-        if wait.as_mut().poll(cx).is_ready() {
+        // Registered before the flag is read: a kill in between still wakes
+        // the task.
+        kill.register(&self.shared.kill, cx);
+        if self.shared.is_killed() {
             return true;
+        }
+        let signals = &self.shared.signals;
+        if !signals.stop_fired() {
+            // Woken at Stopping, a task waiting on a client that sends
+            // nothing starts the close handshake window as one its handler
+            // woke does.
+            stop.register(signals.stop_token(), cx);
+            if !signals.stop_fired() {
+                return false;
+            }
         }
         if !self.conn.upgrade_is_bounded() {
             return false;
         }
-        let Some(deadline) = self.shared.signals.close_deadline() else {
+        let Some(deadline) = signals.close_deadline() else {
             return false;
         };
         let close_by = self
@@ -374,7 +392,7 @@ impl<T: Connection> Io<T> {
 }
 
 fn closed_error(shared: &Shared) -> io::Error {
-    let why = if shared.kill.is_cancelled() {
+    let why = if shared.is_killed() {
         "closed by the server at its hard deadline"
     } else {
         "closed by the server: the close handshake window after Stopping has passed"
@@ -417,10 +435,15 @@ impl<T: Connection> AsyncRead for Io<T> {
         if let Poll::Ready(Ok(())) = read
             && buf.filled().len() > before
         {
-            if proto == Proto::H1 {
-                this.saw_h1();
-            } else {
-                this.saw(&mut buf.filled_mut()[before..]);
+            match proto {
+                Proto::H1 => this.saw_h1(),
+                // An upgraded connection's bytes are its handler's: no
+                // request head, no frames, no time that any wait counts
+                // from.
+                Proto::Upgraded => {}
+                _ => {
+                    this.saw(&mut buf.filled_mut()[before..]);
+                }
             }
         }
         read
