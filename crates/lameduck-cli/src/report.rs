@@ -108,25 +108,7 @@ impl fmt::Display for Text<'_> {
         if let Some(exit) = &r.exit {
             writeln!(f, "  ended: {}, exit {}", exit.status, exit.code)?;
         }
-        let b = &r.budget;
-        let drain = if b.drain_min_ms == b.drain_max_ms {
-            format!("drain {} (fixed)", ms(b.drain_max_ms))
-        } else {
-            format!(
-                "drain {}..{} (quiet {})",
-                ms(b.drain_min_ms),
-                ms(b.drain_max_ms),
-                ms(b.drain_quiet_ms)
-            )
-        };
-        writeln!(
-            f,
-            "  budget: grace {}, {drain}, shutdown {}, hard {}, log flush {}",
-            ms(b.grace_period_ms),
-            ms(b.shutdown_timeout_ms),
-            ms(b.hard_timeout_ms),
-            ms(b.log_flush_ms)
-        )?;
+        writeln!(f, "  budget: {}", r.budget)?;
         writeln!(f, "\nphases (from the signal):")?;
         for p in &r.phases {
             // A phase with no end was under way when the record was

@@ -230,11 +230,11 @@ fn a_zero_downtime_restart_writes_an_upgrade_record_and_the_shutdown_keeps_its_s
     assert_eq!(rec["upgrades"].as_array().map(Vec::len), Some(1), "{rec}");
 }
 
-#[test]
-fn the_inventory_at_stopping_names_the_program_s_processes_and_every_phase_ends() {
-    let dir = Scratch::new("flight-stopping");
+/// The record of `lameduck run -- sleep 600` (no socket, no admin port, a
+/// drain of 300ms) stopped by SIGTERM, which must exit 0.
+fn record_of_a_stopped_sleep(dir: &Scratch) -> std::path::PathBuf {
     let path = dir.path("record.json");
-    let run = Running::start(&[
+    let mut run = Running::start(&[
         "--admin",
         "none",
         "--drain-max",
@@ -245,10 +245,16 @@ fn the_inventory_at_stopping_names_the_program_s_processes_and_every_phase_ends(
         "sleep",
         "600",
     ]);
-    let mut run = run;
     run.event("phase changed", |v| v["phase"] == "running");
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
+    path
+}
+
+#[test]
+fn the_inventory_at_stopping_names_the_program_s_processes_and_every_phase_ends() {
+    let dir = Scratch::new("flight-stopping");
+    let path = record_of_a_stopped_sleep(&dir);
     let rec = record(&path);
     let labels = work_labels(&rec, "stopping");
     assert!(
@@ -275,5 +281,40 @@ fn the_inventory_at_stopping_names_the_program_s_processes_and_every_phase_ends(
     assert!(
         text.contains("in flight at stopping") && text.contains("pid "),
         "{text}"
+    );
+}
+
+#[test]
+fn the_html_page_of_a_run_without_sockets_says_its_drain_was_fixed_and_no_arrivals_were_counted() {
+    let dir = Scratch::new("flight-html-no-sockets");
+    let path = record_of_a_stopped_sleep(&dir);
+
+    let html = dir.path("record.html");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .arg("report")
+        .arg(&path)
+        .arg("--html")
+        .arg(&html)
+        .output()
+        .expect("running lameduck report --html");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let budget = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("budget: "))
+        .unwrap_or_else(|| panic!("no budget line: {text}"));
+    // With nothing to watch, the drain lasts what it may: fixed, and both
+    // views say it in the same words.
+    assert!(budget.contains("drain 300ms (fixed)"), "{budget}");
+    let page = std::fs::read_to_string(&html).expect("the page was written");
+    assert!(
+        page.contains(&format!("Budget: {budget}.")),
+        "the page's budget differs from the text's ({budget}):\n{page}"
+    );
+    // No socket of lameduck's, so no arrivals were counted: the page says
+    // so rather than drawing an empty chart.
+    assert!(
+        page.contains("no listening socket of the server's own: no arrivals were counted"),
+        "{page}"
     );
 }

@@ -111,17 +111,10 @@ fn tables(page: &mut String, r: &ServerRecord) {
             escape(&d.summary)
         );
     }
-    let b = &r.budget;
     let _ = writeln!(
         page,
-        "<p class=\"note\">Budget: grace {}, drain {}..{} (quiet {}), shutdown {}, hard {}, log flush {}.</p></section>",
-        human::ms(b.grace_period_ms),
-        human::ms(b.drain_min_ms),
-        human::ms(b.drain_max_ms),
-        human::ms(b.drain_quiet_ms),
-        human::ms(b.shutdown_timeout_ms),
-        human::ms(b.hard_timeout_ms),
-        human::ms(b.log_flush_ms)
+        "<p class=\"note\">Budget: {}.</p></section>",
+        escape(&r.budget.to_string())
     );
     for inv in &r.inventories {
         inventory(page, inv);

@@ -147,6 +147,22 @@ const TRAFFIC: Panel = Panel {
 /// The listeners' arrivals per tick, stacked.
 fn traffic_panel(svg: &mut String, scale: &Scale, record: &ServerRecord) {
     let t = &record.traffic;
+    if t.listeners.is_empty() {
+        // A program run without sockets of lameduck's (`lameduck run`
+        // without `--listen`): there was nothing to count, not nothing
+        // arriving.
+        let _ = writeln!(
+            svg,
+            "<text class=\"title\" x=\"{LEFT}\" y=\"{}\">{}</text>\
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" style=\"fill:#777\">\
+             no listening socket of the server's own: no arrivals were counted</text>",
+            TRAFFIC.top - 8.0,
+            TRAFFIC.title,
+            (LEFT + WIDTH - RIGHT) / 2.0,
+            TRAFFIC.top + TRAFFIC.height / 2.0
+        );
+        return;
+    }
     let ticks = t
         .listeners
         .iter()
