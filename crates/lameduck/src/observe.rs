@@ -149,8 +149,18 @@ pub enum Event<'a> {
         /// What else held the shutdown up.
         held: &'a [Holdup],
     },
+    /// The drain began: Draining, with a drain to wait for. Not sent when
+    /// the shutdown skips it (the app was not yet Running, every component
+    /// completed, the signal's policy skips it, or the budget's drain is
+    /// zero).
+    DrainStarted {
+        /// How long it lasts at most (the budget's drain, in full when it
+        /// is fixed).
+        max: Duration,
+    },
     /// Draining ended, just before Stopping: what ended it (a fixed delay,
-    /// quiet traffic, `drain_max`) and the traffic it saw.
+    /// quiet traffic, `drain_max`) and the traffic it saw; or that it was
+    /// skipped (then with no [`DrainStarted`](Self::DrainStarted) before).
     DrainEnded {
         /// How the drain went, as the report will give it.
         drain: &'a DrainReport,
@@ -263,6 +273,7 @@ impl fmt::Debug for EventKind<'_, '_> {
             Event::ComponentReady { .. } => "component ready",
             Event::ComponentExited { .. } => "component exited",
             Event::ComponentRestarting { .. } => "component restarting",
+            Event::DrainStarted { .. } => "drain started",
             Event::DrainEnded { .. } => "drain ended",
             Event::DeadlinePassed { .. } => "deadline passed",
             Event::WorkSettled { .. } => "work settled",

@@ -122,28 +122,35 @@ fn an_exporter_counts_in_the_budget_and_needs_a_name_of_its_own() {
     assert!(err.to_string().contains("otel 9s"), "{err}");
 }
 
+/// An observer that writes what it hears to `log`, one line per event.
+fn hear(log: &Log) -> impl Fn(&Event<'_>) + Send + Sync + 'static {
+    let heard = log.clone();
+    move |event: &Event<'_>| {
+        let line = match event {
+            Event::Starting { components, .. } => format!("starting {components}"),
+            Event::PhaseChanged { from, to, .. } => format!("{from} -> {to}"),
+            Event::ComponentStarted { component, .. } => format!("{component} started"),
+            Event::ComponentReady { component, .. } => format!("{component} ready"),
+            Event::ComponentExited {
+                component, error, ..
+            } => format!("{component} exited {}", error.unwrap_or("ok")),
+            Event::DrainStarted { max } => format!("drain started {max:?}"),
+            Event::DrainEnded { drain } => format!("drain ended {}", drain.ended),
+            Event::Closed { name, .. } => format!("{name} closed"),
+            Event::Report(r) => format!("report {}", r.status()),
+            _ => return,
+        };
+        heard.push(line);
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn observers_hear_every_phase_component_and_report_in_order() {
     let log = Log::default();
-    let heard = log.clone();
     let app = App::builder("svc")
         .budget(budget())
         .handle_signals(false)
-        .observer(move |event: &Event<'_>| {
-            let line = match event {
-                Event::Starting { components, .. } => format!("starting {components}"),
-                Event::PhaseChanged { from, to, .. } => format!("{from} -> {to}"),
-                Event::ComponentStarted { component, .. } => format!("{component} started"),
-                Event::ComponentReady { component, .. } => format!("{component} ready"),
-                Event::ComponentExited {
-                    component, error, ..
-                } => format!("{component} exited {}", error.unwrap_or("ok")),
-                Event::Closed { name, .. } => format!("{name} closed"),
-                Event::Report(r) => format!("report {}", r.status()),
-                _ => return,
-            };
-            heard.push(line);
-        })
+        .observer(hear(&log))
         .component(
             Component::new("db", |ctx| async move {
                 ctx.ready();
@@ -164,6 +171,8 @@ async fn observers_hear_every_phase_component_and_report_in_order() {
             "db ready",
             "starting -> running",
             "running -> draining",
+            "drain started 1s",
+            "drain ended drain delay over",
             "draining -> stopping",
             "db exited ok",
             "stopping -> closing",
@@ -230,4 +239,34 @@ async fn a_panicking_observer_does_not_stop_the_shutdown_or_the_others() {
     let report = run_until_running_then_stop(app).await;
     assert_eq!(report.status(), ExitStatus::Clean);
     assert_eq!(log.lines(), ["report"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_before_running_skips_the_drain_and_no_drain_is_heard_to_start() {
+    let log = Log::default();
+    let app = App::builder("svc")
+        .budget(budget())
+        .handle_signals(false)
+        .observer(hear(&log))
+        .component(Component::new("slow", |ctx| async move {
+            // Never ready: the app is still Starting when it is stopped.
+            ctx.on_stopping().await;
+            Ok(())
+        }))
+        .build()
+        .unwrap();
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    handle.reached(Phase::Starting).await;
+    handle.shutdown("test");
+    run.await.unwrap();
+    let lines = log.lines();
+    assert!(
+        lines.iter().any(|l| l == "drain ended drain skipped"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines.iter().any(|l| l.starts_with("drain started")),
+        "{lines:?}"
+    );
 }

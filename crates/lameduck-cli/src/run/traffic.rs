@@ -181,12 +181,10 @@ pub fn drain_start(
         ),
         Err(why) => format!("drain fixed: {why}; it lasts {max}"),
     };
+    // At the drain's start, not at Draining: a shutdown that skips the
+    // drain (the program never started) has no drain to describe.
     move |event: &lameduck::observe::Event<'_>| {
-        if let lameduck::observe::Event::PhaseChanged {
-            to: Phase::Draining,
-            ..
-        } = event
-        {
+        if let lameduck::observe::Event::DrainStarted { .. } = event {
             tracing::info!(target: "lameduck::run", "{said}");
         }
     }

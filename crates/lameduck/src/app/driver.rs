@@ -459,6 +459,9 @@ impl Driver {
         self.handle.traffic().keep_from_now();
         self.draining.cancel();
         let drained = if drain && !self.timeline.drain_delay.is_zero() {
+            self.publish(&Observed::DrainStarted {
+                max: self.timeline.drain_max(),
+            });
             match self.drain().await {
                 Ok(drained) => drained,
                 Err(sig) => return self.forced(sig).await,

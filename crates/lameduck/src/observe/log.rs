@@ -110,6 +110,9 @@ impl Observer for Log {
                     "drain ended: {drain}"
                 );
             }
+            // The change to Draining said it, and the drain's end says how
+            // it went.
+            Event::DrainStarted { .. } => {}
             Event::Report(report) => report.log(),
             // The report says it.
             Event::WorkSettled { .. } => {}
