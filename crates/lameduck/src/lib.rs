@@ -12,8 +12,10 @@
 //!    order (the database pool outlives the HTTP server that uses it);
 //!    in-flight work, counted by each component's [`Tracker`], finishes
 //!    within the shutdown timeout.
-//! 3. **Cancelling** — what is left gets its cancel signal, and is aborted
-//!    and named in the [`Report`] at the hard deadline.
+//! 3. **Cancelling** — what is left gets its cancel signal (the stop
+//!    signals keep their order: the pool still outlives the handlers being
+//!    cancelled), and is aborted and named in the [`Report`] at the hard
+//!    deadline.
 //! 4. **Closing** — resources close in reverse dependency order, each with
 //!    its own timeout; logs flush last.
 //!

@@ -180,46 +180,65 @@ async fn a_close_timeout_set_in_the_budget_is_the_one_the_close_gets() {
     assert_eq!(report.status(), ExitStatus::Clean);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
-    let worker_tracker = Arc::new(Mutex::new(None::<Tracker>));
+/// Shares the worker's tracker with `db`.
+type Shared = Arc<Mutex<Option<Tracker>>>;
+
+/// `db`, which, told to stop, sends whether the worker's tracker was idle.
+fn db_that_checks_the_worker(worker: Shared) -> (Component, tokio::sync::oneshot::Receiver<bool>) {
     let (tx, rx) = tokio::sync::oneshot::channel::<bool>();
     let tx = Arc::new(Mutex::new(Some(tx)));
-    let seen_by_db = worker_tracker.clone();
+    let db = Component::new("db", move |ctx| {
+        let (tx, worker) = (tx.clone(), worker.clone());
+        async move {
+            ctx.ready();
+            ctx.on_stopping().await;
+            let idle = worker
+                .lock()
+                .unwrap()
+                .as_ref()
+                .is_some_and(|t| t.is_empty());
+            let _ = tx.lock().unwrap().take().map(|t| t.send(idle));
+            Ok(())
+        }
+    });
+    (db, rx)
+}
+
+/// `worker`, depending on `db`, which starts one tracked job with `job`
+/// (given the job's guard and the cancel signal) and returns at its stop
+/// signal: the job outlives the worker's run.
+fn worker_with_job(
+    shared: Shared,
+    job: impl Fn(lameduck::WorkGuard, tokio_util::sync::CancellationToken) + Send + Sync + 'static,
+) -> Component {
+    let job = Arc::new(job);
+    Component::new("worker", move |ctx| {
+        *shared.lock().unwrap() = Some(ctx.tracker().clone());
+        let job = job.clone();
+        async move {
+            ctx.ready();
+            job(ctx.tracker().track("job"), ctx.cancel_token());
+            ctx.on_stopping().await;
+            Ok(())
+        }
+    })
+    .depends_on("db")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
+    let shared = Shared::default();
+    let (db, rx) = db_that_checks_the_worker(shared.clone());
     let app = App::builder("jobs")
         .budget(budget())
         .handle_signals(false)
-        .component(Component::new("db", move |ctx| {
-            let (tx, worker) = (tx.clone(), seen_by_db.clone());
-            async move {
-                ctx.ready();
-                ctx.on_stopping().await;
-                let idle = worker
-                    .lock()
-                    .unwrap()
-                    .as_ref()
-                    .is_some_and(|t| t.is_empty());
-                let _ = tx.lock().unwrap().take().map(|t| t.send(idle));
-                Ok(())
-            }
+        .component(db)
+        .component(worker_with_job(shared, |guard, _| {
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                drop(guard);
+            });
         }))
-        .component(
-            Component::new("worker", move |ctx| {
-                *worker_tracker.lock().unwrap() = Some(ctx.tracker().clone());
-                async move {
-                    ctx.ready();
-                    // The job outlives the worker's run: spawned with a guard.
-                    let guard = ctx.tracker().track("job");
-                    tokio::spawn(async move {
-                        tokio::time::sleep(Duration::from_secs(4)).await;
-                        drop(guard);
-                    });
-                    ctx.on_stopping().await;
-                    Ok(())
-                }
-            })
-            .depends_on("db"),
-        )
         .build()
         .unwrap();
     let report = run_until_running_then_stop(app).await;
@@ -234,4 +253,49 @@ async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
         Some(Duration::from_secs(3))
     );
     assert_eq!(report.status(), ExitStatus::Clean);
+}
+
+#[tokio::test(start_paused = true)]
+async fn at_the_cancel_signal_a_dependency_still_outlives_its_dependents_cancelled_work() {
+    let shared = Shared::default();
+    let (db, rx) = db_that_checks_the_worker(shared.clone());
+    let app = App::builder("jobs")
+        .budget(budget())
+        .handle_signals(false)
+        .component(db)
+        // A job that runs past the shutdown timeout and, at the cancel
+        // signal, takes a second to roll back through db.
+        .component(worker_with_job(shared, |guard, cancelled| {
+            tokio::spawn(async move {
+                cancelled.cancelled().await;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                drop(guard);
+            });
+        }))
+        .build()
+        .unwrap();
+    let report = run_until_running_then_stop(app).await;
+    assert_eq!(
+        rx.await,
+        Ok(true),
+        "db was told to stop while the worker's cancelled job still rolled back"
+    );
+    // The shutdown timeout passed with the job in flight; the rollback then
+    // took a second of the hard timeout.
+    assert_eq!(report.status(), ExitStatus::DeadlineExceeded, "{report}");
+    assert_eq!(
+        report.phase_duration(Phase::Cancelling),
+        Some(Duration::from_secs(1))
+    );
+    // At the shutdown timeout db was not holding anything up of its own.
+    let db = report
+        .work
+        .held
+        .iter()
+        .find(|h| &*h.component == "db")
+        .unwrap_or_else(|| panic!("db is named at the shutdown timeout: {report}"));
+    assert_eq!(
+        db.what,
+        "not told to stop yet: it outlives worker, still running or with work in flight"
+    );
 }

@@ -505,15 +505,17 @@ impl Driver {
                 held: &self.work.held[held..],
             });
             self.cancel.cancel();
-            for slot in &self.slots {
-                slot.stop.cancel();
-            }
+            // The stop signals keep their order: a dependency is told to
+            // stop once its dependents have returned and their work is done
+            // (or aborted at the hard deadline), so the work being cancelled
+            // can still use it — a handler rolls back through the pool it
+            // borrowed from.
             let deadline = Instant::now() + self.timeline.hard_timeout;
             while !self.all_done() {
                 match self.step(Some(deadline)).await {
                     Step::Deadline => break,
                     Step::Forced(sig) => return self.forced(sig).await,
-                    Step::Handled => {}
+                    Step::Handled => self.fire_stops(),
                 }
             }
             if !self.all_done() {

@@ -23,7 +23,7 @@ impl Driver {
                 .unwrap_or_default();
             let tracked = !slot.tracker.is_empty();
             let whats = if described.is_empty() && !tracked {
-                vec!["its run has not returned".to_string()]
+                vec![self.why_running(i)]
             } else {
                 described
             };
@@ -36,5 +36,28 @@ impl Driver {
             }
         }
         start
+    }
+
+    /// Why component `i`'s run has not returned: it was told to stop, or
+    /// it waits for its dependents, which stop first.
+    fn why_running(&self, i: usize) -> String {
+        let slot = &self.slots[i];
+        if slot.stop.is_cancelled() {
+            return "its run has not returned".to_string();
+        }
+        let first: Vec<&str> = slot
+            .dependents
+            .iter()
+            .map(|&d| &self.slots[d])
+            .filter(|d| d.state == State::Running || !d.tracker.is_empty())
+            .map(|d| &*d.name)
+            .collect();
+        if first.is_empty() {
+            return "not told to stop yet".to_string();
+        }
+        format!(
+            "not told to stop yet: it outlives {}, still running or with work in flight",
+            first.join(", ")
+        )
     }
 }
