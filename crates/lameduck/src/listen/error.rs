@@ -12,9 +12,11 @@ use std::io;
 pub struct ListenError {
     kind: ListenErrorKind,
     variable: Option<&'static str>,
+    /// Ends with the operating system's reason when there is one, so that
+    /// `{e}` alone says it (`cannot bind the "http" listener: Address
+    /// already in use (os error 98)`); it is not repeated as a `source`.
     message: String,
-    #[source]
-    source: Option<io::Error>,
+    io: Option<io::Error>,
 }
 
 /// The kind of a [`ListenError`].
@@ -50,17 +52,21 @@ impl ListenError {
             } else {
                 format!("{variable}: {what}")
             },
-            source: None,
+            io: None,
         }
     }
 
-    pub(crate) fn new(kind: ListenErrorKind, message: String, source: Option<io::Error>) -> Self {
+    pub(crate) fn new(kind: ListenErrorKind, message: String, io: Option<io::Error>) -> Self {
         let variable = matches!(kind, ListenErrorKind::NotListening).then_some("LISTEN_FDS");
+        let message = match &io {
+            Some(e) => format!("{message}: {e}"),
+            None => message,
+        };
         Self {
             kind,
             variable,
             message,
-            source,
+            io,
         }
     }
 
@@ -72,6 +78,12 @@ impl ListenError {
     /// The environment variable at fault, if one is.
     pub fn variable(&self) -> Option<&'static str> {
         self.variable
+    }
+
+    /// The operating system's error behind it, if one is (its reason is
+    /// already at the end of the message).
+    pub fn io_error(&self) -> Option<&io::Error> {
+        self.io.as_ref()
     }
 }
 
@@ -86,6 +98,8 @@ impl From<ListenError> for io::Error {
                 io::ErrorKind::Other
             }
         };
+        // The operating system's kind, when there is one (`AddrInUse`).
+        let kind = e.io.as_ref().map_or(kind, io::Error::kind);
         io::Error::new(kind, e)
     }
 }
