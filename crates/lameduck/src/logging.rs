@@ -22,6 +22,9 @@
 //!
 //! # Examples
 //!
+//! JSON lines, which need `tracing-subscriber`'s `json` feature
+//! (`tracing-subscriber = { version = "0.3", features = ["json"] }`):
+//!
 //! ```no_run
 //! use lameduck::{App, Component};
 //!
