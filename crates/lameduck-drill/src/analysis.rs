@@ -30,6 +30,9 @@ pub(crate) struct Observed {
     /// How the drill is judged: in a stop drill, what starts after the
     /// listener closed is not held against the server.
     pub(crate) expect: Expectation,
+    /// The exit code in the signalled process's flight record, when one
+    /// was read: what the drill cannot see of a process it did not start.
+    pub(crate) recorded_exit: Option<u8>,
 }
 
 /// The instants that divide a drill into windows.
@@ -41,6 +44,8 @@ pub(crate) struct Facts {
     pub(crate) readiness_flip_us: Option<u64>,
     /// How the first signalled process exited.
     pub(crate) signalled_exit: Option<ExitEvent>,
+    /// Its exit code as its flight record gives it.
+    pub(crate) recorded_exit: Option<u8>,
     /// The last exit among signalled processes.
     pub(crate) last_exit_us: Option<u64>,
     /// Whether failures that started after the listener closed are excused
@@ -97,6 +102,7 @@ impl Facts {
             listener_closed_us,
             readiness_flip_us,
             signalled_exit,
+            recorded_exit: observed.recorded_exit,
             last_exit_us,
             excuses_after_close: observed.expect == Expectation::Stop,
             last_start_us: observed.records.iter().map(|r| r.start_us).max(),

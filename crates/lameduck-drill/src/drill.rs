@@ -228,6 +228,10 @@ impl Drill {
             load_end_us,
             end_us,
             expect: config.expectation(),
+            recorded_exit: server_record
+                .as_ref()
+                .and_then(|r| r.exit.as_ref())
+                .map(|e| e.code),
         };
         let mut report = self.report(started_at, &server, &observed);
         if let Some(record) = server_record {

@@ -307,11 +307,27 @@ fn exit_code(facts: &Facts) -> Condition {
                 Signal::from_number(signal).map_or(signal.to_string(), |s| format!("SIG{s}"));
             condition(NAME, ConditionStatus::Fail, format!("killed by {name}"))
         }
-        (None, None) => condition(
-            NAME,
-            ConditionStatus::Skipped,
-            "exit code unknown: the process was not started by the drill".to_owned(),
-        ),
+        // Not the drill's child (`--pid`): its flight record, when read,
+        // says how it ended.
+        (None, None) => match facts.recorded_exit {
+            Some(0) => condition(
+                NAME,
+                ConditionStatus::Pass,
+                "exited with code 0 (from its flight record)".to_owned(),
+            ),
+            Some(code) => condition(
+                NAME,
+                ConditionStatus::Fail,
+                format!("exited with code {code} (from its flight record)"),
+            ),
+            None => condition(
+                NAME,
+                ConditionStatus::Skipped,
+                "exit code unknown: the process was not started by the drill (--flight-record \
+                 would tell it)"
+                    .to_owned(),
+            ),
+        },
     }
 }
 

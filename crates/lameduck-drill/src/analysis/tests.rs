@@ -34,6 +34,7 @@ fn observed(records: Vec<Record>) -> Observed {
         load_end_us: 10_000,
         end_us: 12_000,
         expect: Expectation::Stop,
+        recorded_exit: None,
     }
 }
 
@@ -376,4 +377,28 @@ fn failures_after_the_close_of_a_stop_drill_are_counted_apart() {
     let r = requests(&o, &facts);
     assert_eq!(r.failed, 4);
     assert_eq!(r.not_counted.total(), 0);
+}
+
+#[test]
+fn the_exit_code_of_a_process_the_drill_did_not_start_comes_from_its_flight_record() {
+    // `--pid`: the drill sees the exit, not its code.
+    let exit_unknown = |recorded: Option<u8>| {
+        let mut o = observed(vec![ok(100)]);
+        signal_at(&mut o, 1_000, 7);
+        o.exits.push(ExitEvent {
+            pid: 7,
+            at_us: 2_000,
+            code: None,
+            signal: None,
+            stopped_by_cleanup: None,
+        });
+        o.recorded_exit = recorded;
+        let facts = Facts::find(&o);
+        let r = requests(&o, &facts);
+        let verdict = judge(stop_rules(false), &facts, &r, &events(&o, &facts));
+        status_of(&verdict, "exit_code_zero")
+    };
+    assert_eq!(exit_unknown(None), ConditionStatus::Skipped);
+    assert_eq!(exit_unknown(Some(0)), ConditionStatus::Pass);
+    assert_eq!(exit_unknown(Some(3)), ConditionStatus::Fail);
 }
