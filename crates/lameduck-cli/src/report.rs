@@ -165,11 +165,20 @@ impl fmt::Display for Text<'_> {
             }
         }
         if let Some(w) = &r.work {
-            writeln!(
+            write!(
                 f,
-                "\nwork: {} in flight at stop, {} finished, {} cancelled, {} aborted, {} ended",
-                w.in_flight_at_stop, w.finished, w.cancelled, w.aborted, w.ended
+                "\nwork: {} in flight at stop, {} finished, {} cancelled",
+                w.in_flight_at_stop, w.finished, w.cancelled
             )?;
+            if !w.after_cancel.is_empty() {
+                let then: Vec<String> = w
+                    .after_cancel
+                    .iter()
+                    .map(|(key, n)| format!("{n} {}", after_cancel_words(key)))
+                    .collect();
+                write!(f, " ({})", then.join(", "))?;
+            }
+            writeln!(f, ", {} aborted, {} ended", w.aborted, w.ended)?;
         }
         if !r.components.is_empty() {
             writeln!(f, "\ncomponents:")?;
@@ -260,6 +269,16 @@ fn sampling_end(r: &FlightRecord, l: &ListenerTraffic) -> u64 {
     t.from_ms + l.arrivals.len() as u64 * t.tick_ms
 }
 
+/// A flight record's `after_cancel` key in the report's words.
+fn after_cancel_words(key: &str) -> &str {
+    match key {
+        "finished" => "finished anyway",
+        "ended" => "ended by the shutdown",
+        "unavailable" => "answered 503",
+        other => other,
+    }
+}
+
 fn inventory(f: &mut fmt::Formatter<'_>, r: &FlightRecord, inv: &Inventory) -> fmt::Result {
     writeln!(
         f,
@@ -270,13 +289,17 @@ fn inventory(f: &mut fmt::Formatter<'_>, r: &FlightRecord, inv: &Inventory) -> f
         inv.connections.len()
     )?;
     for w in &inv.work {
-        writeln!(
+        write!(
             f,
             "  work  {:<12} {:<32} age {}",
             w.tracker,
             w.label,
             ms(w.age_ms)
         )?;
+        match &w.then {
+            Some(then) => writeln!(f, ", then {then}")?,
+            None => writeln!(f)?,
+        }
     }
     for c in &inv.connections {
         writeln!(

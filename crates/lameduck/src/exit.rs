@@ -8,7 +8,7 @@ use std::fmt;
 /// |---|---|---|
 /// | `Clean` | 0 | every phase finished within its deadline |
 /// | `ComponentFailed` | 1 | a component failed and its restart policy gave up (or it failed during start-up); or, after an upgrade, the new process died once the handover was final (nothing serves the sockets any more) |
-/// | `DeadlineExceeded` | 3 | the shutdown was graceful, but work was cancelled or aborted, or a resource did not close in time |
+/// | `DeadlineExceeded` | 3 | the shutdown was graceful, but the shutdown timeout passed with work in flight (cancelled, even if it then finished anyway), work was aborted, or a resource did not close in time |
 /// | `InvalidConfig` | 78 | the configuration was rejected at start-up (`EX_CONFIG`) |
 /// | `WatchdogExpired` | 124 | the grace period ran out before the report, the runtime stuck; the exit watchdog ended the process (after the report, it exits with the report's code) |
 /// | `Forced(signal)` | 128 + signal | a second `SIGTERM`/`SIGINT` forced the exit, or one ended a process still alive after its report (143, 130) |

@@ -164,8 +164,8 @@ pub use phase::Phase;
 pub use reason::{ShutdownReason, Signal};
 pub use reload::ReloadError;
 pub use report::{
-    CloseOutcome, ComponentReport, Deadline, DrainEnd, DrainReport, Ending, ExporterReport, Holdup,
-    PhaseTiming, Report, WorkReport,
+    AfterCancel, CloseOutcome, ComponentReport, Deadline, DrainEnd, DrainReport, Ending,
+    ExporterReport, Holdup, PhaseTiming, Report, WorkReport,
 };
 pub use restart::{Restart, RestartPolicy, Strategy};
 pub use tokio_util::sync::CancellationToken;

@@ -165,9 +165,18 @@ pub struct WorkReport {
     /// Of that, what finished on its own before the shutdown timeout.
     pub finished: usize,
     /// Work still running at the shutdown timeout, which got the cancel
-    /// signal.
+    /// signal, whatever became of it then: [`after_cancel`](Self::after_cancel)
+    /// says what.
     pub cancelled: Vec<WorkItem>,
-    /// Work still running at the hard deadline, which was aborted.
+    /// What became of each item of [`cancelled`](Self::cancelled), in the
+    /// same order: finished anyway, answered with the clean error, cut, or
+    /// aborted. [`cancelled_with_outcome`](Self::cancelled_with_outcome)
+    /// gives the two together.
+    pub after_cancel: Vec<AfterCancel>,
+    /// Work still running at the hard deadline, which was aborted. A
+    /// request answered `503` at the cancel signal whose handler ran on in
+    /// the background until then is listed here too (its client got the
+    /// `503`: its [`AfterCancel`] is [`Unavailable`](AfterCancel::Unavailable)).
     pub aborted: Vec<WorkItem>,
     /// Work in flight at Stopping that the shutdown ended on purpose: event
     /// streams and WebSockets told to reconnect elsewhere (see
@@ -177,6 +186,82 @@ pub struct WorkReport {
     /// components whose run had not returned. Empty when every deadline was
     /// met; never empty when one was passed and nothing was cancelled.
     pub held: Vec<Holdup>,
+}
+
+/// What became of work that got the cancel signal (see
+/// [`WorkReport::after_cancel`]).
+///
+/// Work whose tracker says nothing more (a job of your own, tracked with a
+/// [`Tracker`](crate::Tracker)) is [`Finished`](Self::Finished) when its
+/// guard was dropped before the hard deadline and
+/// [`Aborted`](Self::Aborted) when it was not; a request of
+/// [`http::Server`](crate::http::Server) or
+/// [`DrainLayer`](crate::http::DrainLayer) may also be
+/// [`Unavailable`](Self::Unavailable), [`Cut`](Self::Cut) or
+/// [`Ended`](Self::Ended).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AfterCancel {
+    /// It finished anyway before the hard deadline: a request's response
+    /// body was given in full (its last byte handed to the connection).
+    Finished,
+    /// The shutdown ended it cleanly at a message boundary: an event stream
+    /// or gRPC stream ended at the cancel signal, a WebSocket closed
+    /// ([`Tracker::mark_ended`](crate::Tracker::mark_ended)).
+    Ended,
+    /// It had no response yet and was answered with the clean error: `503`
+    /// with `Retry-After` (a gRPC call: status `UNAVAILABLE`). Its handler
+    /// may have run on in the background, and been aborted at the hard
+    /// deadline ([`WorkReport::aborted`] then names it too).
+    Unavailable,
+    /// Its response had begun and was cut short: the body failed, or was
+    /// dropped before its end (the client went away, or the connection was
+    /// closed). Its client saw an incomplete response.
+    Cut,
+    /// It was still running at the hard deadline, or when a second signal
+    /// forced the exit, and was aborted.
+    Aborted,
+}
+
+impl AfterCancel {
+    /// The word the report uses: `finished anyway`, `ended by the
+    /// shutdown`, `answered 503`, `cut`, `aborted`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AfterCancel::Finished => "finished anyway",
+            AfterCancel::Ended => "ended by the shutdown",
+            AfterCancel::Unavailable => "answered 503",
+            AfterCancel::Cut => "cut",
+            AfterCancel::Aborted => "aborted",
+        }
+    }
+
+    /// Every outcome, in the order the report lists them.
+    pub const ALL: [AfterCancel; 5] = [
+        AfterCancel::Finished,
+        AfterCancel::Ended,
+        AfterCancel::Unavailable,
+        AfterCancel::Cut,
+        AfterCancel::Aborted,
+    ];
+}
+
+impl fmt::Display for AfterCancel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl WorkReport {
+    /// Each item of [`cancelled`](Self::cancelled) with what became of it.
+    pub fn cancelled_with_outcome(&self) -> impl Iterator<Item = (&WorkItem, AfterCancel)> {
+        self.cancelled.iter().zip(self.after_cancel.iter().copied())
+    }
+
+    /// How many items of [`cancelled`](Self::cancelled) came to `outcome`.
+    pub fn count_after_cancel(&self, outcome: AfterCancel) -> usize {
+        self.after_cancel.iter().filter(|&&o| o == outcome).count()
+    }
 }
 
 /// Something other than tracked work that held the shutdown up past a
@@ -306,6 +391,12 @@ impl Report {
                 .collect::<Vec<_>>()
                 .join("; ")
         };
+        let cancelled_work = self
+            .work
+            .cancelled_with_outcome()
+            .map(|(w, then)| format!("{}: {} ({}): {then}", w.tracker, w.label, Seconds(w.age)))
+            .collect::<Vec<_>>()
+            .join("; ");
         let held = self
             .work
             .held
@@ -333,9 +424,10 @@ impl Report {
                 in_flight_at_stop = self.work.in_flight_at_stop,
                 finished = self.work.finished,
                 cancelled = self.work.cancelled.len(),
+                after_cancel = %AfterCancelCounts(&self.work),
                 aborted = self.work.aborted.len(),
                 ended = self.work.ended.len(),
-                cancelled_work = %list(&self.work.cancelled),
+                cancelled_work = %cancelled_work,
                 aborted_work = %list(&self.work.aborted),
                 ended_work = %list(&self.work.ended),
                 held = %held,
@@ -369,26 +461,28 @@ impl fmt::Display for Report {
         if !self.work.ended.is_empty() {
             write!(f, ", {} ended by the shutdown", self.work.ended.len())?;
         }
-        writeln!(
-            f,
-            ", {} cancelled, {} aborted",
-            self.work.cancelled.len(),
-            self.work.aborted.len()
-        )?;
-        for (what, items) in [
-            ("ended by the shutdown", &self.work.ended),
-            ("cancelled", &self.work.cancelled),
-            ("aborted", &self.work.aborted),
-        ] {
-            for w in items {
-                writeln!(
-                    f,
-                    "    {what}: {}: {} (running {})",
-                    w.tracker,
-                    w.label,
-                    Seconds(w.age)
-                )?;
-            }
+        write!(f, ", {} cancelled", self.work.cancelled.len())?;
+        if !self.work.cancelled.is_empty() {
+            write!(f, " ({})", AfterCancelCounts(&self.work))?;
+        }
+        writeln!(f, ", {} aborted", self.work.aborted.len())?;
+        let item = |f: &mut fmt::Formatter<'_>, what: &str, w: &WorkItem| {
+            writeln!(
+                f,
+                "    {what}: {}: {} (running {})",
+                w.tracker,
+                w.label,
+                Seconds(w.age)
+            )
+        };
+        for w in &self.work.ended {
+            item(f, "ended by the shutdown", w)?;
+        }
+        for (w, then) in self.work.cancelled_with_outcome() {
+            item(f, &format!("cancelled, {then}"), w)?;
+        }
+        for w in &self.work.aborted {
+            item(f, "aborted", w)?;
         }
         for h in &self.work.held {
             writeln!(
@@ -420,6 +514,26 @@ impl fmt::Display for Report {
             writeln!(f, "  exporter {}: {}", e.name, Flushed(&e.flush))?;
         }
         write!(f, "  exit: {}", self.status)
+    }
+}
+
+/// What became of the cancelled work, counted: `1 finished anyway, 2
+/// answered 503` (the outcomes that occurred, in [`AfterCancel::ALL`]'s
+/// order).
+struct AfterCancelCounts<'a>(&'a WorkReport);
+
+impl fmt::Display for AfterCancelCounts<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut first = true;
+        for outcome in AfterCancel::ALL {
+            let n = self.0.count_after_cancel(outcome);
+            if n > 0 {
+                let sep = if first { "" } else { ", " };
+                write!(f, "{sep}{n} {outcome}")?;
+                first = false;
+            }
+        }
+        Ok(())
     }
 }
 

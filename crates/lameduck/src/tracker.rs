@@ -99,8 +99,23 @@ pub struct Tracker {
 struct Inner {
     name: Arc<str>,
     arena: Arena,
-    /// Ids of work that the shutdown ended on purpose.
-    ended: Mutex<Vec<u64>>,
+    /// What the shutdown knows of how some work ended, by id: marked
+    /// only during the shutdown, so it stays short.
+    marks: Mutex<Vec<(u64, Mark)>>,
+}
+
+/// How a piece of work ended, when its guard's drop alone does not say:
+/// recorded during the shutdown for the [`Report`](crate::Report).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Mark {
+    /// The shutdown ended it on purpose, cleanly ([`Tracker::mark_ended`]).
+    Ended,
+    /// Answered with the clean error (`503` + `Retry-After`, gRPC
+    /// `UNAVAILABLE`) at the cancel signal; its handler may run on.
+    Unavailable,
+    /// Its response was cut short: the body failed, or was dropped before
+    /// its end.
+    Cut,
 }
 
 /// One piece of in-flight work; dropping it marks the work finished.
@@ -143,7 +158,7 @@ impl Tracker {
             inner: Arc::new(Inner {
                 name: name.into(),
                 arena,
-                ended: Mutex::new(Vec::new()),
+                marks: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -267,16 +282,23 @@ impl Tracker {
     /// The guard stays live: drop it when the work is over, as always.
     /// Costs a short lock; meant for the shutdown, not for every request.
     pub fn mark_ended(&self, guard: &WorkGuard) {
-        self.inner
-            .ended
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(guard.id());
+        self.mark(guard, Mark::Ended);
     }
 
-    /// The ids marked with [`mark_ended`](Self::mark_ended) so far, emptied.
-    pub(crate) fn take_ended(&self) -> Vec<u64> {
-        std::mem::take(&mut *self.inner.ended.lock().unwrap_or_else(|e| e.into_inner()))
+    /// Records how `guard`'s work ended; the first mark of a guard is the
+    /// one that counts. Meant for the shutdown only: marks are kept until
+    /// the shutdown takes them.
+    pub(crate) fn mark(&self, guard: &WorkGuard, how: Mark) {
+        self.inner
+            .marks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push((guard.id(), how));
+    }
+
+    /// The marks recorded so far, in the order they were made, emptied.
+    pub(crate) fn take_marks(&self) -> Vec<(u64, Mark)> {
+        std::mem::take(&mut *self.inner.marks.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// Waits until no work is in flight.

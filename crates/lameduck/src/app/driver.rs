@@ -522,21 +522,7 @@ impl Driver {
                 self.abort_remaining();
             }
         }
-        let cancelled_ids: HashSet<(usize, u64)> =
-            at_cancel.iter().map(|(i, w)| (*i, w.id)).collect();
-        let ended_ids: HashSet<(usize, u64)> = self
-            .trackers()
-            .iter()
-            .enumerate()
-            .flat_map(|(i, t)| t.take_ended().into_iter().map(move |id| (i, id)))
-            .collect();
-        let (ended, finished): (Vec<_>, Vec<_>) = at_stop
-            .iter()
-            .filter(|(i, w)| !cancelled_ids.contains(&(*i, w.id)))
-            .partition(|(i, w)| ended_ids.contains(&(*i, w.id)));
-        self.work.finished = finished.len();
-        self.work.ended = ended.into_iter().map(|(_, w)| w.clone()).collect();
-        self.work.cancelled = at_cancel.into_iter().map(|(_, w)| w).collect();
+        self.settle_work(&at_stop, at_cancel);
         self.publish(&Observed::WorkSettled { work: &self.work });
 
         // Closing: resources in reverse dependency order, then the flushes.

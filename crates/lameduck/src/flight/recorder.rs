@@ -139,6 +139,46 @@ impl State {
     }
 
     /// What is in flight now: `work` as given, every open connection.
+    /// The work settled: the counts, and what became of each piece in
+    /// the inventory at the shutdown timeout.
+    fn settle(&mut self, work: &crate::WorkReport) {
+        let mut after_cancel = std::collections::BTreeMap::new();
+        let mut then: Vec<(String, &str, u64, &str)> = Vec::new();
+        for (w, outcome) in work.cancelled_with_outcome() {
+            *after_cancel
+                .entry(after_cancel_key(outcome).to_owned())
+                .or_insert(0) += 1;
+            then.push((
+                w.tracker.to_string(),
+                &w.label,
+                w.age.as_millis() as u64,
+                outcome.as_str(),
+            ));
+        }
+        let at_timeout = self
+            .record
+            .inventories
+            .iter_mut()
+            .filter(|inv| inv.at == "shutdown_timeout");
+        for item in at_timeout.flat_map(|inv| inv.work.iter_mut()) {
+            // The inventory took the same items, ages and all.
+            let found = then.iter().position(|(tracker, label, age_ms, _)| {
+                *tracker == item.tracker && *label == item.label && *age_ms == item.age_ms
+            });
+            if let Some(i) = found {
+                item.then = Some(then.swap_remove(i).3.to_owned());
+            }
+        }
+        self.record.work = Some(WorkRecord {
+            in_flight_at_stop: work.in_flight_at_stop as u64,
+            finished: work.finished as u64,
+            cancelled: work.cancelled.len() as u64,
+            after_cancel,
+            aborted: work.aborted.len() as u64,
+            ended: work.ended.len() as u64,
+        });
+    }
+
     fn inventory(&mut self, at: &str, work: &[WorkItem], held: &[(String, String)]) {
         let at_ms = self.now();
         let mut work: Vec<WorkRecordItem> = work
@@ -147,6 +187,7 @@ impl State {
                 tracker: w.tracker.to_string(),
                 label: w.label.clone(),
                 age_ms: w.age.as_millis() as u64,
+                then: None,
             })
             .collect();
         work.sort_by_key(|w| std::cmp::Reverse(w.age_ms));
@@ -317,13 +358,7 @@ impl Observer for Recorder {
                 state.inventory(at, work, &held);
             }
             Event::WorkSettled { work } => {
-                state.record.work = Some(WorkRecord {
-                    in_flight_at_stop: work.in_flight_at_stop as u64,
-                    finished: work.finished as u64,
-                    cancelled: work.cancelled.len() as u64,
-                    aborted: work.aborted.len() as u64,
-                    ended: work.ended.len() as u64,
-                });
+                state.settle(work);
             }
             Event::UpgradeStarted { timeout, in_place } => {
                 let start_ms = state.now();
@@ -413,11 +448,31 @@ impl Observer for Recorder {
                 if let Some(last) = state.record.phases.last_mut() {
                     last.end_ms.get_or_insert(now);
                 }
+                // One last sample of the traffic, so that the record counts
+                // the requests that ended since the last tick (an event
+                // stream ended at Stopping, in a shutdown shorter than a
+                // tick) as finished rather than still running.
+                if let Some(app) = &state.app
+                    && app.traffic().has_sources()
+                {
+                    app.traffic().sample(Instant::now());
+                }
                 state.written = true;
                 self.write(&mut state, "shutdown", true);
             }
             _ => {}
         }
+    }
+}
+
+/// The flight record's key for `outcome`.
+fn after_cancel_key(outcome: crate::AfterCancel) -> &'static str {
+    match outcome {
+        crate::AfterCancel::Finished => "finished",
+        crate::AfterCancel::Ended => "ended",
+        crate::AfterCancel::Unavailable => "unavailable",
+        crate::AfterCancel::Cut => "cut",
+        _ => "aborted",
     }
 }
 

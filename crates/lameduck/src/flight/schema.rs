@@ -221,6 +221,13 @@ pub struct WorkRecordItem {
     pub label: String,
     /// How long it had been running.
     pub age_ms: u64,
+    /// In the inventory at the shutdown timeout: what became of it after
+    /// the cancel signal, in the report's words (`finished anyway`,
+    /// `ended by the shutdown`, `answered 503`, `cut`, `aborted`; see
+    /// `AfterCancel`). Absent elsewhere, and when the run ended before the
+    /// work settled (a forced exit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub then: Option<String>,
 }
 
 /// One open connection.
@@ -330,6 +337,12 @@ pub struct WorkRecord {
     pub finished: u64,
     /// Got the cancel signal at the shutdown timeout.
     pub cancelled: u64,
+    /// Of those, how many came to each end, by key: `finished` (finished
+    /// anyway, a response given in full), `ended` (ended by the shutdown at
+    /// a message boundary), `unavailable` (answered `503`), `cut` (a
+    /// response cut short), `aborted` (still running at the hard deadline).
+    /// Keys with no work are left out.
+    pub after_cancel: std::collections::BTreeMap<String, u64>,
     /// Aborted at the hard deadline or a forced exit.
     pub aborted: u64,
     /// Ended on purpose by the shutdown (event streams, WebSockets).

@@ -178,6 +178,7 @@ mod tests {
             tracker: "http".into(),
             label: "GET /slow".into(),
             age_ms: 1000,
+            then: None,
         };
         FlightRecord {
             format: crate::flight::FORMAT.into(),

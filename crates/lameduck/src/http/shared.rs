@@ -256,7 +256,9 @@ pub(crate) struct Shared {
     /// Requests counted for the lifecycle metrics, when the app has them.
     pub(crate) stats: Option<Arc<super::stats::HttpStats>>,
     /// The traffic's counts beyond each connection's own.
-    pub(crate) counters: super::traffic::Counters,
+    /// Shared with the traffic's sampler, which reads the last of them
+    /// once the server is gone.
+    pub(crate) counters: Arc<super::traffic::Counters>,
 }
 
 impl Shared {
@@ -273,7 +275,7 @@ impl Shared {
             idle_timeout: None,
             head_timeout: None,
             stats: None,
-            counters: super::traffic::Counters::default(),
+            counters: Arc::default(),
         }
     }
 
@@ -292,6 +294,21 @@ impl Shared {
     #[inline]
     pub(crate) fn stage(&self) -> Stage {
         self.signals.stage()
+    }
+
+    /// Records how `guard`'s request ended, for the report, when the
+    /// cancel signal has fired (before it, the report has no use for it,
+    /// and nothing is kept).
+    pub(crate) fn mark_after_cancel(
+        &self,
+        guard: Option<&crate::WorkGuard>,
+        how: crate::tracker::Mark,
+    ) {
+        if let Some(guard) = guard
+            && self.stage() >= Stage::Cancelled
+        {
+            self.tracker.mark(guard, how);
+        }
     }
 
     /// Counts one request for the metrics, when the app has them.

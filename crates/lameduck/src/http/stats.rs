@@ -12,11 +12,13 @@ use super::conn::Proto;
 use super::shared::Shared;
 use crate::Phase;
 
-/// How a request ended, as the metrics count it.
+/// How a request ended, as the metrics count it: when its response's
+/// last byte was given (or it was given up), in the phase of that moment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
 pub(crate) enum Outcome {
-    /// The service gave its response.
+    /// The service gave its response, body and all (an event stream the
+    /// shutdown ended at a message boundary included).
     Answered = 0,
     /// The cancel signal came first: `503` with `Retry-After`.
     Unavailable = 1,
@@ -25,14 +27,19 @@ pub(crate) enum Outcome {
     /// Dropped before any response: the client went away, or the hard
     /// deadline aborted the handler.
     Aborted = 3,
+    /// The response had begun and did not end: its body failed, or was
+    /// dropped before its end (the client went away, the connection was
+    /// closed).
+    Cut = 4,
 }
 
 impl Outcome {
-    pub(crate) const ALL: [Outcome; 4] = [
+    pub(crate) const ALL: [Outcome; 5] = [
         Outcome::Answered,
         Outcome::Unavailable,
         Outcome::Failed,
         Outcome::Aborted,
+        Outcome::Cut,
     ];
 
     pub(crate) fn as_str(self) -> &'static str {
@@ -41,6 +48,7 @@ impl Outcome {
             Outcome::Unavailable => "unavailable",
             Outcome::Failed => "failed",
             Outcome::Aborted => "aborted",
+            Outcome::Cut => "cut",
         }
     }
 }

@@ -4,7 +4,7 @@
 //! listener are left out; the admin listener is not counted at all.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::shared::{Orphans, Shared};
 use crate::{Context, TrafficCounts};
@@ -57,10 +57,37 @@ impl Shared {
     }
 }
 
+impl Counters {
+    /// The server's last counts, once it is gone: every connection has
+    /// closed (each held the server), so each of its requests is retired
+    /// and over.
+    fn last(&self) -> TrafficCounts {
+        let requests = self.retired.load(Ordering::Relaxed);
+        TrafficCounts::new(requests)
+            .with_connections(self.accepted.load(Ordering::Relaxed))
+            .with_requests(requests)
+            .with_finished(requests)
+    }
+}
+
 /// Reports `shared`'s traffic to the app, under the component's name, for
 /// as long as it lives.
+///
+/// Once a server is gone the source gives its last counts in one more
+/// sample, then ends: the requests that ended after the last sample that
+/// found it running (an event stream ended at Stopping, its connection
+/// closed and the server's run over, all within one tick) count as
+/// finished, not as still running when sampling stopped.
 pub(crate) fn watch(ctx: &Context, shared: &Arc<Shared>) {
+    // A layer does not see its requests end: it has nothing to add.
+    let counters = matches!(shared.orphans, Orphans::Server(_)).then(|| shared.counters.clone());
     let shared = Arc::downgrade(shared);
-    ctx.app()
-        .traffic_source(ctx.name(), move || shared.upgrade().map(|s| s.traffic()));
+    let told = AtomicBool::new(false);
+    ctx.app().traffic_source(ctx.name(), move || {
+        if let Some(shared) = shared.upgrade() {
+            return Some(shared.traffic());
+        }
+        let counters = counters.as_ref()?;
+        (!told.swap(true, Ordering::Relaxed)).then(|| counters.last())
+    });
 }

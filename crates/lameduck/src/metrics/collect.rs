@@ -74,7 +74,7 @@ pub(crate) const FAMILIES: &[(&str, &str, Option<Unit>, MetricType)] = &[
     ),
     (
         "lameduck_http_requests",
-        "HTTP requests by the app phase they ended in and how: answered, unavailable (503 at the cancel signal), failed (the service's error), aborted (no response: client gone or hard deadline).",
+        "HTTP requests by the app phase they ended in (a response ends with its body's last byte) and how: answered, unavailable (503 at the cancel signal), failed (the service's error), aborted (no response: client gone or hard deadline), cut (a response begun and cut short).",
         None,
         MetricType::Counter,
     ),

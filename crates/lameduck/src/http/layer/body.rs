@@ -13,6 +13,8 @@ use crate::WorkGuard;
 use crate::http::StreamEnd;
 use crate::http::conn::InFlight;
 use crate::http::shared::{Shared, Stage};
+use crate::http::stats::Outcome;
+use crate::tracker::Mark;
 
 pin_project_lite::pin_project! {
     /// The response body of [`Drain`](super::Drain): the inner body, or a
@@ -33,6 +35,27 @@ pin_project_lite::pin_project! {
         bytes: u64,
         // Ended by the shutdown with a gRPC status: nothing more to give.
         done: bool,
+        // A service's response not yet over: counted for the metrics and
+        // the report when it ends, in full or cut short.
+        pending: Option<Arc<Shared>>,
+        // Polled at least once.
+        polled: bool,
+    }
+
+    impl<B> PinnedDrop for DrainBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if let Some(shared) = this.pending.take() {
+                // hyper drops unpolled a body that says it is over (an
+                // empty one) or that it must not send (`HEAD`, `304`):
+                // those responses were given in full.
+                if *this.polled {
+                    cut(&shared, this.guard.as_ref());
+                } else {
+                    shared.count(Outcome::Answered);
+                }
+            }
+        }
     }
 }
 
@@ -295,6 +318,7 @@ impl<B> DrainBody<B> {
         guard: Option<WorkGuard>,
         in_flight: Option<InFlight>,
         end: Option<Box<EndEarly>>,
+        shared: Arc<Shared>,
     ) -> Self {
         Self {
             kind: Kind::Inner { body },
@@ -303,6 +327,8 @@ impl<B> DrainBody<B> {
             end,
             bytes: 0,
             done: false,
+            pending: Some(shared),
+            polled: false,
         }
     }
 
@@ -316,6 +342,8 @@ impl<B> DrainBody<B> {
             end: None,
             bytes: 0,
             done: false,
+            pending: None,
+            polled: false,
         }
     }
 }
@@ -342,6 +370,7 @@ where
         if *this.done {
             return Poll::Ready(None);
         }
+        *this.polled = true;
         if let Some(end) = this.end.as_mut()
             && end.is_due(cx)
         {
@@ -352,7 +381,7 @@ where
             }
             let grpc = matches!(end.boundary, Boundary::Grpc(_));
             *this.end = None;
-            finished(this.guard, this.in_flight, *this.bytes);
+            finished(this.guard, this.in_flight, *this.bytes, this.pending);
             if grpc {
                 // A status, never a broken stream.
                 *this.done = true;
@@ -376,17 +405,20 @@ where
                     // hyper asks `is_end_stream` after each frame and, when
                     // true, never polls again: this was the last one.
                     if this.kind.is_end_stream() {
-                        finished(this.guard, this.in_flight, *this.bytes);
+                        finished(this.guard, this.in_flight, *this.bytes, this.pending);
                     }
                 } else if frame.is_trailers() {
                     // Trailers are always last.
-                    finished(this.guard, this.in_flight, *this.bytes);
+                    finished(this.guard, this.in_flight, *this.bytes, this.pending);
                 }
             }
-            Poll::Ready(None) => finished(this.guard, this.in_flight, *this.bytes),
+            Poll::Ready(None) => finished(this.guard, this.in_flight, *this.bytes, this.pending),
             // A failed body is not sent in full: the request is over, and
             // its connection goes with it.
             Poll::Ready(Some(Err(_))) => {
+                if let Some(shared) = this.pending.take() {
+                    cut(&shared, this.guard.as_ref());
+                }
                 this.guard.take();
                 this.in_flight.take();
             }
@@ -429,12 +461,29 @@ impl<B: Body> Kind<B> {
 /// The body has given its last byte: the request stays in flight, on its
 /// connection, until the bytes are on the wire (served by lameduck's
 /// server), or is over now (under the layer, which cannot see the socket).
-fn finished(guard: &mut Option<WorkGuard>, in_flight: &mut Option<InFlight>, bytes: u64) {
+/// It is counted as answered now, in the phase of this moment.
+fn finished(
+    guard: &mut Option<WorkGuard>,
+    in_flight: &mut Option<InFlight>,
+    bytes: u64,
+    pending: &mut Option<Arc<Shared>>,
+) {
+    if let Some(shared) = pending.take() {
+        shared.count(Outcome::Answered);
+    }
     let guard = guard.take();
     match in_flight.take() {
         Some(in_flight) => in_flight.park(guard, bytes),
         None => drop(guard),
     }
+}
+
+/// The response began and will not end: counted as cut, and marked so for
+/// the report when the cancel signal had fired.
+#[cold]
+fn cut(shared: &Shared, guard: Option<&WorkGuard>) {
+    shared.count(Outcome::Cut);
+    shared.mark_after_cancel(guard, Mark::Cut);
 }
 
 #[cfg(test)]

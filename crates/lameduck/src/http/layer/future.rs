@@ -17,6 +17,7 @@ use crate::http::cancel::{self, Scoped};
 use crate::http::conn::{InFlight, UpgradeEnd};
 use crate::http::shared::{Shared, Signals, Stage};
 use crate::http::stats::Outcome;
+use crate::tracker::Mark;
 
 pub(super) struct Parts {
     /// The request's scope ([`cancel::enter_owned`]).
@@ -144,6 +145,9 @@ impl<F> Drop for ResponseFuture<F> {
         // deadline aborted its connection.
         if let State::Running { parts, .. } = &self.state {
             parts.shared.count(Outcome::Aborted);
+            parts
+                .shared
+                .mark_after_cancel(Some(&parts.guard), Mark::Cut);
         }
     }
 }
@@ -182,12 +186,13 @@ where
                     unreachable!("matched above")
                 };
                 return Poll::Ready(match result {
-                    Ok(resp) => {
-                        parts.shared.count(Outcome::Answered);
-                        Ok(finish(resp, parts))
-                    }
+                    // Counted when its body ends, in the phase it ends in.
+                    Ok(resp) => Ok(finish(resp, parts)),
                     Err(e) => {
                         parts.shared.count(Outcome::Failed);
+                        parts
+                            .shared
+                            .mark_after_cancel(Some(&parts.guard), Mark::Cut);
                         Err(e)
                     }
                 });
@@ -218,6 +223,7 @@ where
             ..
         } = parts;
         shared.count(Outcome::Unavailable);
+        shared.tracker.mark(&guard, Mark::Unavailable);
         let fut = Scoped::new(shared.signals.clone(), fut);
         shared.orphans.adopt(Box::pin(async move {
             let _guard = guard;
@@ -335,7 +341,7 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
         } else {
             Boundary::default()
         };
-        Box::new(EndEarly::new(end, shared, boundary))
+        Box::new(EndEarly::new(end, shared.clone(), boundary))
     });
-    resp.map(|body| DrainBody::new(body, guard, in_flight, early))
+    resp.map(|body| DrainBody::new(body, guard, in_flight, early, shared))
 }
