@@ -111,6 +111,18 @@ impl Case {
     }
 }
 
+/// Starts the service with `extra` arguments and `hooks`, upgrades it by
+/// `SIGHUP`, and waits until the new process runs and the old one settles
+/// (ready to take the service back): `(case, old, new)`.
+fn settling(dir: Scratch, extra: &[&str], hooks: &[&Hook]) -> (Case, u32, u32) {
+    let mut c = Case::start_in(dir, extra, hooks);
+    let old = c.old();
+    c.s.signal(old, Signal::SIGHUP);
+    let new = c.s.wait_successor(old);
+    c.s.wait_stderr("this one stays ready to take the service back until it settles");
+    (c, old, new)
+}
+
 /// A service under load, upgraded by `SIGHUP`, with the new process
 /// stopped at a fault point.
 struct Midway {
@@ -285,7 +297,9 @@ fn a_new_process_that_dies_after_the_handover_is_said_and_the_exit_is_not_clean(
 /// (before the commit) or told the old one took everything back (after
 /// it) and stopped; the old process drains and exits 0; no request fails
 /// before the listener closes, and nothing is left: no process, no file.
-fn sigterm_to_the_old_process_at(point: &'static str, log: &str) {
+/// The old process says it stops (`then` once the new process is let go),
+/// never that it goes on serving.
+fn sigterm_to_the_old_process_at(point: &'static str, log: &str, then: &str) {
     let dir = Scratch::new("sigterm");
     let hook = Hook::new(&dir, 1, point);
     let Midway {
@@ -301,6 +315,7 @@ fn sigterm_to_the_old_process_at(point: &'static str, log: &str) {
     let stats = load.stop();
     no_failures(&stats);
     hook.release();
+    c.s.wait_stderr(then);
     assert_eq!(c.s.wait_exit(old), 0, "the old process drains and exits 0");
     c.s.assert_all_gone();
     assert!(
@@ -308,12 +323,124 @@ fn sigterm_to_the_old_process_at(point: &'static str, log: &str) {
         "{:?}",
         c.s.seen
     );
+    // It stops: it never says it goes on serving.
+    let said = c.s.stderr();
+    assert!(
+        !said.contains("this process goes on serving"),
+        "a stopping process said it goes on serving:\n{said}"
+    );
     c.nothing_left();
 }
 
+/// `SIGTERM` to the old process once the new one runs, before it settled,
+/// while a request that ends only at its cancel signal is in flight on the
+/// new process: the new process is told to stop and gets its whole
+/// graceful shutdown — here a 4 s shutdown timeout, then the cancel — so
+/// the client hears the end its cancel signal makes (the server's `503`,
+/// or the handler's own answer), not a connection cut by a kill. The new
+/// process reports its own end (3: work cancelled at its deadline), the
+/// old one exits 0 and says how the new one ended.
 #[test]
-fn sigterm_to_the_old_process_before_the_commit_stops_the_new_one_and_drains() {
-    sigterm_to_the_old_process_at("ready", "giving up on the new process");
+fn sigterm_to_the_old_process_while_it_settles_lets_the_new_one_shut_down_gracefully() {
+    let dir = Scratch::new("sigterm-settling");
+    let (mut c, old, new) = settling(dir, &["--settle", "60s", "--shutdown-timeout", "4s"], &[]);
+    // The old process accepts nothing since the commit: a fresh connection
+    // goes to the new one.
+    let addr = c.s.addr();
+    let slow = std::thread::spawn(move || support::get(addr, "/slow"));
+    c.s.wait_event(new, "slow started");
+    c.s.signal(old, Signal::SIGTERM);
+    let answer = slow.join().unwrap();
+    // At the cancel signal the server answers 503, unless the handler's
+    // own answer to it is first: either is a clean end, not a cut.
+    assert!(
+        matches!(&answer, Ok((503, _))) || matches!(&answer, Ok((200, b)) if b == "cancelled\n"),
+        "the request in flight on the new process ends at its cancel signal: {answer:?}\nstderr:\n{}",
+        c.s.stderr()
+    );
+    // Its own report: graceful, with work cancelled at its shutdown
+    // timeout (3). A killed process reports nothing.
+    assert_eq!(
+        c.s.wait_exit(new),
+        3,
+        "the new process ends its own shutdown"
+    );
+    assert_eq!(c.s.wait_exit(old), 0, "the old process drains and exits 0");
+    let said = c.s.stderr();
+    assert!(
+        said.contains("the new process told to stop has exited"),
+        "the old process says how the new one ended:\n{said}"
+    );
+    assert!(!said.contains("killing it"), "nothing was killed:\n{said}");
+    c.s.assert_all_gone();
+    c.nothing_left();
+}
+
+/// `SIGTERM` to the old process while the new one settles, and the new
+/// one, told to stop, never finishes its shutdown (held at the `draining`
+/// fault point): the old process kills it once it has outlived a whole
+/// shutdown of the budget, says so as an error, and exits non-zero.
+#[test]
+fn a_new_process_that_outlives_its_stop_bound_is_killed_and_the_old_exit_says_so() {
+    let dir = Scratch::new("stop-bound");
+    let hook = Hook::new(&dir, 1, "draining");
+    let (mut c, old, new) = settling(dir, &["--settle", "60s", "--grace-period", "6s"], &[&hook]);
+    c.s.signal(old, Signal::SIGTERM);
+    assert_eq!(hook.wait(&mut c.s), new);
+    assert_eq!(c.s.wait_exit(old), 1, "the old process's exit is not clean");
+    let said = c.s.stderr();
+    assert!(
+        said.contains("the new process did not finish its shutdown in time and was killed"),
+        "{said}"
+    );
+    assert!(
+        !c.s.seen
+            .iter()
+            .any(|(p, e)| *p == new && e.starts_with("exit code=")),
+        "the new process was killed, not ended: {:?}",
+        c.s.seen
+    );
+    c.s.assert_all_gone();
+    c.nothing_left();
+}
+
+/// `SIGTERM` to the new process during the settle window (its drain lasts
+/// 3 s): a successor that is leaving is not handed the service. The old
+/// process takes it back at once — saying the new one began shutting down,
+/// not that it died — serves every request meanwhile, and lets the new one
+/// finish its drain and exit 0; the service ends whole, served by the old
+/// process.
+#[test]
+fn a_new_process_that_begins_shutting_down_while_it_settles_is_taken_back() {
+    let dir = Scratch::new("settling-term");
+    let (mut c, old, new) = settling(dir, &["--settle", "60s", "--drain-delay", "3s"], &[]);
+    let load = c.load();
+    c.served(&load, new, 50);
+    c.s.signal(new, Signal::SIGTERM);
+    c.s.wait_stderr("began shutting down before it settled");
+    c.s.wait_stderr("this process takes the service back and serves again");
+    c.served(&load, old, 200);
+    assert_eq!(c.s.wait_exit(new), 0, "the new process drains and exits 0");
+    c.s.wait_stderr("the new process told to stop has exited");
+    c.served(&load, old, 50);
+    let stats = load.stop();
+    no_failures(&stats);
+    let said = c.s.stderr();
+    assert!(!said.contains("upgrade complete"), "{said}");
+    assert!(!said.contains("killing it"), "{said}");
+    c.finish(old);
+}
+
+/// The new process still starts (it waits at its ready report, as a slow
+/// start-up would): the upgrade is abandoned, and said so, before the old
+/// process's report.
+#[test]
+fn sigterm_to_the_old_process_before_the_commit_is_said_as_a_shutdown_not_a_rollback() {
+    sigterm_to_the_old_process_at(
+        "ready",
+        "giving up on the new process",
+        "upgrade abandoned: this process is shutting down",
+    );
 }
 
 #[test]
@@ -321,6 +448,7 @@ fn sigterm_to_the_old_process_before_the_handover_is_final_takes_back_and_drains
     sigterm_to_the_old_process_at(
         "running",
         "a shutdown began before the handover to the new process was final",
+        "the new process told to stop has exited",
     );
 }
 

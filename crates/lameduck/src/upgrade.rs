@@ -49,6 +49,21 @@
 //! settled finds the parent draining: too late; the parent says so as an
 //! error and exits 1.
 //!
+//! # Signals during an upgrade
+//!
+//! "Settled" means the child still serves — running, not shutting down —
+//! at the end of the [settle time](Upgrade::settle). A `SIGTERM` (or
+//! `SIGINT`, or any shutdown) at each step:
+//!
+//! | step | to the parent (old) | to the child (new) |
+//! |---|---|---|
+//! | the child starts, before its ready report | the parent refuses the child and stops it (`SIGTERM`, `SIGKILL` after 3 s), logs `upgrade abandoned: this process is shutting down`, drains and exits | the child shuts down while starting and says so: `failed`; the parent rolls back and serves on |
+//! | committed, settling | the parent takes the sockets back and tells the child `abort`: the child shuts down gracefully (its drain, shutdown and hard timeouts); the parent drains, and before its report waits for the child's exit, at most a whole shutdown of its own budget ([`Timeline::worst_case`](crate::Timeline::worst_case)), then kills it: the log and the flight record say how the child ended; a kill is an error, and the parent exits 1 | the child says `draining` to the parent, which takes the service back at once as from a child that died (`began shutting down before it settled`), serves on, and lets the child finish its shutdown within the same bound |
+//! | the handover is final | the parent was already draining | the child is the main process: it shuts down as asked; nothing serves the sockets after it |
+//!
+//! A second signal to either process forces its exit, as always; the
+//! parent never sends one to a child that is shutting down.
+//!
 //! # Handover
 //!
 //! A small, optional, typed state transfer: [`Upgrade::handover`] produces
@@ -220,9 +235,10 @@ impl Upgrade {
     /// the new one runs (default: the budget's drain delay). Meanwhile the
     /// old process accepts nothing on the shared sockets but keeps them,
     /// finishes what it has, and keeps its keep-alive connections; if the
-    /// new process dies, it serves again. Only then does the handover
-    /// become final (systemd hears `MAINPID=`, the requester hears `ok`)
-    /// and the old process drain.
+    /// new process dies, or begins shutting down (a `SIGTERM` to it, say),
+    /// it serves again. Only then does the handover become final (systemd
+    /// hears `MAINPID=`, the requester hears `ok`) and the old process
+    /// drain. See [signals during an upgrade](self#signals-during-an-upgrade).
     pub fn settle(mut self, settle: Duration) -> Self {
         self.settle = Some(settle);
         self
@@ -375,8 +391,14 @@ pub(crate) enum Step {
     /// it is over): the handover is final.
     Left(u32),
     /// (Old process.) The new process it committed to is gone (and
-    /// reaped), or was stopped: how.
+    /// reaped), or was stopped for not taking over: how.
     Died(u32, String),
+    /// (Old process.) The new process it committed to began shutting down
+    /// before the handover was final.
+    Draining(u32),
+    /// (Old process.) The new process this one told to stop has exited, or
+    /// was killed at the bound (`killed`): how.
+    Stopped { pid: u32, how: String, killed: bool },
     /// (New process.) The parent's verdict on this process's ready report.
     Verdict(child::Verdict),
 }

@@ -11,6 +11,8 @@
 //! them apart; logs go to stderr as JSON.
 //!
 //! `GET /readyz` answers the app's readiness: `200 ready` or `503 unready`.
+//! With `--server library`, `GET /slow` lasts until the request's cancel
+//! signal (the server then answers `503` for it).
 //!
 //! Failure injection: `--mode-file PATH` is read at start; its content
 //! makes this generation `exit-at-start` (exit 1 before building the app),
@@ -49,6 +51,10 @@ struct Args {
     grace_period: Duration,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "300ms")]
     drain_delay: Duration,
+    /// How long Stopping waits for work in flight (default: what the
+    /// budget leaves).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    shutdown_timeout: Option<Duration>,
     #[arg(long, value_parser = humantime::parse_duration, default_value = "20s")]
     upgrade_timeout: Duration,
     /// How long an old process stays ready to take the service back
@@ -247,8 +253,12 @@ async fn main() -> ExitCode {
         upgrade = upgrade.pid_file(p);
     }
     let body: Arc<str> = format!("pid {} gen {generation}\n", std::process::id()).into();
+    let mut budget = Budget::new(args.grace_period).drain_delay(args.drain_delay);
+    if let Some(t) = args.shutdown_timeout {
+        budget = budget.shutdown_timeout(t);
+    }
     let mut builder = App::builder("upgrade-fixture")
-        .budget(Budget::new(args.grace_period).drain_delay(args.drain_delay))
+        .budget(budget)
         .upgrade(upgrade);
     if args.server == "library" {
         let admin = match listeners.tcp("admin", &args.admin) {
@@ -263,10 +273,12 @@ async fn main() -> ExitCode {
             admin.local_addr().expect("address")
         ));
         let answer = body.clone();
-        let router = axum::Router::new().fallback(move || {
-            let answer = answer.clone();
-            async move { answer.to_string() }
-        });
+        let router = axum::Router::new()
+            .route("/slow", axum::routing::get(slow))
+            .fallback(move || {
+                let answer = answer.clone();
+                async move { answer.to_string() }
+            });
         builder =
             builder.component(lameduck::http::Server::new(http, router).admin_listener(admin));
     } else {
@@ -306,6 +318,19 @@ async fn main() -> ExitCode {
     }
     event(format_args!("exit code={}", report.status().code()));
     report.exit_code()
+}
+
+/// `GET /slow` (with `--server library`): a request that ends only at its
+/// cancel signal, as a long report would; it says `slow started` once in
+/// flight, so that a test knows which process holds it.
+async fn slow() -> &'static str {
+    let cancel = lameduck::http::Cancel::current();
+    event("slow started");
+    match cancel {
+        Some(c) => c.cancelled().await,
+        None => std::future::pending().await,
+    }
+    "cancelled\n"
 }
 
 enum Listening {

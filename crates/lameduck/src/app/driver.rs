@@ -530,6 +530,11 @@ impl Driver {
         if let Err(sig) = self.close_all().await {
             return self.forced(sig).await;
         }
+        // How an upgrade's new process ended belongs in the report.
+        #[cfg(all(unix, feature = "upgrade"))]
+        if let Err(sig) = self.upgrades_finish().await {
+            return self.forced(sig).await;
+        }
         let report = self.report(self.handle.phase());
         self.publish(&Observed::Report(&report));
         self.finish.set_report(report.status);

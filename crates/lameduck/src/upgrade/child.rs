@@ -326,6 +326,29 @@ pub(crate) fn report_running() {
     }
 }
 
+/// Tells the parent this process, which runs but is not the main process
+/// yet, began shutting down: the parent takes the service back instead of
+/// handing it over to a process that is leaving. Nothing to do once the
+/// handover is final, or for a process that never ran: `false`.
+pub(crate) fn report_draining() -> bool {
+    if !RAN.load(Ordering::Acquire) || !is_awaiting_main() {
+        return false;
+    }
+    if let State::Child {
+        channel: Some(c),
+        parent,
+        ..
+    } = &*state()
+    {
+        tracing::info!(target: "lameduck::upgrade", parent = *parent, "shutting down before the handover is final: telling the old process, which serves on");
+        if let Err(err) = (&*c).write_all(protocol::DRAINING) {
+            tracing::debug!(target: "lameduck::upgrade", parent = *parent, error = %err, "cannot tell the parent this process is shutting down");
+        }
+        return true;
+    }
+    false
+}
+
 /// Tells the parent this process will not become ready, and why.
 pub(crate) fn report_failed(why: &str) {
     let why: String = why

@@ -19,6 +19,7 @@ static HOOK: OnceLock<fn(&'static str)> = OnceLock::new();
 /// | `pid-file` | new | about to write the PID file |
 /// | `control-socket` | new | about to take the control socket's path |
 /// | `running` | new | Running, and the parent was told |
+/// | `draining` | new | shutting down before the handover was final, and the parent was told |
 /// | `handed-over` | old | the handover is final; the drain begins next |
 pub fn set_fault_hook(hook: fn(&'static str)) {
     let _ = HOOK.set(hook);

@@ -8,6 +8,7 @@
 //! child → parent:  "ready <pid>\n"  or  "failed <why>\n"
 //! parent → child:  "commit\n"  or  "abort\n"
 //! child → parent:  "running\n" once it has taken over (after "commit")
+//! child → parent:  "draining\n" if it begins shutting down before "main"
 //! parent → child:  "main\n" once the handover is final (systemd was told MAINPID=<child>),
 //!                   or "abort\n" if the parent takes the service back first
 //! ```
@@ -88,6 +89,10 @@ pub(crate) const COMMIT: &[u8] = b"commit\n";
 pub(crate) const ABORT: &[u8] = b"abort\n";
 /// The child's word that it has taken over, after `commit`.
 pub(crate) const RUNNING: &[u8] = b"running\n";
+/// The child's word that it began shutting down (it entered Draining)
+/// after `running`, before `main`: it will not serve on, so the parent
+/// takes the service back rather than hand it over.
+pub(crate) const DRAINING: &[u8] = b"draining\n";
 /// The parent's word that the handover is final: the child is systemd's
 /// main process now, and the parent no longer takes the service back.
 pub(crate) const MAIN: &[u8] = b"main\n";

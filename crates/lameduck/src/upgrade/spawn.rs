@@ -15,7 +15,7 @@ use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
 use super::protocol::{self, Report};
-use super::{UpgradeError, UpgradeErrorKind, child::PARENT_PID_VAR};
+use super::{Step, UpgradeError, UpgradeErrorKind, child::PARENT_PID_VAR};
 use crate::listen::{Handoff, UPGRADE_FD_VAR, UPGRADE_PID_VAR};
 
 /// How long a failed child has to exit after `SIGTERM` before `SIGKILL`.
@@ -85,10 +85,47 @@ impl Candidate {
 
     /// Takes the service back from it after the commit (`abort`: its
     /// sockets are the old process's again, so its close leaves them
-    /// alone), then stops and reaps it.
-    pub(crate) async fn take_back(&mut self) {
-        let _ = self.wr.write_all(protocol::ABORT).await;
-        stop(&mut self.child, self.pid).await;
+    /// alone, and it shuts down gracefully), then waits for it to exit
+    /// within `bound`, and kills it past that. A process the word cannot
+    /// reach gets `SIGTERM` instead. Never a `SIGTERM` after the word: to a
+    /// process that is already shutting down, it would be a second signal,
+    /// which cuts its shutdown short.
+    pub(crate) async fn take_back(&mut self, bound: Duration) -> Step {
+        let pid = self.pid;
+        if self.wr.write_all(protocol::ABORT).await.is_err()
+            && let Ok(raw) = i32::try_from(pid)
+            && matches!(self.child.try_wait(), Ok(None))
+        {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(raw),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+        }
+        match tokio::time::timeout(bound, self.child.wait()).await {
+            Ok(Ok(status)) => Step::Stopped {
+                pid,
+                how: format!("exited: {}", describe(status)),
+                killed: false,
+            },
+            Ok(Err(e)) => Step::Stopped {
+                pid,
+                how: format!("cannot be waited for: {e}"),
+                killed: false,
+            },
+            Err(_) => {
+                let bound = crate::fmt::Seconds(bound);
+                tracing::warn!(target: "lameduck::upgrade", pid, "the new process, told to stop, has not exited within {bound}; killing it");
+                let _ = self.child.start_kill();
+                let _ = self.child.wait().await;
+                Step::Stopped {
+                    pid,
+                    how: format!(
+                        "did not exit within {bound} of being told to stop; killed (SIGKILL)"
+                    ),
+                    killed: true,
+                }
+            }
+        }
     }
 
     /// The next line from the new process, without its newline.
@@ -313,7 +350,7 @@ pub(crate) async fn stop(child: &mut Child, pid: u32) {
         .await
         .is_err()
     {
-        tracing::warn!(target: "lameduck::upgrade", pid, "the new process ignored SIGTERM; killing it");
+        tracing::warn!(target: "lameduck::upgrade", pid, "the new process did not exit within {} of SIGTERM; killing it", crate::fmt::Seconds(TERM_GRACE));
         let _ = child.start_kill();
         let _ = child.wait().await;
     }

@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! commit ──▶ "running" ──▶ settled (after the settle time) ──▶ … exit
-//!    │            │               │
+//!    │            │  └ "draining" │
 //!    └── dies ────┴── dies ───────┴── dies: said, whenever it happens
 //! ```
+//!
+//! Told to stop, the task says `abort`, then waits for the exit within the
+//! driver's bound, and kills only a process that outlives it.
 //!
 //! Until it has settled, the old process can take the service back; the
 //! driver decides what a death means at the moment it hears of it.
@@ -24,9 +27,10 @@ use crate::app::Event;
 pub(crate) enum Command {
     /// Tell the new process the handover is final.
     MakeMain,
-    /// Tell the new process the old one takes the service back, and stop
-    /// it (`SIGTERM`, then `SIGKILL`).
-    Stop,
+    /// Tell the new process the old one takes the service back (it shuts
+    /// down on that word), wait for it to exit, and kill it (`SIGKILL`) if
+    /// it has not within the bound.
+    Stop(Duration),
 }
 
 /// The driver's end: commands to the task that holds the new process.
@@ -75,10 +79,7 @@ async fn run(
     let said = tokio::select! {
         line = c.read_line() => Some(line),
         () = tokio::time::sleep(take_over) => None,
-        Some(Command::Stop) = commands.recv() => {
-            c.take_back().await;
-            return step(Step::Died(pid, "stopped by this process".into()));
-        }
+        Some(Command::Stop(bound)) = commands.recv() => return step(c.take_back(bound).await),
     };
     match said {
         Some(Ok(line)) if line == protocol::RUNNING.strip_suffix(b"\n").unwrap_or_default() => {
@@ -107,18 +108,22 @@ async fn run(
     let mut timer = std::pin::pin!(tokio::time::sleep(settle));
     loop {
         tokio::select! {
-            // Anything more from the new process is the end of the channel.
-            _ = c.read_line() => return step(Step::Died(pid, ended(&mut c).await)),
+            line = c.read_line() => match line {
+                // It began shutting down; its exit comes later.
+                Ok(l) if l == protocol::DRAINING.strip_suffix(b"\n").unwrap_or_default() => {
+                    step(Step::Draining(pid));
+                }
+                // Anything else from the new process is the end of the
+                // channel.
+                _ => return step(Step::Died(pid, ended(&mut c).await)),
+            },
             () = &mut timer, if !settled => {
                 settled = true;
                 step(Step::Settled(pid));
             }
             command = commands.recv() => match command {
                 Some(Command::MakeMain) => c.make_main(),
-                Some(Command::Stop) => {
-                    c.take_back().await;
-                    return step(Step::Died(pid, "stopped by this process".into()));
-                }
+                Some(Command::Stop(bound)) => return step(c.take_back(bound).await),
                 // The driver is gone: this process is exiting.
                 None => return,
             },

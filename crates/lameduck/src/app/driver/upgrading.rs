@@ -34,8 +34,11 @@ pub(in crate::app) struct Upgrades {
     /// The new process this one committed to, watched until it exits.
     successor: Option<Successor>,
     /// This process stops the successor itself (its own shutdown began
-    /// before the handover was final): that exit is no news.
+    /// before the handover was final, or the successor's did): that exit is
+    /// no news.
     stopping_successor: bool,
+    /// When the successor being stopped is killed if it has not exited.
+    stop_deadline: Option<Instant>,
 }
 
 /// Whether this process may enter Running, as far as upgrades go.
@@ -80,6 +83,7 @@ impl Upgrades {
             },
             successor: None,
             stopping_successor: false,
+            stop_deadline: None,
         }
     }
 }
@@ -118,6 +122,11 @@ impl Driver {
             Phase::Draining => {
                 if from == Phase::Starting {
                     child::report_failed(&format!("shut down while starting: {cause}"));
+                } else if child::report_draining() {
+                    // A new process that leaves before the handover is
+                    // final must not be handed the service: its parent was
+                    // told.
+                    crate::upgrade::fault_point("draining");
                 }
                 self.upgrades_interrupted();
                 // No upgrade can start any more: let the servers' close
@@ -143,14 +152,11 @@ impl Driver {
             self.upgrades.busy = Some(busy);
             return;
         };
-        tracing::warn!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, "a shutdown began before the handover to the new process was final: taking the sockets back and stopping it");
+        tracing::warn!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, stop_within_ms = self.stop_bound().as_millis() as u64, "a shutdown began before the handover to the new process was final: taking the sockets back and telling it to stop; it shuts down gracefully");
         owner::set(Handoff::Own);
-        if let Some(s) = &self.upgrades.successor {
-            s.send(Command::Stop);
-        }
         // The PID file and the control socket are checked once the new
         // process is gone: until then it may still write them.
-        self.upgrades.stopping_successor = true;
+        self.stop_successor();
         let e = UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")
             .with_pid(pid);
         self.publish(&crate::observe::Event::UpgradeFailed {
@@ -190,6 +196,21 @@ impl Driver {
                     format!("the app is {phase}, not running"),
                 ),
             );
+        }
+        if let Some(s) = self
+            .upgrades
+            .successor
+            .as_ref()
+            .filter(|_| self.upgrades.stopping_successor)
+        {
+            let e = UpgradeError::new(
+                UpgradeErrorKind::Busy,
+                format!(
+                    "the new process of the last upgrade (pid {}) is still shutting down",
+                    s.pid
+                ),
+            );
+            return refuse(req, e);
         }
         if let Some(b) = &self.upgrades.busy {
             let e = UpgradeError::new(
@@ -274,6 +295,59 @@ impl Driver {
             started: Instant::now(),
             committed: None,
         });
+    }
+
+    /// Tells the successor this process takes the service back, and has it
+    /// stopped: it shuts down gracefully, and is killed only if it has not
+    /// exited within [`stop_bound`](Self::stop_bound).
+    fn stop_successor(&mut self) {
+        let bound = self.stop_bound();
+        if let Some(s) = &self.upgrades.successor {
+            s.send(Command::Stop(bound));
+            self.upgrades.stopping_successor = true;
+            self.upgrades.stop_deadline = Some(Instant::now() + bound);
+        }
+    }
+
+    /// How long a successor told to stop has to exit: a whole shutdown of
+    /// this budget (drain delay, shutdown and hard timeouts, closes, final
+    /// scrape, log flush). The new process runs the same program, and its
+    /// own exit watchdog ends it around then.
+    fn stop_bound(&self) -> Duration {
+        self.timeline.worst_case()
+    }
+
+    /// (Old process, at the end of its shutdown.) Waits until an upgrade
+    /// under way has ended and a successor being stopped has exited (or was
+    /// killed at its bound), so that the report and the flight record say
+    /// how it ended, and no process is left running unwatched. A second
+    /// signal ends the wait.
+    pub(super) async fn upgrades_finish(&mut self) -> Result<(), crate::Signal> {
+        let pending = |d: &Self| {
+            // An in-place upgrade bounds itself and watches the shutdown.
+            (d.upgrades.busy.is_some() && d.upgrades.config.in_place.is_none())
+                || (d.upgrades.stopping_successor && d.upgrades.successor.is_some())
+        };
+        if !pending(self) {
+            return Ok(());
+        }
+        // The successor task kills at its deadline; a refused candidate is
+        // stopped within `spawn::TERM_GRACE`. A little more for the reaping.
+        let now = Instant::now();
+        let deadline = self.upgrades.stop_deadline.unwrap_or(now).max(now) + Duration::from_secs(5);
+        tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), "waiting for the new process of the upgrade to exit");
+        while pending(self) {
+            match self.step(Some(deadline)).await {
+                super::Step::Forced(sig) => return Err(sig),
+                super::Step::Deadline => {
+                    tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), "the new process of the upgrade has not been seen to exit; this process exits without knowing how it ended");
+                    self.status = self.status.worst(crate::ExitStatus::ComponentFailed);
+                    return Ok(());
+                }
+                super::Step::Handled => {}
+            }
+        }
+        Ok(())
     }
 
     /// How long the old process stays ready to take the service back once

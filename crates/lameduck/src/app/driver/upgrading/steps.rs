@@ -9,6 +9,8 @@
 //! | running | old | waits for the new process to settle, ready to take everything back |
 //! | settled | old | systemd's main process changes, the requester hears `ok`, this process drains |
 //! | failed, or died before settling | old | rollback: owns its sockets, PID file and control socket again, and checks them |
+//! | began shutting down before the handover was final | old | the same rollback; then tells it to stop and lets it finish its shutdown |
+//! | told to stop (either shutdown began first) | old | waits for its exit within a whole shutdown of the budget, else kills it: said, and a kill makes the exit not clean |
 //! | died after settling | old | too late to take back: said as an error, and the exit is not clean |
 
 use super::{InFlight, Start};
@@ -93,6 +95,8 @@ impl Driver {
             Step::Settled(pid) => self.on_successor_settled(pid),
             Step::Left(pid) => self.on_handover_final(pid),
             Step::Died(pid, how) => self.on_successor_died(pid, &how),
+            Step::Draining(pid) => self.on_successor_draining(pid),
+            Step::Stopped { pid, how, killed } => self.on_successor_stopped(pid, &how, killed),
         }
     }
 
@@ -226,37 +230,80 @@ impl Driver {
         fault_point("handed-over");
     }
 
+    /// (Old process.) The new process it committed to began shutting
+    /// down. Before the handover is final, a process that is leaving is
+    /// not handed the service: this one takes it back, as from one that
+    /// died, and lets it finish its shutdown. After, it is the main process
+    /// and stops as it was asked.
+    fn on_successor_draining(&mut self, pid: u32) {
+        let Some(busy) = self.may_take_back(pid) else {
+            tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, "the new process began shutting down after the handover was final");
+            return;
+        };
+        // Taken back first (the sockets, then the files), then told: its
+        // close must leave the sockets to this process.
+        self.take_back(busy, pid, "began shutting down before it settled");
+        self.stop_successor();
+    }
+
+    /// The upgrade under way, taken out, if it committed to `pid` and the
+    /// handover is not final, while this process still serves (no shutdown
+    /// began): the service can be taken back.
+    fn may_take_back(&mut self, pid: u32) -> Option<InFlight> {
+        match self.upgrades.busy.take() {
+            Some(busy) if busy.committed == Some(pid) && self.trigger.is_none() => Some(busy),
+            busy => {
+                self.upgrades.busy = busy;
+                None
+            }
+        }
+    }
+
+    /// (Old process.) The new process this one told to stop has exited, or
+    /// was killed at the bound: said, in the log and the flight record, and
+    /// a kill makes the exit not clean.
+    fn on_successor_stopped(&mut self, pid: u32, how: &str, killed: bool) {
+        if self.upgrades.successor.as_ref().map(|s| s.pid) == Some(pid) {
+            self.upgrades.successor = None;
+        }
+        self.upgrades.stopping_successor = false;
+        self.upgrades.stop_deadline = None;
+        let said = self.upgrades.owned.reassert(&self.handle, pid);
+        if killed {
+            tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, checked = %said.join("; "), "the new process did not finish its shutdown in time and was killed: its work in flight was lost");
+            self.status = self.status.worst(ExitStatus::ComponentFailed);
+        } else {
+            tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, checked = %said.join("; "), "the new process told to stop has exited; this process owns its files again");
+        }
+        self.publish(&crate::observe::Event::UpgradeStep {
+            step: &format!("process {pid}, told to stop, {how}"),
+        });
+    }
+
     /// (Old process.) The new process it committed to is gone.
     fn on_successor_died(&mut self, pid: u32, how: &str) {
         if self.upgrades.successor.as_ref().map(|s| s.pid) == Some(pid) {
             self.upgrades.successor = None;
         }
-        if std::mem::take(&mut self.upgrades.stopping_successor) {
-            let said = self.upgrades.owned.reassert(&self.handle, pid);
-            tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, checked = %said.join("; "), "the new process is stopped; this process owns its files again");
-            return;
+        if self.upgrades.stopping_successor {
+            // It ended before the stop reached it.
+            return self.on_successor_stopped(pid, how, false);
         }
-        match self.upgrades.busy.take() {
-            // Not settled yet, and this process still serves: take the
-            // service back.
-            Some(busy) if busy.committed == Some(pid) && self.trigger.is_none() => {
-                let e = UpgradeError::new(
-                    UpgradeErrorKind::Exited,
-                    format!("the new process (pid {pid}) {how} after the commit"),
-                );
-                self.take_back(busy, pid, e.with_pid(pid));
-            }
-            busy => {
-                self.upgrades.busy = busy;
-                // Settled: this process has begun its drain, and its
-                // sockets close at Stopping. Nothing serves them after.
-                tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, "the new process died after this one handed the service over; too late to take it back: nothing serves the sockets once this process exits");
-                self.status = self.status.worst(ExitStatus::ComponentFailed);
-                // What it left names a dead process: a later
-                // `kill -HUP $(cat pidfile)` must not find a recycled pid.
-                self.upgrades.owned.forget_dead(pid);
-            }
+        // Not settled yet, and this process still serves: take the
+        // service back.
+        if let Some(busy) = self.may_take_back(pid) {
+            return self.take_back(busy, pid, &format!("{how} after the commit"));
         }
+        // Settled: this process has begun its drain, and its sockets close
+        // at Stopping. Nothing serves them after.
+        tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, "the new process is gone after this one handed the service over; too late to take it back: nothing serves the sockets once this process exits");
+        self.publish(&crate::observe::Event::UpgradeStep {
+            step: &format!("process {pid} {how} after the handover; too late to take the service back: nothing serves it once this process exits"),
+        });
+        self.status = self.status.worst(ExitStatus::ComponentFailed);
+        // What it left names a dead process: a later
+        // `kill -HUP $(cat pidfile)` must not find a recycled pid.
+        self.upgrades.owned.forget_dead(pid);
     }
 
     fn on_upgrade_failed(&mut self, e: UpgradeError) {
@@ -266,16 +313,19 @@ impl Driver {
         self.rolled_back(busy, e);
     }
 
-    /// The new process died after the commit, before it settled: this
-    /// process serves again, owns its sockets, its PID file and its control
+    /// The new process died, or began shutting down, after the commit,
+    /// before it settled: this process serves again, owns its sockets, its PID file and its control
     /// socket, and says so loudly.
-    fn take_back(&mut self, busy: InFlight, pid: u32, e: UpgradeError) {
+    fn take_back(&mut self, busy: InFlight, pid: u32, what: &str) {
+        let e = UpgradeError::new(
+            UpgradeErrorKind::Exited,
+            format!("the new process (pid {pid}) {what}"),
+        )
+        .with_pid(pid);
         owner::set(Handoff::Own);
-        tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, error = %e, "the new process is gone; this process takes the service back and serves again");
+        tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, error = %e, "the new process will not serve; this process takes the service back and serves again");
         self.publish(&crate::observe::Event::UpgradeStep {
-            step: &format!(
-                "process {pid} is gone before it settled; this one takes the service back"
-            ),
+            step: &format!("{e}; this process takes the service back"),
         });
         self.rolled_back(busy, e);
     }
@@ -284,6 +334,16 @@ impl Driver {
     /// again; it checks that it does, and says what it found.
     fn rolled_back(&mut self, busy: InFlight, e: UpgradeError) {
         let took = busy.started.elapsed();
+        if self.trigger.is_some() {
+            // Shutting down: the new process never owned anything (the
+            // shutdown refused it before the commit), and this process
+            // does not go on serving.
+            tracing::warn!(target: "lameduck::upgrade", app = %self.handle.name(), error = %e, took_ms = took.as_millis() as u64, "upgrade abandoned: this process is shutting down, and the new process was stopped");
+            self.publish(&crate::observe::Event::UpgradeFailed {
+                error: &e.to_string(),
+            });
+            return answer(busy.waiters, &Err(e));
+        }
         tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), error = %e, took_ms = took.as_millis() as u64, "upgrade failed; this process goes on serving");
         owner::set(Handoff::Own);
         let said = self
