@@ -7,7 +7,7 @@ use std::fmt;
 /// | status | code | meaning |
 /// |---|---|---|
 /// | `Clean` | 0 | every phase finished within its deadline |
-/// | `ComponentFailed` | 1 | a component failed and its restart policy gave up (or it failed during start-up); or, after an upgrade, the new process died once the handover was final (nothing serves the sockets any more) |
+/// | `ComponentFailed` | 1 | a component failed and its restart policy gave up (or it failed during start-up); or, after an upgrade, the new process died once the handover was final (nothing serves the sockets any more), or, told to stop before the handover was final, it did not exit within a whole shutdown of the budget and was killed |
 /// | `DeadlineExceeded` | 3 | the shutdown was graceful, but the shutdown timeout passed with work in flight (cancelled, even if it then finished anyway), work was aborted, or a resource did not close in time |
 /// | `InvalidConfig` | 78 | the configuration was rejected at start-up (`EX_CONFIG`) |
 /// | `WatchdogExpired` | 124 | the grace period ran out before the report, the runtime stuck; the exit watchdog ended the process (after the report, it exits with the report's code) |
