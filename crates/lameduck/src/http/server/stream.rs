@@ -55,12 +55,10 @@ pub(super) struct Io<T> {
     /// close_notify): the shutdown hyper asks for is passed on even for an
     /// ended connection.
     close_message: bool,
-    // Reads and writes of an upgraded connection may come from two tasks,
-    // so each registers its own waker for the kill and for Stopping.
-    kill_read: TokenWait,
-    kill_write: TokenWait,
-    stop_read: TokenWait,
-    stop_write: TokenWait,
+    /// An upgraded connection's registrations for the kill and for
+    /// Stopping. Boxed: only an upgraded connection has them, and inline
+    /// they made every connection's task larger.
+    waits: Option<Box<Waits>>,
     /// An upgraded connection's close handshake window, from Stopping.
     close_by: Option<Pin<Box<Sleep>>>,
     /// HTTP/2, once shut down: how long the close waits for the client's
@@ -83,10 +81,7 @@ impl<T: Connection> Io<T> {
             timer: None,
             ended: false,
             close_message: false,
-            kill_read: TokenWait::default(),
-            kill_write: TokenWait::default(),
-            stop_read: TokenWait::default(),
-            stop_write: TokenWait::default(),
+            waits: None,
             close_by: None,
             linger: None,
         }
@@ -355,10 +350,11 @@ impl<T: Connection> Io<T> {
     /// kill and for Stopping once (again only when its waker changes), and
     /// the flags set before either fires say whether it has.
     fn must_close(&mut self, reading: bool, cx: &mut Context<'_>) -> bool {
+        let waits = self.waits.get_or_insert_with(Box::default);
         let (kill, stop) = if reading {
-            (&mut self.kill_read, &mut self.stop_read)
+            (&mut waits.kill_read, &mut waits.stop_read)
         } else {
-            (&mut self.kill_write, &mut self.stop_write)
+            (&mut waits.kill_write, &mut waits.stop_write)
         };
         // Registered before the flag is read: a kill in between still wakes
         // the task.
@@ -389,6 +385,17 @@ impl<T: Connection> Io<T> {
         // the next poll of the other finds the deadline passed.
         close_by.as_mut().poll(cx).is_ready() || Instant::now() >= deadline
     }
+}
+
+/// The registrations of an upgraded connection: reads and writes may come
+/// from two tasks, so each registers its own waker for the kill and for
+/// Stopping.
+#[derive(Default)]
+struct Waits {
+    kill_read: TokenWait,
+    kill_write: TokenWait,
+    stop_read: TokenWait,
+    stop_write: TokenWait,
 }
 
 fn closed_error(shared: &Shared) -> io::Error {
