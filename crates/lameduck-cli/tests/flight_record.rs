@@ -1,7 +1,11 @@
 //! The flight record on each exit path, with the real `lameduck demo`, real
 //! signals and a real client: a clean shutdown, one whose deadline passed
 //! with a stream still open, and one forced by a second signal. Each
-//! record is read back, and `lameduck report` renders it.
+//! record is read back, and `lameduck report` renders it. What became of
+//! the requests in flight: a stream that ends in full after the cancel
+//! signal is "finished anyway", not cancelled like the request answered
+//! 503; an event stream ended at Stopping counts as finished, not as still
+//! running when sampling stopped.
 
 mod support;
 
@@ -68,25 +72,10 @@ async fn open_stream(addr: SocketAddr) -> (TcpStream, SocketAddr) {
 /// ready (its signal handling is in place), 503 once it is draining.
 async fn wait_readyz(admin: SocketAddr, status: u16) {
     let head = format!("HTTP/1.1 {status}");
-    timeout(BOUND, async {
-        let mut poll = tokio::time::interval(Duration::from_millis(20));
-        loop {
-            poll.tick().await;
-            let Ok(mut conn) = TcpStream::connect(admin).await else {
-                continue;
-            };
-            let _ = conn
-                .write_all(b"GET /readyz HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut out = String::new();
-            let _ = conn.read_to_string(&mut out).await;
-            if out.starts_with(&head) {
-                return;
-            }
-        }
+    wait_admin(admin, "/readyz", "/readyz answers as awaited", |r| {
+        r.starts_with(&head)
     })
-    .await
-    .expect("/readyz answers as awaited");
+    .await;
 }
 
 async fn exit_code(demo: &mut Demo) -> i32 {
@@ -422,4 +411,170 @@ fn report_says_what_the_requests_not_finished_were_and_times_the_last_arrival_by
     );
     let closing = text.lines().find(|l| l.contains(" closing ")).unwrap();
     assert!(closing.contains("≥1ms"), "{closing}");
+}
+
+/// Sends `GET path` on a connection of its own.
+async fn send(addr: SocketAddr, path: &str) -> TcpStream {
+    let mut conn = TcpStream::connect(addr).await.expect("connecting");
+    conn.write_all(format!("GET {path} HTTP/1.1\r\nHost: demo\r\n\r\n").as_bytes())
+        .await
+        .expect("sending the request");
+    conn
+}
+
+/// Reads from `conn` until what was read contains `needle`; returns it all.
+async fn read_until(conn: &mut TcpStream, seen: &mut Vec<u8>, needle: &str) {
+    timeout(BOUND, async {
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(seen).contains(needle) {
+            let n = conn.read(&mut buf).await.expect("reading");
+            assert!(
+                n > 0,
+                "closed before {needle:?}: {}",
+                String::from_utf8_lossy(seen)
+            );
+            seen.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{needle:?} in time: {}", String::from_utf8_lossy(seen)));
+}
+
+/// An HTTP/1 request to the admin listener; the whole response.
+async fn admin_get(admin: SocketAddr, path: &str) -> Option<String> {
+    let mut conn = TcpStream::connect(admin).await.ok()?;
+    conn.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: demo\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut out = String::new();
+    conn.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
+/// Waits, polling the admin listener, until `check` holds of a response.
+async fn wait_admin(admin: SocketAddr, path: &str, what: &str, check: impl Fn(&str) -> bool) {
+    timeout(BOUND, async {
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        loop {
+            poll.tick().await;
+            if admin_get(admin, path).await.is_some_and(|r| check(&r)) {
+                return;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_delivered_in_full_after_the_cancel_signal_is_finished_anyway_not_cancelled_like_the_503()
+ {
+    let dir = tempdir("after-cancel");
+    let path = dir.path().join("flight.json");
+    let mut demo = Demo::start(
+        &[
+            "--flight-record",
+            path.to_str().unwrap(),
+            "--drain-delay",
+            "0s",
+            "--shutdown-timeout",
+            "300ms",
+            "--hard-timeout",
+            "5s",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    wait_readyz(demo.admin, 200).await;
+    // A handler that answers the cancel signal with its own 503, and a
+    // stream that, at the signal, sends a last chunk and ends in full.
+    let mut work = send(demo.addr, "/work?ms=60000").await;
+    let mut stream = send(demo.addr, "/stream?n=10000&ms=100").await;
+    let mut streamed = Vec::new();
+    read_until(&mut stream, &mut streamed, "chunk 0").await;
+    wait_admin(demo.admin, "/metrics", "both in flight", |r| {
+        r.lines()
+            .any(|l| l == "lameduck_work_in_flight{tracker=\"http\"} 2.0")
+    })
+    .await;
+    demo.signal(Signal::SIGTERM);
+
+    let mut answered = Vec::new();
+    read_until(&mut work, &mut answered, "cancelled\n").await;
+    let answered = String::from_utf8_lossy(&answered);
+    assert!(answered.starts_with("HTTP/1.1 503"), "{answered}");
+    read_until(&mut stream, &mut streamed, "cancelled\n\r\n0\r\n\r\n").await;
+    assert_eq!(exit_code(&mut demo).await, 3, "the shutdown timeout passed");
+
+    let record = read_record(&path);
+    let work = record.work.as_ref().expect("the work settled");
+    assert_eq!(work.cancelled, 2, "{work:?}");
+    let want: std::collections::BTreeMap<String, u64> =
+        [("finished".to_string(), 1), ("unavailable".to_string(), 1)].into();
+    assert_eq!(work.after_cancel, want, "{work:?}");
+    let then = |label: &str| {
+        record
+            .inventories
+            .iter()
+            .filter(|inv| inv.at == "shutdown_timeout")
+            .flat_map(|inv| &inv.work)
+            .find(|w| w.label.starts_with(label))
+            .and_then(|w| w.then.clone())
+    };
+    assert_eq!(then("GET /stream").as_deref(), Some("finished anyway"));
+    assert_eq!(then("GET /work").as_deref(), Some("answered 503"));
+
+    let out = support::run(&["report", path.to_str().unwrap()]);
+    out.assert_code(0);
+    for needle in [
+        "2 cancelled (1 finished anyway, 1 answered 503)",
+        ", then finished anyway",
+        ", then answered 503",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_stream_ended_at_stopping_is_finished_in_the_flight_record_not_still_running() {
+    let dir = tempdir("events-ended");
+    let path = dir.path().join("flight.json");
+    let mut demo = Demo::start(
+        &[
+            "--flight-record",
+            path.to_str().unwrap(),
+            "--drain-delay",
+            "500ms",
+        ],
+        Stdio::null(),
+    )
+    .await;
+    wait_readyz(demo.admin, 200).await;
+    let mut events = send(demo.addr, "/events").await;
+    let mut seen = Vec::new();
+    read_until(&mut events, &mut seen, "tick 0").await;
+    demo.signal(Signal::SIGTERM);
+    // Ended at Stopping, in full: the chunked body's last chunk.
+    read_until(&mut events, &mut seen, "\r\n0\r\n\r\n").await;
+    assert_eq!(exit_code(&mut demo).await, 0);
+
+    let record = read_record(&path);
+    let http = record
+        .traffic
+        .listeners
+        .iter()
+        .find(|l| l.name == "http")
+        .expect("the server's traffic");
+    let sum = |v: &Option<Vec<u64>>| v.as_ref().expect("counted").iter().sum::<u64>();
+    assert_eq!(sum(&http.requests), 1, "{http:?}");
+    assert_eq!(sum(&http.finished), 1, "{http:?}");
+    let out = support::run(&["report", path.to_str().unwrap()]);
+    out.assert_code(0);
+    assert!(
+        out.stdout.contains("1 requests, 1 finished") && !out.stdout.contains("still running"),
+        "{}",
+        out.stdout
+    );
 }

@@ -34,6 +34,11 @@ pub struct Report {
     /// Each exporter's flush, in the order they ran (see
     /// [`AppBuilder::exporter`](crate::AppBuilder::exporter)).
     pub exporters: Vec<ExporterReport>,
+    /// What became of the new process of an upgrade this shutdown dealt
+    /// with (feature `upgrade`): told to stop and waited for (`process 41,
+    /// told to stop, exited: exit code 0`), killed past its bound, or gone
+    /// after the handover. `None` without one.
+    pub upgrade: Option<String>,
     /// How it ended.
     pub status: ExitStatus,
 }
@@ -212,7 +217,8 @@ pub enum AfterCancel {
     /// It had no response yet and was answered with the clean error: `503`
     /// with `Retry-After` (a gRPC call: status `UNAVAILABLE`). Its handler
     /// may have run on in the background, and been aborted at the hard
-    /// deadline ([`WorkReport::aborted`] then names it too).
+    /// deadline ([`WorkReport::aborted`] then names it too). A handler that
+    /// answered the cancel signal with a `503` of its own counts here too.
     Unavailable,
     /// Its response had begun and was cut short: the body failed, or was
     /// dropped before its end (the client went away, or the connection was
@@ -433,6 +439,7 @@ impl Report {
                 held = %held,
                 restarts,
                 exporters = %exporters,
+                upgrade = %self.upgrade.as_deref().unwrap_or_default(),
                 "shutdown report"
             );
         };
@@ -512,6 +519,9 @@ impl fmt::Display for Report {
         }
         for e in &self.exporters {
             writeln!(f, "  exporter {}: {}", e.name, Flushed(&e.flush))?;
+        }
+        if let Some(u) = &self.upgrade {
+            writeln!(f, "  upgrade: {u}")?;
         }
         write!(f, "  exit: {}", self.status)
     }

@@ -305,6 +305,11 @@ fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
             .get(header::CONTENT_TYPE)
             .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
     let upgraded = upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS;
+    if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+        // A handler that answered the cancel signal with a 503 of its own
+        // gave the clean error too, not a response "finished anyway".
+        shared.mark_after_cancel(guard.as_ref(), Mark::Unavailable);
+    }
     // Served by lameduck's server: the connection it arrived on.
     let served = in_flight.is_some();
     if upgraded {
