@@ -152,6 +152,13 @@ fn upgrade_to(dir: Scratch, hook: Hook, extra: &[&str]) -> Midway {
     }
 }
 
+/// Whether a shutdown report in `stderr` (JSON lines) says `what`.
+fn report_says(stderr: &str, what: &str) -> bool {
+    stderr
+        .lines()
+        .any(|l| l.contains("\"shutdown report\"") && l.contains(what))
+}
+
 fn no_failures(stats: &Stats) {
     support::none_failed("the load", stats);
 }
@@ -372,6 +379,13 @@ fn sigterm_to_the_old_process_while_it_settles_lets_the_new_one_shut_down_gracef
         "the old process says how the new one ended:\n{said}"
     );
     assert!(!said.contains("killing it"), "nothing was killed:\n{said}");
+    assert!(
+        report_says(
+            &said,
+            &format!("process {new}, told to stop, exited: exit code 3")
+        ),
+        "the old process's report says how the new one ended:\n{said}"
+    );
     c.s.assert_all_gone();
     c.nothing_left();
 }
@@ -392,6 +406,13 @@ fn a_new_process_that_outlives_its_stop_bound_is_killed_and_the_old_exit_says_so
     assert!(
         said.contains("the new process did not finish its shutdown in time and was killed"),
         "{said}"
+    );
+    assert!(
+        report_says(
+            &said,
+            &format!("process {new}, told to stop, did not exit within")
+        ),
+        "the old process's report says the new one was killed:\n{said}"
     );
     assert!(
         !c.s.seen

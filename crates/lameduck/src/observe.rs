@@ -210,7 +210,8 @@ pub enum Event<'a> {
         /// The process that serves now.
         pid: u32,
     },
-    /// An upgrade failed; this process goes on serving.
+    /// An upgrade failed; this process goes on serving — unless a shutdown
+    /// of its own is why (the error says so).
     UpgradeFailed {
         /// Why.
         error: &'a str,

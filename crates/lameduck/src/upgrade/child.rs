@@ -340,7 +340,7 @@ pub(crate) fn report_draining() -> bool {
         ..
     } = &*state()
     {
-        tracing::info!(target: "lameduck::upgrade", parent = *parent, "shutting down before the handover is final: telling the old process, which serves on");
+        tracing::info!(target: "lameduck::upgrade", parent = *parent, "shutting down before the handover is final: telling the old process, which takes the service back unless it is shutting down too");
         if let Err(err) = (&*c).write_all(protocol::DRAINING) {
             tracing::debug!(target: "lameduck::upgrade", parent = *parent, error = %err, "cannot tell the parent this process is shutting down");
         }

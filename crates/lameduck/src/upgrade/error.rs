@@ -1,6 +1,7 @@
 //! What can go wrong with an upgrade.
 
-/// An upgrade that did not happen. The old process goes on serving.
+/// An upgrade that did not happen. The old process goes on serving,
+/// unless it is shutting down ([`UpgradeErrorKind::Abandoned`]).
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{message}")]
 pub struct UpgradeError {

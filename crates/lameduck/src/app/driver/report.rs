@@ -101,6 +101,10 @@ impl Driver {
                     flush: CloseOutcome::None,
                 }))
                 .collect(),
+            #[cfg(all(unix, feature = "upgrade"))]
+            upgrade: self.upgrades_said(),
+            #[cfg(not(all(unix, feature = "upgrade")))]
+            upgrade: None,
             status: self.status,
         }
     }

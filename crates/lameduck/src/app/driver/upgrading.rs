@@ -39,6 +39,9 @@ pub(in crate::app) struct Upgrades {
     stopping_successor: bool,
     /// When the successor being stopped is killed if it has not exited.
     stop_deadline: Option<Instant>,
+    /// What became of a successor, for the report: told to stop and
+    /// waited for, or gone after the handover.
+    said: Option<String>,
 }
 
 /// Whether this process may enter Running, as far as upgrades go.
@@ -84,6 +87,7 @@ impl Upgrades {
             successor: None,
             stopping_successor: false,
             stop_deadline: None,
+            said: None,
         }
     }
 }
@@ -348,6 +352,11 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// What became of a successor, for the report.
+    pub(super) fn upgrades_said(&self) -> Option<String> {
+        self.upgrades.said.clone()
     }
 
     /// How long the old process stays ready to take the service back once

@@ -275,9 +275,9 @@ impl Driver {
         } else {
             tracing::info!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, checked = %said.join("; "), "the new process told to stop has exited; this process owns its files again");
         }
-        self.publish(&crate::observe::Event::UpgradeStep {
-            step: &format!("process {pid}, told to stop, {how}"),
-        });
+        let said = format!("process {pid}, told to stop, {how}");
+        self.publish(&crate::observe::Event::UpgradeStep { step: &said });
+        self.upgrades.said = Some(said);
     }
 
     /// (Old process.) The new process it committed to is gone.
@@ -297,9 +297,11 @@ impl Driver {
         // Settled: this process has begun its drain, and its sockets close
         // at Stopping. Nothing serves them after.
         tracing::error!(target: "lameduck::upgrade", app = %self.handle.name(), new_pid = pid, how, "the new process is gone after this one handed the service over; too late to take it back: nothing serves the sockets once this process exits");
-        self.publish(&crate::observe::Event::UpgradeStep {
-            step: &format!("process {pid} {how} after the handover; too late to take the service back: nothing serves it once this process exits"),
-        });
+        let said = format!(
+            "process {pid} {how} after the handover; too late to take the service back: nothing serves it once this process exits"
+        );
+        self.publish(&crate::observe::Event::UpgradeStep { step: &said });
+        self.upgrades.said = Some(said);
         self.status = self.status.worst(ExitStatus::ComponentFailed);
         // What it left names a dead process: a later
         // `kill -HUP $(cat pidfile)` must not find a recycled pid.
