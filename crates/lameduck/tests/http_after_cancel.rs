@@ -276,6 +276,16 @@ async fn a_response_delivered_in_full_after_the_cancel_signal_is_reported_finish
 
     // Kind 2: each counted once, when it ended, in the phase it ended in.
     let scraped = metrics.encode();
+    for (outcome, n) in [
+        ("cancelled", 3.0),
+        ("cancelled_finished", 1.0),
+        ("cancelled_unavailable", 1.0),
+        ("cancelled_cut", 1.0),
+        ("cancelled_aborted", 0.0),
+    ] {
+        let series = format!("lameduck_shutdown_work{{outcome=\"{outcome}\"}}");
+        assert_eq!(sample(&scraped, &series), n, "{series}:\n{scraped}");
+    }
     for (phase, outcome, n) in [
         ("running", "answered", 0.0),
         ("cancelling", "answered", 1.0),

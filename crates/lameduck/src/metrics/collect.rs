@@ -50,7 +50,7 @@ pub(crate) const FAMILIES: &[(&str, &str, Option<Unit>, MetricType)] = &[
     ),
     (
         "lameduck_shutdown_work",
-        "The shutdown's work, once settled (end of Stopping or Cancelling): in flight at stop, finished, cancelled, aborted, ended by the shutdown.",
+        "The shutdown's work, once settled (end of Stopping or Cancelling): in flight at stop, finished, cancelled, aborted, ended by the shutdown; the cancelled by what became of them: finished anyway, ended by the shutdown, answered 503, cut, aborted.",
         None,
         MetricType::Gauge,
     ),
@@ -169,12 +169,18 @@ impl Collector for Lifecycle {
             .collect();
         gauge(e, "lameduck_shutdown_phase", &rows)?;
 
-        const WORK: [&str; 5] = [
+        const WORK: [&str; 10] = [
             "in_flight_at_stop",
             "finished",
             "cancelled",
             "aborted",
             "ended",
+            // The cancelled, by what became of them (`AfterCancel::ALL`).
+            "cancelled_finished",
+            "cancelled_ended",
+            "cancelled_unavailable",
+            "cancelled_cut",
+            "cancelled_aborted",
         ];
         let outcomes: Vec<[(&str, &str); 1]> = WORK.iter().map(|w| [("outcome", *w)]).collect();
         let rows: Vec<_> = life

@@ -41,8 +41,9 @@ pub(super) struct Life {
     /// When the phase now began.
     pub(super) phase_began: Option<Instant>,
     /// The shutdown's work, once settled: in flight at stop, finished,
-    /// cancelled, aborted, ended by the shutdown.
-    pub(super) work: Option<[u64; 5]>,
+    /// cancelled, aborted, ended by the shutdown, then the cancelled by
+    /// what became of them (in `AfterCancel::ALL`'s order).
+    pub(super) work: Option<[u64; 10]>,
 }
 
 /// Which scrapes saw final values.
@@ -179,12 +180,18 @@ impl Observer for Hub {
             }
             Event::UpgradeFailed { .. } => self.life().upgrades_failed += 1,
             Event::WorkSettled { work } => {
+                let then = crate::AfterCancel::ALL.map(|o| work.count_after_cancel(o) as u64);
                 self.life().work = Some([
                     work.in_flight_at_stop as u64,
                     work.finished as u64,
                     work.cancelled.len() as u64,
                     work.aborted.len() as u64,
                     work.ended.len() as u64,
+                    then[0],
+                    then[1],
+                    then[2],
+                    then[3],
+                    then[4],
                 ]);
                 // Every count is final: the requests' too, as every
                 // connection has closed or been aborted.
