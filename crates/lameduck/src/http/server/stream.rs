@@ -36,16 +36,10 @@ pub(super) struct Io<T> {
     shared: Arc<Shared>,
     /// How many bytes of the HTTP/2 preface the input has matched so far.
     preface: usize,
-    /// HTTP/2: the frames each way, and the response streams they open.
-    frames_in: Frames,
-    frames_out: Frames,
-    streams: Streams,
-    /// HTTP/2: the graceful shutdown's GOAWAYs, and the client's frames h2
-    /// must not see after them.
-    late: LateStreams,
-    /// HTTP/2 after the final GOAWAY: a frame header's bytes from its type
-    /// on, held back from h2 until the header is whole.
-    held: Held,
+    /// HTTP/2's view of the wire, made when the input begins as HTTP/2's
+    /// preface does. Boxed: inline, it made every HTTP/1 connection's task
+    /// larger.
+    h2: Option<Box<H2Wire>>,
     /// A connection's wait, at Stopping, for its first request or for the
     /// rest of a request head.
     timer: Option<(Instant, Pin<Box<Sleep>>)>,
@@ -73,11 +67,7 @@ impl<T: Connection> Io<T> {
             conn,
             shared,
             preface: 0,
-            frames_in: Frames::client(),
-            frames_out: Frames::default(),
-            streams: Streams::default(),
-            late: LateStreams::default(),
-            held: Held::default(),
+            h2: None,
             timer: None,
             ended: false,
             close_message: false,
@@ -227,9 +217,15 @@ impl<T: Connection> Io<T> {
         match proto {
             // A preface still arriving is fed too: the reader skips it.
             Proto::H2 | Proto::Unknown => {
-                let (streams, conn, late) = (&mut self.streams, &self.conn, &mut self.late);
+                let H2Wire {
+                    frames_in,
+                    streams,
+                    late,
+                    ..
+                } = wire(&mut self.h2);
+                let conn = &self.conn;
                 let mut ignore = Vec::new();
-                self.frames_in.feed(bytes, |found| {
+                frames_in.feed(bytes, |found| {
                     if late.received(found)
                         && let Found::Head(_, at) = found
                     {
@@ -271,7 +267,7 @@ impl<T: Connection> Io<T> {
         // Each turn returns, or reads more of the one header held back:
         // seven turns at most.
         loop {
-            let held = &mut self.held;
+            let held = &mut wire(&mut self.h2).held;
             if held.len > 0 && held.whole {
                 let n = held.len.min(buf.remaining());
                 buf.put_slice(&held.bytes[..n]);
@@ -281,22 +277,24 @@ impl<T: Connection> Io<T> {
             }
             if held.len > 0 {
                 let mut more = [0u8; 6];
-                let need = 9 - self.frames_in.partial().len();
+                let need = 9 - wire(&mut self.h2).frames_in.partial().len();
                 let mut rest = ReadBuf::new(&mut more[..need]);
                 ready!(Pin::new(&mut self.inner).poll_read(cx, &mut rest))?;
                 let got = rest.filled().len();
                 if got == 0 {
                     // End of input: what was held goes to h2 as it is.
-                    self.held.whole = true;
+                    wire(&mut self.h2).held.whole = true;
                     continue;
                 }
-                if self.saw(&mut more[..got]) {
-                    self.held.bytes[0] = IGNORED;
+                let ignored = self.saw(&mut more[..got]);
+                let w = wire(&mut self.h2);
+                if ignored {
+                    w.held.bytes[0] = IGNORED;
                 }
-                let held = &mut self.held;
+                let held = &mut w.held;
                 held.bytes[held.len..held.len + got].copy_from_slice(&more[..got]);
                 held.len += got;
-                held.whole = self.frames_in.partial().is_empty();
+                held.whole = w.frames_in.partial().is_empty();
                 continue;
             }
             let before = buf.filled().len();
@@ -308,13 +306,14 @@ impl<T: Connection> Io<T> {
             // A header begun before these bytes had at most its length
             // given to h2: its type is among them.
             self.saw(&mut buf.filled_mut()[before..]);
-            let partial = self.frames_in.partial().len();
-            if !self.late.is_final() || partial <= 3 {
+            let w = wire(&mut self.h2);
+            let partial = w.frames_in.partial().len();
+            if !w.late.is_final() || partial <= 3 {
                 return Poll::Ready(Ok(()));
             }
             let hold = partial - 3;
-            self.held.bytes[..hold].copy_from_slice(&buf.filled()[len - hold..]);
-            (self.held.len, self.held.whole) = (hold, false);
+            w.held.bytes[..hold].copy_from_slice(&buf.filled()[len - hold..]);
+            (w.held.len, w.held.whole) = (hold, false);
             buf.set_filled(len - hold);
             if len - hold > before {
                 return Poll::Ready(Ok(()));
@@ -324,8 +323,14 @@ impl<T: Connection> Io<T> {
 
     /// HTTP/2: bytes handed to the socket.
     fn wrote(&mut self, bytes: &[u8]) {
-        let (streams, conn, late) = (&mut self.streams, &self.conn, &mut self.late);
-        self.frames_out.feed(bytes, |found| {
+        let H2Wire {
+            frames_out,
+            streams,
+            late,
+            ..
+        } = wire(&mut self.h2);
+        let conn = &self.conn;
+        frames_out.feed(bytes, |found| {
             late.sent(found);
             streams.sent(found, conn);
         });
@@ -385,6 +390,31 @@ impl<T: Connection> Io<T> {
         // the next poll of the other finds the deadline passed.
         close_by.as_mut().poll(cx).is_ready() || Instant::now() >= deadline
     }
+}
+
+/// HTTP/2: the frames each way, the response streams they open, the
+/// graceful shutdown's GOAWAYs and the client's frames h2 must not see
+/// after them, and after the final GOAWAY a frame header's bytes from its
+/// type on, held back from h2 until the header is whole.
+struct H2Wire {
+    frames_in: Frames,
+    frames_out: Frames,
+    streams: Streams,
+    late: LateStreams,
+    held: Held,
+}
+
+/// The connection's HTTP/2 state, made at its first use.
+fn wire(h2: &mut Option<Box<H2Wire>>) -> &mut H2Wire {
+    h2.get_or_insert_with(|| {
+        Box::new(H2Wire {
+            frames_in: Frames::client(),
+            frames_out: Frames::default(),
+            streams: Streams::default(),
+            late: LateStreams::default(),
+            held: Held::default(),
+        })
+    })
 }
 
 /// The registrations of an upgraded connection: reads and writes may come
@@ -540,7 +570,7 @@ impl<T: Connection> AsyncWrite for Io<T> {
                 // last frame was written before now are on the wire (over
                 // TLS, written meant taken by rustls, flushed means
                 // encrypted and handed to the socket).
-                Proto::H2 => this.streams.flushed(&this.conn),
+                Proto::H2 => wire(&mut this.h2).streams.flushed(&this.conn),
                 _ => {}
             }
         }
