@@ -439,7 +439,8 @@ impl Report {
                 held = %held,
                 restarts,
                 exporters = %exporters,
-                upgrade = %self.upgrade.as_deref().unwrap_or_default(),
+                // Only when there is one: an absent value records no field.
+                upgrade = self.upgrade.as_deref(),
                 "shutdown report"
             );
         };
