@@ -405,15 +405,20 @@ struct H2Wire {
 }
 
 /// The connection's HTTP/2 state, made at its first use.
+#[inline]
 fn wire(h2: &mut Option<Box<H2Wire>>) -> &mut H2Wire {
-    h2.get_or_insert_with(|| {
-        Box::new(H2Wire {
-            frames_in: Frames::client(),
-            frames_out: Frames::default(),
-            streams: Streams::default(),
-            late: LateStreams::default(),
-            held: Held::default(),
-        })
+    h2.get_or_insert_with(new_wire)
+}
+
+#[cold]
+#[inline(never)]
+fn new_wire() -> Box<H2Wire> {
+    Box::new(H2Wire {
+        frames_in: Frames::client(),
+        frames_out: Frames::default(),
+        streams: Streams::default(),
+        late: LateStreams::default(),
+        held: Held::default(),
     })
 }
 
@@ -570,7 +575,11 @@ impl<T: Connection> AsyncWrite for Io<T> {
                 // last frame was written before now are on the wire (over
                 // TLS, written meant taken by rustls, flushed means
                 // encrypted and handed to the socket).
-                Proto::H2 => wire(&mut this.h2).streams.flushed(&this.conn),
+                Proto::H2 => {
+                    if let Some(w) = this.h2.as_mut() {
+                        w.streams.flushed(&this.conn);
+                    }
+                }
                 _ => {}
             }
         }
