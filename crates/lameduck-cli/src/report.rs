@@ -171,20 +171,7 @@ impl fmt::Display for Text<'_> {
                 w.in_flight_at_stop, w.finished, w.cancelled
             )?;
             if !w.after_cancel.is_empty() {
-                // In the library report's order; keys this lameduck does
-                // not know (a newer record's) last.
-                let mut keys: Vec<&String> = w.after_cancel.keys().collect();
-                keys.sort_by_key(|k| {
-                    AFTER_CANCEL
-                        .iter()
-                        .position(|(key, _)| key == k)
-                        .unwrap_or(usize::MAX)
-                });
-                let then: Vec<String> = keys
-                    .into_iter()
-                    .map(|key| format!("{} {}", w.after_cancel[key], after_cancel_words(key)))
-                    .collect();
-                write!(f, " ({})", then.join(", "))?;
+                write!(f, " ({})", w.after_cancel_summary())?;
             }
             writeln!(f, ", {} aborted, {} ended", w.aborted, w.ended)?;
         }
@@ -275,24 +262,6 @@ fn last_arrival(r: &FlightRecord, l: &ListenerTraffic) -> Option<u64> {
 fn sampling_end(r: &FlightRecord, l: &ListenerTraffic) -> u64 {
     let t = &r.traffic;
     t.from_ms + l.arrivals.len() as u64 * t.tick_ms
-}
-
-/// A flight record's `after_cancel` keys and the report's words for them,
-/// in the report's order.
-const AFTER_CANCEL: [(&str, &str); 5] = [
-    ("finished", "finished anyway"),
-    ("ended", "ended by the shutdown"),
-    ("unavailable", "answered 503"),
-    ("cut", "cut"),
-    ("aborted", "aborted"),
-];
-
-/// A flight record's `after_cancel` key in the report's words.
-fn after_cancel_words(key: &str) -> &str {
-    AFTER_CANCEL
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or(key, |(_, words)| words)
 }
 
 fn inventory(f: &mut fmt::Formatter<'_>, r: &FlightRecord, inv: &Inventory) -> fmt::Result {

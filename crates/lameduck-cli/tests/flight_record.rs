@@ -535,6 +535,20 @@ async fn a_stream_delivered_in_full_after_the_cancel_signal_is_finished_anyway_n
     ] {
         assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
     }
+    // The page says the same.
+    let html = dir.path().join("flight.html");
+    let out = support::run(&[
+        "report",
+        path.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    out.assert_code(0);
+    let page = std::fs::read_to_string(&html).expect("the page");
+    assert!(
+        page.contains("2 cancelled (1 finished anyway, 1 answered 503)"),
+        "{page}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

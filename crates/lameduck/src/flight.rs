@@ -58,9 +58,9 @@ mod write;
 
 pub(crate) use recorder::Recorder;
 pub use schema::{
-    BudgetRecord, ComponentRecord, ConnectionRecord, DrainRecord, ExitRecord, FlightRecord,
-    HeldRecord, Inventory, ListenerTraffic, PhaseRecord, RestartRecord, StepRecord, TrafficRecord,
-    Truncated, UpgradeRecord, WorkRecord, WorkRecordItem,
+    AFTER_CANCEL_KEYS, BudgetRecord, ComponentRecord, ConnectionRecord, DrainRecord, ExitRecord,
+    FlightRecord, HeldRecord, Inventory, ListenerTraffic, PhaseRecord, RestartRecord, StepRecord,
+    TrafficRecord, Truncated, UpgradeRecord, WorkRecord, WorkRecordItem,
 };
 
 /// The `format` of every flight record.

@@ -467,13 +467,11 @@ impl Observer for Recorder {
 
 /// The flight record's key for `outcome`.
 fn after_cancel_key(outcome: crate::AfterCancel) -> &'static str {
-    match outcome {
-        crate::AfterCancel::Finished => "finished",
-        crate::AfterCancel::Ended => "ended",
-        crate::AfterCancel::Unavailable => "unavailable",
-        crate::AfterCancel::Cut => "cut",
-        _ => "aborted",
-    }
+    let at = crate::AfterCancel::ALL
+        .iter()
+        .position(|o| *o == outcome)
+        .expect("every outcome is in ALL");
+    AFTER_CANCEL_KEYS[at].0
 }
 
 /// The traffic log as the record gives it: one series per listener.

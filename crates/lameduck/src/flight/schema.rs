@@ -349,6 +349,43 @@ pub struct WorkRecord {
     pub ended: u64,
 }
 
+/// The keys of [`WorkRecord::after_cancel`], each with the report's words
+/// for it, in the report's order (that of `AfterCancel::ALL`).
+pub const AFTER_CANCEL_KEYS: [(&str, &str); 5] = [
+    ("finished", "finished anyway"),
+    ("ended", "ended by the shutdown"),
+    ("unavailable", "answered 503"),
+    ("cut", "cut"),
+    ("aborted", "aborted"),
+];
+
+impl WorkRecord {
+    /// [`after_cancel`](Self::after_cancel) in the report's words and
+    /// order: `1 finished anyway, 2 answered 503`. Keys this version does
+    /// not know (a newer record's) come last, as they are; empty when the
+    /// map is.
+    pub fn after_cancel_summary(&self) -> String {
+        let rank = |key: &str| {
+            AFTER_CANCEL_KEYS
+                .iter()
+                .position(|(k, _)| *k == key)
+                .unwrap_or(usize::MAX)
+        };
+        let mut keys: Vec<&String> = self.after_cancel.keys().collect();
+        keys.sort_by_key(|k| rank(k));
+        keys.into_iter()
+            .map(|key| {
+                let words = AFTER_CANCEL_KEYS
+                    .iter()
+                    .find(|(k, _)| k == key)
+                    .map_or(key.as_str(), |(_, words)| words);
+                format!("{} {words}", self.after_cancel[key])
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// How the process ends.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
