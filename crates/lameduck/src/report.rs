@@ -208,7 +208,10 @@ pub struct WorkReport {
 #[non_exhaustive]
 pub enum AfterCancel {
     /// It finished anyway before the hard deadline: a request's response
-    /// body was given in full (its last byte handed to the connection).
+    /// was given in full (served by [`http::Server`](crate::http::Server),
+    /// its last byte handed to the socket; under
+    /// [`DrainLayer`](crate::http::DrainLayer), which cannot see the
+    /// socket, its body's last byte given to the server).
     Finished,
     /// The shutdown ended it cleanly at a message boundary: an event stream
     /// or gRPC stream ended at the cancel signal, a WebSocket closed
@@ -222,7 +225,8 @@ pub enum AfterCancel {
     Unavailable,
     /// Its response had begun and was cut short: the body failed, or was
     /// dropped before its end (the client went away, or the connection was
-    /// closed). Its client saw an incomplete response.
+    /// closed), or its connection ended before the response was on the
+    /// wire. Its client saw an incomplete response.
     Cut,
     /// It was still running at the hard deadline, or when a second signal
     /// forced the exit, and was aborted.

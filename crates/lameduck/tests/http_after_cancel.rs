@@ -300,6 +300,45 @@ async fn a_response_delivered_in_full_after_the_cancel_signal_is_reported_finish
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_whose_connection_ends_before_it_is_on_the_wire_is_cut_not_finished_anyway() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    // More than the socket buffers on both sides hold: the body ends at
+    // once (one frame), and its bytes wait on the connection.
+    let big = || async { vec![b'x'; 64 << 20] };
+    let router = Router::new().route("/big", get(big));
+    let budget = Budget::new(Duration::from_secs(600))
+        .drain_delay(Duration::ZERO)
+        .shutdown_timeout(Duration::from_millis(300))
+        .hard_timeout(LONG);
+    let app = start(router, budget, &Metrics::new(), None).await;
+    let mut client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    client
+        .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    timeout(BOUND, client.read_exact(&mut head))
+        .await
+        .expect("the response begins")
+        .unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    app.handle.shutdown("test");
+    timeout(BOUND, app.handle.reached(Phase::Cancelling))
+        .await
+        .expect("the shutdown timeout passes with the response unsent");
+    // The client goes away with the response half read.
+    drop(client);
+
+    let report = timeout(BOUND, app.run).await.expect("a report").unwrap();
+    assert_eq!(
+        after_cancel(&report, "GET /big"),
+        Some(AfterCancel::Cut),
+        "{report}"
+    );
+}
+
 /// A tick, then silence for ever: the shutdown ends it at Stopping.
 async fn events() -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
     let stream = futures_util::stream::once(async { Ok(Event::default().data("tick 0")) })

@@ -113,6 +113,22 @@ struct Parked {
     _guard: Option<WorkGuard>,
     /// Data bytes the body gave, to find its HTTP/2 stream by.
     bytes: u64,
+    /// The server: should the connection end before the bytes are on the
+    /// wire, after the cancel signal, it hears that the response was cut.
+    server: Option<Arc<super::shared::Shared>>,
+}
+
+impl Drop for ConnState {
+    fn drop(&mut self) {
+        // Bodies still parked when the connection is gone never reached
+        // the socket in full: their responses were cut.
+        let parked = self.parked.get_mut().unwrap_or_else(|e| e.into_inner());
+        for p in parked.drain(..) {
+            if let Some(shared) = &p.server {
+                shared.mark_after_cancel(p._guard.as_ref(), crate::tracker::Mark::Cut);
+            }
+        }
+    }
 }
 
 impl ConnState {
@@ -561,7 +577,14 @@ impl InFlight {
     /// The response body ended after `bytes` bytes of data: the request
     /// stays in flight, with its tracking, until the IO wrapper sees the
     /// bytes handed to the socket.
-    pub(crate) fn park(mut self, guard: Option<WorkGuard>, bytes: u64) {
+    /// Should the connection end first, after the cancel signal, `server`
+    /// hears that the response was cut.
+    pub(crate) fn park(
+        mut self,
+        guard: Option<WorkGuard>,
+        bytes: u64,
+        server: Option<Arc<super::shared::Shared>>,
+    ) {
         // The count taken at dispatch now belongs to the parked entry.
         let Some(conn) = self.conn.take() else {
             return;
@@ -571,6 +594,7 @@ impl InFlight {
             parked.push(Parked {
                 _guard: guard,
                 bytes,
+                server,
             });
             conn.parked_len.store(parked.len(), Ordering::Release);
         }

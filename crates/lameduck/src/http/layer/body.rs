@@ -468,12 +468,15 @@ fn finished(
     bytes: u64,
     pending: &mut Option<Arc<Shared>>,
 ) {
-    if let Some(shared) = pending.take() {
+    let shared = pending.take();
+    if let Some(shared) = &shared {
         shared.count(Outcome::Answered);
     }
     let guard = guard.take();
     match in_flight.take() {
-        Some(in_flight) => in_flight.park(guard, bytes),
+        // A response is complete only once on the wire: its connection
+        // may yet end first.
+        Some(in_flight) => in_flight.park(guard, bytes, shared),
         None => drop(guard),
     }
 }
