@@ -107,6 +107,8 @@ struct Inner {
 /// How a piece of work ended, when its guard's drop alone does not say:
 /// recorded during the shutdown for the [`Report`](crate::Report).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+// Only the HTTP code answers 503s and cuts responses.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) enum Mark {
     /// The shutdown ended it on purpose, cleanly ([`Tracker::mark_ended`]).
     Ended,
