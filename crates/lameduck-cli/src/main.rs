@@ -34,7 +34,9 @@ Exit status (every subcommand, and services built on the library):
   1        failure: a component failed (demo, services), or the drill failed
   2        usage: bad flags or values, or what the command needs could not
            be set up (a listener's address, the server to drill)
-  3        a shutdown deadline passed: work was cancelled or aborted
+  3        a shutdown deadline passed: the shutdown timeout with work in
+           flight (cancelled, even if it then finished anyway), work
+           aborted, or a resource that did not close in time
   78       invalid configuration: a budget that does not fit (plan, demo,
            services), a dependency cycle, a timeout set twice
   124      the exit watchdog ended a shutdown stuck before its report
