@@ -295,6 +295,13 @@ fn a_restart_into_a_broken_binary_keeps_the_old_process_serving() {
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("unexpected answer {answer:?}"));
     assert_ne!(new, old);
+    // Written by the old process about the new one: `pid` is the writer's,
+    // the new process is `new_pid` (a second `pid` key filed the line under
+    // the new process).
+    let started = demo.wait_for_log("new process started");
+    assert_eq!(started.matches("\"pid\":").count(), 1, "{started}");
+    assert!(started.contains(&format!("\"pid\":{old}")), "{started}");
+    assert!(started.contains(&format!("\"new_pid\":{new}")), "{started}");
     let status = demo.child.wait().expect("the old process exits");
     assert_eq!(
         status.code(),
@@ -343,9 +350,13 @@ fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
     // Another instance's control socket, live.
     let live = dir.join("live.sock");
     let _listening = std::os::unix::net::UnixListener::bind(&live).unwrap();
-    let cases: [(&str, PathBuf, &str); 6] = [
+    // Another instance's PID file: it names a running process (this one).
+    let taken = dir.join("taken.pid");
+    std::fs::write(&taken, format!("{}\n", std::process::id())).unwrap();
+    let cases: [(&str, PathBuf, &str); 7] = [
         ("--pid-file", dir.join("missing/demo.pid"), "does not exist"),
         ("--pid-file", dir.clone(), "is a directory"),
+        ("--pid-file", taken.clone(), "names a running process"),
         (
             "--control-socket",
             dir.join("missing/ctl"),
@@ -360,23 +371,60 @@ fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
         ("--control-socket", live.clone(), "a running process"),
     ];
     for (flag, path, says) in cases {
-        let out = support::lameduck()
-            .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
-            .arg(flag)
-            .arg(&path)
-            .output()
-            .expect("run the demo");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(78), "{flag} {path:?}: {stderr}");
+        let (code, stderr) = demo_that_should_not_start(&[flag.as_ref(), path.as_os_str()]);
+        assert_eq!(code, Some(78), "{flag} {path:?}: {stderr}");
         assert!(
             stderr.contains("invalid configuration") && stderr.contains(says),
             "{flag} {path:?}: {stderr}"
         );
     }
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "x", "left alone");
+    assert_eq!(
+        std::fs::read_to_string(&taken).unwrap(),
+        format!("{}\n", std::process::id()),
+        "another instance's PID file is left alone"
+    );
+    // An upgrade timeout of nothing would fail every upgrade.
+    let (code, stderr) = demo_that_should_not_start(&["--upgrade-timeout".as_ref(), "0s".as_ref()]);
+    assert_eq!(code, Some(78), "{stderr}");
+    assert!(stderr.contains("the upgrade timeout is 0s"), "{stderr}");
     assert!(
         std::os::unix::net::UnixStream::connect(&live).is_ok(),
         "the live socket is left alone"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the demo with `args`, which should stop it before it serves: its
+/// exit code and stderr. One that is still running after a minute (the
+/// bad input was taken) is killed, and the test fails.
+fn demo_that_should_not_start(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    use std::io::Read;
+    let mut child = support::lameduck()
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run the demo");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the demo started with {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .expect("read stderr");
+    (status.code(), stderr)
 }

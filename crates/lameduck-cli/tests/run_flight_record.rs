@@ -159,7 +159,13 @@ fn a_program_killed_by_lameduck_at_the_shutdown_timeout_makes_run_exit_3() {
     run.signal(Signal::SIGTERM);
     run.event("did not stop within the shutdown timeout", |_| true);
     assert_eq!(run.wait(), Some(3), "{}", run.log());
-    assert_eq!(record(&path)["exit"]["code"], 3);
+    let rec = record(&path);
+    assert_eq!(rec["exit"]["code"], 3);
+    // Killed by lameduck at the cancel signal: ended by the shutdown, not
+    // "finished anyway".
+    let ends = &rec["work"]["after_cancel"];
+    assert!(ends["ended"].as_u64().unwrap_or(0) >= 1, "{rec}");
+    assert!(ends.get("finished").is_none(), "{rec}");
 }
 
 #[test]

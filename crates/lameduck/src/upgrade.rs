@@ -282,8 +282,10 @@ impl Upgrade {
     /// the exit watchdog, a fatal signal such as `SIGQUIT` (not `SIGKILL`).
     ///
     /// The path is checked when the app is built: a missing directory, one
-    /// that takes no new file, or a directory at the path is a
-    /// [`BuildError`](crate::BuildError).
+    /// that takes no new file, a directory at the path, or a file there that
+    /// names a running process (another instance; not an upgrade's old
+    /// process) is a [`BuildError`](crate::BuildError). A file that names a
+    /// process that is gone is replaced.
     pub fn pid_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.pid_file = Some(path.into());
         self
@@ -298,6 +300,13 @@ impl Upgrade {
                 "this process was started by an upgrade, but cannot take part in it: {why}; \
                  take the inherited descriptors (Listeners::from_env, App::builder) before opening sockets or files"
             ));
+        }
+        if self.timeout.is_zero() && self.in_place.is_none() {
+            return Err(
+                "the upgrade timeout is 0s: no new process can become ready in no time; \
+                 give it a duration (the default is 30s)"
+                    .to_string(),
+            );
         }
         paths::check(self.pid_file.as_deref(), self.control_socket.as_deref())
     }

@@ -209,6 +209,8 @@ async fn stop(
                 () = &mut everything => break,
                 () = ctx.on_cancelled(), if !killed => {
                     tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
+                    tree.update(&alive());
+                    tree.killed_by_the_shutdown();
                     instance::signal_group(pgid, Signal::SIGKILL);
                     instance::signal_each(&instance::strays(sup.guard.pid()), Signal::SIGKILL);
                     // lameduck's own kill: the exit code is the report's

@@ -40,6 +40,15 @@ impl Tree {
         }
     }
 
+    /// Marks every process tracked now as ended by the shutdown: lameduck
+    /// is about to kill it (the report would otherwise say that it
+    /// finished on its own).
+    pub fn killed_by_the_shutdown(&self) {
+        for guard in self.tracked.values() {
+            self.tracker.mark_ended(guard);
+        }
+    }
+
     /// Ends the tracking of every process.
     pub fn clear(&mut self) {
         self.tracked.clear();

@@ -23,6 +23,7 @@ pub(crate) fn check(pid_file: Option<&Path>, control: Option<&Path>) -> Result<(
         if path.is_dir() {
             return Err(format!("the PID file {} is a directory", path.display()));
         }
+        pid_free(path, super::child::parent_pid())?;
     }
     if let Some(path) = control {
         let what = "--control-socket / Upgrade::control_socket";
@@ -97,6 +98,32 @@ fn writable_dir(path: &Path, what: &str) -> Result<(), String> {
 /// Whether the control socket's path may be taken: nothing there, a socket
 /// nobody listens on, or — for a process started by an upgrade — the
 /// parent's socket, which the parent hands over at the commit.
+/// A PID file that names a running process, other than this one's parent
+/// (an upgrade's old process, which hands it over), belongs to another
+/// instance: taking it over would leave that one without it, and remove it
+/// at this one's exit while the other still serves. One that names a
+/// process that is gone, or no process, is replaced.
+pub(crate) fn pid_free(path: &Path, parent: Option<u32>) -> Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
+    let Ok(pid) = text.trim().parse::<i32>() else {
+        return Ok(());
+    };
+    let own = i32::try_from(std::process::id()).ok();
+    if pid <= 0 || Some(pid) == own || parent.and_then(|p| i32::try_from(p).ok()) == Some(pid) {
+        return Ok(());
+    }
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) | Err(nix::errno::Errno::EPERM) => Err(format!(
+            "the PID file {}: it names a running process (pid {pid}; another instance?); \
+             stop it, or choose another path (if that process is not an instance, remove the file)",
+            path.display()
+        )),
+        Err(_) => Ok(()),
+    }
+}
+
 pub(crate) fn control_free(path: &Path, parent: Option<u32>) -> Result<(), String> {
     let Ok(meta) = std::fs::symlink_metadata(path) else {
         return Ok(());

@@ -114,7 +114,7 @@ impl Candidate {
             },
             Err(_) => {
                 let bound = crate::fmt::Seconds(bound);
-                tracing::warn!(target: "lameduck::upgrade", pid, "the new process, told to stop, has not exited within {bound}; killing it");
+                tracing::warn!(target: "lameduck::upgrade", new_pid = pid, "the new process, told to stop, has not exited within {bound}; killing it");
                 let _ = self.child.start_kill();
                 let _ = self.child.wait().await;
                 Step::Stopped {
@@ -144,7 +144,7 @@ impl Candidate {
         // long, and a failure only means the child is gone, which it
         // learns... by being gone.
         if let Err(err) = self.wr.try_write(protocol::MAIN) {
-            tracing::debug!(target: "lameduck::upgrade", pid = self.pid, error = %err, "cannot tell the new process it is the main one; it will know when this process exits");
+            tracing::debug!(target: "lameduck::upgrade", new_pid = self.pid, error = %err, "cannot tell the new process it is the main one; it will know when this process exits");
         }
     }
 }
@@ -192,7 +192,7 @@ pub(crate) async fn attempt(
     drop(theirs);
     let mut child = spawned.map_err(|e| spawn_error("spawn", e))?;
     let pid = child.id().unwrap_or(0);
-    tracing::info!(target: "lameduck::upgrade", pid, program = %plan.program.display(), sockets = plan.sockets.len(), "new process started; waiting until it is ready");
+    tracing::info!(target: "lameduck::upgrade", new_pid = pid, program = %plan.program.display(), sockets = plan.sockets.len(), "new process started; waiting until it is ready");
 
     let (rd, mut wr) = match channel(ours) {
         Ok(halves) => halves,
@@ -231,7 +231,7 @@ pub(crate) async fn attempt(
             // now, too late, meets a refusal: the child stands down.
             let _ = wr.try_write(protocol::ABORT);
             drop(wr);
-            tracing::warn!(target: "lameduck::upgrade", pid, error = %e, "giving up on the new process; stopping it");
+            tracing::warn!(target: "lameduck::upgrade", new_pid = pid, error = %e, "giving up on the new process; stopping it");
             stop(&mut child, pid).await;
             Err(e.with_pid(pid))
         }
@@ -350,9 +350,9 @@ pub(crate) async fn stop(child: &mut Child, pid: u32) {
         .await
         .is_err()
     {
-        tracing::warn!(target: "lameduck::upgrade", pid, "the new process did not exit within {} of SIGTERM; killing it", crate::fmt::Seconds(TERM_GRACE));
+        tracing::warn!(target: "lameduck::upgrade", new_pid = pid, "the new process did not exit within {} of SIGTERM; killing it", crate::fmt::Seconds(TERM_GRACE));
         let _ = child.start_kill();
         let _ = child.wait().await;
     }
-    tracing::info!(target: "lameduck::upgrade", pid, "stopped the new process");
+    tracing::info!(target: "lameduck::upgrade", new_pid = pid, "stopped the new process");
 }

@@ -44,7 +44,7 @@ impl Driver {
         let app = self.handle.name().to_string();
         match result {
             Ok(pid) => {
-                tracing::info!(target: "lameduck::upgrade", app = %app, pid, took_ms = took.as_millis() as u64, "upgrade in place complete");
+                tracing::info!(target: "lameduck::upgrade", app = %app, new_pid = pid, took_ms = took.as_millis() as u64, "upgrade in place complete");
                 self.publish(&crate::observe::Event::UpgradedInPlace { pid });
                 answer(done.waiters, &Ok(Upgraded { new_pid: pid, took }));
             }
