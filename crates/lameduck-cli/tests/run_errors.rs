@@ -152,6 +152,10 @@ fn a_program_that_cannot_be_started_says_so_with_the_shell_s_code() {
     let file = dir.path("not-executable");
     std::fs::write(&file, "#!/bin/sh\n").unwrap();
     refused(&["--", file.to_str().unwrap()], 126, "permission denied");
+    // A directory is said as one, as a shell says it.
+    let sub = dir.path("sub");
+    std::fs::create_dir(&sub).unwrap();
+    refused(&["--", sub.to_str().unwrap()], 126, "is a directory");
 }
 
 #[test]

@@ -191,8 +191,9 @@ pub struct Args {
     pub(super) restart_timeout: Duration,
 
     /// Serve a control socket (mode 0600, owner only) that takes `upgrade`
-    /// (a zero-downtime restart; answers `ok PID` or `error WHY`) and
-    /// `status`
+    /// (a zero-downtime restart; answers `ok PID` with the new instance's
+    /// pid, `busy` while one is under way, or `error WHY`) and `status`
+    /// (`ok PHASE pid PID`, lameduck's own pid)
     #[arg(long, value_name = "PATH")]
     pub(super) control_socket: Option<std::path::PathBuf>,
 

@@ -205,6 +205,11 @@ fn spawn_error(program: &OsString, e: &io::Error) -> SpawnError {
             code: 127,
             message: format!("{shown}: command not found"),
         },
+        // execve says EACCES for a directory too; bash says what it is.
+        io::ErrorKind::PermissionDenied if Path::new(program).is_dir() => SpawnError {
+            code: 126,
+            message: format!("{shown}: is a directory"),
+        },
         io::ErrorKind::PermissionDenied => SpawnError {
             code: 126,
             message: format!("{shown}: permission denied (not executable?)"),
