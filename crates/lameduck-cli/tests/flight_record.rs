@@ -10,7 +10,7 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -37,6 +37,19 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// The demo, started with a flight record at `file` in a scratch
+/// directory of its own (`name`) and `args`, once ready: the directory
+/// (removed when dropped), the record's path and the demo.
+async fn recording_demo(name: &str, file: &str, args: &[&str]) -> (TempDir, PathBuf, Demo) {
+    let dir = tempdir(name);
+    let path = dir.path().join(file);
+    let mut all = vec!["--flight-record", path.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let demo = Demo::start(&all, Stdio::null()).await;
+    wait_readyz(demo.admin, 200).await;
+    (dir, path, demo)
 }
 
 fn tempdir(name: &str) -> TempDir {
@@ -110,19 +123,8 @@ fn stuck(record: &FlightRecord, peer: SocketAddr) -> Vec<(&str, &str)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_shutdown_writes_a_flight_record_with_its_phases_and_drain() {
-    let dir = tempdir("clean");
-    let path = dir.path().join("flight.json");
-    let mut demo = Demo::start(
-        &[
-            "--flight-record",
-            path.to_str().unwrap(),
-            "--drain-delay",
-            "200ms",
-        ],
-        Stdio::null(),
-    )
-    .await;
-    wait_readyz(demo.admin, 200).await;
+    let (_dir, path, mut demo) =
+        recording_demo("clean", "flight.json", &["--drain-delay", "200ms"]).await;
     demo.signal(Signal::SIGTERM);
     assert_eq!(exit_code(&mut demo).await, 0);
 
@@ -149,12 +151,10 @@ async fn a_clean_shutdown_writes_a_flight_record_with_its_phases_and_drain() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_past_its_deadline_records_the_stream_it_waited_for() {
-    let dir = tempdir("deadline");
-    let path = dir.path().join("flight.json");
-    let mut demo = Demo::start(
+    let (_dir, path, mut demo) = recording_demo(
+        "deadline",
+        "flight.json",
         &[
-            "--flight-record",
-            path.to_str().unwrap(),
             "--drain-delay",
             "0s",
             "--shutdown-timeout",
@@ -162,10 +162,8 @@ async fn a_shutdown_past_its_deadline_records_the_stream_it_waited_for() {
             "--hard-timeout",
             "300ms",
         ],
-        Stdio::null(),
     )
     .await;
-    wait_readyz(demo.admin, 200).await;
     let (_conn, peer) = open_stream(demo.addr).await;
     demo.signal(Signal::SIGTERM);
     let code = exit_code(&mut demo).await;
@@ -197,21 +195,12 @@ async fn a_shutdown_past_its_deadline_records_the_stream_it_waited_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shutdown_forced_by_a_second_signal_still_writes_its_flight_record() {
-    let dir = tempdir("forced");
-    let path = dir.path().join("flight-{pid}.json");
-    let mut demo = Demo::start(
-        &[
-            "--flight-record",
-            path.to_str().unwrap(),
-            "--drain-delay",
-            "20s",
-            "--grace-period",
-            "60s",
-        ],
-        Stdio::null(),
+    let (dir, _path, mut demo) = recording_demo(
+        "forced",
+        "flight-{pid}.json",
+        &["--drain-delay", "20s", "--grace-period", "60s"],
     )
     .await;
-    wait_readyz(demo.admin, 200).await;
     let (_conn, peer) = open_stream(demo.addr).await;
     demo.signal(Signal::SIGTERM);
     wait_readyz(demo.admin, 503).await;
@@ -471,12 +460,10 @@ async fn wait_admin(admin: SocketAddr, path: &str, what: &str, check: impl Fn(&s
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stream_delivered_in_full_after_the_cancel_signal_is_finished_anyway_not_cancelled_like_the_503()
  {
-    let dir = tempdir("after-cancel");
-    let path = dir.path().join("flight.json");
-    let mut demo = Demo::start(
+    let (dir, path, mut demo) = recording_demo(
+        "after-cancel",
+        "flight.json",
         &[
-            "--flight-record",
-            path.to_str().unwrap(),
             "--drain-delay",
             "0s",
             "--shutdown-timeout",
@@ -484,10 +471,8 @@ async fn a_stream_delivered_in_full_after_the_cancel_signal_is_finished_anyway_n
             "--hard-timeout",
             "5s",
         ],
-        Stdio::null(),
     )
     .await;
-    wait_readyz(demo.admin, 200).await;
     // A handler that answers the cancel signal with its own 503, and a
     // stream that, at the signal, sends a last chunk and ends in full.
     let mut work = send(demo.addr, "/work?ms=60000").await;
@@ -553,19 +538,8 @@ async fn a_stream_delivered_in_full_after_the_cancel_signal_is_finished_anyway_n
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_stream_ended_at_stopping_is_finished_in_the_flight_record_not_still_running() {
-    let dir = tempdir("events-ended");
-    let path = dir.path().join("flight.json");
-    let mut demo = Demo::start(
-        &[
-            "--flight-record",
-            path.to_str().unwrap(),
-            "--drain-delay",
-            "500ms",
-        ],
-        Stdio::null(),
-    )
-    .await;
-    wait_readyz(demo.admin, 200).await;
+    let (_dir, path, mut demo) =
+        recording_demo("events-ended", "flight.json", &["--drain-delay", "500ms"]).await;
     let mut events = send(demo.addr, "/events").await;
     let mut seen = Vec::new();
     read_until(&mut events, &mut seen, "tick 0").await;
