@@ -131,6 +131,29 @@ fn a_placeholder_or_an_address_that_cannot_be_used_is_a_usage_error() {
 }
 
 #[test]
+fn a_socket_name_given_twice_is_refused_before_any_socket_is_bound() {
+    let out = run(&[
+        "--listen",
+        "http=127.0.0.1:0",
+        "--listen",
+        "http=127.0.0.1:0",
+        "--",
+        "true",
+    ]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("--listen http: the name is used twice"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        !out.stderr.contains("socket http on"),
+        "a socket was bound first: {}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_budget_that_does_not_fit_is_invalid_configuration_with_the_arithmetic() {
     refused(
         &["--grace-period", "5s", "--drain-delay", "10s", "--", "true"],

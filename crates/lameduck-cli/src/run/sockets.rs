@@ -26,13 +26,17 @@ const FIRST_FD: usize = 3;
 /// A malformed `LISTEN_*` environment, an address that cannot be bound, a
 /// name used twice.
 pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
-    let mut inherited =
-        Listeners::from_env().context("taking the sockets passed to lameduck (LISTEN_FDS)")?;
-    let mut out: Vec<(String, OwnedFd)> = Vec::new();
+    // Before anything is bound: a socket bound and logged, then dropped by
+    // a later error, would read as in use.
     for (i, spec) in specs.iter().enumerate() {
         if specs[..i].iter().any(|s| s.name == spec.name) {
             anyhow::bail!("--listen {}: the name is used twice", spec.name);
         }
+    }
+    let mut inherited =
+        Listeners::from_env().context("taking the sockets passed to lameduck (LISTEN_FDS)")?;
+    let mut out: Vec<(String, OwnedFd)> = Vec::new();
+    for spec in specs {
         let fd: OwnedFd = match &spec.addr {
             ListenAddr::Tcp(addr) => {
                 let l = inherited
