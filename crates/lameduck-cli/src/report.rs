@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
-use lameduck::flight::{FlightRecord, Inventory, ListenerTraffic};
+use lameduck::flight::{FlightRecord, Inventory, ListenerTraffic, millis as ms};
 use lameduck_drill::report::ServerRecord;
 
 const LONG_ABOUT: &str = "\
@@ -69,16 +69,6 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             result.context("writing the report to stdout")?;
             Ok(ExitCode::SUCCESS)
         }
-    }
-}
-
-/// A duration in milliseconds as the library prints one: `850ms`, `1.2s`.
-fn ms(v: u64) -> String {
-    if v < 1000 {
-        format!("{v}ms")
-    } else {
-        let s = v as f64 / 1000.0;
-        format!("{}s", (s * 10.0).round() / 10.0)
     }
 }
 

@@ -16,14 +16,7 @@ pub(crate) fn signed_at(us: i64) -> String {
 
 /// A duration in whole milliseconds (a flight record's), as the library
 /// prints one: `850ms`, `1.2s`, `30s`.
-pub(crate) fn ms(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else {
-        let s = (ms as f64 / 100.0).round() / 10.0;
-        format!("{s}s")
-    }
-}
+pub(crate) use lameduck::flight::millis as ms;
 
 /// A duration, with a unit that keeps three significant figures or so:
 /// `850µs`, `12.3ms`, `1.20s`.

@@ -60,7 +60,7 @@ pub(crate) use recorder::Recorder;
 pub use schema::{
     AFTER_CANCEL_KEYS, BudgetRecord, ComponentRecord, ConnectionRecord, DrainRecord, ExitRecord,
     FlightRecord, HeldRecord, Inventory, ListenerTraffic, PhaseRecord, RestartRecord, StepRecord,
-    TrafficRecord, Truncated, UpgradeRecord, WorkRecord, WorkRecordItem,
+    TrafficRecord, Truncated, UpgradeRecord, WorkRecord, WorkRecordItem, millis,
 };
 
 /// The `format` of every flight record.

@@ -225,22 +225,31 @@ fn worker_with_job(
     .depends_on("db")
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
+/// The app of `db` and `worker` (whose one job `job` starts), and what db
+/// says when told to stop: whether the worker's tracker was idle.
+fn db_and_worker(
+    job: impl Fn(lameduck::WorkGuard, tokio_util::sync::CancellationToken) + Send + Sync + 'static,
+) -> (App, tokio::sync::oneshot::Receiver<bool>) {
     let shared = Shared::default();
     let (db, rx) = db_that_checks_the_worker(shared.clone());
     let app = App::builder("jobs")
         .budget(budget())
         .handle_signals(false)
         .component(db)
-        .component(worker_with_job(shared, |guard, _| {
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(4)).await;
-                drop(guard);
-            });
-        }))
+        .component(worker_with_job(shared, job))
         .build()
         .unwrap();
+    (app, rx)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
+    let (app, rx) = db_and_worker(|guard, _| {
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            drop(guard);
+        });
+    });
     let report = run_until_running_then_stop(app).await;
     assert_eq!(
         rx.await,
@@ -257,23 +266,15 @@ async fn a_dependency_stays_up_until_its_dependents_tracked_work_is_done() {
 
 #[tokio::test(start_paused = true)]
 async fn at_the_cancel_signal_a_dependency_still_outlives_its_dependents_cancelled_work() {
-    let shared = Shared::default();
-    let (db, rx) = db_that_checks_the_worker(shared.clone());
-    let app = App::builder("jobs")
-        .budget(budget())
-        .handle_signals(false)
-        .component(db)
-        // A job that runs past the shutdown timeout and, at the cancel
-        // signal, takes a second to roll back through db.
-        .component(worker_with_job(shared, |guard, cancelled| {
-            tokio::spawn(async move {
-                cancelled.cancelled().await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                drop(guard);
-            });
-        }))
-        .build()
-        .unwrap();
+    // A job that runs past the shutdown timeout and, at the cancel signal,
+    // takes a second to roll back through db.
+    let (app, rx) = db_and_worker(|guard, cancelled| {
+        tokio::spawn(async move {
+            cancelled.cancelled().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            drop(guard);
+        });
+    });
     let report = run_until_running_then_stop(app).await;
     assert_eq!(
         rx.await,

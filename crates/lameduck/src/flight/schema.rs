@@ -81,21 +81,23 @@ pub struct BudgetRecord {
     pub log_flush_ms: u64,
 }
 
+/// A record's whole milliseconds as its readers print them: `0ms`,
+/// `850ms`, `1.2s`, `30s` (seconds to a tenth from one second on).
+pub fn millis(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else {
+        format!("{}s", (ms as f64 / 100.0).round() / 10.0)
+    }
+}
+
 /// The budget in one line, as `lameduck report` and its HTML page give
 /// it: `grace 30s, drain 5s (fixed), shutdown 22s, hard 3s, log flush 1s`,
 /// or, for a drain that ends once traffic is quiet, `drain 1s..5s (quiet
 /// 500ms)`.
 impl std::fmt::Display for BudgetRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // As the report prints a record's milliseconds: `0ms`, `850ms`,
-        // `1.2s`, `30s`.
-        let ms = |v: u64| {
-            if v < 1000 {
-                format!("{v}ms")
-            } else {
-                format!("{}s", (v as f64 / 100.0).round() / 10.0)
-            }
-        };
+        let ms = millis;
         write!(f, "grace {}, ", ms(self.grace_period_ms))?;
         if self.drain_min_ms == self.drain_max_ms {
             write!(f, "drain {} (fixed)", ms(self.drain_max_ms))?;
