@@ -566,3 +566,59 @@ async fn an_event_stream_ended_at_stopping_is_finished_in_the_flight_record_not_
         out.stdout
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_websocket_is_in_the_stopping_inventory_as_an_upgraded_connection() {
+    let (_dir, path, mut demo) =
+        recording_demo("websocket", "flight.json", &["--drain-delay", "100ms"]).await;
+    let mut ws = TcpStream::connect(demo.addr).await.expect("connecting");
+    let local = ws.local_addr().expect("the client's address");
+    ws.write_all(b"GET /ws HTTP/1.1\r\nhost: demo\r\nconnection: upgrade\r\nupgrade: websocket\r\nsec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .expect("sending the upgrade");
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = timeout(BOUND, ws.read(&mut byte))
+            .await
+            .expect("the response head")
+            .expect("reading the response head");
+        assert!(n > 0, "closed before the response head: {head:?}");
+        head.push(byte[0]);
+    }
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+
+    demo.signal(Signal::SIGTERM);
+    // The server's close frame (1001) at Stopping, answered as a browser
+    // does; then the demo exits.
+    let mut close = [0u8; 4];
+    timeout(BOUND, ws.read_exact(&mut close))
+        .await
+        .expect("a close frame")
+        .expect("reading the close frame");
+    assert_eq!(close[0], 0x88, "a close frame: {close:?}");
+    let mut rest = vec![0u8; usize::from(close[1]) - 2];
+    ws.read_exact(&mut rest)
+        .await
+        .expect("the close frame's reason");
+    let code = 1001u16.to_be_bytes();
+    ws.write_all(&[0x88, 0x82, 1, 2, 3, 4, code[0] ^ 1, code[1] ^ 2])
+        .await
+        .expect("answering the close frame");
+    assert_eq!(exit_code(&mut demo).await, 0);
+
+    // The upgraded connection left the connection's task, not the server:
+    // the inventories name it, upgraded, where they name its work.
+    let record = read_record(&path);
+    let seen = stuck(&record, local);
+    assert!(
+        seen.iter()
+            .any(|&(at, state)| at == "stopping" && state == "upgraded"),
+        "{seen:?} in {:#?}",
+        record.inventories
+    );
+}

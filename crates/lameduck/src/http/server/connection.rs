@@ -50,12 +50,14 @@ pub(super) async fn drive<I, S, B>(
 {
     let state = Arc::new(ConnState::new(Some(peer)));
     // Registered from the accept: a connection still handshaking is rung at
-    // a stage change, and named if it holds the shutdown up.
-    let _registered = shared.register(&state);
+    // a stage change, and named if it holds the shutdown up. The IO wrapper
+    // then holds the registration: an upgraded connection outlives this
+    // task.
+    let registered = shared.register(&state);
     match tls {
         None => {
             serve(
-                Io::new(io, state.clone(), shared.clone()),
+                Io::new(io, state.clone(), shared.clone()).with_registration(registered),
                 state,
                 service,
                 shared,
@@ -71,7 +73,9 @@ pub(super) async fn drive<I, S, B>(
                 // Here, not in the accept loop: a slow client stalls no one else.
                 if let Some(io) = crate::http::tls::handshake(io, &tls, &state, &shared).await {
                     // A connection the server ends says so with close_notify.
-                    let io = Io::new(io, state.clone(), shared.clone()).with_close_message();
+                    let io = Io::new(io, state.clone(), shared.clone())
+                        .with_close_message()
+                        .with_registration(registered);
                     serve(io, state, service, shared, builder).await;
                 }
             })

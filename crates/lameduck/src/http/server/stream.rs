@@ -26,7 +26,7 @@ use super::wire::{Found, Frames, Streams};
 use crate::http::Connection;
 use crate::http::conn::{ConnState, EXPIRED_HEAD, EXPIRED_IDLE, Proto};
 use crate::http::fired::TokenWait;
-use crate::http::shared::{Shared, Stage};
+use crate::http::shared::{Registered, Shared, Stage};
 
 const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
@@ -58,6 +58,11 @@ pub(super) struct Io<T> {
     /// HTTP/2, once shut down: how long the close waits for the client's
     /// (see `poll_shutdown`).
     linger: Option<Pin<Box<Sleep>>>,
+    /// The connection's place among the server's open ones, held as long
+    /// as the socket: an upgraded connection (a WebSocket) outlives the
+    /// connection's task, and is still open, for the inventories and for
+    /// what holds a shutdown up.
+    registered: Option<Registered>,
 }
 
 impl<T: Connection> Io<T> {
@@ -74,7 +79,15 @@ impl<T: Connection> Io<T> {
             waits: None,
             close_by: None,
             linger: None,
+            registered: None,
         }
+    }
+
+    /// The connection stays among the server's open ones until the IO is
+    /// dropped.
+    pub(super) fn with_registration(mut self, registered: Registered) -> Self {
+        self.registered = Some(registered);
+        self
     }
 
     /// The connection ends with a message (TLS's `close_notify`), which a
