@@ -12,6 +12,7 @@ use super::collect::Lifecycle;
 use super::hub::Hub;
 use crate::ShutdownReason;
 use crate::component::BoxFuture;
+use crate::fmt::Seconds;
 
 impl Hub {
     /// The final step, at Closing, within `bound`. The values are logged
@@ -36,22 +37,14 @@ impl Hub {
         let push: Option<std::convert::Infallible> = None;
         Box::pin(async move {
             #[cfg(feature = "http")]
-            let push_time = push
-                .as_ref()
-                .map_or(Duration::ZERO, |p| p.timeout.min(bound));
+            let push_timeout = push.as_ref().map_or(Duration::ZERO, |p| p.timeout);
             #[cfg(not(feature = "http"))]
-            let push_time = Duration::ZERO;
+            let push_timeout = Duration::ZERO;
+            let push_time = push_timeout.min(bound);
             let wait = bound.saturating_sub(push_time);
             let started = Instant::now();
-            let skip = if wait.is_zero() {
-                Some("no time for it in the budget (final_scrape_timeout)")
-            } else if !self.scrapes.any() {
-                Some("nothing has scraped /metrics yet")
-            } else if matches!(reason, Some(ShutdownReason::Upgraded { .. })) {
-                Some("the new process answers on the admin socket")
-            } else {
-                None
-            };
+            let upgraded = matches!(reason, Some(ShutdownReason::Upgraded { .. }));
+            let skip = no_scrape(bound, push_timeout, self.scrapes.any(), upgraded);
             if skip.is_none() {
                 let served = tokio::time::timeout(wait, self.scrapes.final_served()).await;
                 if served.is_ok() {
@@ -59,10 +52,7 @@ impl Hub {
                     return;
                 }
             }
-            let why = skip.map_or_else(
-                || format!("no scrape within {:?}", wait),
-                ToString::to_string,
-            );
+            let why = skip.unwrap_or_else(|| format!("no scrape within {}", Seconds(wait)));
             match push {
                 #[cfg(feature = "http")]
                 Some(push) => {
@@ -118,5 +108,65 @@ impl Hub {
             .filter(|l| !l.starts_with('#') && !l.ends_with(" 0") && !l.ends_with(" 0.0"))
             .collect::<Vec<_>>()
             .join("; ")
+    }
+}
+
+/// Why the final values are not waited for by a scrape, if they are not:
+/// `bound` is the budget's `final_scrape_timeout`, which the push's
+/// `push_timeout` (zero: no push) is counted in. Said next to the push's
+/// outcome, so it names what the time went to.
+fn no_scrape(
+    bound: Duration,
+    push_timeout: Duration,
+    scraped: bool,
+    upgraded: bool,
+) -> Option<String> {
+    if bound.is_zero() {
+        Some("final_scrape_timeout is 0: no scrape is waited for".to_string())
+    } else if bound <= push_timeout {
+        Some(format!(
+            "no scrape is waited for: final_scrape_timeout ({}) leaves no wait beside the push's timeout ({})",
+            Seconds(bound),
+            Seconds(push_timeout)
+        ))
+    } else if !scraped {
+        Some("nothing has scraped /metrics yet".to_string())
+    } else if upgraded {
+        Some("the new process answers on the admin socket".to_string())
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_push_that_takes_the_whole_final_scrape_timeout_is_said_so_not_a_budget_with_no_time() {
+        let why = no_scrape(S, S, true, false).expect("no wait");
+        assert!(why.contains("final_scrape_timeout (1s)"), "{why}");
+        assert!(why.contains("the push's timeout (1s)"), "{why}");
+        assert!(!why.contains("budget"), "{why}");
+        assert!(
+            no_scrape(Duration::ZERO, Duration::ZERO, true, false)
+                .expect("no wait")
+                .contains("final_scrape_timeout is 0")
+        );
+    }
+
+    #[test]
+    fn with_time_left_beside_the_push_a_scrape_is_waited_for_unless_none_will_come() {
+        assert_eq!(no_scrape(2 * S, S, true, false), None);
+        assert_eq!(
+            no_scrape(2 * S, S, false, false).as_deref(),
+            Some("nothing has scraped /metrics yet")
+        );
+        assert_eq!(
+            no_scrape(2 * S, S, true, true).as_deref(),
+            Some("the new process answers on the admin socket")
+        );
     }
 }
