@@ -40,14 +40,38 @@
 //!
 //! If the child fails to start, exits or crashes before it is ready, or is
 //! not ready within the [timeout](Upgrade::timeout), the parent refuses it,
-//! stops it (`SIGTERM`, then `SIGKILL`, by its pid), logs why, answers the
+//! stops it and everything it started (`SIGTERM`, then `SIGKILL`, by pid:
+//! see [below](#what-the-new-process-started)), logs why, answers the
 //! requester with the error, and goes on serving as if nothing happened.
+//! The child's exit ends the wait at once, even if a process it started
+//! still holds the channel.
 //! If the child dies after the commit but before it settled, the parent
 //! takes the service back: it accepts on its sockets again, and, as after
 //! every rollback, checks that the PID file names it and that the control
 //! socket is its own, making them so if not. A child that dies after it
 //! settled finds the parent draining: too late; the parent says so as an
 //! error and exits 1.
+//!
+//! # What the new process started
+//!
+//! The new process is started in the old one's process group, not in a
+//! group of its own, on purpose: whatever signals that group — Ctrl+C on a
+//! terminal while the old process is the foreground job, `lameduck run`,
+//! the drill, `kill -- -PGID` — reaches the process that serves after an
+//! upgrade too. (Under systemd the unit's cgroup holds every process
+//! anyway, and `systemctl stop` reaches them all.) So when the old process
+//! stops a new process it started — refused, not ready in time, failed,
+//! abandoned by a shutdown, taken back — it cannot signal a group: it
+//! stops the processes below it, found in `/proc` (Linux): its
+//! descendants, and every process that carries its mark in the
+//! environment it inherited (`LAMEDUCK_UPGRADE_PARENT=<old pid>` and
+//! `LAMEDUCK_UPGRADE_PID=<new pid>`), which finds the orphans of a wrapper
+//! script that exited. Each gets `SIGTERM` with the new process, and
+//! `SIGKILL` if it is still there 3 s later; a new process taken back had
+//! its whole shutdown to stop its own, and what is left after its exit is
+//! stopped the same way. A process that scrubbed its environment and left
+//! the tree (a daemon started with `env -i`) is not found; nor, elsewhere
+//! than Linux, is anything but the new process itself.
 //!
 //! # Signals during an upgrade
 //!
@@ -96,6 +120,7 @@ pub(crate) mod child;
 pub(crate) mod control;
 mod error;
 pub(crate) mod exe;
+mod family;
 mod hook;
 pub(crate) mod init;
 pub(crate) mod leftovers;
@@ -222,7 +247,9 @@ impl Upgrade {
         self
     }
 
-    /// How long the new process has to become ready before it is stopped
+    /// How long the new process has to become ready before it is stopped,
+    /// with everything it started (see
+    /// [what the new process started](self#what-the-new-process-started)),
     /// and the upgrade fails; once committed to, it has as long again to
     /// take over (write the PID file, take the control socket, enter
     /// Running).
@@ -334,6 +361,12 @@ impl Upgrade {
     }
 
     /// Starts `program` instead of the path this process was started with.
+    ///
+    /// A wrapper script must `exec` the service: the upgrade's variables
+    /// (`LISTEN_PID` among them) name the process the old one started. If
+    /// the upgrade fails, the script is stopped with every process it
+    /// started (see
+    /// [what the new process started](self#what-the-new-process-started)).
     pub fn program(mut self, program: impl Into<PathBuf>) -> Self {
         self.program = Some(program.into());
         self

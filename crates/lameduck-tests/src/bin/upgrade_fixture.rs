@@ -80,6 +80,10 @@ struct Args {
     /// inherited.
     #[arg(long, default_value = "127.0.0.1:0")]
     admin: String,
+    /// Start this program in an upgrade instead of the fixture itself
+    /// (`Upgrade::program`): a wrapper script, say.
+    #[arg(long)]
+    upgrade_program: Option<PathBuf>,
     /// Refuse to run with an inherited socket nobody took
     /// (`Unclaimed::Fail`) instead of warning.
     #[arg(long)]
@@ -251,6 +255,9 @@ async fn main() -> ExitCode {
     }
     if let Some(p) = &args.pid_file {
         upgrade = upgrade.pid_file(p);
+    }
+    if let Some(p) = &args.upgrade_program {
+        upgrade = upgrade.program(p);
     }
     let body: Arc<str> = format!("pid {} gen {generation}\n", std::process::id()).into();
     let mut budget = Budget::new(args.grace_period).drain_delay(args.drain_delay);

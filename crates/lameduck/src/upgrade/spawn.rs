@@ -14,6 +14,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::process::Child;
 use tokio_util::sync::CancellationToken;
 
+use super::family::Family;
 use super::protocol::{self, Report};
 use super::{Step, UpgradeError, UpgradeErrorKind, child::PARENT_PID_VAR};
 use crate::listen::{Handoff, UPGRADE_FD_VAR, UPGRADE_PID_VAR};
@@ -102,11 +103,18 @@ impl Candidate {
             );
         }
         match tokio::time::timeout(bound, self.child.wait()).await {
-            Ok(Ok(status)) => Step::Stopped {
-                pid,
-                how: format!("exited: {}", describe(status)),
-                killed: false,
-            },
+            Ok(Ok(status)) => {
+                // It had its whole shutdown to stop what it started; what
+                // is left of it now is stopped, as after any refusal.
+                let mut family = Family::of(pid, true);
+                family.terminate();
+                family.finish(std::time::Instant::now() + TERM_GRACE).await;
+                Step::Stopped {
+                    pid,
+                    how: format!("exited: {}", describe(status)),
+                    killed: false,
+                }
+            }
             Ok(Err(e)) => Step::Stopped {
                 pid,
                 how: format!("cannot be waited for: {e}"),
@@ -115,8 +123,10 @@ impl Candidate {
             Err(_) => {
                 let bound = crate::fmt::Seconds(bound);
                 tracing::warn!(target: "lameduck::upgrade", new_pid = pid, "the new process, told to stop, has not exited within {bound}; killing it");
+                let mut family = Family::of(pid, false);
                 let _ = self.child.start_kill();
                 let _ = self.child.wait().await;
+                family.finish(std::time::Instant::now()).await;
                 Step::Stopped {
                     pid,
                     how: format!(
@@ -202,27 +212,42 @@ pub(crate) async fn attempt(
         }
     };
     let mut rd = BufReader::new(rd);
-    let outcome = {
+    // `Err(why)`: the channel closed, or carried garbage.
+    let heard: Result<Result<(), UpgradeError>, String> = {
         let wait = talk(&mut rd, &mut wr, plan.handover.as_ref());
         tokio::select! {
-            () = cancel.cancelled() => Err(UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")),
+            () = cancel.cancelled() => Ok(Err(UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down"))),
+            // Its exit ends the wait even while the channel stays open: a
+            // wrapper script's children inherit the channel, and the
+            // process that exited is the only one that could have reported.
+            status = child.wait() => Ok(Err(match status {
+                Ok(status) => exited_with(pid, status),
+                Err(e) => UpgradeError::new(
+                    UpgradeErrorKind::Exited,
+                    format!("the new process (pid {pid}) cannot be waited for: {e}"),
+                ),
+            })),
             r = tokio::time::timeout(plan.timeout, wait) => match r {
-                Err(_) => Err(UpgradeError::new(
+                Err(_) => Ok(Err(UpgradeError::new(
                     UpgradeErrorKind::Timeout,
                     format!("the new process (pid {pid}) was not ready within {:?}", plan.timeout),
-                )),
-                Ok(Ok(Report::Ready(p))) if p == pid => Ok(()),
-                Ok(Ok(Report::Ready(p))) => Err(UpgradeError::new(
+                ))),
+                Ok(Ok(Report::Ready(p))) if p == pid => Ok(Ok(())),
+                Ok(Ok(Report::Ready(p))) => Ok(Err(UpgradeError::new(
                     UpgradeErrorKind::Exited,
                     format!("the new process (pid {pid}) reported ready as pid {p}"),
-                )),
-                Ok(Ok(Report::Failed(why))) => Err(UpgradeError::new(
+                ))),
+                Ok(Ok(Report::Failed(why))) => Ok(Err(UpgradeError::new(
                     UpgradeErrorKind::Exited,
                     format!("the new process (pid {pid}) failed to start: {why}"),
-                )),
-                Ok(Err(why)) => Err(exited(&mut child, pid, &why).await),
+                ))),
+                Ok(Err(why)) => Err(why),
             },
         }
+    };
+    let outcome = match heard {
+        Ok(outcome) => outcome,
+        Err(why) => Err(exited(&mut child, pid, &why).await),
     };
     match outcome {
         Ok(()) => Ok(Candidate { pid, child, rd, wr }),
@@ -299,18 +324,22 @@ async fn exited(child: &mut Child, pid: u32, why: &str) -> UpgradeError {
     // The channel closes when the process exits; its status follows at
     // once. A live process that closed the channel is stopped by the caller.
     match tokio::time::timeout(Duration::from_secs(1), child.wait()).await {
-        Ok(Ok(status)) => UpgradeError::new(
-            UpgradeErrorKind::Exited,
-            format!(
-                "the new process (pid {pid}) exited before it was ready: {}",
-                describe(status)
-            ),
-        ),
+        Ok(Ok(status)) => exited_with(pid, status),
         _ => UpgradeError::new(
             UpgradeErrorKind::Exited,
             format!("the new process (pid {pid}) {why} before it was ready"),
         ),
     }
+}
+
+fn exited_with(pid: u32, status: ExitStatus) -> UpgradeError {
+    UpgradeError::new(
+        UpgradeErrorKind::Exited,
+        format!(
+            "the new process (pid {pid}) exited before it was ready: {}",
+            describe(status)
+        ),
+    )
 }
 
 pub(crate) fn describe(status: ExitStatus) -> String {
@@ -334,25 +363,42 @@ pub(crate) fn describe(status: ExitStatus) -> String {
     }
 }
 
-/// Stops a child that will not take over: `SIGTERM` by its pid, then
-/// `SIGKILL` if it is still there after a grace; reaped either way.
+/// Stops a child that will not take over, and everything it started (its
+/// [`Family`]): `SIGTERM` to each, by pid, then `SIGKILL` to what is still
+/// there after a grace; the child is reaped either way. A child that has
+/// already exited leaves only its family to stop.
 pub(crate) async fn stop(child: &mut Child, pid: u32) {
-    if let Ok(Some(_)) = child.try_wait() {
+    let deadline = std::time::Instant::now() + TERM_GRACE;
+    // Looked for before the child is signalled: once it is gone, what it
+    // started leaves its tree.
+    let running = matches!(child.try_wait(), Ok(None));
+    let mut family = Family::of(pid, !running);
+    if !running && family.len() == 0 {
         return;
     }
-    if let Ok(raw) = i32::try_from(pid) {
+    // Everything at once, as systemd stops a unit's control group: a
+    // wrapper script that dies of its `SIGTERM` must not leave a server
+    // that never heard one.
+    if running && let Ok(raw) = i32::try_from(pid) {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(raw),
             nix::sys::signal::Signal::SIGTERM,
         );
     }
-    if tokio::time::timeout(TERM_GRACE, child.wait())
-        .await
-        .is_err()
+    let started = family.len();
+    family.terminate();
+    if running
+        && tokio::time::timeout_at(deadline.into(), child.wait())
+            .await
+            .is_err()
     {
         tracing::warn!(target: "lameduck::upgrade", new_pid = pid, "the new process did not exit within {} of SIGTERM; killing it", crate::fmt::Seconds(TERM_GRACE));
         let _ = child.start_kill();
         let _ = child.wait().await;
+    }
+    let killed = family.finish(deadline).await;
+    if started > 0 {
+        tracing::info!(target: "lameduck::upgrade", new_pid = pid, processes = started, killed, "stopped the processes the new process started");
     }
     tracing::info!(target: "lameduck::upgrade", new_pid = pid, "stopped the new process");
 }
