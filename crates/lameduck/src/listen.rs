@@ -61,6 +61,8 @@ use nix::sys::socket::{
 
 mod env;
 mod error;
+#[cfg(feature = "upgrade")]
+pub(crate) mod files;
 mod handoff;
 pub(crate) mod owner;
 pub(crate) mod registry;
@@ -265,9 +267,14 @@ impl Listeners {
     /// [`ListenErrorKind::WrongType`] when the socket with that name is not
     /// a Unix socket.
     pub fn take_unix(&mut self, name: &str) -> Result<Option<UnixListener>, ListenError> {
-        Ok(self
-            .take(name, Family::Unix, "Unix")?
-            .map(|fd| UnixListener::new(fd.into(), name, self.origin)))
+        let Some(fd) = self.take(name, Family::Unix, "Unix")? else {
+            return Ok(None);
+        };
+        #[cfg(feature = "upgrade")]
+        if self.origin == Origin::Parent {
+            files::inherited(name, &fd);
+        }
+        Ok(Some(UnixListener::new(fd.into(), name, self.origin)))
     }
 
     /// The inherited TCP socket named `name`, or else a fresh one bound to
@@ -308,6 +315,13 @@ impl Listeners {
     /// connect is refused) is replaced; one that a live process listens on
     /// is an error.
     ///
+    /// The socket file bound here is removed when the app exits for good
+    /// (feature `upgrade`; on every way out the PID file is removed on, a
+    /// forced exit and fatal signals included, not `SIGKILL`), if it is
+    /// still the same file. Not when an upgrade handed the socket over: the
+    /// new process serves it, and removes it at its own final exit. Never
+    /// when systemd passed the socket: the file is the socket unit's.
+    ///
     /// # Errors
     ///
     /// As [`take_unix`](Self::take_unix), and [`ListenErrorKind::Bind`] when
@@ -332,6 +346,8 @@ impl Listeners {
         let std = std::os::unix::net::UnixListener::bind(path).map_err(bind_error)?;
         crate::backlog::relisten(&std, self.backlog).map_err(bind_error)?;
         record(name, &std)?;
+        #[cfg(feature = "upgrade")]
+        files::bound(name, path);
         Ok(UnixListener::new(std, name, Origin::Bound))
     }
 

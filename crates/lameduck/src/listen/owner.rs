@@ -51,6 +51,8 @@ pub(crate) fn set(handoff: Handoff) {
     // The watch's lock orders this with every reader: a server that sees
     // the state also sees everything the driver did before setting it.
     state().send_replace(handoff);
+    #[cfg(feature = "upgrade")]
+    super::files::sync();
 }
 
 /// Where this process stands with its sockets.
@@ -123,6 +125,8 @@ pub(crate) async fn no_probe_connections() {
 #[cfg_attr(not(feature = "upgrade"), allow(dead_code))]
 pub(crate) fn set_committed() {
     COMMITTED.store(true, Ordering::Release);
+    #[cfg(feature = "upgrade")]
+    super::files::sync();
 }
 
 /// Whether the parent this process inherited its sockets from committed to

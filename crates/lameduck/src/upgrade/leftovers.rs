@@ -1,4 +1,5 @@
-//! The PID file and the control socket removed on every way out the
+//! The PID file, the control socket and the socket files of the Unix
+//! listeners (see [`files`](crate::listen::files)) removed on every way out the
 //! process can take, if they still name it: the normal end (Stopped), a
 //! forced exit (a second signal), the exit watchdog, a panic that unwinds
 //! through the app, and a fatal signal whose default action ends the
@@ -116,6 +117,23 @@ pub(crate) fn own_socket(path: &Path) {
         });
     });
     install();
+}
+
+/// Records that the socket file at `path` is this process's if it is still
+/// the inode `dev`/`ino` (a listener's, recorded when it was bound).
+pub(crate) fn own_socket_file(path: &Path, dev: u64, ino: u64) {
+    let Some(c) = c_path(path) else { return };
+    update(|o| {
+        o.retain(|e| e.path() != &c);
+        o.push(Owned::Socket { path: c, dev, ino });
+    });
+    install();
+}
+
+/// Forgets the file at `path`: another process owns it now.
+pub(crate) fn disown(path: &Path) {
+    let Some(c) = c_path(path) else { return };
+    update(|o| o.retain(|e| e.path() != &c));
 }
 
 /// Removes every file this process still owns (those that still name it),

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use super::family::Family;
 use super::protocol::{self, Report};
 use super::{Step, UpgradeError, UpgradeErrorKind, child::PARENT_PID_VAR};
-use crate::listen::{Handoff, UPGRADE_FD_VAR, UPGRADE_PID_VAR};
+use crate::listen::{Handoff, UPGRADE_FD_VAR, UPGRADE_PID_VAR, files};
 
 /// How long a failed child has to exit after `SIGTERM` before `SIGKILL`.
 const TERM_GRACE: Duration = Duration::from_secs(3);
@@ -176,7 +176,8 @@ pub(crate) async fn attempt(
         std::os::unix::net::UnixStream::pair().map_err(|e| spawn_error("socket pair", e))?;
     let mut cmd = std::process::Command::new(&plan.program);
     cmd.args(&plan.args)
-        .env(PARENT_PID_VAR, std::process::id().to_string());
+        .env(PARENT_PID_VAR, std::process::id().to_string())
+        .env(files::FILES_VAR, files::names());
     let mut handoff = Handoff::new();
     for (name, fd) in &plan.sockets {
         handoff = handoff
