@@ -16,6 +16,7 @@ mod args;
 mod checks;
 mod flags;
 pub mod guard;
+mod held;
 mod instance;
 mod output;
 mod program;
@@ -116,7 +117,7 @@ async fn supervise(
         launch: instance::Launch {
             program: program.clone(),
             args: program_args.to_vec(),
-            sockets,
+            sockets: held::Held::new(sockets),
             notify: notify.as_ref().map(|n| n.socket.path().to_path_buf()),
         },
         reaper,
@@ -138,6 +139,7 @@ async fn supervise(
             true,
         ),
         stop_signal: args.stop_signal,
+        restart: args.restart,
         restart_timeout: args.restart_timeout,
         shutdown_timeout: timeline.shutdown_timeout,
         hard_timeout: timeline.hard_timeout,
@@ -221,6 +223,10 @@ async fn supervise(
     }
     signals::listen(sup.clone(), app.handle(), &args.forward.0).context("listening for signals")?;
     let report = app.await;
+    // Normally given up at the stop signal already; here when the restart
+    // policy gave up on the program (the report is out: only the log can
+    // say what this close lost).
+    sup.launch.sockets.give_up();
     guard.done();
     // One number for the report's log line, the flight record and the exit.
     Ok(report.exit_code())

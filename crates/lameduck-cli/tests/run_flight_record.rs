@@ -168,8 +168,13 @@ fn a_program_killed_by_lameduck_at_the_shutdown_timeout_makes_run_exit_3() {
     assert!(ends.get("finished").is_none(), "{rec}");
 }
 
+/// `lameduck run` takes its signals itself: the second one, which cuts the
+/// drain short and is forwarded to the program, is what ended the drain in
+/// the log, the report and the record — not "nothing left to drain", nor a
+/// drain that went on — and the phases go on to Stopping, where the third
+/// forces the exit, still leaving a record.
 #[test]
-fn a_third_signal_that_kills_the_program_still_leaves_a_record() {
+fn a_second_signal_is_what_ended_the_drain_and_a_third_still_leaves_a_record() {
     let dir = Scratch::new("flight-forced");
     let path = dir.path("record.json");
     let mut run = start_stubborn(
@@ -181,15 +186,31 @@ fn a_third_signal_that_kills_the_program_still_leaves_a_record() {
     run.event("phase changed", |v| v["phase"] == "draining");
     run.signal(Signal::SIGINT);
     run.event("second signal", |_| true);
+    let ended = run.event("drain ended", |_| true);
+    let cut = "drain cut short by SIGINT";
+    assert!(ended["message"].as_str().unwrap().contains(cut), "{ended}");
+    // The program ignores it: lameduck waits in Stopping, where the third
+    // signal finds it.
+    run.event("phase changed", |v| v["phase"] == "stopping");
     run.signal(Signal::SIGTERM);
+    let logged = run.event("shutdown report", |_| true);
+    assert!(logged["drain"].as_str().unwrap().contains(cut), "{logged}");
     assert_eq!(run.wait(), Some(143), "{}", run.log());
     let rec = record(&path);
     assert!(rec["reason"].as_str().unwrap().contains("SIGTERM"), "{rec}");
-    assert_ne!(
-        rec["drain"]["ended"], "drain_max reached",
+    assert_eq!(rec["drain"]["ended"], "signal", "{}", rec["drain"]);
+    assert!(
+        rec["drain"]["summary"].as_str().unwrap().contains("SIGINT"),
         "{}",
         rec["drain"]
     );
+    let phases: Vec<&str> = rec["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["phase"].as_str().unwrap())
+        .collect();
+    assert!(phases.contains(&"stopping"), "{phases:?}");
     // The record says what the process did: a forced exit, 128 + SIGTERM,
     // naming the processes the SIGKILL was for.
     assert_eq!(rec["exit"]["code"], 143, "{}", rec["exit"]);

@@ -154,6 +154,9 @@ pub(crate) enum Event {
         signal: crate::Signal,
         logged: Option<std::sync::mpsc::Sender<()>>,
     },
+    /// A signal the program took itself cuts the drain short
+    /// ([`AppHandle::cut_drain`]).
+    CutDrain(crate::Signal),
     TrackerIdle(usize),
     /// The traffic was sampled while draining: an adaptive drain looks
     /// again.
@@ -291,6 +294,19 @@ impl AppHandle {
             signal,
             logged: None,
         });
+    }
+
+    /// Ends the drain now, as cut short by `signal`, for a program that
+    /// takes its signals itself
+    /// ([`AppBuilder::handle_signals(false)`](crate::AppBuilder::handle_signals))
+    /// and decides that this one skips what is left of the drain (`lameduck
+    /// run`'s second signal): the shutdown goes on to Stopping, and the
+    /// report, the log and the flight record say the drain was cut short by
+    /// `signal` ([`DrainEnd::CutBySignal`](crate::DrainEnd::CutBySignal)).
+    /// Nothing else is skipped. Ignored before a shutdown began and after
+    /// the drain ended.
+    pub fn cut_drain(&self, signal: crate::Signal) {
+        self.send(Event::CutDrain(signal));
     }
 
     /// Starts a zero-downtime upgrade (feature `upgrade`): a new process of

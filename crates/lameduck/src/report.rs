@@ -105,8 +105,11 @@ pub enum DrainEnd {
     MaxReached,
     /// Every component had returned and nothing was tracked.
     NothingLeft,
-    /// A signal cut it short (`SIGINT` from a terminal, by default).
-    CutBySignal,
+    /// This signal cut it short: `SIGINT` from a terminal (by default),
+    /// or a signal that a program taking its own signals said cuts it
+    /// ([`AppHandle::cut_drain`](crate::AppHandle::cut_drain): `lameduck
+    /// run`'s second signal).
+    CutBySignal(crate::Signal),
 }
 
 impl DrainEnd {
@@ -126,7 +129,7 @@ impl fmt::Display for DrainEnd {
             }
             DrainEnd::MaxReached => f.write_str("drain_max reached"),
             DrainEnd::NothingLeft => f.write_str("nothing left to drain"),
-            DrainEnd::CutBySignal => f.write_str("drain delay cut short by a signal"),
+            DrainEnd::CutBySignal(sig) => write!(f, "drain cut short by {sig}"),
         }
     }
 }

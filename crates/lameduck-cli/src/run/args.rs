@@ -24,10 +24,14 @@ On SIGTERM (or SIGINT):
   draining   /readyz answers 503 at once; the program, unaware, keeps serving
              while load balancers catch up: until its traffic has been quiet
              for --drain-quiet (after --drain-min), --drain-max at the latest
-  stopping   lameduck sends the program --stop-signal (SIGTERM) and waits for
-             every process of its group, up to the shutdown timeout
+  stopping   lameduck gives up its own copy of the --listen sockets and
+             sends the program --stop-signal (SIGTERM): a socket stops
+             listening once the program closes it, and new clients are
+             refused, as without lameduck; it waits for every process of
+             the group, up to the shutdown timeout
   cancelling SIGKILL to the whole group
-A second SIGTERM or SIGINT cuts the drain short and forwards that signal at
+A second SIGTERM or SIGINT cuts the drain short (the log, the report and the
+flight record say `drain cut short by SIGINT`) and forwards that signal at
 once; a third SIGKILLs the group and forces the exit: 128 + that signal (143
 or 130). SIGINT from a terminal skips the drain.
 A program stopped by the stop signal lameduck sent (killed by it, or exiting
@@ -50,6 +54,11 @@ lameduck and passed to the program as systemd does (LISTEN_FDS,
 LISTEN_FDNAMES, LISTEN_PID): descriptors 3, 4, ... in order. {fd:NAME} in the
 arguments becomes that socket's descriptor number ({fd} when there is one).
 Sockets lameduck itself was given by systemd are passed on the same way.
+lameduck keeps its copy while the program runs, so connections wait in the
+queue through a restart or a crash; at the shutdown it gives its copy up
+(above). Connections still queued when lameduck closes the last copy of a
+socket (the program had closed its own) are reset: lameduck counts them in
+its log, and exits 1 (`component failed (1)`).
 
 Traffic: lameduck sees the connections on the TCP sockets it holds (the
 kernel's sock_diag, every 100 ms): a new connection, or bytes received on
@@ -96,7 +105,9 @@ and why: `program exited with 3 (3)`, `clean (0)`, ...):
            by it, or exiting with 0 or 128 + its number), or lameduck was
            stopped while the program waited to be restarted
   1        lameduck gave up restarting a program whose last run exited 0
-           (--restart always) or was stopped for failing --live
+           (--restart always) or was stopped for failing --live; or
+           connections queued on a socket were lost (reset) as lameduck
+           closed its last copy
   3        ... stopped, but its group had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
   78       invalid configuration: the phases do not fit the grace period,

@@ -4,7 +4,6 @@
 
 use std::ffi::OsString;
 use std::io;
-use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,6 +15,7 @@ use nix::unistd::Pid;
 use tokio::sync::oneshot;
 
 use super::guard::Guard;
+use super::held::Held;
 use super::reaper::{Ended, Reaper};
 
 /// How often a process group is looked at while waiting for it to empty:
@@ -41,8 +41,9 @@ pub struct Launch {
     pub program: OsString,
     /// Its arguments, with `{fd:NAME}` placeholders expanded.
     pub args: Vec<OsString>,
-    /// The sockets, in `LISTEN_FDS` order.
-    pub sockets: Vec<(String, OwnedFd)>,
+    /// The sockets, in `LISTEN_FDS` order, until given up at the
+    /// shutdown.
+    pub sockets: Held,
     /// The notify socket's path, for `NOTIFY_SOCKET`.
     pub notify: Option<PathBuf>,
 }
@@ -81,11 +82,23 @@ impl Instance {
             cmd.env("NOTIFY_SOCKET", path);
         }
         let error = |e: io::Error| spawn_error(&launch.program, &e);
-        let mut handoff = Handoff::new();
-        for (name, fd) in &launch.sockets {
-            handoff = handoff.listener(name, fd).map_err(error)?;
+        let handed = launch.sockets.with(|sockets| {
+            let mut handoff = Handoff::new();
+            for (name, fd) in sockets {
+                handoff = handoff.listener(name, fd)?;
+            }
+            handoff.apply(&mut cmd)
+        });
+        match handed {
+            Some(result) => result.map_err(error)?,
+            // Only a shutdown gives them up, and nothing starts after it.
+            None => {
+                return Err(SpawnError {
+                    code: 1,
+                    message: "the sockets were given up: lameduck is shutting down".into(),
+                });
+            }
         }
-        handoff.apply(&mut cmd).map_err(error)?;
         let child = cmd.spawn().map_err(error)?;
         // The command held extra copies of the sockets.
         drop(cmd);

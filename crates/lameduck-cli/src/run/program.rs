@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use lameduck::{BoxError, Context, ProgramExit};
 use nix::sys::signal::Signal;
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use super::checks::State;
 use super::instance::{self, Instance};
@@ -31,6 +31,7 @@ const DRAIN_TREE_POLL: std::time::Duration = std::time::Duration::from_millis(10
 static RESTARTS: Semaphore = Semaphore::const_new(1);
 
 type Check = Option<watch::Receiver<State>>;
+type Commands = mpsc::UnboundedReceiver<Command>;
 
 /// One run of the component.
 pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
@@ -53,6 +54,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
             ctx.app()
                 .shutdown(format!("the program cannot be started: {why}"));
             ctx.on_stopping().await;
+            sup.launch.sockets.give_up();
             return Ok(());
         }
     };
@@ -76,7 +78,9 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                 drop(tree.take());
                 return exited(&sup, &ctx, cur, ended, stopping_with).await;
             }
-            () = ctx.on_stopping() => return stop(&sup, &ctx, cur, stopping_with, tree).await,
+            () = ctx.on_stopping() => {
+                return stop(&sup, &ctx, cur, stopping_with, tree, &mut commands).await;
+            }
             () = ctx.on_draining(), if tree.is_none() => {
                 let mut processes = Tree::new(ctx.tracker().clone());
                 processes.update(&alive(&sup, cur.pid()));
@@ -93,6 +97,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     // has begun it, so that the exit is not taken for a crash.
                     ctx.on_draining().await;
                     tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
+                    sup.launch.sockets.give_up();
                     cur.signal(sig);
                     stopping_with = Some(sig);
                 }
@@ -159,10 +164,38 @@ async fn exited(
             .await;
     }
     sup.forget(cur.pid());
-    if stopping_with.is_some() || ctx.is_draining() || ended.is_success() {
-        Ok(())
-    } else {
+    let shutting_down = stopping_with.is_some() || ctx.is_draining();
+    if shutting_down {
+        // Nobody accepts any more: connections are refused from now on.
+        sup.launch.sockets.give_up();
+        return lost(sup);
+    }
+    let failed = !ended.is_success();
+    if !sup.restarts_after(failed) {
+        // lameduck exits, the program is not started again: what the
+        // sockets queued from now on would be reset at the exit.
+        sup.launch.sockets.give_up();
+        if let Some(why) = sup.launch.sockets.lost_said() {
+            // A failure, not a restart: the shutdown is under way before
+            // the component says so.
+            ctx.app().shutdown(format!("the program exited: {ended}"));
+            ctx.on_draining().await;
+            return Err(why.into());
+        }
+    }
+    if failed {
         Err(ended.to_string().into())
+    } else {
+        Ok(())
+    }
+}
+
+/// The component's end in a shutdown: a failure when connections were lost
+/// with the sockets, so that the report does not say clean.
+fn lost(sup: &Supervisor) -> Result<(), BoxError> {
+    match sup.launch.sockets.lost_said() {
+        Some(why) => Err(why.into()),
+        None => Ok(()),
     }
 }
 
@@ -172,11 +205,29 @@ async fn stop(
     sup: &Supervisor,
     ctx: &Context,
     mut cur: Instance,
-    stopping_with: Option<Signal>,
+    mut stopping_with: Option<Signal>,
     tree: Option<Tree>,
+    commands: &mut Commands,
 ) -> Result<(), BoxError> {
     let pgid = cur.pid();
     let pid = pgid.as_raw();
+    // A second signal that cut the drain short may be here before it was
+    // read: it is the one the program gets.
+    while let Ok(cmd) = commands.try_recv() {
+        match cmd {
+            Command::StopNow(sig) => {
+                if stopping_with.is_none() {
+                    tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "stopping the program now, without waiting out the drain");
+                    cur.signal(sig);
+                    stopping_with = Some(sig);
+                }
+            }
+            Command::Restart(reply) => refuse(reply),
+        }
+    }
+    // Before the stop signal: the sockets stop listening when the program
+    // closes its own copies, as they would without lameduck.
+    sup.launch.sockets.give_up();
     // The signals lameduck sent this instance to stop it.
     let mut sent = Vec::with_capacity(2);
     match stopping_with {
@@ -219,6 +270,15 @@ async fn stop(
                     killed = true;
                 }
                 () = tokio::time::sleep(TREE_POLL) => tree.update(&alive()),
+                Some(cmd) = commands.recv() => match cmd {
+                    // A second signal after the drain: forwarded at once.
+                    Command::StopNow(sig) => {
+                        tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
+                        instance::signal_group(pgid, sig);
+                        sent.push(sig);
+                    }
+                    Command::Restart(reply) => refuse(reply),
+                },
             }
         }
     }
@@ -228,7 +288,12 @@ async fn stop(
         say_end(ctx, ended, &sent);
     }
     sup.forget(cur.pid());
-    Ok(())
+    lost(sup)
+}
+
+/// A restart asked for once the program is being stopped.
+fn refuse(reply: oneshot::Sender<Result<u32, String>>) {
+    let _ = reply.send(Err("lameduck is shutting down".into()));
 }
 
 /// Says how the program ended, for lameduck's exit code, unless it ended as

@@ -3,7 +3,7 @@
 //! | signal | does |
 //! |---|---|
 //! | first `SIGTERM` / `SIGINT` | the shutdown sequence (no drain for `SIGINT` from a terminal) |
-//! | second | cuts the drain short: forwarded to the program at once |
+//! | second | cuts the drain short (the library records it as what ended the drain): forwarded to the program at once |
 //! | third and later | `SIGKILL` to the program's group; lameduck exits 128 + the third signal (143, 130), as forced |
 //! | `SIGHUP` | a zero-downtime restart |
 //! | `--forward` ones | forwarded to every instance's group |
@@ -74,6 +74,10 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                 }
                 2 => {
                     tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "second signal: forwarding it to the program now");
+                    // The library hears of it too: the drain ends now, and
+                    // its end (the log, the report, the flight record)
+                    // names this signal.
+                    app.cut_drain(lameduck_signal(sig));
                     sup.command(Command::StopNow(sig));
                 }
                 _ => {
@@ -83,14 +87,19 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                     // + the signal), whatever the program makes of it.
                     tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "third signal: SIGKILL to the program's group; the exit is forced");
                     sup.forward(Signal::SIGKILL);
-                    app.force(if sig == Signal::SIGINT {
-                        lameduck::Signal::Interrupt
-                    } else {
-                        lameduck::Signal::Terminate
-                    });
+                    app.force(lameduck_signal(sig));
                 }
             }
         }
     });
     Ok(())
+}
+
+/// `SIGTERM` or `SIGINT`, as the library names them.
+fn lameduck_signal(sig: Signal) -> lameduck::Signal {
+    if sig == Signal::SIGINT {
+        lameduck::Signal::Interrupt
+    } else {
+        lameduck::Signal::Terminate
+    }
 }

@@ -9,6 +9,10 @@
 //! not model) and `tcpi_bytes_received` (read at its fixed offset: the
 //! crate's typed `tcp_info` needs the newest kernel's full struct) are
 //! written here.
+//!
+//! The same dump of the `LISTEN` sockets gives a listener's accept queue:
+//! the connections the kernel completed that nobody accepted yet (`ss
+//! -ltn`'s `Recv-Q`).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -17,7 +21,9 @@ use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
 use netlink_packet_sock_diag::inet::nlas::Nla;
-use netlink_packet_sock_diag::inet::{ExtensionFlags, InetRequest, SocketId, StateFlags};
+use netlink_packet_sock_diag::inet::{
+    ExtensionFlags, InetRequest, InetResponse, SocketId, StateFlags,
+};
 use netlink_packet_sock_diag::{AF_INET, AF_INET6, IPPROTO_TCP, SockDiagMessage};
 use netlink_sys::{Socket, SocketAddr as NetlinkAddr, protocols::NETLINK_SOCK_DIAG};
 
@@ -91,8 +97,51 @@ impl Dumper {
     /// When the dump cannot be sent or read, or the kernel answers with an
     /// error.
     pub fn connections(&mut self, listener: SocketAddr) -> io::Result<Vec<Conn>> {
-        self.socket.send(&request(listener), 0)?;
         let mut out = Vec::new();
+        let states = accepted_states();
+        self.dump(listener, states, ExtensionFlags::INFO, |r| {
+            let id = &r.header.socket_id;
+            if id.source_port == listener.port() && is_local(id.source_address, listener.ip()) {
+                out.push(Conn {
+                    cookie: u64::from_ne_bytes(id.cookie),
+                    bytes_received: r.nlas.iter().find_map(|nla| match nla {
+                        Nla::TcpInfo(info) => bytes_received(info),
+                        _ => None,
+                    }),
+                });
+            }
+        })?;
+        Ok(out)
+    }
+
+    /// The accept queue of the listening socket on `listener` whose inode
+    /// is `inode`: the connections completed and not accepted yet; `None`
+    /// when no such socket listens (any more).
+    ///
+    /// # Errors
+    ///
+    /// As [`connections`](Self::connections).
+    pub fn accept_queue(&mut self, listener: SocketAddr, inode: u64) -> io::Result<Option<u32>> {
+        let mut queue = None;
+        self.dump(listener, StateFlags::LISTEN, ExtensionFlags::empty(), |r| {
+            if u64::from(r.header.inode) == inode {
+                queue = Some(r.header.recv_queue);
+            }
+        })?;
+        Ok(queue)
+    }
+
+    /// One dump of the TCP sockets in `states` on `listener`'s port, each
+    /// answer handed to `each`.
+    fn dump(
+        &mut self,
+        listener: SocketAddr,
+        states: StateFlags,
+        extensions: ExtensionFlags,
+        mut each: impl FnMut(&InetResponse),
+    ) -> io::Result<()> {
+        self.socket
+            .send(&request(listener, states, extensions), 0)?;
         loop {
             let n = self.socket.recv(&mut &mut self.buf[..], 0)?;
             if n == 0 {
@@ -101,15 +150,15 @@ impl Dumper {
                     "sock_diag: the dump ended without NLMSG_DONE",
                 ));
             }
-            if parse(&self.buf[..n], listener, &mut out)? {
-                return Ok(out);
+            if parse(&self.buf[..n], &mut each)? {
+                return Ok(());
             }
         }
     }
 }
 
 /// The dump request for `listener`'s port, with the port filter appended.
-fn request(listener: SocketAddr) -> Vec<u8> {
+fn request(listener: SocketAddr, states: StateFlags, extensions: ExtensionFlags) -> Vec<u8> {
     let (family, socket_id) = match listener {
         SocketAddr::V4(_) => (AF_INET, SocketId::new_v4()),
         SocketAddr::V6(_) => (AF_INET6, SocketId::new_v6()),
@@ -121,8 +170,8 @@ fn request(listener: SocketAddr) -> Vec<u8> {
         SockDiagMessage::InetRequest(InetRequest {
             family,
             protocol: IPPROTO_TCP,
-            extensions: ExtensionFlags::INFO,
-            states: accepted_states(),
+            extensions,
+            states,
             socket_id,
         })
         .into(),
@@ -160,9 +209,9 @@ fn port_filter(port: u16) -> Vec<u8> {
     bc
 }
 
-/// Adds the connections of one read of the dump to `out`; `true` once the
+/// Hands each socket of one read of the dump to `each`; `true` once the
 /// dump is done.
-fn parse(mut bytes: &[u8], listener: SocketAddr, out: &mut Vec<Conn>) -> io::Result<bool> {
+fn parse(mut bytes: &[u8], each: &mut impl FnMut(&InetResponse)) -> io::Result<bool> {
     let bad = |e: netlink_packet_core::DecodeError| {
         io::Error::new(io::ErrorKind::InvalidData, format!("sock_diag: {e}"))
     };
@@ -172,18 +221,7 @@ fn parse(mut bytes: &[u8], listener: SocketAddr, out: &mut Vec<Conn>) -> io::Res
         match msg.payload {
             NetlinkPayload::Done(_) => return Ok(true),
             NetlinkPayload::Error(e) if e.code.is_some() => return Err(e.to_io()),
-            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => {
-                let id = &r.header.socket_id;
-                if id.source_port == listener.port() && is_local(id.source_address, listener.ip()) {
-                    out.push(Conn {
-                        cookie: u64::from_ne_bytes(id.cookie),
-                        bytes_received: r.nlas.iter().find_map(|nla| match nla {
-                            Nla::TcpInfo(info) => bytes_received(info),
-                            _ => None,
-                        }),
-                    });
-                }
-            }
+            NetlinkPayload::InnerMessage(SockDiagMessage::InetResponse(r)) => each(&r),
             _ => {}
         }
         if len == 0 || len > bytes.len() {
@@ -228,7 +266,11 @@ mod tests {
 
     #[test]
     fn the_request_carries_the_filter_and_its_length() {
-        let req = request("127.0.0.1:8080".parse().unwrap());
+        let req = request(
+            "127.0.0.1:8080".parse().unwrap(),
+            accepted_states(),
+            ExtensionFlags::INFO,
+        );
         // nlmsghdr (16) + inet_diag_req_v2 (56) + nlattr (4) + bytecode (16)
         assert_eq!(req.len(), 16 + 56 + 4 + 16);
         assert_eq!(u32::from_ne_bytes(req[..4].try_into().unwrap()), 92);
@@ -280,6 +322,33 @@ mod tests {
         };
         let conns = dumper.connections(listener.local_addr().unwrap()).unwrap();
         assert_eq!(conns.len(), 1, "{conns:?}");
+    }
+
+    #[test]
+    fn the_accept_queue_counts_connections_not_accepted_and_ends_with_the_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let inode = nix::sys::stat::fstat(&listener).unwrap().st_ino;
+        let Ok(mut dumper) = Dumper::open() else {
+            return;
+        };
+        assert_eq!(dumper.accept_queue(addr, inode).unwrap(), Some(0));
+        let _clients: Vec<_> = (0..2)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        // The server's side of a handshake completes as the kernel takes
+        // the client's last ACK: bounded retries.
+        let mut queue = None;
+        for _ in 0..1000 {
+            queue = dumper.accept_queue(addr, inode).unwrap();
+            if queue == Some(2) {
+                break;
+            }
+            std::thread::yield_now();
+        }
+        assert_eq!(queue, Some(2));
+        drop(listener);
+        assert_eq!(dumper.accept_queue(addr, inode).unwrap(), None);
     }
 
     fn sees_its_own_connection(bind: &str) {

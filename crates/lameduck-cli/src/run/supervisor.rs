@@ -12,7 +12,7 @@ use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checks::{self, CheckSpec, State};
-use super::flags::Probe;
+use super::flags::{Probe, RestartWhen};
 use super::guard::Guard;
 use super::instance::{Instance, Launch, SpawnError, signal_group};
 use super::reaper::Reaper;
@@ -39,6 +39,8 @@ pub struct Supervisor {
     pub(super) ready: Option<CheckSpec>,
     pub(super) live: Option<CheckSpec>,
     pub(super) stop_signal: Signal,
+    /// When the program is started again after it ended.
+    pub(super) restart: RestartWhen,
     /// How long a new instance of a zero-downtime restart has to be ready.
     pub(super) restart_timeout: Duration,
     /// Stopping: the budget's shutdown timeout (for an instance replaced by
@@ -73,6 +75,7 @@ pub struct Parts {
     pub ready: Option<CheckSpec>,
     pub live: Option<CheckSpec>,
     pub stop_signal: Signal,
+    pub restart: RestartWhen,
     pub restart_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub hard_timeout: Duration,
@@ -90,6 +93,7 @@ impl Supervisor {
             ready: parts.ready,
             live: parts.live,
             stop_signal: parts.stop_signal,
+            restart: parts.restart,
             restart_timeout: parts.restart_timeout,
             shutdown_timeout: parts.shutdown_timeout,
             hard_timeout: parts.hard_timeout,
@@ -122,6 +126,17 @@ impl Supervisor {
         for pgid in groups {
             tracing::debug!(target: "lameduck::run", pid = pgid.as_raw(), signal = sig.as_str(), "forwarding");
             signal_group(pgid, sig);
+        }
+    }
+
+    /// Whether a program that ended on its own (`failed` or not) is
+    /// started again, as the restart policy says (unless its restarts
+    /// were too many, which only the library counts).
+    pub fn restarts_after(&self, failed: bool) -> bool {
+        match self.restart {
+            RestartWhen::Always => true,
+            RestartWhen::OnFailure => failed,
+            RestartWhen::Never => false,
         }
     }
 

@@ -289,7 +289,7 @@ fn sample_once(_: SocketAddr) -> std::io::Result<()> {
 }
 
 /// The address of `fd` if it is a TCP listening socket.
-fn tcp_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+pub(super) fn tcp_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     use nix::sys::socket::{SockType, SockaddrLike as _, SockaddrStorage, getsockname, sockopt};
     if nix::sys::socket::getsockopt(fd, sockopt::SockType).ok()? != SockType::Stream {
         return None;

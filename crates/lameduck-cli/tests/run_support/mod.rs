@@ -270,6 +270,16 @@ pub fn has_python() -> bool {
 /// [--keep-alive]`: the run and the socket's port.
 pub fn start_server(args: &[&str], keep_alive: bool) -> (Running, u16) {
     let server = programs().join("naive_server.py");
+    let mut program = vec!["python3", server.to_str().unwrap()];
+    if keep_alive {
+        program.push("--keep-alive");
+    }
+    start_listening(args, &program)
+}
+
+/// `lameduck run --admin none --listen http=127.0.0.1:0 ARGS -- PROGRAM`:
+/// the run and the socket's port.
+pub fn start_listening(args: &[&str], program: &[&str]) -> (Running, u16) {
     let mut all = vec![
         "--admin",
         "none",
@@ -279,10 +289,8 @@ pub fn start_server(args: &[&str], keep_alive: bool) -> (Running, u16) {
         "90s",
     ];
     all.extend_from_slice(args);
-    all.extend(["--", "python3", server.to_str().unwrap()]);
-    if keep_alive {
-        all.push("--keep-alive");
-    }
+    all.push("--");
+    all.extend_from_slice(program);
     let run = Running::start(&all);
     let socket = run.event("socket http on", |_| true);
     let port = port(socket["addr"].as_str().unwrap());

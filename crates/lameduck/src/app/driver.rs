@@ -63,9 +63,11 @@ pub(crate) struct Driver {
     signals: Option<Listener>,
     /// Where to tell the signal thread that the forced report is out.
     force_reply: Option<std::sync::mpsc::Sender<()>>,
-    /// A first signal joined a shutdown begun otherwise, and its drain
-    /// policy skips the drain delay.
-    cut_drain: bool,
+    /// The signal that cut the drain short: a first signal that joined a
+    /// shutdown begun otherwise, whose drain policy skips the drain delay,
+    /// or one a program that takes its signals said cuts it
+    /// ([`AppHandle::cut_drain`]).
+    cut_drain: Option<Signal>,
     rng: fastrand::Rng,
     phase_started: Instant,
     phases: Vec<PhaseTiming>,
@@ -133,7 +135,7 @@ impl Driver {
             cancel: CancellationToken::new(),
             signals: None,
             force_reply: None,
-            cut_drain: false,
+            cut_drain: None,
             rng: fastrand::Rng::new(),
             phase_started: Instant::now(),
             phases: Vec::new(),
@@ -269,6 +271,7 @@ impl Driver {
             }
             Event::Shutdown(reason) => self.trigger(reason),
             Event::Signal(sig) => self.on_signal(sig),
+            Event::CutDrain(sig) => self.on_cut_drain(sig),
             Event::Force { signal, logged } => {
                 self.force_reply = logged;
                 return Some(signal);
@@ -302,7 +305,19 @@ impl Driver {
         };
         let cut = self.handle.phase() <= Phase::Draining && !policy_drains(self.policy(sig));
         tracing::info!(target: "lameduck", app = %self.handle.name(), signal = %sig, reason = %reason, cuts_drain = cut, "{sig} during a shutdown already under way: it goes on; a second signal forces the exit");
-        self.cut_drain |= cut;
+        if cut {
+            self.cut_drain.get_or_insert(sig);
+        }
+    }
+
+    /// A signal that the program (taking its signals itself) says cuts the
+    /// drain short: the drain ends now, and its end names the signal.
+    fn on_cut_drain(&mut self, sig: Signal) {
+        if self.trigger.is_none() || self.handle.phase() > Phase::Draining {
+            return;
+        }
+        tracing::info!(target: "lameduck", app = %self.handle.name(), signal = %sig, "{sig}: the drain is cut short");
+        self.cut_drain.get_or_insert(sig);
     }
 
     fn policy(&self, sig: Signal) -> DrainPolicy {

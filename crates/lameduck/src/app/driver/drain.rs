@@ -32,32 +32,26 @@ impl Driver {
         } else {
             None
         };
-        let mut ended = None;
-        while !self.cut_drain {
+        let ended = loop {
+            if let Some(sig) = self.cut_drain {
+                break DrainEnd::CutBySignal(sig);
+            }
             // Every component has returned and no work is tracked: nothing
             // is left to serve while load balancers catch up. (An app of no
             // components serves outside them, if at all: its drain is kept.)
             if !self.slots.is_empty() && self.all_done() {
-                ended = Some(DrainEnd::NothingLeft);
-                break;
+                break DrainEnd::NothingLeft;
             }
             let now = Instant::now();
             let (sampled, last) = traffic.with_log(|log| (log.last_sample(), log.last_arrival()));
             let wake = match window.decide(needs, began, now, sampled, last) {
-                Verdict::Max => {
-                    ended = Some(if adaptive {
-                        DrainEnd::MaxReached
-                    } else {
-                        DrainEnd::DelayOver
-                    });
-                    break;
-                }
+                Verdict::Max if adaptive => break DrainEnd::MaxReached,
+                Verdict::Max => break DrainEnd::DelayOver,
                 Verdict::Quiet(quiet) if adaptive => {
-                    ended = Some(DrainEnd::Quiet {
+                    break DrainEnd::Quiet {
                         quiet,
                         after: now - began,
-                    });
-                    break;
+                    };
                 }
                 Verdict::Quiet(_) => began + window.max,
                 Verdict::Wait(at) => at,
@@ -66,7 +60,7 @@ impl Driver {
                 Step::Forced(sig) => return Err(sig),
                 Step::Deadline | Step::Handled => {}
             }
-        }
+        };
         let end = Instant::now();
         if counted_at_ends {
             traffic.sample(end);
@@ -80,7 +74,7 @@ impl Driver {
             (log.last_arrival(), arrivals)
         });
         Ok(DrainReport {
-            ended: ended.unwrap_or(DrainEnd::CutBySignal),
+            ended,
             lasted: end - began,
             quiet_needed: needs,
             last_traffic: last
