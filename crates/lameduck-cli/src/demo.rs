@@ -134,8 +134,9 @@ pub struct Args {
     upgrade_timeout: Duration,
     /// How long an HTTP/1 keep-alive connection may wait for its next
     /// request before the server closes it, announced to clients as
-    /// `Keep-Alive: timeout=N` (one second less); `off` keeps idle
-    /// connections for as long as their clients do
+    /// `Keep-Alive: timeout=N` (one second less, in whole seconds; not
+    /// announced under 2s); `off` keeps idle connections for as long as
+    /// their clients do; 0s is refused
     #[arg(long, value_name = "DURATION|off", value_parser = parse_timeout, default_value = "620s")]
     idle_timeout: Timeout,
     /// The listen backlog of the sockets it binds: connections the kernel
@@ -167,7 +168,14 @@ fn parse_timeout(s: &str) -> Result<Timeout, String> {
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(Timeout(None));
     }
-    parse_duration(s).map(|d| Timeout(Some(d)))
+    match parse_duration(s)? {
+        Duration::ZERO => Err(
+            "0s would be read as 'close at once' by some and 'never close' by others: \
+             say `off` to keep idle connections open, or give a duration"
+                .to_string(),
+        ),
+        d => Ok(Timeout(Some(d))),
+    }
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {

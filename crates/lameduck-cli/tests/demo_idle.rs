@@ -59,6 +59,17 @@ async fn get(stream: &mut BufReader<TcpStream>) -> std::io::Result<(String, Opti
     Ok((status.trim_end().to_string(), keep_alive))
 }
 
+/// Waits (bounded) until the server closes `conn`, idle: cleanly, not
+/// with a reset, and with nothing more sent.
+async fn closed_cleanly(conn: &mut BufReader<TcpStream>) {
+    let mut rest = Vec::new();
+    timeout(BOUND, conn.read_to_end(&mut rest))
+        .await
+        .expect("the server closes an idle connection")
+        .expect("a clean close, not a reset");
+    assert!(rest.is_empty());
+}
+
 async fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     BufReader::new(TcpStream::connect(addr).await.expect("connect"))
 }
@@ -95,12 +106,7 @@ async fn a_pool_that_heeds_keep_alive_loses_no_request_to_the_idle_timeout() {
                     .expect("a request on a new connection");
                 assert!(status.starts_with("HTTP/1.1 200"), "{status}");
                 // The retired connection: the server closes it, cleanly.
-                let mut rest = Vec::new();
-                timeout(BOUND, conn.read_to_end(&mut rest))
-                    .await
-                    .expect("the server closes an idle connection")
-                    .expect("a clean close, not a reset");
-                assert!(rest.is_empty());
+                closed_cleanly(&mut conn).await;
                 true
             }
         });
@@ -129,4 +135,29 @@ async fn with_the_idle_timeout_off_idle_connections_stay_open() {
         let (status, _) = get(conn).await.expect("still open");
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_timeout_under_two_seconds_is_not_announced_as_zero() {
+    for idle in ["500ms", "1999ms"] {
+        let (_demo, addr) = demo(idle).await;
+        let mut conn = connect(addr).await;
+        let (status, keep_alive) = get(&mut conn).await.unwrap();
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        // No whole second fits before the close: nothing is promised.
+        assert_eq!(keep_alive, None, "--idle-timeout {idle}");
+        // And the timeout still closes the idle connection, cleanly.
+        closed_cleanly(&mut conn).await;
+    }
+}
+
+#[test]
+fn an_idle_timeout_of_zero_is_refused_and_off_is_named() {
+    let out = support::run(&["demo", "--idle-timeout", "0s"]);
+    out.assert_code(2);
+    assert!(
+        out.stderr.contains("0s") && out.stderr.contains("`off`"),
+        "{}",
+        out.stderr
+    );
 }

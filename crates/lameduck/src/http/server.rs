@@ -63,7 +63,7 @@ pub const DEFAULT_REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(30);
 /// HTTP/1 request heads have [`request_head_timeout`](Self::request_head_timeout)
 /// (30 s from their first byte); idle keep-alive connections
 /// [`idle_timeout`](Self::idle_timeout) (620 s, announced as
-/// `Keep-Alive: timeout=N`). hyper's own header read timeout is off. See the [module docs](super) for a
+/// `Keep-Alive: timeout=N`, in whole seconds, from 2 s up). hyper's own header read timeout is off. See the [module docs](super) for a
 /// complete example and `docs/http.md` for the reasoning.
 ///
 /// # Probes
@@ -321,17 +321,32 @@ impl<S, L: Listener> Server<S, L> {
     ///
     /// Every keep-alive response announces it as `Keep-Alive: timeout=N`
     /// (RFC 2068, section 19.7.1.1; MDN "Keep-Alive"), with `N` one second
-    /// less than the timeout, rounded down, so that a pool that heeds the
-    /// header retires the connection before the server closes it. The
-    /// close itself never discards a request already in the socket: one
-    /// that arrived is read and served first (its response then closes the
-    /// connection).
+    /// less than the timeout, rounded down to whole seconds (the header has
+    /// no finer unit), so that a pool that heeds the header retires the
+    /// connection before the server closes it. A timeout under 2 s leaves
+    /// no whole second and is not announced at all: `timeout=0` would be no
+    /// promise a pool can keep (Node's agent reads it as "never reuse",
+    /// others as "no limit"); configure such a pool to retire connections
+    /// sooner than the timeout. The close itself never discards a request
+    /// already in the socket: one that arrived is read and served first
+    /// (its response then closes the connection).
     ///
     /// HTTP/2 connections are not closed for idleness; use hyper's
     /// keep-alive pings through [`configure`](Self::configure) to find dead
     /// peers.
+    ///
+    /// # Panics
+    ///
+    /// If `timeout` is `Some(Duration::ZERO)`: whether zero means "close
+    /// at once" or "never close" differs from server to server, so it means
+    /// neither here. Say `None` to keep idle connections open.
     pub fn idle_timeout(mut self, timeout: impl Into<Option<Duration>>) -> Self {
-        self.idle_timeout = timeout.into();
+        let timeout = timeout.into();
+        assert!(
+            timeout != Some(Duration::ZERO),
+            "an idle timeout of 0s: say None to keep idle connections open, or give a duration"
+        );
+        self.idle_timeout = timeout;
         self
     }
 

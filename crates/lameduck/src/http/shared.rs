@@ -249,8 +249,9 @@ pub(crate) struct Shared {
     /// their timeouts, named in the report if they hold the shutdown up.
     pub(crate) conns: Mutex<Slab<Arc<ConnState>>>,
     /// HTTP/1: how long a keep-alive connection may wait for its next
-    /// request, and the `Keep-Alive` header that announces it.
-    pub(crate) idle_timeout: Option<(Duration, http::HeaderValue)>,
+    /// request, and the `Keep-Alive` header that announces it (none for a
+    /// timeout too short to announce).
+    pub(crate) idle_timeout: Option<(Duration, Option<http::HeaderValue>)>,
     /// HTTP/1: how long a request head may take from its first byte.
     pub(crate) head_timeout: Option<Duration>,
     /// Requests counted for the lifecycle metrics, when the app has them.

@@ -260,7 +260,7 @@ fn keep_alive_or_close<B>(resp: &mut Response<B>, shared: &Shared, served: bool)
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
         return;
     }
-    if let (true, Some((_, announce))) = (served, &shared.idle_timeout) {
+    if let (true, Some((_, Some(announce)))) = (served, &shared.idle_timeout) {
         // Next to a handler's own `Connection: close` the header is moot,
         // and harmless.
         resp.headers_mut().append(KEEP_ALIVE, announce.clone());

@@ -226,18 +226,23 @@ where
 }
 
 /// The `Keep-Alive` header that announces `idle`: one second less, rounded
-/// down, so that a client acting on it retires the connection first.
+/// down, so that a client acting on it retires the connection first. None
+/// under 2 s, where that leaves no whole second: `timeout=0` is no promise
+/// a pool can keep (Node's agent reads it as "never reuse", others as "no
+/// limit").
 ///
 /// The default's is a static value: a clone of it, one per response,
 /// copies two words, where a clone of a value built at run time takes a
 /// reference count (and its drop gives it back).
-fn keep_alive_header(idle: Duration) -> http::HeaderValue {
+fn keep_alive_header(idle: Duration) -> Option<http::HeaderValue> {
     if idle == super::DEFAULT_IDLE_TIMEOUT {
-        return http::HeaderValue::from_static(DEFAULT_KEEP_ALIVE);
+        return Some(http::HeaderValue::from_static(DEFAULT_KEEP_ALIVE));
     }
     let secs = idle.saturating_sub(Duration::from_secs(1)).as_secs();
-    http::HeaderValue::from_str(&format!("timeout={secs}"))
-        .expect("digits make a valid header value")
+    (secs > 0).then(|| {
+        http::HeaderValue::from_str(&format!("timeout={secs}"))
+            .expect("digits make a valid header value")
+    })
 }
 
 /// [`keep_alive_header`] of [`DEFAULT_IDLE_TIMEOUT`](super::DEFAULT_IDLE_TIMEOUT).
@@ -271,9 +276,9 @@ mod tests {
     #[test]
     fn the_default_keep_alive_announcement_is_the_one_its_timeout_makes() {
         // One second past the default, the value is built as any other's.
-        let next = keep_alive_header(DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1));
+        let next = keep_alive_header(DEFAULT_IDLE_TIMEOUT + Duration::from_secs(1)).unwrap();
         assert_eq!(next, "timeout=620");
-        let default = keep_alive_header(DEFAULT_IDLE_TIMEOUT);
+        let default = keep_alive_header(DEFAULT_IDLE_TIMEOUT).unwrap();
         let secs = DEFAULT_IDLE_TIMEOUT.as_secs() - 1;
         assert_eq!(default, format!("timeout={secs}").as_str());
         assert_eq!(default, DEFAULT_KEEP_ALIVE);
