@@ -1112,3 +1112,50 @@ fn output_paths_that_cannot_be_written_are_usage_errors_before_anything_runs() {
         assert!(!marker.exists(), "{flags:?}: the server was started");
     }
 }
+
+#[test]
+fn restart_drill_cleanup_names_the_process_it_signalled_and_records_its_exit() {
+    // One SIGHUP: the old process drains for longer than the load has left,
+    // so it may still be draining when the cleanup begins; the new one
+    // serves to the end. The cleanup signals the new one, never the one
+    // leaving on its own, and the report has both exits.
+    let run = drill(
+        "graceful,hup=handoff,drain_ms=1300",
+        &["--signal", "HUP", "--at", "300ms", "--duration", "1500ms"],
+    );
+    run.assert_accounting();
+    let r = run.report();
+    let old = r.events.signals[0].pid.expect("delivered");
+    let new = r.events.restarts[0]
+        .new_pid
+        .unwrap_or_else(|| panic!("a new process took over\n{}", run.context()));
+    let exit_of = |pid: u32| {
+        r.events
+            .exits
+            .iter()
+            .find(|e| e.pid == pid)
+            .unwrap_or_else(|| panic!("no exit recorded for pid {pid}\n{}", run.context()))
+    };
+    assert_eq!(
+        exit_of(old).stopped_by_cleanup,
+        None,
+        "the replaced process exits on its own\n{}",
+        run.context()
+    );
+    assert!(
+        exit_of(new).stopped_by_cleanup.is_some(),
+        "the cleanup stopped the new process\n{}",
+        run.context()
+    );
+    let stdout = run.stdout();
+    assert!(
+        stdout.contains(&format!("pid {new} stopped by the drill's cleanup")),
+        "{}",
+        run.context()
+    );
+    assert!(
+        !stdout.contains(&format!("pid {old} stopped by the drill's cleanup")),
+        "{}",
+        run.context()
+    );
+}

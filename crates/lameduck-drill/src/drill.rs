@@ -128,7 +128,7 @@ impl Drill {
         });
         self.progress.set_stage(Stage::WaitingReady);
         if let Err(err) = wait_ready(config, &ready, &server).await {
-            server.clean_up(None).await;
+            server.clean_up(None, &[]).await;
             return Err(err);
         }
 
@@ -194,7 +194,16 @@ impl Drill {
 
         self.progress.set_stage(Stage::CleaningUp);
         let grace = (config.expectation() != Expectation::Stop).then_some(config.grace_period);
-        server.clean_up(grace).await;
+        // The processes a restart replaced exit on their own: the cleanup
+        // leaves them be, and does not take their exits for its own.
+        let replaced: Vec<u32> = events
+            .snapshot()
+            .restarts
+            .iter()
+            .filter(|r| r.new_pid.is_some())
+            .filter_map(|r| r.pid)
+            .collect();
+        server.clean_up(grace, &replaced).await;
         let end_us = clock.now_us();
         let snapshot = events.snapshot();
         let server_record = match &config.flight_record {

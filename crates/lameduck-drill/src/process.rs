@@ -49,26 +49,22 @@ pub(crate) struct Server {
     cleanup: Mutex<Cleanup>,
 }
 
-/// The cleanup's signals, and the processes watched when it began.
+/// The cleanup's signals, each with the processes it went to.
 #[derive(Debug, Default)]
 struct Cleanup {
-    watched: Vec<u32>,
-    /// Each signal sent to the group, with when (just before it was sent).
-    signals: Vec<(Instant, Signal)>,
+    /// Each signal, with when (just before it was sent) and to which pids.
+    signals: Vec<(Instant, Signal, Vec<u32>)>,
 }
 
 impl Cleanup {
-    /// The last signal the cleanup sent to `pid`'s group before its exit
-    /// was seen at `at`: the one that stopped it.
+    /// The last signal the cleanup sent to `pid` before its exit was seen
+    /// at `at`: the one that stopped it.
     fn stopped(&self, pid: u32, at: Instant) -> Option<Signal> {
-        if !self.watched.contains(&pid) {
-            return None;
-        }
         self.signals
             .iter()
             .rev()
-            .find(|(sent, _)| *sent <= at)
-            .map(|(_, sig)| *sig)
+            .find(|(sent, _, pids)| *sent <= at && pids.contains(&pid))
+            .map(|(_, sig, _)| *sig)
     }
 }
 
@@ -228,14 +224,18 @@ impl Server {
         kill(Pid::from_raw(pid), signal.to_nix())
     }
 
-    /// Stops what is left of a spawned server: with a `grace`, `TERM` to its
-    /// process group first, and up to `grace` for every process of the
-    /// group to exit; then `KILL` for whatever is still there. Every
-    /// process, not only the one spawned: after a restart the successor
-    /// serves, drains at the `TERM`, and killed mid-drain it would leave
-    /// its PID file behind, naming a process that no longer exists. Does
+    /// Stops what is left of a spawned server: with a `grace`, `TERM` to
+    /// every process of its group but those in `leaving` (replaced by a
+    /// restart, they exit on their own: a second signal would cut their
+    /// drain short, and their exit is not the cleanup's doing), and up to
+    /// `grace` for every process of the group to exit; then `KILL` for
+    /// whatever is still there. Every process, not only the one spawned:
+    /// after a restart the successor serves, drains at the `TERM`, and
+    /// killed mid-drain it would leave its PID file behind, naming a
+    /// process that no longer exists. Each process signalled is watched, so
+    /// that its exit is recorded and said to be the cleanup's doing. Does
     /// nothing for an attached server.
-    pub(crate) async fn clean_up(&self, grace: Option<Duration>) {
+    pub(crate) async fn clean_up(&self, grace: Option<Duration>, leaving: &[u32]) {
         let (Some(group), Some(pid)) = (self.group, self.pid) else {
             return;
         };
@@ -243,9 +243,12 @@ impl Server {
             return;
         }
         let started = Instant::now();
-        self.lock_cleanup().watched = self.lock_watches().keys().copied().collect();
         if let Some(grace) = grace {
-            self.send_cleanup(group, Signal::TERM);
+            let serving: Vec<u32> = procfs::group_members(group.as_raw())
+                .into_iter()
+                .filter(|p| !leaving.contains(p))
+                .collect();
+            self.send_cleanup(&serving, Signal::TERM);
             let deadline = started + grace;
             // The spawned process's exit is watched; the others are looked
             // for in /proc.
@@ -255,16 +258,38 @@ impl Server {
             }
         }
         if self.group_is_alive(group) {
-            self.send_cleanup(group, Signal::KILL);
+            let left = procfs::group_members(group.as_raw());
+            self.send_cleanup(&left, Signal::KILL);
+            let _ = killpg(group, Signal::KILL.to_nix());
             let _ = tokio::time::timeout(CLEANUP_WAIT, self.wait_exit(pid)).await;
+        }
+        // The exits of the processes signalled, each seen by its watch (a
+        // few milliseconds after the group emptied), so that the report
+        // has them all.
+        let signalled: Vec<u32> = self
+            .lock_cleanup()
+            .signals
+            .iter()
+            .flat_map(|(_, _, pids)| pids.iter().copied())
+            .collect();
+        for p in signalled {
+            let _ = tokio::time::timeout(CLEANUP_WAIT, self.wait_exit(p)).await;
         }
     }
 
-    /// Sends the cleanup's `signal` to `group`, noted first: an exit seen
-    /// from then on is the cleanup's doing.
-    fn send_cleanup(&self, group: Pid, signal: Signal) {
-        self.lock_cleanup().signals.push((Instant::now(), signal));
-        let _ = killpg(group, signal.to_nix());
+    /// Sends the cleanup's `signal` to each of `pids`, watched and noted
+    /// first: an exit of one of them seen from then on is the cleanup's
+    /// doing.
+    fn send_cleanup(&self, pids: &[u32], signal: Signal) {
+        for &p in pids {
+            self.watch(p);
+        }
+        self.lock_cleanup()
+            .signals
+            .push((Instant::now(), signal, pids.to_vec()));
+        for &p in pids {
+            let _ = self.signal(p, signal);
+        }
     }
 
     fn lock_cleanup(&self) -> std::sync::MutexGuard<'_, Cleanup> {
