@@ -226,7 +226,7 @@ async fn supervise(
     // Normally given up at the stop signal already; here when the restart
     // policy gave up on the program (the report is out: only the log can
     // say what this close lost).
-    sup.launch.sockets.give_up();
+    sup.launch.sockets.give_up(true);
     guard.done();
     // One number for the report's log line, the flight record and the exit.
     Ok(report.exit_code())

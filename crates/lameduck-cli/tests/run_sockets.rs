@@ -50,6 +50,17 @@ fn accept_queue(port: u16) -> Option<u32> {
     })
 }
 
+/// Waits (bounded) until `n` connections are in the queue of the socket on
+/// `port`.
+#[track_caller]
+fn until_queued(port: u16, n: u32) {
+    let deadline = Instant::now() + WAIT;
+    while accept_queue(port) != Some(n) {
+        assert!(Instant::now() < deadline, "queue: {:?}", accept_queue(port));
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 #[test]
 fn at_a_shutdown_the_socket_stops_listening_when_the_program_closes_its_listener() {
     if !has_python() {
@@ -95,11 +106,7 @@ fn connections_queued_on_the_last_copy_of_a_socket_are_counted_and_the_exit_is_n
     let _clients: Vec<TcpStream> = (0..2)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
-    let deadline = Instant::now() + WAIT;
-    while accept_queue(port) != Some(2) {
-        assert!(Instant::now() < deadline, "queue: {:?}", accept_queue(port));
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    }
+    until_queued(port, 2);
     run.signal(Signal::SIGTERM);
     let lost = run.event("lost (reset)", |_| true);
     assert_eq!(lost["lost"], 2, "{lost}");
@@ -107,4 +114,28 @@ fn connections_queued_on_the_last_copy_of_a_socket_are_counted_and_the_exit_is_n
     assert_eq!(report["status"], "component failed (1)", "{report}");
     assert_eq!(run.wait(), Some(1), "{}", run.log());
     assert_eq!(accept_queue(port), None, "the socket is closed");
+}
+
+#[test]
+fn a_program_that_exits_for_good_leaves_its_queued_connections_counted() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let (mut run, port) = start_closer(&["--restart", "never"], &["at-once"]);
+    let pid = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    let _clients: Vec<TcpStream> = (0..2)
+        .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    until_queued(port, 2);
+    // The program exits by itself (lameduck did not ask it to), for good:
+    // lameduck closes the socket, the last copy, with two in its queue.
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM).unwrap();
+    let lost = run.event("lost (reset)", |_| true);
+    assert_eq!(lost["lost"], 2, "{lost}");
+    let report = run.event("shutdown report", |_| true);
+    assert_eq!(report["status"], "component failed (1)", "{report}");
+    assert_eq!(run.wait(), Some(1), "{}", run.log());
 }

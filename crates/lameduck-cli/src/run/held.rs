@@ -59,8 +59,10 @@ impl Held {
 
     /// Closes lameduck's copies (once; later calls do nothing). A socket
     /// whose last copy this was is gone: the connections in its queue were
-    /// reset, and are counted and logged.
-    pub fn give_up(&self) {
+    /// reset, and are counted and logged. `program_gone`: the program
+    /// ended for good (no instance will accept again), so whatever is
+    /// queued is lost even if a copy is still open somewhere.
+    pub fn give_up(&self, program_gone: bool) {
         let Some(sockets) = lock(&self.sockets).take() else {
             return;
         };
@@ -70,7 +72,7 @@ impl Held {
         let names: Vec<&str> = sockets.iter().map(|(n, _)| n.as_str()).collect();
         tracing::info!(target: "lameduck::run", sockets = ?names, "giving up lameduck's copy of {}: each stops listening once the program closes its own", names.join(", "));
         for (name, fd) in sockets {
-            if let Some(queued) = close(fd) {
+            if let Some(queued) = close(fd, program_gone) {
                 tracing::warn!(target: "lameduck::run", socket = %name, lost = queued, "{queued} connection{} queued on {name} lost (reset): nobody accepted {}, and lameduck closed the last copy of the socket", plural(queued), if queued == 1 { "it" } else { "them" });
                 lock(&self.lost).push(Lost { name, queued });
             }
@@ -106,21 +108,24 @@ fn plural(n: u32) -> &'static str {
 }
 
 /// Closes `fd`; when it was the last copy of a TCP listening socket with
-/// connections in its queue, how many.
+/// connections in its queue, how many. With `program_gone` every copy left
+/// counts as closed: none will accept (the library's upgrade registry keeps
+/// a duplicate of each socket until the shutdown begins, dropped then).
 #[cfg(target_os = "linux")]
-fn close(fd: OwnedFd) -> Option<u32> {
+fn close(fd: OwnedFd, program_gone: bool) -> Option<u32> {
     let addr: std::net::SocketAddr = super::traffic::tcp_addr(&fd)?;
     let inode = nix::sys::stat::fstat(&fd).ok()?.st_ino;
     let mut dumper = super::sock_diag::Dumper::open().ok()?;
     let queued = dumper.accept_queue(addr, inode).ok().flatten();
     drop(fd);
-    // Still listed: another copy (the program's) keeps it listening.
-    let gone = dumper.accept_queue(addr, inode).ok()?.is_none();
+    // Still listed: another copy keeps it listening (the program's, while
+    // it runs).
+    let gone = program_gone || dumper.accept_queue(addr, inode).ok()?.is_none();
     queued.filter(|&n| gone && n > 0)
 }
 
 #[cfg(not(target_os = "linux"))]
-fn close(fd: OwnedFd) -> Option<u32> {
+fn close(fd: OwnedFd, _: bool) -> Option<u32> {
     drop(fd);
     None
 }

@@ -54,7 +54,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
             ctx.app()
                 .shutdown(format!("the program cannot be started: {why}"));
             ctx.on_stopping().await;
-            sup.launch.sockets.give_up();
+            sup.launch.sockets.give_up(true);
             return Ok(());
         }
     };
@@ -97,7 +97,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     // has begun it, so that the exit is not taken for a crash.
                     ctx.on_draining().await;
                     tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
-                    sup.launch.sockets.give_up();
+                    sup.launch.sockets.give_up(false);
                     cur.signal(sig);
                     stopping_with = Some(sig);
                 }
@@ -167,14 +167,14 @@ async fn exited(
     let shutting_down = stopping_with.is_some() || ctx.is_draining();
     if shutting_down {
         // Nobody accepts any more: connections are refused from now on.
-        sup.launch.sockets.give_up();
+        sup.launch.sockets.give_up(true);
         return lost(sup);
     }
     let failed = !ended.is_success();
     if !sup.restarts_after(failed) {
         // lameduck exits, the program is not started again: what the
         // sockets queued from now on would be reset at the exit.
-        sup.launch.sockets.give_up();
+        sup.launch.sockets.give_up(true);
         if let Some(why) = sup.launch.sockets.lost_said() {
             // A failure, not a restart: the shutdown is under way before
             // the component says so.
@@ -227,7 +227,7 @@ async fn stop(
     }
     // Before the stop signal: the sockets stop listening when the program
     // closes its own copies, as they would without lameduck.
-    sup.launch.sockets.give_up();
+    sup.launch.sockets.give_up(false);
     // The signals lameduck sent this instance to stop it.
     let mut sent = Vec::with_capacity(2);
     match stopping_with {
