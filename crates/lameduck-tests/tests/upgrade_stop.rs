@@ -1,5 +1,6 @@
 //! A new process that the old one stops — it exited before it was ready,
-//! or the upgrade was abandoned by a shutdown — leaves nothing it started
+//! was not ready in time, or the upgrade was abandoned by a shutdown —
+//! leaves nothing it started
 //! behind: here the new process is a wrapper script (`Upgrade::program`)
 //! that starts a `sleep` of its own, which must be gone once the old
 //! process has answered, even after the wrapper itself has exited.
@@ -115,4 +116,30 @@ fn a_new_process_abandoned_by_a_shutdown_leaves_nothing_it_started() {
         s.stderr()
     );
     assert_gone(sleep, "the wrapper's child");
+}
+
+#[test]
+fn a_new_process_that_is_not_ready_in_time_is_stopped_with_everything_it_started() {
+    let dir = Scratch::new("upgrade-stop-timeout");
+    // The wrapper never becomes ready: it waits for its child. Its first
+    // act is to write the pid, well within the timeout.
+    let (program, left) = wrapper(&dir, "wait");
+    let ctl = dir.path("ctl");
+    let s = Service::start(&[
+        "--control",
+        ctl.to_str().unwrap(),
+        "--upgrade-timeout",
+        "2s",
+        "--upgrade-program",
+        program.to_str().unwrap(),
+    ]);
+
+    let answer = control(&ctl, b"upgrade\n");
+    assert!(
+        answer.starts_with("error") && answer.contains("was not ready within 2s"),
+        "{answer}"
+    );
+    let sleep = left_pid(&left);
+    assert_gone(sleep, "the wrapper's child");
+    assert_eq!(get(s.addr(), "/").map(|(code, _)| code), Ok(200));
 }
