@@ -552,6 +552,14 @@ mod tests {
     /// A bound on each wait below, never reached when the test passes.
     const BOUND: Duration = Duration::from_secs(10);
 
+    #[tokio::test]
+    #[should_panic(expected = "an idle timeout of 0s")]
+    async fn an_idle_timeout_of_zero_is_refused_as_ambiguous() {
+        let std = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let server = Server::from_std(std, Probes::new(Health::new())).unwrap();
+        let _ = server.idle_timeout(Duration::ZERO);
+    }
+
     /// systemd socket activation, or a handoff of the user's own: another
     /// process (here, the duplicate descriptor it would hold) keeps the
     /// socket after this server stops. It must still get new connections:
