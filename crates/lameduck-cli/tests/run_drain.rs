@@ -147,12 +147,7 @@ fn a_program_that_binds_its_own_port_gets_a_fixed_drain_and_the_log_says_why() {
         eprintln!("skipped: no python3");
         return;
     }
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-        .to_string();
+    let port = free_port().to_string();
     let server = programs().join("naive_server.py");
     let mut run = Running::start(&[
         "--admin",

@@ -6,15 +6,6 @@ mod run_support;
 use nix::sys::signal::Signal;
 use run_support::*;
 
-/// A free port on loopback (bound, then released for the program).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `lameduck run ARGS -- forks.sh`, once it is running: the grandchildren
 /// the script forked, by pid.
 fn start_forks(dir: &Scratch, args: &[&str]) -> (Running, Vec<i32>) {

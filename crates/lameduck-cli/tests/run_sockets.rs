@@ -84,7 +84,7 @@ fn at_a_shutdown_the_socket_stops_listening_when_the_program_closes_its_listener
         .expect_err("a connection to a socket nobody listens on any more");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
     // Let the program exit.
-    drop(std::fs::OpenOptions::new().write(true).open(&fifo).unwrap());
+    release(&fifo);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
     assert!(
         run.log().contains("giving up lameduck's copy of http"),

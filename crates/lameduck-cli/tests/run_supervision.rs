@@ -436,3 +436,58 @@ fn the_lifecycle_metrics_of_the_supervised_program_are_served_on_the_admin_port(
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
+
+/// A program that binds its own port (no `--listen`): the new instance of a
+/// restart cannot bind it, while a check on the port is answered by the
+/// old one. The restart must not be said complete, nor answered `ok PID`,
+/// for a new instance that had died by then.
+#[test]
+fn a_restart_whose_new_instance_died_is_not_answered_ok_even_if_its_check_passed() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("own-port");
+    for fifo in ["new", "old"] {
+        nix::unistd::mkfifo(&dir.path(fifo), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    let socket = dir.path("control.sock");
+    let port = free_port().to_string();
+    let check = format!("tcp:127.0.0.1:{port}");
+    let program = programs().join("own_port.py");
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        &check,
+        "--ready-interval",
+        "50ms",
+        "--grace-period",
+        "90s",
+        "--control-socket",
+        socket.to_str().unwrap(),
+        "--",
+        "python3",
+        program.to_str().unwrap(),
+        &port,
+        dir.0.to_str().unwrap(),
+    ]);
+    run.event("control socket listening", |_| true);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let asked = {
+        let socket = socket.clone();
+        std::thread::spawn(move || control(&socket, "upgrade"))
+    };
+    // The check passed on the old instance's port.
+    run.event("stopping the old one", |_| true);
+    // The new instance, which could not bind, ends first …
+    release(&dir.path("new"));
+    run.event("the program exited", |_| true);
+    // … then the old one.
+    release(&dir.path("old"));
+    let answer = asked.join().unwrap();
+    assert!(answer.starts_with("error"), "{answer}\n{}", run.log());
+    assert!(!run.log().contains("restart complete"), "{}", run.log());
+    run.signal(Signal::SIGTERM);
+    run.wait();
+}

@@ -70,7 +70,11 @@ SIGHUP (or `upgrade` on --control-socket) restarts with zero downtime: a
 second instance starts with the same sockets; once it is ready (by --ready)
 the old one gets the stop signal. If the new one exits, fails its check or is
 not ready within --restart-timeout, it is stopped and the old one goes on
-serving. One restart at a time.
+serving. One restart at a time. Without --listen nothing is guaranteed: a
+program that binds its own port cannot start a second instance on it, and a
+check on that port is answered by the old one; a restart whose new instance
+is gone once the old one has stopped is reported failed (log and control
+socket), never complete.
 
 Crashes: --restart on-failure (the default), always or never, with
 exponential backoff and jitter; more than --max-restarts within

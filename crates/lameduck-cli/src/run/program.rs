@@ -377,7 +377,14 @@ async fn restart(
         tracing::warn!(target: "lameduck::run", new_pid, "no --ready check: the new instance counts as ready as soon as it started, and the old one is stopped at once");
     }
     let outcome = tokio::select! {
-        () = passing(&mut new_ready) => Ok(()),
+        // A check answered on a port both instances could serve may pass
+        // while the new one fails (a program that binds its own port):
+        // passing counts only while the new instance runs.
+        () = passing(&mut new_ready) => if tree::leads(new.pid()) {
+            Ok(())
+        } else {
+            Err(format!("the new instance (pid {new_pid}) exited as its check passed"))
+        },
         ended = new.exited() => Err(format!("the new instance (pid {new_pid}) exited before it was ready: {ended}")),
         () = tokio::time::sleep(sup.restart_timeout) => Err(format!(
             "the new instance (pid {new_pid}) was not ready within {}",
@@ -408,7 +415,19 @@ async fn restart(
             .await;
         let ended = old.ended();
         sup.forget(old.pid());
-        tracing::info!(target: "lameduck::run", new_pid, old_pid, ended = %ended.map_or_else(String::new, |e| e.to_string()), "restart complete");
+        let ended = ended.map_or_else(String::new, |e| e.to_string());
+        // Its check passed, but that says nothing of now: a check answered
+        // by the old instance (a port the program binds itself) passes for
+        // a new one that then failed.
+        if !tree::leads(nix::unistd::Pid::from_raw(new_pid)) {
+            let why = format!(
+                "the new instance (pid {new_pid}) exited after its check passed; the old one (pid {old_pid}) is stopped: nothing serves until the program is started again"
+            );
+            tracing::error!(target: "lameduck::run", new_pid, old_pid, ended = %ended, reason = %why, "restart failed");
+            let _ = reply.send(Err(why));
+            return;
+        }
+        tracing::info!(target: "lameduck::run", new_pid, old_pid, ended = %ended, "restart complete");
         let _ = reply.send(Ok(new_pid as u32));
     });
 }

@@ -72,6 +72,17 @@ pub fn group(pgid: Pid) -> Vec<Pid> {
         .collect()
 }
 
+/// Whether the leader of the process group `pgid` (an instance of the
+/// program) still runs: not a zombie, not gone, and still that group's
+/// leader (a pid reused since would lead another group).
+pub fn leads(pgid: Pid) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pgid}/stat")) {
+        Ok(stat) => in_group(&stat, pgid.as_raw()).unwrap_or(false),
+        // No /proc: whether the pid is there at all.
+        Err(_) => nix::sys::signal::kill(pgid, None).is_ok(),
+    }
+}
+
 /// Whether a `/proc/PID/stat` line is of a live process of group `pgid`:
 /// after the command in parentheses come the state and the ppid, then the
 /// process group.

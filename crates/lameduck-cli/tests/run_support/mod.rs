@@ -179,6 +179,21 @@ impl Drop for Running {
     }
 }
 
+/// A free port on loopback (bound, then released for the program).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Opens the FIFO at `path` for writing and closes it: a program blocked
+/// reading it reads its end and goes on (the open waits for the reader).
+pub fn release(fifo: &Path) {
+    drop(std::fs::OpenOptions::new().write(true).open(fifo).unwrap());
+}
+
 /// The port of `host:port`.
 pub fn port(addr: &str) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
