@@ -58,7 +58,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     };
     // Before any thread starts: descriptors 3, 4, … passed by systemd are
     // claimed as this process's own, then bound what --listen asks.
-    let sockets = sockets::open(&args.listen)?;
+    let (sockets, given) = sockets::open(&args.listen)?;
     let cmd = sockets::expand(&args.command, &sockets)?;
     // The drain ends on quiet traffic only where the traffic can be seen.
     let watch = traffic::Watch::check(&sockets);
@@ -75,6 +75,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
+    let sockets = held::Held::new(sockets, given);
     runtime.block_on(supervise(args, budget, timeline, sockets, watch, cmd))
 }
 
@@ -82,7 +83,7 @@ async fn supervise(
     args: Args,
     budget: Budget,
     timeline: lameduck::Timeline,
-    sockets: Vec<(String, std::os::fd::OwnedFd)>,
+    sockets: held::Held,
     watch: Result<traffic::Watch, traffic::Unwatched>,
     cmd: Vec<std::ffi::OsString>,
 ) -> anyhow::Result<ExitCode> {
@@ -117,7 +118,7 @@ async fn supervise(
         launch: instance::Launch {
             program: program.clone(),
             args: program_args.to_vec(),
-            sockets: held::Held::new(sockets),
+            sockets,
             notify: notify.as_ref().map(|n| n.socket.path().to_path_buf()),
         },
         reaper,

@@ -35,6 +35,9 @@ pub struct Lost {
 #[derive(Debug)]
 pub struct Held {
     sockets: Mutex<Option<Vec<(String, OwnedFd)>>>,
+    /// The names of those systemd gave lameduck: systemd keeps a copy,
+    /// and its queue for the next activation.
+    given: Vec<String>,
     lost: Mutex<Vec<Lost>>,
 }
 
@@ -44,10 +47,12 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Held {
-    /// Holds `sockets`, in `LISTEN_FDS` order.
-    pub fn new(sockets: Vec<(String, OwnedFd)>) -> Self {
+    /// Holds `sockets`, in `LISTEN_FDS` order; `given` names those that
+    /// systemd gave lameduck.
+    pub fn new(sockets: Vec<(String, OwnedFd)>, given: Vec<String>) -> Self {
         Self {
             sockets: Mutex::new(Some(sockets)),
+            given,
             lost: Mutex::new(Vec::new()),
         }
     }
@@ -61,7 +66,9 @@ impl Held {
     /// whose last copy this was is gone: the connections in its queue were
     /// reset, and are counted and logged. `program_gone`: the program
     /// ended for good (no instance will accept again), so whatever is
-    /// queued is lost even if a copy is still open somewhere.
+    /// queued is lost even if a copy is still open somewhere — but in a
+    /// socket systemd gave, whose copy systemd keeps for the next
+    /// activation.
     pub fn give_up(&self, program_gone: bool) {
         let Some(sockets) = lock(&self.sockets).take() else {
             return;
@@ -72,7 +79,8 @@ impl Held {
         let names: Vec<&str> = sockets.iter().map(|(n, _)| n.as_str()).collect();
         tracing::info!(target: "lameduck::run", sockets = ?names, "giving up lameduck's copy of {}: each stops listening once the program closes its own", names.join(", "));
         for (name, fd) in sockets {
-            if let Some(queued) = close(fd, program_gone) {
+            let gone = program_gone && !self.given.contains(&name);
+            if let Some(queued) = close(fd, gone) {
                 tracing::warn!(target: "lameduck::run", socket = %name, lost = queued, "{queued} connection{} queued on {name} lost (reset): nobody accepted {}, and lameduck closed the last copy of the socket", plural(queued), if queued == 1 { "it" } else { "them" });
                 lock(&self.lost).push(Lost { name, queued });
             }

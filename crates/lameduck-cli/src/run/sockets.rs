@@ -19,13 +19,14 @@ const FIRST_FD: usize = 3;
 
 /// The sockets for the program, in `LISTEN_FDS` order: first those
 /// lameduck was given (socket activation), each under its name, then the
-/// `--listen` ones (a name given both ways takes the one given).
+/// `--listen` ones (a name given both ways takes the one given); and the
+/// names of those lameduck was given (whose giver, systemd, keeps a copy).
 ///
 /// # Errors
 ///
 /// A malformed `LISTEN_*` environment, an address that cannot be bound, a
 /// name used twice.
-pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
+pub fn open(specs: &[ListenSpec]) -> anyhow::Result<(Vec<(String, OwnedFd)>, Vec<String>)> {
     // Before anything is bound: a socket bound and logged, then dropped by
     // a later error, would read as in use.
     for (i, spec) in specs.iter().enumerate() {
@@ -36,6 +37,7 @@ pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
     let mut inherited =
         Listeners::from_env().context("taking the sockets passed to lameduck (LISTEN_FDS)")?;
     let mut out: Vec<(String, OwnedFd)> = Vec::new();
+    let mut given = Vec::new();
     for spec in specs {
         let fd: OwnedFd = match &spec.addr {
             ListenAddr::Tcp(addr) => {
@@ -46,6 +48,9 @@ pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
                     .local_addr()
                     .map_or_else(|_| addr.to_string(), |a| a.to_string());
                 tracing::info!(target: "lameduck::run", name = %spec.name, addr = %bound, inherited = l.is_inherited(), "socket {} on {bound}", spec.name);
+                if l.is_inherited() {
+                    given.push(spec.name.clone());
+                }
                 l.into_std().into()
             }
             ListenAddr::Unix(path) => {
@@ -53,6 +58,9 @@ pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
                     .unix(&spec.name, path)
                     .with_context(|| format!("--listen {}=unix:{}", spec.name, path.display()))?;
                 tracing::info!(target: "lameduck::run", name = %spec.name, path = %path.display(), inherited = l.is_inherited(), "socket {} on unix:{}", spec.name, path.display());
+                if l.is_inherited() {
+                    given.push(spec.name.clone());
+                }
                 l.into_std().into()
             }
         };
@@ -69,10 +77,11 @@ pub fn open(specs: &[ListenSpec]) -> anyhow::Result<Vec<(String, OwnedFd)>> {
                 None => continue,
             },
         };
+        given.push(name.clone());
         passed_on.push((name, fd));
     }
     passed_on.extend(out);
-    Ok(passed_on)
+    Ok((passed_on, given))
 }
 
 /// Expands `{fd:NAME}` (and `{fd}`, when there is one socket) in the
