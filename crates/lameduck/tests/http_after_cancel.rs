@@ -394,3 +394,42 @@ async fn an_event_stream_ended_at_stopping_counts_as_finished_in_the_flight_reco
     assert_eq!(requests(&scraped, "running", "answered"), 0.0, "{scraped}");
     assert_eq!(requests(&scraped, "stopping", "answered"), 1.0, "{scraped}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_response_whose_stream_the_client_resets_before_it_is_on_the_wire_is_cut_not_finished_anyway()
+ {
+    // More than the client's stream window: the body ends at once (one
+    // frame), and most of its bytes wait in h2 for a window that never
+    // opens, since the client reads none of them.
+    let big = || async { vec![b'x'; 16 << 20] };
+    let router = Router::new().route("/big", get(big));
+    let budget = Budget::new(Duration::from_secs(600))
+        .drain_delay(Duration::ZERO)
+        .shutdown_timeout(Duration::from_millis(300))
+        .hard_timeout(LONG);
+    let app = start(router, budget, &Metrics::new(), None).await;
+    let mut client = http_support::H2::connect(app.addr).await;
+    let req = http::Request::get("http://test/big")
+        .body(http_body_util::Full::default())
+        .unwrap();
+    let resp = timeout(BOUND, client.send.send_request(req))
+        .await
+        .expect("the response begins")
+        .expect("a response");
+    assert_eq!(resp.status(), 200);
+    app.handle.shutdown("test");
+    timeout(BOUND, app.handle.reached(Phase::Cancelling))
+        .await
+        .expect("the shutdown timeout passes with the response unsent");
+    // The client resets the stream (RST_STREAM, CANCEL) and keeps its
+    // connection open.
+    drop(resp);
+
+    let report = timeout(BOUND, app.run).await.expect("a report").unwrap();
+    assert_eq!(
+        after_cancel(&report, "GET /big"),
+        Some(AfterCancel::Cut),
+        "{report}"
+    );
+    drop(client);
+}

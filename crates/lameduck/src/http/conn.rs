@@ -323,9 +323,22 @@ impl ConnState {
 
     /// HTTP/2: nothing is open or queued on the wire any more, so no
     /// parked body can still be waiting (one whose stream the client reset
-    /// would otherwise stay parked until the connection closes).
+    /// would otherwise stay parked until the connection closes). A body
+    /// still parked here never had its stream's last frame written: after
+    /// the cancel signal its response was cut, not finished anyway.
     pub(crate) fn release_all_parked(&self) {
-        self.release_flushed();
+        let released = {
+            let mut parked = lock(&self.parked);
+            self.parked_len.store(0, Ordering::Release);
+            std::mem::take(&mut *parked)
+        };
+        let n = released.len();
+        for p in released {
+            if let Some(shared) = &p.server {
+                shared.mark_after_cancel(p._guard.as_ref(), crate::tracker::Mark::Cut);
+            }
+        }
+        self.forget_parked(n);
     }
 
     fn forget_parked(&self, n: usize) {
