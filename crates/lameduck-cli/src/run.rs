@@ -2,9 +2,11 @@
 //! restarts and crash supervision for any program.
 //!
 //! `lameduck run` is itself an [`App`] of one component, `program`, that
-//! supervises the program (`run/program.rs`): the library gives it the
-//! phases, the budget and its check, readiness and liveness, the restart
-//! policy, the report and systemd's notifications. Around it: the PID-1
+//! supervises the program (`run/program.rs`; its zero-downtime restarts in
+//! `run/restart.rs`, the sockets held for it in `run/held.rs`): the
+//! library gives it the phases, the budget and its check, readiness and
+//! liveness, the restart policy, the report and systemd's notifications.
+//! Around it: the PID-1
 //! duties (`run/reaper.rs`), the process groups (`run/instance.rs`), the
 //! checks (`run/checks.rs`), the signals (`run/signals.rs`), the guard that
 //! outlives a killed lameduck (`run/guard.rs`), and the logs
@@ -21,6 +23,7 @@ mod instance;
 mod output;
 mod program;
 mod reaper;
+mod restart;
 mod signals;
 #[cfg(target_os = "linux")]
 mod sock_diag;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use lameduck::{BoxError, Context, ProgramExit};
 use nix::sys::signal::Signal;
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checks::State;
 use super::instance::{self, Instance};
@@ -26,11 +26,7 @@ const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// (in the inventory at Stopping), not waited for.
 const DRAIN_TREE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
-/// One restart at a time, from the start of the new instance to the end of
-/// the old one.
-static RESTARTS: Semaphore = Semaphore::const_new(1);
-
-type Check = Option<watch::Receiver<State>>;
+pub(super) type Check = Option<watch::Receiver<State>>;
 type Commands = mpsc::UnboundedReceiver<Command>;
 
 /// One run of the component.
@@ -102,7 +98,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     stopping_with = Some(sig);
                 }
                 Command::Restart(reply) => {
-                    restart(&sup, &ctx, &mut cur, &mut ready, &mut live, reply).await;
+                    super::restart::restart(&sup, &ctx, &mut cur, &mut ready, &mut live, reply).await;
                 }
             },
             state = changed(&mut ready) => match state {
@@ -171,23 +167,35 @@ async fn exited(
         return lost(sup);
     }
     let failed = !ended.is_success();
-    if !sup.restarts_after(failed) {
-        // lameduck exits, the program is not started again: what the
-        // sockets queued from now on would be reset at the exit.
-        sup.launch.sockets.give_up(true);
-        if let Some(why) = sup.launch.sockets.lost_said() {
-            // A failure, not a restart: the shutdown is under way before
-            // the component says so.
-            ctx.app().shutdown(format!("the program exited: {ended}"));
-            ctx.on_draining().await;
-            return Err(why.into());
-        }
+    if let Some(lost) = for_good(sup, ctx, failed, format!("the program exited: {ended}")).await {
+        return Err(lost);
     }
     if failed {
         Err(ended.to_string().into())
     } else {
         Ok(())
     }
+}
+
+/// The program ended by itself (`failed` or not); when it is not to be
+/// started again, lameduck gives up the sockets at once (what they queued
+/// from now on would be reset at its exit), and connections lost with them
+/// are returned as the component's error, the shutdown (for `reason`)
+/// under way first, so that the error is a failure and not a restart.
+async fn for_good(
+    sup: &Supervisor,
+    ctx: &Context,
+    failed: bool,
+    reason: String,
+) -> Option<BoxError> {
+    if sup.restarts_after(failed) {
+        return None;
+    }
+    sup.launch.sockets.give_up(true);
+    let why = sup.launch.sockets.lost_said()?;
+    ctx.app().shutdown(reason);
+    ctx.on_draining().await;
+    Some(why.into())
 }
 
 /// The component's end in a shutdown: a failure when connections were lost
@@ -339,103 +347,9 @@ async fn unhealthy(
         say_end(ctx, ended, &sent[..if killed { 2 } else { 1 }]);
     }
     sup.forget(cur.pid());
-    Err(format!("liveness check failed: {why}").into())
-}
-
-/// A zero-downtime restart: a new instance with the same sockets; once it
-/// is ready it replaces `cur`, and the old one is stopped (in the
-/// background, tracked). On failure the new one is stopped and `cur` goes
-/// on serving.
-async fn restart(
-    sup: &Arc<Supervisor>,
-    ctx: &Context,
-    cur: &mut Instance,
-    ready: &mut Check,
-    live: &mut Check,
-    reply: oneshot::Sender<Result<u32, String>>,
-) {
-    let Ok(permit) = RESTARTS.try_acquire() else {
-        let _ = reply.send(Err("busy: a restart is under way".into()));
-        return;
-    };
-    if ctx.is_draining() {
-        let _ = reply.send(Err("lameduck is shutting down".into()));
-        return;
+    let failed = format!("liveness check failed: {why}");
+    if let Some(lost) = for_good(sup, ctx, true, failed.clone()).await {
+        return Err(lost);
     }
-    tracing::info!(target: "lameduck::run", old_pid = cur.pid().as_raw(), "restart: starting a new instance of the program");
-    let fail = |why: String, reply: oneshot::Sender<Result<u32, String>>| {
-        tracing::error!(target: "lameduck::run", reason = %why, "restart failed; the running instance goes on serving");
-        let _ = reply.send(Err(why));
-    };
-    let mut new = match sup.start() {
-        Ok(inst) => inst,
-        Err(err) => return fail(err.message, reply),
-    };
-    let new_pid = new.pid().as_raw();
-    let mut new_ready = sup.readiness(&new);
-    if new_ready.is_none() {
-        tracing::warn!(target: "lameduck::run", new_pid, "no --ready check: the new instance counts as ready as soon as it started, and the old one is stopped at once");
-    }
-    let outcome = tokio::select! {
-        // A check answered on a port both instances could serve may pass
-        // while the new one fails (a program that binds its own port):
-        // passing counts only while the new instance runs.
-        () = passing(&mut new_ready) => if tree::leads(new.pid()) {
-            Ok(())
-        } else {
-            Err(format!("the new instance (pid {new_pid}) exited as its check passed"))
-        },
-        ended = new.exited() => Err(format!("the new instance (pid {new_pid}) exited before it was ready: {ended}")),
-        () = tokio::time::sleep(sup.restart_timeout) => Err(format!(
-            "the new instance (pid {new_pid}) was not ready within {}",
-            humantime::format_duration(sup.restart_timeout)
-        )),
-        ended = cur.exited() => Err(format!("the running instance exited during the restart: {ended}")),
-        () = ctx.on_draining() => Err("lameduck began shutting down".into()),
-    };
-    if let Err(why) = outcome {
-        new.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
-            .await;
-        sup.forget(new.pid());
-        return fail(why, reply);
-    }
-    let mut old = std::mem::replace(cur, new);
-    *ready = new_ready;
-    *live = sup.liveness(cur);
-    ctx.ready();
-    let old_pid = old.pid().as_raw();
-    tracing::info!(target: "lameduck::run", new_pid, old_pid, "restart: the new instance is ready; stopping the old one");
-    let work = ctx.tracker().track("replaced instance");
-    let sup = sup.clone();
-    let permit: tokio::sync::SemaphorePermit<'static> = permit;
-    tokio::spawn(async move {
-        let _permit = permit;
-        let _work = work;
-        old.stop(sup.stop_signal, sup.shutdown_timeout, &sup.reaper)
-            .await;
-        let ended = old.ended();
-        sup.forget(old.pid());
-        let ended = ended.map_or_else(String::new, |e| e.to_string());
-        // Its check passed, but that says nothing of now: a check answered
-        // by the old instance (a port the program binds itself) passes for
-        // a new one that then failed.
-        if !tree::leads(nix::unistd::Pid::from_raw(new_pid)) {
-            let why = format!(
-                "the new instance (pid {new_pid}) exited after its check passed; the old one (pid {old_pid}) is stopped: nothing serves until the program is started again"
-            );
-            tracing::error!(target: "lameduck::run", new_pid, old_pid, ended = %ended, reason = %why, "restart failed");
-            let _ = reply.send(Err(why));
-            return;
-        }
-        tracing::info!(target: "lameduck::run", new_pid, old_pid, ended = %ended, "restart complete");
-        let _ = reply.send(Ok(new_pid as u32));
-    });
-}
-
-/// Completes once the check passes (at once without a check).
-async fn passing(check: &mut Check) {
-    let Some(rx) = check else { return };
-    if rx.wait_for(State::is_passing).await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    Err(failed.into())
 }

@@ -14,6 +14,9 @@ use lameduck::systemd::NotifySocket;
 
 use super::flags::{ListenAddr, ListenSpec};
 
+/// Sockets by name, in `LISTEN_FDS` order.
+pub type Named = Vec<(String, OwnedFd)>;
+
 /// The first descriptor a program finds its sockets at.
 const FIRST_FD: usize = 3;
 
@@ -26,7 +29,7 @@ const FIRST_FD: usize = 3;
 ///
 /// A malformed `LISTEN_*` environment, an address that cannot be bound, a
 /// name used twice.
-pub fn open(specs: &[ListenSpec]) -> anyhow::Result<(Vec<(String, OwnedFd)>, Vec<String>)> {
+pub fn open(specs: &[ListenSpec]) -> anyhow::Result<(Named, Vec<String>)> {
     // Before anything is bound: a socket bound and logged, then dropped by
     // a later error, would read as in use.
     for (i, spec) in specs.iter().enumerate() {
