@@ -141,7 +141,7 @@ fn drill(mode: &str, extra: &[&str]) -> Run {
         .arg("drill")
         .args(["--url", &url])
         .args(["--ready-url", &format!("{url}readyz")])
-        .args(["--ready-timeout", "20s", "--grace-period", "1s"])
+        .args(["--ready-timeout", "20s"])
         .arg("--no-progress")
         .arg("--json")
         .arg(&json)
@@ -150,6 +150,9 @@ fn drill(mode: &str, extra: &[&str]) -> Run {
         .args(extra);
     if !extra.contains(&"--duration") {
         command.args(["--duration", "1500ms"]);
+    }
+    if !extra.contains(&"--grace-period") {
+        command.args(["--grace-period", "1s"]);
     }
     if !extra.contains(&"--rate") {
         command.args(["--concurrency", "8"]);
@@ -475,6 +478,87 @@ fn restart_of_a_server_that_dies_on_sighup_fails() {
     let r = run.report();
     assert_eq!(r.events.exits[0].signal, Some(1), "{}", run.context());
     assert!(r.requests.total.refused > 0, "{}", run.context());
+}
+
+#[test]
+fn restart_drill_stops_looking_for_a_new_process_once_the_server_and_its_group_are_gone() {
+    // The server dies at the signal and leaves nothing behind that could
+    // start a successor: the drill must not wait out the grace period for
+    // one, and must say why it stopped looking.
+    let grace_us: u64 = 120_000_000;
+    let run = drill(
+        "graceful,hup=die",
+        &["--signal", "HUP", "--at", "500ms", "--grace-period", "120s"],
+    );
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    let sent = &r.events.signals[0];
+    let pid = sent.pid.expect("delivered");
+    assert_eq!(sent.error, None, "{}", run.context());
+    let exit = r
+        .events
+        .exits
+        .iter()
+        .find(|e| e.pid == pid)
+        .unwrap_or_else(|| panic!("no exit of pid {pid}\n{}", run.context()));
+    let restart = &r.events.restarts[0];
+    assert_eq!(restart.new_pid, None, "{}", run.context());
+    assert!(restart.nothing_left, "{}", run.context());
+    // Stopped looking once the server was gone, not at the grace period.
+    assert!(restart.until_us >= exit.at_us, "{}", run.context());
+    assert!(
+        restart.until_us < sent.at_us + grace_us,
+        "{}",
+        run.context()
+    );
+    assert!(r.events.end_us < sent.at_us + grace_us, "{}", run.context());
+    assert!(
+        run.stdout().contains(&format!(
+            "pid {pid} had exited and nothing was left of its process group to start another, \
+             so the drill stopped looking"
+        )),
+        "{}",
+        run.context()
+    );
+}
+
+#[test]
+fn stop_drill_with_a_signal_that_found_no_process_says_so_and_lists_no_exit_for_it() {
+    // A PID file naming a process that is gone: the signal cannot be
+    // delivered. The drill says why, judges nothing as if it had waited for
+    // a shutdown, and does not invent an exit for a process that was never
+    // there.
+    let mut gone = Command::new("true").spawn().expect("run true");
+    let gone_pid = gone.id();
+    gone.wait().expect("reap true");
+    let dir = scratch_dir();
+    let pid_file = dir.join("gone.pid");
+    std::fs::write(&pid_file, format!("{gone_pid}\n")).expect("write the PID file");
+    let run = drill(
+        "graceful",
+        &["--pid-file", pid_file.to_str().expect("a UTF-8 path")],
+    );
+    assert_eq!(run.code(), 1, "{}", run.context());
+    run.assert_accounting();
+    let r = run.report();
+    let error = r.events.signals[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains(&format!("kill({gone_pid}, SIGTERM)")) && error.contains("ESRCH"),
+        "{}",
+        run.context()
+    );
+    assert_eq!(run.condition("signals_delivered"), ConditionStatus::Fail);
+    assert!(
+        r.events.exits.iter().all(|e| e.pid != gone_pid),
+        "{}",
+        run.context()
+    );
+    assert!(
+        !run.stdout().contains(&format!("pid {gone_pid} exited")),
+        "{}",
+        run.context()
+    );
 }
 
 #[test]

@@ -339,6 +339,7 @@ pub(crate) fn events(observed: &Observed, facts: &Facts) -> Events {
                 seen_us: r.seen_us,
                 gone_pid: r.gone_pid,
                 until_us: r.until_us,
+                nothing_left: r.nothing_left,
             })
             .collect(),
     }

@@ -28,9 +28,12 @@ pub(crate) struct RestartSeen {
     pub(crate) seen_us: Option<u64>,
     /// A new process that was seen but no longer served at `until_us`.
     pub(crate) gone_pid: Option<u32>,
-    /// Until when the drill looked: just before the next signal, or the end
-    /// of the drill.
+    /// Until when the drill looked: just before the next signal, the end of
+    /// the drill, or the moment nothing was left to look for.
     pub(crate) until_us: u64,
+    /// Whether, at `until_us`, nothing was left that could bring in a new
+    /// process (see `RestartEvent::nothing_left`).
+    pub(crate) nothing_left: bool,
 }
 
 /// What one readiness probe saw.

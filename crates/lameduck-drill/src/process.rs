@@ -157,11 +157,12 @@ impl Server {
         self.watches.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts watching `pid` for its exit (if not already).
-    pub(crate) fn watch(&self, pid: u32) {
+    /// Starts watching `pid` for its exit (if not already); whether it was
+    /// not watched before.
+    pub(crate) fn watch(&self, pid: u32) -> bool {
         let mut watches = self.lock_watches();
         if watches.contains_key(&pid) {
-            return;
+            return false;
         }
         let (tx, rx) = watch::channel(None);
         watches.insert(pid, rx);
@@ -179,6 +180,13 @@ impl Server {
                 signal: None,
             }));
         });
+        true
+    }
+
+    /// Stops watching `pid`, and forgets it: a process that was never there
+    /// (a signal to it found no such process) did not exit either.
+    pub(crate) fn forget(&self, pid: u32) {
+        self.lock_watches().remove(&pid);
     }
 
     /// How `pid` exited, if it has (and is watched).

@@ -158,9 +158,17 @@ pub struct RestartEvent {
     /// A new process that held it for a while but no longer did at
     /// `until_us` (a successor that died, or was rolled back).
     pub gone_pid: Option<u32>,
-    /// Until when the drill looked: just before the next signal, or the end
-    /// of the drill.
+    /// Until when the drill looked: just before the next signal, the end of
+    /// the drill, or the moment nothing was left to look for.
     pub until_us: u64,
+    /// No new process came, and none could come any more: the signalled
+    /// process had exited, no process of its group was left to start
+    /// another, and no `--pid-file` could name one started elsewhere. After
+    /// the last signal the drill stops looking as soon as it sees this,
+    /// rather than waiting out the grace period. `false` in reports
+    /// written before the field existed.
+    #[serde(default)]
+    pub nothing_left: bool,
 }
 
 /// A signal the drill sent, or failed to send.

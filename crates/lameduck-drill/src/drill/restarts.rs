@@ -48,6 +48,20 @@ impl Scanner {
             .collect()
     }
 
+    /// Whether no new process can come any more after a signal to `pid`: it
+    /// is gone, nothing is left of the group to start another, and no PID
+    /// file could name one started elsewhere.
+    async fn nothing_left_after(&self, pid: u32) -> bool {
+        let (Some(group), None) = (self.group, &self.pid_file) else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || {
+            !is_alive(pid) && procfs::group_members(group).is_empty()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// The live process the PID file names, if any.
     fn pid_file_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.pid_file.as_ref()?).ok()?;
@@ -123,7 +137,8 @@ impl Window {
     }
 
     /// After the last signal: looks until the load has ended and a new
-    /// process serves, or until `give_up`.
+    /// process serves, until nothing is left that could bring one in (the
+    /// signalled process and its whole group are gone), or until `give_up`.
     pub(super) async fn watch_last(
         &mut self,
         load_end: Instant,
@@ -133,6 +148,9 @@ impl Window {
     ) {
         loop {
             let serving = !self.look(scanner, clock).await.is_empty();
+            if !serving && scanner.nothing_left_after(self.pid).await {
+                return;
+            }
             let now = Instant::now();
             if (serving && now >= load_end) || now >= give_up {
                 return;
@@ -151,6 +169,7 @@ impl Window {
         let serving: Vec<u32> = self.look(scanner, clock).await.into_iter().collect();
         let until_us = clock.now_us();
         let new_pid = procfs::pick_server(&serving).or_else(|| serving.first().copied());
+        let nothing_left = new_pid.is_none() && scanner.nothing_left_after(self.pid).await;
         let gone_pid = self
             .first_seen
             .keys()
@@ -164,6 +183,7 @@ impl Window {
             seen_us: new_pid.map(|pid| self.first_seen[&pid]),
             gone_pid,
             until_us,
+            nothing_left,
         };
         let next = if self.supervisor && is_alive(self.pid) {
             Some(self.pid)

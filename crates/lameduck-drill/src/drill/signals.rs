@@ -139,6 +139,7 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
                     seen_us: None,
                     gone_pid: None,
                     until_us: at_us,
+                    nothing_left: false,
                 });
             }
             s.events.signal(SentSignal {
@@ -186,12 +187,12 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
         last_sent = Some(Instant::now());
         let event = match found {
             Ok(pid) => {
-                targets.server.watch(pid);
-                let error = targets
-                    .server
-                    .signal(pid, plan.signal)
-                    .err()
-                    .map(|errno| format!("kill({pid}, SIG{}): {errno}", plan.signal));
+                let watched = targets.server.watch(pid);
+                let errno = targets.server.signal(pid, plan.signal).err();
+                if watched && errno == Some(nix::errno::Errno::ESRCH) {
+                    targets.server.forget(pid);
+                }
+                let error = errno.map(|errno| format!("kill({pid}, SIG{}): {errno}", plan.signal));
                 if error.is_none()
                     && let Some(sink) = &s.excuse
                 {
@@ -224,6 +225,7 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
                 seen_us: None,
                 gone_pid: None,
                 until_us: at_us,
+                nothing_left: false,
             });
         }
         s.events.signal(event);

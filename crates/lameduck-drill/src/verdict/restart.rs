@@ -42,10 +42,15 @@ pub(super) fn new_process_after_each_signal(events: &Events) -> Condition {
                 return format!("{signal} {n} was not delivered");
             };
             let sent = events.signals.get(r.signal).map_or(0, |s| s.at_us);
-            let by = if r.signal + 1 < events.signals.len() {
-                "just before the next signal"
+            let by = if r.nothing_left {
+                format!(
+                    "when it saw that none could come: pid {pid} had exited and nothing was left \
+                     of its process group to start another, so the drill stopped looking"
+                )
+            } else if r.signal + 1 < events.signals.len() {
+                "just before the next signal".to_owned()
             } else {
-                "the end of the drill"
+                "the end of the drill".to_owned()
             };
             let gone = match r.gone_pid {
                 Some(gone) => format!(" (pid {gone} held it for a while, then no longer)"),
@@ -292,6 +297,7 @@ mod tests {
             seen_us: new_pid.map(|_| 1_010_000),
             gone_pid,
             until_us: 5_000_000 + signal as u64 * 4_000_000,
+            nothing_left: false,
         };
         let e = events(
             Vec::new(),
@@ -327,6 +333,7 @@ mod tests {
             seen_us: new_pid.map(|_| 1_010_000),
             gone_pid: None,
             until_us: 5_000_000 + signal as u64 * 4_000_000,
+            nothing_left: false,
         };
         let mut e = events(
             Vec::new(),
