@@ -205,3 +205,33 @@ fn a_third_signal_forces_the_exit_with_128_plus_that_signal_not_the_sigkill_it_s
     assert_eq!(run.wait(), Some(128 + 15), "{}", run.log());
     until_gone(&[sleep]);
 }
+
+/// Ctrl+C at a terminal skips the drain: the library hears it as what cut
+/// the drain short (it went on, and ended as "nothing left to drain" once
+/// the program had exited on the stop signal lameduck sent at once).
+#[test]
+fn ctrl_c_at_a_terminal_is_what_cut_the_drain_short() {
+    let (mut run, _terminal) = Running::start_on_terminal(&[
+        "--admin",
+        "none",
+        // A drain far longer than the test: only the signal ends it.
+        "--grace-period",
+        "10m",
+        "--drain-delay",
+        "5m",
+        "--",
+        "sleep",
+        "600",
+    ]);
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGINT);
+    let ended = run.event("drain ended", |_| true);
+    assert!(
+        ended["message"]
+            .as_str()
+            .unwrap()
+            .contains("drain cut short by SIGINT"),
+        "{ended}"
+    );
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}

@@ -69,6 +69,7 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                     app.shutdown(sig.as_str());
                     if sig == Signal::SIGINT && terminal {
                         // Ctrl+C at a terminal: nobody routes traffic here.
+                        app.cut_drain(lameduck_signal(sig));
                         sup.command(Command::StopNow(sup.stop_signal));
                     }
                 }

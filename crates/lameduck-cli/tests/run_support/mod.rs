@@ -62,8 +62,27 @@ impl Running {
         Self::start_with(Command::new(env!("CARGO_BIN_EXE_lameduck")), args)
     }
 
+    /// As `start`, with a terminal (a pseudo-terminal's slave side) as its
+    /// standard input, as at an interactive shell; with the master side,
+    /// which only the test holds.
+    pub fn start_on_terminal(args: &[&str]) -> (Self, std::os::fd::OwnedFd) {
+        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+        nix::fcntl::fcntl(
+            &pty.master,
+            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+        )
+        .expect("the master side is not inherited");
+        let cmd = Command::new(env!("CARGO_BIN_EXE_lameduck"));
+        let run = Self::spawn(cmd, args, Stdio::from(pty.slave));
+        (run, pty.master)
+    }
+
     /// As `start`, through `cmd` (a wrapper: `unshare …`).
-    pub fn start_with(mut cmd: Command, args: &[&str]) -> Self {
+    pub fn start_with(cmd: Command, args: &[&str]) -> Self {
+        Self::spawn(cmd, args, Stdio::null())
+    }
+
+    fn spawn(mut cmd: Command, args: &[&str], stdin: Stdio) -> Self {
         if cmd.get_program() != env!("CARGO_BIN_EXE_lameduck") {
             cmd.arg(env!("CARGO_BIN_EXE_lameduck"));
         }
@@ -79,7 +98,7 @@ impl Running {
             .args(args)
             .env_remove("RUST_LOG")
             .env_remove("LISTEN_FDS")
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
