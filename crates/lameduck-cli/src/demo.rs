@@ -98,6 +98,13 @@ a restart. Either way the first lines on stdout say where it listens:
   listening on http://127.0.0.1:8080      (https:// with TLS)
   admin on http://127.0.0.1:8081
 
+Counts of what is in flight are taken at three moments: a phase line counts
+it as it is printed; the report's `N in flight at stop` is the count as
+Stopping began; a flight record's inventory at stopping is taken just before
+that count. A request that starts or ends between two of these moments is in
+one and not in the other (`lameduck drill --flight-record` says so when the
+last two differ).
+
 Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
 failed, 3 a deadline passed, 78 an invalid configuration (a budget that does
 not fit), 124 the exit watchdog, 130/143 a second SIGINT/SIGTERM; and 2 for

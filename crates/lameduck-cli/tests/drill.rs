@@ -1151,6 +1151,72 @@ fn drill_demo_given_only_a_duration_signals_at_a_third_of_it() {
 }
 
 #[test]
+fn drill_demo_gives_the_count_in_flight_at_stop_with_the_stopping_inventory_and_says_why_they_differ()
+ {
+    // The flight record holds two counts of what was in flight at
+    // Stopping, taken a moment apart: its inventory, and the settled
+    // work's count. The summary and the HTML give the count next to the
+    // inventory, and say why when the two differ.
+    let dir = scratch_dir();
+    let (record, log, html) = (
+        dir.join("flight.json"),
+        dir.join("demo.log"),
+        dir.join("drill.html"),
+    );
+    let path = |p: &Path| p.to_str().expect("a UTF-8 path").to_owned();
+    let (code, report, stderr) = drill_demo(&[
+        "--duration",
+        "3s",
+        "--at",
+        "1s",
+        "--flight-record",
+        &path(&record),
+        "--server-log",
+        &path(&log),
+        "--html",
+        &path(&html),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let report = report.expect("the JSON report on stdout");
+    let server = report.server.as_ref().expect("the flight record was read");
+    let listed = server
+        .inventories
+        .iter()
+        .find(|i| i.at == "stopping")
+        .unwrap_or_else(|| panic!("no inventory at stopping: {stderr}"))
+        .work
+        .len() as u64;
+    let counted = server
+        .work
+        .as_ref()
+        .unwrap_or_else(|| panic!("no settled work: {stderr}"))
+        .in_flight_at_stop;
+    assert!(
+        stderr.contains(&format!("in flight at stopping: {listed} work")),
+        "{stderr}"
+    );
+    let line = stderr
+        .lines()
+        .map(str::trim_start)
+        .find(|l| l.starts_with("work: "))
+        .unwrap_or_else(|| panic!("the summary gives no work at stop: {stderr}"));
+    assert!(
+        line.starts_with(&format!("work: {counted} in flight at stop: ")),
+        "{line}\n{stderr}"
+    );
+    assert_eq!(
+        listed == counted,
+        !line.contains(&format!(
+            "just after the inventory at stopping listed {listed}"
+        )),
+        "{line}\n{stderr}"
+    );
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    let said = line.trim_start_matches("work: ");
+    assert!(page.contains(&format!("<p>{said}.</p>")), "{line}");
+}
+
+#[test]
 fn drill_demo_with_signal_none_is_a_plain_load_test() {
     let (code, report, stderr) = drill_demo(&["--signal", "none", "--duration", "2s"]);
     assert_eq!(code, Some(0), "{stderr}");

@@ -184,16 +184,8 @@ fn inventory(page: &mut String, inv: &ServerInventory) {
 /// Restarts, upgrades, components, the work and what was cut.
 fn others(page: &mut String, r: &ServerRecord) {
     page.push_str("<section class=\"server\"><h2>Components and work</h2>");
-    if let Some(w) = &r.work {
-        let then = match w.after_cancel_summary() {
-            s if s.is_empty() => s,
-            s => format!(" ({s})"),
-        };
-        let _ = write!(
-            page,
-            "<p>{} in flight at stop: {} finished, {} cancelled{then}, {} aborted, {} ended.</p>",
-            w.in_flight_at_stop, w.finished, w.cancelled, w.aborted, w.ended
-        );
+    if let Some(work) = r.work_summary() {
+        let _ = write!(page, "<p>{}.</p>", escape(&work));
     }
     if !r.components.is_empty() {
         page.push_str(

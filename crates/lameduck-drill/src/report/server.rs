@@ -282,6 +282,51 @@ impl ServerRecord {
         self.error.is_none()
     }
 
+    /// The settled work in one line, `4 in flight at stop: 3 finished, 0
+    /// cancelled, 0 aborted, 1 ended`, saying why the inventory at
+    /// stopping lists another number, when it does; `None` without the
+    /// work (a record written before the shutdown settled).
+    ///
+    /// The two are taken a moment apart: the inventory as the server
+    /// enters Stopping, the count just after, before its components are
+    /// told to stop, so a request that starts (or finishes) in between is
+    /// in one and not the other. The record may also have left items out
+    /// of its inventories to stay under its size limit.
+    pub fn work_summary(&self) -> Option<String> {
+        let w = self.work.as_ref()?;
+        let then = match w.after_cancel_summary() {
+            s if s.is_empty() => s,
+            s => format!(" ({s})"),
+        };
+        let mut line = format!(
+            "{} in flight at stop: {} finished, {} cancelled{then}, {} aborted, {} ended",
+            w.in_flight_at_stop, w.finished, w.cancelled, w.aborted, w.ended
+        );
+        let listed = self
+            .inventories
+            .iter()
+            .find(|i| i.at == "stopping")
+            .map(|i| i.work.len() as u64);
+        if let Some(listed) = listed.filter(|&n| n != w.in_flight_at_stop) {
+            let cut = self.truncated.as_ref().map_or(0, |t| t.work);
+            line.push_str(&format!(
+                " (counted as Stopping began, just after the inventory at stopping listed {listed}"
+            ));
+            if cut > 0 {
+                line.push_str(&format!(
+                    "; the record left {cut} work items out of its inventories to stay under its size limit)"
+                ));
+            } else if w.in_flight_at_stop > listed {
+                let n = w.in_flight_at_stop - listed;
+                line.push_str(&format!(": {n} started in between)"));
+            } else {
+                let n = listed - w.in_flight_at_stop;
+                line.push_str(&format!(": {n} finished in between)"));
+            }
+        }
+        Some(line)
+    }
+
     /// The earliest and latest instants the record holds.
     pub(crate) fn span_us(&self) -> (i64, i64) {
         let mut first = self.phases.first().map_or(0, |p| p.start_us);
@@ -296,5 +341,65 @@ impl ServerRecord {
             .max()
             .unwrap_or(self.written_us);
         (first, last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A record whose inventory at stopping lists `listed` work items and
+    /// whose settled work counts `counted` in flight at stop.
+    fn record(listed: usize, counted: u64) -> ServerRecord {
+        let mut item = WorkRecordItem::default();
+        item.tracker = "http".into();
+        item.label = "GET /work".into();
+        // The flight record's types are non-exhaustive: built field by field.
+        let mut work = WorkRecord::default();
+        work.in_flight_at_stop = counted;
+        work.finished = counted;
+        ServerRecord {
+            inventories: vec![ServerInventory {
+                at: "stopping".into(),
+                work: vec![item; listed],
+                ..ServerInventory::default()
+            }],
+            work: Some(work),
+            ..ServerRecord::default()
+        }
+    }
+
+    #[test]
+    fn in_flight_at_stop_and_the_stopping_inventory_agree_or_say_why_they_differ() {
+        assert_eq!(
+            record(3, 3).work_summary().as_deref(),
+            Some("3 in flight at stop: 3 finished, 0 cancelled, 0 aborted, 0 ended")
+        );
+        assert_eq!(
+            record(3, 4).work_summary().as_deref(),
+            Some(
+                "4 in flight at stop: 4 finished, 0 cancelled, 0 aborted, 0 ended (counted as \
+                 Stopping began, just after the inventory at stopping listed 3: 1 started in \
+                 between)"
+            )
+        );
+        let fewer = record(3, 2).work_summary().unwrap();
+        assert!(
+            fewer.ends_with("listed 3: 1 finished in between)"),
+            "{fewer}"
+        );
+        let mut cut = record(2, 4);
+        let mut truncated = Truncated::default();
+        truncated.work = 2;
+        cut.truncated = Some(truncated);
+        let cut = cut.work_summary().unwrap();
+        assert!(
+            cut.ends_with(
+                "listed 2; the record left 2 work items out of its inventories to stay under its \
+                 size limit)"
+            ),
+            "{cut}"
+        );
+        assert_eq!(ServerRecord::default().work_summary(), None);
     }
 }

@@ -118,5 +118,8 @@ pub(super) fn block(f: &mut fmt::Formatter<'_>, r: &ServerRecord) -> fmt::Result
             )?;
         }
     }
+    if let Some(work) = r.work_summary() {
+        writeln!(f, "  work: {work}")?;
+    }
     Ok(())
 }
