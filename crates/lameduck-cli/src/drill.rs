@@ -116,7 +116,9 @@ pub struct Flags {
     http: Option<config::Http>,
 
     /// Unary gRPC calls of this method (package.Service/Method) instead of
-    /// plain requests, each sorted by its grpc-status; HTTP/2 only
+    /// plain requests, each a POST to /package.Service/Method on the URL's
+    /// authority (the URL's path is not sent; the report names the URL
+    /// called), sorted by its grpc-status; HTTP/2 only
     #[arg(long, value_name = "SERVICE/METHOD", conflicts_with_all = ["body", "body_file", "method"])]
     grpc: Option<String>,
 

@@ -253,12 +253,45 @@ fn drill_grpc_unary_calls_pass_across_sigterm_of_the_demo() {
         "{}",
         run.context
     );
-    assert!(
-        run.context
-            .contains("gRPC lameduck.demo.Echo/Say at http://"),
-        "{}",
-        run.context
+}
+
+#[test]
+fn drill_grpc_header_names_the_method_called_not_the_path_of_the_url_given() {
+    // The URL's path (`/work?ms=10`, as for plain requests) is not sent:
+    // every call goes to the method's path, and the header, the JSON and
+    // the HTML title say that, not the path given.
+    let ports = support::free_ports();
+    let html = scratch_dir("grpc-header").join("drill.html");
+    let run = drill(
+        "grpc-header",
+        ports,
+        &[
+            "--grpc",
+            "lameduck.demo.Echo/Say",
+            "--grpc-message-hex",
+            SAY_HI,
+            "--signal",
+            "none",
+            "--duration",
+            "500ms",
+            "--html",
+            html.to_str().expect("a UTF-8 path"),
+        ],
+        &[],
     );
+    assert_eq!(run.code, Some(0), "{}", run.context);
+    assert!(run.report.requests.total.ok > 0, "{}", run.context);
+    let called = format!("http://127.0.0.1:{}/lameduck.demo.Echo/Say", ports.0);
+    assert_eq!(run.report.config.url, called, "{}", run.context);
+    let header = format!("lameduck drill: gRPC POST {called} — 6 workers");
+    assert!(run.context.contains(&header), "{header}\n{}", run.context);
+    assert!(!run.context.contains("/work?ms=10 —"), "{}", run.context);
+    let page = std::fs::read_to_string(&html).expect("the HTML report");
+    assert!(
+        page.contains(&format!("lameduck drill: PASS — {called}</title>")),
+        "{page}"
+    );
+    assert!(!page.contains("/work?ms=10"), "{page}");
 }
 
 #[test]

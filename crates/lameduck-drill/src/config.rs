@@ -246,6 +246,15 @@ impl GrpcCall {
     pub fn path(&self) -> String {
         format!("/{}", self.method)
     }
+
+    /// Where the call goes: its [path](Self::path) on `url`'s scheme and
+    /// authority (`url`'s own path and query are not sent). `url` itself if
+    /// the path does not make a URI with it.
+    pub fn uri(&self, url: &Uri) -> Uri {
+        let mut parts = url.clone().into_parts();
+        parts.path_and_query = self.path().parse().ok();
+        Uri::from_parts(parts).unwrap_or_else(|_| url.clone())
+    }
 }
 
 /// What the drill does to the server, and when.

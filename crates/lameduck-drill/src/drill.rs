@@ -349,7 +349,12 @@ fn report_config(config: &DrillConfig, server: &Server) -> ReportConfig {
         ServerSpec::Attach(_) => ("attach", Vec::new()),
     };
     ReportConfig {
-        url: config.url.to_string(),
+        // What the load requests: for gRPC the method's path, not the
+        // given URL's.
+        url: match &config.grpc {
+            Some(call) => call.uri(&config.url).to_string(),
+            None => config.url.to_string(),
+        },
         ready_url: config.ready_url.as_ref().map(ToString::to_string),
         method: match config.grpc {
             Some(_) => "POST".to_owned(),

@@ -55,7 +55,8 @@ pub struct Report {
 /// The configuration the drill ran with.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportConfig {
-    /// The load's URL.
+    /// The URL the load requests: with gRPC, the method's path on the
+    /// given URL's authority (the given URL's path is not sent).
     pub url: String,
     /// The readiness URL polled during the drill, if one was given.
     pub ready_url: Option<String>,

@@ -99,7 +99,7 @@ fn describe_load(r: &Report) -> String {
         crate::ConnectionMode::Mixed => "mixed connections",
     };
     let call = match &c.grpc {
-        Some(method) => format!("gRPC {method} at"),
+        Some(_) => "gRPC POST".to_owned(),
         None => c.method.clone(),
     };
     let mut text = format!(

@@ -11,9 +11,7 @@ use crate::outcome::{RawOutcome, grpc_code_name};
 /// `POST` to the method's path on the URL's authority, with the gRPC
 /// content type, `te: trailers`, and the message in one uncompressed frame.
 pub(super) fn request(call: &GrpcCall, url: &Uri, headers: &mut HeaderMap) -> (Method, Uri, Bytes) {
-    let mut parts = url.clone().into_parts();
-    parts.path_and_query = call.path().parse().ok();
-    let uri = Uri::from_parts(parts).unwrap_or_else(|_| url.clone());
+    let uri = call.uri(url);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     headers.insert(TE, HeaderValue::from_static("trailers"));
     let mut body = BytesMut::with_capacity(5 + call.message.len());
