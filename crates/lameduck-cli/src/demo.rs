@@ -108,7 +108,10 @@ last two differ).
 Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
 failed, 3 a deadline passed, 78 an invalid configuration (a budget that does
 not fit), 124 the exit watchdog, 130/143 a second SIGINT/SIGTERM; and 2 for
-bad flags or values, or a listener that cannot be set up.";
+bad flags or values, or a listener that cannot be set up: --admin equal to
+--listen is refused before binding, naming both; a bind the OS refuses names
+its flag and the OS's reason (`--admin 127.0.0.1:8081: cannot bind the
+\"admin\" listener: Address already in use`).";
 
 /// Run a demo service that shows every phase of a shutdown.
 #[derive(Debug, clap::Args)]
@@ -117,7 +120,8 @@ pub struct Args {
     /// Address of the HTTP service (port 0 picks a free one)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     listen: SocketAddr,
-    /// Address of the probes (/livez, /readyz, /startupz)
+    /// Address of the probes (/livez, /readyz, /startupz); the same address
+    /// as --listen is refused before anything is bound (exit 2)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8081", value_parser = parse_addr)]
     admin: SocketAddr,
     #[command(flatten)]
@@ -195,12 +199,22 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(backlog) = args.backlog {
         listeners = listeners.with_backlog(backlog);
     }
+    // Caught before binding: the OS would refuse the second bind, with a
+    // message that says nothing of which two flags collide.
+    if args.admin == args.listen && args.listen.port() != 0 {
+        anyhow::bail!(
+            "--admin {} is the address --listen serves: the probes need an address of their own \
+             (another port)",
+            args.admin
+        );
+    }
+    // Each error names the flag whose bind failed; the OS's reason follows.
     let http = listeners
         .tcp("http", args.listen)
-        .with_context(|| format!("binding {}", args.listen))?;
+        .with_context(|| format!("--listen {}", args.listen))?;
     let admin = listeners
         .tcp("admin", args.admin)
-        .with_context(|| format!("binding the admin listener {}", args.admin))?;
+        .with_context(|| format!("--admin {}", args.admin))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
