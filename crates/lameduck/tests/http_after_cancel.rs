@@ -395,35 +395,71 @@ async fn an_event_stream_ended_at_stopping_counts_as_finished_in_the_flight_reco
     assert_eq!(requests(&scraped, "stopping", "answered"), 1.0, "{scraped}");
 }
 
+/// One HTTP/2 frame read off `socket`: its type, flags and stream.
+async fn read_frame(socket: &mut tokio::net::TcpStream) -> (u8, u8, u32) {
+    use tokio::io::AsyncReadExt;
+    let mut head = [0u8; 9];
+    socket.read_exact(&mut head).await.expect("a frame header");
+    let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+    let mut payload = vec![0u8; len];
+    socket
+        .read_exact(&mut payload)
+        .await
+        .expect("a frame payload");
+    let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+    (head[3], head[4], stream)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http2_response_whose_stream_the_client_resets_before_it_is_on_the_wire_is_cut_not_finished_anyway()
  {
-    // More than the client's stream window: the body ends at once (one
-    // frame), and most of its bytes wait in h2 for a window that never
-    // opens, since the client reads none of them.
-    let big = || async { vec![b'x'; 16 << 20] };
+    use tokio::io::AsyncWriteExt;
+
+    // More than the client's stream window (65,535 bytes, the default):
+    // the body ends at once (one frame), and most of its bytes wait in h2
+    // for a window the client never opens.
+    let big = || async { vec![b'x'; 1 << 20] };
     let router = Router::new().route("/big", get(big));
     let budget = Budget::new(Duration::from_secs(600))
         .drain_delay(Duration::ZERO)
         .shutdown_timeout(Duration::from_millis(300))
         .hard_timeout(LONG);
     let app = start(router, budget, &Metrics::new(), None).await;
-    let mut client = http_support::H2::connect(app.addr).await;
-    let req = http::Request::get("http://test/big")
-        .body(http_body_util::Full::default())
-        .unwrap();
-    let resp = timeout(BOUND, client.send.send_request(req))
-        .await
-        .expect("the response begins")
-        .expect("a response");
-    assert_eq!(resp.status(), 200);
+    // A client of raw frames, which does only what the test says: a
+    // library client may reset its streams on the server's GOAWAY.
+    let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend([0, 0, 0, 0x4, 0, 0, 0, 0, 0]); // SETTINGS, empty
+    // HEADERS on stream 1, END_STREAM | END_HEADERS: GET http://test/big
+    // (HPACK: :method GET, :scheme http, :path and :authority literal).
+    let block = [&[0x82, 0x86, 0x44, 4][..], b"/big", &[0x41, 4], b"test"].concat();
+    hello.extend([0, 0, block.len() as u8, 0x1, 0x5, 0, 0, 0, 1]);
+    hello.extend(&block);
+    socket.write_all(&hello).await.unwrap();
+    // Up to the response's HEADERS, acknowledging the server's SETTINGS.
+    timeout(BOUND, async {
+        loop {
+            match read_frame(&mut socket).await {
+                (0x4, 0, _) => socket
+                    .write_all(&[0, 0, 0, 0x4, 0x1, 0, 0, 0, 0])
+                    .await
+                    .unwrap(),
+                (0x1, _, 1) => break,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the response begins");
     app.handle.shutdown("test");
     timeout(BOUND, app.handle.reached(Phase::Cancelling))
         .await
         .expect("the shutdown timeout passes with the response unsent");
-    // The client resets the stream (RST_STREAM, CANCEL) and keeps its
-    // connection open.
-    drop(resp);
+    // RST_STREAM on stream 1, CANCEL (0x8); the connection stays open.
+    socket
+        .write_all(&[0, 0, 4, 0x3, 0, 0, 0, 0, 1, 0, 0, 0, 0x8])
+        .await
+        .unwrap();
 
     let report = timeout(BOUND, app.run).await.expect("a report").unwrap();
     assert_eq!(
@@ -431,5 +467,4 @@ async fn an_http2_response_whose_stream_the_client_resets_before_it_is_on_the_wi
         Some(AfterCancel::Cut),
         "{report}"
     );
-    drop(client);
 }
