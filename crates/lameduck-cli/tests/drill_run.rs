@@ -74,5 +74,23 @@ fn restart_drill_of_a_program_under_lameduck_run_sees_each_new_instance() {
         .unwrap_or_else(|| panic!("no new_process_after_each_signal\n{context}"));
     assert_eq!(condition.status, ConditionStatus::Pass, "{context}");
     assert_eq!(output.status.code(), Some(0), "{context}");
+    // `lameduck run` replaced its program, not itself: the cleanup stops
+    // it with TERM, its graceful shutdown, not with KILL once the grace
+    // period has passed.
+    let supervisor = report.events.signals[0]
+        .pid
+        .expect("the signal was delivered");
+    let exit = report
+        .events
+        .exits
+        .iter()
+        .find(|e| e.pid == supervisor)
+        .unwrap_or_else(|| panic!("no exit of lameduck run (pid {supervisor})\n{context}"));
+    assert_eq!(
+        exit.stopped_by_cleanup.as_deref(),
+        Some("TERM"),
+        "{context}"
+    );
+    assert_eq!((exit.code, exit.signal), (Some(0), None), "{context}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -195,12 +195,14 @@ impl Drill {
         self.progress.set_stage(Stage::CleaningUp);
         let grace = (config.expectation() != Expectation::Stop).then_some(config.grace_period);
         // The processes a restart replaced exit on their own: the cleanup
-        // leaves them be, and does not take their exits for its own.
+        // leaves them be, and does not take their exits for its own. A
+        // supervisor (`lameduck run`) replaced a worker, not itself: it is
+        // stopped like any server.
         let replaced: Vec<u32> = events
             .snapshot()
             .restarts
             .iter()
-            .filter(|r| r.new_pid.is_some())
+            .filter(|r| r.new_pid.is_some() && !r.supervisor)
             .filter_map(|r| r.pid)
             .collect();
         server.clean_up(grace, &replaced).await;

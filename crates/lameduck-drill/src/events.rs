@@ -34,6 +34,9 @@ pub(crate) struct RestartSeen {
     /// Whether, at `until_us`, nothing was left that could bring in a new
     /// process (see `RestartEvent::nothing_left`).
     pub(crate) nothing_left: bool,
+    /// The process signalled is a supervisor: it keeps its PID and
+    /// replaced a worker, so nothing replaced *it*.
+    pub(crate) supervisor: bool,
 }
 
 /// What one readiness probe saw.

@@ -184,6 +184,7 @@ impl Window {
             gone_pid,
             until_us,
             nothing_left,
+            supervisor: self.supervisor,
         };
         let next = if self.supervisor && is_alive(self.pid) {
             Some(self.pid)

@@ -140,6 +140,7 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
                     gone_pid: None,
                     until_us: at_us,
                     nothing_left: false,
+                    supervisor: false,
                 });
             }
             s.events.signal(SentSignal {
@@ -226,6 +227,7 @@ pub(super) async fn send(plan: SignalPlan, mut targets: Targets, s: Signaller) {
                 gone_pid: None,
                 until_us: at_us,
                 nothing_left: false,
+                supervisor: false,
             });
         }
         s.events.signal(event);
