@@ -140,15 +140,16 @@ pub struct Args {
     /// another instance's socket in the way) stops the start (exit 78)
     #[arg(long, value_name = "PATH")]
     control_socket: Option<PathBuf>,
-    /// How long a new process has to become ready on SIGHUP
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true, default_value = "30s")]
+    /// How long a new process has to become ready on SIGHUP; 0s, which
+    /// would fail every upgrade, is refused
+    #[arg(long, value_name = "DURATION", value_parser = parse_upgrade_timeout, allow_hyphen_values = true, default_value = "30s")]
     upgrade_timeout: Duration,
     /// How long an HTTP/1 keep-alive connection may wait for its next
     /// request before the server closes it, announced to clients as
     /// `Keep-Alive: timeout=N` (one second less, in whole seconds; not
     /// announced under 2s); `off` keeps idle connections for as long as
     /// their clients do; 0s is refused
-    #[arg(long, value_name = "DURATION|off", value_parser = parse_timeout, default_value = "620s")]
+    #[arg(long, value_name = "DURATION|off", value_parser = parse_timeout, allow_hyphen_values = true, default_value = "620s")]
     idle_timeout: Timeout,
     /// The listen backlog of the sockets it binds: connections the kernel
     /// queues before they are accepted [default: the larger of 1024 and
@@ -173,6 +174,18 @@ struct Timeout(Option<Duration>);
 /// `--listen`, `--admin`.
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     parse_socket_addr(s, "IP:PORT (e.g. 127.0.0.1:8080)")
+}
+
+/// `--upgrade-timeout`: a duration, not zero.
+fn parse_upgrade_timeout(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        Duration::ZERO => Err(
+            "0s would fail every upgrade before the new process could become ready: \
+             give it time, e.g. 30s"
+                .to_string(),
+        ),
+        d => Ok(d),
+    }
 }
 
 fn parse_timeout(s: &str) -> Result<Timeout, String> {

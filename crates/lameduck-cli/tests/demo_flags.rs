@@ -45,3 +45,32 @@ fn demo_names_the_flag_whose_bind_the_os_refused_and_why() {
     }
     drop(held);
 }
+
+#[test]
+fn demo_duration_flags_refuse_zero_upgrade_timeouts_and_negative_values_as_bad_flags() {
+    // Each exits 2, a bad flag value, before anything is bound: an upgrade
+    // timeout of nothing would fail every upgrade, and a negative value is
+    // refused for what it is, not taken for another flag.
+    for (flag, value, says) in [
+        ("--upgrade-timeout", "0s", "0s would fail every upgrade"),
+        ("--upgrade-timeout", "-1s", "cannot be negative"),
+        ("--idle-timeout", "-1s", "cannot be negative"),
+        ("--idle-timeout", "0s", "say `off`"),
+    ] {
+        let out = support::run(&[
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            flag,
+            value,
+        ]);
+        out.assert_code(2);
+        assert!(
+            out.stderr.contains(flag) && out.stderr.contains(says),
+            "{flag} {value}: {out:#?}"
+        );
+        assert!(!out.stdout.contains("listening on"), "{out:#?}");
+    }
+}

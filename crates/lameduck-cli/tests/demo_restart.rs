@@ -384,10 +384,6 @@ fn an_unusable_pid_file_or_control_socket_stops_the_demo_with_78() {
         format!("{}\n", std::process::id()),
         "another instance's PID file is left alone"
     );
-    // An upgrade timeout of nothing would fail every upgrade.
-    let (code, stderr) = demo_that_should_not_start(&["--upgrade-timeout".as_ref(), "0s".as_ref()]);
-    assert_eq!(code, Some(78), "{stderr}");
-    assert!(stderr.contains("the upgrade timeout is 0s"), "{stderr}");
     assert!(
         std::os::unix::net::UnixStream::connect(&live).is_ok(),
         "the live socket is left alone"
