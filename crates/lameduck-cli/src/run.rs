@@ -7,7 +7,9 @@
 //! library gives it the phases, the budget and its check, readiness and
 //! liveness, the restart policy, the report and systemd's notifications.
 //! Around it: the PID-1
-//! duties (`run/reaper.rs`), the process groups (`run/instance.rs`), the
+//! duties (`run/reaper.rs`), the process groups (`run/instance.rs`) and
+//! every descendant known by pid and start time (`run/known.rs`,
+//! `run/tree.rs`), the
 //! checks (`run/checks.rs`), the signals (`run/signals.rs`), the guard that
 //! outlives a killed lameduck (`run/guard.rs`), and the logs
 //! (`run/output.rs`). The flags and the help are in `run/args.rs`. The
@@ -20,6 +22,7 @@ mod flags;
 pub mod guard;
 mod held;
 mod instance;
+mod known;
 mod output;
 mod program;
 mod reaper;
@@ -231,6 +234,9 @@ async fn supervise(
     // policy gave up on the program (the report is out: only the log can
     // say what this close lost).
     sup.launch.sockets.give_up(true);
+    // Nothing of the program outlives lameduck: what the hard deadline
+    // left behind is killed here, and waited for.
+    sup.known.end(&sup.reaper).await;
     guard.done();
     // One number for the report's log line, the flight record and the exit.
     Ok(report.exit_code())

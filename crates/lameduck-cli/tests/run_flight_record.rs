@@ -312,6 +312,24 @@ fn the_inventory_at_stopping_names_the_program_s_processes_and_every_phase_ends(
 }
 
 #[test]
+fn the_inventory_at_stopping_names_a_descendant_that_left_the_group_while_its_parent_lives() {
+    let dir = Scratch::new("flight-escapes");
+    let path = dir.path("record.json");
+    let (mut run, escaped) = start_escapes(&dir, &["--flight-record", path.to_str().unwrap()]);
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
+    let rec = record(&path);
+    let named = format!("pid {escaped}: sleep 1000");
+    for at in ["stopping", "shutdown_timeout"] {
+        let labels = work_labels(&rec, at);
+        assert!(
+            labels.iter().any(|l| *l == named),
+            "{named:?} is in the inventory at {at}: {labels:?}"
+        );
+    }
+}
+
+#[test]
 fn the_html_page_of_a_run_without_sockets_says_its_drain_was_fixed_and_no_arrivals_were_counted() {
     let dir = Scratch::new("flight-html-no-sockets");
     let path = record_of_a_stopped_sleep(&dir);

@@ -192,6 +192,31 @@ fn a_descendant_that_left_the_program_s_group_is_waited_for_too() {
 }
 
 #[test]
+fn a_stubborn_descendant_that_left_the_group_while_its_parent_lives_is_killed_before_lameduck_exits()
+ {
+    let dir = Scratch::new("escapes");
+    let (mut run, escaped) = start_escapes(&dir, &[]);
+    run.signal(Signal::SIGTERM);
+    // Killed with its group at the shutdown timeout: 3, deadline exceeded.
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
+    assert!(
+        !alive(escaped),
+        "the escaped descendant outlived lameduck: {}",
+        run.log()
+    );
+}
+
+#[test]
+fn a_sigkilled_lameduck_leaves_no_descendant_that_left_the_group_running() {
+    let dir = Scratch::new("escapes-sigkill");
+    let (mut run, escaped) = start_escapes(&dir, &[]);
+    run.signal(Signal::SIGKILL);
+    assert_eq!(run.wait(), None);
+    // The guard, left behind, kills it with the program's group.
+    until_gone(&[escaped]);
+}
+
+#[test]
 fn a_third_signal_forces_the_exit_with_128_plus_that_signal_not_the_sigkill_it_sent() {
     let dir = Scratch::new("third-signal");
     let (mut run, sleep) = start_stubborn(&dir, &["--drain-max", "60s", "--grace-period", "90s"]);

@@ -3,11 +3,14 @@
 //! dies without stopping them — `SIGKILL`, an abort, the OOM killer.
 //!
 //! `PR_SET_PDEATHSIG` would reach only the program's first process, not its
-//! children; the guard reaches every process group lameduck started. It
-//! reads lines on its standard input, a pipe from lameduck: `+PGID` for a
-//! group to guard, `-PGID` for one that is gone, `done` when lameduck exits
-//! having stopped them all. End of input without `done` means lameduck
-//! died: the guard sends `SIGKILL` to every group it guards, and exits.
+//! children; the guard reaches every process group lameduck started, every
+//! descendant of them (also one that left the group with `setsid`), and
+//! every process lameduck told it of. It reads lines on its standard
+//! input, a pipe from lameduck: `+PGID` for a group to guard, `-PGID` for
+//! one that is gone, `p+PID:START` and `p-PID:START` for a single process
+//! (by its pid and start time), `done` when lameduck exits having stopped
+//! them all. End of input without `done` means lameduck died: the guard
+//! sends `SIGKILL` to every one of them, and exits.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, Write};
@@ -17,6 +20,8 @@ use std::sync::{Arc, Mutex};
 
 use nix::sys::signal::{SigSet, Signal};
 use nix::unistd::Pid;
+
+use super::tree::{self, Proc};
 
 /// The hidden subcommand that runs the guard.
 pub const SUBCOMMAND: &str = "run-guard";
@@ -96,6 +101,16 @@ impl Guard {
         self.send(&format!("-{pgid}\n"));
     }
 
+    /// Guards the process `p` (one that may have left the groups).
+    pub fn watch_process(&self, p: Proc) {
+        self.send(&format!("p+{}:{}\n", p.pid, p.start));
+    }
+
+    /// The process `p` is gone.
+    pub fn forget_process(&self, p: Proc) {
+        self.send(&format!("p-{}:{}\n", p.pid, p.start));
+    }
+
     /// lameduck exits with every group stopped: the guard exits too.
     pub fn done(&self) {
         self.send("done\n");
@@ -117,11 +132,20 @@ pub fn main(parent: &str) -> u8 {
     }
     let _ = held.thread_block();
     let mut groups = BTreeSet::new();
+    let mut procs = BTreeSet::new();
     for line in std::io::stdin().lock().lines() {
         let Ok(line) = line else { break };
         let line = line.trim();
         if line == "done" {
             return 0;
+        }
+        if let Some((add, p)) = process_line(line) {
+            if add {
+                procs.insert((p.pid.as_raw(), p.start));
+            } else {
+                procs.remove(&(p.pid.as_raw(), p.start));
+            }
+            continue;
         }
         let (add, num) = match line.split_at_checked(1) {
             Some(("+", n)) => (true, n),
@@ -138,10 +162,53 @@ pub fn main(parent: &str) -> u8 {
             }
         }
     }
+    // Every victim is listed before any is killed: a parent killed first
+    // would orphan its children, and the link to them would be lost.
+    let mut victims: Vec<Proc> = procs
+        .iter()
+        .map(|&(pid, start)| Proc {
+            pid: Pid::from_raw(pid),
+            start,
+        })
+        .collect();
+    for pgid in &groups {
+        victims.extend(tree::processes(Pid::from_raw(*pgid), &[]));
+    }
     for pgid in &groups {
         if nix::sys::signal::killpg(Pid::from_raw(*pgid), Signal::SIGKILL).is_ok() {
             say!("lameduck: guard: lameduck (pid {parent}) is gone; killed process group {pgid}");
         }
     }
+    for p in victims {
+        let in_a_group = tree::group_of(p.pid).is_some_and(|g| groups.contains(&g));
+        if p.pid.as_raw() > 1
+            && !in_a_group
+            && p.is_alive()
+            && nix::sys::signal::kill(p.pid, Signal::SIGKILL).is_ok()
+        {
+            say!(
+                "lameduck: guard: lameduck (pid {parent}) is gone; killed pid {}",
+                p.pid
+            );
+        }
+    }
     0
+}
+
+/// `p+PID:START` (add) or `p-PID:START` (remove).
+fn process_line(line: &str) -> Option<(bool, Proc)> {
+    let rest = line.strip_prefix('p')?;
+    let (add, rest) = match rest.split_at_checked(1)? {
+        ("+", r) => (true, r),
+        ("-", r) => (false, r),
+        _ => return None,
+    };
+    let (pid, start) = rest.split_once(':')?;
+    Some((
+        add,
+        Proc {
+            pid: Pid::from_raw(pid.parse().ok()?),
+            start: start.parse().ok()?,
+        },
+    ))
 }

@@ -275,24 +275,3 @@ fn alive(pid: Pid) -> bool {
         Err(_) => !matches!(kill(pid, None), Err(Errno::ESRCH)),
     }
 }
-
-/// Sends `sig` to each of `pids`; one already gone is no error.
-pub fn signal_each(pids: &[Pid], sig: Signal) {
-    for pid in pids {
-        let _ = kill(*pid, sig);
-    }
-}
-
-/// Waits until none of `pids` is alive.
-///
-/// # Cancel safety
-///
-/// Cancel safe.
-pub async fn all_gone(pids: &[Pid], reaper: &Reaper) {
-    while pids.iter().any(|p| alive(*p)) {
-        tokio::select! {
-            () = reaper.reaped() => {}
-            () = tokio::time::sleep(GROUP_POLL) => {}
-        }
-    }
-}

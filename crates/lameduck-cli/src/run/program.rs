@@ -8,6 +8,7 @@
 //! when the run is the last, so the report, the flight record and
 //! lameduck's exit code give one number.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use lameduck::{BoxError, Context, ProgramExit};
@@ -16,9 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checks::State;
 use super::instance::{self, Instance};
+use super::known;
 use super::reaper::Ended;
 use super::supervisor::{Command, Supervisor};
-use super::tree::{self, Tree};
+use super::tree::{Proc, Tree};
 
 /// How often the processes still alive are listed while the program stops.
 const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
@@ -79,12 +81,12 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
             }
             () = ctx.on_draining(), if tree.is_none() => {
                 let mut processes = Tree::new(ctx.tracker().clone());
-                processes.update(&alive(&sup, cur.pid()));
+                processes.update(&sup.known.look(cur.pid()));
                 tree = Some(processes);
             }
             () = tokio::time::sleep(DRAIN_TREE_POLL), if tree.is_some() => {
                 if let Some(processes) = tree.as_mut() {
-                    processes.update(&alive(&sup, cur.pid()));
+                    processes.update(&sup.known.look(cur.pid()));
                 }
             }
             Some(cmd) = commands.recv() => match cmd {
@@ -246,48 +248,55 @@ async fn stop(
             sent.push(sup.stop_signal);
         }
     }
-    let alive = || alive(sup, pgid);
     let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
-    tree.update(&alive());
-    {
-        // Every descendant is waited for: the group, then those that left it
-        // and were orphaned to lameduck.
-        let everything = async {
-            cur.gone(&sup.reaper).await;
-            let strays = instance::strays(sup.guard.pid());
-            if !strays.is_empty() {
-                tracing::info!(target: "lameduck::run", pid, strays = ?strays.iter().map(|p| p.as_raw()).collect::<Vec<_>>(), "waiting for descendants that left the program's group");
-                instance::signal_each(&strays, sup.stop_signal);
-                instance::all_gone(&strays, &sup.reaper).await;
+    let found = sup.known.look(pgid);
+    tree.update(&found);
+    // Every descendant hears the stop signal: the group above, and those
+    // that left it (`setsid`), each once, as it is found.
+    let mut told: HashSet<Proc> = HashSet::new();
+    tell(&mut told, &found, pgid, sent[0]);
+    let mut killed = false;
+    // Every descendant is waited for: the program, its group, and every
+    // process of it lameduck knows of (by pid and start time).
+    loop {
+        let found = sup.known.look(pgid);
+        tree.update(&found);
+        tell(
+            &mut told,
+            &found,
+            pgid,
+            if killed { Signal::SIGKILL } else { sent[0] },
+        );
+        if cur.ended().is_some() && found.is_empty() && sup.known.all_ended() {
+            break;
+        }
+        tokio::select! {
+            _ = cur.exited(), if cur.ended().is_none() => {}
+            () = sup.reaper.reaped() => {}
+            () = ctx.on_cancelled(), if !killed => {
+                tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
+                tree.update(&sup.known.look(pgid));
+                tree.killed_by_the_shutdown();
+                instance::signal_group(pgid, Signal::SIGKILL);
+                sup.known.kill_all();
+                // lameduck's own kill: the exit code is the report's
+                // (3, deadline exceeded), not 128 + SIGKILL.
+                sent.push(Signal::SIGKILL);
+                killed = true;
+                // From now on, one found late is killed as it is found.
+                told.clear();
             }
-        };
-        let mut everything = std::pin::pin!(everything);
-        let mut killed = false;
-        loop {
-            tokio::select! {
-                () = &mut everything => break,
-                () = ctx.on_cancelled(), if !killed => {
-                    tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
-                    tree.update(&alive());
-                    tree.killed_by_the_shutdown();
-                    instance::signal_group(pgid, Signal::SIGKILL);
-                    instance::signal_each(&instance::strays(sup.guard.pid()), Signal::SIGKILL);
-                    // lameduck's own kill: the exit code is the report's
-                    // (3, deadline exceeded), not 128 + SIGKILL.
-                    sent.push(Signal::SIGKILL);
-                    killed = true;
+            () = tokio::time::sleep(TREE_POLL) => {}
+            Some(cmd) = commands.recv() => match cmd {
+                // A second signal after the drain: forwarded at once.
+                Command::StopNow(sig) => {
+                    tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
+                    instance::signal_group(pgid, sig);
+                    known::signal(&known::outside(&sup.known.look(pgid), pgid), sig);
+                    sent.push(sig);
                 }
-                () = tokio::time::sleep(TREE_POLL) => tree.update(&alive()),
-                Some(cmd) = commands.recv() => match cmd {
-                    // A second signal after the drain: forwarded at once.
-                    Command::StopNow(sig) => {
-                        tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
-                        instance::signal_group(pgid, sig);
-                        sent.push(sig);
-                    }
-                    Command::Restart(reply) => refuse(reply),
-                },
-            }
+                Command::Restart(reply) => refuse(reply),
+            },
         }
     }
     tree.clear();
@@ -297,6 +306,19 @@ async fn stop(
     }
     sup.forget(cur.pid());
     lost(sup)
+}
+
+/// Sends `sig` to those of `found` outside the group `pgid` not `told`
+/// yet: a signal to the group does not reach them.
+fn tell(told: &mut HashSet<Proc>, found: &[Proc], pgid: nix::unistd::Pid, sig: Signal) {
+    let new: Vec<Proc> = known::outside(found, pgid)
+        .into_iter()
+        .filter(|p| told.insert(*p))
+        .collect();
+    if !new.is_empty() {
+        tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?new.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
+        known::signal(&new, sig);
+    }
 }
 
 /// A restart asked for once the program is being stopped.
@@ -315,16 +337,6 @@ fn say_end(ctx: &Context, ended: Ended, sent: &[Signal]) {
     if !stopped {
         ctx.set_program_exit(ended.program_exit());
     }
-}
-
-/// The program's processes still alive, each work in flight named at the
-/// deadlines: its group, and the descendants that left it.
-fn alive(sup: &Supervisor, pgid: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
-    let mut pids = tree::group(pgid);
-    pids.extend(instance::strays(sup.guard.pid()));
-    pids.sort_unstable_by_key(|p| p.as_raw());
-    pids.dedup();
-    pids
 }
 
 /// The liveness check failed: the program is stopped, and restarted by the

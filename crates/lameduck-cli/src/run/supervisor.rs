@@ -15,6 +15,7 @@ use super::checks::{self, CheckSpec, State};
 use super::flags::{Probe, RestartWhen};
 use super::guard::Guard;
 use super::instance::{Instance, Launch, SpawnError, signal_group};
+use super::known::Known;
 use super::reaper::Reaper;
 
 /// What the signal handlers and the control socket ask of the running
@@ -50,6 +51,8 @@ pub struct Supervisor {
     pub(super) commands_tx: mpsc::UnboundedSender<Command>,
     pub(super) commands: tokio::sync::Mutex<mpsc::UnboundedReceiver<Command>>,
     pub(super) systemd: Option<Notifier>,
+    /// The program's processes known from the drain on.
+    pub(super) known: Known,
     live_groups: Mutex<Vec<Pid>>,
     notified: Mutex<Notified>,
 }
@@ -89,7 +92,7 @@ impl Supervisor {
         Arc::new(Self {
             launch: parts.launch,
             reaper: parts.reaper,
-            guard: parts.guard,
+            guard: parts.guard.clone(),
             ready: parts.ready,
             live: parts.live,
             stop_signal: parts.stop_signal,
@@ -100,6 +103,7 @@ impl Supervisor {
             commands_tx: tx,
             commands: tokio::sync::Mutex::new(rx),
             systemd,
+            known: Known::new(parts.guard.clone()),
             live_groups: Mutex::new(Vec::new()),
             notified: Mutex::new(Notified::default()),
         })

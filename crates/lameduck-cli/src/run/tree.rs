@@ -12,11 +12,11 @@ use nix::unistd::Pid;
 /// The longest command line kept in a label, in bytes.
 const MAX_LABEL: usize = 120;
 
-/// The processes tracked, by pid.
+/// The processes tracked.
 #[derive(Debug)]
 pub struct Tree {
     tracker: Tracker,
-    tracked: HashMap<i32, WorkGuard>,
+    tracked: HashMap<Proc, WorkGuard>,
 }
 
 impl Tree {
@@ -30,13 +30,12 @@ impl Tree {
 
     /// Tracks `alive` from now on: the processes not tracked yet start,
     /// the ones tracked and not in it end.
-    pub fn update(&mut self, alive: &[Pid]) {
-        self.tracked
-            .retain(|pid, _| alive.iter().any(|p| p.as_raw() == *pid));
-        for pid in alive {
+    pub fn update(&mut self, alive: &[Proc]) {
+        self.tracked.retain(|p, _| alive.contains(p));
+        for p in alive {
             self.tracked
-                .entry(pid.as_raw())
-                .or_insert_with(|| self.tracker.track_with(label(*pid)));
+                .entry(*p)
+                .or_insert_with(|| self.tracker.track_with(label(p.pid)));
         }
     }
 
@@ -55,21 +54,109 @@ impl Tree {
     }
 }
 
-/// The processes of the process group `pgid` (zombies left out).
-pub fn group(pgid: Pid) -> Vec<Pid> {
+/// A process, told apart from a later one that reuses its pid by its
+/// start time (clock ticks after boot, `/proc/PID/stat`'s 22nd field).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Proc {
+    /// Its pid.
+    pub pid: Pid,
+    /// When it started, in clock ticks after boot.
+    pub start: u64,
+}
+
+impl Proc {
+    /// Whether this very process still runs (not a zombie, and not a later
+    /// process with the same pid).
+    pub fn is_alive(self) -> bool {
+        stat(self.pid.as_raw()).is_some_and(|s| s.start == self.start && !s.zombie)
+    }
+}
+
+/// What lameduck reads of a `/proc/PID/stat` line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stat {
+    ppid: i32,
+    pgid: i32,
+    start: u64,
+    zombie: bool,
+}
+
+/// The fields of a `/proc/PID/stat` line: after the command in parentheses
+/// come the state (field 3), the ppid, the process group, …, the start
+/// time (field 22).
+fn parse_stat(line: &str) -> Option<Stat> {
+    let (_, rest) = line.rsplit_once(')')?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = *fields.first()?;
+    Some(Stat {
+        ppid: fields.get(1)?.parse().ok()?,
+        pgid: fields.get(2)?.parse().ok()?,
+        start: fields.get(19)?.parse().ok()?,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Every process's stat, by pid; empty without `/proc`.
+fn all() -> Vec<(i32, Stat)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return vec![pgid];
+        return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| in_group(&stat, pgid.as_raw()))
-                .unwrap_or(false)
-        })
-        .map(Pid::from_raw)
+        .filter_map(|pid| Some((pid, stat(pid)?)))
         .collect()
+}
+
+/// The live processes of the process group `pgid`, and every descendant of
+/// them and of `roots`, found by the parent links in `/proc`: a child that
+/// left the group (`setsid`) while its parent lives is found through its
+/// parent, one orphaned to lameduck through `roots` (lameduck's children).
+/// Zombies are left out. Without `/proc`, `pgid` alone.
+pub fn processes(pgid: Pid, roots: &[Pid]) -> Vec<Proc> {
+    let table = all();
+    if table.is_empty() {
+        return vec![Proc {
+            pid: pgid,
+            start: 0,
+        }];
+    }
+    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+    for (pid, s) in &table {
+        children.entry(s.ppid).or_default().push(*pid);
+    }
+    let by_pid: HashMap<i32, Stat> = table.iter().copied().collect();
+    let mut todo: Vec<i32> = table
+        .iter()
+        .filter(|(_, s)| s.pgid == pgid.as_raw())
+        .map(|(pid, _)| *pid)
+        .chain(roots.iter().map(|p| p.as_raw()))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    while let Some(pid) = todo.pop() {
+        if !seen.insert(pid) {
+            continue;
+        }
+        let Some(s) = by_pid.get(&pid) else { continue };
+        if !s.zombie {
+            out.push(Proc {
+                pid: Pid::from_raw(pid),
+                start: s.start,
+            });
+        }
+        todo.extend(children.get(&pid).into_iter().flatten());
+    }
+    out.sort_unstable_by_key(|p| p.pid.as_raw());
+    out
+}
+
+/// The process group of `pid`, if it runs.
+pub fn group_of(pid: Pid) -> Option<i32> {
+    stat(pid.as_raw()).map(|s| s.pgid)
 }
 
 /// Whether the leader of the process group `pgid` (an instance of the
@@ -83,15 +170,10 @@ pub fn leads(pgid: Pid) -> bool {
     }
 }
 
-/// Whether a `/proc/PID/stat` line is of a live process of group `pgid`:
-/// after the command in parentheses come the state and the ppid, then the
-/// process group.
-fn in_group(stat: &str, pgid: i32) -> Option<bool> {
-    let (_, rest) = stat.rsplit_once(')')?;
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?;
-    let group: i32 = fields.nth(1)?.parse().ok()?;
-    Some(group == pgid && state != "Z" && state != "X")
+/// Whether a `/proc/PID/stat` line is of a live process of group `pgid`.
+fn in_group(line: &str, pgid: i32) -> Option<bool> {
+    let s = parse_stat(line)?;
+    Some(s.pgid == pgid && !s.zombie)
 }
 
 /// `pid N: COMMAND LINE`, cut at [`MAX_LABEL`] bytes.
@@ -123,10 +205,11 @@ mod tests {
 
     #[test]
     fn a_stat_line_gives_the_group_and_leaves_zombies_out() {
-        let stat = "4242 (my (odd) prog) S 1 4240 4240 0 -1 4194560";
+        let stat = "4242 (my (odd) prog) S 1 4240 4240 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0";
         assert_eq!(in_group(stat, 4240), Some(true));
         assert_eq!(in_group(stat, 1), Some(false));
-        let zombie = "4242 (prog) Z 1 4240 4240 0";
+        assert_eq!(parse_stat(stat).map(|s| (s.ppid, s.start)), Some((1, 777)));
+        let zombie = "4242 (prog) Z 1 4240 4240 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 777 0";
         assert_eq!(in_group(zombie, 4240), Some(false));
         assert_eq!(in_group("garbage", 1), None);
     }
@@ -137,14 +220,22 @@ mod tests {
         let l = label(me);
         assert!(l.starts_with(&format!("pid {me}: ")), "{l}");
         assert!(l.len() <= MAX_LABEL + 20, "{l}");
-        assert!(group(nix::unistd::getpgrp()).contains(&me));
+        let mine = processes(nix::unistd::getpgrp(), &[]);
+        assert!(mine.iter().any(|p| p.pid == me && p.is_alive()), "{mine:?}");
     }
 
     #[test]
     fn processes_that_end_end_their_tracking() {
         let tracker = Tracker::new("test");
         let mut tree = Tree::new(tracker.clone());
-        let (a, b) = (Pid::from_raw(1), Pid::this());
+        let a = Proc {
+            pid: Pid::from_raw(1),
+            start: 0,
+        };
+        let b = Proc {
+            pid: Pid::this(),
+            start: 1,
+        };
         tree.update(&[a, b]);
         assert_eq!(tracker.len(), 2);
         tree.update(&[b]);

@@ -399,3 +399,34 @@ pub fn start_stubborn(dir: &Scratch, args: &[&str]) -> (Running, i32) {
         .unwrap();
     (run, sleep)
 }
+
+/// `lameduck run --admin none ARGS -- escapes.sh FILE`, once it is running,
+/// with a drain of 300ms and a shutdown timeout of 1s: with the pid of the
+/// child that left the program's group (`setsid`) and ignores SIGTERM
+/// while its parent, the wrapper, lives.
+pub fn start_escapes(dir: &Scratch, args: &[&str]) -> (Running, i32) {
+    let pid_file = dir.path("escaped");
+    let script = programs().join("escapes.sh");
+    let ready = format!("exec:test -e {}", pid_file.display());
+    let mut all = vec![
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--ready-interval",
+        "50ms",
+        "--drain-delay",
+        "300ms",
+        "--grace-period",
+        "8s",
+        "--shutdown-timeout",
+        "1s",
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", script.to_str().unwrap(), pid_file.to_str().unwrap()]);
+    let run = Running::start(&all);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let escaped = until_file(&pid_file).trim().parse().unwrap();
+    assert!(alive(escaped));
+    (run, escaped)
+}
