@@ -302,6 +302,38 @@ fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid()
 }
 
 #[test]
+fn reload_on_the_control_socket_is_an_error_that_points_to_a_restart_not_an_ok() {
+    let dir = Scratch::new("control-reload");
+    let socket = dir.path("control.sock");
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--drain-delay",
+        "0s",
+        "--control-socket",
+        socket.to_str().unwrap(),
+        "--",
+        "sleep",
+        "600",
+    ]);
+    run.event("control socket listening", |_| true);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let answer = control(&socket, "reload");
+    assert!(answer.starts_with("error "), "{answer}");
+    assert!(
+        answer.contains("lameduck run has nothing to reload") && answer.contains("upgrade"),
+        "{answer}"
+    );
+    let unknown = control(&socket, "frobnicate");
+    assert!(
+        unknown.starts_with("error unknown command") && unknown.contains("upgrade, status"),
+        "{unknown}"
+    );
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+#[test]
 fn sockets_passed_to_lameduck_are_passed_on_to_the_program_under_their_names() {
     use lameduck::listen::Handoff;
     let web = std::net::TcpListener::bind("127.0.0.1:0").unwrap();

@@ -208,7 +208,8 @@ pub struct Args {
     /// Serve a control socket (mode 0600, owner only) that takes `upgrade`
     /// (a zero-downtime restart; answers `ok PID` with the new instance's
     /// pid, `busy` while one is under way, or `error WHY`) and `status`
-    /// (`ok PHASE pid PID`, lameduck's own pid)
+    /// (`ok PHASE pid PID`, lameduck's own pid); `reload` is answered with
+    /// an error (lameduck run has nothing to reload: `upgrade` restarts)
     #[arg(long, value_name = "PATH")]
     pub(super) control_socket: Option<std::path::PathBuf>,
 

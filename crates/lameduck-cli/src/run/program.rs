@@ -28,11 +28,19 @@ const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// (in the inventory at Stopping), not waited for.
 const DRAIN_TREE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// The answer to `reload` on the control socket.
+const NOTHING_TO_RELOAD: &str =
+    "lameduck run has nothing to reload; SIGHUP or `upgrade` restarts the program";
+
 pub(super) type Check = Option<watch::Receiver<State>>;
 type Commands = mpsc::UnboundedReceiver<Command>;
 
 /// One run of the component.
 pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
+    // The control socket's `reload` is for a program that reads its
+    // configuration again; lameduck run restarts the program instead, and
+    // an `ok` would look like a reload done.
+    ctx.on_reload(|| Err(NOTHING_TO_RELOAD.into()));
     let mut commands = sup.commands.lock().await;
     // Requests made while the program was down are stale.
     while let Ok(cmd) = commands.try_recv() {
