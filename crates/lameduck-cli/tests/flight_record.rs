@@ -622,3 +622,46 @@ async fn an_open_websocket_is_in_the_stopping_inventory_as_an_upgraded_connectio
         record.inventories
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forced_exit_in_human_output_still_says_its_report_and_the_work_it_cut() {
+    let mut demo = Demo::start(
+        &[
+            "--output",
+            "human",
+            "--drain-delay",
+            "20s",
+            "--grace-period",
+            "60s",
+        ],
+        Stdio::piped(),
+    )
+    .await;
+    wait_readyz(demo.admin, 200).await;
+    let (_conn, _peer) = open_stream(demo.addr).await;
+    demo.signal(Signal::SIGTERM);
+    wait_readyz(demo.admin, 503).await;
+    demo.signal(Signal::SIGINT);
+    assert_eq!(exit_code(&mut demo).await, 130);
+    let mut stderr = String::new();
+    demo.child
+        .stderr
+        .take()
+        .expect("piped")
+        .read_to_string(&mut stderr)
+        .await
+        .expect("reading stderr");
+    // The demo prints its report after every other shutdown; this one
+    // ends from the signal thread, and still says it.
+    assert!(
+        stderr.contains(&format!("[pid {}] demo: shut down (SIGTERM)", demo.pid))
+            && stderr.contains("forced by SIGINT (130)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.trim_start().starts_with("aborted:") && l.contains("GET /stream")),
+        "the report names the stream it cut: {stderr}"
+    );
+}

@@ -29,9 +29,14 @@ impl Output {
 }
 
 /// Human: warnings and errors, and the steps of an upgrade; the phase lines
-/// say the rest. JSON: every event at info and above, each line with the
-/// `pid`. `RUST_LOG` overrides either.
+/// say the rest, and the report of a forced exit (see [`ForcedReport`]).
+/// JSON: every event at info and above, each line with the `pid`.
+/// `RUST_LOG` overrides either.
 pub(super) fn init_logging(human: bool) {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(if human {
             "warn,lameduck::upgrade=info"
@@ -39,23 +44,105 @@ pub(super) fn init_logging(human: bool) {
             "info"
         })
     });
-    let builder = tracing_subscriber::fmt()
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    if human {
+        let lines = tracing_subscriber::fmt::layer()
+            .compact()
+            .without_time()
+            .with_writer(std::io::stderr)
+            .with_ansi(ansi)
+            .with_filter(filter);
+        let _ = tracing_subscriber::registry()
+            .with(lines)
+            .with(ForcedReport)
+            .try_init();
+        return;
+    }
+    // Each line names its process: during a restart two processes log.
+    let json = tracing_subscriber::fmt::format()
+        .json()
+        .flatten_event(true)
+        .with_current_span(false);
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
-    let _ = if human {
-        builder.compact().without_time().try_init()
-    } else {
-        // Each line names its process: during a restart two processes log.
-        let json = tracing_subscriber::fmt::format()
-            .json()
-            .flatten_event(true)
-            .with_current_span(false);
-        builder
-            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
-            .event_format(super::pid_json::WithPid::new(json))
-            .try_init()
-    };
+        .with_ansi(ansi)
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(super::pid_json::WithPid::new(json))
+        .try_init();
+}
+
+/// The report of a forced exit, for a person. A second signal ends the
+/// process from the signal thread, right after the library logs its
+/// `shutdown report` event (target `lameduck::report`): the demo never gets
+/// to print the report itself, as it does after every other shutdown. This
+/// layer sees that event whatever the filter of the lines above lets
+/// through, and says it when its status is `forced`.
+struct ForcedReport;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for ForcedReport {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != "lameduck::report" {
+            return;
+        }
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if !fields.get("status").starts_with("forced") {
+            return;
+        }
+        say!("{}", fields.forced_report(std::process::id()));
+    }
+}
+
+/// An event's fields, as text.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> &str {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// The lines of a forced exit's report: what happened, and the work it
+    /// left behind.
+    fn forced_report(&self, pid: u32) -> String {
+        let mut out = format!(
+            "[pid {pid}] {}: shut down ({}) in {}ms: {}\n  phases: {}\n  work: {} in flight at stop, {} finished, {} cancelled, {} aborted",
+            self.get("app"),
+            self.get("reason"),
+            self.get("shutdown_ms"),
+            self.get("status"),
+            self.get("phases"),
+            self.get("in_flight_at_stop"),
+            self.get("finished"),
+            self.get("cancelled"),
+            self.get("aborted"),
+        );
+        for (name, says) in [
+            ("cancelled_work", "cancelled"),
+            ("aborted_work", "aborted"),
+            ("held", "held up"),
+        ] {
+            let value = self.get(name);
+            if !value.is_empty() {
+                out.push_str(&format!("\n  {says}: {value}"));
+            }
+        }
+        out
+    }
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push((field.name(), value.to_string()));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name(), format!("{value:?}")));
+    }
 }
 
 /// Prints a line per phase as it begins, and while work is in flight a
