@@ -269,11 +269,9 @@ fn control(path: &std::path::Path, command: &str) -> String {
     answer
 }
 
-#[test]
-fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid() {
-    let dir = Scratch::new("control");
-    let socket = dir.path("control.sock");
-    let mut run = Running::start(&[
+/// `lameduck run --control-socket SOCKET -- PROGRAM…`, without a drain.
+fn with_control_socket(socket: &std::path::Path, program: &[&str]) -> Running {
+    let mut args = vec![
         "--admin",
         "none",
         "--drain-delay",
@@ -281,10 +279,23 @@ fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid()
         "--control-socket",
         socket.to_str().unwrap(),
         "--",
-        "sh",
-        "-c",
-        "trap 'exit 0' TERM; while :; do sleep 0.05; done",
-    ]);
+    ];
+    args.extend_from_slice(program);
+    Running::start(&args)
+}
+
+#[test]
+fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid() {
+    let dir = Scratch::new("control");
+    let socket = dir.path("control.sock");
+    let mut run = with_control_socket(
+        &socket,
+        &[
+            "sh",
+            "-c",
+            "trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        ],
+    );
     let first = run.event("program started", |_| true)["pid"]
         .as_i64()
         .unwrap();
@@ -305,17 +316,7 @@ fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid()
 fn reload_on_the_control_socket_is_an_error_that_points_to_a_restart_not_an_ok() {
     let dir = Scratch::new("control-reload");
     let socket = dir.path("control.sock");
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--drain-delay",
-        "0s",
-        "--control-socket",
-        socket.to_str().unwrap(),
-        "--",
-        "sleep",
-        "600",
-    ]);
+    let mut run = with_control_socket(&socket, &["sleep", "600"]);
     run.event("control socket listening", |_| true);
     run.event("phase changed", |v| v["phase"] == "running");
     let answer = control(&socket, "reload");
