@@ -139,3 +139,37 @@ fn a_program_that_exits_for_good_leaves_its_queued_connections_counted() {
     assert_eq!(report["status"], "component failed (1)", "{report}");
     assert_eq!(run.wait(), Some(1), "{}", run.log());
 }
+
+/// A Unix socket given (`--listen http=unix:PATH`) to a program that takes
+/// `http` as TCP (here `lameduck demo`): the program's error says what it
+/// was given and what it expected, and claims no address it binds.
+#[test]
+fn a_unix_socket_given_to_a_program_that_expects_tcp_is_named_for_what_it_is() {
+    let dir = Scratch::new("unix-for-tcp");
+    let path = dir.path("http.sock");
+    let listen = format!("http=unix:{}", path.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--listen",
+        &listen,
+        "--",
+        env!("CARGO_BIN_EXE_lameduck"),
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+    ]);
+    // The demo refuses its socket and fails: lameduck exits with its code.
+    let code = run.wait();
+    assert!(code.is_some_and(|c| c != 0), "{code:?}: {}", run.log());
+    let log = run.log();
+    assert!(
+        log.contains("the inherited socket \"http\" is not a TCP socket: it is a Unix socket"),
+        "{log}"
+    );
+    assert!(!log.contains("binding"), "{log}");
+}

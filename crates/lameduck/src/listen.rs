@@ -108,6 +108,17 @@ enum Family {
     Other,
 }
 
+impl Family {
+    /// What a socket of this family is, for an error.
+    fn described(self) -> &'static str {
+        match self {
+            Family::Ip => "a TCP socket",
+            Family::Unix => "a Unix socket",
+            Family::Other => "neither a TCP nor a Unix socket",
+        }
+    }
+}
+
 impl Listeners {
     /// Takes the sockets passed in the environment (none when `LISTEN_FDS`
     /// is unset), checked to be listening stream sockets.
@@ -365,7 +376,10 @@ impl Listeners {
         if found != want {
             return Err(ListenError::new(
                 ListenErrorKind::WrongType,
-                format!("the inherited socket {name:?} is not a {what} socket (LISTEN_FDNAMES)"),
+                format!(
+                    "the inherited socket {name:?} is not a {what} socket: it is {} (passed under that name in LISTEN_FDNAMES)",
+                    found.described()
+                ),
                 None,
             ));
         }
