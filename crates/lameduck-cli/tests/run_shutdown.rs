@@ -260,3 +260,38 @@ fn ctrl_c_at_a_terminal_is_what_cut_the_drain_short() {
     );
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
+
+#[test]
+fn closing_the_terminal_stops_the_program_instead_of_restarting_it() {
+    let Some((mut run, master)) = Running::start_in_terminal_session(&[
+        "--admin",
+        "none",
+        "--drain-delay",
+        "0s",
+        "--",
+        "sleep",
+        "600",
+    ]) else {
+        eprintln!("skipped: no util-linux setsid");
+        return;
+    };
+    run.event("phase changed", |v| v["phase"] == "running");
+    // An operator's SIGHUP, the terminal open: a restart.
+    run.signal(Signal::SIGHUP);
+    let second = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap() as i32;
+    run.event("restart complete", |_| true);
+    // The terminal closes: the kernel's SIGHUP stops lameduck, its program
+    // with it.
+    drop(master);
+    run.event("the terminal is gone", |_| true);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(second), "the program outlived lameduck");
+    let log = run.log();
+    assert_eq!(
+        log.matches("program started").count(),
+        2,
+        "no restart at the hangup: {log}"
+    );
+}

@@ -74,7 +74,8 @@ serving. One restart at a time. Without --listen nothing is guaranteed: a
 program that binds its own port cannot start a second instance on it, and a
 check on that port is answered by the old one; a restart whose new instance
 is gone once the old one has stopped is reported failed (log and control
-socket), never complete.
+socket), never complete. The SIGHUP of a closed terminal (lameduck had a
+controlling terminal, and it is gone) stops instead, as SIGTERM does.
 
 Crashes: --restart on-failure (the default), always or never, with
 exponential backoff and jitter; more than --max-restarts within

@@ -5,7 +5,7 @@
 //! | first `SIGTERM` / `SIGINT` | the shutdown sequence (no drain for `SIGINT` from a terminal) |
 //! | second | cuts the drain short (the library records it as what ended the drain): forwarded to the program at once |
 //! | third and later | `SIGKILL` to the program's group; lameduck exits 128 + the third signal (143, 130), as forced |
-//! | `SIGHUP` | a zero-downtime restart |
+//! | `SIGHUP` | a zero-downtime restart; the shutdown sequence when it is the hangup of the terminal lameduck started in ([`crate::terminal`]) |
 //! | `--forward` ones | forwarded to every instance's group |
 //!
 //! A repeat of the same signal within the library's
@@ -20,6 +20,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::time::Instant;
 
 use super::supervisor::{Command, Supervisor};
+use crate::terminal::{HANGUP, Terminal};
 
 /// Installs every handler (before returning, so no signal meets its default
 /// action once the program runs) and spawns the tasks that act on them.
@@ -40,14 +41,10 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
             }
         });
     }
-    let restarts = app.clone();
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            // The library logs the outcome; the future only carries it.
-            drop(restarts.upgrade());
-        }
-    });
     let terminal = std::io::stdin().is_terminal();
+    // Looked at before any SIGHUP can come: whether there is a terminal
+    // whose closing would be a hangup.
+    let controlling = Terminal::at_start();
     tokio::spawn(async move {
         let mut count = 0u32;
         let mut last: Option<(Signal, Instant)> = None;
@@ -55,6 +52,22 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
             let sig = tokio::select! {
                 Some(()) = term.recv() => Signal::SIGTERM,
                 Some(()) = int.recv() => Signal::SIGINT,
+                Some(()) = hup.recv() => {
+                    if !controlling.is_hung_up() {
+                        tracing::info!(target: "lameduck::run", signal = "SIGHUP", "SIGHUP: a zero-downtime restart");
+                        // The library logs the outcome; the future only
+                        // carries it.
+                        drop(app.upgrade());
+                    } else if count == 0 {
+                        // The terminal lameduck ran in was closed: nobody
+                        // is left to stop it, so it stops now, as on
+                        // SIGTERM, rather than run on, detached.
+                        tracing::warn!(target: "lameduck::run", signal = "SIGHUP", "SIGHUP and the terminal is gone: {HANGUP}; stopping as on SIGTERM, not restarting");
+                        count = 1;
+                        app.shutdown(HANGUP);
+                    }
+                    continue;
+                }
                 else => return,
             };
             if last.is_some_and(|(s, at)| s == sig && at.elapsed() < SIGNAL_REPEAT_WINDOW) {

@@ -66,15 +66,31 @@ impl Running {
     /// standard input, as at an interactive shell; with the master side,
     /// which only the test holds.
     pub fn start_on_terminal(args: &[&str]) -> (Self, std::os::fd::OwnedFd) {
-        let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
-        nix::fcntl::fcntl(
-            &pty.master,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .expect("the master side is not inherited");
+        let pty = pty();
         let cmd = Command::new(env!("CARGO_BIN_EXE_lameduck"));
         let run = Self::spawn(cmd, args, Stdio::from(pty.slave));
         (run, pty.master)
+    }
+
+    /// As `start_on_terminal`, with the terminal as lameduck's controlling
+    /// one (lameduck leads a session of its own, by util-linux's `setsid
+    /// --ctty`): closing the master side is the terminal's hangup. `None`
+    /// without `setsid`.
+    pub fn start_in_terminal_session(args: &[&str]) -> Option<(Self, std::os::fd::OwnedFd)> {
+        Command::new("setsid")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .ok()
+            .filter(|s| s.success())?;
+        let pty = pty();
+        // The spawned process is no group leader: setsid execs lameduck in
+        // place, so the child's pid is lameduck's.
+        let mut cmd = Command::new("setsid");
+        cmd.arg("--ctty");
+        let run = Self::spawn(cmd, args, Stdio::from(pty.slave));
+        Some((run, pty.master))
     }
 
     /// As `start`, through `cmd` (a wrapper: `unshare …`).
@@ -196,6 +212,18 @@ impl Drop for Running {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A pseudo-terminal whose master side only the test holds (not
+/// inherited): its close is the terminal's.
+fn pty() -> nix::pty::OpenptyResult {
+    let pty = nix::pty::openpty(None, None).expect("a pseudo-terminal");
+    nix::fcntl::fcntl(
+        &pty.master,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .expect("the master side is not inherited");
+    pty
 }
 
 /// A free port on loopback (bound, then released for the program).
