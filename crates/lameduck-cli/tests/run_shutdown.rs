@@ -25,6 +25,29 @@ fn start_forks(dir: &Scratch, args: &[&str]) -> (Running, Vec<i32>) {
     (run, grandchildren)
 }
 
+/// `lameduck run --ready exec:test -e PID_FILE --drain-delay DRAIN -- sh -c
+/// SCRIPT`, once it is running: with the pid that SCRIPT's child, one that
+/// left the program's group, wrote to PID_FILE.
+fn start_escaping(pid_file: &std::path::Path, drain: &str, script: &str) -> (Running, i32) {
+    let ready = format!("exec:test -e {}", pid_file.display());
+    let run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--drain-delay",
+        drain,
+        "--",
+        "sh",
+        "-c",
+        script,
+    ]);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let escaped: i32 = until_file(pid_file).trim().parse().unwrap();
+    assert!(alive(escaped));
+    (run, escaped)
+}
+
 #[test]
 fn a_naive_server_keeps_serving_while_unready_and_a_second_signal_stops_it_at_once() {
     if !has_python() {
@@ -169,22 +192,7 @@ fn a_descendant_that_left_the_program_s_group_is_waited_for_too() {
         "setsid sh -c 'echo $$ >{f}.tmp; mv {f}.tmp {f}; exec sleep 1000' & trap 'exit 0' TERM; while :; do sleep 0.05; done",
         f = pid_file.display()
     );
-    let ready = format!("exec:test -e {}", pid_file.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        &ready,
-        "--drain-delay",
-        "0s",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    run.event("phase changed", |v| v["phase"] == "running");
-    let escaped: i32 = until_file(&pid_file).trim().parse().unwrap();
-    assert!(alive(escaped));
+    let (mut run, escaped) = start_escaping(&pid_file, "0s", &script);
     run.signal(Signal::SIGTERM);
     run.event("descendants that left the program's group", |_| true);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
@@ -293,5 +301,33 @@ fn closing_the_terminal_stops_the_program_instead_of_restarting_it() {
         log.matches("program started").count(),
         2,
         "no restart at the hangup: {log}"
+    );
+}
+
+#[test]
+fn a_descendant_that_left_the_group_hears_the_stop_signal_when_the_program_exits_during_the_drain()
+{
+    let dir = Scratch::new("escapes-exit");
+    let (pid_file, marker, fifo) = (dir.path("escaped"), dir.path("stopped"), dir.path("fifo"));
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // A daemon-style child that says it heard SIGTERM; the program exits by
+    // itself, during the drain, once the test opens the FIFO.
+    let script = format!(
+        "setsid sh -c 'trap \"echo stopped >{m}; exit 0\" TERM; echo $$ >{f}.tmp; mv {f}.tmp {f}; while :; do sleep 0.05; done' & read _ <{fifo}; exit 0",
+        m = marker.display(),
+        f = pid_file.display(),
+        fifo = fifo.display(),
+    );
+    let (mut run, escaped) = start_escaping(&pid_file, "10s", &script);
+    run.signal(Signal::SIGTERM);
+    run.event("phase changed", |v| v["phase"] == "draining");
+    release(&fifo);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(escaped), "the escaped descendant outlived lameduck");
+    assert_eq!(
+        std::fs::read_to_string(&marker).ok().as_deref(),
+        Some("stopped\n"),
+        "it was stopped by the stop signal, not killed: {}",
+        run.log()
     );
 }

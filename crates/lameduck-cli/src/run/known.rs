@@ -84,6 +84,47 @@ impl Known {
         alive
     }
 
+    /// Stops the processes of the instance whose group is `pgid` that
+    /// left the group (the group is the instance's to stop): `sig` to
+    /// each not `told` already, `SIGKILL` to every one left after `grace`;
+    /// waits until every process of the instance is gone.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: what is left is killed as lameduck exits.
+    pub async fn stop_outside(
+        &self,
+        pgid: Pid,
+        sig: Signal,
+        grace: Duration,
+        reaper: &Reaper,
+        told: &HashSet<Proc>,
+    ) {
+        let left = outside(&self.look(pgid), pgid);
+        if left.is_empty() {
+            return;
+        }
+        let pids: Vec<i32> = left.iter().map(|p| p.pid.as_raw()).collect();
+        let untold: Vec<Proc> = left.into_iter().filter(|p| !told.contains(p)).collect();
+        if !untold.is_empty() {
+            tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?untold.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
+            signal(&untold, sig);
+        }
+        let gone = async {
+            while !self.look(pgid).is_empty() || !self.all_ended() {
+                tokio::select! {
+                    () = reaper.reaped() => {}
+                    () = tokio::time::sleep(POLL) => {}
+                }
+            }
+        };
+        if tokio::time::timeout(grace, gone).await.is_err() {
+            tracing::warn!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?pids, grace_ms = grace.as_millis() as u64, "descendants that left the program's group outlived their grace: SIGKILL");
+            self.kill_all();
+            signal(&self.look(pgid), Signal::SIGKILL);
+        }
+    }
+
     /// As lameduck exits: `SIGKILL` to every process known still alive
     /// (the hard deadline passed, or the program's component ended without
     /// waiting for them), then waits until they are gone, within

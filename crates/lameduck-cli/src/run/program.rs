@@ -77,15 +77,18 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
     // From the drain on, the program's processes are its work in flight:
     // the inventory taken as Stopping begins names them.
     let mut tree: Option<Tree> = None;
+    // The processes outside the program's group that were sent a signal to
+    // stop: each hears it once.
+    let mut told: HashSet<Proc> = HashSet::new();
     loop {
         tokio::select! {
             biased;
             ended = cur.exited() => {
                 drop(tree.take());
-                return exited(&sup, &ctx, cur, ended, stopping_with).await;
+                return exited(&sup, &ctx, cur, ended, (stopping_with, &told)).await;
             }
             () = ctx.on_stopping() => {
-                return stop(&sup, &ctx, cur, stopping_with, tree, &mut commands).await;
+                return stop(&sup, &ctx, cur, (stopping_with, told), tree, &mut commands).await;
             }
             () = ctx.on_draining(), if tree.is_none() => {
                 let mut processes = Tree::new(ctx.tracker().clone());
@@ -105,6 +108,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
                     sup.launch.sockets.give_up(false);
                     cur.signal(sig);
+                    tell(&mut told, &sup.known.look(cur.pid()), cur.pid(), sig);
                     stopping_with = Some(sig);
                 }
                 Command::Restart(reply) => {
@@ -151,7 +155,7 @@ async fn exited(
     ctx: &Context,
     mut cur: Instance,
     ended: Ended,
-    stopping_with: Option<Signal>,
+    (stopping_with, told): (Option<Signal>, &HashSet<Proc>),
 ) -> Result<(), BoxError> {
     say_end(ctx, ended, stopping_with.as_slice());
     let pid = cur.pid().as_raw();
@@ -163,14 +167,26 @@ async fn exited(
         tracing::warn!(target: "lameduck::run", pid, "the program exited: {ended}");
         ctx.unready(format!("the program exited: {ended}"));
     }
-    // Its children, left behind, go with it.
-    if cur.group_alive() {
-        tracing::info!(target: "lameduck::run", pid, "stopping what the program left running in its process group");
-        cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
-            .await;
-    }
-    sup.forget(cur.pid());
     let shutting_down = stopping_with.is_some() || ctx.is_draining();
+    // Its children, left behind, go with it; in a shutdown, also those that
+    // left its group (a crash restart leaves a daemon it started alone).
+    let pgid = cur.pid();
+    let group = async {
+        if cur.group_alive() {
+            tracing::info!(target: "lameduck::run", pid, "stopping what the program left running in its process group");
+            cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+                .await;
+        }
+    };
+    let outside = async {
+        if shutting_down {
+            sup.known
+                .stop_outside(pgid, sup.stop_signal, sup.hard_timeout, &sup.reaper, told)
+                .await;
+        }
+    };
+    tokio::join!(group, outside);
+    sup.forget(cur.pid());
     if shutting_down {
         // Nobody accepts any more: connections are refused from now on.
         sup.launch.sockets.give_up(true);
@@ -223,7 +239,7 @@ async fn stop(
     sup: &Supervisor,
     ctx: &Context,
     mut cur: Instance,
-    mut stopping_with: Option<Signal>,
+    (mut stopping_with, mut told): (Option<Signal>, HashSet<Proc>),
     tree: Option<Tree>,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
@@ -237,6 +253,7 @@ async fn stop(
                 if stopping_with.is_none() {
                     tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "stopping the program now, without waiting out the drain");
                     cur.signal(sig);
+                    tell(&mut told, &sup.known.look(pgid), pgid, sig);
                     stopping_with = Some(sig);
                 }
             }
@@ -261,7 +278,6 @@ async fn stop(
     tree.update(&found);
     // Every descendant hears the stop signal: the group above, and those
     // that left it (`setsid`), each once, as it is found.
-    let mut told: HashSet<Proc> = HashSet::new();
     tell(&mut told, &found, pgid, sent[0]);
     let mut killed = false;
     // Every descendant is waited for: the program, its group, and every
