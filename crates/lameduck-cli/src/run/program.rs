@@ -302,13 +302,13 @@ async fn stop(
                 tree.update(&sup.known.look(pgid));
                 tree.killed_by_the_shutdown();
                 instance::signal_group(pgid, Signal::SIGKILL);
-                sup.known.kill_all();
+                // From now on, one found late (orphaned by this kill, say)
+                // is killed as it is found.
+                told = sup.known.kill_all().into_iter().collect();
                 // lameduck's own kill: the exit code is the report's
                 // (3, deadline exceeded), not 128 + SIGKILL.
                 sent.push(Signal::SIGKILL);
                 killed = true;
-                // From now on, one found late is killed as it is found.
-                told.clear();
             }
             () = tokio::time::sleep(TREE_POLL) => {}
             Some(cmd) = commands.recv() => match cmd {
