@@ -300,19 +300,25 @@ async fn a_response_delivered_in_full_after_the_cancel_signal_is_reported_finish
     }
 }
 
+/// An app whose `GET /big` answers `bytes` bytes in one frame, with a
+/// shutdown timeout of 300 ms and a hard deadline the tests never reach.
+async fn big_body_app(bytes: usize) -> Started {
+    let big = move || async move { vec![b'x'; bytes] };
+    let router = Router::new().route("/big", get(big));
+    let budget = Budget::new(Duration::from_secs(600))
+        .drain_delay(Duration::ZERO)
+        .shutdown_timeout(Duration::from_millis(300))
+        .hard_timeout(LONG);
+    start(router, budget, &Metrics::new(), None).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_response_whose_connection_ends_before_it_is_on_the_wire_is_cut_not_finished_anyway() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     // More than the socket buffers on both sides hold: the body ends at
     // once (one frame), and its bytes wait on the connection.
-    let big = || async { vec![b'x'; 64 << 20] };
-    let router = Router::new().route("/big", get(big));
-    let budget = Budget::new(Duration::from_secs(600))
-        .drain_delay(Duration::ZERO)
-        .shutdown_timeout(Duration::from_millis(300))
-        .hard_timeout(LONG);
-    let app = start(router, budget, &Metrics::new(), None).await;
+    let app = big_body_app(64 << 20).await;
     let mut client = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     client
         .write_all(b"GET /big HTTP/1.1\r\nhost: test\r\n\r\n")
@@ -418,13 +424,7 @@ async fn an_http2_response_whose_stream_the_client_resets_before_it_is_on_the_wi
     // More than the client's stream window (65,535 bytes, the default):
     // the body ends at once (one frame), and most of its bytes wait in h2
     // for a window the client never opens.
-    let big = || async { vec![b'x'; 1 << 20] };
-    let router = Router::new().route("/big", get(big));
-    let budget = Budget::new(Duration::from_secs(600))
-        .drain_delay(Duration::ZERO)
-        .shutdown_timeout(Duration::from_millis(300))
-        .hard_timeout(LONG);
-    let app = start(router, budget, &Metrics::new(), None).await;
+    let app = big_body_app(1 << 20).await;
     // A client of raw frames, which does only what the test says: a
     // library client may reset its streams on the server's GOAWAY.
     let mut socket = tokio::net::TcpStream::connect(app.addr).await.unwrap();
