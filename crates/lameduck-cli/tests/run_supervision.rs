@@ -179,6 +179,9 @@ fn a_program_takes_its_socket_from_lameduck_and_sighup_restarts_it_without_refus
     assert_eq!((status, body.trim()), (200, first.to_string().as_str()));
 
     run.signal(Signal::SIGHUP);
+    // The operator's SIGHUP is named as what asked, not an API of the
+    // library's.
+    run.event("upgrade in place started", |v| v["via"] == "SIGHUP");
     let second = run.event("program started", |_| true)["pid"]
         .as_i64()
         .unwrap();

@@ -331,6 +331,24 @@ impl AppHandle {
         self.request_upgrade(crate::upgrade::Via::Handle)
     }
 
+    /// [`upgrade`](Self::upgrade) asked for by `SIGHUP`, for an app that
+    /// takes its signals itself
+    /// ([`AppBuilder::handle_signals(false)`](crate::AppBuilder::handle_signals)),
+    /// as `lameduck run` does: the log, the flight record and a refused
+    /// concurrent request name `SIGHUP`, not the app handle.
+    ///
+    /// # Errors
+    ///
+    /// As [`upgrade`](Self::upgrade).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future does not cancel the upgrade.
+    #[cfg(all(unix, feature = "upgrade"))]
+    pub fn upgrade_on_sighup(&self) -> crate::upgrade::UpgradeFuture {
+        self.request_upgrade(crate::upgrade::Via::Signal)
+    }
+
     #[cfg(all(unix, feature = "upgrade"))]
     pub(crate) fn request_upgrade(
         &self,

@@ -57,7 +57,7 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                         tracing::info!(target: "lameduck::run", signal = "SIGHUP", "SIGHUP: a zero-downtime restart");
                         // The library logs the outcome; the future only
                         // carries it.
-                        drop(app.upgrade());
+                        drop(app.upgrade_on_sighup());
                     } else if count == 0 {
                         // The terminal lameduck ran in was closed: nobody
                         // is left to stop it, so it stops now, as on
