@@ -46,11 +46,13 @@ pub(super) fn init_logging(human: bool) {
     });
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     if human {
+        // A line that cannot be written is dropped (see `run/output.rs`).
         let lines = tracing_subscriber::fmt::layer()
             .compact()
             .without_time()
             .with_writer(std::io::stderr)
             .with_ansi(ansi)
+            .log_internal_errors(false)
             .with_filter(filter);
         let _ = tracing_subscriber::registry()
             .with(lines)
@@ -67,6 +69,7 @@ pub(super) fn init_logging(human: bool) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
+        .log_internal_errors(false)
         .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
         .event_format(super::pid_json::WithPid::new(json))
         .try_init();

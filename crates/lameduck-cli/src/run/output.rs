@@ -34,10 +34,15 @@ pub fn init(output: Output) {
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,lameduck=info"));
     // Colour only for a person at a terminal who did not ask for none.
     let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    // A log line that cannot be written (the terminal closed, the reader of
+    // the pipe died) is dropped: tracing-subscriber's default reports it
+    // with `eprintln!`, which panics on that same stderr and took down the
+    // task that logged, the signal handler's among them.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour);
+        .with_ansi(colour)
+        .log_internal_errors(false);
     let _ = if human {
         builder.event_format(Prefixed).try_init()
     } else {
