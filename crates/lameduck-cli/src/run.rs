@@ -43,7 +43,7 @@ use lameduck::{App, Budget, Component, Restart, RestartPolicy};
 
 pub use args::Args;
 use checks::CheckSpec;
-use flags::{Probe, RestartWhen};
+use flags::{ListenAddr, Probe, RestartWhen};
 use supervisor::{Parts, Supervisor};
 
 /// Runs `lameduck run`: the exit code, or an error for a usage problem.
@@ -62,6 +62,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(lameduck::ExitStatus::InvalidConfig.code()));
         }
     };
+    // Refused before anything is bound: the second bind would fail with
+    // only the OS's "Address already in use".
+    if let Some(admin) = args.admin.0
+        && admin.port() != 0
+        && let Some(spec) = args
+            .listen
+            .iter()
+            .find(|s| matches!(s.addr, ListenAddr::Tcp(a) if a == admin))
+    {
+        anyhow::bail!(
+            "--admin {admin} is the address --listen {} serves: the probes and metrics need a port of their own",
+            spec.name
+        );
+    }
     // Before any thread starts: descriptors 3, 4, … passed by systemd are
     // claimed as this process's own, then bound what --listen asks.
     let (sockets, given) = sockets::open(&args.listen)?;
@@ -105,7 +119,7 @@ async fn supervise(
         Some(addr) => Some(
             tokio::net::TcpListener::bind(addr)
                 .await
-                .with_context(|| format!("binding the admin listener {addr}"))?,
+                .with_context(|| format!("--admin {addr}: binding the admin listener"))?,
         ),
         None => None,
     };

@@ -124,10 +124,30 @@ fn a_placeholder_or_an_address_that_cannot_be_used_is_a_usage_error() {
     let out = run_with_admin(&addr, &["--", "true"]);
     assert_eq!(out.code, Some(2), "{}", out.stderr);
     assert!(
-        out.stderr.contains("binding the admin listener"),
+        out.stderr
+            .contains(&format!("--admin {addr}: binding the admin listener"))
+            && out.stderr.contains("Address already in use"),
         "{}",
         out.stderr
     );
+}
+
+#[test]
+fn an_admin_address_that_is_a_listen_address_is_refused_naming_both_before_binding() {
+    let free = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = free.local_addr().unwrap().to_string();
+    drop(free);
+    let out = run_with_admin(&addr, &["--listen", &format!("http={addr}"), "--", "true"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(
+        out.stderr.contains(&format!(
+            "--admin {addr} is the address --listen http serves"
+        )),
+        "{}",
+        out.stderr
+    );
+    // Refused before binding: no OS error to report.
+    assert!(!out.stderr.contains("os error"), "{}", out.stderr);
 }
 
 #[test]
