@@ -178,6 +178,9 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 
 /// `--upgrade-timeout`: a duration, not zero.
 fn parse_upgrade_timeout(s: &str) -> Result<Duration, String> {
+    if s.trim().starts_with('-') {
+        return Err("a duration cannot be negative: give one, e.g. 30s".to_string());
+    }
     match parse_duration(s)? {
         Duration::ZERO => Err(
             "0s would fail every upgrade before the new process could become ready: \
@@ -191,6 +194,10 @@ fn parse_upgrade_timeout(s: &str) -> Result<Duration, String> {
 fn parse_timeout(s: &str) -> Result<Timeout, String> {
     if s.trim().eq_ignore_ascii_case("off") {
         return Ok(Timeout(None));
+    }
+    if s.trim().starts_with('-') {
+        // Not the shared "0s or more": 0s is refused here too.
+        return Err("a duration cannot be negative: give one, e.g. 620s, or `off`".to_string());
     }
     match parse_duration(s)? {
         Duration::ZERO => Err(

@@ -71,6 +71,11 @@ fn demo_duration_flags_refuse_zero_upgrade_timeouts_and_negative_values_as_bad_f
             out.stderr.contains(flag) && out.stderr.contains(says),
             "{flag} {value}: {out:#?}"
         );
+        // Neither flag takes 0s: no message may offer it.
+        assert!(
+            !out.stderr.contains("0s or more"),
+            "{flag} {value}: {out:#?}"
+        );
         assert!(!out.stdout.contains("listening on"), "{out:#?}");
     }
 }
