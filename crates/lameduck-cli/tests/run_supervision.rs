@@ -527,3 +527,113 @@ fn a_restart_whose_new_instance_died_is_not_answered_ok_even_if_its_check_passed
     run.signal(Signal::SIGTERM);
     run.wait();
 }
+
+/// `sh -c SCRIPT` for an instance that starts a child in a session of its
+/// own (`setsid`, so out of the instance's process group), a `sleep` that
+/// does not ignore SIGTERM, which writes its pid to `DIR/escaped.PID` (PID
+/// the instance's); then `THEN`.
+fn leaves_a_child(dir: &Scratch, then: &str) -> String {
+    format!(
+        "setsid sh -c 'echo $$ >\"$0.tmp\"; mv \"$0.tmp\" \"$0\"; exec sleep 1000' {d}/escaped.$$ & {then}",
+        d = dir.0.display()
+    )
+}
+
+/// Ready once the instance checked has written its child's pid.
+fn ready_by_its_child(dir: &Scratch) -> String {
+    format!("exec:test -e {}/escaped.$LAMEDUCK_PID", dir.0.display())
+}
+
+/// `lameduck run --admin none --ready (by its child) --drain-delay 0s ARGS
+/// -- sh -c SCRIPT`: the run and its first instance's pid.
+fn start_leaving_children(dir: &Scratch, args: &[&str], script: &str) -> (Running, i64) {
+    let ready = ready_by_its_child(dir);
+    let mut all = vec![
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--ready-interval",
+        "50ms",
+        "--drain-delay",
+        "0s",
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", "sh", "-c", script]);
+    let run = Running::start(&all);
+    let first = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    (run, first)
+}
+
+/// The pid the child of instance `pid` wrote (waited for, bounded).
+fn child_of(dir: &Scratch, pid: i64) -> i32 {
+    until_file(&dir.path(&format!("escaped.{pid}")))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+#[test]
+fn a_zero_downtime_restart_stops_the_old_instance_s_child_that_left_its_group() {
+    let dir = Scratch::new("restart-setsid");
+    let script = leaves_a_child(&dir, "wait");
+    let (mut run, first) = start_leaving_children(&dir, &["--shutdown-timeout", "5s"], &script);
+    run.event("phase changed", |v| v["phase"] == "running");
+    let old_child = child_of(&dir, first);
+    run.signal(Signal::SIGHUP);
+    let second = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    run.event("restart complete", |v| v["old_pid"] == first);
+    // The old instance is all of it: its child outside the group too.
+    assert!(
+        !alive(old_child),
+        "the old instance's child outlived the restart: {}",
+        run.log()
+    );
+    let new_child = child_of(&dir, second);
+    assert!(
+        alive(new_child),
+        "the new instance's child was stopped with the old one: {}",
+        run.log()
+    );
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(new_child));
+}
+
+#[test]
+fn a_crash_restart_stops_what_the_crashed_instance_left_outside_its_group() {
+    let dir = Scratch::new("crash-setsid");
+    let marker = dir.path("crashed-once");
+    // The first instance crashes once its child is there; the next serves.
+    let crash = format!(
+        "i=0; while [ ! -e {d}/escaped.$$ ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; touch {m}; exit 1",
+        d = dir.0.display(),
+        m = marker.display()
+    );
+    let script = format!(
+        "if [ -e {m} ]; then {serve}; else {crash}; fi",
+        m = marker.display(),
+        serve = leaves_a_child(&dir, "wait"),
+        crash = leaves_a_child(&dir, &crash),
+    );
+    let (mut run, first) = start_leaving_children(&dir, &["--restart-delay", "1ms"], &script);
+    let crashed_child = child_of(&dir, first);
+    let second = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    // Stopped before the next instance started: it serves no more.
+    assert!(
+        !alive(crashed_child),
+        "the crashed instance's child outlived its restart: {}",
+        run.log()
+    );
+    let new_child = child_of(&dir, second);
+    assert!(alive(new_child), "{}", run.log());
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    assert!(!alive(new_child));
+}

@@ -1,12 +1,11 @@
 //! One instance of the program: started in a process group of its own with
-//! the sockets, signalled as a group, waited for until its last descendant
-//! is gone.
+//! the sockets, signalled as a group (stopped whole, with its processes
+//! outside the group, by `run/known.rs`).
 
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use lameduck::listen::Handoff;
 use nix::errno::Errno;
@@ -17,11 +16,6 @@ use tokio::sync::oneshot;
 use super::guard::Guard;
 use super::held::Held;
 use super::reaper::{Ended, Reaper};
-
-/// How often a process group is looked at while waiting for it to empty:
-/// the program's grandchildren are not lameduck's children until orphaned,
-/// so their exits send no `SIGCHLD` here.
-const GROUP_POLL: Duration = Duration::from_millis(20);
 
 /// Variables of lameduck's own environment that belong to lameduck, not to
 /// the program: its systemd notify socket and watchdog (the program gets
@@ -63,7 +57,6 @@ pub struct Instance {
     pid: Pid,
     exit: Option<oneshot::Receiver<Ended>>,
     ended: Option<Ended>,
-    guard: Guard,
 }
 
 impl Instance {
@@ -111,7 +104,6 @@ impl Instance {
             pid,
             exit: Some(exit),
             ended: None,
-            guard: guard.clone(),
         })
     }
 
@@ -153,35 +145,6 @@ impl Instance {
     /// Whether any process of the group is left.
     pub fn group_alive(&self) -> bool {
         group_alive(self.pid)
-    }
-
-    /// Waits until the program has exited and its whole group is gone.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe.
-    pub async fn gone(&mut self, reaper: &Reaper) {
-        self.exited().await;
-        while self.group_alive() {
-            tokio::select! {
-                () = reaper.reaped() => {}
-                () = tokio::time::sleep(GROUP_POLL) => {}
-            }
-        }
-        self.guard.forget(self.pid);
-    }
-
-    /// Stops the group: `sig`, then `SIGKILL` after `grace`; waits until the
-    /// group is gone. Returns whether `SIGKILL` was needed.
-    pub async fn stop(&mut self, sig: Signal, grace: Duration, reaper: &Reaper) -> bool {
-        self.signal(sig);
-        if tokio::time::timeout(grace, self.gone(reaper)).await.is_ok() {
-            return false;
-        }
-        tracing::warn!(target: "lameduck::run", pid = self.pid.as_raw(), grace_ms = grace.as_millis() as u64, "the program's group outlived its grace after {}: SIGKILL", sig.as_str());
-        self.signal(Signal::SIGKILL);
-        self.gone(reaper).await;
-        true
     }
 }
 

@@ -1,12 +1,14 @@
-//! The program's processes that lameduck knows of, from the drain on: its
-//! process group, every descendant of it (also one that left the group
-//! with `setsid` while its parent lives), and the descendants orphaned to
+//! The program's processes that lameduck knows of: each instance's process
+//! group, every descendant of it (also one that left the group with
+//! `setsid` while its parent lives), and the descendants orphaned to
 //! lameduck. Each is known by its pid and its start time, so a pid reused
-//! since is never signalled. lameduck stops them, kills them at the
+//! since is never signalled, and by the instance it belongs to, so that
+//! stopping one instance (a restart's old one, a crashed one) stops all of
+//! it and nothing of another. lameduck stops them, kills them at the
 //! deadline, and does not exit while one of them is alive; the guard
 //! hears of each, to kill it if lameduck dies first.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -14,9 +16,9 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::guard::Guard;
-use super::instance;
+use super::instance::{self, Instance};
 use super::reaper::Reaper;
-use super::tree::{self, Proc};
+use super::tree::{self, Proc, Table};
 
 /// How often the processes are looked at while waiting for them to end.
 const POLL: Duration = Duration::from_millis(20);
@@ -28,55 +30,149 @@ const LAST_WAIT: Duration = Duration::from_secs(2);
 /// The processes known: cheap to share behind the supervisor.
 #[derive(Debug)]
 pub struct Known {
-    procs: Mutex<HashSet<Proc>>,
+    state: Mutex<State>,
     guard: Guard,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    /// Each process known, with the instance (its process group) it
+    /// belongs to.
+    procs: HashMap<Proc, Pid>,
+    /// The instances running: their process group, and when its leader
+    /// started.
+    instances: Vec<(Pid, u64)>,
 }
 
 impl Known {
     /// Knows of nothing yet.
     pub fn new(guard: Guard) -> Self {
         Self {
-            procs: Mutex::new(HashSet::new()),
+            state: Mutex::new(State::default()),
             guard,
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, HashSet<Proc>> {
-        // Every update is a single insert or remove: a panic cannot tear it.
-        self.procs.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // Every update leaves the state whole: a panic cannot tear it.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An instance started: its group is `pgid`.
+    pub fn add_instance(&self, pgid: Pid) {
+        let start = Table::read()
+            .and_then(|t| t.proc_of(pgid))
+            .map_or(0, |p| p.start);
+        self.lock().instances.push((pgid, start));
+    }
+
+    /// An instance is gone.
+    pub fn remove_instance(&self, pgid: Pid) {
+        self.lock().instances.retain(|(g, _)| *g != pgid);
     }
 
     /// The processes of the instance whose group is `pgid` alive now,
     /// remembered from now on (those gone since are forgotten).
+    ///
+    /// Every instance's tree is looked at, so that each process is known
+    /// as its instance's while its parent lives: orphaned to lameduck, it
+    /// stays that instance's. An orphan never seen before belongs to the
+    /// newest instance that started before it.
     pub fn look(&self, pgid: Pid) -> Vec<Proc> {
+        let Some(table) = Table::read() else {
+            return tree::processes(pgid, &[]);
+        };
         let orphans = instance::strays(self.guard.pid());
-        let found = tree::processes(pgid, &orphans);
-        let mut known = self.lock();
-        known.retain(|p| {
-            let alive = p.is_alive();
+        let mut state = self.lock();
+        state.procs.retain(|p, _| {
+            let alive = table.proc_of(p.pid) == Some(*p);
             if !alive {
                 self.guard.forget_process(*p);
             }
             alive
         });
-        for p in &found {
-            if known.insert(*p) {
-                self.guard.watch_process(*p);
+        let mut instances = state.instances.clone();
+        if !instances.iter().any(|(g, _)| *g == pgid) {
+            instances.push((pgid, table.proc_of(pgid).map_or(0, |p| p.start)));
+        }
+        // Below each instance's group: that instance's, for sure.
+        let mut sure: HashMap<Proc, Pid> = HashMap::new();
+        for (g, _) in &instances {
+            for p in table.walk(Some(*g), &[]) {
+                sure.insert(p, *g);
             }
         }
+        let mut owners: HashMap<Proc, Pid> = HashMap::new();
+        for orphan in orphans {
+            if instances.iter().any(|(g, _)| *g == orphan) {
+                continue;
+            }
+            let Some(p) = table.proc_of(orphan) else {
+                continue;
+            };
+            let owner = sure
+                .get(&p)
+                .or_else(|| state.procs.get(&p))
+                .copied()
+                .unwrap_or_else(|| {
+                    instances
+                        .iter()
+                        .filter(|(_, start)| *start <= p.start)
+                        .max_by_key(|(_, start)| *start)
+                        .map_or(pgid, |(g, _)| *g)
+                });
+            for d in table.walk(None, &[orphan]) {
+                owners.entry(d).or_insert(owner);
+            }
+        }
+        let mut found = Vec::new();
+        for (p, g) in sure
+            .iter()
+            .chain(owners.iter().filter(|(p, _)| !sure.contains_key(p)))
+        {
+            // Seen below an instance's group, a process is that instance's,
+            // whatever was guessed of it as an orphan; an orphan keeps the
+            // instance it was known as.
+            let owner = match state.procs.get(p) {
+                Some(known) if !sure.contains_key(p) => *known,
+                Some(_) => {
+                    state.procs.insert(*p, *g);
+                    *g
+                }
+                None => {
+                    self.guard.watch_process(*p);
+                    state.procs.insert(*p, *g);
+                    *g
+                }
+            };
+            if owner == pgid {
+                found.push(*p);
+            }
+        }
+        found.sort_unstable_by_key(|p| p.pid.as_raw());
         found
     }
 
     /// Whether every process known has ended.
     pub fn all_ended(&self) -> bool {
-        !self.lock().iter().any(|p| p.is_alive())
+        !self.lock().procs.keys().any(|p| p.is_alive())
+    }
+
+    /// Whether every process known of the instance `pgid` has ended.
+    fn ended_of(&self, pgid: Pid) -> bool {
+        !self
+            .lock()
+            .procs
+            .iter()
+            .any(|(p, g)| *g == pgid && p.is_alive())
     }
 
     /// `SIGKILL` to every process known still alive; returns them.
     pub fn kill_all(&self) -> Vec<Proc> {
         let alive: Vec<Proc> = self
             .lock()
-            .iter()
+            .procs
+            .keys()
             .copied()
             .filter(|p| p.is_alive())
             .collect();
@@ -84,44 +180,105 @@ impl Known {
         alive
     }
 
-    /// Stops the processes of the instance whose group is `pgid` that
-    /// left the group (the group is the instance's to stop): `sig` to
-    /// each not `told` already, `SIGKILL` to every one left after `grace`;
-    /// waits until every process of the instance is gone.
+    /// `SIGKILL` to the instance whose group is `pgid`: its group, and
+    /// every process of it known or found now; returns those outside the
+    /// group killed (the group is killed by its signal).
+    pub fn kill_instance(&self, pgid: Pid) -> Vec<Proc> {
+        instance::signal_group(pgid, Signal::SIGKILL);
+        let mut procs = self.look(pgid);
+        procs.extend(
+            self.lock()
+                .procs
+                .iter()
+                .filter(|(p, g)| **g == pgid && !procs.contains(p))
+                .map(|(p, _)| *p)
+                .collect::<Vec<_>>(),
+        );
+        let alive: Vec<Proc> = procs.into_iter().filter(|p| p.is_alive()).collect();
+        signal(&alive, Signal::SIGKILL);
+        alive
+    }
+
+    /// Sends `sig` to those of `found` (processes of the instance `pgid`)
+    /// outside its group not `told` yet, and remembers them as told: a
+    /// signal to the group does not reach them.
+    pub fn tell(&self, told: &mut HashSet<Proc>, found: &[Proc], pgid: Pid, sig: Signal) {
+        let new: Vec<Proc> = outside(found, pgid)
+            .into_iter()
+            .filter(|p| told.insert(*p))
+            .collect();
+        if !new.is_empty() {
+            tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?new.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
+            signal(&new, sig);
+        }
+    }
+
+    /// Stops a whole instance while lameduck goes on (a restart's old
+    /// instance or its failed new one, what a crashed instance left
+    /// behind, one that failed its liveness check, an instance that exited
+    /// during the shutdown): `sig` to its group and to each of its
+    /// processes outside the group not `told` already, `SIGKILL` to all of
+    /// them after `grace`; waits until the program has exited and every
+    /// process of the instance is gone. Returns whether `SIGKILL` was
+    /// needed.
     ///
     /// # Cancel safety
     ///
     /// Cancel safe: what is left is killed as lameduck exits.
-    pub async fn stop_outside(
+    pub async fn stop(
         &self,
-        pgid: Pid,
+        inst: &mut Instance,
         sig: Signal,
         grace: Duration,
         reaper: &Reaper,
         told: &HashSet<Proc>,
+    ) -> bool {
+        let pgid = inst.pid();
+        let mut told = told.clone();
+        // The tree is looked at before the group's signal: a child that
+        // left the group is found through its parent while it lives.
+        let found = self.look(pgid);
+        inst.signal(sig);
+        self.tell(&mut told, &found, pgid, sig);
+        if tokio::time::timeout(grace, self.gone(inst, reaper, &mut told, sig))
+            .await
+            .is_ok()
+        {
+            return false;
+        }
+        let pids: Vec<i32> = self.look(pgid).iter().map(|p| p.pid.as_raw()).collect();
+        tracing::warn!(target: "lameduck::run", pid = pgid.as_raw(), pids = ?pids, grace_ms = grace.as_millis() as u64, "the program's processes outlived their grace after {}: SIGKILL", sig.as_str());
+        told.extend(self.kill_instance(pgid));
+        self.gone(inst, reaper, &mut told, Signal::SIGKILL).await;
+        true
+    }
+
+    /// Waits until the program of `inst` has exited and every process of
+    /// the instance is gone; one found meanwhile outside the group hears
+    /// `sig` (once).
+    async fn gone(
+        &self,
+        inst: &mut Instance,
+        reaper: &Reaper,
+        told: &mut HashSet<Proc>,
+        sig: Signal,
     ) {
-        let left = outside(&self.look(pgid), pgid);
-        if left.is_empty() {
-            return;
-        }
-        let pids: Vec<i32> = left.iter().map(|p| p.pid.as_raw()).collect();
-        let untold: Vec<Proc> = left.into_iter().filter(|p| !told.contains(p)).collect();
-        if !untold.is_empty() {
-            tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?untold.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
-            signal(&untold, sig);
-        }
-        let gone = async {
-            while !self.look(pgid).is_empty() || !self.all_ended() {
-                tokio::select! {
-                    () = reaper.reaped() => {}
-                    () = tokio::time::sleep(POLL) => {}
-                }
+        let pgid = inst.pid();
+        loop {
+            let found = self.look(pgid);
+            self.tell(told, &found, pgid, sig);
+            if inst.ended().is_some()
+                && !inst.group_alive()
+                && found.is_empty()
+                && self.ended_of(pgid)
+            {
+                return;
             }
-        };
-        if tokio::time::timeout(grace, gone).await.is_err() {
-            tracing::warn!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?pids, grace_ms = grace.as_millis() as u64, "descendants that left the program's group outlived their grace: SIGKILL");
-            self.kill_all();
-            signal(&self.look(pgid), Signal::SIGKILL);
+            tokio::select! {
+                _ = inst.exited(), if inst.ended().is_none() => {}
+                () = reaper.reaped() => {}
+                () = tokio::time::sleep(POLL) => {}
+            }
         }
     }
 

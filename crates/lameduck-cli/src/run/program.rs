@@ -108,7 +108,7 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
                     sup.launch.sockets.give_up(false);
                     cur.signal(sig);
-                    tell(&mut told, &sup.known.look(cur.pid()), cur.pid(), sig);
+                    sup.known.tell(&mut told, &sup.known.look(cur.pid()), cur.pid(), sig);
                     stopping_with = Some(sig);
                 }
                 Command::Restart(reply) => {
@@ -168,24 +168,22 @@ async fn exited(
         ctx.unready(format!("the program exited: {ended}"));
     }
     let shutting_down = stopping_with.is_some() || ctx.is_draining();
-    // Its children, left behind, go with it; in a shutdown, also those that
-    // left its group (a crash restart leaves a daemon it started alone).
-    let pgid = cur.pid();
-    let group = async {
-        if cur.group_alive() {
-            tracing::info!(target: "lameduck::run", pid, "stopping what the program left running in its process group");
-            cur.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
-                .await;
-        }
-    };
-    let outside = async {
-        if shutting_down {
-            sup.known
-                .stop_outside(pgid, sup.stop_signal, sup.hard_timeout, &sup.reaper, told)
-                .await;
-        }
-    };
-    tokio::join!(group, outside);
+    // What it left running goes with it — its group and every process of
+    // it outside the group (a daemon it started with `setsid`) — before the
+    // program is started again: a crashed instance serves no more.
+    let left = sup.known.look(cur.pid());
+    if cur.group_alive() || !left.is_empty() {
+        tracing::info!(target: "lameduck::run", pid, pids = ?left.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), "stopping what the program left running");
+        sup.known
+            .stop(
+                &mut cur,
+                sup.stop_signal,
+                sup.hard_timeout,
+                &sup.reaper,
+                told,
+            )
+            .await;
+    }
     sup.forget(cur.pid());
     if shutting_down {
         // Nobody accepts any more: connections are refused from now on.
@@ -253,7 +251,7 @@ async fn stop(
                 if stopping_with.is_none() {
                     tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "stopping the program now, without waiting out the drain");
                     cur.signal(sig);
-                    tell(&mut told, &sup.known.look(pgid), pgid, sig);
+                    sup.known.tell(&mut told, &sup.known.look(pgid), pgid, sig);
                     stopping_with = Some(sig);
                 }
             }
@@ -278,14 +276,14 @@ async fn stop(
     tree.update(&found);
     // Every descendant hears the stop signal: the group above, and those
     // that left it (`setsid`), each once, as it is found.
-    tell(&mut told, &found, pgid, sent[0]);
+    sup.known.tell(&mut told, &found, pgid, sent[0]);
     let mut killed = false;
     // Every descendant is waited for: the program, its group, and every
     // process of it lameduck knows of (by pid and start time).
     loop {
         let found = sup.known.look(pgid);
         tree.update(&found);
-        tell(
+        sup.known.tell(
             &mut told,
             &found,
             pgid,
@@ -301,10 +299,10 @@ async fn stop(
                 tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
                 tree.update(&sup.known.look(pgid));
                 tree.killed_by_the_shutdown();
-                instance::signal_group(pgid, Signal::SIGKILL);
                 // From now on, one found late (orphaned by this kill, say)
                 // is killed as it is found.
-                told = sup.known.kill_all().into_iter().collect();
+                told = sup.known.kill_instance(pgid).into_iter().collect();
+                told.extend(sup.known.kill_all());
                 // lameduck's own kill: the exit code is the report's
                 // (3, deadline exceeded), not 128 + SIGKILL.
                 sent.push(Signal::SIGKILL);
@@ -330,19 +328,6 @@ async fn stop(
     }
     sup.forget(cur.pid());
     lost(sup)
-}
-
-/// Sends `sig` to those of `found` outside the group `pgid` not `told`
-/// yet: a signal to the group does not reach them.
-fn tell(told: &mut HashSet<Proc>, found: &[Proc], pgid: nix::unistd::Pid, sig: Signal) {
-    let new: Vec<Proc> = known::outside(found, pgid)
-        .into_iter()
-        .filter(|p| told.insert(*p))
-        .collect();
-    if !new.is_empty() {
-        tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?new.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
-        known::signal(&new, sig);
-    }
 }
 
 /// A restart asked for once the program is being stopped.
@@ -375,8 +360,15 @@ async fn unhealthy(
     tracing::error!(target: "lameduck::run", pid, reason = %why, "the program failed its liveness check: stopping it");
     ctx.unhealthy(format!("liveness check failed: {why}"));
     ctx.unready(format!("liveness check failed: {why}"));
-    let killed = cur
-        .stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+    let killed = sup
+        .known
+        .stop(
+            &mut cur,
+            sup.stop_signal,
+            sup.hard_timeout,
+            &sup.reaper,
+            &HashSet::new(),
+        )
         .await;
     if let Some(ended) = cur.ended() {
         let sent = [sup.stop_signal, Signal::SIGKILL];

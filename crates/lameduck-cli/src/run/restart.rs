@@ -3,6 +3,7 @@
 //! then the old one stopped — and a restart is said complete only for a
 //! new instance that still runs.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use lameduck::Context;
@@ -43,6 +44,9 @@ pub(super) async fn restart(
         tracing::error!(target: "lameduck::run", reason = %why, "restart failed; the running instance goes on serving");
         let _ = reply.send(Err(why));
     };
+    // Each process of the running instance is known as its own before a
+    // second instance exists: the old instance stopped later is all of it.
+    sup.known.look(cur.pid());
     let mut new = match sup.start() {
         Ok(inst) => inst,
         Err(err) => return fail(err.message, reply),
@@ -70,7 +74,14 @@ pub(super) async fn restart(
         () = ctx.on_draining() => Err("lameduck began shutting down".into()),
     };
     if let Err(why) = outcome {
-        new.stop(sup.stop_signal, sup.hard_timeout, &sup.reaper)
+        sup.known
+            .stop(
+                &mut new,
+                sup.stop_signal,
+                sup.hard_timeout,
+                &sup.reaper,
+                &HashSet::new(),
+            )
             .await;
         sup.forget(new.pid());
         return fail(why, reply);
@@ -87,7 +98,14 @@ pub(super) async fn restart(
     tokio::spawn(async move {
         let _permit = permit;
         let _work = work;
-        old.stop(sup.stop_signal, sup.shutdown_timeout, &sup.reaper)
+        sup.known
+            .stop(
+                &mut old,
+                sup.stop_signal,
+                sup.shutdown_timeout,
+                &sup.reaper,
+                &HashSet::new(),
+            )
             .await;
         let ended = old.ended();
         sup.forget(old.pid());

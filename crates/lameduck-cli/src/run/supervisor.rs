@@ -149,6 +149,7 @@ impl Supervisor {
         let inst = Instance::spawn(&self.launch, &self.reaper, &self.guard)?;
         let pid = inst.pid();
         lock(&self.live_groups).push(pid);
+        self.known.add_instance(pid);
         tracing::info!(target: "lameduck::run", pid = pid.as_raw(), program = %self.launch.program.to_string_lossy(), "program started");
         Ok(inst)
     }
@@ -157,6 +158,7 @@ impl Supervisor {
     /// id may be reused).
     pub fn forget(&self, pid: Pid) {
         self.guard.forget(pid);
+        self.known.remove_instance(pid);
         lock(&self.live_groups).retain(|p| *p != pid);
         let mut n = lock(&self.notified);
         n.by_group.remove(&pid.as_raw());

@@ -117,41 +117,78 @@ fn all() -> Vec<(i32, Stat)> {
 /// parent, one orphaned to lameduck through `roots` (lameduck's children).
 /// Zombies are left out. Without `/proc`, `pgid` alone.
 pub fn processes(pgid: Pid, roots: &[Pid]) -> Vec<Proc> {
-    let table = all();
-    if table.is_empty() {
-        return vec![Proc {
+    match Table::read() {
+        Some(table) => table.walk(Some(pgid), roots),
+        None => vec![Proc {
             pid: pgid,
             start: 0,
-        }];
+        }],
     }
-    let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
-    for (pid, s) in &table {
-        children.entry(s.ppid).or_default().push(*pid);
-    }
-    let by_pid: HashMap<i32, Stat> = table.iter().copied().collect();
-    let mut todo: Vec<i32> = table
-        .iter()
-        .filter(|(_, s)| s.pgid == pgid.as_raw())
-        .map(|(pid, _)| *pid)
-        .chain(roots.iter().map(|p| p.as_raw()))
-        .collect();
-    let mut seen = std::collections::HashSet::new();
-    let mut out = Vec::new();
-    while let Some(pid) = todo.pop() {
-        if !seen.insert(pid) {
-            continue;
+}
+
+/// Every process at one moment, with its parent link.
+#[derive(Debug)]
+pub struct Table {
+    by_pid: HashMap<i32, Stat>,
+    children: HashMap<i32, Vec<i32>>,
+}
+
+impl Table {
+    /// The processes now; `None` without `/proc`.
+    pub fn read() -> Option<Self> {
+        let table = all();
+        if table.is_empty() {
+            return None;
         }
-        let Some(s) = by_pid.get(&pid) else { continue };
-        if !s.zombie {
-            out.push(Proc {
-                pid: Pid::from_raw(pid),
-                start: s.start,
-            });
+        let mut children: HashMap<i32, Vec<i32>> = HashMap::new();
+        for (pid, s) in &table {
+            children.entry(s.ppid).or_default().push(*pid);
         }
-        todo.extend(children.get(&pid).into_iter().flatten());
+        Some(Self {
+            by_pid: table.into_iter().collect(),
+            children,
+        })
     }
-    out.sort_unstable_by_key(|p| p.pid.as_raw());
-    out
+
+    /// The process `pid`, if it is there and not a zombie.
+    pub fn proc_of(&self, pid: Pid) -> Option<Proc> {
+        let s = self.by_pid.get(&pid.as_raw())?;
+        (!s.zombie).then_some(Proc {
+            pid,
+            start: s.start,
+        })
+    }
+
+    /// The live members of the process group `pgid` (if any) and of
+    /// `roots`, and every live descendant of them.
+    pub fn walk(&self, pgid: Option<Pid>, roots: &[Pid]) -> Vec<Proc> {
+        let mut todo: Vec<i32> = self
+            .by_pid
+            .iter()
+            .filter(|(_, s)| pgid.is_some_and(|g| s.pgid == g.as_raw()))
+            .map(|(pid, _)| *pid)
+            .chain(roots.iter().map(|p| p.as_raw()))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        while let Some(pid) = todo.pop() {
+            if !seen.insert(pid) {
+                continue;
+            }
+            let Some(s) = self.by_pid.get(&pid) else {
+                continue;
+            };
+            if !s.zombie {
+                out.push(Proc {
+                    pid: Pid::from_raw(pid),
+                    start: s.start,
+                });
+            }
+            todo.extend(self.children.get(&pid).into_iter().flatten());
+        }
+        out.sort_unstable_by_key(|p| p.pid.as_raw());
+        out
+    }
 }
 
 /// The process group of `pid`, if it runs.
