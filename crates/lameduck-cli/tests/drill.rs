@@ -361,6 +361,14 @@ fn server_that_ignores_sigterm_fails_on_the_grace_period_and_is_killed() {
         run.context()
     );
     assert_eq!(exit.signal, Some(9), "{}", run.context());
+    assert!(
+        run.stdout().contains(&format!(
+            "pid {} stopped by the drill's cleanup with SIGKILL: exited on SIGKILL (not gone within --grace-period",
+            exit.pid
+        )) && run.stdout().contains("its shutdown was cut"),
+        "{}",
+        run.context()
+    );
 }
 
 #[test]

@@ -272,8 +272,19 @@ pub(crate) fn events(r: &Report) -> Vec<(u64, String)> {
             (None, None) => "(exit code unknown)".to_owned(),
         };
         let text = if let Some(sig) = &x.stopped_by_cleanup {
+            // A KILL means the process outlived --grace-period (after the
+            // drill's signal, or the cleanup's TERM): its own shutdown was
+            // cut, which a verdict about the requests does not say.
+            let forced = if sig == "KILL" {
+                format!(
+                    " (not gone within --grace-period, {:.1}s: its shutdown was cut; give --grace-period more than the server's shutdown takes)",
+                    r.config.grace_period_us as f64 / 1e6
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "pid {} stopped by the drill's cleanup with SIG{sig}: exited {how}",
+                "pid {} stopped by the drill's cleanup with SIG{sig}: exited {how}{forced}",
                 x.pid
             )
         } else {
