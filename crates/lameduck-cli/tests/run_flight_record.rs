@@ -363,3 +363,58 @@ fn the_html_page_of_a_run_without_sockets_says_its_drain_was_fixed_and_no_arriva
         "{page}"
     );
 }
+
+/// A shutdown that begins while a restart stops its old instance abandons
+/// the restart: the log says so (the new instance ended with the
+/// shutdown, not by a failure of its own), and the old instance, killed
+/// as it ignored the stop signal, ended by the shutdown in the report and
+/// the flight record: it did not finish.
+#[test]
+fn a_restart_abandoned_by_the_shutdown_says_so_and_its_killed_instance_did_not_finish() {
+    let dir = Scratch::new("flight-restart-abandoned");
+    let path = dir.path("record.json");
+    let marker = dir.path("first");
+    // The first instance ignores the stop signal; the next one stops on it.
+    let script = format!(
+        "if [ -e {m} ]; then trap 'exit 0' TERM; else touch {m}; trap '' TERM; fi; touch {d}/ready.$$; while :; do sleep 0.05; done",
+        m = marker.display(),
+        d = dir.0.display()
+    );
+    let (mut run, _) = start_ready_per_instance(
+        &dir,
+        "ready",
+        &[
+            "--shutdown-timeout",
+            "5s",
+            "--flight-record",
+            path.to_str().unwrap(),
+        ],
+        &script,
+    );
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGHUP);
+    run.event("stopping the old one", |_| true);
+    run.signal(Signal::SIGTERM);
+    run.event("restart abandoned by the shutdown", |_| true);
+    let code = run.wait();
+    let log = run.log();
+    assert!(!log.contains("restart failed"), "{log}");
+    let rec = record(&path);
+    assert_eq!(
+        code,
+        rec["exit"]["code"].as_i64().map(|c| c as i32),
+        "{rec}"
+    );
+    assert!(
+        work_labels(&rec, "stopping").contains(&"replaced instance"),
+        "{rec}"
+    );
+    // Killed by the restart at its grace or by the shutdown at its
+    // timeout, whichever came first: ended by the shutdown either way.
+    let work = &rec["work"];
+    assert_eq!(work["finished"], 0, "{rec}");
+    assert!(work["after_cancel"].get("finished").is_none(), "{rec}");
+    let ended =
+        work["ended"].as_u64().unwrap_or(0) + work["after_cancel"]["ended"].as_u64().unwrap_or(0);
+    assert_eq!(ended, 1, "{rec}");
+}

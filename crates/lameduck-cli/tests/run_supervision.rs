@@ -207,22 +207,7 @@ fn a_restart_whose_new_instance_fails_keeps_the_old_one_serving() {
         d = dir.0.display()
     );
     // The check names the instance it checks.
-    let ready = format!("exec:test -e {}/ready.$LAMEDUCK_PID", dir.0.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        &ready,
-        "--drain-delay",
-        "0s",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let first = run.event("program started", |_| true)["pid"]
-        .as_i64()
-        .unwrap();
+    let (mut run, first) = start_ready_per_instance(&dir, "ready", &[], &script);
     run.event("phase changed", |v| v["phase"] == "running");
     run.signal(Signal::SIGHUP);
     let failed = run.event("restart failed", |_| true);
@@ -539,34 +524,6 @@ fn leaves_a_child(dir: &Scratch, then: &str) -> String {
     )
 }
 
-/// Ready once the instance checked has written its child's pid.
-fn ready_by_its_child(dir: &Scratch) -> String {
-    format!("exec:test -e {}/escaped.$LAMEDUCK_PID", dir.0.display())
-}
-
-/// `lameduck run --admin none --ready (by its child) --drain-delay 0s ARGS
-/// -- sh -c SCRIPT`: the run and its first instance's pid.
-fn start_leaving_children(dir: &Scratch, args: &[&str], script: &str) -> (Running, i64) {
-    let ready = ready_by_its_child(dir);
-    let mut all = vec![
-        "--admin",
-        "none",
-        "--ready",
-        &ready,
-        "--ready-interval",
-        "50ms",
-        "--drain-delay",
-        "0s",
-    ];
-    all.extend_from_slice(args);
-    all.extend(["--", "sh", "-c", script]);
-    let run = Running::start(&all);
-    let first = run.event("program started", |_| true)["pid"]
-        .as_i64()
-        .unwrap();
-    (run, first)
-}
-
 /// The pid the child of instance `pid` wrote (waited for, bounded).
 fn child_of(dir: &Scratch, pid: i64) -> i32 {
     until_file(&dir.path(&format!("escaped.{pid}")))
@@ -579,7 +536,8 @@ fn child_of(dir: &Scratch, pid: i64) -> i32 {
 fn a_zero_downtime_restart_stops_the_old_instance_s_child_that_left_its_group() {
     let dir = Scratch::new("restart-setsid");
     let script = leaves_a_child(&dir, "wait");
-    let (mut run, first) = start_leaving_children(&dir, &["--shutdown-timeout", "5s"], &script);
+    let (mut run, first) =
+        start_ready_per_instance(&dir, "escaped", &["--shutdown-timeout", "5s"], &script);
     run.event("phase changed", |v| v["phase"] == "running");
     let old_child = child_of(&dir, first);
     run.signal(Signal::SIGHUP);
@@ -620,7 +578,8 @@ fn a_crash_restart_stops_what_the_crashed_instance_left_outside_its_group() {
         serve = leaves_a_child(&dir, "wait"),
         crash = leaves_a_child(&dir, &crash),
     );
-    let (mut run, first) = start_leaving_children(&dir, &["--restart-delay", "1ms"], &script);
+    let (mut run, first) =
+        start_ready_per_instance(&dir, "escaped", &["--restart-delay", "1ms"], &script);
     let crashed_child = child_of(&dir, first);
     let second = run.event("program started", |_| true)["pid"]
         .as_i64()

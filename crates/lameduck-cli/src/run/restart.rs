@@ -84,6 +84,13 @@ pub(super) async fn restart(
             )
             .await;
         sup.forget(new.pid());
+        if ctx.is_draining() {
+            // Not a failure of the program's: the shutdown stops the
+            // running instance too.
+            tracing::info!(target: "lameduck::run", new_pid, reason = %why, "restart abandoned by the shutdown; the new instance is stopped");
+            let _ = reply.send(Err(why));
+            return;
+        }
         return fail(why, reply);
     }
     let mut old = std::mem::replace(cur, new);
@@ -95,10 +102,11 @@ pub(super) async fn restart(
     let work = ctx.tracker().track("replaced instance");
     let sup = sup.clone();
     let permit: tokio::sync::SemaphorePermit<'static> = permit;
+    let ctx = ctx.clone();
     tokio::spawn(async move {
         let _permit = permit;
-        let _work = work;
-        sup.known
+        let killed = sup
+            .known
             .stop(
                 &mut old,
                 sup.stop_signal,
@@ -107,6 +115,13 @@ pub(super) async fn restart(
                 &HashSet::new(),
             )
             .await;
+        // Killed — at its own grace, or by the shutdown's at its timeout —
+        // it did not finish: the report and the flight record say it
+        // ended by the shutdown, as for every process lameduck kills.
+        if ctx.is_draining() && (killed || ctx.is_cancelled()) {
+            ctx.tracker().mark_ended(&work);
+        }
+        drop(work);
         let ended = old.ended();
         sup.forget(old.pid());
         let ended = ended.map_or_else(String::new, |e| e.to_string());
@@ -114,6 +129,14 @@ pub(super) async fn restart(
         // by the old instance (a port the program binds itself) passes for
         // a new one that then failed.
         if !tree::leads(nix::unistd::Pid::from_raw(new_pid)) {
+            if ctx.is_draining() {
+                let why = format!(
+                    "lameduck began shutting down during the restart: the old instance (pid {old_pid}) is stopped, and the new one (pid {new_pid}) ended with the shutdown"
+                );
+                tracing::info!(target: "lameduck::run", new_pid, old_pid, ended = %ended, reason = %why, "restart abandoned by the shutdown");
+                let _ = reply.send(Err(why));
+                return;
+            }
             let why = format!(
                 "the new instance (pid {new_pid}) exited after its check passed; the old one (pid {old_pid}) is stopped: nothing serves until the program is started again"
             );

@@ -458,3 +458,33 @@ pub fn start_escapes(dir: &Scratch, args: &[&str]) -> (Running, i32) {
     assert!(alive(escaped));
     (run, escaped)
 }
+
+/// `lameduck run --admin none --ready exec:test -e DIR/NAME.$LAMEDUCK_PID
+/// --ready-interval 50ms --drain-delay 0s ARGS -- sh -c SCRIPT`: each
+/// instance is ready once `DIR/NAME.PID` exists, PID its own (`$$` in
+/// SCRIPT); the run, and its first instance's pid.
+pub fn start_ready_per_instance(
+    dir: &Scratch,
+    name: &str,
+    args: &[&str],
+    script: &str,
+) -> (Running, i64) {
+    let ready = format!("exec:test -e {}/{name}.$LAMEDUCK_PID", dir.0.display());
+    let mut all = vec![
+        "--admin",
+        "none",
+        "--ready",
+        &ready,
+        "--ready-interval",
+        "50ms",
+        "--drain-delay",
+        "0s",
+    ];
+    all.extend_from_slice(args);
+    all.extend(["--", "sh", "-c", script]);
+    let run = Running::start(&all);
+    let first = run.event("program started", |_| true)["pid"]
+        .as_i64()
+        .unwrap();
+    (run, first)
+}
