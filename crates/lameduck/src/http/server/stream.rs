@@ -659,10 +659,15 @@ impl<T> Drop for Io<T> {
     fn drop(&mut self) {
         // The upgraded connection (if it was one) is over: its tracked work
         // ends with it, ended by the shutdown if the server closes such
-        // connections at Stopping and Stopping has begun.
+        // connections at Stopping and Stopping has begun. Stopping as the
+        // stop signal's flag says it, set before the signal's waiters wake:
+        // the stage is mirrored from the tokens by a task, a hop later, and
+        // a WebSocket whose handler heard the signal, said 1001 and got the
+        // client's close in that hop was reported finished.
         if self.conn.proto() == Proto::Upgraded {
-            let by_shutdown =
-                self.conn.upgrade_is_bounded() && self.shared.stage() >= Stage::Stopping;
+            let stopping =
+                self.shared.stage() >= Stage::Stopping || self.shared.signals.stop_fired();
+            let by_shutdown = self.conn.upgrade_is_bounded() && stopping;
             self.conn
                 .release_upgrade(by_shutdown.then_some(&self.shared.tracker));
         }
@@ -757,6 +762,32 @@ mod tests {
             read.extend_from_slice(&buf[..n]);
         }
         (after, read)
+    }
+
+    #[test]
+    fn an_upgraded_connection_closed_before_the_stage_follows_the_stop_signal_is_ended_by_the_shutdown()
+     {
+        use crate::http::conn::UpgradeEnd;
+        use crate::tracker::Mark;
+
+        let token = CancellationToken::new;
+        let (draining, stopping) = (token(), token());
+        let signals = Arc::new(Signals::new(draining.clone(), stopping.clone(), token()));
+        let tracker = crate::Tracker::new("test");
+        let shared = Arc::new(Shared::new(signals, tracker.clone(), Orphans::Spawn));
+        let conn = Arc::new(ConnState::new(None));
+        let guard = tracker.track("GET /ws (upgrade)");
+        let id = guard.id();
+        conn.upgraded(Some(guard), UpgradeEnd::Bounded);
+        let io = Io::new(Chunks(VecDeque::new()), conn, shared.clone());
+        // The stop signal fires; no task has mirrored it into the stage yet
+        // (none runs here): the handler heard it, said 1001, and its client
+        // closed, all in that hop.
+        draining.cancel();
+        stopping.cancel();
+        assert!(shared.stage() < Stage::Stopping);
+        drop(io);
+        assert_eq!(tracker.take_marks(), vec![(id, Mark::Ended)]);
     }
 
     #[tokio::test]
