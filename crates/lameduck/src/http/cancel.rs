@@ -2,6 +2,7 @@
 
 use std::cell::Cell;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -58,8 +59,8 @@ pub struct Cancel {
 
 thread_local! {
     /// The signals of the request whose service call or response future
-    /// this thread is running (see [`in_scope`]).
-    static CURRENT: Cell<Option<Arc<Signals>>> = const { Cell::new(None) };
+    /// this thread is running (see [`enter`]); null outside one.
+    static CURRENT: Cell<*const Signals> = const { Cell::new(std::ptr::null()) };
 }
 
 /// Makes `signals` the [`Cancel::current`] of this thread until the guard
@@ -70,49 +71,33 @@ thread_local! {
 /// `task_local!`: that scope owns its value and so needs the future wrapped
 /// in its own, while the response future already holds the signals. A
 /// guard rather than a closure, so that the request is not moved once more.
+/// The thread-local holds a pointer to the signals the guard borrows: a
+/// scope takes no reference count, and only [`Cancel::current`] takes one.
 /// Any earlier value is put back on drop, also when the call panics, so
 /// that scopes nest (a server inside a handler).
 #[inline]
-pub(crate) fn enter(signals: &Arc<Signals>) -> Entered {
-    Entered(CURRENT.with(|c| c.replace(Some(signals.clone()))))
-}
-
-/// The guard of [`enter`]: it holds the value it replaced.
-pub(crate) struct Entered(Option<Arc<Signals>>);
-
-impl Drop for Entered {
-    #[inline]
-    fn drop(&mut self) {
-        // `try_with`: a thread that is being torn down has no value.
-        let _ = CURRENT.try_with(|c| c.set(self.0.take()));
+pub(crate) fn enter(signals: &Arc<Signals>) -> Entered<'_> {
+    let prev = CURRENT.with(|c| c.replace(Arc::as_ptr(signals)));
+    Entered {
+        prev,
+        _signals: PhantomData,
     }
 }
 
-/// [`enter`] for a caller that owns the signals in `slot`: they move into
-/// the scope and back out when the guard drops, so a request's call and
-/// each poll of its response future take no reference count. An empty
-/// `slot` enters no scope.
-#[inline]
-pub(crate) fn enter_owned(slot: &mut Option<Arc<Signals>>) -> EnteredOwned<'_> {
-    let prev = CURRENT.with(|c| c.replace(slot.take()));
-    EnteredOwned { slot, prev }
+/// The guard of [`enter`]: it holds the value it replaced, and borrows the
+/// signals it put in place, which so outlive the scope. Not `Send` (a raw
+/// pointer): it is dropped on the thread that made it, and the crate drops
+/// every one where it was made, innermost first.
+pub(crate) struct Entered<'a> {
+    prev: *const Signals,
+    _signals: PhantomData<&'a Arc<Signals>>,
 }
 
-/// The guard of [`enter_owned`]: it holds the value it replaced, and gives
-/// the signals back to their owner.
-pub(crate) struct EnteredOwned<'a> {
-    slot: &'a mut Option<Arc<Signals>>,
-    prev: Option<Arc<Signals>>,
-}
-
-impl Drop for EnteredOwned<'_> {
+impl Drop for Entered<'_> {
     #[inline]
     fn drop(&mut self) {
-        // Scopes entered within put back what they found, so this is the
-        // owner's value. A thread that is being torn down has none left.
-        if let Ok(own) = CURRENT.try_with(|c| c.replace(self.prev.take())) {
-            *self.slot = own;
-        }
+        // `try_with`: a thread that is being torn down has no value.
+        let _ = CURRENT.try_with(|c| c.set(self.prev));
     }
 }
 
@@ -170,13 +155,24 @@ impl Cancel {
     /// # assert!(Cancel::current().is_none());
     /// # let _ = handle::<()>;
     /// ```
+    // The one `unsafe` block of this module: a reference count taken from
+    // the scope's pointer (see `enter`).
+    #[allow(unsafe_code)]
     pub fn current() -> Option<Cancel> {
-        CURRENT.with(|c| {
-            let signals = c.take();
-            let current = signals.clone().map(Cancel::new);
-            c.set(signals);
-            current
-        })
+        let signals = CURRENT.with(Cell::get);
+        if signals.is_null() {
+            return None;
+        }
+        // SAFETY: a non-null pointer was put there by `enter`, from an
+        // `Arc<Signals>` that its guard borrows; the guard is still alive
+        // (it puts the value it replaced back when dropped, and guards are
+        // dropped innermost first on the thread that made them), so the
+        // `Arc` holds a strong count for the pointer. One more is taken for
+        // the `Arc` made here.
+        Some(Cancel::new(unsafe {
+            Arc::increment_strong_count(signals);
+            Arc::from_raw(signals)
+        }))
     }
 
     /// [`current`](Self::current), or else one a test put in the request's
@@ -294,5 +290,62 @@ impl Future for StoppingFuture {
             return Poll::Ready(());
         }
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio_util::sync::CancellationToken;
+
+    use super::{Cancel, Signals, enter};
+
+    fn signals() -> Arc<Signals> {
+        let token = CancellationToken::new;
+        Arc::new(Signals::new(token(), token(), token()))
+    }
+
+    /// The scope holds a pointer, not a count: what `current` gives must
+    /// take its own, and outlive the scope it came from.
+    #[test]
+    fn a_cancel_taken_in_a_scope_holds_its_own_count_and_nested_scopes_restore_the_outer() {
+        assert!(Cancel::current().is_none());
+        let outer = signals();
+        let inner = signals();
+        let taken = {
+            let _outer = enter(&outer);
+            let from_inner = {
+                let _inner = enter(&inner);
+                Cancel::current().expect("inside the inner scope")
+            };
+            assert!(Arc::ptr_eq(&from_inner.signals, &inner));
+            let from_outer = Cancel::current().expect("back in the outer scope");
+            assert!(Arc::ptr_eq(&from_outer.signals, &outer));
+            drop(from_outer);
+            from_inner
+        };
+        assert!(Cancel::current().is_none());
+        assert_eq!(Arc::strong_count(&inner), 2);
+        assert_eq!(Arc::strong_count(&outer), 1);
+        // The scope's own `Arc` gone, the one taken still works.
+        drop(inner);
+        assert!(!taken.is_cancelled());
+        taken.signals.cancel.cancel();
+        assert!(taken.is_cancelled());
+    }
+
+    #[test]
+    fn a_panic_in_a_scope_puts_the_outer_value_back() {
+        let outer = signals();
+        let _outer = enter(&outer);
+        let inner = signals();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _inner = enter(&inner);
+            panic!("in the handler");
+        }));
+        assert!(caught.is_err());
+        let now = Cancel::current().expect("the outer scope");
+        assert!(Arc::ptr_eq(&now.signals, &outer));
     }
 }

@@ -220,16 +220,15 @@ where
         && (conn.is_none() || !req.extensions().is_empty())
         && req.headers().contains_key(header::UPGRADE);
     let guard = track(&shared.tracker, &req, upgrade);
-    // A scope rather than a request extension: no allocation. The signals
-    // go with the response future, which enters the scope at each poll.
-    let mut signals = Some(shared.signals.clone());
-    let current = cancel::enter_owned(&mut signals);
+    // A scope rather than a request extension: no allocation, and no
+    // reference count. The response future enters it again at each poll,
+    // with the server's signals it holds.
+    let current = cancel::enter(&shared.signals);
     let fut = inner.call(req);
     drop(current);
     ResponseFuture::new(
         fut,
         future::Parts {
-            signals,
             shared: shared.clone(),
             guard,
             in_flight,

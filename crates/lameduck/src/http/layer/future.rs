@@ -15,13 +15,12 @@ use crate::WorkGuard;
 use crate::http::StreamEnd;
 use crate::http::cancel::{self, Scoped};
 use crate::http::conn::{InFlight, UpgradeEnd};
-use crate::http::shared::{Shared, Signals, Stage};
+use crate::http::shared::{Shared, Stage};
 use crate::http::stats::Outcome;
 use crate::tracker::Mark;
 
 pub(super) struct Parts {
-    /// The request's scope ([`cancel::enter_owned`]).
-    pub(super) signals: Option<Arc<Signals>>,
+    /// The server: its signals are the request's scope ([`cancel::enter`]).
     pub(super) shared: Arc<Shared>,
     pub(super) guard: WorkGuard,
     pub(super) in_flight: Option<InFlight>,
@@ -177,7 +176,7 @@ where
             let cancelled = cancel
                 .as_mut()
                 .is_some_and(|c| c.as_mut().poll(cx).is_ready());
-            let current = cancel::enter_owned(&mut parts.signals);
+            let current = cancel::enter(&parts.shared.signals);
             let polled = fut.as_mut().poll(cx);
             drop(current);
             if let Poll::Ready(result) = polled {
@@ -281,7 +280,6 @@ fn responded(in_flight: Option<&InFlight>, h1: bool) {
 #[inline]
 fn finish<B>(mut resp: Response<B>, parts: Parts) -> Response<DrainBody<B>> {
     let Parts {
-        signals: _,
         shared,
         guard,
         mut in_flight,
