@@ -91,5 +91,7 @@ mod tests {
         }
         assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
+        // The form the help shows: one shell word.
+        assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
     }
 }

@@ -55,7 +55,8 @@ probes on --admin-port, and a preStop sleep only with --drain-in prestop. Every
 number carries a comment that says where it comes from. A preStop sleep is
 fixed: with --drain-in prestop the drain lasts --drain-max, in every format.
 
-Durations are written like 30s, 1500ms, 1m or 1m 30s.";
+Durations are written like 30s, 1500ms, 1m or 1m30s (quote a value with a
+space in it: \"1m 30s\").";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
