@@ -58,6 +58,7 @@ mod listener;
 mod probes;
 mod server;
 pub(crate) mod shared;
+mod spare;
 pub(crate) mod stats;
 mod streaming;
 #[cfg(feature = "tls")]

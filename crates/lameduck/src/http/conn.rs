@@ -106,6 +106,8 @@ pub(crate) struct ConnState {
     begun: AtomicUsize,
     /// Who is at the other end, for the report.
     peer: Option<Box<dyn fmt::Debug + Send + Sync>>,
+    /// The box of the last handler's future that finished, for the next.
+    pub(crate) spare: super::spare::Spare,
 }
 
 struct Parked {
@@ -155,6 +157,7 @@ impl ConnState {
             responses: AtomicUsize::new(0),
             begun: AtomicUsize::new(0),
             peer,
+            spare: super::spare::Spare::new(),
         }
     }
 

@@ -226,6 +226,12 @@ where
     let current = cancel::enter(&shared.signals);
     let fut = inner.call(req);
     drop(current);
+    // Boxed, so that a handler the cancel signal finds running can finish
+    // in the background; in the box its connection kept, if there is one.
+    let fut = match conn {
+        Some(conn) => conn.spare.boxed(fut),
+        None => Box::pin(fut),
+    };
     ResponseFuture::new(
         fut,
         future::Parts {

@@ -61,10 +61,10 @@ enum State<F> {
 
 impl<F> ResponseFuture<F> {
     #[inline]
-    pub(super) fn new(fut: F, parts: Parts) -> Self {
+    pub(super) fn new(fut: Pin<Box<F>>, parts: Parts) -> Self {
         Self {
             state: State::Running {
-                fut: Box::pin(fut),
+                fut,
                 cancel: None,
                 parts,
             },
@@ -180,10 +180,16 @@ where
             let polled = fut.as_mut().poll(cx);
             drop(current);
             if let Poll::Ready(result) = polled {
-                let State::Running { parts, .. } = std::mem::replace(&mut this.state, State::Done)
+                let State::Running { parts, fut, .. } =
+                    std::mem::replace(&mut this.state, State::Done)
                 else {
                     unreachable!("matched above")
                 };
+                // Its connection keeps the box for the next request's.
+                match &parts.in_flight {
+                    Some(in_flight) => in_flight.conn().spare.keep(fut),
+                    None => drop(fut),
+                }
                 return Poll::Ready(match result {
                     // Counted when its body ends, in the phase it ends in.
                     Ok(resp) => Ok(finish(resp, parts)),
