@@ -189,6 +189,10 @@ struct Shared {
     events: mpsc::UnboundedSender<Event>,
     health: Health,
     trackers: Mutex<Vec<Tracker>>,
+    /// The work in flight as Stopping began, counted once: the report's
+    /// `in_flight_at_stop` and the flight record's inventory at stopping
+    /// are this one list.
+    at_stop: OnceLock<Vec<crate::WorkItem>>,
     holdups: Mutex<Holdups>,
     /// The serving listeners' traffic, sampled for the adaptive drain and
     /// the flight record.
@@ -234,6 +238,7 @@ impl AppHandle {
                 events,
                 health,
                 trackers: Mutex::new(Vec::new()),
+                at_stop: OnceLock::new(),
                 holdups: Mutex::new(Holdups::default()),
                 traffic: crate::traffic::Traffic::default(),
                 connections: Mutex::new(crate::inventory::Lists::default()),
@@ -416,6 +421,21 @@ impl AppHandle {
     /// upgraded connections.
     pub fn work(&self) -> Vec<crate::WorkItem> {
         self.trackers().iter().flat_map(Tracker::snapshot).collect()
+    }
+
+    /// The driver's count of the work in flight as Stopping begins, taken
+    /// before the phase is observed.
+    pub(crate) fn set_work_at_stop(&self, work: Vec<crate::WorkItem>) {
+        let _ = self.shared.at_stop.set(work);
+    }
+
+    /// The work in flight as Stopping began (the list the report counts),
+    /// or, before Stopping, the work in flight now.
+    pub(crate) fn work_at_stop(&self) -> Vec<crate::WorkItem> {
+        match self.shared.at_stop.get() {
+            Some(work) => work.clone(),
+            None => self.work(),
+        }
     }
 
     pub(crate) fn register_tracker(&self, tracker: Tracker) -> usize {

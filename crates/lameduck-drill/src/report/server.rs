@@ -287,11 +287,12 @@ impl ServerRecord {
     /// stopping lists another number, when it does; `None` without the
     /// work (a record written before the shutdown settled).
     ///
-    /// The two are taken a moment apart: the inventory as the server
-    /// enters Stopping, the count just after, before its components are
-    /// told to stop, so a request that starts (or finishes) in between is
-    /// in one and not the other. The record may also have left items out
-    /// of its inventories to stay under its size limit.
+    /// The server counts once, and its inventory at stopping is the list it
+    /// counted: the two differ when the record left items out of its
+    /// inventories to stay under its size limit. A record from an earlier
+    /// lameduck took them a moment apart (the inventory as the server
+    /// entered Stopping, the count just after), so a request that started
+    /// or finished in between is in one and not the other.
     pub fn work_summary(&self) -> Option<String> {
         let w = self.work.as_ref()?;
         let then = match w.after_cancel_summary() {

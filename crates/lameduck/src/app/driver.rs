@@ -488,10 +488,14 @@ impl Driver {
         let ended = drained.ended.to_string();
         self.drain = Some(drained);
 
-        // Stopping: components stop in reverse dependency order.
-        self.enter(Phase::Stopping, &ended);
+        // Stopping: components stop in reverse dependency order. What is
+        // in flight is counted once, before the phase is observed: the
+        // flight record's inventory at stopping is the same list.
         let at_stop = self.snapshot();
         self.work.in_flight_at_stop = at_stop.len();
+        self.handle
+            .set_work_at_stop(at_stop.iter().map(|(_, w)| w.clone()).collect());
+        self.enter(Phase::Stopping, &ended);
         self.fire_stops();
         let deadline = Instant::now() + self.timeline.shutdown_timeout;
         let mut finished_in_time = true;

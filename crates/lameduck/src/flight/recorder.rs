@@ -291,7 +291,12 @@ impl Observer for Recorder {
                         .map(|r| r.to_string());
                 }
                 if to == Phase::Stopping {
-                    let work = state.app.as_ref().map(AppHandle::work).unwrap_or_default();
+                    // The list the report's `in_flight_at_stop` counts.
+                    let work = state
+                        .app
+                        .as_ref()
+                        .map(AppHandle::work_at_stop)
+                        .unwrap_or_default();
                     state.inventory("stopping", &work, &[]);
                 }
             }
