@@ -31,6 +31,7 @@ mod signals;
 #[cfg(target_os = "linux")]
 mod sock_diag;
 mod sockets;
+mod stop;
 mod supervisor;
 mod traffic;
 mod tree;

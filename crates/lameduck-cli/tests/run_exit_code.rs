@@ -147,9 +147,9 @@ fn a_program_that_cannot_be_started_is_recorded_with_the_shell_s_code() {
 /// `lameduck run --flight-record PATH … -- sh -c SCRIPT`, once SCRIPT has
 /// touched `{ready}` (after setting its traps), stopped by `SIGTERM`, with a
 /// short shutdown: checks that every witness gives `code` and says
-/// `reason`.
+/// `reason`; returns the run, for its log.
 #[track_caller]
-fn stopped_says(name: &str, script: &str, code: i32, reason: &str) {
+fn stopped_says(name: &str, script: &str, code: i32, reason: &str) -> Running {
     let dir = Scratch::new(name);
     let path = dir.path("record.json");
     let args = [
@@ -165,6 +165,7 @@ fn stopped_says(name: &str, script: &str, code: i32, reason: &str) {
     let mut run = start_ready_when_touched(&dir, &args, script);
     run.signal(Signal::SIGTERM);
     ended(&mut run, &path).says(code, reason, &run.log());
+    run
 }
 
 #[test]
@@ -188,4 +189,86 @@ fn a_program_that_exits_5_on_lameduck_s_stop_signal_is_recorded_as_exiting_5() {
 fn a_clean_exit_that_leaves_a_child_killed_at_the_deadline_is_recorded_and_exits_3() {
     let script = "trap 'exit 0' TERM; sh -c \"trap '' TERM; touch {ready}; exec sleep 600\" & wait";
     stopped_says("exit-straggler", script, 3, "deadline exceeded");
+}
+
+/// The program exits on the stop signal, but only after its child that
+/// ignores it has been killed at the shutdown timeout did the log say so:
+/// the program's exit is logged as it happens, before the kill.
+#[test]
+fn the_program_s_exit_is_logged_when_it_exits_not_when_its_group_is_killed() {
+    let script = "trap 'exit 0' TERM; sh -c \"trap '' TERM; touch {ready}; exec sleep 600\" & wait";
+    let log = stopped_says("exit-logged-at-once", script, 3, "deadline exceeded").log();
+    let exited = log.find("the program exited: exit code 0");
+    let killed = log.find("did not stop within the shutdown timeout");
+    assert!(
+        exited.is_some() && killed.is_some() && exited < killed,
+        "{log}"
+    );
+}
+
+/// `lameduck run … -- sh -c SCRIPT` where SCRIPT starts a process that
+/// leaves the program's group (`setsid`) and, with `ignore` set, ignores
+/// `SIGTERM`, then exits by itself with `code` once that process is in
+/// place (it says so through a FIFO, with its pid): the run to its end, and
+/// that process's pid.
+#[track_caller]
+fn leaves_a_process(name: &str, ignore: bool, code: i32) -> (Ended, Running, i32) {
+    let dir = Scratch::new(name);
+    let path = dir.path("record.json");
+    let fifo = dir.path("placed");
+    let pid_file = dir.path("left.pid");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let trap = if ignore { "trap '' TERM; " } else { "" };
+    let script = format!(
+        "setsid sh -c \"{trap}echo \\$\\$ > {fifo}; exec sleep 302\" & read left < {fifo}; echo $left > {pid_file}; exit {code}",
+        fifo = fifo.display(),
+        pid_file = pid_file.display(),
+    );
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--restart",
+        "never",
+        "--flight-record",
+        path.to_str().unwrap(),
+        "--shutdown-timeout",
+        "1s",
+        "--hard-timeout",
+        "500ms",
+        "--",
+        "sh",
+        "-c",
+        &script,
+    ]);
+    let said = ended(&mut run, &path);
+    let left = until_file(&pid_file).trim().parse().unwrap();
+    (said, run, left)
+}
+
+/// The program exits 0 by itself and leaves a process that ignores the
+/// stop signal: lameduck has to kill it, which is the shutdown's passed
+/// deadline — 3, the process named in the report and the flight record —
+/// where lameduck killed it unreported and exited 0.
+#[test]
+fn a_process_killed_after_the_program_exited_by_itself_is_reported_and_exits_3() {
+    let (said, run, left) = leaves_a_process("exit-own-left-killed", true, 0);
+    said.says(3, "deadline exceeded", &run.log());
+    let named = format!("pid {left}: sleep 302");
+    let report = run.log();
+    assert!(report.contains(&named), "{report}");
+    assert!(
+        said.rendered.contains(&named) && said.rendered.contains("ended by the shutdown"),
+        "{}",
+        said.rendered
+    );
+    assert!(!alive(left), "the process left running was killed");
+}
+
+/// What a program that exits by itself leaves running, and what stops on
+/// the stop signal, costs it nothing: the program's own code stands.
+#[test]
+fn a_process_that_stops_after_the_program_exited_by_itself_keeps_the_program_s_code() {
+    let (said, run, left) = leaves_a_process("exit-own-left-stops", false, 4);
+    said.says(4, "program exited with 4", &run.log());
+    assert!(!alive(left), "the process left running was stopped");
 }

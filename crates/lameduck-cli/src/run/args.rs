@@ -113,7 +113,8 @@ and why: `program exited with 3 (3)`, `clean (0)`, ...):
            (--restart always) or was stopped for failing --live; or
            connections queued on a socket were lost (reset) as lameduck
            closed its last copy
-  3        ... stopped, but its group had to be killed at the shutdown timeout
+  3        ... stopped, or exited 0 by itself, but a process of it (one it
+           left running too) had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
   78       invalid configuration: the phases do not fit the grace period,
            or a --flight-record or --control-socket path cannot be used

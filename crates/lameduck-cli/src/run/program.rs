@@ -13,17 +13,14 @@ use std::sync::Arc;
 
 use lameduck::{BoxError, Context, ProgramExit};
 use nix::sys::signal::Signal;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::checks::State;
-use super::instance::{self, Instance};
-use super::known;
+use super::instance::Instance;
 use super::reaper::Ended;
 use super::supervisor::{Command, Supervisor};
 use super::tree::{Proc, Tree};
 
-/// How often the processes still alive are listed while the program stops.
-const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
 /// How often they are listed during the drain, when they are only named
 /// (in the inventory at Stopping), not waited for.
 const DRAIN_TREE_POLL: std::time::Duration = std::time::Duration::from_millis(100);
@@ -33,7 +30,7 @@ const NOTHING_TO_RELOAD: &str =
     "lameduck run has nothing to reload; SIGHUP or `upgrade` restarts the program";
 
 pub(super) type Check = Option<watch::Receiver<State>>;
-type Commands = mpsc::UnboundedReceiver<Command>;
+pub(super) type Commands = mpsc::UnboundedReceiver<Command>;
 
 /// One run of the component.
 pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
@@ -84,11 +81,10 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
         tokio::select! {
             biased;
             ended = cur.exited() => {
-                drop(tree.take());
-                return exited(&sup, &ctx, cur, ended, (stopping_with, &told)).await;
+                return exited(&sup, &ctx, cur, ended, (stopping_with, told), tree).await;
             }
             () = ctx.on_stopping() => {
-                return stop(&sup, &ctx, cur, (stopping_with, told), tree, &mut commands).await;
+                return super::stop::stop(&sup, &ctx, cur, (stopping_with, told), tree, &mut commands).await;
             }
             () = ctx.on_draining(), if tree.is_none() => {
                 let mut processes = Tree::new(ctx.tracker().clone());
@@ -149,48 +145,58 @@ async fn changed(check: &mut Check) -> State {
 }
 
 /// The program ended on its own (or on a stop lameduck sent before the
-/// drain ended).
+/// drain ended). `tree`: its processes tracked since the drain began.
 async fn exited(
-    sup: &Supervisor,
+    sup: &Arc<Supervisor>,
     ctx: &Context,
     mut cur: Instance,
     ended: Ended,
-    (stopping_with, told): (Option<Signal>, &HashSet<Proc>),
+    (stopping_with, told): (Option<Signal>, HashSet<Proc>),
+    tree: Option<Tree>,
 ) -> Result<(), BoxError> {
     say_end(ctx, ended, stopping_with.as_slice());
     let pid = cur.pid().as_raw();
-    if stopping_with.is_some() || ctx.is_draining() {
-        tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
-    } else if ended.is_success() {
+    let shutting_down = stopping_with.is_some() || ctx.is_draining();
+    if shutting_down || ended.is_success() {
         tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
     } else {
         tracing::warn!(target: "lameduck::run", pid, "the program exited: {ended}");
         ctx.unready(format!("the program exited: {ended}"));
     }
-    let shutting_down = stopping_with.is_some() || ctx.is_draining();
+    let failed = !ended.is_success();
     // What it left running goes with it — its group and every process of
-    // it outside the group (a daemon it started with `setsid`) — before the
-    // program is started again: a crashed instance serves no more.
+    // it outside the group (a daemon it started with `setsid`).
     let left = sup.known.look(cur.pid());
     if cur.group_alive() || !left.is_empty() {
         tracing::info!(target: "lameduck::run", pid, pids = ?left.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), "stopping what the program left running");
-        sup.known
-            .stop(
-                &mut cur,
-                sup.stop_signal,
-                sup.hard_timeout,
-                &sup.reaper,
-                told,
-            )
-            .await;
+        if shutting_down || !sup.restarts_after(failed) {
+            // The program's last run: the shutdown waits for them, names
+            // them, and kills them at its deadline, as at a SIGTERM.
+            super::stop::leftovers(sup, ctx, cur, (tree, &left), told);
+        } else {
+            // Before the program is started again: a crashed instance
+            // serves no more.
+            drop(tree);
+            sup.known
+                .stop(
+                    &mut cur,
+                    sup.stop_signal,
+                    sup.hard_timeout,
+                    &sup.reaper,
+                    &told,
+                )
+                .await;
+            sup.forget(cur.pid());
+        }
+    } else {
+        drop(tree);
+        sup.forget(cur.pid());
     }
-    sup.forget(cur.pid());
     if shutting_down {
         // Nobody accepts any more: connections are refused from now on.
         sup.launch.sockets.give_up(true);
         return lost(sup);
     }
-    let failed = !ended.is_success();
     if let Some(lost) = for_good(sup, ctx, failed, format!("the program exited: {ended}")).await {
         return Err(lost);
     }
@@ -224,115 +230,11 @@ async fn for_good(
 
 /// The component's end in a shutdown: a failure when connections were lost
 /// with the sockets, so that the report does not say clean.
-fn lost(sup: &Supervisor) -> Result<(), BoxError> {
+pub(super) fn lost(sup: &Supervisor) -> Result<(), BoxError> {
     match sup.launch.sockets.lost_said() {
         Some(why) => Err(why.into()),
         None => Ok(()),
     }
-}
-
-/// Stopping: the stop signal, the shutdown timeout, `SIGKILL` at the
-/// cancel signal.
-async fn stop(
-    sup: &Supervisor,
-    ctx: &Context,
-    mut cur: Instance,
-    (mut stopping_with, mut told): (Option<Signal>, HashSet<Proc>),
-    tree: Option<Tree>,
-    commands: &mut Commands,
-) -> Result<(), BoxError> {
-    let pgid = cur.pid();
-    let pid = pgid.as_raw();
-    // A second signal that cut the drain short may be here before it was
-    // read: it is the one the program gets.
-    while let Ok(cmd) = commands.try_recv() {
-        match cmd {
-            Command::StopNow(sig) => {
-                if stopping_with.is_none() {
-                    tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "stopping the program now, without waiting out the drain");
-                    cur.signal(sig);
-                    sup.known.tell(&mut told, &sup.known.look(pgid), pgid, sig);
-                    stopping_with = Some(sig);
-                }
-            }
-            Command::Restart(reply) => refuse(reply),
-        }
-    }
-    // Before the stop signal: the sockets stop listening when the program
-    // closes its own copies, as they would without lameduck.
-    sup.launch.sockets.give_up(false);
-    // The signals lameduck sent this instance to stop it.
-    let mut sent = Vec::with_capacity(2);
-    match stopping_with {
-        Some(sig) => sent.push(sig),
-        None => {
-            tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
-            cur.signal(sup.stop_signal);
-            sent.push(sup.stop_signal);
-        }
-    }
-    let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
-    let found = sup.known.look(pgid);
-    tree.update(&found);
-    // Every descendant hears the stop signal: the group above, and those
-    // that left it (`setsid`), each once, as it is found.
-    sup.known.tell(&mut told, &found, pgid, sent[0]);
-    let mut killed = false;
-    // Every descendant is waited for: the program, its group, and every
-    // process of it lameduck knows of (by pid and start time).
-    loop {
-        let found = sup.known.look(pgid);
-        tree.update(&found);
-        sup.known.tell(
-            &mut told,
-            &found,
-            pgid,
-            if killed { Signal::SIGKILL } else { sent[0] },
-        );
-        if cur.ended().is_some() && found.is_empty() && sup.known.all_ended() {
-            break;
-        }
-        tokio::select! {
-            _ = cur.exited(), if cur.ended().is_none() => {}
-            () = sup.reaper.reaped() => {}
-            () = ctx.on_cancelled(), if !killed => {
-                tracing::warn!(target: "lameduck::run", pid, "the program did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
-                tree.update(&sup.known.look(pgid));
-                tree.killed_by_the_shutdown();
-                // From now on, one found late (orphaned by this kill, say)
-                // is killed as it is found.
-                told = sup.known.kill_instance(pgid).into_iter().collect();
-                told.extend(sup.known.kill_all());
-                // lameduck's own kill: the exit code is the report's
-                // (3, deadline exceeded), not 128 + SIGKILL.
-                sent.push(Signal::SIGKILL);
-                killed = true;
-            }
-            () = tokio::time::sleep(TREE_POLL) => {}
-            Some(cmd) = commands.recv() => match cmd {
-                // A second signal after the drain: forwarded at once.
-                Command::StopNow(sig) => {
-                    tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
-                    instance::signal_group(pgid, sig);
-                    known::signal(&known::outside(&sup.known.look(pgid), pgid), sig);
-                    sent.push(sig);
-                }
-                Command::Restart(reply) => refuse(reply),
-            },
-        }
-    }
-    tree.clear();
-    if let Some(ended) = cur.ended() {
-        tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
-        say_end(ctx, ended, &sent);
-    }
-    sup.forget(cur.pid());
-    lost(sup)
-}
-
-/// A restart asked for once the program is being stopped.
-fn refuse(reply: oneshot::Sender<Result<u32, String>>) {
-    let _ = reply.send(Err("lameduck is shutting down".into()));
 }
 
 /// Says how the program ended, for lameduck's exit code, unless it ended as
@@ -340,7 +242,7 @@ fn refuse(reply: oneshot::Sender<Result<u32, String>>) {
 /// with 128 + its number (the JVM, shells) or with 0. That is a clean stop,
 /// whose code is the report's: 0, or 3 when a deadline passed, or 1 when
 /// the restart policy gave up (a liveness check that kept failing).
-fn say_end(ctx: &Context, ended: Ended, sent: &[Signal]) {
+pub(super) fn say_end(ctx: &Context, ended: Ended, sent: &[Signal]) {
     let stopped =
         !sent.is_empty() && (ended.is_success() || sent.iter().any(|&sig| ended.is_stop_by(sig)));
     if !stopped {

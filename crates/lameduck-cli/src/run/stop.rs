@@ -1,0 +1,190 @@
+//! Stopping an instance as the shutdown's work: the stop signal, every
+//! process of it waited for up to the shutdown timeout, `SIGKILL` to what
+//! is left at the cancel signal. The processes are tracked as work in
+//! flight, so the inventory at Stopping and at the deadline names them, and
+//! a kill is the shutdown's passed deadline (`deadline exceeded (3)`).
+//!
+//! Two ways in: the program lameduck stops ([`stop`]), and what a program
+//! that ended by itself for good (or during the shutdown) left running
+//! ([`leftovers`]): a process lameduck has to kill is a passed deadline
+//! either way, whoever ended first.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use lameduck::{BoxError, Context};
+use nix::sys::signal::Signal;
+use tokio::sync::oneshot;
+
+use super::instance::{self, Instance};
+use super::known;
+use super::program::{Commands, lost, say_end};
+use super::supervisor::{Command, Supervisor};
+use super::tree::{Proc, Tree};
+
+/// How often the processes still alive are listed while the program stops.
+const TREE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Stopping: the stop signal, the shutdown timeout, `SIGKILL` at the
+/// cancel signal.
+pub(super) async fn stop(
+    sup: &Supervisor,
+    ctx: &Context,
+    mut cur: Instance,
+    (mut stopping_with, mut told): (Option<Signal>, HashSet<Proc>),
+    tree: Option<Tree>,
+    commands: &mut Commands,
+) -> Result<(), BoxError> {
+    let pgid = cur.pid();
+    let pid = pgid.as_raw();
+    // A second signal that cut the drain short may be here before it was
+    // read: it is the one the program gets.
+    while let Ok(cmd) = commands.try_recv() {
+        match cmd {
+            Command::StopNow(sig) => {
+                if stopping_with.is_none() {
+                    tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "stopping the program now, without waiting out the drain");
+                    cur.signal(sig);
+                    sup.known.tell(&mut told, &sup.known.look(pgid), pgid, sig);
+                    stopping_with = Some(sig);
+                }
+            }
+            Command::Restart(reply) => refuse(reply),
+        }
+    }
+    // Before the stop signal: the sockets stop listening when the program
+    // closes its own copies, as they would without lameduck.
+    sup.launch.sockets.give_up(false);
+    let sig = match stopping_with {
+        Some(sig) => sig,
+        None => {
+            tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
+            cur.signal(sup.stop_signal);
+            sup.stop_signal
+        }
+    };
+    let tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
+    let sent = wait_out(sup, ctx, &mut cur, tree, (told, sig), commands).await;
+    if let Some(ended) = cur.ended() {
+        say_end(ctx, ended, &sent);
+    }
+    sup.forget(cur.pid());
+    lost(sup)
+}
+
+/// The program `cur` ended by itself, for good or during the shutdown,
+/// and left processes running (`left`, found now, and its group): they are
+/// the shutdown's to wait for, as the program's processes are at a
+/// `SIGTERM`. They are tracked at once (the inventory at Stopping names
+/// them), hear the stop signal now, and are waited for in the background
+/// — the component returns, so that a program gone for good starts the
+/// shutdown without a drain — up to the shutdown timeout; `SIGKILL` then.
+pub(super) fn leftovers(
+    sup: &Arc<Supervisor>,
+    ctx: &Context,
+    cur: Instance,
+    (tree, left): (Option<Tree>, &[Proc]),
+    mut told: HashSet<Proc>,
+) {
+    let pgid = cur.pid();
+    let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
+    tree.update(left);
+    cur.signal(sup.stop_signal);
+    sup.known.tell(&mut told, left, pgid, sup.stop_signal);
+    let (sup, ctx) = (sup.clone(), ctx.clone());
+    tokio::spawn(async move {
+        let mut cur = cur;
+        // The component has returned (or returns now): the commands are
+        // this task's, a second signal forwarded to what is left.
+        let mut commands = sup.commands.lock().await;
+        wait_out(
+            &sup,
+            &ctx,
+            &mut cur,
+            tree,
+            (told, sup.stop_signal),
+            &mut commands,
+        )
+        .await;
+        sup.forget(cur.pid());
+    });
+}
+
+/// Waits until the program of `cur` has exited and every process of it
+/// is gone, each tracked in `tree` while it lives; those found outside the
+/// group hear `sig` once (`told`). At the cancel signal (the shutdown
+/// timeout passed) `SIGKILL` goes to all of them, marked ended by the
+/// shutdown. Returns the signals sent to stop them.
+async fn wait_out(
+    sup: &Supervisor,
+    ctx: &Context,
+    cur: &mut Instance,
+    mut tree: Tree,
+    (mut told, sig): (HashSet<Proc>, Signal),
+    commands: &mut Commands,
+) -> Vec<Signal> {
+    let pgid = cur.pid();
+    let pid = pgid.as_raw();
+    let mut sent = vec![sig];
+    let what = if cur.ended().is_some() {
+        "what the program left running"
+    } else {
+        "the program"
+    };
+    let mut killed = false;
+    // Every descendant is waited for: the program, its group, and every
+    // process of it lameduck knows of (by pid and start time). Every
+    // descendant hears the stop signal: the group's, and those that left
+    // it (`setsid`), each once, as it is found.
+    loop {
+        let found = sup.known.look(pgid);
+        tree.update(&found);
+        sup.known.tell(
+            &mut told,
+            &found,
+            pgid,
+            if killed { Signal::SIGKILL } else { sent[0] },
+        );
+        if cur.ended().is_some() && found.is_empty() && sup.known.all_ended() {
+            break;
+        }
+        tokio::select! {
+            // Said as it happens, not once its processes are gone too.
+            ended = cur.exited(), if cur.ended().is_none() => {
+                tracing::info!(target: "lameduck::run", pid, "the program exited: {ended}");
+            }
+            () = sup.reaper.reaped() => {}
+            () = ctx.on_cancelled(), if !killed => {
+                tracing::warn!(target: "lameduck::run", pid, "{what} did not stop within the shutdown timeout: SIGKILL to its group and its descendants");
+                tree.update(&sup.known.look(pgid));
+                tree.killed_by_the_shutdown();
+                // From now on, one found late (orphaned by this kill, say)
+                // is killed as it is found.
+                told = sup.known.kill_instance(pgid).into_iter().collect();
+                told.extend(sup.known.kill_all());
+                // lameduck's own kill: the exit code is the report's
+                // (3, deadline exceeded), not 128 + SIGKILL.
+                sent.push(Signal::SIGKILL);
+                killed = true;
+            }
+            () = tokio::time::sleep(TREE_POLL) => {}
+            Some(cmd) = commands.recv() => match cmd {
+                // A second signal after the drain: forwarded at once.
+                Command::StopNow(sig) => {
+                    tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
+                    instance::signal_group(pgid, sig);
+                    known::signal(&known::outside(&sup.known.look(pgid), pgid), sig);
+                    sent.push(sig);
+                }
+                Command::Restart(reply) => refuse(reply),
+            },
+        }
+    }
+    tree.clear();
+    sent
+}
+
+/// A restart asked for once the program is being stopped.
+fn refuse(reply: oneshot::Sender<Result<u32, String>>) {
+    let _ = reply.send(Err("lameduck is shutting down".into()));
+}
