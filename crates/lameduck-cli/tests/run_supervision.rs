@@ -144,6 +144,40 @@ fn readiness_comes_from_ready_1_on_the_notify_socket() {
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
 
+/// What the notify socket hears is logged with the sender's pid as a
+/// number, as every other pid: it read `"pid":"Some(3409)"`.
+#[test]
+fn notify_messages_are_logged_with_the_sender_s_pid_as_a_number() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("notify-pid");
+    let fifo = dir.path("go");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let program = programs().join("notify_ready.py");
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        "notify",
+        "--drain-delay",
+        "0s",
+        "--",
+        "python3",
+        program.to_str().unwrap(),
+        fifo.to_str().unwrap(),
+    ]);
+    let started = run.event("program started", |_| true)["pid"].as_i64();
+    release(&fifo);
+    let status = run.event("program status", |_| true);
+    assert_eq!(status["pid"].as_i64(), started, "{}", run.log());
+    let ready = run.event("program notified READY=1", |_| true);
+    assert_eq!(ready["pid"].as_i64(), started, "{}", run.log());
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
 #[test]
 fn a_program_takes_its_socket_from_lameduck_and_sighup_restarts_it_without_refusing_a_connection() {
     if !has_python() {

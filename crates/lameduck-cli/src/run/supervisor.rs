@@ -202,7 +202,7 @@ impl Supervisor {
                 }
             };
             if n.rejected > 0 {
-                tracing::debug!(target: "lameduck::run", pid = ?n.pid, rejected = n.rejected, "notify socket: malformed lines dropped");
+                tracing::debug!(target: "lameduck::run", pid = n.pid, rejected = n.rejected, "notify socket: malformed lines dropped");
             }
             let group = n
                 .pid
@@ -216,7 +216,7 @@ impl Supervisor {
                 None
             };
             if let Some(status) = n.status() {
-                tracing::info!(target: "lameduck::run", pid = ?n.pid, status, "program status");
+                tracing::info!(target: "lameduck::run", pid = n.pid, status, "program status");
                 if let Some(systemd) = &self.systemd {
                     let _ = systemd.notify(&[Notify::Status(status)]);
                 }
@@ -228,11 +228,11 @@ impl Supervisor {
                     .or(notified.newest);
                 match target.and_then(|g| notified.by_group.get(&g)) {
                     Some(tx) => {
-                        tracing::info!(target: "lameduck::run", pid = ?n.pid, ready = said, "program notified {}", if said { "READY=1" } else { "STOPPING=1" });
+                        tracing::info!(target: "lameduck::run", pid = n.pid, ready = said, "program notified {}", if said { "READY=1" } else { "STOPPING=1" });
                         tx.send_replace(Some(said));
                     }
                     None => {
-                        tracing::debug!(target: "lameduck::run", pid = ?n.pid, "notify socket: a message from no instance")
+                        tracing::debug!(target: "lameduck::run", pid = n.pid, "notify socket: a message from no instance")
                     }
                 }
             }
