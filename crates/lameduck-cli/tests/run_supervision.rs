@@ -99,19 +99,15 @@ fn a_program_that_exits_cleanly_is_not_restarted_on_failure_only() {
     assert!(!run.log().contains("component restarting"), "{}", run.log());
 }
 
-#[test]
-fn readiness_comes_from_ready_1_on_the_notify_socket() {
-    if !has_python() {
-        eprintln!("skipped: no python3");
-        return;
-    }
-    let dir = Scratch::new("notify");
+/// `lameduck run --admin ADMIN --ready notify -- notify_ready.py FIFO`:
+/// the program sends `READY=1` once the FIFO (in `dir`) is written to.
+fn start_notify_ready(dir: &Scratch, admin: &str) -> (Running, std::path::PathBuf) {
     let fifo = dir.path("go");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let program = programs().join("notify_ready.py");
-    let mut run = Running::start(&[
+    let run = Running::start(&[
         "--admin",
-        "127.0.0.1:0",
+        admin,
         "--ready",
         "notify",
         "--drain-delay",
@@ -121,6 +117,17 @@ fn readiness_comes_from_ready_1_on_the_notify_socket() {
         program.to_str().unwrap(),
         fifo.to_str().unwrap(),
     ]);
+    (run, fifo)
+}
+
+#[test]
+fn readiness_comes_from_ready_1_on_the_notify_socket() {
+    if !has_python() {
+        eprintln!("skipped: no python3");
+        return;
+    }
+    let dir = Scratch::new("notify");
+    let (mut run, fifo) = start_notify_ready(&dir, "127.0.0.1:0");
     let admin = run.admin_port();
     run.event("program started", |_| true);
     // Not ready until it says so: it waits for the FIFO.
@@ -153,21 +160,7 @@ fn notify_messages_are_logged_with_the_sender_s_pid_as_a_number() {
         return;
     }
     let dir = Scratch::new("notify-pid");
-    let fifo = dir.path("go");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
-    let program = programs().join("notify_ready.py");
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        "notify",
-        "--drain-delay",
-        "0s",
-        "--",
-        "python3",
-        program.to_str().unwrap(),
-        fifo.to_str().unwrap(),
-    ]);
+    let (mut run, fifo) = start_notify_ready(&dir, "none");
     let started = run.event("program started", |_| true)["pid"].as_i64();
     release(&fifo);
     let status = run.event("program status", |_| true);
