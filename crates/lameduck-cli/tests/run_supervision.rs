@@ -247,6 +247,32 @@ fn a_restart_whose_new_instance_fails_keeps_the_old_one_serving() {
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
 
+/// A shutdown that begins while a restart's new instance is not ready yet
+/// abandons the restart: said once, as what it is, and not also as an
+/// error (`upgrade in place failed`, `lameduck began shutting down`).
+#[test]
+fn a_restart_abandoned_by_the_shutdown_is_logged_once_and_not_as_an_error() {
+    let dir = Scratch::new("abandoned-once");
+    let marker = dir.path("started-once");
+    // The first instance is ready (a file of its own says so); no later one
+    // ever is.
+    let script = format!(
+        "if [ ! -e {m} ]; then touch {m} {d}/ready.$$; fi; trap 'exit 0' TERM; while :; do sleep 0.05; done",
+        m = marker.display(),
+        d = dir.0.display()
+    );
+    let (mut run, _) = start_ready_per_instance(&dir, "ready", &[], &script);
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGHUP);
+    run.event("restart: starting a new instance", |_| true);
+    run.signal(Signal::SIGTERM);
+    run.event("restart abandoned by the shutdown", |_| true);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let log = run.log();
+    assert_eq!(log.matches("abandoned by the shutdown").count(), 1, "{log}");
+    assert!(!log.contains("\"level\":\"ERROR\""), "{log}");
+}
+
 #[test]
 fn zombies_are_reaped_as_pid_1_of_a_pid_namespace() {
     let probe = Command::new("unshare")

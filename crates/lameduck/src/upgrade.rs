@@ -351,6 +351,12 @@ impl Upgrade {
     /// [timeout](Self::timeout) is not applied to it) and should give up
     /// when the app begins shutting down. `lameduck run` restarts its
     /// program this way.
+    ///
+    /// An error from `replace` is a failed upgrade, logged as an error,
+    /// unless the app began shutting down meanwhile: then it is an
+    /// abandonment ([`UpgradeErrorKind::Abandoned`] for whoever asked),
+    /// not a failure, logged at debug level only — `replace` knows what it
+    /// gave up, and says it.
     pub fn in_place<F, Fut>(mut self, replace: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,

@@ -12,15 +12,27 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Notify;
 
 fn app(upgrade: Upgrade) -> App {
+    app_holding(upgrade, None)
+}
+
+/// An app whose one component, told to stop, waits for `hold` (if any)
+/// before it returns: the shutdown lasts until then.
+fn app_holding(upgrade: Upgrade, hold: Option<Arc<Notify>>) -> App {
     App::builder("in-place")
         .budget(Budget::new(Duration::from_secs(30)).drain_delay(Duration::ZERO))
         .handle_signals(false)
         .exit_watchdog(false)
         .upgrade(upgrade)
-        .component(Component::new("program", |ctx| async move {
-            ctx.ready();
-            ctx.on_stopping().await;
-            Ok(())
+        .component(Component::new("program", move |ctx| {
+            let hold = hold.clone();
+            async move {
+                ctx.ready();
+                ctx.on_stopping().await;
+                if let Some(hold) = hold {
+                    hold.notified().await;
+                }
+                Ok(())
+            }
         }))
         .build()
         .unwrap()
@@ -99,4 +111,45 @@ async fn a_failed_in_place_upgrade_is_an_error_and_the_app_runs_on() {
     assert_eq!(handle.phase(), Phase::Running);
     handle.shutdown("test over");
     run.await.unwrap();
+}
+
+/// An in-place upgrade that gives up as the shutdown begins is abandoned,
+/// not failed: it was answered `Exited` and logged `upgrade in place
+/// failed`, an error.
+#[tokio::test]
+async fn an_in_place_upgrade_given_up_by_the_shutdown_is_abandoned_not_failed() {
+    let (gate, begun, done) = (
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+        Arc::new(Notify::new()),
+    );
+    let (open, started) = (gate.clone(), begun.clone());
+    let upgrade = Upgrade::new().in_place(move || {
+        let (open, started) = (open.clone(), started.clone());
+        async move {
+            started.notify_one();
+            open.notified().await;
+            Err("lameduck began shutting down".to_string())
+        }
+    });
+    // The shutdown lasts until the upgrade has been answered.
+    let app = app_holding(upgrade, Some(done.clone()));
+    let handle = app.handle();
+    let run = tokio::spawn(app.run());
+    handle.reached(Phase::Running).await;
+    let upgrade = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.upgrade().await }
+    });
+    begun.notified().await;
+    handle.shutdown("test over");
+    handle.reached(Phase::Draining).await;
+    gate.notify_one();
+    let err = upgrade.await.unwrap().unwrap_err();
+    assert_eq!(err.kind(), UpgradeErrorKind::Abandoned, "{err}");
+    done.notify_one();
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .unwrap()
+        .unwrap();
 }

@@ -48,6 +48,17 @@ impl Driver {
                 self.publish(&crate::observe::Event::UpgradedInPlace { pid });
                 answer(done.waiters, &Ok(Upgraded { new_pid: pid, took }));
             }
+            // Given up as the shutdown began: not a failure, and `replace`
+            // says what it gave up (said here too, it was said twice, once
+            // as an error).
+            Err(why) if self.trigger.is_some() => {
+                tracing::debug!(target: "lameduck::upgrade", app = %app, error = %why, took_ms = took.as_millis() as u64, "upgrade in place abandoned by the shutdown");
+                self.publish(&crate::observe::Event::UpgradeFailed { error: &why });
+                answer(
+                    done.waiters,
+                    &Err(UpgradeError::new(UpgradeErrorKind::Abandoned, why)),
+                );
+            }
             Err(why) => {
                 tracing::error!(target: "lameduck::upgrade", app = %app, error = %why, "upgrade in place failed");
                 self.publish(&crate::observe::Event::UpgradeFailed { error: &why });
