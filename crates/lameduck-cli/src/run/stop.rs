@@ -63,7 +63,11 @@ pub(super) async fn stop(
             sup.stop_signal
         }
     };
-    let tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
+    let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
+    let found = sup.known.look(pgid);
+    tree.update(&found);
+    // From here the report names each of them that is still alive.
+    tracing::info!(target: "lameduck::run", pid, processes = found.len(), "waiting for the program's processes to exit");
     let sent = wait_out(sup, ctx, &mut cur, tree, (told, sig), commands).await;
     if let Some(ended) = cur.ended() {
         say_end(ctx, ended, &sent);
