@@ -272,3 +272,45 @@ fn a_process_that_stops_after_the_program_exited_by_itself_keeps_the_program_s_c
     said.says(4, "program exited with 4", &run.log());
     assert!(!alive(left), "the process left running was stopped");
 }
+
+/// The program exits 0 by itself during the drain and leaves a process
+/// that ignores the stop signal: the shutdown waits for it as for the
+/// program and kills it at its timeout — 3, the process named — where
+/// lameduck killed it after the hard timeout and said `program exited with
+/// 0 (0)`.
+#[test]
+fn a_process_killed_after_the_program_exited_during_the_drain_is_reported_and_exits_3() {
+    let dir = Scratch::new("exit-drain-left-killed");
+    let path = dir.path("record.json");
+    let go = dir.path("go");
+    let pid_file = dir.path("left.pid");
+    nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    let script = format!(
+        "setsid sh -c \"trap '' TERM; echo \\$\\$ > {pid_file}; touch {{ready}}; exec sleep 302\" & read go < {go}; exit 0",
+        go = go.display(),
+        pid_file = pid_file.display(),
+    );
+    let args = [
+        "--flight-record",
+        path.to_str().unwrap(),
+        "--drain-max",
+        "2s",
+        "--shutdown-timeout",
+        "1s",
+        "--hard-timeout",
+        "500ms",
+    ];
+    let mut run = start_ready_when_touched(&dir, &args, &script);
+    let left: i32 = until_file(&pid_file).trim().parse().unwrap();
+    run.signal(Signal::SIGTERM);
+    run.event("phase changed", |v| v["phase"] == "draining");
+    release(&go);
+    let said = ended(&mut run, &path);
+    said.says(3, "deadline exceeded", &run.log());
+    assert!(
+        said.rendered.contains(&format!("pid {left}: sleep 302")),
+        "{}",
+        said.rendered
+    );
+    assert!(!alive(left), "the process left running was killed");
+}
