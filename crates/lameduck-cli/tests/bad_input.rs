@@ -89,6 +89,7 @@ fn a_duration_flag_where_zero_cannot_work_refuses_0s_before_anything_starts() {
             "would give each liveness check no time to answer",
         ),
         ("run", "--restart-timeout", "would fail every restart"),
+        ("run", "--restart-window", "would count no restart"),
         (
             "drill",
             "--ready-timeout",

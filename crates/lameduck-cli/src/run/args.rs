@@ -235,7 +235,16 @@ pub struct Args {
     )]
     pub(super) max_restarts: u32,
     /// The window of --max-restarts
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = more_than_zero(
+            "would count no restart, so --max-restarts would never give up",
+            "30s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) restart_window: Duration,
     /// How long the new instance of a zero-downtime restart (SIGHUP) has to
     /// become ready
