@@ -34,7 +34,7 @@ use lameduck::upgrade::Upgrade;
 use lameduck::{App, Budget, Component};
 
 use crate::addr::parse_socket_addr;
-use crate::duration::parse_duration;
+use crate::duration::{more_than_zero, parse_duration};
 use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 
@@ -142,7 +142,16 @@ pub struct Args {
     control_socket: Option<PathBuf>,
     /// How long a new process has to become ready on SIGHUP; 0s, which
     /// would fail every upgrade, is refused
-    #[arg(long, value_name = "DURATION", value_parser = parse_upgrade_timeout, allow_hyphen_values = true, default_value = "30s")]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = more_than_zero(
+            "would fail every upgrade before the new process could become ready",
+            "30s"
+        ),
+        allow_hyphen_values = true,
+        default_value = "30s"
+    )]
     upgrade_timeout: Duration,
     /// How long an HTTP/1 keep-alive connection may wait for its next
     /// request before the server closes it, announced to clients as
@@ -174,21 +183,6 @@ struct Timeout(Option<Duration>);
 /// `--listen`, `--admin`.
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     parse_socket_addr(s, "IP:PORT (e.g. 127.0.0.1:8080)")
-}
-
-/// `--upgrade-timeout`: a duration, not zero.
-fn parse_upgrade_timeout(s: &str) -> Result<Duration, String> {
-    if s.trim().starts_with('-') {
-        return Err("a duration cannot be negative: give one, e.g. 30s".to_string());
-    }
-    match parse_duration(s)? {
-        Duration::ZERO => Err(
-            "0s would fail every upgrade before the new process could become ready: \
-             give it time, e.g. 30s"
-                .to_string(),
-        ),
-        d => Ok(d),
-    }
 }
 
 fn parse_timeout(s: &str) -> Result<Timeout, String> {

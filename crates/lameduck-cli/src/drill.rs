@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use lameduck_drill::Drill;
 
-use crate::duration::parse_duration;
+use crate::duration::{more_than_zero, parse_duration};
 
 /// Prove under load that a server shuts down and restarts without failing a request.
 ///
@@ -84,11 +84,29 @@ pub struct Flags {
     ready_url: Option<String>,
 
     /// How long to wait for the server to become ready
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = more_than_zero(
+            "would give the server no time to become ready",
+            "30s"
+        ),
+        allow_hyphen_values = true
+    )]
     ready_timeout: Duration,
 
     /// How often to poll the readiness URL
-    #[arg(long, value_name = "DURATION", default_value = "20ms", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "20ms",
+        value_parser = more_than_zero(
+            "would poll the readiness URL back to back, spinning a CPU",
+            "20ms"
+        ),
+        allow_hyphen_values = true
+    )]
     ready_interval: Duration,
 
     /// Closed-loop load: this many workers, each sending its next request when
@@ -163,11 +181,28 @@ pub struct Flags {
     body_file: Option<PathBuf>,
 
     /// How long the load runs (at most 1h) [default: 10s; 5s with --demo]
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = more_than_zero(
+            "would run no load",
+            "10s"
+        ),
+        allow_hyphen_values = true
+    )]
     duration: Option<Duration>,
 
     /// Per-request timeout, connect included
-    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = more_than_zero(
+            "would fail every request before it could be sent",
+            "5s"
+        ),
+        allow_hyphen_values = true
+    )]
     timeout: Duration,
 
     /// Signal to send (TERM, INT, HUP, QUIT, USR1, USR2, a number), or `none`
@@ -186,7 +221,12 @@ pub struct Flags {
 
     /// Time between two signals, with --repeat above 1 (at least: a signal sent late
     /// on a busy machine moves the next ones, which stay this far apart)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = more_than_zero("would send every signal at once", "1s"),
+        allow_hyphen_values = true
+    )]
     every: Option<Duration>,
 
     /// How to judge: `stop` (drain and exit) or `restart` (each signal brings
@@ -196,7 +236,16 @@ pub struct Flags {
     expect: Option<config::Expect>,
 
     /// How long the signalled server may take to exit
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = more_than_zero(
+            "would fail every signalled server, as none exits in no time",
+            "30s"
+        ),
+        allow_hyphen_values = true
+    )]
     grace_period: Duration,
 
     /// Write the JSON report (schema lameduck.drill/v1) to PATH, or to stdout with `-`

@@ -42,6 +42,35 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// The parser of a duration flag for which 0s cannot work: as
+/// [`parse_duration`], and 0s refused, saying what it would do (`zero`, the
+/// words after "0s ") and what to give instead (`example`, e.g. `30s`).
+///
+/// One parser for all of them, so that each says it the same way: clap
+/// puts the reason after `invalid value '0s' for '--flag <DURATION>': `
+/// (exit code 2, before anything starts).
+///
+/// # Errors
+///
+/// Those of [`parse_duration`] (a negative value is told to give more
+/// than 0s), and `0s {zero}: give more than 0s, e.g. {example}`.
+pub fn more_than_zero(
+    zero: &'static str,
+    example: &'static str,
+) -> impl Fn(&str) -> Result<Duration, String> + Clone + Send + Sync + 'static {
+    move |s: &str| {
+        if s.trim().starts_with('-') {
+            return Err(format!(
+                "a duration cannot be negative: give more than 0s, e.g. {example}"
+            ));
+        }
+        match parse_duration(s)? {
+            Duration::ZERO => Err(format!("0s {zero}: give more than 0s, e.g. {example}")),
+            d => Ok(d),
+        }
+    }
+}
+
 /// Our reason for what the parsing library refused, in our words.
 fn reason(e: &humantime::DurationError) -> String {
     use humantime::DurationError as E;
@@ -60,6 +89,26 @@ fn reason(e: &humantime::DurationError) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_flag_that_cannot_take_zero_says_what_zero_would_do() {
+        let parse = more_than_zero("would spin", "1s");
+        assert_eq!(
+            parse("0s").unwrap_err(),
+            "0s would spin: give more than 0s, e.g. 1s"
+        );
+        assert_eq!(parse("0ms").unwrap_err(), parse("0s").unwrap_err());
+        assert!(
+            parse("-1s")
+                .unwrap_err()
+                .starts_with("a duration cannot be negative")
+        );
+        assert_eq!(
+            parse("5").unwrap_err(),
+            "a duration needs a unit, e.g. 30s, 500ms, 2m"
+        );
+        assert_eq!(parse("1ns"), Ok(Duration::from_nanos(1)));
+    }
 
     #[test]
     fn durations_beyond_a_year_are_refused() {

@@ -533,20 +533,68 @@ fn restart_drill_stops_looking_for_a_new_process_once_the_server_and_its_group_a
 
 #[test]
 fn stop_drill_with_a_signal_that_found_no_process_says_so_and_lists_no_exit_for_it() {
-    // A PID file naming a process that is gone: the signal cannot be
-    // delivered. The drill says why, judges nothing as if it had waited for
-    // a shutdown, and does not invent an exit for a process that was never
-    // there.
+    // A PID file that named a running process when the drill checked it,
+    // before the load, and names a process that is gone at the signal (a
+    // supervisor elsewhere rewrote it): the signal cannot be delivered. The
+    // drill says why, judges nothing as if it had waited for a shutdown,
+    // and does not invent an exit for a process that was never there.
     let mut gone = Command::new("true").spawn().expect("run true");
     let gone_pid = gone.id();
     gone.wait().expect("reap true");
     let dir = scratch_dir();
-    let pid_file = dir.join("gone.pid");
-    std::fs::write(&pid_file, format!("{gone_pid}\n")).expect("write the PID file");
+    // A FIFO: each read of the drill is one write of this test, so the
+    // first (the check) is told a running process, this one, and every
+    // later one (the signal) the process that is gone.
+    let pid_file = dir.join("rewritten.pid");
+    nix::unistd::mkfifo(&pid_file, nix::sys::stat::Mode::S_IRWXU).expect("make the FIFO");
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, done) = (pid_file.clone(), done.clone());
+        std::thread::spawn(move || {
+            let mut pid = std::process::id();
+            // Bounded: the drill reads the file a few times at most.
+            for _ in 0..100 {
+                let Ok(mut fifo) = std::fs::OpenOptions::new().write(true).open(&path) else {
+                    return;
+                };
+                if done.load(Ordering::SeqCst) {
+                    return;
+                }
+                let _ = std::io::Write::write_all(&mut fifo, format!("{pid}\n").as_bytes());
+                drop(fifo);
+                pid = gone_pid;
+                // Until that reader has read to the end and closed it: a
+                // writer that opened before would add to what it reads. A
+                // writer's open without waiting fails (ENXIO) once no
+                // reader is left.
+                let bound = std::time::Instant::now() + std::time::Duration::from_secs(20);
+                while std::time::Instant::now() < bound && {
+                    use std::os::unix::fs::OpenOptionsExt;
+                    std::fs::OpenOptions::new()
+                        .write(true)
+                        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                        .open(&path)
+                        .is_ok()
+                } {
+                    std::thread::yield_now();
+                }
+            }
+        })
+    };
     let run = drill(
         "graceful",
         &["--pid-file", pid_file.to_str().expect("a UTF-8 path")],
     );
+    // The writer waits for a reader: this one, which tells it to stop.
+    done.store(true, Ordering::SeqCst);
+    let _ = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(&pid_file)
+    };
+    writer.join().expect("the FIFO writer");
     assert_eq!(run.code(), 1, "{}", run.context());
     run.assert_accounting();
     let r = run.report();

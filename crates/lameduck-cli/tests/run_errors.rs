@@ -111,6 +111,19 @@ fn malformed_flags_are_usage_errors_that_say_what_was_expected() {
     refused(&[], 2, "CMD");
 }
 
+/// `--forward ''` (an unset shell variable, say) forwarded nothing without
+/// a word: no forwarding is spelled `none`.
+#[test]
+fn an_empty_forward_list_is_refused_naming_none() {
+    for value in ["", " "] {
+        refused(
+            &["--forward", value, "--", "true"],
+            2,
+            "the value is empty: give signals (e.g. QUIT,USR1), or `none` to forward none",
+        );
+    }
+}
+
 #[test]
 fn a_placeholder_or_an_address_that_cannot_be_used_is_a_usage_error() {
     refused(&["--", "echo", "{fd:http}"], 2, "names no socket");

@@ -118,6 +118,13 @@ impl Drill {
             uri: ready_uri,
             call,
         };
+        // A server the drill does not start has written its PID file
+        // already: checked before anything (one the drill starts, once it
+        // is ready, below).
+        let spawns = matches!(config.server, ServerSpec::Spawn { .. });
+        if !spawns {
+            pid_file_usable(config)?;
+        }
         self.progress.set_stage(Stage::Starting);
         let server = Arc::new(match &config.server {
             ServerSpec::Unknown => Server::none(),
@@ -127,7 +134,11 @@ impl Drill {
             ServerSpec::Attach(pid) => Server::attach(*pid)?,
         });
         self.progress.set_stage(Stage::WaitingReady);
-        if let Err(err) = wait_ready(config, &ready, &server).await {
+        let started = match wait_ready(config, &ready, &server).await {
+            Ok(()) if spawns => pid_file_usable(config),
+            result => result,
+        };
+        if let Err(err) = started {
             server.clean_up(None, &[]).await;
             return Err(err);
         }
@@ -380,5 +391,16 @@ fn report_config(config: &DrillConfig, server: &Server) -> ReportConfig {
             command,
             pid: server.pid(),
         },
+    }
+}
+
+/// The `--pid-file`, if given, names a running process.
+fn pid_file_usable(config: &DrillConfig) -> Result<(), DrillError> {
+    match &config.pid_file {
+        Some(path) => signals::check_pid_file(path).map_err(|why| DrillError::PidFile {
+            path: path.clone(),
+            why,
+        }),
+        None => Ok(()),
     }
 }

@@ -50,6 +50,16 @@ pub enum DrillError {
         /// The PID given.
         pid: u32,
     },
+    /// The PID file (`--pid-file`) cannot be read, holds no PID, or names
+    /// no running process: checked before the load (once the server is
+    /// ready, when the drill starts it), since every signal would fail.
+    #[error("--pid-file {}: {why}", path.display())]
+    PidFile {
+        /// The path given.
+        path: std::path::PathBuf,
+        /// Why it cannot be used.
+        why: String,
+    },
     /// The server exited before it answered the readiness check.
     #[error("the server exited ({status}) before it was ready")]
     ExitedBeforeReady {

@@ -15,6 +15,8 @@ mod builder;
 mod driver;
 pub(crate) mod finish;
 mod graph;
+#[cfg(any(feature = "flight", all(unix, feature = "upgrade")))]
+pub(crate) mod probe;
 pub(crate) mod signals;
 mod watchdog;
 

@@ -292,8 +292,11 @@ impl Upgrade {
     /// if the mode were changed.
     ///
     /// The path is checked when the app is built: a missing directory, a
-    /// path too long for a Unix socket, a file that is not a socket, or a
-    /// socket a live process listens on (another instance) is a
+    /// path too long for a Unix socket, a directory where no file can be
+    /// created or no socket bound (a probe of each is made there under a
+    /// fresh name, and removed: a filesystem such as `/proc` passes a
+    /// permission check and takes neither), a file that is not a socket,
+    /// or a socket a live process listens on (another instance) is a
     /// [`BuildError`](crate::BuildError); a socket nobody listens on any
     /// more is replaced.
     pub fn control_socket(mut self, path: impl Into<PathBuf>) -> Self {
@@ -309,7 +312,9 @@ impl Upgrade {
     /// the exit watchdog, a fatal signal such as `SIGQUIT` (not `SIGKILL`).
     ///
     /// The path is checked when the app is built: a missing directory, one
-    /// that takes no new file, a directory at the path, or a file there that
+    /// that takes no new file (a probe file is created there under a fresh
+    /// name, and removed: a filesystem such as `/proc` passes a permission
+    /// check and takes none), a directory at the path, or a file there that
     /// names a running process (another instance; not an upgrade's old
     /// process) is a [`BuildError`](crate::BuildError). A file that names a
     /// process that is gone is replaced.

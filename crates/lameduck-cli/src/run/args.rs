@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 
 use super::flags::{self, ListenSpec, Probe, RestartWhen};
 use super::output;
-use crate::duration::parse_duration;
+use crate::duration::{more_than_zero, parse_duration};
 use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 
@@ -137,10 +137,28 @@ pub struct Args {
     #[arg(long, value_name = "CHECK")]
     pub(super) ready: Option<Probe>,
     /// How often the readiness check runs (more often until it first passes)
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = more_than_zero(
+            "would run the readiness check back to back, spinning a CPU",
+            "1s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) ready_interval: Duration,
     /// How long one readiness check may take
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = more_than_zero(
+            "would give each readiness check no time to answer, so none could pass",
+            "1s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) ready_timeout: Duration,
     /// Failures in a row that make a ready program unready
     #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count, allow_hyphen_values = true)]
@@ -155,10 +173,28 @@ pub struct Args {
     #[arg(long, value_name = "CHECK")]
     pub(super) live: Option<Probe>,
     /// How often the liveness check runs
-    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "10s",
+        value_parser = more_than_zero(
+            "would run the liveness check back to back, spinning a CPU",
+            "10s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) live_interval: Duration,
     /// How long one liveness check may take
-    #[arg(long, value_name = "DURATION", default_value = "1s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "1s",
+        value_parser = more_than_zero(
+            "would give each liveness check no time to answer, so the program would be restarted again and again",
+            "1s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) live_timeout: Duration,
     /// Failures in a row that make the program count as dead
     #[arg(long, value_name = "N", default_value = "3", value_parser = flags::parse_count, allow_hyphen_values = true)]
@@ -200,11 +236,29 @@ pub struct Args {
     )]
     pub(super) max_restarts: u32,
     /// The window of --max-restarts
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = more_than_zero(
+            "would count no restart, so --max-restarts would never give up",
+            "30s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) restart_window: Duration,
     /// How long the new instance of a zero-downtime restart (SIGHUP) has to
     /// become ready
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = more_than_zero(
+            "would fail every restart before the new instance could become ready",
+            "30s"
+        ),
+        allow_hyphen_values = true
+    )]
     pub(super) restart_timeout: Duration,
 
     /// Serve a control socket (mode 0600, owner only) that takes `upgrade`

@@ -126,7 +126,12 @@ pub struct Forwarded(pub Vec<Signal>);
 /// Signals to forward as they arrive. The ones lameduck acts on itself, and
 /// the ones that cannot be caught, are refused.
 pub fn parse_forwarded(s: &str) -> Result<Forwarded, String> {
-    if s.trim().is_empty() || s.trim() == "none" {
+    if s.trim().is_empty() {
+        return Err(
+            "the value is empty: give signals (e.g. QUIT,USR1), or `none` to forward none".into(),
+        );
+    }
+    if s.trim() == "none" {
         return Ok(Forwarded(Vec::new()));
     }
     s.split(',')

@@ -45,15 +45,8 @@ impl Targets {
     /// that replaced itself with a new process).
     async fn find(&mut self) -> Result<u32, String> {
         if let Some(path) = &self.pid_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|err| format!("cannot read the PID file {}: {err}", path.display()))?;
-            return text.trim().parse().map_err(|_| {
-                format!(
-                    "the PID file {} holds {:?}, not a PID",
-                    path.display(),
-                    text.trim()
-                )
-            });
+            return read_pid_file(path)
+                .map_err(|why| format!("the PID file {}: {why}", path.display()));
         }
         // A PID is used only while the drill has not seen it exit, so that a
         // recycled PID is never signalled.
@@ -83,6 +76,25 @@ impl Targets {
         .flatten();
         holder.ok_or_else(|| format!("no running process holds a socket listening on {addr}"))
     }
+}
+
+/// The PID in the PID file at `path`, or why there is none.
+pub(super) fn read_pid_file(path: &std::path::Path) -> Result<u32, String> {
+    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read it: {err}"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| format!("it holds {:?}, not a PID", text.trim()))
+}
+
+/// Checks, before the load, that the PID file names a running process:
+/// else every signal would fail, and the drill would find out only at the
+/// end of the load.
+pub(super) fn check_pid_file(path: &std::path::Path) -> Result<(), String> {
+    let pid = read_pid_file(path)?;
+    if pid == 0 || !is_alive(pid) {
+        return Err(format!("it names pid {pid}, which is not running"));
+    }
+    Ok(())
 }
 
 /// How long before a signal is due the drill notes what serves (reading

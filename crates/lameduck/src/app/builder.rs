@@ -470,22 +470,13 @@ fn recorder(path: &std::path::Path, limit: usize) -> Result<crate::flight::Recor
             path.display()
         )));
     }
-    let probe = dir.join(format!(".lameduck-flight-probe-{}", std::process::id()));
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)
-    {
-        Ok(_) => {
-            let _ = std::fs::remove_file(&probe);
-        }
-        Err(err) => {
-            return Err(wrong(format!(
-                "the flight record cannot be written in {}: {err}",
-                dir.display()
-            )));
-        }
-    }
+    super::probe::create_file_in(dir).map_err(|err| {
+        wrong(format!(
+            "the flight record cannot be written in {}: {}",
+            dir.display(),
+            super::probe::why(&err)
+        ))
+    })?;
     if limit < crate::flight::MIN_LIMIT {
         return Err(wrong(format!(
             "the flight record's size limit {limit} bytes is below the minimum {} bytes",

@@ -15,6 +15,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
 use super::temp;
+use crate::app::probe;
 
 /// Checks both paths, if set.
 pub(crate) fn check(pid_file: Option<&Path>, control: Option<&Path>) -> Result<(), String> {
@@ -41,6 +42,7 @@ pub(crate) fn check(pid_file: Option<&Path>, control: Option<&Path>) -> Result<(
             }
         }
         control_free(path, super::child::parent_pid())?;
+        bindable(path, what)?;
     }
     Ok(())
 }
@@ -85,12 +87,30 @@ fn writable_dir(path: &Path, what: &str) -> Result<(), String> {
         }
         Ok(_) => {}
     }
-    use nix::unistd::{AccessFlags, access};
-    access(dir, AccessFlags::W_OK | AccessFlags::X_OK).map_err(|e| {
+    // For real: permissions alone pass a filesystem that takes no new
+    // files (/proc, /sys).
+    probe::create_file_in(dir).map_err(|e| {
         format!(
-            "{} ({what}): cannot create files in {}: {e}",
+            "{} ({what}): cannot create files in {}: {}",
             path.display(),
-            dir.display()
+            dir.display(),
+            probe::why(&e)
+        )
+    })
+}
+
+/// A Unix socket can be bound in the control socket's directory: bound
+/// (and removed) under the temporary name the real one is first bound
+/// under, fresh, so that nothing there, a live socket least of all, is
+/// disturbed.
+fn bindable(path: &Path, what: &str) -> Result<(), String> {
+    let at = temp::path_for(path);
+    probe::bind_socket_at(&at).map_err(|e| {
+        format!(
+            "{} ({what}): cannot bind a Unix socket in {}: {}",
+            path.display(),
+            at.parent().unwrap_or(Path::new(".")).display(),
+            probe::why(&e)
         )
     })
 }
