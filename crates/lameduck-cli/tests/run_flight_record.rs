@@ -190,8 +190,12 @@ fn a_second_signal_is_what_ended_the_drain_and_a_third_still_leaves_a_record() {
     let cut = "drain cut short by SIGINT";
     assert!(ended["message"].as_str().unwrap().contains(cut), "{ended}");
     // The program ignores it: lameduck waits in Stopping, where the third
-    // signal finds it.
+    // signal finds it, once its processes are tracked (the program's
+    // component takes them a task's hop after the phase).
     run.event("phase changed", |v| v["phase"] == "stopping");
+    run.event("waiting for the program's processes to exit", |v| {
+        v["processes"].as_u64() > Some(0)
+    });
     run.signal(Signal::SIGTERM);
     let logged = run.event("shutdown report", |_| true);
     assert!(logged["drain"].as_str().unwrap().contains(cut), "{logged}");

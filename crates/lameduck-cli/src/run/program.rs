@@ -274,6 +274,8 @@ async fn stop(
     let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
     let found = sup.known.look(pgid);
     tree.update(&found);
+    // From here the report names each of them that is still alive.
+    tracing::info!(target: "lameduck::run", pid, processes = found.len(), "waiting for the program's processes to exit");
     // Every descendant hears the stop signal: the group above, and those
     // that left it (`setsid`), each once, as it is found.
     sup.known.tell(&mut told, &found, pgid, sent[0]);
