@@ -285,6 +285,19 @@ mod tests {
     struct Outer(#[source] io::Error);
 
     #[test]
+    fn a_503_after_the_signal_is_not_labelled_draining_since_a_cancel_time_503_comes_after_the_drain()
+     {
+        // The class holds load shed while draining and lameduck's answer to
+        // work cancelled at its shutdown timeout alike: its label claims
+        // neither; the failure sample's detail tells them apart.
+        for grpc in [false, true] {
+            let label = Outcome::Unavailable.label_for(grpc);
+            assert!(!label.contains("draining"), "{label}");
+            assert!(label.ends_with("after the signal"), "{label}");
+        }
+    }
+
+    #[test]
     fn statuses_sort_by_class_and_signal_time() {
         assert_eq!(classify_status(200, false), Outcome::Ok);
         assert_eq!(classify_status(204, true), Outcome::Ok);
