@@ -18,12 +18,12 @@ use crate::duration::{more_than_zero, parse_duration};
 /// Prove under load that a server shuts down and restarts without failing a request.
 ///
 /// Loads URL, sends a signal at a chosen moment, classifies every request
-/// (ok, 503 while draining, other 5xx, refused, reset, incomplete, timeout)
+/// (ok, 503 after the signal, other 5xx, refused, reset, incomplete, timeout)
 /// by when it started relative to the signal and to the listener closing,
 /// times the readiness flip, the listener close and the exit, and gives a
 /// verdict: exit code 0 pass, 1 fail, 2 usage or setup error.
 #[derive(Debug, clap::Args)]
-#[command(after_help = "\
+#[command(after_help = concat!("\
 Examples:
   lameduck drill --demo
   lameduck drill --demo --flight-record /tmp/demo-flight.json --html drill.html
@@ -39,7 +39,9 @@ Examples:
   lameduck drill --url http://127.0.0.1:8080/ \\
       --signal HUP --repeat 3 --every 5s --duration 20s -- ./server
   lameduck drill --url http://127.0.0.1:8080/ \\
-      --signal none --rate 500 --json - -- ./server")]
+      --signal none --rate 500 --json - -- ./server
+
+", crate::duration::duration_syntax!()))]
 pub struct Args {
     // Boxed: the flags are many, and `main`'s command enum holds one of these.
     #[command(flatten)]

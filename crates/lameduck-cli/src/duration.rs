@@ -10,6 +10,16 @@ pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 60 * 60);
 /// How to write one: the end of each message.
 const HOW: &str = "e.g. 30s, 500ms, 2m";
 
+/// How to write a duration, for the help of each subcommand that takes
+/// one: a macro, so that `concat!` can put it in a help text.
+macro_rules! duration_syntax {
+    () => {
+        "Durations are written like 30s, 1500ms, 1m or 1m30s (quote a value with a
+space in it: \"1m 30s\")."
+    };
+}
+pub(crate) use duration_syntax;
+
 /// Parses `30s`, `1500ms`, `1m 30s`, from zero up to [`MAX_DURATION`].
 ///
 /// The flags that take it also set `allow_hyphen_values`, so that a negative

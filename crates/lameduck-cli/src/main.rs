@@ -38,8 +38,11 @@ Exit status (every subcommand, and services built on the library):
   3        a shutdown deadline passed: the shutdown timeout with work in
            flight (cancelled, even if it then finished anyway), work
            aborted, or a resource that did not close in time
-  78       invalid configuration: a budget that does not fit (plan, demo,
-           services), a dependency cycle, a timeout set twice
+  78       invalid configuration: a budget that does not fit or a drain
+           window that contradicts itself (plan, run, demo, services), a
+           dependency cycle, a timeout set twice, a path that cannot be used
+           (run's --flight-record and --control-socket, checked before the
+           program starts)
   124      the exit watchdog ended a shutdown stuck before its report
   130/143  a second SIGINT/SIGTERM forced the exit (run: a third)
   other    run: the program's own exit code, or 128 + the signal that killed

@@ -9,7 +9,7 @@ use crate::duration::parse_duration;
 
 /// The phases of a shutdown. A flag left out keeps the library's default,
 /// so the command line never disagrees with the library about them.
-#[derive(Debug, clap::Args)]
+#[derive(Clone, Debug, clap::Args)]
 pub struct PhaseFlags {
     /// Time between SIGTERM and SIGKILL: Kubernetes
     /// terminationGracePeriodSeconds, systemd TimeoutStopSec [default: 30s]
@@ -18,8 +18,10 @@ pub struct PhaseFlags {
 
     /// A fixed drain: stay unready but serving for exactly this long,
     /// whatever the traffic does (sets --drain-min and --drain-max both)
+    // --drain-quiet is not listed: a quiet that cannot end the drain is the
+    // budget's to refuse, with --drain-min = --drain-max as with this.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true,
-          conflicts_with_all = ["drain_min", "drain_max", "drain_quiet"])]
+          conflicts_with_all = ["drain_min", "drain_max"])]
     pub drain_delay: Option<Duration>,
 
     /// The longest drain: unready but serving while load balancers and
@@ -74,5 +76,19 @@ impl PhaseFlags {
             budget = budget.hard_timeout(d);
         }
         budget
+    }
+
+    /// `budget` with the flags given applied, but the drain fixed at
+    /// `drain` whatever the drain flags say: for a drain that cannot end on
+    /// quiet traffic (`run` with no socket to watch).
+    pub fn apply_with_fixed_drain(&self, budget: Budget, drain: Duration) -> Budget {
+        Self {
+            drain_delay: Some(drain),
+            drain_max: None,
+            drain_min: None,
+            drain_quiet: None,
+            ..self.clone()
+        }
+        .apply(budget)
     }
 }

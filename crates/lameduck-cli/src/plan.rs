@@ -24,7 +24,8 @@ use crate::phases::PhaseFlags;
 /// Bad flags exit with 2, like every other usage error.
 const EXIT_DOES_NOT_FIT: lameduck::ExitStatus = lameduck::ExitStatus::InvalidConfig;
 
-const LONG_ABOUT: &str = "\
+const LONG_ABOUT: &str = concat!(
+    "\
 Print the shutdown timing budget for a grace period.
 
 The grace period is the one number the orchestrator gives a process to stop:
@@ -44,10 +45,12 @@ default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
 
 Stopping gets whatever the other phases leave, unless --shutdown-timeout sets
 it. The plan is invalid when the phases add up to more than the grace period,
-or leave Stopping less than 100ms, or the drain window is upside down
-(--drain-min above --drain-max) or --drain-quiet is under 100ms: then the
-arithmetic is printed on stderr and the exit code is 78, as when a service
-built on the library refuses the same budget at start-up.
+or leave Stopping less than 100ms, or the drain window contradicts itself
+(--drain-min above --drain-max; --drain-quiet under 100ms, not shorter than
+--drain-max, or given with a fixed drain: --drain-delay, or --drain-min equal
+to --drain-max): then what is wrong is printed on stderr, naming the settings
+that conflict, and the exit code is 78, as when a service built on the library
+refuses the same budget at start-up.
 
 With --format k8s, the matching pod spec fragment: terminationGracePeriodSeconds
 (the grace period, rounded up to whole seconds), startup, readiness and liveness
@@ -55,8 +58,9 @@ probes on --admin-port, and a preStop sleep only with --drain-in prestop. Every
 number carries a comment that says where it comes from. A preStop sleep is
 fixed: with --drain-in prestop the drain lasts --drain-max, in every format.
 
-Durations are written like 30s, 1500ms, 1m or 1m30s (quote a value with a
-space in it: \"1m 30s\").";
+",
+    crate::duration::duration_syntax!()
+);
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -78,9 +82,10 @@ Examples:
 Exit status:
   0   the phases fit: the plan is on stdout
   2   bad flags or values (an unparsable or negative duration, --close
-      without '=', --drain-delay with --drain-max, --drain-min or
-      --drain-quiet, --drain-min or --drain-quiet with --drain-in prestop)
-  78  the phases do not fit the grace period: the arithmetic is on stderr";
+      without '=', --drain-delay with --drain-max or --drain-min,
+      --drain-min or --drain-quiet with --drain-in prestop)
+  78  the phases do not fit the grace period, or the drain window
+      contradicts itself: what is wrong is on stderr";
 
 /// Print the shutdown timing budget: a table, a Kubernetes pod spec or JSON.
 #[derive(Debug, clap::Args)]

@@ -88,7 +88,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             tracing::warn!(target: "lameduck::run", reason = %why, "{why}: the drain is fixed at --drain-max");
         }
         if timeline.is_adaptive() {
-            budget = budget.drain_delay(timeline.drain_max());
+            budget = args
+                .phases
+                .apply_with_fixed_drain(Budget::default(), timeline.drain_max());
             timeline = budget.check().context("fixing the drain at --drain-max")?;
         }
     }

@@ -170,3 +170,76 @@ fn kubernetes_guide_shows_what_plan_prints() {
         "the guide shows the app and the prestop pod specs"
     );
 }
+
+/// The exit codes a help text lists, in its order: each line of its
+/// `Exit status` table that opens with a code.
+fn exit_codes_listed(help: &str) -> Vec<String> {
+    let table = &help[help.find("Exit status").expect("an exit status table")..];
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let code = line.strip_prefix("  ")?.split_whitespace().next()?;
+            code.starts_with(|c: char| c.is_ascii_digit())
+                .then(|| code.to_owned())
+        })
+        .collect()
+}
+
+#[test]
+fn run_help_lists_its_exit_codes_in_order_each_on_a_line_of_its_own() {
+    let out = run(&["run", "--help"]);
+    out.assert_code(0);
+    let codes = exit_codes_listed(&out.stdout);
+    let numbers: Vec<u32> = codes
+        .iter()
+        .map(|c| c.split('/').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{codes:?}");
+    for code in ["0", "1", "2", "3", "78"] {
+        assert!(codes.iter().any(|c| c == code), "{code} missing: {codes:?}");
+    }
+    // A code's line is a sentence of its own, not the end of the one above.
+    assert!(!out.stdout.contains("  3        ..."), "{}", out.stdout);
+}
+
+#[test]
+fn the_top_level_help_names_run_path_checks_under_exit_78() {
+    let out = run(&["--help"]);
+    out.assert_code(0);
+    let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    let at = help.find("78 invalid configuration").expect("a 78 line");
+    let line = &help[at..help[at..].find(" 124 ").map_or(help.len(), |e| at + e)];
+    for needle in ["run", "--flight-record", "--control-socket"] {
+        assert!(line.contains(needle), "{needle} missing from {line:?}");
+    }
+}
+
+#[test]
+fn every_subcommand_that_takes_durations_says_how_to_write_them() {
+    let syntax = "Durations are written like 30s, 1500ms, 1m or 1m30s";
+    for subcommand in ["run", "drill", "plan"] {
+        let out = run(&[subcommand, "--help"]);
+        out.assert_code(0);
+        let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert_eq!(help.matches(syntax).count(), 1, "{subcommand}: {help}");
+    }
+}
+
+#[test]
+fn run_help_and_guide_say_the_same_of_when_the_connections_are_listed() {
+    let out = run(&["run", "--help"]);
+    let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
+    let guide = std::fs::read_to_string(repository().join("docs/run.md")).expect("docs/run.md");
+    let guide = guide.split_whitespace().collect::<Vec<_>>().join(" ");
+    // Every 100 ms from the drain on, 200 ms at the default quiet while the
+    // program runs: in both, and no flat "every 100 ms" in the help.
+    assert!(!help.contains("sock_diag, every 100 ms)"), "{help}");
+    for text in [&help, &guide] {
+        assert!(text.contains("200 ms"), "{text}");
+        assert!(
+            text.contains("every 100 ms") || text.contains("every tenth of a second"),
+            "{text}"
+        );
+    }
+}

@@ -964,6 +964,30 @@ fn usage_errors_exit_with_2_and_say_why() {
 }
 
 #[test]
+fn every_zero_is_refused_for_its_value_not_as_a_missing_every() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args([
+            "drill",
+            "--demo",
+            "--repeat",
+            "2",
+            "--every",
+            "0s",
+            "--duration",
+            "2s",
+        ])
+        .output()
+        .expect("run lameduck");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--every 0s would send every signal at once"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("needs --every"), "{stderr}");
+}
+
+#[test]
 fn a_drill_with_nothing_to_drill_names_both_url_and_demo() {
     for args in [&["drill"][..], &["drill", "--", "./server"]] {
         let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))

@@ -439,6 +439,49 @@ fn a_drain_window_upside_down_or_mixed_with_a_fixed_delay_is_refused() {
 }
 
 #[test]
+fn a_drain_quiet_that_cannot_end_the_drain_exits_78_naming_the_flags_it_conflicts_with() {
+    // The budget's check decides, whichever flags made the drain fixed.
+    let cases: [(&[&str], &str); 3] = [
+        (
+            &["--drain-delay", "5s", "--drain-quiet", "1s"],
+            "drain_quiet 1s conflicts with a fixed drain of 5s",
+        ),
+        (
+            &[
+                "--drain-min",
+                "5s",
+                "--drain-max",
+                "5s",
+                "--drain-quiet",
+                "1s",
+            ],
+            "drain_quiet 1s conflicts with a fixed drain of 5s",
+        ),
+        (
+            &["--drain-quiet", "10s", "--drain-max", "5s"],
+            "drain_quiet 10s conflicts with drain_max 5s",
+        ),
+    ];
+    for (args, names) in cases {
+        let out = plan(args);
+        out.assert_code(78);
+        assert!(out.stderr.contains(names), "{args:?}: {}", out.stderr);
+        assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
+    }
+}
+
+#[test]
+fn a_sub_millisecond_grace_period_is_shown_as_given_not_as_zero() {
+    let out = plan(&["--grace-period", "1ns"]);
+    out.assert_code(78);
+    assert!(
+        out.stderr.contains("more than the grace period 1ns"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
 fn a_budget_with_no_time_to_stop_exits_78() {
     let out = plan(&["--grace-period", "10s", "--drain-delay", "6s"]);
     out.assert_code(78);

@@ -209,8 +209,8 @@ impl Client {
                     let (raw, detail) = if self.grpc {
                         grpc::ending(status, &parts.headers, collected.trailers())
                     } else {
-                        let detail =
-                            (!(200..300).contains(&status)).then(|| format!("HTTP {status}"));
+                        let detail = (!(200..300).contains(&status))
+                            .then(|| status_detail(status, &parts.headers, &collected.to_bytes()));
                         (RawOutcome::Status(status), detail)
                     };
                     Ending {
@@ -237,5 +237,48 @@ impl Client {
     /// closing is not mistaken for the server's GOAWAY.
     pub(crate) fn close(&self) {
         self.pool.close();
+    }
+}
+
+/// A failure sample's detail for a complete non-2xx answer: `HTTP 500`; a
+/// 503 also with what the server said, which tells a server shedding load
+/// while it drains from one answering work it cancelled at its shutdown
+/// timeout (lameduck's: `HTTP 503 (Retry-After: 1): shutting down`).
+fn status_detail(status: u16, headers: &http::HeaderMap, body: &[u8]) -> String {
+    let mut detail = format!("HTTP {status}");
+    if status != 503 {
+        return detail;
+    }
+    if let Some(after) = headers
+        .get(http::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+    {
+        detail.push_str(&format!(" (Retry-After: {after})"));
+    }
+    // Its first line, if it is short text: a page of HTML says nothing here.
+    let text = std::str::from_utf8(body).unwrap_or("");
+    let line = text.lines().next().unwrap_or("").trim();
+    if !line.is_empty() && line.len() <= 80 && !line.starts_with('<') {
+        detail.push_str(&format!(": {line}"));
+    }
+    detail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_503_sample_says_what_the_server_answered_so_a_cancel_time_503_is_told_from_shedding() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        assert_eq!(
+            status_detail(503, &headers, b"shutting down\n"),
+            "HTTP 503 (Retry-After: 1): shutting down"
+        );
+        let none = http::HeaderMap::new();
+        assert_eq!(status_detail(503, &none, b"draining"), "HTTP 503: draining");
+        assert_eq!(status_detail(503, &none, b"<html><body>"), "HTTP 503");
+        assert_eq!(status_detail(500, &headers, b"oops"), "HTTP 500");
     }
 }

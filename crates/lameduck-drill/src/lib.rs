@@ -24,7 +24,7 @@
 //! # What it measures
 //!
 //! Every request gets exactly one record: when it started, when it ended,
-//! and its [`Outcome`] (ok, 503 while draining, other 5xx, refused, reset,
+//! and its [`Outcome`] (ok, 503 after the signal, other 5xx, refused, reset,
 //! incomplete, timeout). Once the drill is over, each request is placed
 //! relative to the first signal, the listener closing (the first refused
 //! connect after the signal) and the signalled process's exit, and the

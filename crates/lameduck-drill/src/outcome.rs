@@ -16,8 +16,11 @@ use serde::{Deserialize, Serialize};
 pub enum Outcome {
     /// A 2xx response, read to the end.
     Ok,
-    /// 503 answered after the first signal (a server shedding load while
-    /// draining). Still a failed request.
+    /// 503 answered after the first signal: a server shedding load while
+    /// it drains, or (lameduck) answering work it cancelled at its shutdown
+    /// timeout, long after the drain (`Retry-After: 1`, `shutting down`;
+    /// the failure samples give what the server said). Still a failed
+    /// request.
     Unavailable,
     /// Any other 5xx, or a 503 before any signal.
     ServerError,
@@ -71,26 +74,27 @@ impl Outcome {
         }
     }
 
-    /// A short human label for a drill of gRPC calls (`"UNAVAILABLE
-    /// draining"`) when `grpc`, else [`label`](Self::label).
+    /// A short human label for a drill of gRPC calls (`"UNAVAILABLE after
+    /// the signal"`) when `grpc`, else [`label`](Self::label).
     pub fn label_for(self, grpc: bool) -> &'static str {
         if !grpc {
             return self.label();
         }
         match self {
             Outcome::Ok => "OK",
-            Outcome::Unavailable => "UNAVAILABLE draining",
+            Outcome::Unavailable => "UNAVAILABLE after the signal",
             Outcome::ServerError => "UNAVAILABLE, 5xx",
             Outcome::OtherStatus => "other gRPC status",
             other => other.label(),
         }
     }
 
-    /// A short human label (`"503 draining"`).
+    /// A short human label (`"503 after the signal"`): not `draining`,
+    /// which a 503 at the cancel signal is not.
     pub fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok (2xx)",
-            Outcome::Unavailable => "503 draining",
+            Outcome::Unavailable => "503 after the signal",
             Outcome::ServerError => "other 5xx",
             Outcome::OtherStatus => "other status",
             Outcome::Refused => "refused",
@@ -279,6 +283,19 @@ mod tests {
     #[derive(Debug, thiserror::Error)]
     #[error("outer")]
     struct Outer(#[source] io::Error);
+
+    #[test]
+    fn a_503_after_the_signal_is_not_labelled_draining_since_a_cancel_time_503_comes_after_the_drain()
+     {
+        // The class holds load shed while draining and lameduck's answer to
+        // work cancelled at its shutdown timeout alike: its label claims
+        // neither; the failure sample's detail tells them apart.
+        for grpc in [false, true] {
+            let label = Outcome::Unavailable.label_for(grpc);
+            assert!(!label.contains("draining"), "{label}");
+            assert!(label.ends_with("after the signal"), "{label}");
+        }
+    }
 
     #[test]
     fn statuses_sort_by_class_and_signal_time() {

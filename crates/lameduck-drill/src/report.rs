@@ -257,7 +257,7 @@ pub struct Requests {
 pub struct OutcomeCounts {
     /// 2xx.
     pub ok: u64,
-    /// 503 while draining.
+    /// 503 (gRPC `UNAVAILABLE`) after the first signal.
     pub unavailable: u64,
     /// Other 5xx.
     pub server_error: u64,

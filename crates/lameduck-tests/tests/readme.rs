@@ -72,6 +72,53 @@ fn readme_library_example_is_the_quickstart_example() {
 }
 
 #[test]
+fn examples_answer_an_invalid_configuration_with_its_exit_status_not_a_panic() {
+    // `build().expect(…)` turns the documented exit 78 into a panic (101,
+    // with a backtrace): what users copy must show `err.exit_status()`.
+    let mut shown = vec![
+        (
+            "README.md".to_owned(),
+            block_after(
+                &repository_file("README.md"),
+                "## The library",
+                "rust,no_run",
+            ),
+        ),
+        (
+            "crates/lameduck/src/http/example.md".to_owned(),
+            repository_file("crates/lameduck/src/http/example.md"),
+        ),
+    ];
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for entry in std::fs::read_dir(root.join("crates/lameduck/examples")).expect("examples") {
+        let path = entry.expect("an example").path();
+        let name = format!("examples/{}", path.file_name().unwrap().to_string_lossy());
+        shown.push((
+            name,
+            std::fs::read_to_string(&path).expect("read an example"),
+        ));
+    }
+    assert!(shown.len() > 2, "no example found");
+    for (name, code) in shown {
+        // Joined into one line: the call chain spans several.
+        let flat: String = code.split_whitespace().collect();
+        if !flat.contains(".build()") {
+            continue;
+        }
+        for panics in [".build().expect(", ".build().unwrap()", ".build()?"] {
+            assert!(
+                !flat.contains(panics),
+                "{name} builds the app with {panics}"
+            );
+        }
+        assert!(
+            flat.contains("err.exit_status()"),
+            "{name} does not exit with the build error's exit status"
+        );
+    }
+}
+
+#[test]
 fn readme_library_example_prints_the_log_and_the_report_the_readme_shows() {
     let shown = block_after(&repository_file("README.md"), "## The library", "text");
     let mut child = Command::new(env!("CARGO_BIN_EXE_quickstart"))

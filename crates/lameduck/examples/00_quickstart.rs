@@ -40,8 +40,15 @@ async fn main() -> std::process::ExitCode {
             })
             .depends_on("db"),
         )
-        .build()
-        .expect("valid configuration");
+        .build();
+    let app = match app {
+        Ok(app) => app,
+        Err(err) => {
+            // A budget that does not fit, a dependency cycle: say why, exit 78.
+            eprintln!("orders: {err}");
+            return err.exit_status().into();
+        }
+    };
     let report = app.await;
     println!("{report}"); // the report again, as a table
     report.exit_code()

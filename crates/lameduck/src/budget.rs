@@ -41,8 +41,10 @@ use crate::fmt::Seconds;
 /// [`DrainLayer`](crate::http::DrainLayer) and no
 /// [`AppHandle::traffic_source`](crate::AppHandle::traffic_source)),
 /// Draining lasts `drain_max`. [`drain_delay`](Self::drain_delay) sets a
-/// fixed drain (`drain_min` = `drain_max`). The budget reserves
-/// `drain_max`. See `docs/budget.md`.
+/// fixed drain (`drain_min` = `drain_max`), which takes no `drain_quiet`;
+/// a `drain_quiet` given must be shorter than `drain_max`:
+/// [`check`](Self::check) refuses either contradiction. The budget
+/// reserves `drain_max`. See `docs/budget.md`.
 ///
 /// # Examples
 ///
@@ -69,7 +71,9 @@ pub struct Budget {
     grace_period: Duration,
     drain_min: Duration,
     drain_delay: Duration,
-    drain_quiet: Duration,
+    /// `None`: not given, [`DEFAULT_DRAIN_QUIET`]. Given, it must be able to
+    /// end the drain: see [`Budget::check`].
+    drain_quiet: Option<Duration>,
     shutdown_timeout: Option<Duration>,
     hard_timeout: Duration,
     closes: Vec<(String, Duration)>,
@@ -111,7 +115,7 @@ impl Budget {
             grace_period,
             drain_min: Duration::ZERO,
             drain_delay: DEFAULT_DRAIN_DELAY,
-            drain_quiet: DEFAULT_DRAIN_QUIET,
+            drain_quiet: None,
             shutdown_timeout: None,
             hard_timeout: DEFAULT_HARD_TIMEOUT,
             closes: Vec::new(),
@@ -151,10 +155,12 @@ impl Budget {
     }
 
     /// Sets how long no traffic must arrive before the drain may end
-    /// (default 1 s, at least 100 ms); more at low traffic, see [the drain
-    /// window](Self#the-drain-window).
+    /// (default 1 s, at least 100 ms, shorter than `drain_max`); more at low
+    /// traffic, see [the drain window](Self#the-drain-window). A fixed
+    /// drain has no quiet: [`check`](Self::check) refuses one given with
+    /// it.
     pub fn drain_quiet(mut self, d: Duration) -> Self {
-        self.drain_quiet = d;
+        self.drain_quiet = Some(d);
         self
     }
 
@@ -231,9 +237,10 @@ impl Budget {
         self.drain_min
     }
 
-    /// The quiet that may end the drain, `drain_quiet`.
+    /// The quiet that may end the drain, `drain_quiet` (the default if
+    /// none was given).
     pub fn get_drain_quiet(&self) -> Duration {
-        self.drain_quiet
+        self.drain_quiet.unwrap_or(DEFAULT_DRAIN_QUIET)
     }
 
     /// The close timeout set for `name`, if any.
@@ -259,9 +266,13 @@ impl Budget {
     /// A [`BudgetError`] whose message shows the arithmetic when the phases
     /// add up to more than the grace period, or leave less than
     /// [`MIN_SHUTDOWN_TIMEOUT`] for Stopping; or one of kind
-    /// [`DrainWindow`](BudgetErrorKind::DrainWindow) when `drain_min` is
-    /// longer than `drain_max`, or an adaptive drain's `drain_quiet` is
-    /// shorter than [`MIN_DRAIN_QUIET`].
+    /// [`DrainWindow`](BudgetErrorKind::DrainWindow) when the drain window
+    /// contradicts itself, naming the settings that conflict: `drain_min`
+    /// longer than `drain_max`; a `drain_quiet` given for a fixed drain
+    /// (`drain_delay`, or `drain_min` = `drain_max`), which no quiet can
+    /// end; a `drain_quiet` given that is not shorter than `drain_max`, so
+    /// that the drain would reach `drain_max` first; or an adaptive
+    /// drain's `drain_quiet` shorter than [`MIN_DRAIN_QUIET`].
     pub fn check(&self) -> Result<Timeline, BudgetError> {
         self.check_drain_window()?;
         let margin = self.margin();
@@ -294,7 +305,7 @@ impl Budget {
             grace_period: self.grace_period,
             drain_min: self.drain_min,
             drain_delay: self.drain_delay,
-            drain_quiet: self.drain_quiet,
+            drain_quiet: self.get_drain_quiet(),
             shutdown_timeout,
             hard_timeout: self.hard_timeout,
             closes: self.closes.clone(),
@@ -354,10 +365,31 @@ impl Budget {
                 Seconds(self.drain_delay)
             )));
         }
-        if self.drain_min < self.drain_delay && self.drain_quiet < MIN_DRAIN_QUIET {
+        let fixed = self.drain_min == self.drain_delay;
+        match self.drain_quiet {
+            // A quiet left to default is the window's rule, not a wish:
+            // a fixed drain simply has none.
+            Some(quiet) if fixed => {
+                return Err(wrong(format!(
+                    "drain_quiet {} conflicts with a fixed drain of {} (drain_delay, or drain_min = drain_max): no quiet can end it; leave drain_quiet out, or set drain_min below drain_max",
+                    Seconds(quiet),
+                    Seconds(self.drain_delay)
+                )));
+            }
+            Some(quiet) if quiet >= self.drain_delay => {
+                return Err(wrong(format!(
+                    "drain_quiet {} conflicts with drain_max {}: the drain reaches drain_max before the traffic can be quiet that long; shorten drain_quiet or lengthen drain_max",
+                    Seconds(quiet),
+                    Seconds(self.drain_delay)
+                )));
+            }
+            _ => {}
+        }
+        let quiet = self.get_drain_quiet();
+        if !fixed && quiet < MIN_DRAIN_QUIET {
             return Err(wrong(format!(
                 "drain_quiet {} is shorter than {}: traffic is sampled every 100ms, so a shorter quiet cannot be seen",
-                Seconds(self.drain_quiet),
+                Seconds(quiet),
                 Seconds(MIN_DRAIN_QUIET)
             )));
         }
@@ -564,8 +596,9 @@ pub enum BudgetErrorKind {
     DoesNotFit,
     /// The phases leave (almost) no time for in-flight work to finish.
     NoTimeToStop,
-    /// The drain window is wrong: `drain_min` longer than `drain_max`, or a
-    /// `drain_quiet` too short to be seen.
+    /// The drain window is wrong: `drain_min` longer than `drain_max`, a
+    /// `drain_quiet` given that cannot end the drain (with a fixed drain,
+    /// or not shorter than `drain_max`), or one too short to be seen.
     DrainWindow,
 }
 
@@ -705,12 +738,72 @@ mod tests {
             .check()
             .unwrap_err();
         assert_eq!(err.kind(), BudgetErrorKind::DrainWindow);
-        // A fixed drain has no quiet to see.
-        Budget::default()
-            .drain_delay(s(2))
-            .drain_quiet(Duration::ZERO)
-            .check()
-            .unwrap();
+        // A fixed drain has no quiet to see: the default one is not asked
+        // for.
+        Budget::default().drain_delay(s(2)).check().unwrap();
+    }
+
+    #[test]
+    fn a_drain_quiet_that_cannot_end_the_drain_is_refused_naming_what_it_conflicts_with() {
+        let ms = Duration::from_millis;
+        // (budget, the settings the error names, or None when it is valid)
+        let cases: Vec<(Budget, Option<&str>)> = vec![
+            // A quiet given with a fixed drain, however it was made fixed.
+            (
+                Budget::default().drain_delay(s(5)).drain_quiet(s(1)),
+                Some("drain_quiet 1s conflicts with a fixed drain of 5s"),
+            ),
+            (
+                Budget::default().drain_quiet(s(1)).drain_delay(s(5)),
+                Some("drain_quiet 1s conflicts with a fixed drain of 5s"),
+            ),
+            (
+                Budget::default()
+                    .drain_min(s(5))
+                    .drain_max(s(5))
+                    .drain_quiet(s(1)),
+                Some("drain_quiet 1s conflicts with a fixed drain of 5s"),
+            ),
+            (
+                Budget::default()
+                    .drain_delay(Duration::ZERO)
+                    .drain_quiet(s(1)),
+                Some("drain_quiet 1s conflicts with a fixed drain of 0s"),
+            ),
+            // A quiet the drain reaches drain_max before.
+            (
+                Budget::default().drain_max(s(5)).drain_quiet(s(10)),
+                Some("drain_quiet 10s conflicts with drain_max 5s"),
+            ),
+            (
+                Budget::default().drain_max(s(5)).drain_quiet(s(5)),
+                Some("drain_quiet 5s conflicts with drain_max 5s"),
+            ),
+            (
+                Budget::default().drain_quiet(ms(50)),
+                Some("drain_quiet 50ms is shorter than 100ms"),
+            ),
+            // Valid: a quiet shorter than drain_max, or none given.
+            (
+                Budget::default().drain_max(s(5)).drain_quiet(ms(4_900)),
+                None,
+            ),
+            (Budget::default().drain_min(s(4)).drain_quiet(s(2)), None),
+            (Budget::default().drain_min(s(5)).drain_max(s(5)), None),
+            (Budget::default().drain_max(ms(500)), None),
+        ];
+        for (budget, expected) in cases {
+            match (budget.check(), expected) {
+                (Ok(_), None) => {}
+                (Err(err), Some(names)) => {
+                    assert_eq!(err.kind(), BudgetErrorKind::DrainWindow, "{budget:?}");
+                    assert!(err.to_string().contains(names), "{budget:?}: {err}");
+                }
+                (result, expected) => {
+                    panic!("{budget:?}: {result:?}, expected an error naming {expected:?}")
+                }
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::time::Duration;
 
-/// Formats a duration for people, trimmed: `30s`, `1.5s`, `250ms`, `0.8ms`.
+/// Formats a duration for people, trimmed: `30s`, `1.5s`, `250ms`, `0.8ms`,
+/// and below a twentieth of a millisecond `12.5µs` or `1ns`: a duration
+/// that is not zero never reads as zero.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Seconds(pub(crate) Duration);
 
@@ -15,8 +17,12 @@ impl fmt::Display for Seconds {
         } else if d >= Duration::from_secs(1) {
             let ms = d.as_millis();
             trim(format!("{}.{:03}", ms / 1000, ms % 1000)) + "s"
-        } else {
+        } else if d >= Duration::from_micros(50) {
             trim(format!("{:.1}", d.as_secs_f64() * 1000.0)) + "ms"
+        } else if d >= Duration::from_micros(1) {
+            trim(format!("{:.1}", d.as_secs_f64() * 1e6)) + "µs"
+        } else {
+            format!("{}ns", d.as_nanos())
         };
         f.pad(&text)
     }
@@ -39,5 +45,14 @@ mod tests {
         assert_eq!(Seconds(Duration::from_micros(784)).to_string(), "0.8ms");
         assert_eq!(Seconds(Duration::ZERO).to_string(), "0s");
         assert_eq!(Seconds(Duration::from_millis(10_000)).to_string(), "10s");
+    }
+
+    #[test]
+    fn a_sub_millisecond_duration_never_reads_as_zero() {
+        assert_eq!(Seconds(Duration::from_nanos(1)).to_string(), "1ns");
+        assert_eq!(Seconds(Duration::from_nanos(999)).to_string(), "999ns");
+        assert_eq!(Seconds(Duration::from_nanos(1_500)).to_string(), "1.5µs");
+        assert_eq!(Seconds(Duration::from_micros(49)).to_string(), "49µs");
+        assert_eq!(Seconds(Duration::from_micros(50)).to_string(), "0.1ms");
     }
 }

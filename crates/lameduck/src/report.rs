@@ -81,6 +81,12 @@ pub struct DrainReport {
     /// socket for its program), whose report then says nothing about
     /// traffic.
     pub watched: bool,
+    /// Whether the traffic was sampled through the drain, every tenth of a
+    /// second, so that [`last_traffic`](Self::last_traffic) is known:
+    /// `false` for a fixed drain with no flight record, whose arrivals are
+    /// counted at its start and end only (requests already in flight at
+    /// its start are not arrivals).
+    pub sampled: bool,
 }
 
 /// What ended Draining.
@@ -136,7 +142,9 @@ impl fmt::Display for DrainEnd {
 
 impl fmt::Display for DrainReport {
     /// `quiet for 500ms after 1.2s (needed 500ms), last traffic 500ms
-    /// before its end, 120 arrivals`.
+    /// before its end, 120 arrivals sampled during it`; for a drain whose
+    /// traffic was not sampled, `drain delay over, traffic not sampled: 0
+    /// arrivals counted between its start and end`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.ended)?;
         if self.ended == DrainEnd::Skipped {
@@ -151,6 +159,16 @@ impl fmt::Display for DrainReport {
         }
         if !self.watched {
             return Ok(());
+        }
+        if !self.sampled {
+            // Only the counts at its ends are known: "no traffic seen"
+            // would read as if nothing had been served, when requests
+            // begun before it may have run all through it.
+            return write!(
+                f,
+                ", traffic not sampled: {} arrivals counted between its start and end",
+                self.arrivals
+            );
         }
         match self.last_traffic {
             Some(d) => write!(f, ", last traffic {} before its end", Seconds(d))?,
@@ -566,5 +584,42 @@ impl fmt::Display for Flushed<'_> {
             CloseOutcome::Failed(e) => write!(f, "flush failed: {e}"),
             CloseOutcome::TimedOut(d) => write!(f, "flush timed out after {}", Seconds(*d)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixed_drain(sampled: bool, arrivals: u64, last_traffic: Option<Duration>) -> DrainReport {
+        DrainReport {
+            ended: DrainEnd::DelayOver,
+            lasted: Duration::from_secs(5),
+            quiet_needed: None,
+            last_traffic,
+            arrivals,
+            watched: true,
+            sampled,
+        }
+    }
+
+    #[test]
+    fn a_drain_whose_traffic_was_not_sampled_says_so_rather_than_no_traffic_seen() {
+        // Requests in flight all through it, none new: counted at its ends.
+        let said = fixed_drain(false, 0, None).to_string();
+        assert_eq!(
+            said,
+            "drain delay over, traffic not sampled: 0 arrivals counted between its start and end"
+        );
+        assert!(!said.contains("no traffic seen"), "{said}");
+        // Sampled (a flight record is kept), nothing arrived at all.
+        assert_eq!(
+            fixed_drain(true, 0, None).to_string(),
+            "drain delay over, no traffic seen, 0 arrivals sampled during it"
+        );
+        assert_eq!(
+            fixed_drain(true, 3, Some(Duration::from_millis(200))).to_string(),
+            "drain delay over, last traffic 200ms before its end, 3 arrivals sampled during it"
+        );
     }
 }

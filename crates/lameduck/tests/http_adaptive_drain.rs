@@ -130,5 +130,11 @@ async fn a_fixed_drain_counts_the_requests_it_served_and_never_says_none_came() 
     assert!(drain.arrivals >= 10, "{report}");
     let said = drain.to_string();
     assert!(!said.contains("no traffic seen"), "{said}");
-    assert!(said.contains("arrivals sampled during it"), "{said}");
+    // Counted at its ends, not sampled: it says so, and how many came.
+    assert!(!drain.sampled, "{report}");
+    assert!(said.contains("traffic not sampled: "), "{said}");
+    assert!(
+        said.contains("arrivals counted between its start and end"),
+        "{said}"
+    );
 }

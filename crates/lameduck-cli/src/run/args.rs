@@ -10,7 +10,8 @@ use crate::duration::{more_than_zero, parse_duration};
 use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 
-const LONG_ABOUT: &str = "\
+const LONG_ABOUT: &str = concat!(
+    "\
 Run any program with the whole shutdown sequence, zero-downtime restarts and
 crash supervision, with no change to the program.
 
@@ -60,11 +61,15 @@ queue through a restart or a crash; at the shutdown it gives its copy up
 socket (the program had closed its own) are reset: lameduck counts them in
 its log, and exits 1 (`component failed (1)`).
 
-Traffic: lameduck sees the connections on the TCP sockets it holds (the
-kernel's sock_diag, every 100 ms): a new connection, or bytes received on
-one, is traffic. Without such a socket (the program binds its own port, or
-only unix: sockets), or where sock_diag cannot be used, the drain is fixed
-at --drain-max, and the log says so as it starts.
+Traffic: lameduck sees the connections on the TCP sockets it holds, listed
+by the kernel's sock_diag: a new connection, or bytes received on one, is
+traffic. With a drain window it lists them every 100 ms from the drain on,
+and while the program runs every --drain-quiet / 4 (100 ms to 500 ms: 200 ms
+at the default 1s); a fixed drain (--drain-delay) counts them at its start
+and end only (every 100 ms from its start with --flight-record). Without
+such a socket (the program binds its own port, or only unix: sockets), or
+where sock_diag cannot be used, the drain is fixed at --drain-max, and the
+log says so as it starts.
 
 SIGHUP (or `upgrade` on --control-socket) restarts with zero downtime: a
 second instance starts with the same sockets; once it is ready (by --ready)
@@ -82,7 +87,11 @@ exponential backoff and jitter; more than --max-restarts within
 --restart-window and lameduck exits with the program's last exit code.
 
 lameduck's own events go to stderr: lines prefixed `lameduck[PID]:` on a
-terminal, JSON lines otherwise (--output).";
+terminal, JSON lines otherwise (--output).
+
+",
+    crate::duration::duration_syntax!()
+);
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -113,9 +122,10 @@ and why: `program exited with 3 (3)`, `clean (0)`, ...):
            (--restart always) or was stopped for failing --live; or
            connections queued on a socket were lost (reset) as lameduck
            closed its last copy
-  3        ... stopped, or exited 0 by itself, but a process of it (one it
-           left running too) had to be killed at the shutdown timeout
   2        usage: a bad flag or value, an address that cannot be bound
+  3        lameduck stopped the program, or it exited 0 by itself, but a
+           process of it (one it left running too) had to be killed at the
+           shutdown timeout
   78       invalid configuration: the phases do not fit the grace period,
            or a --flight-record or --control-socket path cannot be used
   124      the exit watchdog ended a shutdown stuck past its budget

@@ -82,6 +82,7 @@ impl Driver {
                 .map(|at| end.saturating_duration_since(at)),
             arrivals,
             watched,
+            sampled: !counted_at_ends,
         })
     }
 
@@ -97,6 +98,7 @@ impl Driver {
             }),
             arrivals: 0,
             watched: self.handle.traffic().has_sources(),
+            sampled: self.sample_traffic,
         }
     }
 }
