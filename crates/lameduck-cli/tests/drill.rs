@@ -981,7 +981,7 @@ fn every_zero_is_refused_for_its_value_not_as_a_missing_every() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("--every 0s would send every signal at once"),
+        stderr.contains("'--every <DURATION>': 0s would send every signal at once"),
         "{stderr}"
     );
     assert!(!stderr.contains("needs --every"), "{stderr}");

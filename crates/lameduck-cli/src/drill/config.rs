@@ -174,13 +174,6 @@ fn signal_plan(args: &Args, config: &DrillConfig) -> anyhow::Result<Option<Signa
     let at = args.at.or(args.default_at).unwrap_or(config.duration / 3);
     let mut plan = SignalPlan::once(signal, at);
     plan.repeat = args.repeat;
-    // The plan takes zero for "not given": a zero given must be named for
-    // what it is, not reported as a missing --every.
-    if args.every == Some(Duration::ZERO) {
-        bail!(
-            "--every 0s would send every signal at once: the time between signals must be more than 0s"
-        );
-    }
     plan.every = args.every.unwrap_or(Duration::ZERO);
     if let Some(expect) = args.expect {
         plan.expect = match expect {
