@@ -112,7 +112,22 @@ async fn allocations_per_request(addr: SocketAddr) -> f64 {
     .unwrap()
 }
 
-async fn bare() -> SocketAddr {
+/// hyper-util's auto builder in a plain accept loop, `service` on each
+/// connection.
+async fn accept_loop<S, F>(service: S) -> SocketAddr
+where
+    S: hyper::service::Service<
+            http::Request<Incoming>,
+            Response = http::Response<Full<Bytes>>,
+            Error = Infallible,
+            Future = F,
+        > + Clone
+        + Send
+        + 'static,
+    F: std::future::Future<Output = Result<http::Response<Full<Bytes>>, Infallible>>
+        + Send
+        + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -120,7 +135,7 @@ async fn bare() -> SocketAddr {
             let Ok((io, _)) = listener.accept().await else {
                 return;
             };
-            let service = TowerToHyperService::new(Hello { lameduck: false });
+            let service = service.clone();
             tokio::spawn(async move {
                 let builder = auto::Builder::new(TokioExecutor::new());
                 let _ = builder.serve_connection(TokioIo::new(io), service).await;
@@ -130,31 +145,26 @@ async fn bare() -> SocketAddr {
     addr
 }
 
+/// The tower service under hyper-util's `TowerToHyperService`, as a user
+/// would serve it.
+async fn bare() -> SocketAddr {
+    accept_loop(TowerToHyperService::new(Hello { lameduck: false })).await
+}
+
 /// hyper's own `service_fn`, whose response carries one header as
 /// lameduck's carries `Keep-Alive`: what hyper itself allocates per request.
 async fn hyper_one_header() -> SocketAddr {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((io, _)) = listener.accept().await else {
-                return;
-            };
-            let service = hyper::service::service_fn(|_req: http::Request<Incoming>| {
-                let mut resp = http::Response::new(Full::new(Bytes::from_static(b"hello\n")));
-                resp.headers_mut().insert(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("no-store"),
-                );
-                std::future::ready(Ok::<_, Infallible>(resp))
-            });
-            tokio::spawn(async move {
-                let builder = auto::Builder::new(TokioExecutor::new());
-                let _ = builder.serve_connection(TokioIo::new(io), service).await;
-            });
-        }
-    });
-    addr
+    accept_loop(hyper::service::service_fn(
+        |_req: http::Request<Incoming>| {
+            let mut resp = http::Response::new(Full::new(Bytes::from_static(b"hello\n")));
+            resp.headers_mut().insert(
+                http::header::CACHE_CONTROL,
+                http::HeaderValue::from_static("no-store"),
+            );
+            std::future::ready(Ok::<_, Infallible>(resp))
+        },
+    ))
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
