@@ -592,7 +592,7 @@ fn an_upgrade_as_pid_1_of_a_pid_namespace_is_refused_and_the_service_keeps_servi
         !s.seen.iter().any(|(_, e)| e == "generation 1"),
         "no new process was started"
     );
-    assert_whole(&s, 1, &pid_file, &ctl);
+    support::assert_whole_in_namespace(&s, 1, outside, &pid_file, &ctl);
     s.signal(outside, Signal::SIGTERM);
     assert_eq!(s.wait_exit(1), 0);
     s.assert_all_gone();

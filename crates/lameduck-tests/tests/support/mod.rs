@@ -486,6 +486,20 @@ pub fn get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
 /// names it, `status` on the control socket answers from it, and it has no
 /// zombie child.
 pub fn assert_whole(s: &Service, serving: u32, pid_file: &Path, ctl: &Path) {
+    assert_whole_in_namespace(s, serving, serving, pid_file, ctl);
+}
+
+/// [`assert_whole`] for a service in a PID namespace of its own: it names
+/// itself `serving` (its pid inside), and is `host_pid` here, where its
+/// zombies are looked for (the host's `serving`, pid 1 say, is another
+/// process, whose zombies are none of the service's).
+pub fn assert_whole_in_namespace(
+    s: &Service,
+    serving: u32,
+    host_pid: u32,
+    pid_file: &Path,
+    ctl: &Path,
+) {
     let (code, body) = get(s.addr(), "/").expect("the port answers");
     assert_eq!(code, 200, "{body}");
     assert!(
@@ -505,9 +519,9 @@ pub fn assert_whole(s: &Service, serving: u32, pid_file: &Path, ctl: &Path) {
         "status on the control socket"
     );
     assert_eq!(
-        zombies_of(serving),
+        zombies_of(host_pid),
         Vec::<u32>::new(),
-        "zombies of {serving}"
+        "zombies of {serving} (pid {host_pid} here)"
     );
 }
 
