@@ -433,6 +433,7 @@ impl AppHandle {
 
     /// The work in flight as Stopping began (the list the report counts),
     /// or, before Stopping, the work in flight now.
+    #[cfg(feature = "flight")]
     pub(crate) fn work_at_stop(&self) -> Vec<crate::WorkItem> {
         match self.shared.at_stop.get() {
             Some(work) => work.clone(),
