@@ -331,3 +331,53 @@ fn a_descendant_that_left_the_group_hears_the_stop_signal_when_the_program_exits
         run.log()
     );
 }
+
+/// A daemon that left the program's group (`setsid`) hears the stop signal
+/// once: the children it starts to shut down are its own shutdown's work,
+/// not new strays to stop (each got SIGTERM as it was found, which killed
+/// every step of the daemon's graceful shutdown while the report said
+/// clean).
+#[test]
+fn a_daemon_that_left_the_group_hears_the_stop_signal_once_and_its_shutdown_s_children_none() {
+    let dir = Scratch::new("daemon-steps");
+    let (ready, steps) = (dir.path("ready"), dir.path("steps"));
+    let daemon = dir.path("daemon.sh");
+    std::fs::write(
+        &daemon,
+        format!(
+            "stop=0\ntrap 'stop=1' TERM\ntouch {ready}\n\
+             while [ $stop = 0 ]; do sleep 0.05; done\n\
+             for i in 1 2 3; do\n\
+               if sleep 0.2; then echo \"$i ok\" >> {steps}; else echo \"$i killed\" >> {steps}; fi\n\
+             done\n",
+            ready = ready.display(),
+            steps = steps.display(),
+        ),
+    )
+    .unwrap();
+    let program = format!("setsid sh {} & exec sleep 30", daemon.display());
+    let check = format!("exec:test -e {}", ready.display());
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--ready",
+        &check,
+        "--ready-interval",
+        "50ms",
+        "--drain-delay",
+        "0s",
+        "--grace-period",
+        "20s",
+        "--shutdown-timeout",
+        "10s",
+        "--",
+        "sh",
+        "-c",
+        &program,
+    ]);
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let said = std::fs::read_to_string(&steps).unwrap_or_default();
+    assert_eq!(said, "1 ok\n2 ok\n3 ok\n", "{}", run.log());
+}

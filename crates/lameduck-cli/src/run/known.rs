@@ -202,9 +202,22 @@ impl Known {
     /// Sends `sig` to those of `found` (processes of the instance `pgid`)
     /// outside its group not `told` yet, and remembers them as told: a
     /// signal to the group does not reach them.
+    ///
+    /// A stop signal goes to each such process once, and not to one that a
+    /// process told already started, or that is in the group of one (a
+    /// `setsid` daemon's children): those are its own shutdown's work, as
+    /// the children a program forks while it stops are (systemd, likewise,
+    /// sends its stop signal once, to what runs then). `SIGKILL` goes to
+    /// every one, as it is found.
     pub fn tell(&self, told: &mut HashSet<Proc>, found: &[Proc], pgid: Pid, sig: Signal) {
+        let told_pids: HashSet<i32> = if sig == Signal::SIGKILL {
+            HashSet::new()
+        } else {
+            told.iter().map(|p| p.pid.as_raw()).collect()
+        };
         let new: Vec<Proc> = outside(found, pgid)
             .into_iter()
+            .filter(|p| !tree::started_by_one_of(p.pid, &told_pids))
             .filter(|p| told.insert(*p))
             .collect();
         if !new.is_empty() {

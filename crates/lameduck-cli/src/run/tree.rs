@@ -4,7 +4,7 @@
 //! alive, as they name a Rust service's requests. Linux (`/proc`); elsewhere only the program itself
 //! is tracked.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use lameduck::{Tracker, WorkGuard};
 use nix::unistd::Pid;
@@ -194,6 +194,14 @@ impl Table {
 /// The process group of `pid`, if it runs.
 pub fn group_of(pid: Pid) -> Option<i32> {
     stat(pid.as_raw()).map(|s| s.pgid)
+}
+
+/// Whether `pid`'s parent or its process group's leader is one of `pids`
+/// (by pid): a process that one of them started, or one in the group of
+/// one. `false` for none, and without `/proc`.
+pub fn started_by_one_of(pid: Pid, pids: &HashSet<i32>) -> bool {
+    !pids.is_empty()
+        && stat(pid.as_raw()).is_some_and(|s| pids.contains(&s.ppid) || pids.contains(&s.pgid))
 }
 
 /// Whether the leader of the process group `pgid` (an instance of the
