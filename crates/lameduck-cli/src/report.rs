@@ -151,7 +151,13 @@ impl fmt::Display for Text<'_> {
                 writeln!(f, "  {:>8}  {}", at(r, s.at_ms), s.step)?;
             }
             if let Some(e) = &u.error {
-                writeln!(f, "  error: {e}")?;
+                // An abandoned upgrade's reason is no error.
+                let what = if u.outcome.as_deref() == Some("abandoned") {
+                    "why"
+                } else {
+                    "error"
+                };
+                writeln!(f, "  {what}: {e}")?;
             }
         }
         if let Some(w) = &r.work {

@@ -404,6 +404,9 @@ fn a_restart_abandoned_by_the_shutdown_says_so_and_its_killed_instance_did_not_f
     let log = run.log();
     assert!(!log.contains("restart failed"), "{log}");
     let rec = record(&path);
+    // Nor a failed upgrade in the record (nor in the metrics, which count
+    // the same event).
+    assert_eq!(rec["upgrades"][0]["outcome"], "abandoned", "{rec}");
     assert_eq!(
         code,
         rec["exit"]["code"].as_i64().map(|c| c as i32),

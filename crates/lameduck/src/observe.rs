@@ -216,6 +216,13 @@ pub enum Event<'a> {
         /// Why.
         error: &'a str,
     },
+    /// An upgrade given up because the app began shutting down: no
+    /// failure (nothing went wrong with the new process or the function),
+    /// and this process does not go on serving.
+    UpgradeAbandoned {
+        /// What was given up, and when.
+        why: &'a str,
+    },
     /// The shutdown report, logged at the end of Closing (or at a forced
     /// exit), before the final flush.
     Report(&'a Report),
@@ -284,6 +291,7 @@ impl fmt::Debug for EventKind<'_, '_> {
             Event::UpgradeSucceeded { .. } => "upgrade succeeded",
             Event::UpgradedInPlace { .. } => "upgraded in place",
             Event::UpgradeFailed { .. } => "upgrade failed",
+            Event::UpgradeAbandoned { .. } => "upgrade abandoned",
             Event::Report(_) => "report",
         })
     }

@@ -18,10 +18,29 @@ fn app(upgrade: Upgrade) -> App {
 /// An app whose one component, told to stop, waits for `hold` (if any)
 /// before it returns: the shutdown lasts until then.
 fn app_holding(upgrade: Upgrade, hold: Option<Arc<Notify>>) -> App {
+    app_holding_seen(upgrade, hold, Arc::default())
+}
+
+/// [`app_holding`], whose upgrades' failures and abandonments are named in
+/// `seen`.
+fn app_holding_seen(
+    upgrade: Upgrade,
+    hold: Option<Arc<Notify>>,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+) -> App {
     App::builder("in-place")
         .budget(Budget::new(Duration::from_secs(30)).drain_delay(Duration::ZERO))
         .handle_signals(false)
         .exit_watchdog(false)
+        .observer(move |event: &lameduck::observe::Event<'_>| {
+            use lameduck::observe::Event;
+            let name = match event {
+                Event::UpgradeAbandoned { .. } => "upgrade abandoned",
+                Event::UpgradeFailed { .. } => "upgrade failed",
+                _ => return,
+            };
+            seen.lock().unwrap().push(name.to_string());
+        })
         .upgrade(upgrade)
         .component(Component::new("program", move |ctx| {
             let hold = hold.clone();
@@ -133,7 +152,8 @@ async fn an_in_place_upgrade_given_up_by_the_shutdown_is_abandoned_not_failed() 
         }
     });
     // The shutdown lasts until the upgrade has been answered.
-    let app = app_holding(upgrade, Some(done.clone()));
+    let seen = Arc::default();
+    let app = app_holding_seen(upgrade, Some(done.clone()), Arc::clone(&seen));
     let handle = app.handle();
     let run = tokio::spawn(app.run());
     handle.reached(Phase::Running).await;
@@ -152,4 +172,9 @@ async fn an_in_place_upgrade_given_up_by_the_shutdown_is_abandoned_not_failed() 
         .await
         .unwrap()
         .unwrap();
+    // Observed as abandoned (the flight record's outcome, the metrics'
+    // label), not as a failed upgrade.
+    let seen = seen.lock().unwrap();
+    assert!(seen.iter().any(|e| e == "upgrade abandoned"), "{seen:?}");
+    assert!(!seen.iter().any(|e| e == "upgrade failed"), "{seen:?}");
 }

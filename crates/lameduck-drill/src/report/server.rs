@@ -150,7 +150,8 @@ pub struct ServerUpgrade {
     pub start_us: i64,
     /// Its steps, in order.
     pub steps: Vec<ServerStep>,
-    /// `succeeded`, `in_place` or `failed`; `null` while under way.
+    /// `succeeded`, `in_place`, `failed` or `abandoned`; `null` while
+    /// under way.
     pub outcome: Option<String>,
     /// The process that serves after it.
     pub new_pid: Option<u32>,

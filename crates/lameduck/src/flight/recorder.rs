@@ -413,6 +413,16 @@ impl Observer for Recorder {
                     self.write(&mut state, "upgrade", true);
                 }
             }
+            Event::UpgradeAbandoned { why } => {
+                state.upgrade_step(format!("abandoned: {why}"));
+                if let Some(u) = state.record.upgrades.last_mut() {
+                    u.outcome = Some("abandoned".into());
+                    u.error = Some(why.into());
+                }
+                if state.record.shutdown_ms.is_none() {
+                    self.write(&mut state, "upgrade", true);
+                }
+            }
             Event::Report(report) => {
                 if let ExitStatus::Forced(_) = report.status {
                     state.inventory("forced", &report.work.aborted, &[]);

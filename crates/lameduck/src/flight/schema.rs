@@ -292,7 +292,8 @@ pub struct UpgradeRecord {
     pub start_ms: u64,
     /// Its steps, in order.
     pub steps: Vec<StepRecord>,
-    /// `succeeded`, `in_place` or `failed`; `None` while under way.
+    /// `succeeded`, `in_place`, `failed` or `abandoned` (given up as
+    /// the app began shutting down); `None` while under way.
     pub outcome: Option<String>,
     /// The process that serves after it, when it succeeded.
     pub new_pid: Option<u32>,

@@ -208,6 +208,7 @@ impl Collector for Lifecycle {
             &[
                 (&[("outcome", "succeeded")], life.upgrades_succeeded),
                 (&[("outcome", "failed")], life.upgrades_failed),
+                (&[("outcome", "abandoned")], life.upgrades_abandoned),
             ],
         )?;
         drop(life);

@@ -36,6 +36,7 @@ pub(super) struct Life {
     pub(super) restarts: BTreeMap<Arc<str>, u64>,
     pub(super) upgrades_succeeded: u64,
     pub(super) upgrades_failed: u64,
+    pub(super) upgrades_abandoned: u64,
     /// How long each phase of the shutdown lasted, once it ended.
     pub(super) phase_seconds: BTreeMap<Phase, Duration>,
     /// When the phase now began.
@@ -179,6 +180,7 @@ impl Observer for Hub {
                 self.life().upgrades_succeeded += 1;
             }
             Event::UpgradeFailed { .. } => self.life().upgrades_failed += 1,
+            Event::UpgradeAbandoned { .. } => self.life().upgrades_abandoned += 1,
             Event::WorkSettled { work } => {
                 let then = crate::AfterCancel::ALL.map(|o| work.count_after_cancel(o) as u64);
                 self.life().work = Some([

@@ -121,7 +121,8 @@ impl Observer for Log {
             | Event::UpgradeStep { .. }
             | Event::UpgradeSucceeded { .. }
             | Event::UpgradedInPlace { .. }
-            | Event::UpgradeFailed { .. } => {}
+            | Event::UpgradeFailed { .. }
+            | Event::UpgradeAbandoned { .. } => {}
         }
     }
 }

@@ -163,8 +163,8 @@ impl Driver {
         self.stop_successor();
         let e = UpgradeError::new(UpgradeErrorKind::Abandoned, "the app began shutting down")
             .with_pid(pid);
-        self.publish(&crate::observe::Event::UpgradeFailed {
-            error: &e.to_string(),
+        self.publish(&crate::observe::Event::UpgradeAbandoned {
+            why: &e.to_string(),
         });
         steps::answer(busy.waiters, &Err(e));
     }

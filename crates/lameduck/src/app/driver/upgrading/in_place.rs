@@ -53,7 +53,7 @@ impl Driver {
             // as an error).
             Err(why) if self.trigger.is_some() => {
                 tracing::debug!(target: "lameduck::upgrade", app = %app, error = %why, took_ms = took.as_millis() as u64, "upgrade in place abandoned by the shutdown");
-                self.publish(&crate::observe::Event::UpgradeFailed { error: &why });
+                self.publish(&crate::observe::Event::UpgradeAbandoned { why: &why });
                 answer(
                     done.waiters,
                     &Err(UpgradeError::new(UpgradeErrorKind::Abandoned, why)),

@@ -341,8 +341,8 @@ impl Driver {
             // shutdown refused it before the commit), and this process
             // does not go on serving.
             tracing::warn!(target: "lameduck::upgrade", app = %self.handle.name(), error = %e, took_ms = took.as_millis() as u64, "upgrade abandoned: this process is shutting down, and the new process was stopped");
-            self.publish(&crate::observe::Event::UpgradeFailed {
-                error: &e.to_string(),
+            self.publish(&crate::observe::Event::UpgradeAbandoned {
+                why: &e.to_string(),
             });
             return answer(busy.waiters, &Err(e));
         }
