@@ -258,12 +258,19 @@ fn a_flight_record_path_that_cannot_be_written_is_refused_before_the_program_sta
     let started = dir.path("started");
     let marker = format!("touch {}", started.display());
     let a_directory = dir.path("");
+    let a_file = dir.path("a-file");
+    std::fs::write(&a_file, "").unwrap();
+    let under_a_file = a_file.join("flight.json");
+    let under_a_file = under_a_file.to_str().expect("UTF-8");
+    let missing = dir.path("missing/flight.json");
     for (path, says) in [
         (
             a_directory.to_str().expect("UTF-8").trim_end_matches('/'),
             "is a directory",
         ),
         ("/proc/flight.json", "cannot be written in /proc"),
+        (under_a_file, "a-file is not a directory"),
+        (missing.to_str().expect("UTF-8"), "missing does not exist"),
     ] {
         let args = ["--flight-record", path, "--", "sh", "-c", marker.as_str()];
         let out = run(&args);

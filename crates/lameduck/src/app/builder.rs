@@ -456,8 +456,13 @@ fn recorder(path: &std::path::Path, limit: usize) -> Result<crate::flight::Recor
         _ => std::path::Path::new("."),
     };
     if !dir.is_dir() {
+        let what = if dir.exists() {
+            "is not a directory"
+        } else {
+            "does not exist"
+        };
         return Err(wrong(format!(
-            "the flight record's directory {} does not exist",
+            "the flight record's directory {} {what}",
             dir.display()
         )));
     }
@@ -472,7 +477,8 @@ fn recorder(path: &std::path::Path, limit: usize) -> Result<crate::flight::Recor
     }
     super::probe::create_file_in(dir).map_err(|err| {
         wrong(format!(
-            "the flight record cannot be written in {}: {}",
+            "the flight record {} cannot be written in {}: {}",
+            path.display(),
             dir.display(),
             super::probe::why(&err)
         ))
