@@ -1387,3 +1387,25 @@ fn restart_drill_cleanup_names_the_process_it_signalled_and_records_its_exit() {
         run.context()
     );
 }
+
+/// A stop signal sent again and again to the server the drill starts can
+/// only fail after the first (nothing is left to signal): refused before
+/// anything runs, pointing at a restart drill.
+#[test]
+fn repeating_a_stop_signal_at_a_server_the_drill_starts_is_refused_before_anything_runs() {
+    let output = Command::new(env!("CARGO_BIN_EXE_lameduck"))
+        .args(["drill", "--demo", "--repeat", "3", "--every", "1s"])
+        .output()
+        .expect("run lameduck");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--repeat 3: TERM is expected to stop the server the drill starts"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--signal HUP"), "{stderr}");
+    assert!(
+        !stderr.contains("listening on"),
+        "the demo was started: {stderr}"
+    );
+}

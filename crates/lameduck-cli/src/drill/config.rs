@@ -181,5 +181,21 @@ fn signal_plan(args: &Args, config: &DrillConfig) -> anyhow::Result<Option<Signa
             Expect::Restart => Expectation::Restart,
         };
     }
+    // The server the drill started, signalled itself (no PID file naming
+    // a process something else restarts): once stopped, nothing is left
+    // for the next signal, and the drill could only fail.
+    if plan.repeat > 1
+        && plan.expect == Expectation::Stop
+        && matches!(config.server, ServerSpec::Spawn { .. })
+        && config.pid_file.is_none()
+    {
+        bail!(
+            "--repeat {}: {} is expected to stop the server the drill starts, and after the \
+             first nothing is left to signal; for a restart drill give --signal HUP (or \
+             --expect restart), or drop --repeat",
+            plan.repeat,
+            signal
+        );
+    }
     Ok(Some(plan))
 }
