@@ -43,6 +43,13 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if t.starts_with('-') {
         return Err(format!("a duration cannot be negative: 0s or more, {HOW}"));
     }
+    // `M` is a month to the parsing library: taken for minutes, `1M` would
+    // be a grace period of a month.
+    if t.contains('M') {
+        return Err(format!(
+            "`M` is not a unit here (it would be a month): minutes are `m`, {HOW}"
+        ));
+    }
     let d = humantime::parse_duration(t).map_err(|e| reason(&e))?;
     if d > MAX_DURATION {
         return Err(format!(
@@ -152,5 +159,7 @@ mod tests {
         assert_eq!(parse_duration("1m 30s"), Ok(Duration::from_secs(90)));
         // The form the help shows: one shell word.
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
+        // Minutes are `m`; `M` would be a month.
+        assert!(parse_duration("1M").unwrap_err().contains("minutes are `m`"));
     }
 }
