@@ -38,13 +38,14 @@ use crate::duration::{more_than_zero, parse_duration};
 use crate::metrics_flags::MetricsFlags;
 use crate::phases::PhaseFlags;
 
-const LONG_ABOUT: &str = "\
+const LONG_ABOUT: &str = concat!(
+    "\
 Run a small service that shows every phase of a shutdown.
 
 It serves HTTP on --listen and the probes (/livez, /readyz, /startupz, with
 ?verbose) and its lifecycle metrics (/metrics) on --admin, runs a background
-worker, and holds a resource (db)
-that closes last. Send it SIGTERM (or press Ctrl+C) while it is under load:
+worker, and holds a resource (db) that closes last. Send it SIGTERM (or
+press Ctrl+C) while it is under load:
 
   draining    /readyz answers 503 at once; everything still serves; HTTP/1
               responses say Connection: close, HTTP/2 gets GOAWAY
@@ -98,20 +99,31 @@ a restart. Either way the first lines on stdout say where it listens:
   listening on http://127.0.0.1:8080      (https:// with TLS)
   admin on http://127.0.0.1:8081
 
-Counts of what is in flight are taken at three moments: a phase line counts
-it as it is printed; the report's `N in flight at stop` is the count as
-Stopping began; a flight record's inventory at stopping is taken just before
-that count. A request that starts or ends between two of these moments is in
-one and not in the other (`lameduck drill --flight-record` says so when the
-last two differ).
+Counts of what is in flight are taken at two moments: a phase line counts it
+as it is printed; the report's `N in flight at stop` is the count as Stopping
+began, and a flight record's inventory at stopping is that same list. A
+request that starts or ends between the two moments is in one and not in
+the other.
 
-Exit status: the library's (see `lameduck --help`): 0 clean, 1 a component
-failed, 3 a deadline passed, 78 an invalid configuration (a budget that does
-not fit), 124 the exit watchdog, 130/143 a second SIGINT/SIGTERM; and 2 for
-bad flags or values, or a listener that cannot be set up: --admin equal to
---listen is refused before binding, naming both; a bind the OS refuses names
-its flag and the OS's reason (`--admin 127.0.0.1:8081: cannot bind the
-\"admin\" listener: Address already in use`).";
+",
+    crate::duration::duration_syntax!(),
+    "
+
+Exit status: the library's (see `lameduck --help`), and 2:
+  0        clean
+  1        a component failed
+  2        bad flags or values, or a listener that cannot be set up: --admin
+           equal to --listen is refused before binding, naming both; a bind
+           the OS refuses names its flag and the OS's reason
+           (`--admin 127.0.0.1:8081: cannot bind the \"admin\" listener:
+           Address already in use`)
+  3        a deadline passed
+  78       an invalid configuration: a budget that does not fit, or a
+           --pid-file, --control-socket or --flight-record path that cannot
+           be used
+  124      the exit watchdog ended a shutdown stuck past its budget
+  130/143  a second SIGINT/SIGTERM forced the exit"
+);
 
 /// Run a demo service that shows every phase of a shutdown.
 #[derive(Debug, clap::Args)]

@@ -188,19 +188,28 @@ fn exit_codes_listed(help: &str) -> Vec<String> {
 
 #[test]
 fn run_help_lists_its_exit_codes_in_order_each_on_a_line_of_its_own() {
-    let out = run(&["run", "--help"]);
-    out.assert_code(0);
-    let codes = exit_codes_listed(&out.stdout);
-    let numbers: Vec<u32> = codes
-        .iter()
-        .map(|c| c.split('/').next().unwrap().parse().unwrap())
-        .collect();
-    assert!(numbers.windows(2).all(|w| w[0] < w[1]), "{codes:?}");
-    for code in ["0", "1", "2", "3", "78"] {
-        assert!(codes.iter().any(|c| c == code), "{code} missing: {codes:?}");
+    for subcommand in ["run", "demo"] {
+        let out = run(&[subcommand, "--help"]);
+        out.assert_code(0);
+        let codes = exit_codes_listed(&out.stdout);
+        let numbers: Vec<u32> = codes
+            .iter()
+            .map(|c| c.split('/').next().unwrap().parse().unwrap())
+            .collect();
+        assert!(
+            numbers.windows(2).all(|w| w[0] < w[1]),
+            "{subcommand}: {codes:?}"
+        );
+        for code in ["0", "1", "2", "3", "78"] {
+            assert!(
+                codes.iter().any(|c| c == code),
+                "{subcommand}: {code} missing: {codes:?}"
+            );
+        }
+        // A code's line is a sentence of its own, not the end of the one
+        // above.
+        assert!(!out.stdout.contains("  3        ..."), "{}", out.stdout);
     }
-    // A code's line is a sentence of its own, not the end of the one above.
-    assert!(!out.stdout.contains("  3        ..."), "{}", out.stdout);
 }
 
 #[test]
@@ -218,7 +227,7 @@ fn the_top_level_help_names_run_path_checks_under_exit_78() {
 #[test]
 fn every_subcommand_that_takes_durations_says_how_to_write_them() {
     let syntax = "Durations are written like 30s, 1500ms, 1m or 1m30s";
-    for subcommand in ["run", "drill", "plan"] {
+    for subcommand in ["run", "drill", "plan", "demo"] {
         let out = run(&[subcommand, "--help"]);
         out.assert_code(0);
         let help = out.stdout.split_whitespace().collect::<Vec<_>>().join(" ");
