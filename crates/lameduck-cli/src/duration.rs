@@ -160,6 +160,10 @@ mod tests {
         // The form the help shows: one shell word.
         assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
         // Minutes are `m`; `M` would be a month.
-        assert!(parse_duration("1M").unwrap_err().contains("minutes are `m`"));
+        assert!(
+            parse_duration("1M")
+                .unwrap_err()
+                .contains("minutes are `m`")
+        );
     }
 }
