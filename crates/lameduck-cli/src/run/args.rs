@@ -65,8 +65,9 @@ Traffic: lameduck sees the connections on the TCP sockets it holds, listed
 by the kernel's sock_diag: a new connection, or bytes received on one, is
 traffic. With a drain window it lists them every 100 ms from the drain on,
 and while the program runs every --drain-quiet / 4, rounded down to tenths of
-a second (100 ms to 500 ms: 200 ms at the default 1s); a fixed drain (--drain-delay) counts them at its start
-and end only (every 100 ms from its start with --flight-record). Without
+a second (100 ms to 500 ms: 200 ms at the default 1s); a fixed drain
+(--drain-delay) counts them at its start and end only (every 100 ms from its
+start with --flight-record). Without
 such a socket (the program binds its own port, or only unix: sockets), or
 where sock_diag cannot be used, the drain is fixed at --drain-max, and the
 log says so as it starts.
