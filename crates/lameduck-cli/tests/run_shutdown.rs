@@ -356,26 +356,18 @@ fn a_daemon_that_left_the_group_hears_the_stop_signal_once_and_its_shutdown_s_ch
     )
     .unwrap();
     let program = format!("setsid sh {} & exec sleep 30", daemon.display());
-    let check = format!("exec:test -e {}", ready.display());
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--ready",
-        &check,
-        "--ready-interval",
-        "50ms",
-        "--drain-delay",
-        "0s",
-        "--grace-period",
-        "20s",
-        "--shutdown-timeout",
-        "10s",
-        "--",
-        "sh",
-        "-c",
+    let mut run = start_ready_when_touched(
+        &dir,
+        &[
+            "--drain-delay",
+            "0s",
+            "--grace-period",
+            "20s",
+            "--shutdown-timeout",
+            "10s",
+        ],
         &program,
-    ]);
-    run.event("phase changed", |v| v["phase"] == "running");
+    );
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
     let said = std::fs::read_to_string(&steps).unwrap_or_default();

@@ -215,11 +215,12 @@ impl Known {
         } else {
             told.iter().map(|p| p.pid.as_raw()).collect()
         };
+        // Told ones first: their `/proc` entries are not read again.
         let new: Vec<Proc> = outside(found, pgid)
             .into_iter()
-            .filter(|p| !tree::started_by_one_of(p.pid, &told_pids))
-            .filter(|p| told.insert(*p))
+            .filter(|p| !told.contains(p) && !tree::started_by_one_of(p.pid, &told_pids))
             .collect();
+        told.extend(&new);
         if !new.is_empty() {
             tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?new.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
             signal(&new, sig);
