@@ -165,23 +165,28 @@ async fn an_http2_response_its_client_stops_reading_is_cut_and_named_at_the_dead
     drop(resp);
 }
 
+/// A server whose response to `GET /N` is `N` bytes: bodies of different
+/// sizes, so that each is told from the others.
+async fn start_sized() -> Running {
+    let service = handler(|req: http::Request<hyper::body::Incoming>| async move {
+        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
+        Response::new(Full::new(Bytes::from(vec![b'x'; n])))
+    });
+    Running::start(
+        budget(Duration::ZERO, Duration::from_secs(5), LONG),
+        service,
+        |s| s,
+    )
+    .await
+}
+
 /// Many small responses on one HTTP/2 connection, each parked until its
 /// stream's last frame is written: none may stay counted once its bytes
 /// are on the wire, or the shutdown would wait for work that is over (and
 /// pass its timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_responses_on_the_wire_stop_counting_as_in_flight() {
-    let service = handler(|req: http::Request<hyper::body::Incoming>| async move {
-        // Bodies of different sizes, so that each is told from the others.
-        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
-        Response::new(Full::new(Bytes::from(vec![b'x'; n])))
-    });
-    let app = Running::start(
-        budget(Duration::ZERO, Duration::from_secs(5), LONG),
-        service,
-        |s| s,
-    )
-    .await;
+    let app = start_sized().await;
     let mut client = H2::connect(app.addr).await;
     let requests: Vec<_> = (0..200)
         .map(|i| client.request(&format!("/{}", i * 97)))
@@ -205,16 +210,7 @@ async fn http2_responses_on_the_wire_stop_counting_as_in_flight() {
 /// that is over.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pipelined_http1_responses_parked_before_one_flush_each_stop_counting() {
-    let service = handler(|req: http::Request<hyper::body::Incoming>| async move {
-        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
-        Response::new(Full::new(Bytes::from(vec![b'x'; n])))
-    });
-    let app = Running::start(
-        budget(Duration::ZERO, Duration::from_secs(5), LONG),
-        service,
-        |s| s,
-    )
-    .await;
+    let app = start_sized().await;
     const N: usize = 16;
     let requests: String = (1..=N)
         .map(|i| format!("GET /{} HTTP/1.1\r\nhost: test\r\n\r\n", i * 10))
