@@ -373,3 +373,76 @@ fn a_daemon_that_left_the_group_hears_the_stop_signal_once_and_its_shutdown_s_ch
     let said = std::fs::read_to_string(&steps).unwrap_or_default();
     assert_eq!(said, "1 ok\n2 ok\n3 ok\n", "{}", run.log());
 }
+
+/// What the program starts after the stop signal is its shutdown's own
+/// work, as systemd has it (`KillMode=control-group`): a helper it starts
+/// with `setsid` as it stops (to flush something) hears no stop signal —
+/// it got one, found as a new process outside the group — and only the
+/// SIGKILL at the shutdown timeout, which still reaches it.
+#[test]
+fn a_helper_the_program_starts_with_setsid_as_it_stops_hears_no_stop_signal() {
+    let dir = Scratch::new("stop-helper");
+    let (helper, pid_file, told, fifo) = (
+        dir.path("helper.sh"),
+        dir.path("helper.pid"),
+        dir.path("told"),
+        dir.path("fifo"),
+    );
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // The helper says whether it heard SIGTERM, and outlives the shutdown
+    // timeout; the program starts it on SIGTERM and exits once it runs.
+    std::fs::write(
+        &helper,
+        format!(
+            "trap 'echo TERM >> {told}' TERM\n\
+             echo $$ > {pid}.tmp; mv {pid}.tmp {pid}\n\
+             echo ready > {fifo}\n\
+             sleep 600 & wait\n\
+             wait\n",
+            told = told.display(),
+            pid = pid_file.display(),
+            fifo = fifo.display(),
+        ),
+    )
+    .unwrap();
+    let program = format!(
+        "trap 'setsid sh {helper} & read _ <{fifo}; exit 0' TERM; touch {{ready}}; sleep 600 & wait",
+        helper = helper.display(),
+        fifo = fifo.display(),
+    );
+    let mut run = start_ready_when_touched(
+        &dir,
+        &[
+            "--drain-delay",
+            "0s",
+            "--grace-period",
+            "10s",
+            "--shutdown-timeout",
+            "1s",
+        ],
+        &program,
+    );
+    run.signal(Signal::SIGTERM);
+    // Killed by lameduck at the shutdown timeout: a passed deadline (a
+    // helper that a stop signal killed at once would have made it 0).
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
+    let pid: i32 = until_file(&pid_file).trim().parse().unwrap();
+    assert!(!alive(pid), "the helper outlived lameduck");
+    // Named (as `setsid sh …` if lameduck first saw it before the exec).
+    let named = format!("pid {pid}: ");
+    assert!(
+        run.log()
+            .lines()
+            .any(|l| l.contains("cancelling work still in flight")
+                && l.contains(&named)
+                && l.contains("helper.sh")),
+        "the helper is named at the deadline: {}",
+        run.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&told).ok(),
+        None,
+        "the helper heard the stop signal: {}",
+        run.log()
+    );
+}
