@@ -426,7 +426,13 @@ fn a_helper_the_program_starts_with_setsid_as_it_stops_hears_no_stop_signal() {
     // Killed by lameduck at the shutdown timeout: a passed deadline (a
     // helper that a stop signal killed at once would have made it 0).
     assert_eq!(run.wait(), Some(3), "{}", run.log());
-    let pid: i32 = until_file(&pid_file).trim().parse().unwrap();
+    // Written before the helper tells the program it runs, so before
+    // lameduck's exit — unless a stop signal killed it first.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|_| panic!("the helper never ran its course: {}", run.log()))
+        .trim()
+        .parse()
+        .unwrap();
     assert!(!alive(pid), "the helper outlived lameduck");
     // Named (as `setsid sh …` if lameduck first saw it before the exec).
     let named = format!("pid {pid}: ");

@@ -392,3 +392,30 @@ pub fn outside(procs: &[Proc], pgid: Pid) -> Vec<Proc> {
         .filter(|p| tree::group_of(p.pid).is_some_and(|g| g != pgid.as_raw()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: i32, start: u64) -> Proc {
+        Proc {
+            pid: Pid::from_raw(pid),
+            start,
+        }
+    }
+
+    #[test]
+    fn what_starts_at_the_stop_or_after_it_is_not_told_and_what_ran_unseen_is() {
+        let mut told = Told::default();
+        assert!(told.ran_at_the_stop(&proc(7, 500)), "before the stop: all");
+        let listed = proc(5, 90);
+        told.stop = Some(([listed].into_iter().collect(), 100));
+        // Listed at the stop: it heard then (the group's signal, or its own).
+        assert!(!told.ran_at_the_stop(&listed));
+        // Started a tick before the stop, and not listed: it ran unseen.
+        assert!(told.ran_at_the_stop(&proc(6, 99)));
+        // Started in the stop's tick, or after: the shutdown's own work.
+        assert!(!told.ran_at_the_stop(&proc(8, 100)));
+        assert!(!told.ran_at_the_stop(&proc(9, 101)));
+    }
+}

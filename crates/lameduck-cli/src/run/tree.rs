@@ -400,6 +400,24 @@ mod tests {
     }
 
     #[test]
+    fn now_is_in_the_unit_of_a_process_s_start_time() {
+        let before = now();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let start = stat(child.id() as i32).map(|s| s.start);
+        let after = now();
+        let _ = child.kill();
+        let _ = child.wait();
+        let start = start.expect("the child's stat");
+        assert!(
+            before <= start && start <= after,
+            "{before} <= {start} <= {after}"
+        );
+    }
+
+    #[test]
     fn processes_that_end_end_their_tracking() {
         let tracker = Tracker::new("test");
         let tree = Tree::new(tracker.clone(), Pid::this());
