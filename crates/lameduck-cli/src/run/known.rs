@@ -235,20 +235,31 @@ impl Known {
     /// The stop of `inst`: lists its processes, then sends `sig` to its
     /// group and to each of them outside the group; from now on `told`
     /// knows the stop (see [`Told`]). A later call (a second signal) sends
-    /// `sig` to the group again, and to nothing outside it already told.
-    /// Returns the processes listed.
+    /// `sig` to what heard the stop ([`forward`](Self::forward)). Returns
+    /// the processes listed.
     pub fn begin_stop(&self, told: &mut Told, inst: &Instance, sig: Signal) -> Vec<Proc> {
         let pgid = inst.pid();
         // Listed before the group's signal: a child that left the group is
         // found through its parent while it lives, and what the signal
         // makes the program start is not listed as running at the stop.
         let found = self.look(pgid);
-        if told.stop.is_none() {
+        let first = told.stop.is_none();
+        if first {
             told.stop = Some((found.iter().copied().collect(), tree::now()));
+            inst.signal(sig);
+        } else {
+            self.forward(told, pgid, sig);
         }
-        inst.signal(sig);
-        self.tell_at(told, &found, pgid, sig, true);
+        self.tell_at(told, &found, pgid, sig, first);
         found
+    }
+
+    /// A second signal while `pgid` stops: to its group, and to each
+    /// process outside the group that heard the stop signal and still
+    /// runs — not to what started after the stop.
+    pub fn forward(&self, told: &Told, pgid: Pid, sig: Signal) {
+        instance::signal_group(pgid, sig);
+        signal(&told.procs.iter().copied().collect::<Vec<_>>(), sig);
     }
 
     /// Sends `sig` to those of `found` (processes of the instance `pgid`)

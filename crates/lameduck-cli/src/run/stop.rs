@@ -15,8 +15,8 @@ use lameduck::{BoxError, Context};
 use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
-use super::instance::{self, Instance};
-use super::known::{self, Told};
+use super::instance::Instance;
+use super::known::Told;
 use super::program::{Commands, lost, say_end};
 use super::supervisor::{Command, Supervisor};
 use super::tree::{Proc, Tree};
@@ -170,8 +170,7 @@ async fn wait_out(
                 // A second signal after the drain: forwarded at once.
                 Command::StopNow(sig) => {
                     tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
-                    instance::signal_group(pgid, sig);
-                    known::signal(&known::outside(&sup.known.look(pgid), pgid), sig);
+                    sup.known.forward(&told, pgid, sig);
                     sent.push(sig);
                 }
                 Command::Restart(reply) => refuse(reply),
