@@ -9,15 +9,14 @@
 //! ([`leftovers`]): a process lameduck has to kill is a passed deadline
 //! either way, whoever ended first.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use lameduck::{BoxError, Context};
 use nix::sys::signal::Signal;
 use tokio::sync::oneshot;
 
-use super::instance::{self, Instance};
-use super::known;
+use super::instance::Instance;
+use super::known::Told;
 use super::program::{Commands, lost, say_end};
 use super::supervisor::{Command, Supervisor};
 use super::tree::{Proc, Tree};
@@ -31,8 +30,8 @@ pub(super) async fn stop(
     sup: &Supervisor,
     ctx: &Context,
     mut cur: Instance,
-    (mut stopping_with, mut told): (Option<Signal>, HashSet<Proc>),
-    tree: Option<Tree>,
+    (mut stopping_with, mut told): (Option<Signal>, Told),
+    tree: Tree,
     commands: &mut Commands,
 ) -> Result<(), BoxError> {
     let pgid = cur.pid();
@@ -44,8 +43,7 @@ pub(super) async fn stop(
             Command::StopNow(sig) => {
                 if stopping_with.is_none() {
                     tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "stopping the program now, without waiting out the drain");
-                    cur.signal(sig);
-                    sup.known.tell(&mut told, &sup.known.look(pgid), pgid, sig);
+                    sup.known.begin_stop(&mut told, &cur, sig);
                     stopping_with = Some(sig);
                 }
             }
@@ -59,11 +57,10 @@ pub(super) async fn stop(
         Some(sig) => sig,
         None => {
             tracing::info!(target: "lameduck::run", pid, signal = sup.stop_signal.as_str(), "stopping the program");
-            cur.signal(sup.stop_signal);
+            sup.known.begin_stop(&mut told, &cur, sup.stop_signal);
             sup.stop_signal
         }
     };
-    let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
     let found = sup.known.look(pgid);
     tree.update(&found);
     // From here the report names each of them that is still alive.
@@ -87,14 +84,11 @@ pub(super) fn leftovers(
     sup: &Arc<Supervisor>,
     ctx: &Context,
     cur: Instance,
-    (tree, left): (Option<Tree>, &[Proc]),
-    mut told: HashSet<Proc>,
+    (tree, left): (Tree, &[Proc]),
+    mut told: Told,
 ) {
-    let pgid = cur.pid();
-    let mut tree = tree.unwrap_or_else(|| Tree::new(ctx.tracker().clone()));
     tree.update(left);
-    cur.signal(sup.stop_signal);
-    sup.known.tell(&mut told, left, pgid, sup.stop_signal);
+    sup.known.begin_stop(&mut told, &cur, sup.stop_signal);
     let (sup, ctx) = (sup.clone(), ctx.clone());
     tokio::spawn(async move {
         let mut cur = cur;
@@ -123,8 +117,8 @@ async fn wait_out(
     sup: &Supervisor,
     ctx: &Context,
     cur: &mut Instance,
-    mut tree: Tree,
-    (mut told, sig): (HashSet<Proc>, Signal),
+    tree: Tree,
+    (mut told, sig): (Told, Signal),
     commands: &mut Commands,
 ) -> Vec<Signal> {
     let pgid = cur.pid();
@@ -164,7 +158,7 @@ async fn wait_out(
                 tree.killed_by_the_shutdown();
                 // From now on, one found late (orphaned by this kill, say)
                 // is killed as it is found.
-                told = sup.known.kill_instance(pgid).into_iter().collect();
+                told.extend(sup.known.kill_instance(pgid));
                 told.extend(sup.known.kill_all());
                 // lameduck's own kill: the exit code is the report's
                 // (3, deadline exceeded), not 128 + SIGKILL.
@@ -176,8 +170,7 @@ async fn wait_out(
                 // A second signal after the drain: forwarded at once.
                 Command::StopNow(sig) => {
                     tracing::info!(target: "lameduck::run", pid, signal = sig.as_str(), "forwarding the signal to the program");
-                    instance::signal_group(pgid, sig);
-                    known::signal(&known::outside(&sup.known.look(pgid), pgid), sig);
+                    sup.known.forward(&told, pgid, sig);
                     sent.push(sig);
                 }
                 Command::Restart(reply) => refuse(reply),

@@ -17,6 +17,7 @@ use super::guard::Guard;
 use super::instance::{Instance, Launch, SpawnError, signal_group};
 use super::known::Known;
 use super::reaper::Reaper;
+use super::tree::Lister;
 
 /// What the signal handlers and the control socket ask of the running
 /// component.
@@ -55,6 +56,9 @@ pub struct Supervisor {
     pub(super) known: Known,
     live_groups: Mutex<Vec<Pid>>,
     notified: Mutex<Notified>,
+    /// The running component's processes, listed before a forced exit's
+    /// `SIGKILL`.
+    before_force: Mutex<Option<Lister>>,
 }
 
 /// What each instance said on the notify socket.
@@ -106,6 +110,7 @@ impl Supervisor {
             known: Known::new(parts.guard.clone()),
             live_groups: Mutex::new(Vec::new()),
             notified: Mutex::new(Notified::default()),
+            before_force: Mutex::new(None),
         })
     }
 
@@ -122,6 +127,23 @@ impl Supervisor {
         self.command(Command::Restart(tx));
         rx.await
             .unwrap_or_else(|_| Err("the program stopped before the restart finished".into()))
+    }
+
+    /// Has `lister` list the running component's processes before a
+    /// forced exit's `SIGKILL` ([`force`](Self::force)).
+    pub fn list_before_force(&self, lister: Lister) {
+        *lock(&self.before_force) = Some(lister);
+    }
+
+    /// A forced exit: the program's processes are listed — the forced
+    /// report names each that runs now, also one the component has not
+    /// looked at yet — then every instance's group gets `SIGKILL`.
+    pub fn force(&self) {
+        let lister = lock(&self.before_force).clone();
+        if let Some(lister) = lister {
+            lister.list(true);
+        }
+        self.forward(Signal::SIGKILL);
     }
 
     /// Sends `sig` to every instance running now.
