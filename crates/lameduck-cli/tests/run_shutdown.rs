@@ -173,6 +173,28 @@ fn forwarded_signals_reach_the_program() {
 }
 
 #[test]
+fn winch_apache_s_graceful_stop_is_taken_as_the_stop_signal() {
+    let mut run = Running::start(&[
+        "--admin",
+        "none",
+        "--drain-delay",
+        "0s",
+        "--stop-signal",
+        "WINCH",
+        "--",
+        "sh",
+        "-c",
+        "trap 'exit 0' WINCH; echo waiting; while :; do sleep 0.05; done",
+    ]);
+    assert_eq!(run.stdout.recv_timeout(WAIT).unwrap(), "waiting");
+    run.signal(Signal::SIGTERM);
+    // It heard WINCH, as the docs say, and exited 0 on it: a clean stop.
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let stop = run.event("stopping the program", |_| true);
+    assert_eq!(stop["signal"], "SIGWINCH", "{}", run.log());
+}
+
+#[test]
 fn a_sigkilled_lameduck_leaves_nothing_running() {
     let dir = Scratch::new("sigkill");
     let (mut run, mut all) = start_forks(&dir, &[]);

@@ -216,7 +216,8 @@ pub struct Args {
     #[command(flatten)]
     pub(super) metrics: MetricsFlags,
 
-    /// The signal that asks the program to stop
+    /// The signal that asks the program to stop (INT, QUIT, WINCH for Apache
+    /// httpd's graceful stop…; not STOP, TSTP, TTIN, TTOU, CHLD, CONT, URG)
     #[arg(long, value_name = "SIGNAL", default_value = "TERM", value_parser = flags::parse_stop_signal)]
     pub(super) stop_signal: Signal,
     /// Signals forwarded to the program's group as they arrive

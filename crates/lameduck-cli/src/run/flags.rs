@@ -100,7 +100,8 @@ pub fn parse_signal(s: &str) -> Result<Signal, String> {
 }
 
 /// The signal to stop the program with: anything but the ones that cannot
-/// stop a program or that lameduck keeps for itself.
+/// stop a program or that lameduck keeps for itself. `SIGWINCH` is taken:
+/// it is Apache httpd's graceful stop (`apachectl graceful-stop`).
 pub fn parse_stop_signal(s: &str) -> Result<Signal, String> {
     let sig = parse_signal(s)?;
     match sig {
@@ -110,7 +111,6 @@ pub fn parse_stop_signal(s: &str) -> Result<Signal, String> {
         | Signal::SIGTTOU
         | Signal::SIGCHLD
         | Signal::SIGCONT
-        | Signal::SIGWINCH
         | Signal::SIGURG => Err(format!(
             "{} does not stop a program; use TERM, INT, QUIT or the one it stops on",
             sig.as_str()
@@ -328,6 +328,7 @@ mod tests {
         assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
         assert!(parse_signal("SIGNOPE").is_err());
         assert!(parse_stop_signal("STOP").is_err());
+        assert_eq!(parse_stop_signal("WINCH").unwrap(), Signal::SIGWINCH);
         assert!(
             parse_forwarded("USR1,TERM")
                 .unwrap_err()
