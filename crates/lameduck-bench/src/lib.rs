@@ -12,7 +12,7 @@
 //! | `graceful-shutdown-axum` | a peer: axum under tokio-graceful-shutdown, as its documentation shows |
 //! | `axum-article` | a peer: the VictoriaMetrics article's pattern (readiness flip, drain delay, graceful shutdown, hard deadline) on axum |
 //! | `go-article` | a peer, not a Rust binary: the article's Go server, `fixtures/go-article/main.go`, built by `scripts/bench` with Debian's `golang-go` |
-//! | `http-server` | one server of scenario (c), `--kind bare`, `lameduck`, `axum-serve` or `lameduck-axum`, with a trivial handler |
+//! | `http-server` | one server of scenario (c), `--kind bare`, `bare-keep-alive`, `lameduck`, `axum-serve`, `lameduck-axum` and the others its `--help` lists, with a trivial handler |
 //! | `http-compare` | scenario (c): the HTTP hot path, lameduck against hyper-util and `axum::serve`, under wrk and h2load, then callgrind |
 //! | `reload-bench` | scenario (f): lameduck's `SIGHUP` upgrade next to nginx's binary upgrade and HAProxy's `-sf` reload, under load |
 //! | `run-bench` | `lameduck run`: zero-downtime restarts of a `LISTEN_FDS` Python server under load, and what each wrapper (tini, dumb-init, catatonit, `lameduck run`) costs |

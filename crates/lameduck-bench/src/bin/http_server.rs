@@ -46,7 +46,7 @@ mod tls;
 /// A server of the hot-path benchmark.
 #[derive(Debug, clap::Parser)]
 struct Args {
-    /// Which server: bare, lameduck, axum-serve or lameduck-axum
+    /// Which server (the table in the crate's docs says what each is)
     #[arg(long, value_enum)]
     kind: Kind,
     /// Address to serve on (port 0 picks a free one)
@@ -55,10 +55,12 @@ struct Args {
     /// Worker threads of the server's runtime
     #[arg(long, default_value_t = 1)]
     threads: usize,
-    /// lameduck's HTTP/1 idle timeout, in seconds, or `off` (default: the
-    /// library's, announced with `Keep-Alive`)
-    #[arg(long, value_name = "SECONDS|off")]
-    idle_timeout: Option<String>,
+    /// lameduck's HTTP/1 idle timeout, in whole seconds (1 or more), or `off` (default:
+    /// the library's, announced with `Keep-Alive`); for the kinds served by
+    /// `lameduck::http::Server` only, refused with the others (exit 2),
+    /// whose servers have no such setting
+    #[arg(long, value_name = "SECONDS|off", value_parser = parse_idle_timeout)]
+    idle_timeout: Option<IdleTimeout>,
     /// The certificate chain (PEM) of the TLS kinds
     #[arg(long, value_name = "PATH")]
     tls_cert: Option<std::path::PathBuf>,
@@ -67,7 +69,29 @@ struct Args {
     tls_key: Option<std::path::PathBuf>,
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+/// `--idle-timeout`: a number of seconds, or `off`.
+#[derive(Clone, Copy, Debug)]
+enum IdleTimeout {
+    Off,
+    After(Duration),
+}
+
+fn parse_idle_timeout(s: &str) -> Result<IdleTimeout, String> {
+    if s == "off" {
+        return Ok(IdleTimeout::Off);
+    }
+    match s.parse() {
+        // `Server::idle_timeout` refuses zero (it panics): "at once" or
+        // "never" is the reader's guess.
+        Ok(0) => Err("0 is ambiguous: give 1 or more seconds, or `off` for none".into()),
+        Ok(secs) => Ok(IdleTimeout::After(Duration::from_secs(secs))),
+        Err(_) => Err(format!(
+            "{s:?} is neither a whole number of seconds nor `off`"
+        )),
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Kind {
     Bare,
     BareKeepAlive,
@@ -140,6 +164,16 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: Args) -> anyhow::Result<()> {
+    // Checked before the bind: a pair measured with a setting one of its
+    // servers silently ignored would compare two different things.
+    if args.idle_timeout.is_some() && !args.kind.is_lameduck() {
+        anyhow::bail!(
+            "--idle-timeout applies to the kinds served by lameduck::http::Server; \
+             --kind {} has no idle timeout to set",
+            clap::ValueEnum::to_possible_value(&args.kind)
+                .map_or_else(|| format!("{:?}", args.kind), |v| v.get_name().to_owned())
+        );
+    }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     announce(listener.local_addr()?)?;
     match args.kind {
@@ -208,12 +242,27 @@ fn cert(args: &Args) -> anyhow::Result<(&std::path::Path, &std::path::Path)> {
     }
 }
 
-fn idle<S>(server: Server<S>, timeout: &Option<String>) -> anyhow::Result<Server<S>> {
-    Ok(match timeout.as_deref() {
+fn idle<S>(server: Server<S>, timeout: &Option<IdleTimeout>) -> anyhow::Result<Server<S>> {
+    Ok(match timeout {
         None => server,
-        Some("off") => server.idle_timeout(None),
-        Some(secs) => server.idle_timeout(Duration::from_secs(secs.parse()?)),
+        Some(IdleTimeout::Off) => server.idle_timeout(None),
+        Some(IdleTimeout::After(d)) => server.idle_timeout(*d),
     })
+}
+
+impl Kind {
+    /// Served by `lameduck::http::Server`, whose settings the flags set.
+    fn is_lameduck(self) -> bool {
+        matches!(
+            self,
+            Kind::Lameduck
+                | Kind::LameduckAxum
+                | Kind::LameduckMetrics
+                | Kind::LameduckTls
+                | Kind::LameduckGrpc
+                | Kind::LameduckEcho
+        )
+    }
 }
 
 async fn bare<S>(listener: tokio::net::TcpListener, service: S) -> anyhow::Result<()>
