@@ -325,9 +325,10 @@ impl Drop for Server {
     }
 }
 
-/// Whether `pid` is a running (not zombie) process.
+/// Whether `pid` is a running (not zombie) process. 0 is none: `kill(0, …)`
+/// would answer for the drill's own process group.
 pub(crate) fn is_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
+    let Ok(raw @ 1..) = i32::try_from(pid) else {
         return false;
     };
     match kill(Pid::from_raw(raw), None) {
