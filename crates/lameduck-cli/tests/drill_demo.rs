@@ -186,3 +186,57 @@ fn a_restart_drill_with_a_pid_file_leaves_no_pid_file_naming_a_dead_process() {
     // the PID file that named it.
     assert_eq!(left, None, "the PID file outlived the drill\n{context}");
 }
+
+#[test]
+fn a_restart_drill_that_ends_mid_handover_waits_for_it_instead_of_stopping_the_successor() {
+    let dir = scratch_dir("mid-handover");
+    let run = drill(
+        &dir,
+        10,
+        // The load ends soon after the successor takes over, while the old
+        // process still stands ready to take the service back (it does for
+        // a second after the handover): the cleanup comes mid-handover.
+        &[
+            "--signal",
+            "HUP",
+            "--expect",
+            "restart",
+            "--concurrency",
+            "4",
+            "--at",
+            "500ms",
+            "--duration",
+            "700ms",
+        ],
+        &["--drain-delay", "1s"],
+    );
+    let log = std::fs::read_to_string(dir.join("demo.log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (report, context) = (&run.report, &run.context);
+    let restart = report.events.restarts.first().expect("a restart");
+    let (old, new) = (
+        restart.pid.expect("the signalled process"),
+        restart.new_pid.expect("a successor"),
+    );
+    let exit_of = |pid: u32| {
+        report
+            .events
+            .exits
+            .iter()
+            .find(|e| e.pid == pid)
+            .unwrap_or_else(|| panic!("no exit of pid {pid}\n{context}"))
+    };
+    // The old process finished its handover and left on its own; only then
+    // was the successor stopped, cleanly.
+    assert_eq!(exit_of(old).stopped_by_cleanup, None, "{context}");
+    assert_eq!(
+        exit_of(new).stopped_by_cleanup.as_deref(),
+        Some("TERM"),
+        "{context}"
+    );
+    assert!(exit_of(old).at_us <= exit_of(new).at_us, "{context}");
+    // No error the drill caused: the old process never took the service
+    // back from a successor stopped before it settled.
+    assert!(!log.contains("ERROR"), "{log}");
+    assert_eq!(run.code, Some(0), "{context}");
+}
