@@ -4,6 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::fmt::Seconds;
+use window::WindowConflict;
+
+mod window;
 
 /// The shutdown timing plan, built from the one number an operator knows: the
 /// time the orchestrator waits between `SIGTERM` and `SIGKILL`.
@@ -187,8 +190,8 @@ impl Budget {
 
     /// Sets how long no traffic must arrive before the drain may end
     /// (default 1 s, or half of `drain_max` if shorter: see
-    /// [`default_drain_quiet`]; at least 100 ms, shorter than `drain_max`); more at low
-    /// traffic, see [the drain window](Self#the-drain-window). A fixed
+    /// [`default_drain_quiet`]; at least 100 ms, shorter than `drain_max`);
+    /// more at low traffic, see [the drain window](Self#the-drain-window). A fixed
     /// drain has no quiet: [`check`](Self::check) refuses one given with
     /// it.
     pub fn drain_quiet(mut self, d: Duration) -> Self {
@@ -388,87 +391,6 @@ impl Budget {
             });
         }
         Ok(timeline)
-    }
-
-    fn check_drain_window(&self) -> Result<(), BudgetError> {
-        let wrong = |conflict: WindowConflict| BudgetError {
-            kind: BudgetErrorKind::DrainWindow,
-            message: conflict.message(&|setting| setting.to_owned()),
-            conflict: Some(conflict),
-        };
-        if self.drain_min > self.drain_delay {
-            return Err(wrong(WindowConflict::MinAboveMax {
-                min: self.drain_min,
-                max: self.drain_delay,
-            }));
-        }
-        let fixed = self.drain_min == self.drain_delay;
-        match self.drain_quiet {
-            // A quiet left to default is the window's rule, not a wish:
-            // a fixed drain simply has none.
-            Some(quiet) if fixed => {
-                return Err(wrong(WindowConflict::QuietWithFixed {
-                    quiet,
-                    drain: self.drain_delay,
-                }));
-            }
-            Some(quiet) if quiet >= self.drain_delay => {
-                return Err(wrong(WindowConflict::QuietNotShorter {
-                    quiet,
-                    max: self.drain_delay,
-                }));
-            }
-            _ => {}
-        }
-        let quiet = self.get_drain_quiet();
-        if !fixed && quiet < MIN_DRAIN_QUIET {
-            return Err(wrong(WindowConflict::QuietUnseen { quiet }));
-        }
-        Ok(())
-    }
-}
-
-/// What is wrong with a drain window, kept so that the message can be
-/// written again with the settings spelled as the user gave them
-/// ([`BudgetError::with_setting_names`]).
-#[derive(Clone, Copy, Debug)]
-enum WindowConflict {
-    MinAboveMax { min: Duration, max: Duration },
-    QuietWithFixed { quiet: Duration, drain: Duration },
-    QuietNotShorter { quiet: Duration, max: Duration },
-    QuietUnseen { quiet: Duration },
-}
-
-impl WindowConflict {
-    fn message(&self, name: &dyn Fn(&'static str) -> String) -> String {
-        let (min, max, quiet, delay) = (
-            name("drain_min"),
-            name("drain_max"),
-            name("drain_quiet"),
-            name("drain_delay"),
-        );
-        match *self {
-            Self::MinAboveMax { min: m, max: x } => format!(
-                "{min} {} is longer than {max} {}; the drain window needs {min} <= {max} (equal for a fixed drain)",
-                Seconds(m),
-                Seconds(x)
-            ),
-            Self::QuietWithFixed { quiet: q, drain } => format!(
-                "{quiet} {} conflicts with a fixed drain of {} ({delay}, or {min} = {max}): no quiet can end it; leave {quiet} out, or set {min} below {max}",
-                Seconds(q),
-                Seconds(drain)
-            ),
-            Self::QuietNotShorter { quiet: q, max: x } => format!(
-                "{quiet} {} conflicts with {max} {}: the drain reaches {max} before the traffic can be quiet that long; shorten {quiet} or lengthen {max}",
-                Seconds(q),
-                Seconds(x)
-            ),
-            Self::QuietUnseen { quiet: q } => format!(
-                "{quiet} {} is shorter than {}: traffic is sampled every 100ms, so a shorter quiet cannot be seen",
-                Seconds(q),
-                Seconds(MIN_DRAIN_QUIET)
-            ),
-        }
     }
 }
 
