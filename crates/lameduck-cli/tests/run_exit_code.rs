@@ -210,9 +210,19 @@ fn the_program_s_exit_is_logged_when_it_exits_not_when_its_group_is_killed() {
 /// leaves the program's group (`setsid`) and, with `ignore` set, ignores
 /// `SIGTERM`, then exits by itself with `code` once that process is in
 /// place (it says so through a FIFO, with its pid): the run to its end, and
-/// that process's pid.
+/// that process's pid. With `--restart never`, or `restart` instead.
 #[track_caller]
 fn leaves_a_process(name: &str, ignore: bool, code: i32) -> (Ended, Running, i32) {
+    leaves_a_process_with(name, ignore, code, &["--restart", "never"])
+}
+
+#[track_caller]
+fn leaves_a_process_with(
+    name: &str,
+    ignore: bool,
+    code: i32,
+    restart: &[&str],
+) -> (Ended, Running, i32) {
     let dir = Scratch::new(name);
     let path = dir.path("record.json");
     let fifo = dir.path("placed");
@@ -224,22 +234,15 @@ fn leaves_a_process(name: &str, ignore: bool, code: i32) -> (Ended, Running, i32
         fifo = fifo.display(),
         pid_file = pid_file.display(),
     );
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--restart",
-        "never",
-        "--flight-record",
-        path.to_str().unwrap(),
-        "--shutdown-timeout",
-        "1s",
-        "--hard-timeout",
-        "500ms",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let args = [
+        &["--admin", "none"][..],
+        restart,
+        &["--flight-record", path.to_str().unwrap()],
+        &["--shutdown-timeout", "1s", "--hard-timeout", "500ms"],
+        &["--", "sh", "-c", &script],
+    ]
+    .concat();
+    let mut run = Running::start(&args);
     let said = ended(&mut run, &path);
     let left = until_file(&pid_file).trim().parse().unwrap();
     (said, run, left)
@@ -261,6 +264,42 @@ fn a_process_killed_after_the_program_exited_by_itself_is_reported_and_exits_3()
         "{}",
         said.rendered
     );
+    assert!(!alive(left), "the process left running was killed");
+}
+
+/// The program crashes for the last time (lameduck gives up restarting it)
+/// and leaves a process that ignores the stop signal: it is the shutdown's
+/// to wait for, as on every other way a program ends for good — the
+/// shutdown timeout, the process named in the report and the flight record
+/// as ended by the shutdown — where lameduck killed it unreported after
+/// the hard timeout, with only a warning. The program's own code stands
+/// (it outranks a passed deadline).
+#[test]
+fn what_the_last_crash_before_giving_up_left_running_is_the_shutdown_s_work() {
+    let restart = [
+        "--restart",
+        "on-failure",
+        "--max-restarts",
+        "0",
+        "--drain-delay",
+        "0s",
+    ];
+    let (said, run, left) = leaves_a_process_with("crash-last-left-killed", true, 4, &restart);
+    said.says(4, "program exited with 4", &run.log());
+    let log = run.log();
+    assert!(log.contains("giving up"), "{log}");
+    let named = format!("pid {left}: sleep 302");
+    assert!(log.contains(&named), "the report names it: {log}");
+    assert!(
+        said.rendered.contains(&named) && said.rendered.contains("ended by the shutdown"),
+        "{}",
+        said.rendered
+    );
+    assert!(
+        log.contains("did not stop within the shutdown timeout"),
+        "{log}"
+    );
+    assert!(!log.contains("outlived their grace"), "{log}");
     assert!(!alive(left), "the process left running was killed");
 }
 
