@@ -58,8 +58,12 @@ const PAIRS: [(&str, &str); 3] = [
 const PROTOS: [Proto; 2] = [Proto::H1, Proto::H2];
 
 /// The pairs measured without the memory figure, with their protocols:
-/// over TLS (one certificate, made for the run), and gRPC.
-const MORE_PAIRS: [(&str, &str, &[Proto]); 2] = [
+/// lameduck against a bare server that announces the same `Keep-Alive`
+/// (HTTP/1.1 only: HTTP/2 has no such header), so that what the
+/// announcement costs in hyper itself is on both sides; over TLS (one
+/// certificate, made for the run); and gRPC.
+const MORE_PAIRS: [(&str, &str, &[Proto]); 3] = [
+    ("lameduck", "bare-keep-alive", &[Proto::H1]),
     ("lameduck-tls", "bare-tls", &[Proto::H1Tls, Proto::H2Tls]),
     ("lameduck-grpc", "tonic", &[Proto::GrpcUnary]),
 ];

@@ -4,6 +4,7 @@
 //! | `--kind` | what serves |
 //! |---|---|
 //! | `bare` | hyper-util's auto builder (HTTP/1.1 and h2c), a plain accept loop, no shutdown handling |
+//! | `bare-keep-alive` | `bare` whose handler also announces lameduck's default idle timeout, `Keep-Alive: timeout=619`, as lameduck's server does on every HTTP/1 keep-alive response |
 //! | `lameduck` | `lameduck::http::Server` with the same service, in an `App` |
 //! | `axum-serve` | an axum `Router` under `axum::serve` |
 //! | `lameduck-axum` | the same `Router` served by `lameduck::http::Server` |
@@ -69,6 +70,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 enum Kind {
     Bare,
+    BareKeepAlive,
     Lameduck,
     AxumServe,
     LameduckAxum,
@@ -111,6 +113,17 @@ fn hello(_: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
     http::Response::new(Full::new(Bytes::from_static(b"hello\n")))
 }
 
+/// [`hello`] with the header lameduck's server adds to an HTTP/1
+/// keep-alive response at its default idle timeout (for `bare-keep-alive`).
+fn hello_keep_alive(req: http::Request<Incoming>) -> http::Response<Full<Bytes>> {
+    let mut resp = hello(req);
+    resp.headers_mut().append(
+        http::HeaderName::from_static("keep-alive"),
+        http::HeaderValue::from_static("timeout=619"),
+    );
+    resp
+}
+
 fn router() -> Router {
     Router::new().route("/", get(|| async { "hello\n" }))
 }
@@ -130,6 +143,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     announce(listener.local_addr()?)?;
     match args.kind {
         Kind::Bare => bare(listener, Answer(hello)).await,
+        Kind::BareKeepAlive => bare(listener, Answer(hello_keep_alive)).await,
         Kind::BareEcho => bare(listener, Answer(echo::echo)).await,
         Kind::LameduckEcho => {
             lameduck(
