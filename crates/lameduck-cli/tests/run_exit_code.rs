@@ -229,8 +229,12 @@ fn leaves_a_process_with(
     let pid_file = dir.path("left.pid");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
     let trap = if ignore { "trap '' TERM; " } else { "" };
+    // The program exits once that process is `sleep 302` (it wrote its pid
+    // before its exec): the name lameduck finds for it is that one.
     let script = format!(
-        "setsid sh -c \"{trap}echo \\$\\$ > {fifo}; exec sleep 302\" & read left < {fifo}; echo $left > {pid_file}; exit {code}",
+        "setsid sh -c \"{trap}echo \\$\\$ > {fifo}; exec sleep 302\" & read left < {fifo}; \
+         i=0; while [ \"$(cat /proc/$left/comm 2>/dev/null)\" != sleep ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; \
+         echo $left > {pid_file}; exit {code}",
         fifo = fifo.display(),
         pid_file = pid_file.display(),
     );
