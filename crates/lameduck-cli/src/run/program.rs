@@ -38,8 +38,9 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
     // configuration again; lameduck run restarts the program instead, and
     // an `ok` would look like a reload done.
     ctx.on_reload(|| Err(NOTHING_TO_RELOAD.into()));
-    // Held, after a crash, until what the crashed instance left running
-    // is gone (`stop::leftovers`).
+    // After a crash: once what the crashed instance left running is gone
+    // (`stop::leftovers`).
+    drop(sup.leftovers.lock().await);
     let mut commands = sup.commands.lock().await;
     if ctx.is_draining() {
         // The shutdown began while it waited: nothing to start.

@@ -93,7 +93,7 @@ pub(super) async fn stop(
 /// again. If the policy does (before a shutdown begins), they are the
 /// restart's: `SIGKILL` once the hard timeout has passed since now, and
 /// the next run starts the program only once they are gone (it waits for
-/// the commands, which this task holds).
+/// [`Supervisor::leftovers`], taken here before the run returns).
 pub(super) fn leftovers(
     sup: &Arc<Supervisor>,
     ctx: &Context,
@@ -102,6 +102,11 @@ pub(super) fn leftovers(
     mut told: HashSet<Proc>,
     crashed: bool,
 ) {
+    // Taken now, not in the task: the next run may be under way before
+    // the task first runs.
+    let gate = crashed
+        .then(|| sup.leftovers.clone().try_lock_owned().ok())
+        .flatten();
     let restart = crashed.then(|| {
         let mut decided = sup.restarts.clone();
         // Decisions from now on only.
@@ -134,6 +139,7 @@ pub(super) fn leftovers(
         )
         .await;
         sup.forget(cur.pid());
+        drop(gate);
     });
 }
 

@@ -54,6 +54,9 @@ pub struct Supervisor {
     /// the restart's rules once it changes, by the shutdown's if the
     /// shutdown begins instead.
     pub(super) restarts: watch::Receiver<u32>,
+    /// Held while what a crashed instance left running is stopped: the
+    /// next run starts the program only once it is free.
+    pub(super) leftovers: Arc<tokio::sync::Mutex<()>>,
     pub(super) commands_tx: mpsc::UnboundedSender<Command>,
     pub(super) commands: tokio::sync::Mutex<mpsc::UnboundedReceiver<Command>>,
     pub(super) systemd: Option<Notifier>,
@@ -108,6 +111,7 @@ impl Supervisor {
             shutdown_timeout: parts.shutdown_timeout,
             hard_timeout: parts.hard_timeout,
             restarts: parts.restarts,
+            leftovers: Arc::default(),
             commands_tx: tx,
             commands: tokio::sync::Mutex::new(rx),
             systemd,
