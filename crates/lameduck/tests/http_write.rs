@@ -165,23 +165,28 @@ async fn an_http2_response_its_client_stops_reading_is_cut_and_named_at_the_dead
     drop(resp);
 }
 
+/// A server whose response to `GET /N` is `N` bytes: bodies of different
+/// sizes, so that each is told from the others.
+async fn start_sized() -> Running {
+    let service = handler(|req: http::Request<hyper::body::Incoming>| async move {
+        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
+        Response::new(Full::new(Bytes::from(vec![b'x'; n])))
+    });
+    Running::start(
+        budget(Duration::ZERO, Duration::from_secs(5), LONG),
+        service,
+        |s| s,
+    )
+    .await
+}
+
 /// Many small responses on one HTTP/2 connection, each parked until its
 /// stream's last frame is written: none may stay counted once its bytes
 /// are on the wire, or the shutdown would wait for work that is over (and
 /// pass its timeout).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_responses_on_the_wire_stop_counting_as_in_flight() {
-    let service = handler(|req: http::Request<hyper::body::Incoming>| async move {
-        // Bodies of different sizes, so that each is told from the others.
-        let n: usize = req.uri().path()[1..].parse().unwrap_or(0);
-        Response::new(Full::new(Bytes::from(vec![b'x'; n])))
-    });
-    let app = Running::start(
-        budget(Duration::ZERO, Duration::from_secs(5), LONG),
-        service,
-        |s| s,
-    )
-    .await;
+    let app = start_sized().await;
     let mut client = H2::connect(app.addr).await;
     let requests: Vec<_> = (0..200)
         .map(|i| client.request(&format!("/{}", i * 97)))
@@ -195,5 +200,58 @@ async fn http2_responses_on_the_wire_stop_counting_as_in_flight() {
     }
     let report = app.stop().await;
     assert_eq!(report.status(), ExitStatus::Clean, "{report}");
+    assert!(report.work.cancelled.is_empty(), "{report}");
+}
+
+/// Pipelined HTTP/1.1 requests, sent in one write: the connection answers
+/// them one after another from what it has already read, each response
+/// parked until a flush hands it to the socket. Each must stop counting
+/// once its bytes are on the wire, or the shutdown would wait for work
+/// that is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_http1_responses_parked_before_one_flush_each_stop_counting() {
+    let app = start_sized().await;
+    const N: usize = 16;
+    let requests: String = (1..=N)
+        .map(|i| format!("GET /{} HTTP/1.1\r\nhost: test\r\n\r\n", i * 10))
+        .collect();
+    let mut client = TcpStream::connect(app.addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut client, requests.as_bytes())
+        .await
+        .unwrap();
+    // Every response, in order: its head, then as many bytes as it says.
+    let mut got = Vec::new();
+    let mut buf = Vec::new();
+    for i in 1..=N {
+        let length = loop {
+            if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buf[..end]).to_string();
+                assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .expect("a content-length")
+                    .parse()
+                    .unwrap();
+                buf.drain(..end + 4);
+                break length;
+            }
+            let mut more = [0u8; 4096];
+            let n = client.read(&mut more).await.unwrap();
+            assert!(n > 0, "the connection closed before response {i}");
+            buf.extend_from_slice(&more[..n]);
+        };
+        while buf.len() < length {
+            let mut more = [0u8; 4096];
+            let n = client.read(&mut more).await.unwrap();
+            assert!(n > 0, "the connection closed inside response {i}");
+            buf.extend_from_slice(&more[..n]);
+        }
+        got.push(buf.drain(..length).count());
+    }
+    assert_eq!(got, (1..=N).map(|i| i * 10).collect::<Vec<_>>());
+    let report = app.stop().await;
+    assert_eq!(report.status(), ExitStatus::Clean, "{report}");
+    assert_eq!(report.work.in_flight_at_stop, 0, "{report}");
     assert!(report.work.cancelled.is_empty(), "{report}");
 }

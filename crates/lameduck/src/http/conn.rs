@@ -30,6 +30,9 @@ use tokio::time::Instant;
 use crate::WorkGuard;
 use crate::tracker::{coarse_nanos, instant_at};
 
+mod parking;
+use parking::{Parked, Parking};
+
 /// The protocol a connection turned out to speak.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -93,8 +96,7 @@ pub(crate) struct ConnState {
     upgrade: Mutex<Option<WorkGuard>>,
     upgrade_end: AtomicBool,
     /// Responses whose body has ended but not yet reached the socket.
-    parked: Mutex<Vec<Parked>>,
-    parked_len: AtomicUsize,
+    parking: Parking,
     /// HTTP/2: response streams begun on the wire and not ended there.
     open_streams: AtomicUsize,
     /// HTTP/2: responses the service gave (their headers may still be
@@ -108,29 +110,6 @@ pub(crate) struct ConnState {
     peer: Option<Box<dyn fmt::Debug + Send + Sync>>,
     /// The box of the last handler's future that finished, for the next.
     pub(crate) spare: super::spare::Spare,
-}
-
-struct Parked {
-    /// Held for its drop: the work ends when the entry goes.
-    _guard: Option<WorkGuard>,
-    /// Data bytes the body gave, to find its HTTP/2 stream by.
-    bytes: u64,
-    /// The server: should the connection end before the bytes are on the
-    /// wire, after the cancel signal, it hears that the response was cut.
-    server: Option<Arc<super::shared::Shared>>,
-}
-
-impl Drop for ConnState {
-    fn drop(&mut self) {
-        // Bodies still parked when the connection is gone never reached
-        // the socket in full: their responses were cut.
-        let parked = self.parked.get_mut().unwrap_or_else(|e| e.into_inner());
-        for p in parked.drain(..) {
-            if let Some(shared) = &p.server {
-                shared.mark_after_cancel(p._guard.as_ref(), crate::tracker::Mark::Cut);
-            }
-        }
-    }
 }
 
 impl ConnState {
@@ -151,8 +130,7 @@ impl ConnState {
             idle_since: AtomicU64::new(coarse_nanos()),
             upgrade: Mutex::new(None),
             upgrade_end: AtomicBool::new(false),
-            parked: Mutex::new(Vec::new()),
-            parked_len: AtomicUsize::new(0),
+            parking: Parking::new(),
             open_streams: AtomicUsize::new(0),
             responses: AtomicUsize::new(0),
             begun: AtomicUsize::new(0),
@@ -200,7 +178,7 @@ impl ConnState {
     /// yet ended.
     #[inline]
     pub(crate) fn is_handling(&self) -> bool {
-        self.in_flight() > self.parked_len.load(Ordering::Acquire)
+        self.in_flight() > self.parking.len()
     }
 
     /// A request dispatched was a probe, answered ahead of the service.
@@ -290,34 +268,20 @@ impl ConnState {
     /// next flush).
     #[inline]
     pub(crate) fn has_parked(&self) -> bool {
-        self.parked_len.load(Ordering::Acquire) > 0
+        self.parking.len() > 0
     }
 
     /// HTTP/1: a flush completed, so every body that ended before it is on
     /// the wire.
     pub(crate) fn release_flushed(&self) {
-        let released = {
-            let mut parked = lock(&self.parked);
-            let n = parked.len();
-            // The guards' drops are an atomic add each: done under the lock,
-            // which keeps the vector's capacity for the next response.
-            parked.clear();
-            self.parked_len.store(0, Ordering::Release);
-            n
-        };
+        let released = self.parking.release_all();
         self.forget_parked(released);
     }
 
     /// HTTP/2: a response stream ended on the wire after `bytes` bytes of
     /// data; the parked body that gave as many is that stream's.
     pub(crate) fn release_stream(&self, bytes: u64) {
-        let released = {
-            let mut parked = lock(&self.parked);
-            let found = parked.iter().position(|p| p.bytes == bytes);
-            let released = found.map(|i| parked.swap_remove(i));
-            self.parked_len.store(parked.len(), Ordering::Release);
-            released
-        };
+        let released = self.parking.take_by_bytes(bytes);
         if released.is_some() {
             self.forget_parked(1);
         }
@@ -330,16 +294,10 @@ impl ConnState {
     /// still parked here never had its stream's last frame written: after
     /// the cancel signal its response was cut, not finished anyway.
     pub(crate) fn release_all_parked(&self) {
-        let released = {
-            let mut parked = lock(&self.parked);
-            self.parked_len.store(0, Ordering::Release);
-            std::mem::take(&mut *parked)
-        };
+        let released = self.parking.take_all();
         let n = released.len();
         for p in released {
-            if let Some(shared) = &p.server {
-                shared.mark_after_cancel(p._guard.as_ref(), crate::tracker::Mark::Cut);
-            }
+            p.cut();
         }
         self.forget_parked(n);
     }
@@ -458,7 +416,7 @@ impl ConnState {
         if self.proto() == Proto::Upgraded {
             Activity::Upgraded
         } else if self.in_flight() > 0 {
-            let parked = self.parked_len.load(Ordering::Acquire);
+            let parked = self.parking.len();
             if parked > 0 && parked == self.in_flight() {
                 Activity::Writing
             } else {
@@ -605,15 +563,11 @@ impl InFlight {
         let Some(conn) = self.conn.take() else {
             return;
         };
-        {
-            let mut parked = lock(&conn.parked);
-            parked.push(Parked {
-                _guard: guard,
-                bytes,
-                server,
-            });
-            conn.parked_len.store(parked.len(), Ordering::Release);
-        }
+        conn.parking.park(Parked {
+            guard,
+            bytes,
+            server,
+        });
         // The connection's task may be waiting for the connection to go
         // idle; it must now wait for the flush instead.
         conn.ring_if_watched();
