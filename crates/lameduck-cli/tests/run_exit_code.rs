@@ -328,8 +328,12 @@ fn a_process_killed_after_the_program_exited_during_the_drain_is_reported_and_ex
     let go = dir.path("go");
     let pid_file = dir.path("left.pid");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Ready once that process is `sleep 302` (it writes its pid before its
+    // exec): the name lameduck finds for it as the drain begins is that one.
     let script = format!(
-        "setsid sh -c \"trap '' TERM; echo \\$\\$ > {pid_file}; touch {{ready}}; exec sleep 302\" & read go < {go}; exit 0",
+        "setsid sh -c \"trap '' TERM; echo \\$\\$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 302\" & \
+         i=0; while [ \"$(cat /proc/$(cat {pid_file} 2>/dev/null)/comm 2>/dev/null)\" != sleep ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; \
+         touch {{ready}}; read go < {go}; exit 0",
         go = go.display(),
         pid_file = pid_file.display(),
     );
