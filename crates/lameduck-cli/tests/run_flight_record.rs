@@ -229,6 +229,46 @@ fn a_second_signal_is_what_ended_the_drain_and_a_third_still_leaves_a_record() {
     assert_eq!(code, Some(0), "{text}");
 }
 
+/// Without a drain, Stopping begins on the app's task before the program's
+/// component has looked at the program's processes, and a third signal
+/// can force the exit before it looks: the inventories named none of them
+/// (the component tracked them a task's hop later). The app lists them as
+/// it takes each inventory; the signals come back to back here, each once
+/// lameduck took the one before, nothing waiting for the component.
+#[test]
+fn a_stop_without_a_drain_and_a_forced_exit_at_once_still_name_the_program_s_processes() {
+    let dir = Scratch::new("flight-forced-at-once");
+    let path = dir.path("record.json");
+    let mut run = start_stubborn(
+        &dir,
+        &path,
+        &["--drain-delay", "0s", "--grace-period", "90s"],
+    );
+    run.signal(Signal::SIGTERM);
+    run.event("shutting down", |_| true);
+    run.signal(Signal::SIGINT);
+    run.event("second signal", |_| true);
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(143), "{}", run.log());
+    let rec = record(&path);
+    assert_eq!(
+        rec["exit"]["status"], "forced by SIGTERM (143)",
+        "{}",
+        rec["exit"]
+    );
+    for at in ["stopping", "forced"] {
+        let labels = work_labels(&rec, at);
+        assert!(
+            labels.iter().any(|l| l.contains("sleep 600")),
+            "the inventory at {at}: {labels:?}"
+        );
+        assert!(
+            labels.iter().any(|l| l.contains("sh -c")),
+            "the inventory at {at}: {labels:?}"
+        );
+    }
+}
+
 #[test]
 fn a_zero_downtime_restart_writes_an_upgrade_record_and_the_shutdown_keeps_its_steps() {
     if !has_python() {
@@ -412,14 +452,15 @@ fn a_restart_abandoned_by_the_shutdown_says_so_and_its_killed_instance_did_not_f
         rec["exit"]["code"].as_i64().map(|c| c as i32),
         "{rec}"
     );
-    assert!(
-        work_labels(&rec, "stopping").contains(&"replaced instance"),
-        "{rec}"
-    );
+    let at_stop = work_labels(&rec, "stopping");
+    assert!(at_stop.contains(&"replaced instance"), "{rec}");
     // Killed by the restart at its grace or by the shutdown at its
     // timeout, whichever came first: ended by the shutdown either way.
+    // What finished is the new instance's processes, which stop on the
+    // stop signal.
     let work = &rec["work"];
-    assert_eq!(work["finished"], 0, "{rec}");
+    let new_ones = at_stop.iter().filter(|l| l.starts_with("pid ")).count();
+    assert_eq!(work["finished"], new_ones, "{rec}");
     assert!(work["after_cancel"].get("finished").is_none(), "{rec}");
     let ended =
         work["ended"].as_u64().unwrap_or(0) + work["after_cancel"]["ended"].as_u64().unwrap_or(0);

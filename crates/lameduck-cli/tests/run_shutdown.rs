@@ -373,3 +373,110 @@ fn a_daemon_that_left_the_group_hears_the_stop_signal_once_and_its_shutdown_s_ch
     let said = std::fs::read_to_string(&steps).unwrap_or_default();
     assert_eq!(said, "1 ok\n2 ok\n3 ok\n", "{}", run.log());
 }
+
+/// `lameduck run` around a program that, on SIGTERM, starts a helper with
+/// `setsid` (to flush something, say) and exits once it runs; the helper
+/// writes to `told` each signal it hears (TERM, INT) and outlives a
+/// shutdown timeout of 1s. With the helper's script and its pid file.
+fn start_with_a_helper_at_the_stop(dir: &Scratch) -> (Running, std::path::PathBuf) {
+    let (helper, pid_file, told, fifo) = (
+        dir.path("helper.sh"),
+        dir.path("helper.pid"),
+        dir.path("told"),
+        dir.path("fifo"),
+    );
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    std::fs::write(
+        &helper,
+        format!(
+            "trap 'echo TERM >> {told}' TERM\n\
+             trap 'echo INT >> {told}' INT\n\
+             echo $$ > {pid}.tmp; mv {pid}.tmp {pid}\n\
+             echo ready > {fifo}\n\
+             sleep 600 & wait; wait; wait\n",
+            told = told.display(),
+            pid = pid_file.display(),
+            fifo = fifo.display(),
+        ),
+    )
+    .unwrap();
+    // `setsid -f`, not `&`: a background job of a shell ignores SIGINT.
+    let program = format!(
+        "trap 'setsid -f sh {helper}; read _ <{fifo}; exit 0' TERM; touch {{ready}}; sleep 600 & wait",
+        helper = helper.display(),
+        fifo = fifo.display(),
+    );
+    let run = start_ready_when_touched(
+        dir,
+        &[
+            "--drain-delay",
+            "0s",
+            "--grace-period",
+            "10s",
+            "--shutdown-timeout",
+            "1s",
+        ],
+        &program,
+    );
+    (run, pid_file)
+}
+
+/// Once lameduck has exited: the helper ran its course (killed at the
+/// shutdown timeout, named then) and heard no signal but that SIGKILL.
+fn assert_the_helper_heard_only_the_sigkill(dir: &Scratch, mut run: Running) {
+    // Killed by lameduck at the shutdown timeout: a passed deadline (a
+    // helper that a stop signal killed at once would have made it 0).
+    assert_eq!(run.wait(), Some(3), "{}", run.log());
+    // Written before the helper tells the program it runs, so before
+    // lameduck's exit — unless a stop signal killed it first.
+    let pid: i32 = std::fs::read_to_string(dir.path("helper.pid"))
+        .unwrap_or_else(|_| panic!("the helper never ran its course: {}", run.log()))
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(!alive(pid), "the helper outlived lameduck");
+    // Named (as `setsid -f sh …` if lameduck first saw it before the exec).
+    let named = format!("pid {pid}: ");
+    assert!(
+        run.log()
+            .lines()
+            .any(|l| l.contains("cancelling work still in flight")
+                && l.contains(&named)
+                && l.contains("helper.sh")),
+        "the helper is named at the deadline: {}",
+        run.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path("told")).ok(),
+        None,
+        "the helper heard a signal to stop: {}",
+        run.log()
+    );
+}
+
+/// What the program starts after the stop signal is its shutdown's own
+/// work, as systemd has it (`KillMode=control-group`): a helper it starts
+/// with `setsid` as it stops (to flush something) hears no stop signal —
+/// it got one, found as a new process outside the group — and only the
+/// SIGKILL at the shutdown timeout, which still reaches it.
+#[test]
+fn a_helper_the_program_starts_with_setsid_as_it_stops_hears_no_stop_signal() {
+    let dir = Scratch::new("stop-helper");
+    let (run, _) = start_with_a_helper_at_the_stop(&dir);
+    run.signal(Signal::SIGTERM);
+    assert_the_helper_heard_only_the_sigkill(&dir, run);
+}
+
+/// A second signal goes where the stop signal went, not to what started
+/// after it: the helper started as the program stopped does not hear it
+/// (every process outside the group that lameduck could list was sent it).
+#[test]
+fn a_second_signal_does_not_reach_a_helper_started_after_the_stop() {
+    let dir = Scratch::new("stop-helper-second");
+    let (run, pid_file) = start_with_a_helper_at_the_stop(&dir);
+    run.signal(Signal::SIGTERM);
+    until_file(&pid_file);
+    run.signal(Signal::SIGINT);
+    run.event("second signal", |_| true);
+    assert_the_helper_heard_only_the_sigkill(&dir, run);
+}

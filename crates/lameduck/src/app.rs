@@ -196,6 +196,9 @@ struct Shared {
     /// are this one list.
     at_stop: OnceLock<Vec<crate::WorkItem>>,
     holdups: Mutex<Holdups>,
+    /// What each component brings up to date in its tracker before an
+    /// inventory ([`Context::on_inventory`](crate::Context::on_inventory)).
+    before_inventory: Mutex<Holdups<RefreshFn>>,
     /// The serving listeners' traffic, sampled for the adaptive drain and
     /// the flight record.
     traffic: crate::traffic::Traffic,
@@ -215,13 +218,20 @@ struct Shared {
     metrics: OnceLock<Arc<crate::metrics::Hub>>,
 }
 
-/// Each component's description of what holds it up, by component index.
-#[derive(Default)]
-pub(crate) struct Holdups(pub(crate) std::collections::HashMap<usize, DescribeFn>);
+/// Each component's description of what holds it up (or another hook of
+/// it), by component index.
+pub(crate) struct Holdups<F = DescribeFn>(pub(crate) std::collections::HashMap<usize, F>);
+
+impl<F> Default for Holdups<F> {
+    fn default() -> Self {
+        Self(std::collections::HashMap::new())
+    }
+}
 
 pub(crate) type DescribeFn = Arc<dyn Fn() -> Vec<String> + Send + Sync>;
+pub(crate) type RefreshFn = Arc<dyn Fn() + Send + Sync>;
 
-impl std::fmt::Debug for Holdups {
+impl<F> std::fmt::Debug for Holdups<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
     }
@@ -242,6 +252,7 @@ impl AppHandle {
                 trackers: Mutex::new(Vec::new()),
                 at_stop: OnceLock::new(),
                 holdups: Mutex::new(Holdups::default()),
+                before_inventory: Mutex::new(Holdups::default()),
                 traffic: crate::traffic::Traffic::default(),
                 connections: Mutex::new(crate::inventory::Lists::default()),
                 reloads: Mutex::new(crate::reload::Reloads::default()),
@@ -570,6 +581,32 @@ impl AppHandle {
             .unwrap_or_else(|e| e.into_inner())
             .0
             .insert(component, describe);
+    }
+
+    pub(crate) fn set_before_inventory(&self, component: usize, refresh: RefreshFn) {
+        self.shared
+            .before_inventory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .insert(component, refresh);
+    }
+
+    /// Runs every component's [`Context::on_inventory`](crate::Context::on_inventory)
+    /// hook, outside the lock (a hook may track work).
+    pub(crate) fn before_inventory(&self) {
+        let hooks: Vec<RefreshFn> = self
+            .shared
+            .before_inventory
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .0
+            .values()
+            .cloned()
+            .collect();
+        for refresh in hooks {
+            refresh();
+        }
     }
 
     pub(crate) fn holdups_of(&self, component: usize) -> Option<DescribeFn> {

@@ -214,6 +214,27 @@ impl Context {
             .set_holdups(self.inner.index, std::sync::Arc::new(describe));
     }
 
+    /// What this component does just before the app takes an inventory of
+    /// the work in flight: as Stopping begins, at the shutdown timeout, at
+    /// the hard deadline, and at a forced exit (the report's and the flight
+    /// record's lists).
+    ///
+    /// For work that a component learns of by looking rather than as it
+    /// starts — the processes of a program it supervises, listed from
+    /// `/proc` — `refresh` brings the [`tracker`](Self::tracker) up to
+    /// date, so that the inventory is of that moment and not of the
+    /// component's last look: the app takes it on its own task, and a
+    /// forced exit does not wait for the component to run again.
+    ///
+    /// `refresh` runs on the app's driver task: keep it short, and never
+    /// block in it. A later call replaces an earlier one (for this
+    /// component, a restarted run's included).
+    pub fn on_inventory(&self, refresh: impl Fn() + Send + Sync + 'static) {
+        self.inner
+            .app
+            .set_before_inventory(self.inner.index, std::sync::Arc::new(refresh));
+    }
+
     /// Lists this component's open connections for the flight record's
     /// inventories.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]

@@ -27,6 +27,39 @@ const POLL: Duration = Duration::from_millis(20);
 /// takes longer.
 const LAST_WAIT: Duration = Duration::from_secs(2);
 
+/// What an instance was told as it was stopped: the stop signal goes to
+/// the processes that run at the stop — its group, and each outside the
+/// group once — and not to one started after it, the shutdown's own work
+/// (the helper a program starts with `setsid` to flush something as it
+/// stops), which only the `SIGKILL` at the timeout reaches: systemd's rule
+/// (`KillMode=control-group`, `systemd.kill(5)`).
+#[derive(Clone, Debug, Default)]
+pub struct Told {
+    /// Those outside the group sent a signal to stop.
+    procs: HashSet<Proc>,
+    /// The stop, once it began: every process of the instance listed then
+    /// (its group included), and its time in clock ticks after boot.
+    stop: Option<(HashSet<Proc>, u64)>,
+}
+
+impl Told {
+    /// Remembers `procs` as told (killed, say): nothing more is sent to
+    /// them but `SIGKILL`.
+    pub fn extend(&mut self, procs: impl IntoIterator<Item = Proc>) {
+        self.procs.extend(procs);
+    }
+
+    /// Whether `p`, found now, ran at the stop without hearing of it: not
+    /// listed then, but started before it (a tick earlier, the clock's
+    /// grain). Before the stop, any process.
+    fn ran_at_the_stop(&self, p: &Proc) -> bool {
+        match &self.stop {
+            None => true,
+            Some((listed, at)) => !listed.contains(p) && p.start < *at,
+        }
+    }
+}
+
 /// The processes known: cheap to share behind the supervisor.
 #[derive(Debug)]
 pub struct Known {
@@ -199,6 +232,36 @@ impl Known {
         alive
     }
 
+    /// The stop of `inst`: lists its processes, then sends `sig` to its
+    /// group and to each of them outside the group; from now on `told`
+    /// knows the stop (see [`Told`]). A later call (a second signal) sends
+    /// `sig` to what heard the stop ([`forward`](Self::forward)). Returns
+    /// the processes listed.
+    pub fn begin_stop(&self, told: &mut Told, inst: &Instance, sig: Signal) -> Vec<Proc> {
+        let pgid = inst.pid();
+        // Listed before the group's signal: a child that left the group is
+        // found through its parent while it lives, and what the signal
+        // makes the program start is not listed as running at the stop.
+        let found = self.look(pgid);
+        let first = told.stop.is_none();
+        if first {
+            told.stop = Some((found.iter().copied().collect(), tree::now()));
+            inst.signal(sig);
+        } else {
+            self.forward(told, pgid, sig);
+        }
+        self.tell_at(told, &found, pgid, sig, first);
+        found
+    }
+
+    /// A second signal while `pgid` stops: to its group, and to each
+    /// process outside the group that heard the stop signal and still
+    /// runs — not to what started after the stop.
+    pub fn forward(&self, told: &Told, pgid: Pid, sig: Signal) {
+        instance::signal_group(pgid, sig);
+        signal(&told.procs.iter().copied().collect::<Vec<_>>(), sig);
+    }
+
     /// Sends `sig` to those of `found` (processes of the instance `pgid`)
     /// outside its group not `told` yet, and remembers them as told: a
     /// signal to the group does not reach them.
@@ -206,21 +269,31 @@ impl Known {
     /// A stop signal goes to each such process once, and not to one that a
     /// process told already started, or that is in the group of one (a
     /// `setsid` daemon's children): those are its own shutdown's work, as
-    /// the children a program forks while it stops are (systemd, likewise,
-    /// sends its stop signal once, to what runs then). `SIGKILL` goes to
+    /// is what starts after the stop began ([`Told`]). `SIGKILL` goes to
     /// every one, as it is found.
-    pub fn tell(&self, told: &mut HashSet<Proc>, found: &[Proc], pgid: Pid, sig: Signal) {
-        let told_pids: HashSet<i32> = if sig == Signal::SIGKILL {
+    pub fn tell(&self, told: &mut Told, found: &[Proc], pgid: Pid, sig: Signal) {
+        self.tell_at(told, found, pgid, sig, false);
+    }
+
+    /// As [`tell`](Self::tell); `at_the_stop`: `found` is the listing of
+    /// the stop itself, all of which ran then.
+    fn tell_at(&self, told: &mut Told, found: &[Proc], pgid: Pid, sig: Signal, at_the_stop: bool) {
+        let kill = sig == Signal::SIGKILL;
+        let told_pids: HashSet<i32> = if kill {
             HashSet::new()
         } else {
-            told.iter().map(|p| p.pid.as_raw()).collect()
+            told.procs.iter().map(|p| p.pid.as_raw()).collect()
         };
         // Told ones first: their `/proc` entries are not read again.
         let new: Vec<Proc> = outside(found, pgid)
             .into_iter()
-            .filter(|p| !told.contains(p) && !tree::started_by_one_of(p.pid, &told_pids))
+            .filter(|p| {
+                !told.procs.contains(p)
+                    && (kill || at_the_stop || told.ran_at_the_stop(p))
+                    && !tree::started_by_one_of(p.pid, &told_pids)
+            })
             .collect();
-        told.extend(&new);
+        told.procs.extend(&new);
         if !new.is_empty() {
             tracing::info!(target: "lameduck::run", pid = pgid.as_raw(), strays = ?new.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), signal = sig.as_str(), "signalling descendants that left the program's group");
             signal(&new, sig);
@@ -245,15 +318,11 @@ impl Known {
         sig: Signal,
         grace: Duration,
         reaper: &Reaper,
-        told: &HashSet<Proc>,
+        told: &Told,
     ) -> bool {
         let pgid = inst.pid();
         let mut told = told.clone();
-        // The tree is looked at before the group's signal: a child that
-        // left the group is found through its parent while it lives.
-        let found = self.look(pgid);
-        inst.signal(sig);
-        self.tell(&mut told, &found, pgid, sig);
+        self.begin_stop(&mut told, inst, sig);
         if tokio::time::timeout(grace, self.gone(inst, reaper, &mut told, sig))
             .await
             .is_ok()
@@ -270,13 +339,7 @@ impl Known {
     /// Waits until the program of `inst` has exited and every process of
     /// the instance is gone; one found meanwhile outside the group hears
     /// `sig` (once).
-    async fn gone(
-        &self,
-        inst: &mut Instance,
-        reaper: &Reaper,
-        told: &mut HashSet<Proc>,
-        sig: Signal,
-    ) {
+    async fn gone(&self, inst: &mut Instance, reaper: &Reaper, told: &mut Told, sig: Signal) {
         let pgid = inst.pid();
         loop {
             let found = self.look(pgid);
@@ -339,4 +402,31 @@ pub fn outside(procs: &[Proc], pgid: Pid) -> Vec<Proc> {
         .copied()
         .filter(|p| tree::group_of(p.pid).is_some_and(|g| g != pgid.as_raw()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn proc(pid: i32, start: u64) -> Proc {
+        Proc {
+            pid: Pid::from_raw(pid),
+            start,
+        }
+    }
+
+    #[test]
+    fn what_starts_at_the_stop_or_after_it_is_not_told_and_what_ran_unseen_is() {
+        let mut told = Told::default();
+        assert!(told.ran_at_the_stop(&proc(7, 500)), "before the stop: all");
+        let listed = proc(5, 90);
+        told.stop = Some(([listed].into_iter().collect(), 100));
+        // Listed at the stop: it heard then (the group's signal, or its own).
+        assert!(!told.ran_at_the_stop(&listed));
+        // Started a tick before the stop, and not listed: it ran unseen.
+        assert!(told.ran_at_the_stop(&proc(6, 99)));
+        // Started in the stop's tick, or after: the shutdown's own work.
+        assert!(!told.ran_at_the_stop(&proc(8, 100)));
+        assert!(!told.ran_at_the_stop(&proc(9, 101)));
+    }
 }

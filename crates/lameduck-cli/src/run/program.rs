@@ -8,7 +8,6 @@
 //! when the run is the last, so the report, the flight record and
 //! lameduck's exit code give one number.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use lameduck::{BoxError, Context, ProgramExit};
@@ -17,9 +16,10 @@ use tokio::sync::{mpsc, watch};
 
 use super::checks::State;
 use super::instance::Instance;
+use super::known::Told;
 use super::reaper::Ended;
 use super::supervisor::{Command, Supervisor};
-use super::tree::{Proc, Tree};
+use super::tree::Tree;
 
 /// How often they are listed during the drain, when they are only named
 /// (in the inventory at Stopping), not waited for.
@@ -38,7 +38,14 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
     // configuration again; lameduck run restarts the program instead, and
     // an `ok` would look like a reload done.
     ctx.on_reload(|| Err(NOTHING_TO_RELOAD.into()));
+    // After a crash: once what the crashed instance left running is gone
+    // (`stop::leftovers`).
+    drop(sup.leftovers.lock().await);
     let mut commands = sup.commands.lock().await;
+    if ctx.is_draining() {
+        // The shutdown began while it waited: nothing to start.
+        return Ok(());
+    }
     // Requests made while the program was down are stale.
     while let Ok(cmd) = commands.try_recv() {
         if let Command::Restart(reply) = cmd {
@@ -72,11 +79,26 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
     }
     let mut stopping_with: Option<Signal> = None;
     // From the drain on, the program's processes are its work in flight:
-    // the inventory taken as Stopping begins names them.
-    let mut tree: Option<Tree> = None;
-    // The processes outside the program's group that were sent a signal to
-    // stop: each hears it once.
-    let mut told: HashSet<Proc> = HashSet::new();
+    // the inventory taken as Stopping begins names them. The app lists
+    // them too as it takes an inventory, before this task has looked.
+    let tree = Tree::new(ctx.tracker().clone(), cur.pid());
+    let looks = Arc::downgrade(&sup);
+    let lister = tree.lister(move |pgid| {
+        looks
+            .upgrade()
+            .map_or_else(Vec::new, |sup| sup.known.look(pgid))
+    });
+    let (draining, inventory) = (ctx.draining_token(), lister.clone());
+    ctx.on_inventory(move || {
+        if draining.is_cancelled() {
+            inventory.list(false);
+        }
+    });
+    sup.list_before_force(lister);
+    let mut tracking = false;
+    // The processes told to stop, and when the stop began: each hears the
+    // stop signal once, and what starts after it none.
+    let mut told = Told::default();
     loop {
         tokio::select! {
             biased;
@@ -86,16 +108,11 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
             () = ctx.on_stopping() => {
                 return super::stop::stop(&sup, &ctx, cur, (stopping_with, told), tree, &mut commands).await;
             }
-            () = ctx.on_draining(), if tree.is_none() => {
-                let mut processes = Tree::new(ctx.tracker().clone());
-                processes.update(&sup.known.look(cur.pid()));
-                tree = Some(processes);
+            () = ctx.on_draining(), if !tracking => {
+                tree.look(&sup.known);
+                tracking = true;
             }
-            () = tokio::time::sleep(DRAIN_TREE_POLL), if tree.is_some() => {
-                if let Some(processes) = tree.as_mut() {
-                    processes.update(&sup.known.look(cur.pid()));
-                }
-            }
+            () = tokio::time::sleep(DRAIN_TREE_POLL), if tracking => tree.look(&sup.known),
             Some(cmd) = commands.recv() => match cmd {
                 Command::StopNow(sig) => {
                     // The shutdown was asked for first: wait until the app
@@ -103,12 +120,12 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
                     ctx.on_draining().await;
                     tracing::info!(target: "lameduck::run", pid = cur.pid().as_raw(), signal = sig.as_str(), "stopping the program now, without waiting out the drain");
                     sup.launch.sockets.give_up(false);
-                    cur.signal(sig);
-                    sup.known.tell(&mut told, &sup.known.look(cur.pid()), cur.pid(), sig);
+                    sup.known.begin_stop(&mut told, &cur, sig);
                     stopping_with = Some(sig);
                 }
                 Command::Restart(reply) => {
                     super::restart::restart(&sup, &ctx, &mut cur, &mut ready, &mut live, reply).await;
+                    tree.follow(cur.pid());
                 }
             },
             state = changed(&mut ready) => match state {
@@ -145,14 +162,14 @@ async fn changed(check: &mut Check) -> State {
 }
 
 /// The program ended on its own (or on a stop lameduck sent before the
-/// drain ended). `tree`: its processes tracked since the drain began.
+/// drain ended). `tree`: its processes, tracked from the drain on.
 async fn exited(
     sup: &Arc<Supervisor>,
     ctx: &Context,
-    mut cur: Instance,
+    cur: Instance,
     ended: Ended,
-    (stopping_with, told): (Option<Signal>, HashSet<Proc>),
-    tree: Option<Tree>,
+    (stopping_with, told): (Option<Signal>, Told),
+    tree: Tree,
 ) -> Result<(), BoxError> {
     say_end(ctx, ended, stopping_with.as_slice());
     let pid = cur.pid().as_raw();
@@ -169,27 +186,14 @@ async fn exited(
     let left = sup.known.look(cur.pid());
     if cur.group_alive() || !left.is_empty() {
         tracing::info!(target: "lameduck::run", pid, pids = ?left.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), "stopping what the program left running");
-        if shutting_down || !sup.restarts_after(failed) {
-            // The program's last run: the shutdown waits for them, names
-            // them, and kills them at its deadline, as at a SIGTERM.
-            super::stop::leftovers(sup, ctx, cur, (tree, &left), told);
-        } else {
-            // Before the program is started again: a crashed instance
-            // serves no more.
-            drop(tree);
-            sup.known
-                .stop(
-                    &mut cur,
-                    sup.stop_signal,
-                    sup.hard_timeout,
-                    &sup.reaper,
-                    &told,
-                )
-                .await;
-            sup.forget(cur.pid());
-        }
+        // The program's last run, or maybe its last (the restart policy
+        // decides once this run returns): the shutdown waits for them,
+        // names them, and kills them at its deadline, as at a SIGTERM.
+        // Restarted, they are stopped before it starts again.
+        let crashed = !shutting_down && sup.restarts_after(failed);
+        super::stop::leftovers(sup, ctx, cur, (tree, &left), told, crashed);
     } else {
-        drop(tree);
+        tree.clear();
         sup.forget(cur.pid());
     }
     if shutting_down {
@@ -269,7 +273,7 @@ async fn unhealthy(
             sup.stop_signal,
             sup.hard_timeout,
             &sup.reaper,
-            &HashSet::new(),
+            &Told::default(),
         )
         .await;
     if let Some(ended) = cur.ended() {

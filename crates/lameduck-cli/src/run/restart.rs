@@ -3,7 +3,6 @@
 //! then the old one stopped — and a restart is said complete only for a
 //! new instance that still runs.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use lameduck::Context;
@@ -11,6 +10,7 @@ use tokio::sync::{Semaphore, oneshot};
 
 use super::checks::State;
 use super::instance::Instance;
+use super::known::Told;
 use super::program::Check;
 use super::supervisor::Supervisor;
 use super::tree;
@@ -80,7 +80,7 @@ pub(super) async fn restart(
                 sup.stop_signal,
                 sup.hard_timeout,
                 &sup.reaper,
-                &HashSet::new(),
+                &Told::default(),
             )
             .await;
         sup.forget(new.pid());
@@ -112,7 +112,7 @@ pub(super) async fn restart(
                 sup.stop_signal,
                 sup.shutdown_timeout,
                 &sup.reaper,
-                &HashSet::new(),
+                &Told::default(),
             )
             .await;
         // Killed — at its own grace, or by the shutdown's at its timeout —

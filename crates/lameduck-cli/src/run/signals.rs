@@ -100,7 +100,7 @@ pub fn listen(sup: Arc<Supervisor>, app: AppHandle, forward: &[Signal]) -> io::R
                     // signal forces it (its report, its flight record, 128
                     // + the signal), whatever the program makes of it.
                     tracing::warn!(target: "lameduck::run", signal = sig.as_str(), "third signal: SIGKILL to the program's group; the exit is forced");
-                    sup.forward(Signal::SIGKILL);
+                    sup.force();
                     app.force(lameduck_signal(sig));
                 }
             }

@@ -17,6 +17,7 @@ use super::guard::Guard;
 use super::instance::{Instance, Launch, SpawnError, signal_group};
 use super::known::Known;
 use super::reaper::Reaper;
+use super::tree::Lister;
 
 /// What the signal handlers and the control socket ask of the running
 /// component.
@@ -48,6 +49,15 @@ pub struct Supervisor {
     /// a restart), and the hard timeout (for leftovers and failed starts).
     pub(super) shutdown_timeout: Duration,
     pub(super) hard_timeout: Duration,
+    /// The library's restart decisions: the number of restarts, changed
+    /// as the restart policy decides to start the program again
+    /// ([`restart_decisions`]). A crashed run's leftovers are stopped by
+    /// the restart's rules once it changes, by the shutdown's if the
+    /// shutdown begins instead.
+    pub(super) restarts: watch::Receiver<u32>,
+    /// Held while what a crashed instance left running is stopped: the
+    /// next run starts the program only once it is free.
+    pub(super) leftovers: Arc<tokio::sync::Mutex<()>>,
     pub(super) commands_tx: mpsc::UnboundedSender<Command>,
     pub(super) commands: tokio::sync::Mutex<mpsc::UnboundedReceiver<Command>>,
     pub(super) systemd: Option<Notifier>,
@@ -55,6 +65,9 @@ pub struct Supervisor {
     pub(super) known: Known,
     live_groups: Mutex<Vec<Pid>>,
     notified: Mutex<Notified>,
+    /// The running component's processes, listed before a forced exit's
+    /// `SIGKILL`.
+    before_force: Mutex<Option<Lister>>,
 }
 
 /// What each instance said on the notify socket.
@@ -82,6 +95,7 @@ pub struct Parts {
     pub restart_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub hard_timeout: Duration,
+    pub restarts: watch::Receiver<u32>,
 }
 
 impl Supervisor {
@@ -100,12 +114,15 @@ impl Supervisor {
             restart_timeout: parts.restart_timeout,
             shutdown_timeout: parts.shutdown_timeout,
             hard_timeout: parts.hard_timeout,
+            restarts: parts.restarts,
+            leftovers: Arc::default(),
             commands_tx: tx,
             commands: tokio::sync::Mutex::new(rx),
             systemd,
             known: Known::new(parts.guard.clone()),
             live_groups: Mutex::new(Vec::new()),
             notified: Mutex::new(Notified::default()),
+            before_force: Mutex::new(None),
         })
     }
 
@@ -122,6 +139,23 @@ impl Supervisor {
         self.command(Command::Restart(tx));
         rx.await
             .unwrap_or_else(|_| Err("the program stopped before the restart finished".into()))
+    }
+
+    /// Has `lister` list the running component's processes before a
+    /// forced exit's `SIGKILL` ([`force`](Self::force)).
+    pub fn list_before_force(&self, lister: Lister) {
+        *lock(&self.before_force) = Some(lister);
+    }
+
+    /// A forced exit: the program's processes are listed — the forced
+    /// report names each that runs now, also one the component has not
+    /// looked at yet — then every instance's group gets `SIGKILL`.
+    pub fn force(&self) {
+        let lister = lock(&self.before_force).clone();
+        if let Some(lister) = lister {
+            lister.list(true);
+        }
+        self.forward(Signal::SIGKILL);
     }
 
     /// Sends `sig` to every instance running now.
@@ -238,4 +272,27 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The restart decisions of the library's policy for the component named
+/// `component`: an observer for the app, and the receiver for
+/// [`Parts::restarts`]. The observer hears the decision as the library
+/// makes it, before the next run exists (a run cannot tell whether it is
+/// the last: the restart intensity is the library's).
+pub fn restart_decisions(
+    component: &'static str,
+) -> (impl lameduck::observe::Observer, watch::Receiver<u32>) {
+    let (tx, rx) = watch::channel(0);
+    let observer = move |event: &lameduck::observe::Event<'_>| {
+        if let lameduck::observe::Event::ComponentRestarting {
+            component: name,
+            restarts,
+            ..
+        } = event
+            && *name == component
+        {
+            tx.send_replace(*restarts);
+        }
+    };
+    (observer, rx)
 }

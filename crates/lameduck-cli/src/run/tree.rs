@@ -3,39 +3,127 @@
 //! the report, the log and the flight record name the processes still
 //! alive, as they name a Rust service's requests. Linux (`/proc`); elsewhere only the program itself
 //! is tracked.
+//!
+//! The component lists them on its own task, and the app lists them too
+//! as it takes each inventory, and lameduck before the `SIGKILL` of a
+//! forced exit ([`Lister`]): a forced exit, or a Stopping without a drain,
+//! comes on another task before the component's next look, and still
+//! names them.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use lameduck::{Tracker, WorkGuard};
 use nix::unistd::Pid;
 
+use super::known::Known;
+
 /// The longest command line kept in a label, in bytes.
 const MAX_LABEL: usize = 120;
 
-/// The processes tracked.
+/// The processes tracked, of the instance followed. Dropped, it tracks
+/// nothing more.
 #[derive(Debug)]
 pub struct Tree {
     tracker: Tracker,
-    tracked: HashMap<Proc, WorkGuard>,
+    state: Arc<Mutex<Tracked>>,
+}
+
+#[derive(Debug, Default)]
+struct Tracked {
+    /// The instance (its process group) whose processes are tracked; none
+    /// once they are all gone.
+    of: Option<Pid>,
+    procs: HashMap<Proc, WorkGuard>,
+    /// The exit is forced: what is tracked stays tracked (killed by the
+    /// force, it is what the forced report names).
+    frozen: bool,
+}
+
+/// Lists the processes of a [`Tree`]'s instance and tracks those not
+/// tracked yet, from another task than the component's.
+#[derive(Clone)]
+pub struct Lister {
+    tracker: Tracker,
+    state: Weak<Mutex<Tracked>>,
+    look: Arc<dyn Fn(Pid) -> Vec<Proc> + Send + Sync>,
+}
+
+impl std::fmt::Debug for Lister {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lister").finish_non_exhaustive()
+    }
+}
+
+impl Lister {
+    /// Lists the processes and tracks the new ones; ends nothing (a process
+    /// gone is the component's to end). `freeze`: the exit is forced, and
+    /// from now on nothing tracked ends: the `SIGKILL` about to go to them
+    /// does not make them gone from the forced report.
+    pub fn list(&self, freeze: bool) {
+        let Some(state) = self.state.upgrade() else {
+            return;
+        };
+        let mut tracked = lock(&state);
+        if let Some(pgid) = tracked.of {
+            let alive = (self.look)(pgid);
+            tracked.add(&self.tracker, &alive);
+        }
+        tracked.frozen |= freeze;
+    }
 }
 
 impl Tree {
-    /// Tracks nothing yet.
-    pub fn new(tracker: Tracker) -> Self {
+    /// Follows the instance whose group is `pgid`; tracks nothing yet.
+    pub fn new(tracker: Tracker, pgid: Pid) -> Self {
         Self {
             tracker,
-            tracked: HashMap::new(),
+            state: Arc::new(Mutex::new(Tracked {
+                of: Some(pgid),
+                procs: HashMap::new(),
+                frozen: false,
+            })),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Tracked> {
+        lock(&self.state)
+    }
+
+    /// Follows the instance whose group is `pgid` from now on (a restart
+    /// replaced the one followed).
+    pub fn follow(&self, pgid: Pid) {
+        self.lock().of = Some(pgid);
+    }
+
+    /// A lister of the processes of the instance followed, for the app to
+    /// call before each of its inventories ([`Context::on_inventory`]) and
+    /// lameduck before the `SIGKILL` of a forced exit, so that they are
+    /// named whether or not the component has looked since. It holds the
+    /// tree weakly: once the tree is dropped, it does nothing.
+    pub fn lister(&self, look: impl Fn(Pid) -> Vec<Proc> + Send + Sync + 'static) -> Lister {
+        Lister {
+            tracker: self.tracker.clone(),
+            state: Arc::downgrade(&self.state),
+            look: Arc::new(look),
+        }
+    }
+
+    /// Lists the processes of the instance followed, and tracks them.
+    pub fn look(&self, known: &Known) {
+        let mut tracked = self.lock();
+        if let Some(pgid) = tracked.of {
+            let alive = known.look(pgid);
+            tracked.update(&self.tracker, &alive);
         }
     }
 
     /// Tracks `alive` from now on: the processes not tracked yet start,
     /// the ones tracked and not in it end.
-    pub fn update(&mut self, alive: &[Proc]) {
-        self.tracked.retain(|p, _| alive.contains(p));
-        for p in alive {
-            self.tracked
-                .entry(*p)
-                .or_insert_with(|| self.tracker.track_with(label(p.pid)));
+    pub fn update(&self, alive: &[Proc]) {
+        let mut tracked = self.lock();
+        if tracked.of.is_some() {
+            tracked.update(&self.tracker, alive);
         }
     }
 
@@ -43,15 +131,39 @@ impl Tree {
     /// is about to kill it (the report would otherwise say that it
     /// finished on its own).
     pub fn killed_by_the_shutdown(&self) {
-        for guard in self.tracked.values() {
+        for guard in self.lock().procs.values() {
             self.tracker.mark_ended(guard);
         }
     }
 
-    /// Ends the tracking of every process.
-    pub fn clear(&mut self) {
-        self.tracked.clear();
+    /// Ends the tracking of every process, and follows none from now on.
+    pub fn clear(&self) {
+        let mut tracked = self.lock();
+        tracked.of = None;
+        tracked.procs.clear();
     }
+}
+
+impl Tracked {
+    fn update(&mut self, tracker: &Tracker, alive: &[Proc]) {
+        if !self.frozen {
+            self.procs.retain(|p, _| alive.contains(p));
+        }
+        self.add(tracker, alive);
+    }
+
+    fn add(&mut self, tracker: &Tracker, alive: &[Proc]) {
+        for p in alive {
+            self.procs
+                .entry(*p)
+                .or_insert_with(|| tracker.track_with(label(p.pid)));
+        }
+    }
+}
+
+fn lock(state: &Mutex<Tracked>) -> MutexGuard<'_, Tracked> {
+    // Every update leaves the state whole: a panic cannot tear it.
+    state.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A process, told apart from a later one that reuses its pid by its
@@ -98,6 +210,24 @@ fn parse_stat(line: &str) -> Option<Stat> {
 
 fn stat(pid: i32) -> Option<Stat> {
     parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Now, in the unit of a process's start time (`/proc/PID/stat`'s 22nd
+/// field): clock ticks (`_SC_CLK_TCK`) since boot, suspend included
+/// (`CLOCK_BOOTTIME`), rounded down as the kernel rounds a start time. 0
+/// where the clock cannot be read (a start time is never before it: no
+/// process counts as started before now).
+pub fn now() -> u64 {
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .and_then(|hz| u64::try_from(hz).ok())
+        .unwrap_or(100);
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
+        let ns = u128::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
+            + u128::try_from(t.tv_nsec()).unwrap_or(0);
+        u64::try_from(ns * u128::from(hz) / 1_000_000_000).unwrap_or(u64::MAX)
+    })
 }
 
 /// Every process's stat, by pid; empty without `/proc`.
@@ -270,9 +400,27 @@ mod tests {
     }
 
     #[test]
+    fn now_is_in_the_unit_of_a_process_s_start_time() {
+        let before = now();
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let start = stat(child.id() as i32).map(|s| s.start);
+        let after = now();
+        let _ = child.kill();
+        let _ = child.wait();
+        let start = start.expect("the child's stat");
+        assert!(
+            before <= start && start <= after,
+            "{before} <= {start} <= {after}"
+        );
+    }
+
+    #[test]
     fn processes_that_end_end_their_tracking() {
         let tracker = Tracker::new("test");
-        let mut tree = Tree::new(tracker.clone());
+        let tree = Tree::new(tracker.clone(), Pid::this());
         let a = Proc {
             pid: Pid::from_raw(1),
             start: 0,

@@ -395,6 +395,9 @@ impl Driver {
     }
 
     fn snapshot(&self) -> Vec<(usize, WorkItem)> {
+        // Work a component learns of by looking (a child's processes) is
+        // brought up to date first: the inventory is of this moment.
+        self.handle.before_inventory();
         self.trackers()
             .iter()
             .enumerate()
