@@ -358,6 +358,12 @@ impl Table {
     }
 }
 
+/// The start time of `pid` (clock ticks after boot), zombie or not; `None`
+/// once it is gone, and without `/proc`.
+pub fn start_of(pid: Pid) -> Option<u64> {
+    stat(pid.as_raw()).map(|s| s.start)
+}
+
 /// The process group of `pid`, if it runs.
 pub fn group_of(pid: Pid) -> Option<i32> {
     stat(pid.as_raw()).map(|s| s.pgid)
