@@ -47,6 +47,9 @@ use checks::CheckSpec;
 use flags::{ListenAddr, Probe, RestartWhen};
 use supervisor::{Parts, Supervisor};
 
+/// The component that supervises the program.
+const PROGRAM: &str = "program";
+
 /// Runs `lameduck run`: the exit code, or an error for a usage problem.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     output::init(args.output);
@@ -137,6 +140,7 @@ async fn supervise(
             fails_before_passing: live,
         })
     };
+    let (restart_decisions, restarts) = supervisor::restart_decisions(PROGRAM);
     let sup = Supervisor::new(Parts {
         launch: instance::Launch {
             program: program.clone(),
@@ -167,6 +171,7 @@ async fn supervise(
         restart_timeout: args.restart_timeout,
         shutdown_timeout: timeline.shutdown_timeout,
         hard_timeout: timeline.hard_timeout,
+        restarts,
     });
     let policy = RestartPolicy::new(match args.restart {
         RestartWhen::Always => Restart::Permanent,
@@ -198,17 +203,16 @@ async fn supervise(
         .budget(budget)
         .metrics(&metrics)
         .handle_signals(false)
-        .observer(traffic::drain_start(&watch, &timeline));
+        .observer(traffic::drain_start(&watch, &timeline))
+        .observer(restart_decisions);
     if let Some(path) = &args.flight_record {
         app = app.flight_record(path);
     }
     let app = app
         .upgrade(upgrade)
         .component(
-            Component::new("program", move |ctx| {
-                program::run(component_sup.clone(), ctx)
-            })
-            .restart(policy),
+            Component::new(PROGRAM, move |ctx| program::run(component_sup.clone(), ctx))
+                .restart(policy),
         )
         .build();
     let app = match app {

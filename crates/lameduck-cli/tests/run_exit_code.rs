@@ -210,36 +210,43 @@ fn the_program_s_exit_is_logged_when_it_exits_not_when_its_group_is_killed() {
 /// leaves the program's group (`setsid`) and, with `ignore` set, ignores
 /// `SIGTERM`, then exits by itself with `code` once that process is in
 /// place (it says so through a FIFO, with its pid): the run to its end, and
-/// that process's pid.
+/// that process's pid. With `--restart never`, or `restart` instead.
 #[track_caller]
 fn leaves_a_process(name: &str, ignore: bool, code: i32) -> (Ended, Running, i32) {
+    leaves_a_process_with(name, ignore, code, &["--restart", "never"])
+}
+
+#[track_caller]
+fn leaves_a_process_with(
+    name: &str,
+    ignore: bool,
+    code: i32,
+    restart: &[&str],
+) -> (Ended, Running, i32) {
     let dir = Scratch::new(name);
     let path = dir.path("record.json");
     let fifo = dir.path("placed");
     let pid_file = dir.path("left.pid");
     nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::S_IRWXU).unwrap();
     let trap = if ignore { "trap '' TERM; " } else { "" };
+    // The program exits once that process is `sleep 302` (it wrote its pid
+    // before its exec): the name lameduck finds for it is that one.
     let script = format!(
-        "setsid sh -c \"{trap}echo \\$\\$ > {fifo}; exec sleep 302\" & read left < {fifo}; echo $left > {pid_file}; exit {code}",
+        "setsid sh -c \"{trap}echo \\$\\$ > {fifo}; exec sleep 302\" & read left < {fifo}; \
+         i=0; while [ \"$(cat /proc/$left/comm 2>/dev/null)\" != sleep ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; \
+         echo $left > {pid_file}; exit {code}",
         fifo = fifo.display(),
         pid_file = pid_file.display(),
     );
-    let mut run = Running::start(&[
-        "--admin",
-        "none",
-        "--restart",
-        "never",
-        "--flight-record",
-        path.to_str().unwrap(),
-        "--shutdown-timeout",
-        "1s",
-        "--hard-timeout",
-        "500ms",
-        "--",
-        "sh",
-        "-c",
-        &script,
-    ]);
+    let args = [
+        &["--admin", "none"][..],
+        restart,
+        &["--flight-record", path.to_str().unwrap()],
+        &["--shutdown-timeout", "1s", "--hard-timeout", "500ms"],
+        &["--", "sh", "-c", &script],
+    ]
+    .concat();
+    let mut run = Running::start(&args);
     let said = ended(&mut run, &path);
     let left = until_file(&pid_file).trim().parse().unwrap();
     (said, run, left)
@@ -264,6 +271,42 @@ fn a_process_killed_after_the_program_exited_by_itself_is_reported_and_exits_3()
     assert!(!alive(left), "the process left running was killed");
 }
 
+/// The program crashes for the last time (lameduck gives up restarting it)
+/// and leaves a process that ignores the stop signal: it is the shutdown's
+/// to wait for, as on every other way a program ends for good — the
+/// shutdown timeout, the process named in the report and the flight record
+/// as ended by the shutdown — where lameduck killed it unreported after
+/// the hard timeout, with only a warning. The program's own code stands
+/// (it outranks a passed deadline).
+#[test]
+fn what_the_last_crash_before_giving_up_left_running_is_the_shutdown_s_work() {
+    let restart = [
+        "--restart",
+        "on-failure",
+        "--max-restarts",
+        "0",
+        "--drain-delay",
+        "0s",
+    ];
+    let (said, run, left) = leaves_a_process_with("crash-last-left-killed", true, 4, &restart);
+    said.says(4, "program exited with 4", &run.log());
+    let log = run.log();
+    assert!(log.contains("giving up"), "{log}");
+    let named = format!("pid {left}: sleep 302");
+    assert!(log.contains(&named), "the report names it: {log}");
+    assert!(
+        said.rendered.contains(&named) && said.rendered.contains("ended by the shutdown"),
+        "{}",
+        said.rendered
+    );
+    assert!(
+        log.contains("did not stop within the shutdown timeout"),
+        "{log}"
+    );
+    assert!(!log.contains("outlived their grace"), "{log}");
+    assert!(!alive(left), "the process left running was killed");
+}
+
 /// What a program that exits by itself leaves running, and what stops on
 /// the stop signal, costs it nothing: the program's own code stands.
 #[test]
@@ -285,8 +328,12 @@ fn a_process_killed_after_the_program_exited_during_the_drain_is_reported_and_ex
     let go = dir.path("go");
     let pid_file = dir.path("left.pid");
     nix::unistd::mkfifo(&go, nix::sys::stat::Mode::S_IRWXU).unwrap();
+    // Ready once that process is `sleep 302` (it writes its pid before its
+    // exec): the name lameduck finds for it as the drain begins is that one.
     let script = format!(
-        "setsid sh -c \"trap '' TERM; echo \\$\\$ > {pid_file}; touch {{ready}}; exec sleep 302\" & read go < {go}; exit 0",
+        "setsid sh -c \"trap '' TERM; echo \\$\\$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 302\" & \
+         i=0; while [ \"$(cat /proc/$(cat {pid_file} 2>/dev/null)/comm 2>/dev/null)\" != sleep ] && [ $i -lt 2000 ]; do sleep 0.01; i=$((i+1)); done; \
+         touch {{ready}}; read go < {go}; exit 0",
         go = go.display(),
         pid_file = pid_file.display(),
     );

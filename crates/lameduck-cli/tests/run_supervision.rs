@@ -222,22 +222,27 @@ fn a_program_takes_its_socket_from_lameduck_and_sighup_restarts_it_without_refus
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
 
-#[test]
-fn a_restart_whose_new_instance_fails_keeps_the_old_one_serving() {
-    let dir = Scratch::new("rollback");
+/// A run whose first instance serves (and says so with a file of its own)
+/// and whose every later one exits 9 at once, sent `SIGHUP`: the run, its
+/// first instance's pid, and the `restart failed` event.
+fn a_failing_restart(dir: &Scratch) -> (Running, i64, serde_json::Value) {
     let marker = dir.path("started-once");
-    // The first instance serves (and says so with a file of its own); every
-    // later one exits at once.
     let script = format!(
         "if [ -e {m} ]; then exit 9; fi; touch {m} {d}/ready.$$; trap 'exit 0' TERM; while :; do sleep 0.05; done",
         m = marker.display(),
         d = dir.0.display()
     );
     // The check names the instance it checks.
-    let (mut run, first) = start_ready_per_instance(&dir, "ready", &[], &script);
+    let (run, first) = start_ready_per_instance(dir, "ready", &[], &script);
     run.event("phase changed", |v| v["phase"] == "running");
     run.signal(Signal::SIGHUP);
     let failed = run.event("restart failed", |_| true);
+    (run, first, failed)
+}
+
+#[test]
+fn a_restart_whose_new_instance_fails_keeps_the_old_one_serving() {
+    let (mut run, first, failed) = a_failing_restart(&Scratch::new("rollback"));
     assert!(
         failed["reason"].as_str().unwrap().contains("exit code 9"),
         "{failed}"
@@ -245,6 +250,24 @@ fn a_restart_whose_new_instance_fails_keeps_the_old_one_serving() {
     assert!(alive(first as i32), "the old instance serves on");
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
+}
+
+/// A restart whose new instance fails is one failure, logged once, with
+/// what `lameduck run` knows of it (`restart failed`, the reason), where the
+/// library said it a second time (`upgrade in place failed`).
+#[test]
+fn a_failed_restart_is_logged_once() {
+    let (mut run, _, failed) = a_failing_restart(&Scratch::new("failed-once"));
+    assert_eq!(failed["level"], "ERROR", "{failed}");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
+    let log = run.log();
+    let told: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("exited before it was ready"))
+        .collect();
+    assert_eq!(told.len(), 1, "{log}");
+    assert!(!log.contains("upgrade in place failed"), "{log}");
 }
 
 /// A shutdown that begins while a restart's new instance is not ready yet
@@ -300,16 +323,6 @@ fn zombies_are_reaped_as_pid_1_of_a_pid_namespace() {
     assert_eq!(run.wait(), Some(0), "{}", run.log());
 }
 
-/// One command on the control socket, its one-line answer.
-fn control(path: &std::path::Path, command: &str) -> String {
-    use std::io::Read;
-    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
-    s.write_all(format!("{command}\n").as_bytes()).unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    answer
-}
-
 /// `lameduck run --control-socket SOCKET -- PROGRAM…`, without a drain.
 fn with_control_socket(socket: &std::path::Path, program: &[&str]) -> Running {
     let mut args = vec![
@@ -337,10 +350,12 @@ fn upgrade_on_the_control_socket_restarts_the_program_and_answers_with_its_pid()
             "trap 'exit 0' TERM; while :; do sleep 0.05; done",
         ],
     );
+    // Bound as lameduck starts, before the program is.
+    run.event("control socket listening", |_| true);
     let first = run.event("program started", |_| true)["pid"]
         .as_i64()
         .unwrap();
-    run.event("control socket listening", |_| true);
+    run.event("phase changed", |v| v["phase"] == "running");
     let answer = control(&socket, "upgrade");
     let second = run.event("program started", |_| true)["pid"]
         .as_i64()
@@ -648,4 +663,43 @@ fn a_crash_restart_stops_what_the_crashed_instance_left_outside_its_group() {
     run.signal(Signal::SIGTERM);
     assert_eq!(run.wait(), Some(0), "{}", run.log());
     assert!(!alive(new_child));
+}
+
+/// A crashed instance leaves a process that ignores the stop signal, and
+/// the restart policy starts the program again: the process is killed once
+/// the hard timeout has passed since the crash, before the next instance
+/// starts (the restart's rule, decided by the library once the crashed run
+/// returned), not left for a shutdown that never comes.
+#[test]
+fn a_crash_restart_kills_a_stubborn_leftover_at_the_hard_timeout_before_starting_again() {
+    let dir = Scratch::new("crash-stubborn");
+    let marker = dir.path("crashed-once");
+    let left_file = dir.path("left.pid");
+    let script = format!(
+        "if [ -e {m} ]; then touch {d}/ready.$$; trap 'exit 0' TERM; while :; do sleep 0.05; done; fi; \
+         setsid sh -c \"trap '' TERM; echo \\$\\$ > {l}.tmp; mv {l}.tmp {l}; exec sleep 303\" & \
+         i=0; while [ ! -e {l} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done; touch {m}; exit 1",
+        m = marker.display(),
+        d = dir.0.display(),
+        l = left_file.display(),
+    );
+    let (mut run, _) = start_ready_per_instance(
+        &dir,
+        "ready",
+        &["--restart-delay", "1ms", "--hard-timeout", "300ms"],
+        &script,
+    );
+    let left: i32 = until_file(&left_file).trim().parse().unwrap();
+    run.event("did not stop within the hard timeout", |v| {
+        v["level"] == "WARN"
+    });
+    run.event("program started", |_| true);
+    assert!(
+        !alive(left),
+        "the crashed instance's leftover outlived its restart: {}",
+        run.log()
+    );
+    run.event("phase changed", |v| v["phase"] == "running");
+    run.signal(Signal::SIGTERM);
+    assert_eq!(run.wait(), Some(0), "{}", run.log());
 }

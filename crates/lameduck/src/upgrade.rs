@@ -272,12 +272,14 @@ impl Upgrade {
     }
 
     /// Serves a control socket at `path` (a Unix socket, mode 0600, owner
-    /// only) while Running. One command per connection, one line each way:
+    /// only): from the app's start (a process not started by an upgrade)
+    /// or from its parent's commit (a new process of an upgrade) until it
+    /// exits. One command per connection, one line each way:
     ///
     /// | request | answer |
     /// |---|---|
-    /// | `upgrade` | `ok <new pid>` once the new process is ready, `busy`, or `error <why>` |
-    /// | `status` | `ok <phase> pid <pid>` |
+    /// | `upgrade` | `ok <new pid>` once the new process is ready, `busy`, or `error <why>` (while the app is starting: `error the app is still starting …`, [`UpgradeErrorKind::NotRunning`]) |
+    /// | `status` | `ok <phase> pid <pid>`: `ok starting pid <pid>` until every component is ready, so that a monitor tells a service that starts from one that does not run |
     /// | `reload` | [`AppHandle::reload`](crate::AppHandle::reload): `ok reloaded <component> …` (or `ok nothing to reload`), or `error reload failed: <component>: <why>`, the old configuration kept |
     /// | anything else | `error …` |
     ///
@@ -357,11 +359,15 @@ impl Upgrade {
     /// when the app begins shutting down. `lameduck run` restarts its
     /// program this way.
     ///
-    /// An error from `replace` is a failed upgrade, logged as an error,
-    /// unless the app began shutting down meanwhile: then it is an
-    /// abandonment ([`UpgradeErrorKind::Abandoned`] for whoever asked),
-    /// not a failure, logged at debug level only — `replace` knows what it
-    /// gave up, and says it.
+    /// An error from `replace` is a failed upgrade
+    /// ([`UpgradeErrorKind::Exited`] for whoever asked, `error <why>` on
+    /// the control socket, an `UpgradeFailed` event for the observers, the
+    /// metrics and the flight record), unless the app began shutting down
+    /// meanwhile: then it is an abandonment ([`UpgradeErrorKind::Abandoned`]),
+    /// not a failure. Either way the app logs it at debug level only:
+    /// `replace` knows what failed or what it gave up (which instance, how
+    /// it ended), and logs it once, at the level it deserves — a failure
+    /// as an error.
     pub fn in_place<F, Fut>(mut self, replace: F) -> Self
     where
         F: Fn() -> Fut + Send + Sync + 'static,

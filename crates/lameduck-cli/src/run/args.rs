@@ -86,6 +86,9 @@ controlling terminal, and it is gone) stops instead, as SIGTERM does.
 Crashes: --restart on-failure (the default), always or never, with
 exponential backoff and jitter; more than --max-restarts within
 --restart-window and lameduck exits with the program's last exit code.
+What a crashed instance left running gets the stop signal; SIGKILL after
+--hard-timeout before the program starts again, or, after the last crash,
+at the shutdown timeout, named in the report, as for any shutdown.
 
 lameduck's own events go to stderr: lines prefixed `lameduck[PID]:` on a
 terminal, JSON lines otherwise (--output).
@@ -272,11 +275,13 @@ pub struct Args {
     )]
     pub(super) restart_timeout: Duration,
 
-    /// Serve a control socket (mode 0600, owner only) that takes `upgrade`
-    /// (a zero-downtime restart; answers `ok PID` with the new instance's
-    /// pid, `busy` while one is under way, or `error WHY`) and `status`
-    /// (`ok PHASE pid PID`, lameduck's own pid); `reload` is answered with
-    /// an error (lameduck run has nothing to reload: `upgrade` restarts)
+    /// Serve a control socket (mode 0600, owner only), from lameduck's
+    /// start, that takes `upgrade` (a zero-downtime restart; answers `ok
+    /// PID` with the new instance's pid, `busy` while one is under way, or
+    /// `error WHY`, also while the program starts) and `status` (`ok PHASE
+    /// pid PID`, lameduck's own pid: `ok starting …` until the program is
+    /// ready); `reload` is answered with an error (lameduck run has nothing
+    /// to reload: `upgrade` restarts)
     #[arg(long, value_name = "PATH")]
     pub(super) control_socket: Option<std::path::PathBuf>,
 

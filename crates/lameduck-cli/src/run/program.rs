@@ -38,7 +38,14 @@ pub async fn run(sup: Arc<Supervisor>, ctx: Context) -> Result<(), BoxError> {
     // configuration again; lameduck run restarts the program instead, and
     // an `ok` would look like a reload done.
     ctx.on_reload(|| Err(NOTHING_TO_RELOAD.into()));
+    // After a crash: once what the crashed instance left running is gone
+    // (`stop::leftovers`).
+    drop(sup.leftovers.lock().await);
     let mut commands = sup.commands.lock().await;
+    if ctx.is_draining() {
+        // The shutdown began while it waited: nothing to start.
+        return Ok(());
+    }
     // Requests made while the program was down are stale.
     while let Ok(cmd) = commands.try_recv() {
         if let Command::Restart(reply) = cmd {
@@ -159,7 +166,7 @@ async fn changed(check: &mut Check) -> State {
 async fn exited(
     sup: &Arc<Supervisor>,
     ctx: &Context,
-    mut cur: Instance,
+    cur: Instance,
     ended: Ended,
     (stopping_with, told): (Option<Signal>, Told),
     tree: Tree,
@@ -179,25 +186,12 @@ async fn exited(
     let left = sup.known.look(cur.pid());
     if cur.group_alive() || !left.is_empty() {
         tracing::info!(target: "lameduck::run", pid, pids = ?left.iter().map(|p| p.pid.as_raw()).collect::<Vec<_>>(), "stopping what the program left running");
-        if shutting_down || !sup.restarts_after(failed) {
-            // The program's last run: the shutdown waits for them, names
-            // them, and kills them at its deadline, as at a SIGTERM.
-            super::stop::leftovers(sup, ctx, cur, (tree, &left), told);
-        } else {
-            // Before the program is started again: a crashed instance
-            // serves no more.
-            tree.clear();
-            sup.known
-                .stop(
-                    &mut cur,
-                    sup.stop_signal,
-                    sup.hard_timeout,
-                    &sup.reaper,
-                    &told,
-                )
-                .await;
-            sup.forget(cur.pid());
-        }
+        // The program's last run, or maybe its last (the restart policy
+        // decides once this run returns): the shutdown waits for them,
+        // names them, and kills them at its deadline, as at a SIGTERM.
+        // Restarted, they are stopped before it starts again.
+        let crashed = !shutting_down && sup.restarts_after(failed);
+        super::stop::leftovers(sup, ctx, cur, (tree, &left), told, crashed);
     } else {
         tree.clear();
         sup.forget(cur.pid());

@@ -49,6 +49,15 @@ pub struct Supervisor {
     /// a restart), and the hard timeout (for leftovers and failed starts).
     pub(super) shutdown_timeout: Duration,
     pub(super) hard_timeout: Duration,
+    /// The library's restart decisions: the number of restarts, changed
+    /// as the restart policy decides to start the program again
+    /// ([`restart_decisions`]). A crashed run's leftovers are stopped by
+    /// the restart's rules once it changes, by the shutdown's if the
+    /// shutdown begins instead.
+    pub(super) restarts: watch::Receiver<u32>,
+    /// Held while what a crashed instance left running is stopped: the
+    /// next run starts the program only once it is free.
+    pub(super) leftovers: Arc<tokio::sync::Mutex<()>>,
     pub(super) commands_tx: mpsc::UnboundedSender<Command>,
     pub(super) commands: tokio::sync::Mutex<mpsc::UnboundedReceiver<Command>>,
     pub(super) systemd: Option<Notifier>,
@@ -86,6 +95,7 @@ pub struct Parts {
     pub restart_timeout: Duration,
     pub shutdown_timeout: Duration,
     pub hard_timeout: Duration,
+    pub restarts: watch::Receiver<u32>,
 }
 
 impl Supervisor {
@@ -104,6 +114,8 @@ impl Supervisor {
             restart_timeout: parts.restart_timeout,
             shutdown_timeout: parts.shutdown_timeout,
             hard_timeout: parts.hard_timeout,
+            restarts: parts.restarts,
+            leftovers: Arc::default(),
             commands_tx: tx,
             commands: tokio::sync::Mutex::new(rx),
             systemd,
@@ -261,4 +273,27 @@ impl Supervisor {
             }
         }
     }
+}
+
+/// The restart decisions of the library's policy for the component named
+/// `component`: an observer for the app, and the receiver for
+/// [`Parts::restarts`]. The observer hears the decision as the library
+/// makes it, before the next run exists (a run cannot tell whether it is
+/// the last: the restart intensity is the library's).
+pub fn restart_decisions(
+    component: &'static str,
+) -> (impl lameduck::observe::Observer, watch::Receiver<u32>) {
+    let (tx, rx) = watch::channel(0);
+    let observer = move |event: &lameduck::observe::Event<'_>| {
+        if let lameduck::observe::Event::ComponentRestarting {
+            component: name,
+            restarts,
+            ..
+        } = event
+            && *name == component
+        {
+            tx.send_replace(*restarts);
+        }
+    };
+    (observer, rx)
 }

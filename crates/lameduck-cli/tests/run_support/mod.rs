@@ -19,6 +19,15 @@ use serde_json::Value;
 /// The bound on every wait: generous, since a failing test waits for it.
 pub const WAIT: Duration = Duration::from_secs(20);
 
+/// One command on the control socket at `path`, its one-line answer.
+pub fn control(path: &Path, command: &str) -> String {
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    s.write_all(format!("{command}\n").as_bytes()).unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    answer
+}
+
 /// The directory of the programs the tests run.
 pub fn programs() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs")

@@ -1,10 +1,11 @@
 //! What says which process serves: the PID file and the control socket's
 //! path. One process owns them at a time.
 //!
-//! A process that starts on its own takes them as it enters Running. A new
-//! process of an upgrade binds its control socket under a temporary name
-//! before it reports ready, and takes the PID file and the path only after
-//! its parent committed to it. The old process, after a rollback, checks
+//! A process that starts on its own serves its control socket at once (so
+//! that `status` answers `starting` while it starts) and writes the PID file
+//! as it enters Running. A new process of an upgrade binds its control
+//! socket under a temporary name before it reports ready, and takes the PID
+//! file and the path only after its parent committed to it. The old process, after a rollback, checks
 //! both and takes back whatever is not its own.
 
 use std::path::{Path, PathBuf};
@@ -68,15 +69,37 @@ impl Owned {
         Ok(())
     }
 
-    /// Takes the PID file and the control socket's path: this process
-    /// serves now.
+    /// (A process not started by an upgrade, as it starts.) Takes the
+    /// control socket's path at once: a monitor asking `status` while the
+    /// app starts hears `starting`, not "no such file". The PID file waits
+    /// for Running ([`take_over`](Self::take_over)).
+    ///
+    /// # Errors
+    ///
+    /// What to say when the socket cannot be set up.
+    pub(crate) fn serve_at_start(&mut self, app: &AppHandle) -> Result<(), String> {
+        let Some(path) = self.control_path.clone() else {
+            return Ok(());
+        };
+        self.prepare()?;
+        // Checked at build; checked again now, the moment before the
+        // rename: another instance may have started meanwhile.
+        super::paths::control_free(&path, None)?;
+        self.place(app)
+    }
+
+    /// Takes the PID file and the control socket's path (unless it serves
+    /// it already, since its start): this process serves now.
     ///
     /// # Errors
     ///
     /// What to say when either cannot be set up.
     pub(crate) fn take_over(&mut self, app: &AppHandle) -> Result<(), String> {
-        self.prepare()?;
-        if let Some(path) = &self.control_path {
+        let placed = self.control.is_some();
+        if !placed {
+            self.prepare()?;
+        }
+        if let Some(path) = self.control_path.as_ref().filter(|_| !placed) {
             // Checked at build; checked again now, the moment before the
             // rename: another instance may have started meanwhile. A new
             // process of an upgrade finds its parent's socket there.
@@ -87,6 +110,9 @@ impl Owned {
             pidfile::write(path, std::process::id())
                 .map_err(|e| format!("cannot write the PID file {}: {e}", path.display()))?;
             leftovers::own_pid_file(path);
+        }
+        if placed {
+            return Ok(());
         }
         if self.control_path.is_some() {
             fault_point("control-socket");

@@ -105,6 +105,16 @@ impl Drop for Upgrades {
 
 impl Driver {
     pub(super) fn upgrades_start(&mut self) {
+        // A first start serves its control socket from now on, so that
+        // `status` tells "starting" from "not running"; a new process of an
+        // upgrade takes the path only once its parent committed to it.
+        if self.upgrades.start == Start::Own
+            && let Err(why) = self.upgrades.owned.serve_at_start(&self.handle)
+        {
+            tracing::error!(target: "lameduck::upgrade", error = %why, "cannot start");
+            self.status = self.status.worst(crate::ExitStatus::InvalidConfig);
+            self.trigger(crate::ShutdownReason::Requested(why.into()));
+        }
         if self.upgrades.config.enabled && self.upgrades.config.on_sighup && self.handle_signals {
             match crate::app::signals::hangups(self.handle.clone()) {
                 Ok(task) => self.upgrades.hangups = Some(task),
@@ -192,6 +202,15 @@ impl Driver {
             );
         }
         let phase = self.handle.phase();
+        if self.trigger.is_none() && phase == Phase::Starting {
+            return refuse(
+                req,
+                UpgradeError::new(
+                    UpgradeErrorKind::NotRunning,
+                    "the app is still starting (not ready yet): an upgrade can begin once it runs (`status` answers `ok running`)",
+                ),
+            );
+        }
         if self.trigger.is_some() || phase != Phase::Running {
             return refuse(
                 req,

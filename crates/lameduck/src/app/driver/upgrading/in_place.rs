@@ -59,8 +59,11 @@ impl Driver {
                     &Err(UpgradeError::new(UpgradeErrorKind::Abandoned, why)),
                 );
             }
+            // A failure: `replace` knows which instance failed and how,
+            // and logs it (`lameduck run`'s `restart failed`); said again
+            // here as an error, one failure read as two.
             Err(why) => {
-                tracing::error!(target: "lameduck::upgrade", app = %app, error = %why, "upgrade in place failed");
+                tracing::debug!(target: "lameduck::upgrade", app = %app, error = %why, took_ms = took.as_millis() as u64, "upgrade in place failed");
                 self.publish(&crate::observe::Event::UpgradeFailed { error: &why });
                 answer(
                     done.waiters,

@@ -38,8 +38,9 @@ impl Driver {
     /// Whether this app may enter Running, as far as upgrades go. A process
     /// started by an upgrade first reports ready, then waits for its
     /// parent's commit: until then it changes nothing the parent owns. Any
-    /// process takes the PID file and the control socket just before it
-    /// runs.
+    /// process takes the PID file just before it runs, and the control
+    /// socket too unless it serves it already (a first start, from its
+    /// start).
     pub(in crate::app::driver) fn upgrades_may_run(&mut self) -> bool {
         match self.upgrades.start {
             Start::Taken => true,
