@@ -328,6 +328,24 @@ pub fn until_file(path: &Path) -> String {
     }
 }
 
+/// Reads a flight record once lameduck has exited.
+pub fn record(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the flight record was written");
+    serde_json::from_str(&text).expect("the flight record is JSON")
+}
+
+/// The work in the record's inventory taken at `at`.
+#[track_caller]
+pub fn inventory_work<'a>(rec: &'a Value, at: &str) -> &'a [Value] {
+    let inventory = rec["inventories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["at"] == at)
+        .unwrap_or_else(|| panic!("no inventory at {at}: {rec}"));
+    inventory["work"].as_array().unwrap()
+}
+
 /// Whether `python3` can be run.
 pub fn has_python() -> bool {
     Command::new("python3")
