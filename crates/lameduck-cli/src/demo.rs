@@ -255,6 +255,14 @@ async fn serve(
     admin: TcpListener,
 ) -> anyhow::Result<ExitCode> {
     let budget = args.phases.apply(Budget::default());
+    // The drain window is the flags' alone, so its error can name them; the
+    // arithmetic waits for the app, which adds its components' closes.
+    if let Err(err) = crate::phases::check(&budget)
+        && err.kind() == lameduck::BudgetErrorKind::DrainWindow
+    {
+        say!("lameduck: error: invalid configuration: {err}");
+        return Ok(lameduck::ExitStatus::InvalidConfig.into());
+    }
 
     let addr = http.local_addr().context("reading the bound address")?;
     let admin_addr = admin

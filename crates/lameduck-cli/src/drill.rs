@@ -41,6 +41,12 @@ Examples:
   lameduck drill --url http://127.0.0.1:8080/ \\
       --signal none --rate 500 --json - -- ./server
 
+Exit status:
+  0   the verdict passed
+  1   the verdict failed: every failed condition is named in the output
+  2   usage or setup error: a bad flag or value, the server did not start or
+      was never ready, a host did not resolve, Ctrl+C
+
 ", crate::duration::duration_syntax!()))]
 pub struct Args {
     // Boxed: the flags are many, and `main`'s command enum holds one of these.
@@ -72,7 +78,9 @@ pub struct Flags {
     demo: bool,
 
     /// Attach to this running server instead of spawning `-- CMD`
-    #[arg(long, value_name = "PID", conflicts_with = "command")]
+    // 0 is no process: kill(0, …) would signal the drill's own group.
+    #[arg(long, value_name = "PID", conflicts_with = "command",
+          value_parser = clap::value_parser!(u32).range(1..=i64::from(i32::MAX)))]
     pid: Option<u32>,
 
     /// Read the PID to signal from this file, afresh at every signal

@@ -25,6 +25,7 @@ mod phases;
 mod plan;
 mod report;
 mod run;
+mod signal;
 mod terminal;
 
 /// The exit codes of every subcommand, and of services built on the library:

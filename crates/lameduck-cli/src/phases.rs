@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use lameduck::Budget;
+use lameduck::{Budget, BudgetError, Timeline};
 
 use crate::duration::parse_duration;
 
@@ -36,7 +36,8 @@ pub struct PhaseFlags {
 
     /// The drain ends once no request has arrived for this long (more at
     /// low traffic: four times the longest gap seen before the signal), at
-    /// least 100ms [default: 1s]
+    /// least 100ms, shorter than the longest drain [default: 1s, or half
+    /// the longest drain if that is shorter]
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, allow_hyphen_values = true)]
     pub drain_quiet: Option<Duration>,
 
@@ -91,4 +92,17 @@ impl PhaseFlags {
         }
         .apply(budget)
     }
+}
+
+/// Checks `budget` like [`Budget::check`], with an error that names the
+/// command-line flags (`--drain-quiet`) rather than the library's settings
+/// (`drain_quiet`): the user typed the flags.
+pub fn check(budget: &Budget) -> Result<Timeline, BudgetError> {
+    budget.check().map_err(|err| err.with_setting_names(flag))
+}
+
+/// The flag that sets the library's `setting`: `drain_quiet` is
+/// `--drain-quiet`.
+fn flag(setting: &'static str) -> String {
+    format!("--{}", setting.replace('_', "-"))
 }

@@ -34,8 +34,9 @@ default 30s; systemd TimeoutStopSec). lameduck splits it into phases, in order:
 
   draining       unready but still serving while load balancers and endpoints
                  catch up: from --drain-min (0s) to --drain-max (5s), ending
-                 once no request arrived for --drain-quiet (1s, more at low
-                 traffic); --drain-delay fixes it          (--drain-max)
+                 once no request arrived for --drain-quiet (1s, or half of
+                 --drain-max if shorter; more at low traffic); --drain-delay
+                 fixes it                                  (--drain-max)
   stopping       listeners closed; in-flight work finishes  (--shutdown-timeout)
   cancelling     work that got its cancel signal winds down    (--hard-timeout)
   closing        each resource closes in turn, with its own timeout   (--close)
@@ -210,16 +211,12 @@ impl Config {
 /// Runs `lameduck plan`.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let config = Config::new(args)?;
-    let mut checked = config.budget.clone().check();
+    let mut checked = crate::phases::check(&config.budget);
     if let (DrainIn::Prestop, Ok(timeline)) = (config.drain_in, &checked)
         && timeline.is_adaptive()
     {
         // The preStop sleep lasts drain_max whatever the traffic does.
-        checked = config
-            .budget
-            .clone()
-            .drain_delay(timeline.drain_max())
-            .check();
+        checked = crate::phases::check(&config.budget.clone().drain_delay(timeline.drain_max()));
     }
     let timeline = match checked {
         Ok(timeline) => timeline,

@@ -59,7 +59,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
     }
     let mut budget = args.phases.apply(Budget::default());
-    let mut timeline = match budget.check() {
+    let mut timeline = match crate::phases::check(&budget) {
         Ok(t) => t,
         Err(err) => {
             say!("lameduck: error: {err}");

@@ -191,15 +191,30 @@ fn drill_refuses_a_pid_file_that_names_no_running_process_before_the_load() {
     let dead = dir.path("dead.pid");
     std::fs::write(&dead, format!("{gone_pid}\n")).expect("write");
     let missing = dir.path("missing.pid");
+    let zero = dir.path("zero.pid");
+    std::fs::write(&zero, "0\n").expect("write");
+    // A file that is no PID file: never dumped into the error.
+    let status = std::path::PathBuf::from("/proc/self/status");
     let json = dir.path("report.json");
     // No server listens on port 9: a drill that waited for readiness
     // would say so, after --ready-timeout, instead.
     for (path, says) in [
         (&missing, "cannot read it".to_string()),
-        (&garbage, "it holds \"not a pid\", not a PID".to_string()),
+        (
+            &garbage,
+            "it holds no process id: it begins \"not a pid\"\n".to_string(),
+        ),
         (
             &dead,
             format!("it names pid {gone_pid}, which is not running"),
+        ),
+        (
+            &zero,
+            "it holds 0, which is not a process id (they start at 1)\n".to_string(),
+        ),
+        (
+            &status,
+            "it holds no process id: it begins \"Name:\\tlameduck\" (cut)\n".to_string(),
         ),
     ] {
         let path = path.to_str().expect("UTF-8");
@@ -221,7 +236,11 @@ fn drill_refuses_a_pid_file_that_names_no_running_process_before_the_load() {
             out.stderr
         );
         assert!(!json.exists(), "{args:?}: the drill ran");
+        assert!(!out.stderr.contains("Umask"), "{args:?}: {}", out.stderr);
     }
+    let out = lameduck(&["drill", "--url", "http://127.0.0.1:9/", "--pid", "0"]);
+    assert_eq!(out.code, Some(2), "{}", out.stderr);
+    assert!(out.stderr.contains("'--pid <PID>'"), "{}", out.stderr);
 }
 
 /// A server the drill starts may write the PID file as it starts: the check

@@ -35,6 +35,30 @@ fn a_budget_that_does_not_fit_exits_78_in_plan_and_demo_as_in_the_library() {
 }
 
 #[test]
+fn a_drain_window_error_names_the_flags_typed_in_plan_run_and_demo() {
+    let window = ["--drain-max", "2s", "--drain-quiet", "3s"];
+    let addrs = ["--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
+    let run_argv = [&["run"][..], &window, &["--", "true"]].concat();
+    let demo_argv = [&["demo"][..], &addrs, &window].concat();
+    let plan_argv = [&["plan"][..], &window].concat();
+    for argv in [plan_argv, run_argv, demo_argv] {
+        let out = run(&argv);
+        out.assert_code(78);
+        assert!(
+            out.stderr
+                .contains("--drain-quiet 3s conflicts with --drain-max 2s"),
+            "{argv:?}: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("drain_quiet") && !out.stderr.contains("drain_max"),
+            "{argv:?}: {}",
+            out.stderr
+        );
+    }
+}
+
+#[test]
 fn a_negative_duration_exits_2_saying_it_is_negative() {
     for argv in [
         ["demo", "--drain-delay", "-1s"],

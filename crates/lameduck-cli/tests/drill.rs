@@ -887,7 +887,7 @@ fn attaching_by_pid_signals_a_server_the_drill_did_not_start() {
 #[test]
 fn usage_errors_exit_with_2_and_say_why() {
     let lameduck = env!("CARGO_BIN_EXE_lameduck");
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
         (
             &["drill", "--url", "https://127.0.0.1:1/"],
             "needs --cacert FILE (the CA that signed the server's certificate) or --insecure",
@@ -924,6 +924,20 @@ fn usage_errors_exit_with_2_and_say_why() {
                 "1",
             ],
             "unknown signal",
+        ),
+        (
+            &[
+                "drill",
+                "--url",
+                "http://127.0.0.1:1/",
+                "--signal",
+                "0",
+                "--pid",
+                "1",
+            ],
+            // A number that names no signal is not told to give a number.
+            "--signal 0: 0 is not a signal (kill -0 only checks that a process exists); \
+             expected a signal name, e.g. TERM, HUP, INT, QUIT, USR1, USR2, or none\n",
         ),
         (
             &[

@@ -21,6 +21,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 struct Run {
     code: Option<i32>,
     report: Report,
+    stdout: String,
     context: String,
 }
 
@@ -59,6 +60,7 @@ fn drill(dir: &Path, work_ms: u32, drill_args: &[&str], demo_args: &[&str]) -> R
     Run {
         code: output.status.code(),
         report,
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
         context,
     }
 }
@@ -70,6 +72,7 @@ fn drill_against_the_demo_passes_with_every_request_accounted_for() {
         code,
         report,
         context,
+        ..
     } = drill(
         &dir,
         20,
@@ -185,4 +188,106 @@ fn a_restart_drill_with_a_pid_file_leaves_no_pid_file_naming_a_dead_process() {
     // The successor, stopped at the end, drained and exited, and removed
     // the PID file that named it.
     assert_eq!(left, None, "the PID file outlived the drill\n{context}");
+}
+
+#[test]
+fn a_restart_drill_that_ends_mid_handover_waits_for_it_instead_of_stopping_the_successor() {
+    let dir = scratch_dir("mid-handover");
+    let run = drill(
+        &dir,
+        10,
+        // The load ends soon after the successor takes over, while the old
+        // process still stands ready to take the service back (it does for
+        // a second after the handover): the cleanup comes mid-handover.
+        &[
+            "--signal",
+            "HUP",
+            "--expect",
+            "restart",
+            "--concurrency",
+            "4",
+            "--at",
+            "500ms",
+            "--duration",
+            "700ms",
+        ],
+        &["--drain-delay", "1s"],
+    );
+    let log = std::fs::read_to_string(dir.join("demo.log")).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    let (report, context) = (&run.report, &run.context);
+    let restart = report.events.restarts.first().expect("a restart");
+    let (old, new) = (
+        restart.pid.expect("the signalled process"),
+        restart.new_pid.expect("a successor"),
+    );
+    let exit_of = |pid: u32| {
+        report
+            .events
+            .exits
+            .iter()
+            .find(|e| e.pid == pid)
+            .unwrap_or_else(|| panic!("no exit of pid {pid}\n{context}"))
+    };
+    // The old process finished its handover and left on its own; only then
+    // was the successor stopped, cleanly.
+    assert_eq!(exit_of(old).stopped_by_cleanup, None, "{context}");
+    assert_eq!(
+        exit_of(new).stopped_by_cleanup.as_deref(),
+        Some("TERM"),
+        "{context}"
+    );
+    assert!(exit_of(old).at_us <= exit_of(new).at_us, "{context}");
+    // No error the drill caused: the old process never took the service
+    // back from a successor stopped before it settled.
+    assert!(!log.contains("ERROR"), "{log}");
+    assert_eq!(run.code, Some(0), "{context}");
+}
+
+#[test]
+fn a_cancel_time_503_is_counted_by_when_it_started_and_quoted_in_the_summary() {
+    let dir = scratch_dir("cancel-503");
+    // Work that outlasts the shutdown timeout: the demo cancels it, and
+    // its handler answers 503 long after the signal, to requests that
+    // started before it.
+    let run = drill(
+        &dir,
+        60_000,
+        &["--concurrency", "2", "--at", "300ms", "--duration", "1s"],
+        &["--drain-delay", "0s", "--shutdown-timeout", "200ms"],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let (stdout, context) = (&run.stdout, &run.context);
+    let q = &run.report.requests;
+    assert!(
+        q.before_signal.get(lameduck_drill::Outcome::Unavailable) > 0,
+        "{context}"
+    );
+    // The table says its columns are when each request started, and every
+    // row lines up with its header, however long its label.
+    let table: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.contains(" request started "))
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with("failed:"))
+        .collect();
+    assert!(table.len() >= 2, "{stdout}");
+    let width = table[0].len();
+    assert!(table.iter().all(|l| l.len() == width), "{stdout}");
+    assert!(
+        table
+            .iter()
+            .any(|l| l.trim_start().starts_with("503 after the signal")),
+        "{stdout}"
+    );
+    // And the summary quotes what the server answered: the library's words.
+    let quoted = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("first failures"))
+        .find(|l| l.trim_start().starts_with("503 after the signal"))
+        .unwrap_or_else(|| panic!("no 503 quoted\n{stdout}"));
+    assert!(
+        quoted.ends_with("HTTP 503 (Retry-After: 1): shutting down"),
+        "{quoted}"
+    );
 }

@@ -427,7 +427,7 @@ fn a_drain_window_upside_down_or_mixed_with_a_fixed_delay_is_refused() {
     out.assert_code(78);
     assert!(
         out.stderr
-            .contains("drain_min 3s is longer than drain_max 2s"),
+            .contains("--drain-min 3s is longer than --drain-max 2s"),
         "{}",
         out.stderr
     );
@@ -444,7 +444,7 @@ fn a_drain_quiet_that_cannot_end_the_drain_exits_78_naming_the_flags_it_conflict
     let cases: [(&[&str], &str); 3] = [
         (
             &["--drain-delay", "5s", "--drain-quiet", "1s"],
-            "drain_quiet 1s conflicts with a fixed drain of 5s",
+            "--drain-quiet 1s conflicts with a fixed drain of 5s (--drain-delay, or --drain-min = --drain-max)",
         ),
         (
             &[
@@ -455,19 +455,47 @@ fn a_drain_quiet_that_cannot_end_the_drain_exits_78_naming_the_flags_it_conflict
                 "--drain-quiet",
                 "1s",
             ],
-            "drain_quiet 1s conflicts with a fixed drain of 5s",
+            "--drain-quiet 1s conflicts with a fixed drain of 5s",
         ),
         (
             &["--drain-quiet", "10s", "--drain-max", "5s"],
-            "drain_quiet 10s conflicts with drain_max 5s",
+            "--drain-quiet 10s conflicts with --drain-max 5s",
         ),
     ];
     for (args, names) in cases {
         let out = plan(args);
         out.assert_code(78);
         assert!(out.stderr.contains(names), "{args:?}: {}", out.stderr);
+        // The user typed flags: the library's names are not theirs.
+        for setting in ["drain_quiet", "drain_min", "drain_max", "drain_delay"] {
+            assert!(!out.stderr.contains(setting), "{args:?}: {}", out.stderr);
+        }
         assert!(out.stdout.is_empty(), "{args:?}: {}", out.stdout);
     }
+}
+
+#[test]
+fn a_drain_max_under_the_default_quiet_shows_a_quiet_that_fits_it() {
+    let out = plan(&["--drain-max", "500ms"]);
+    out.assert_code(0);
+    let t = &out.stdout;
+    assert_eq!(row(t, "draining"), ["0s", "500ms", "500ms"]);
+    assert_eq!(row(t, "  ends if quiet"), ["250ms"]);
+    let v = json(&["--drain-max", "500ms"]);
+    assert_eq!(v["drain_quiet_seconds"], 0.25);
+    // The same as the library, which the flags only feed.
+    let lib = Budget::default()
+        .drain_max(Duration::from_millis(500))
+        .check()
+        .unwrap();
+    assert_eq!(lib.drain_quiet, Duration::from_millis(250));
+    // Too short for any quiet: no rule that cannot apply is shown.
+    let out = plan(&["--drain-max", "100ms"]);
+    out.assert_code(0);
+    assert!(!out.stdout.contains("ends if quiet"), "{}", out.stdout);
+    // A quiet the user gave is theirs: refused, not shrunk.
+    let out = plan(&["--drain-max", "500ms", "--drain-quiet", "1s"]);
+    out.assert_code(78);
 }
 
 #[test]
@@ -616,8 +644,11 @@ fn help_states_the_library_defaults() {
     ] {
         let after = &help[help.find(&format!("{flag} <DURATION>")).expect(flag)..];
         let next = after[2..].find(" --").map_or(after.len(), |i| i + 2);
+        // `]` ends a plain default; `,` one that depends on another flag
+        // (--drain-quiet's: half of --drain-max when that is shorter).
+        let default_is = |end: &str| after[..next].contains(&format!("[default: {default}{end}"));
         assert!(
-            after[..next].contains(&format!("[default: {default}]")),
+            default_is("]") || default_is(","),
             "{flag}: {}",
             &after[..next]
         );

@@ -86,7 +86,12 @@ fn malformed_flags_are_usage_errors_that_say_what_was_expected() {
     refused(
         &["--stop-signal", "NOPE", "--", "true"],
         2,
-        "is not a signal name",
+        "unknown signal \"NOPE\"; expected a signal name or number, e.g. TERM, INT, QUIT",
+    );
+    refused(
+        &["--forward", ",", "--", "true"],
+        2,
+        "\"\" in \",\": no signal named (an empty name); expected a signal name or number, e.g. QUIT, USR1, USR2, WINCH, CONT\n",
     );
     refused(
         &["--forward", "TERM", "--", "true"],

@@ -87,8 +87,8 @@ impl Report {
         };
         let _ = writeln!(
             page,
-            "<section><h2>Requests</h2><table><thead><tr><th>outcome</th><th>before signal</th>\
-             <th>after signal</th><th>{after_close}</th><th>total</th></tr></thead><tbody>",
+            "<section><h2>Requests</h2><table><thead><tr><th>outcome</th><th>started before signal</th>\
+             <th>started after signal</th><th>started {after_close}</th><th>total</th></tr></thead><tbody>",
         );
         for outcome in Outcome::ALL {
             if q.total.get(outcome) == 0 && outcome != Outcome::Ok {

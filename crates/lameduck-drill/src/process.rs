@@ -232,17 +232,24 @@ impl Server {
         kill(Pid::from_raw(pid), signal.to_nix())
     }
 
-    /// Stops what is left of a spawned server: with a `grace`, `TERM` to
-    /// every process of its group but those in `leaving` (replaced by a
-    /// restart, they exit on their own: a second signal would cut their
-    /// drain short, and their exit is not the cleanup's doing), and up to
-    /// `grace` for every process of the group to exit; then `KILL` for
+    /// Stops what is left of a spawned server: with a `grace`, first waits
+    /// for the processes in `leaving` to exit (replaced by a restart, they
+    /// exit on their own: a second signal would cut their drain short, and
+    /// their exit is not the cleanup's doing), then `TERM` to every other
+    /// process of its group, all within `grace` for every process of the
+    /// group to exit; then `KILL` for
     /// whatever is still there. Every process, not only the one spawned:
     /// after a restart the successor serves, drains at the `TERM`, and
     /// killed mid-drain it would leave its PID file behind, naming a
     /// process that no longer exists. Each process signalled is watched, so
     /// that its exit is recorded and said to be the cleanup's doing. Does
     /// nothing for an attached server.
+    ///
+    /// The wait comes first because a restart is under way until the
+    /// process it replaced is gone: a new process signalled before then is
+    /// stopped mid-handover (lameduck's, before it has settled, makes the
+    /// old one take the service back and log an error), a failure the
+    /// drill would have caused.
     pub(crate) async fn clean_up(&self, grace: Option<Duration>, leaving: &[u32]) {
         let (Some(group), Some(pid)) = (self.group, self.pid) else {
             return;
@@ -252,12 +259,22 @@ impl Server {
         }
         let started = Instant::now();
         if let Some(grace) = grace {
+            let deadline = started + grace;
+            // Each was watched when it was signalled; one that was not
+            // cannot be waited for.
+            let handing_over: Vec<u32> = leaving
+                .iter()
+                .copied()
+                .filter(|p| self.lock_watches().contains_key(p))
+                .collect();
+            for p in handing_over {
+                let _ = tokio::time::timeout_at(deadline.into(), self.wait_exit(p)).await;
+            }
             let serving: Vec<u32> = procfs::group_members(group.as_raw())
                 .into_iter()
                 .filter(|p| !leaving.contains(p))
                 .collect();
             self.send_cleanup(&serving, Signal::TERM);
-            let deadline = started + grace;
             // The spawned process's exit is watched; the others are looked
             // for in /proc.
             let _ = tokio::time::timeout_at(deadline.into(), self.wait_exit(pid)).await;
@@ -325,9 +342,10 @@ impl Drop for Server {
     }
 }
 
-/// Whether `pid` is a running (not zombie) process.
+/// Whether `pid` is a running (not zombie) process. 0 is none: `kill(0, …)`
+/// would answer for the drill's own process group.
 pub(crate) fn is_alive(pid: u32) -> bool {
-    let Ok(raw) = i32::try_from(pid) else {
+    let Ok(raw @ 1..) = i32::try_from(pid) else {
         return false;
     };
     match kill(Pid::from_raw(raw), None) {

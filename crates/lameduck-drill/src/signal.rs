@@ -76,25 +76,61 @@ impl fmt::Display for Signal {
 }
 
 /// The error returned when a signal name or number is not known.
+///
+/// The message says what is wrong with the text, and suggests nothing:
+/// which signals are worth suggesting depends on what the signal is for
+/// (a drill sends `TERM` or `HUP`; a command that forwards signals refuses
+/// those), so a caller adds its own.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("unknown signal {0:?} (try TERM, INT, HUP, QUIT, USR1, USR2 or a number)")]
-pub struct ParseSignalError(String);
+#[error("{}", self.reason())]
+pub struct ParseSignalError {
+    given: String,
+    number: Option<i64>,
+}
+
+impl ParseSignalError {
+    /// Whether the text was a number (one that names no signal): a
+    /// suggestion should then be a name, not "a number".
+    pub fn is_number(&self) -> bool {
+        self.number.is_some()
+    }
+
+    fn reason(&self) -> String {
+        match self.number {
+            Some(0) => "0 is not a signal (kill -0 only checks that a process exists)".to_owned(),
+            Some(n) => format!("{n} is not the number of a signal"),
+            None if self.given.trim().is_empty() => "no signal named (an empty name)".to_owned(),
+            None => format!("unknown signal {:?}", self.given.trim()),
+        }
+    }
+}
 
 impl FromStr for Signal {
     type Err = ParseSignalError;
 
+    /// `TERM`, `SIGTERM`, `term` (any case, blanks around ignored) or the
+    /// number, `15`.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let err = || ParseSignalError(s.to_owned());
-        if let Ok(number) = s.parse::<i32>() {
-            return Signal::from_number(number).ok_or_else(err);
+        let text = s.trim();
+        let err = |number| ParseSignalError {
+            given: s.to_owned(),
+            number,
+        };
+        if let Ok(number) = text.parse::<i64>() {
+            return i32::try_from(number)
+                .ok()
+                .and_then(Signal::from_number)
+                .ok_or_else(|| err(Some(number)));
         }
-        let upper = s.trim().to_ascii_uppercase();
+        let upper = text.to_ascii_uppercase();
         let full = if upper.starts_with("SIG") {
             upper
         } else {
             format!("SIG{upper}")
         };
-        NixSignal::from_str(&full).map(Signal).map_err(|_| err())
+        NixSignal::from_str(&full)
+            .map(Signal)
+            .map_err(|_| err(None))
     }
 }
 
@@ -116,6 +152,29 @@ mod tests {
         let err = "TERMINATE".parse::<Signal>().unwrap_err();
         assert!(err.to_string().contains("TERMINATE"), "{err}");
         assert!("999".parse::<Signal>().is_err());
+    }
+
+    #[test]
+    fn a_number_that_is_no_signal_is_told_apart_from_an_unknown_name() {
+        for (text, says, number) in [
+            ("0", "0 is not a signal", true),
+            ("999", "999 is not the number of a signal", true),
+            (
+                "99999999999",
+                "99999999999 is not the number of a signal",
+                true,
+            ),
+            ("", "no signal named", false),
+            (" ", "no signal named", false),
+            ("NOPE", "unknown signal \"NOPE\"", false),
+        ] {
+            let err = text.parse::<Signal>().unwrap_err();
+            assert!(err.to_string().contains(says), "{text:?}: {err}");
+            assert_eq!(err.is_number(), number, "{text:?}");
+            // No suggestion: the caller knows which signals are valid.
+            assert!(!err.to_string().contains("or a number"), "{err}");
+        }
+        assert_eq!(" term ".parse::<Signal>().unwrap(), Signal::TERM);
     }
 
     #[test]

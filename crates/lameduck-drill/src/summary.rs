@@ -1,11 +1,11 @@
 //! The human summary of a report, for a terminal or a CI log.
 
+mod outcomes;
 mod server;
 
 use std::fmt::{self, Write as _};
 
 use crate::human;
-use crate::outcome::Outcome;
 use crate::report::{ConditionStatus, LatencyStats, Notices, Report};
 
 /// A report's plain-text summary; see [`Report::summary`].
@@ -41,8 +41,9 @@ impl fmt::Display for Summary<'_> {
             )?;
         }
         writeln!(f)?;
-        outcome_table(f, r)?;
-        failed_line(f, r)?;
+        outcomes::table(f, r)?;
+        outcomes::failed_line(f, r)?;
+        outcomes::first_failures(f, r)?;
         writeln!(
             f,
             "\nlatency of ok responses  {:>9} {:>9} {:>9} {:>9} {:>7}",
@@ -116,55 +117,6 @@ fn describe_load(r: &Report) -> String {
         }
     }
     text
-}
-
-fn outcome_table(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
-    let q = &r.requests;
-    let grpc = r.config.grpc.is_some();
-    let signalled = r.config.signal.is_some();
-    if signalled {
-        writeln!(
-            f,
-            "  {:<14} {:>14} {:>14} {:>14} {:>10}",
-            "outcome", "before signal", "after signal", "after close", "total"
-        )?;
-    } else {
-        writeln!(f, "  {:<14} {:>10}", "outcome", "total")?;
-    }
-    for outcome in Outcome::ALL {
-        let total = q.total.get(outcome);
-        if total == 0 && outcome != Outcome::Ok {
-            continue;
-        }
-        if signalled {
-            writeln!(
-                f,
-                "  {:<14} {:>14} {:>14} {:>14} {:>10}",
-                outcome.label_for(grpc),
-                q.before_signal.get(outcome),
-                q.after_signal.get(outcome),
-                q.after_listener_close.get(outcome),
-                total
-            )?;
-        } else {
-            writeln!(f, "  {:<14} {:>10}", outcome.label_for(grpc), total)?;
-        }
-    }
-    Ok(())
-}
-
-/// What the verdict holds against the server, apart from what it does not.
-fn failed_line(f: &mut fmt::Formatter<'_>, r: &Report) -> fmt::Result {
-    let q = &r.requests;
-    write!(f, "  failed: {}", q.failed)?;
-    if q.not_counted.total() > 0 {
-        write!(
-            f,
-            " · not counted, started after the listener closed: {}",
-            q.not_counted.describe_failures()
-        )?;
-    }
-    writeln!(f)
 }
 
 fn latency_row(f: &mut fmt::Formatter<'_>, label: &str, s: &LatencyStats) -> fmt::Result {

@@ -121,8 +121,9 @@ fn examples_answer_an_invalid_configuration_with_its_exit_status_not_a_panic() {
 #[test]
 fn readme_library_example_prints_the_log_and_the_report_the_readme_shows() {
     let shown = block_after(&repository_file("README.md"), "## The library", "text");
+    // Piped, as a log collector reads it: no NO_COLOR to hide escape codes.
     let mut child = Command::new(env!("CARGO_BIN_EXE_quickstart"))
-        .env("NO_COLOR", "1")
+        .env_remove("NO_COLOR")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -162,6 +163,12 @@ fn readme_library_example_prints_the_log_and_the_report_the_readme_shows() {
         .expect("piped stderr")
         .read_to_string(&mut stderr);
     assert_eq!(status.code(), Some(0), "{output:#?}\n{stderr}");
+    // What the README shows is what a pipe gets: plain text.
+    assert!(
+        output.iter().all(|l| !l.contains('\x1b')),
+        "escape codes written to a pipe:\n{}",
+        output.join("\n")
+    );
 
     // Every line the README shows, in its order, with numbers masked.
     let printed: Vec<String> = output.iter().map(|l| shape(l)).collect();

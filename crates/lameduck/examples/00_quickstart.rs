@@ -6,6 +6,7 @@
 //! cargo run -p lameduck --example 00_quickstart
 //! ```
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use lameduck::{App, Budget, Component};
@@ -13,8 +14,13 @@ use lameduck::{App, Budget, Component};
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     // lameduck logs each phase change and the final report through `tracing`:
-    // without a subscriber, nothing is printed.
-    tracing_subscriber::fmt().with_target(false).init();
+    // without a subscriber, nothing is printed. Colours only on a terminal:
+    // piped to a file or a log collector, escape codes are noise.
+    let colours = std::io::stdout().is_terminal();
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(colours)
+        .init();
 
     let app = App::builder("orders")
         .budget(Budget::new(Duration::from_secs(30)))
@@ -50,6 +56,6 @@ async fn main() -> std::process::ExitCode {
         }
     };
     let report = app.await;
-    println!("{report}"); // the report again, as a table
+    println!("{report}"); // the report again, for people: each phase, the work, the exit
     report.exit_code()
 }

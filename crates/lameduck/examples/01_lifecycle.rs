@@ -8,13 +8,18 @@
 //! kill -TERM <pid>      # from another terminal, or Ctrl+C here
 //! ```
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use lameduck::{App, Budget, Component, Phase};
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt().with_target(false).init();
+    // Colours only on a terminal: piped, escape codes are noise.
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_ansi(std::io::stdout().is_terminal())
+        .init();
 
     let pool = Component::new("db", |ctx| async move {
         tracing::info!("db: connecting");

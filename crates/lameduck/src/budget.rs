@@ -4,6 +4,9 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::fmt::Seconds;
+use window::WindowConflict;
+
+mod window;
 
 /// The shutdown timing plan, built from the one number an operator knows: the
 /// time the orchestrator waits between `SIGTERM` and `SIGKILL`.
@@ -19,7 +22,7 @@ use crate::fmt::Seconds;
 /// | `grace_period` | 30 s | the whole shutdown, from the first signal to `SIGKILL` |
 /// | `drain_max` | 5 s | Draining at most: unready but still serving, while load balancers catch up |
 /// | `drain_min` | 0 | Draining at least, however quiet the traffic |
-/// | `drain_quiet` | 1 s | Draining ends once no traffic arrived for this long (or longer: see below) |
+/// | `drain_quiet` | 1 s, or half of `drain_max` if that is shorter (at least 100 ms) | Draining ends once no traffic arrived for this long (or longer: see below) |
 /// | `shutdown_timeout` | what is left | Stopping: in-flight work finishes on its own |
 /// | `hard_timeout` | 3 s | Cancelling: work that got its cancel signal winds down |
 /// | close timeouts | 1 s per component with a close or exporter | Closing: each resource closes in turn, then each exporter flushes |
@@ -43,8 +46,13 @@ use crate::fmt::Seconds;
 /// Draining lasts `drain_max`. [`drain_delay`](Self::drain_delay) sets a
 /// fixed drain (`drain_min` = `drain_max`), which takes no `drain_quiet`;
 /// a `drain_quiet` given must be shorter than `drain_max`:
-/// [`check`](Self::check) refuses either contradiction. The budget
-/// reserves `drain_max`. See `docs/budget.md`.
+/// [`check`](Self::check) refuses either contradiction. A `drain_quiet`
+/// left out is never refused: it shrinks to fit, to half of `drain_max`
+/// when that is under 1 s (but not under [`MIN_DRAIN_QUIET`]), so that the
+/// traffic has the first half of the window to stop and the quiet the
+/// second; a drain of [`MIN_DRAIN_QUIET`] or less has no quiet that can
+/// end it, and lasts `drain_max` ([`Timeline::is_adaptive`] is false). The
+/// budget reserves `drain_max`. See `docs/budget.md`.
 ///
 /// # Examples
 ///
@@ -71,8 +79,8 @@ pub struct Budget {
     grace_period: Duration,
     drain_min: Duration,
     drain_delay: Duration,
-    /// `None`: not given, [`DEFAULT_DRAIN_QUIET`]. Given, it must be able to
-    /// end the drain: see [`Budget::check`].
+    /// `None`: not given, [`default_drain_quiet`] of `drain_delay`. Given,
+    /// it must be able to end the drain: see [`Budget::check`].
     drain_quiet: Option<Duration>,
     shutdown_timeout: Option<Duration>,
     hard_timeout: Duration,
@@ -87,11 +95,37 @@ pub const DEFAULT_GRACE_PERIOD: Duration = Duration::from_secs(30);
 /// The default `drain_max`: the longest drain under `SIGTERM`.
 pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
 /// The default `drain_quiet`: how long no traffic must arrive before the
-/// drain may end.
+/// drain may end, when `drain_max` is 2 s or more (see
+/// [`default_drain_quiet`] for a shorter drain).
 pub const DEFAULT_DRAIN_QUIET: Duration = Duration::from_secs(1);
 /// The shortest `drain_quiet` of an adaptive drain: traffic is sampled every
 /// 100 ms.
 pub const MIN_DRAIN_QUIET: Duration = Duration::from_millis(100);
+/// The `drain_quiet` of a budget that sets none, for a drain of at most
+/// `drain_max`: [`DEFAULT_DRAIN_QUIET`], or half of `drain_max` if that is
+/// shorter, but never under [`MIN_DRAIN_QUIET`].
+///
+/// A quiet as long as the drain can never end it: halving leaves the first
+/// half of the window for the traffic to stop and the second for the quiet
+/// to be seen. With `drain_max` at [`MIN_DRAIN_QUIET`] or less no quiet fits
+/// (the result is not shorter than `drain_max`), and the drain lasts
+/// `drain_max`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use lameduck::default_drain_quiet;
+///
+/// let ms = Duration::from_millis;
+/// assert_eq!(default_drain_quiet(Duration::from_secs(5)), Duration::from_secs(1));
+/// assert_eq!(default_drain_quiet(ms(500)), ms(250));
+/// assert_eq!(default_drain_quiet(ms(150)), ms(100));
+/// ```
+pub fn default_drain_quiet(drain_max: Duration) -> Duration {
+    DEFAULT_DRAIN_QUIET.min(drain_max / 2).max(MIN_DRAIN_QUIET)
+}
+
 /// The default time cancelled work gets before it is aborted.
 pub const DEFAULT_HARD_TIMEOUT: Duration = Duration::from_secs(3);
 /// The default close timeout of one component.
@@ -155,8 +189,9 @@ impl Budget {
     }
 
     /// Sets how long no traffic must arrive before the drain may end
-    /// (default 1 s, at least 100 ms, shorter than `drain_max`); more at low
-    /// traffic, see [the drain window](Self#the-drain-window). A fixed
+    /// (default 1 s, or half of `drain_max` if shorter: see
+    /// [`default_drain_quiet`]; at least 100 ms, shorter than `drain_max`);
+    /// more at low traffic, see [the drain window](Self#the-drain-window). A fixed
     /// drain has no quiet: [`check`](Self::check) refuses one given with
     /// it.
     pub fn drain_quiet(mut self, d: Duration) -> Self {
@@ -237,10 +272,11 @@ impl Budget {
         self.drain_min
     }
 
-    /// The quiet that may end the drain, `drain_quiet` (the default if
-    /// none was given).
+    /// The quiet that may end the drain, `drain_quiet` (if none was given,
+    /// [`default_drain_quiet`] of `drain_max`).
     pub fn get_drain_quiet(&self) -> Duration {
-        self.drain_quiet.unwrap_or(DEFAULT_DRAIN_QUIET)
+        self.drain_quiet
+            .unwrap_or_else(|| default_drain_quiet(self.drain_delay))
     }
 
     /// The close timeout set for `name`, if any.
@@ -279,6 +315,7 @@ impl Budget {
         // Checked sums: absurd inputs (years) must give an error, not a panic.
         let too_long = || BudgetError {
             kind: BudgetErrorKind::DoesNotFit,
+            conflict: None,
             message: "the phases add up to more time than can be counted".into(),
         };
         let close_total = self
@@ -317,6 +354,7 @@ impl Budget {
         if total > self.grace_period {
             return Err(BudgetError {
                 kind: BudgetErrorKind::DoesNotFit,
+                conflict: None,
                 message: format!(
                     "{} = {}, more than the grace period {}; shorten a phase or raise the grace period",
                     timeline.sum_terms(),
@@ -330,6 +368,7 @@ impl Budget {
             // produce it, so the message must not pretend it did.
             return Err(BudgetError {
                 kind: BudgetErrorKind::NoTimeToStop,
+                conflict: None,
                 message: format!(
                     "the shutdown timeout {} is less than the minimum {} for in-flight work to finish; raise it, or leave it unset for what the other phases leave",
                     Seconds(shutdown_timeout),
@@ -340,6 +379,7 @@ impl Budget {
         if shutdown_timeout < MIN_SHUTDOWN_TIMEOUT {
             return Err(BudgetError {
                 kind: BudgetErrorKind::NoTimeToStop,
+                conflict: None,
                 message: format!(
                     "the grace period {} leaves {} for in-flight work to finish ({} - {}), less than the minimum {}; shorten a phase or raise the grace period",
                     Seconds(self.grace_period),
@@ -351,49 +391,6 @@ impl Budget {
             });
         }
         Ok(timeline)
-    }
-
-    fn check_drain_window(&self) -> Result<(), BudgetError> {
-        let wrong = |message: String| BudgetError {
-            kind: BudgetErrorKind::DrainWindow,
-            message,
-        };
-        if self.drain_min > self.drain_delay {
-            return Err(wrong(format!(
-                "drain_min {} is longer than drain_max {}; the drain window needs drain_min <= drain_max (equal for a fixed drain)",
-                Seconds(self.drain_min),
-                Seconds(self.drain_delay)
-            )));
-        }
-        let fixed = self.drain_min == self.drain_delay;
-        match self.drain_quiet {
-            // A quiet left to default is the window's rule, not a wish:
-            // a fixed drain simply has none.
-            Some(quiet) if fixed => {
-                return Err(wrong(format!(
-                    "drain_quiet {} conflicts with a fixed drain of {} (drain_delay, or drain_min = drain_max): no quiet can end it; leave drain_quiet out, or set drain_min below drain_max",
-                    Seconds(quiet),
-                    Seconds(self.drain_delay)
-                )));
-            }
-            Some(quiet) if quiet >= self.drain_delay => {
-                return Err(wrong(format!(
-                    "drain_quiet {} conflicts with drain_max {}: the drain reaches drain_max before the traffic can be quiet that long; shorten drain_quiet or lengthen drain_max",
-                    Seconds(quiet),
-                    Seconds(self.drain_delay)
-                )));
-            }
-            _ => {}
-        }
-        let quiet = self.get_drain_quiet();
-        if !fixed && quiet < MIN_DRAIN_QUIET {
-            return Err(wrong(format!(
-                "drain_quiet {} is shorter than {}: traffic is sampled every 100ms, so a shorter quiet cannot be seen",
-                Seconds(quiet),
-                Seconds(MIN_DRAIN_QUIET)
-            )));
-        }
-        Ok(())
     }
 }
 
@@ -432,9 +429,11 @@ impl Timeline {
     }
 
     /// Whether the drain ends on quiet traffic: `drain_min` is shorter than
-    /// `drain_max`. False for a fixed drain.
+    /// `drain_max`, and so is `drain_quiet`. False for a fixed drain, and
+    /// for one too short for any quiet to end it (`drain_max` at most
+    /// [`MIN_DRAIN_QUIET`] with the default quiet), which lasts `drain_max`.
     pub fn is_adaptive(&self) -> bool {
-        self.drain_min < self.drain_delay
+        self.drain_min < self.drain_delay && self.drain_quiet < self.drain_delay
     }
 
     /// The close timeout of `name`, if it has one.
@@ -579,12 +578,44 @@ impl fmt::Display for Timeline {
 pub struct BudgetError {
     kind: BudgetErrorKind,
     message: String,
+    /// For a [`DrainWindow`](BudgetErrorKind::DrainWindow) error, what
+    /// conflicts, to name it again.
+    conflict: Option<WindowConflict>,
 }
 
 impl BudgetError {
     /// What is wrong with the budget.
     pub fn kind(&self) -> BudgetErrorKind {
         self.kind
+    }
+
+    /// The same error, its message naming each setting as `name` spells
+    /// it: for a front end whose users set the budget by other names (a
+    /// command line's `--drain-quiet` for `drain_quiet`).
+    ///
+    /// `name` gets the library's name of a setting (`drain_min`,
+    /// `drain_max`, `drain_quiet`, `drain_delay`). Only the
+    /// [`DrainWindow`](BudgetErrorKind::DrainWindow) messages name
+    /// settings; the others are returned as they are.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use lameduck::Budget;
+    ///
+    /// let err = Budget::default()
+    ///     .drain_quiet(Duration::from_secs(10))
+    ///     .check()
+    ///     .unwrap_err()
+    ///     .with_setting_names(|s| format!("--{}", s.replace('_', "-")));
+    /// assert!(err.to_string().contains("--drain-quiet 10s conflicts with --drain-max 5s"));
+    /// ```
+    pub fn with_setting_names(mut self, name: impl Fn(&'static str) -> String) -> Self {
+        if let Some(conflict) = &self.conflict {
+            self.message = conflict.message(&name);
+        }
+        self
     }
 }
 
@@ -804,6 +835,41 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn a_default_drain_quiet_shrinks_to_fit_a_drain_max_it_could_not_end() {
+        let ms = Duration::from_millis;
+        // (drain_max, the quiet the checked budget holds, adaptive)
+        for (max, quiet, adaptive) in [
+            (s(5), s(1), true),
+            (s(2), s(1), true),
+            (ms(1_500), ms(750), true),
+            (ms(500), ms(250), true),
+            (ms(150), ms(100), true),
+            (ms(100), ms(100), false),
+            (Duration::ZERO, ms(100), false),
+        ] {
+            let budget = Budget::default().drain_max(max);
+            assert_eq!(budget.get_drain_quiet(), quiet, "drain_max {max:?}");
+            let t = budget.check().unwrap();
+            assert_eq!(t.drain_quiet, quiet, "drain_max {max:?}");
+            assert_eq!(t.is_adaptive(), adaptive, "drain_max {max:?}");
+            // The rule the budget holds can apply: a quiet shorter than the
+            // drain, or no quiet shown at all.
+            let table = t.to_string();
+            assert_eq!(table.contains("ends if quiet"), adaptive, "{table}");
+            if adaptive {
+                assert!(t.drain_quiet < t.drain_max(), "{t:?}");
+            }
+        }
+        // A quiet given is the user's: refused, not shrunk.
+        let err = Budget::default()
+            .drain_max(ms(500))
+            .drain_quiet(s(1))
+            .check()
+            .unwrap_err();
+        assert_eq!(err.kind(), BudgetErrorKind::DrainWindow);
     }
 
     #[test]

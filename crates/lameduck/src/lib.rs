@@ -154,7 +154,7 @@ pub use backlog::{MIN_LISTEN_BACKLOG, default_listen_backlog};
 pub use budget::{
     Budget, BudgetError, BudgetErrorKind, DEFAULT_CLOSE_TIMEOUT, DEFAULT_DRAIN_DELAY,
     DEFAULT_DRAIN_QUIET, DEFAULT_GRACE_PERIOD, DEFAULT_HARD_TIMEOUT, DEFAULT_LOG_FLUSH,
-    MIN_DRAIN_QUIET, MIN_SHUTDOWN_TIMEOUT, Timeline,
+    MIN_DRAIN_QUIET, MIN_SHUTDOWN_TIMEOUT, Timeline, default_drain_quiet,
 };
 pub use component::{BoxError, Component};
 pub use context::Context;

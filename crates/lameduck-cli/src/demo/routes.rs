@@ -32,12 +32,14 @@ async fn index() -> &'static str {
     "lameduck demo\n\n  /work?ms=50\n  /stream?n=10&ms=200\n  /events\n  /ws\n\nprobes on the admin port: /livez /readyz /startupz (?verbose)\n"
 }
 
-/// Answers after `ms` milliseconds; at the cancel signal, says so.
+/// Answers after `ms` milliseconds; at the cancel signal, 503 with the
+/// library's own words for a request it cancels (`shutting down`), so that
+/// a drill of the demo shows the answer the docs name.
 async fn work(uri: Uri, cancel: Cancel) -> Response {
     let ms = query(&uri, "ms").unwrap_or(50).min(MAX_MS);
     tokio::select! {
         () = tokio::time::sleep(Duration::from_millis(ms)) => format!("worked {ms} ms\n").into_response(),
-        () = cancel.cancelled() => (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "cancelled\n").into_response(),
+        () = cancel.cancelled() => (StatusCode::SERVICE_UNAVAILABLE, [("retry-after", "1")], "shutting down\n").into_response(),
     }
 }
 

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use lameduck_drill::{
-    ConnectionMode, DrillConfig, Expectation, GrpcCall, HttpVersion, Load, ServerSpec, Signal,
-    SignalPlan, Trust,
+    ConnectionMode, DrillConfig, Expectation, GrpcCall, HttpVersion, Load, ServerSpec, SignalPlan,
+    Trust,
 };
 
 use super::Flags as Args;
@@ -170,7 +170,8 @@ fn signal_plan(args: &Args, config: &DrillConfig) -> anyhow::Result<Option<Signa
         }
         return Ok(None);
     }
-    let signal: Signal = name.parse()?;
+    let signal = crate::signal::parse(name, &["TERM", "HUP", "INT", "QUIT", "USR1", "USR2"], true)
+        .map_err(|err| anyhow::anyhow!("--signal {name}: {err}"))?;
     let at = args.at.or(args.default_at).unwrap_or(config.duration / 3);
     let mut plan = SignalPlan::once(signal, at);
     plan.repeat = args.repeat;

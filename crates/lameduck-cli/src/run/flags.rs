@@ -85,24 +85,20 @@ fn check_authority(a: &str) -> Result<(), String> {
     }
 }
 
-/// A signal given by name (`TERM`, `SIGTERM`, any case) or number.
-pub fn parse_signal(s: &str) -> Result<Signal, String> {
-    let upper = s.trim().to_ascii_uppercase();
-    if let Ok(n) = upper.parse::<i32>() {
-        return Signal::try_from(n).map_err(|_| format!("{s:?} is not a signal number"));
-    }
-    let name = if upper.starts_with("SIG") {
-        upper
-    } else {
-        format!("SIG{upper}")
-    };
-    Signal::from_str(&name).map_err(|_| format!("{s:?} is not a signal name (e.g. TERM, SIGQUIT)"))
+/// The signals `--forward` suggests: its default.
+const FORWARDED: &[&str] = &["QUIT", "USR1", "USR2", "WINCH", "CONT"];
+
+/// A signal given by name (`TERM`, `SIGTERM`, any case) or number, with
+/// the same parser as every other signal flag; `examples` are what the
+/// error suggests, values the flag accepts.
+fn parse_signal(s: &str, examples: &[&str], takes_none: bool) -> Result<Signal, String> {
+    crate::signal::parse(s, examples, takes_none).map(crate::signal::to_nix)
 }
 
 /// The signal to stop the program with: anything but the ones that cannot
 /// stop a program or that lameduck keeps for itself.
 pub fn parse_stop_signal(s: &str) -> Result<Signal, String> {
-    let sig = parse_signal(s)?;
+    let sig = parse_signal(s, &["TERM", "INT", "QUIT"], false)?;
     match sig {
         Signal::SIGSTOP
         | Signal::SIGTSTP
@@ -124,19 +120,28 @@ pub fn parse_stop_signal(s: &str) -> Result<Signal, String> {
 pub struct Forwarded(pub Vec<Signal>);
 
 /// Signals to forward as they arrive. The ones lameduck acts on itself, and
-/// the ones that cannot be caught, are refused.
+/// the ones that cannot be caught, are refused; `none` (any case, as the
+/// signal names) forwards none.
 pub fn parse_forwarded(s: &str) -> Result<Forwarded, String> {
     if s.trim().is_empty() {
         return Err(
             "the value is empty: give signals (e.g. QUIT,USR1), or `none` to forward none".into(),
         );
     }
-    if s.trim() == "none" {
+    if s.trim().eq_ignore_ascii_case("none") {
         return Ok(Forwarded(Vec::new()));
     }
+    let several = s.contains(',');
     s.split(',')
         .map(|part| {
-            let sig = parse_signal(part)?;
+            let sig = parse_signal(part, FORWARDED, !several).map_err(|err| {
+                if several {
+                    // `none` stands alone: it is not suggested in a list.
+                    format!("{part:?} in {s:?}: {err}")
+                } else {
+                    err
+                }
+            })?;
             match sig {
                 Signal::SIGTERM | Signal::SIGINT => Err(format!(
                     "{} starts lameduck's shutdown sequence; it cannot also be forwarded",
@@ -323,10 +328,10 @@ mod tests {
 
     #[test]
     fn signals_by_name_or_number() {
-        assert_eq!(parse_signal("term").unwrap(), Signal::SIGTERM);
-        assert_eq!(parse_signal("SIGQUIT").unwrap(), Signal::SIGQUIT);
-        assert_eq!(parse_signal("9").unwrap(), Signal::SIGKILL);
-        assert!(parse_signal("SIGNOPE").is_err());
+        assert_eq!(parse_stop_signal("term").unwrap(), Signal::SIGTERM);
+        assert_eq!(parse_stop_signal("SIGQUIT").unwrap(), Signal::SIGQUIT);
+        assert_eq!(parse_stop_signal("9").unwrap(), Signal::SIGKILL);
+        assert!(parse_stop_signal("SIGNOPE").is_err());
         assert!(parse_stop_signal("STOP").is_err());
         assert!(
             parse_forwarded("USR1,TERM")
@@ -338,6 +343,22 @@ mod tests {
             vec![Signal::SIGUSR1, Signal::SIGUSR2]
         );
         assert!(parse_forwarded("none").unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn forward_suggests_only_signals_it_forwards_and_takes_none_in_any_case() {
+        for none in ["none", "NONE", " None "] {
+            assert!(parse_forwarded(none).unwrap().0.is_empty(), "{none:?}");
+        }
+        for bad in [",", "USR1,", "NOPE", "0", "usr1,nope"] {
+            let err = parse_forwarded(bad).unwrap_err();
+            assert!(err.contains("e.g. QUIT, USR1"), "{bad:?}: {err}");
+            // TERM, INT and HUP are refused here: never suggested.
+            for refused in ["TERM", "INT", "HUP"] {
+                assert!(!err.contains(refused), "{bad:?}: {err}");
+            }
+            assert!(!(bad == "0" && err.contains("or number")), "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -176,7 +176,13 @@ pub fn drain_start(
             w.names().collect::<Vec<_>>().join(", ")
         ),
         Ok(w) => format!(
-            "drain fixed at {max} (--drain-delay); counting the connections on {}",
+            "drain fixed at {max} ({}); counting the connections on {}",
+            if timeline.drain_min < timeline.drain_max() {
+                // A drain of 100ms or less: no quiet can end it.
+                "too short for any quiet to end it"
+            } else {
+                "--drain-delay"
+            },
             w.names().collect::<Vec<_>>().join(", ")
         ),
         Err(why) => format!("drain fixed: {why}; it lasts {max}"),

@@ -64,8 +64,9 @@ impl Scanner {
 
     /// The live process the PID file names, if any.
     fn pid_file_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.pid_file.as_ref()?).ok()?;
-        text.trim().parse().ok().filter(|&pid| is_alive(pid))
+        super::signals::read_pid_file(self.pid_file.as_ref()?)
+            .ok()
+            .filter(|&pid| is_alive(pid))
     }
 }
 

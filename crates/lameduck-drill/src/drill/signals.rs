@@ -78,12 +78,46 @@ impl Targets {
     }
 }
 
+/// The most of a PID file the drill reads: a PID is a few digits and a
+/// newline. Whatever else a file holds, it is never read whole, nor
+/// quoted whole in an error.
+const PID_FILE_MAX: u64 = 64;
+
+/// How much of a file that holds no PID an error quotes.
+const QUOTED: usize = 24;
+
 /// The PID in the PID file at `path`, or why there is none.
 pub(super) fn read_pid_file(path: &std::path::Path) -> Result<u32, String> {
-    let text = std::fs::read_to_string(path).map_err(|err| format!("cannot read it: {err}"))?;
-    text.trim()
-        .parse()
-        .map_err(|_| format!("it holds {:?}, not a PID", text.trim()))
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|file| file.take(PID_FILE_MAX + 1).read_to_end(&mut bytes))
+        .map_err(|err| format!("cannot read it: {err}"))?;
+    parse_pid(&bytes)
+}
+
+/// The process id a PID file's `bytes` hold: one number from 1 to
+/// `i32::MAX` (a `pid_t`: anything above would reach `kill(2)` as a
+/// negative number, a process group), blanks around it ignored. The error
+/// quotes at most the start of the first line.
+pub(super) fn parse_pid(bytes: &[u8]) -> Result<u32, String> {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim();
+    match text.parse::<u32>() {
+        Ok(0) => Err("it holds 0, which is not a process id (they start at 1)".to_owned()),
+        Ok(pid) if i32::try_from(pid).is_ok() => Ok(pid),
+        Ok(pid) => Err(format!("it holds {pid}, more than any process id")),
+        Err(_) if text.is_empty() => Err("it is empty: it holds no process id".to_owned()),
+        Err(_) => {
+            let line = text.lines().next().unwrap_or_default();
+            let quoted: String = line.chars().take(QUOTED).collect();
+            let cut = quoted.len() < text.len() || bytes.len() as u64 > PID_FILE_MAX;
+            Err(format!(
+                "it holds no process id: it begins {quoted:?}{}",
+                if cut { " (cut)" } else { "" }
+            ))
+        }
+    }
 }
 
 /// Checks, before the load, that the PID file names a running process:
@@ -91,7 +125,7 @@ pub(super) fn read_pid_file(path: &std::path::Path) -> Result<u32, String> {
 /// end of the load.
 pub(super) fn check_pid_file(path: &std::path::Path) -> Result<(), String> {
     let pid = read_pid_file(path)?;
-    if pid == 0 || !is_alive(pid) {
+    if !is_alive(pid) {
         return Err(format!("it names pid {pid}, which is not running"));
     }
     Ok(())
@@ -287,5 +321,28 @@ mod tests {
             late + every
         );
         assert_eq!(spaced_due(t0, None, every), t0);
+    }
+
+    #[test]
+    fn a_pid_file_holding_zero_or_anything_but_a_pid_is_refused_without_being_dumped() {
+        assert_eq!(parse_pid(b" 4242\n"), Ok(4242));
+        let says = |bytes: &[u8]| parse_pid(bytes).unwrap_err();
+        assert_eq!(
+            says(b"0\n"),
+            "it holds 0, which is not a process id (they start at 1)"
+        );
+        assert!(says(b"4294967295").contains("more than any process id"));
+        assert!(says(b"-1").contains("it begins \"-1\""));
+        assert!(says(b"\n").contains("empty"));
+        let status = format!(
+            "Name:\tcat\nUmask:\t0022\n{}",
+            "State:\tR (running)\n".repeat(40)
+        );
+        let err = says(status.as_bytes());
+        assert_eq!(
+            err,
+            "it holds no process id: it begins \"Name:\\tcat\" (cut)"
+        );
+        assert!(!err.contains("Umask"), "{err}");
     }
 }
