@@ -145,9 +145,10 @@ fn a_program_that_cannot_be_started_is_recorded_with_the_shell_s_code() {
 }
 
 /// `lameduck run --flight-record PATH … -- sh -c SCRIPT`, once SCRIPT has
-/// touched `{ready}` (after setting its traps), stopped by `SIGTERM`, with a
-/// short shutdown: checks that every witness gives `code` and says
-/// `reason`; returns the run, for its log.
+/// touched `{ready}` (after setting its traps) and, where SCRIPT writes a
+/// child's pid to `{child}`, once that child runs `sleep`, stopped by
+/// `SIGTERM`, with a short shutdown: checks that every witness gives `code`
+/// and says `reason`; returns the run, for its log.
 #[track_caller]
 fn stopped_says(name: &str, script: &str, code: i32, reason: &str) -> Running {
     let dir = Scratch::new(name);
@@ -162,7 +163,15 @@ fn stopped_says(name: &str, script: &str, code: i32, reason: &str) -> Running {
         "--hard-timeout",
         "500ms",
     ];
-    let mut run = start_ready_when_touched(&dir, &args, script);
+    let child = dir.path("child");
+    let mut run = start_ready_when_touched(
+        &dir,
+        &args,
+        &script.replace("{child}", child.to_str().unwrap()),
+    );
+    if script.contains("{child}") {
+        until_exec(&child, "sleep");
+    }
     run.signal(Signal::SIGTERM);
     ended(&mut run, &path).says(code, reason, &run.log());
     run
@@ -170,7 +179,7 @@ fn stopped_says(name: &str, script: &str, code: i32, reason: &str) -> Running {
 
 #[test]
 fn a_program_stopped_by_lameduck_s_signal_that_exits_0_is_a_clean_stop() {
-    let script = "trap 'exit 0' TERM; sleep 600 & touch {ready}; wait";
+    let script = "trap 'exit 0' TERM; sleep 600 & echo $! > {child}; touch {ready}; wait";
     stopped_says("exit-stop-clean", script, 0, "clean");
 }
 
@@ -178,7 +187,7 @@ fn a_program_stopped_by_lameduck_s_signal_that_exits_0_is_a_clean_stop() {
 /// report says so, where it said `clean (0)`.
 #[test]
 fn a_program_that_exits_5_on_lameduck_s_stop_signal_is_recorded_as_exiting_5() {
-    let script = "trap 'exit 5' TERM; sleep 600 & touch {ready}; wait";
+    let script = "trap 'exit 5' TERM; sleep 600 & echo $! > {child}; touch {ready}; wait";
     stopped_says("exit-stop-5", script, 5, "program exited with 5");
 }
 

@@ -12,23 +12,9 @@ use nix::sys::signal::Signal;
 use run_support::*;
 use serde_json::Value;
 
-/// Reads a flight record once lameduck has exited.
-fn record(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path).expect("the flight record was written");
-    serde_json::from_str(&text).expect("the flight record is JSON")
-}
-
 /// The labels of the work in the record's inventory taken at `at`.
 fn work_labels<'a>(rec: &'a Value, at: &str) -> Vec<&'a str> {
-    let inventory = rec["inventories"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|i| i["at"] == at)
-        .unwrap_or_else(|| panic!("no inventory at {at}: {rec}"));
-    inventory["work"]
-        .as_array()
-        .unwrap()
+    inventory_work(rec, at)
         .iter()
         .map(|w| w["label"].as_str().unwrap())
         .collect()

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use arena::Arena;
 use chunk::{Chunk, INLINE_BYTES, Label, SLOTS, Text};
@@ -46,7 +46,9 @@ use chunk::{Chunk, INLINE_BYTES, Label, SLOTS, Text};
 /// text built at run time (`"GET /work"`) use
 /// [`track_parts`](Self::track_parts), which keeps a short label in place
 /// without allocating, or [`track_with`](Self::track_with), which takes a
-/// `String`.
+/// `String`. Work that began before it was tracked — a process found
+/// running — is tracked with [`track_since`](Self::track_since), which takes
+/// its start.
 ///
 /// # Examples
 ///
@@ -222,12 +224,59 @@ impl Tracker {
         self.start(label::INLINE, Text::Inline(bytes, len))
     }
 
+    /// Starts tracking one piece of work that began before now, at
+    /// `started`, labelled with text built at run time: its age in every
+    /// [`snapshot`](Self::snapshot) counts from `started`, not from this
+    /// call. For work that lameduck hears of late — a process found
+    /// running, a job taken over from a queue with its enqueue time.
+    ///
+    /// `started` is taken exactly (ages then have the resolution of
+    /// [`Instant`], not the few milliseconds of [`track`](Self::track)).
+    /// A `started` in the future counts as now: an age is never negative.
+    /// One before the tracker, or before the first tracker of the process,
+    /// was created is fine; only one more than 146 years before that counts
+    /// as that limit. The age follows [`Instant`]: on Linux,
+    /// `CLOCK_MONOTONIC`, which does not count the time the machine was
+    /// suspended.
+    ///
+    /// Costs what [`track_with`](Self::track_with) does, and a clock read.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use lameduck::Tracker;
+    ///
+    /// let tracker = Tracker::new("jobs");
+    /// // A job queued five seconds before this worker took it.
+    /// let queued = Instant::now() - Duration::from_secs(5);
+    /// let _guard = tracker.track_since("job 42", queued);
+    /// assert!(tracker.snapshot()[0].age >= Duration::from_secs(5));
+    /// ```
+    ///
+    /// # Panics
+    ///
+    /// As [`track`](Self::track).
+    pub fn track_since(&self, label: impl Into<String>, started: Instant) -> WorkGuard {
+        let start = clock::time_of(started).min(clock::precise_now());
+        self.start_at(
+            label::DYNAMIC,
+            Text::Boxed(label.into().into_boxed_str()),
+            start,
+        )
+    }
+
     #[inline]
     fn start(&self, label: u32, text: Text) -> WorkGuard {
+        self.start_at(label, text, clock::start_time())
+    }
+
+    #[inline]
+    fn start_at(&self, label: u32, text: Text, start: u64) -> WorkGuard {
         let dynamic = matches!(text, Text::Boxed(_));
         let (chunk, index) =
             Arena::claim_leased(self.uid).unwrap_or_else(|| self.inner.arena.claim());
-        chunk.publish(index % SLOTS, label, clock::start_time(), text);
+        chunk.publish(index % SLOTS, label, start, text);
         WorkGuard {
             chunk,
             // Below 2^27 by the capacity check in `claim`.
@@ -474,6 +523,43 @@ mod tests {
         let _g = tracker.track_with(format!("GET /work?ms={ms}"));
         let _s = tracker.track("static");
         assert_eq!(labels(&tracker), ["GET /work?ms=5", "static"]);
+    }
+
+    #[test]
+    fn work_tracked_since_a_past_start_is_as_old_as_that_start() {
+        let tracker = Tracker::new("t");
+        let hour = Duration::from_secs(3600);
+        // Before this process (and its trackers' clock) began, where
+        // `Instant` reaches that far back.
+        let Some(started) = Instant::now().checked_sub(hour) else {
+            return;
+        };
+        let _new = tracker.track("new");
+        let _old = tracker.track_since(String::from("old"), started);
+        let before = Instant::now();
+        let items = tracker.snapshot();
+        let upper = started.elapsed();
+        assert_eq!(items[0].label, "old", "oldest first: {items:?}");
+        assert!(items[0].age >= before - started, "{items:?}");
+        assert!(items[0].age <= upper, "{items:?}");
+    }
+
+    #[test]
+    fn work_tracked_since_a_future_start_counts_from_when_it_was_tracked() {
+        let tracker = Tracker::new("t");
+        let before = Instant::now();
+        let _g = tracker.track_since("later", before + Duration::from_secs(3600));
+        let tracked = Instant::now();
+        // Bounded: the clock moves on within a few of its reads.
+        for _ in 0..1_000_000 {
+            if Instant::now() > tracked {
+                break;
+            }
+        }
+        let age = tracker.snapshot()[0].age;
+        let upper = before.elapsed();
+        assert!(age > Duration::ZERO, "its age grows from the call on");
+        assert!(age <= upper, "{age:?} > {upper:?}");
     }
 
     #[test]

@@ -91,11 +91,14 @@ impl Known {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// An instance started: its group is `pgid`.
-    pub fn add_instance(&self, pgid: Pid) {
-        let start = Table::read()
-            .and_then(|t| t.proc_of(pgid))
-            .map_or(0, |p| p.start);
+    /// An instance started: its group is `pgid`, its program started at
+    /// `not_before` (clock ticks after boot) or later.
+    ///
+    /// Its start time is read even if it has exited already (a zombie):
+    /// the orphans it left are its own, not an older instance's. Once it
+    /// is reaped, `not_before` stands in for it.
+    pub fn add_instance(&self, pgid: Pid, not_before: u64) {
+        let start = tree::start_of(pgid).unwrap_or(not_before);
         self.lock().instances.push((pgid, start));
     }
 
@@ -413,6 +416,36 @@ mod tests {
             pid: Pid::from_raw(pid),
             start,
         }
+    }
+
+    /// A new instance that exits at once (its orphans left outside its
+    /// group) may be a zombie by the time it is registered: it was given
+    /// start time 0, so its orphans counted as the older instance's, and
+    /// stopping it stopped none of them.
+    #[test]
+    fn an_instance_that_exited_before_it_was_registered_keeps_its_start_time() {
+        use std::os::unix::process::CommandExt;
+        let known = Known::new(Guard::none());
+        let mut child = std::process::Command::new("true")
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let pid = Pid::from_raw(child.id() as i32);
+        let give_up = std::time::Instant::now() + Duration::from_secs(20);
+        let zombie = |stat: &str| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        };
+        while !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| zombie(&s)) {
+            assert!(std::time::Instant::now() < give_up, "`true` never exited");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let start = tree::start_of(pid).expect("a zombie's start time");
+        known.add_instance(pid, 0);
+        let registered = known.lock().instances.clone();
+        let _ = child.wait();
+        assert_eq!(registered, [(pid, start)]);
+        assert!(start > 0);
     }
 
     #[test]

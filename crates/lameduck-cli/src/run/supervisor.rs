@@ -17,7 +17,7 @@ use super::guard::Guard;
 use super::instance::{Instance, Launch, SpawnError, signal_group};
 use super::known::Known;
 use super::reaper::Reaper;
-use super::tree::Lister;
+use super::tree::{self, Lister};
 
 /// What the signal handlers and the control socket ask of the running
 /// component.
@@ -180,10 +180,11 @@ impl Supervisor {
 
     /// Starts an instance and registers it.
     pub fn start(&self) -> Result<Instance, SpawnError> {
+        let not_before = tree::now();
         let inst = Instance::spawn(&self.launch, &self.reaper, &self.guard)?;
         let pid = inst.pid();
         lock(&self.live_groups).push(pid);
-        self.known.add_instance(pid);
+        self.known.add_instance(pid, not_before);
         tracing::info!(target: "lameduck::run", pid = pid.as_raw(), program = %self.launch.program.to_string_lossy(), "program started");
         Ok(inst)
     }

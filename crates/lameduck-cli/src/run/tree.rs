@@ -1,5 +1,6 @@
 //! The program's processes from the drain on, each tracked as a piece of
-//! work labelled `pid N: COMMAND`: as Stopping begins and at each deadline
+//! work labelled `pid N: COMMAND`, as old as the process (its age counts
+//! from its start, not from when it was first listed): as Stopping begins and at each deadline
 //! the report, the log and the flight record name the processes still
 //! alive, as they name a Rust service's requests. Linux (`/proc`); elsewhere only the program itself
 //! is tracked.
@@ -12,6 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
 use lameduck::{Tracker, WorkGuard};
 use nix::unistd::Pid;
@@ -154,9 +156,10 @@ impl Tracked {
 
     fn add(&mut self, tracker: &Tracker, alive: &[Proc]) {
         for p in alive {
-            self.procs
-                .entry(*p)
-                .or_insert_with(|| tracker.track_with(label(p.pid)));
+            self.procs.entry(*p).or_insert_with(|| match p.started() {
+                Some(started) => tracker.track_since(label(p.pid), started),
+                None => tracker.track_with(label(p.pid)),
+            });
         }
     }
 }
@@ -177,6 +180,30 @@ pub struct Proc {
 }
 
 impl Proc {
+    /// When it started, as an [`Instant`]: now less its age, the time
+    /// since its start by the boot clock, so its age counts from its start
+    /// and not from when lameduck found it. `None` when its start is not
+    /// known (no `/proc`), or the clocks cannot be read.
+    ///
+    /// The start time is in clock ticks of `CLOCK_BOOTTIME`, which counts
+    /// the time the machine was suspended; an `Instant` is
+    /// `CLOCK_MONOTONIC`, which does not. Subtracting the start from the
+    /// boot clock's now gives the process's age, suspend included (it did
+    /// exist all that time); that age is then taken from the monotonic
+    /// now. The kernel rounds a start down to the tick, so the age is up to
+    /// a tick long, never short; the monotonic now is read first, so the
+    /// gap between the two reads lengthens it too, never shortens it.
+    pub fn started(self) -> Option<Instant> {
+        if self.start == 0 {
+            return None;
+        }
+        let mono = Instant::now();
+        let boot = boot_nanos()?;
+        let start = u128::from(self.start) * 1_000_000_000 / u128::from(ticks_per_second());
+        let age = u64::try_from(boot.saturating_sub(start)).ok()?;
+        mono.checked_sub(Duration::from_nanos(age))
+    }
+
     /// Whether this very process still runs (not a zombie, and not a later
     /// process with the same pid).
     pub fn is_alive(self) -> bool {
@@ -218,16 +245,26 @@ fn stat(pid: i32) -> Option<Stat> {
 /// where the clock cannot be read (a start time is never before it: no
 /// process counts as started before now).
 pub fn now() -> u64 {
-    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+    boot_nanos().map_or(0, |ns| {
+        u64::try_from(ns * u128::from(ticks_per_second()) / 1_000_000_000).unwrap_or(u64::MAX)
+    })
+}
+
+/// Clock ticks per second (`_SC_CLK_TCK`, `USER_HZ`): the unit of a start
+/// time; 100 if it cannot be read.
+fn ticks_per_second() -> u64 {
+    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
         .ok()
         .flatten()
         .and_then(|hz| u64::try_from(hz).ok())
-        .unwrap_or(100);
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).map_or(0, |t| {
-        let ns = u128::try_from(t.tv_sec()).unwrap_or(0) * 1_000_000_000
-            + u128::try_from(t.tv_nsec()).unwrap_or(0);
-        u64::try_from(ns * u128::from(hz) / 1_000_000_000).unwrap_or(u64::MAX)
-    })
+        .filter(|hz| *hz > 0)
+        .unwrap_or(100)
+}
+
+/// Nanoseconds since boot, suspend included (`CLOCK_BOOTTIME`).
+fn boot_nanos() -> Option<u128> {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_BOOTTIME).ok()?;
+    Some(u128::try_from(t.tv_sec()).ok()? * 1_000_000_000 + u128::try_from(t.tv_nsec()).ok()?)
 }
 
 /// Every process's stat, by pid; empty without `/proc`.
@@ -319,6 +356,12 @@ impl Table {
         out.sort_unstable_by_key(|p| p.pid.as_raw());
         out
     }
+}
+
+/// The start time of `pid` (clock ticks after boot), zombie or not; `None`
+/// once it is gone, and without `/proc`.
+pub fn start_of(pid: Pid) -> Option<u64> {
+    stat(pid.as_raw()).map(|s| s.start)
 }
 
 /// The process group of `pid`, if it runs.
@@ -415,6 +458,36 @@ mod tests {
             before <= start && start <= after,
             "{before} <= {start} <= {after}"
         );
+    }
+
+    #[test]
+    fn a_process_started_before_it_is_tracked_is_as_old_as_it_is() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let spawned = Instant::now();
+        let pid = Pid::from_raw(child.id() as i32);
+        let start = stat(pid.as_raw()).map(|s| s.start);
+        // Its start time, in ticks after boot, as an instant: never after
+        // it was running; as a tracked process, that old.
+        let p = Proc {
+            pid,
+            start: start.expect("the child's stat"),
+        };
+        let started = p.started().expect("a start time");
+        let tracker = Tracker::new("test");
+        let tree = Tree::new(tracker.clone(), Pid::this());
+        tree.update(&[p]);
+        let age = tracker.snapshot()[0].age;
+        let upper = started.elapsed();
+        let _ = child.kill();
+        let _ = child.wait();
+        assert!(started <= spawned, "{started:?} > {spawned:?}");
+        assert!(age >= spawned - started, "{age:?}");
+        assert!(age <= upper, "{age:?} > {upper:?}");
+        let unknown = Proc { pid, start: 0 };
+        assert_eq!(unknown.started(), None, "no /proc: no start time");
     }
 
     #[test]

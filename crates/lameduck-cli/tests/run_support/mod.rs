@@ -328,6 +328,46 @@ pub fn until_file(path: &Path) -> String {
     }
 }
 
+/// Reads a flight record once lameduck has exited.
+pub fn record(path: &Path) -> Value {
+    let text = std::fs::read_to_string(path).expect("the flight record was written");
+    serde_json::from_str(&text).expect("the flight record is JSON")
+}
+
+/// The work in the record's inventory taken at `at`.
+#[track_caller]
+pub fn inventory_work<'a>(rec: &'a Value, at: &str) -> &'a [Value] {
+    let inventory = rec["inventories"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["at"] == at)
+        .unwrap_or_else(|| panic!("no inventory at {at}: {rec}"));
+    inventory["work"].as_array().unwrap()
+}
+
+/// Waits (bounded) until the process whose pid `path` holds (as `$!`
+/// writes it) runs `name`, by its `comm`, and returns its pid. A shell's
+/// child started with `&` runs the shell's traps from its fork until its
+/// exec: a stop signal that comes in between is caught by a trap, and lost
+/// at the exec. A test that signals such a child waits for its exec first.
+#[track_caller]
+pub fn until_exec(path: &Path, name: &str) -> i32 {
+    let pid: i32 = until_file(path).trim().parse().unwrap();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim_end() == name {
+            return pid;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "pid {pid} never ran {name} (it runs {comm:?})"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Whether `python3` can be run.
 pub fn has_python() -> bool {
     Command::new("python3")

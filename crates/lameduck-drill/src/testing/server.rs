@@ -205,6 +205,11 @@ async fn recv(signal: &mut Option<tokio::signal::unix::Signal>) {
 /// accept queue: closing a listening socket resets the connections the kernel
 /// completed but the server never accepted, and their clients would see a
 /// reset for a request they sent before the listener closed.
+///
+/// The queue is emptied with `accept(2)` itself until it would block, not
+/// with tokio's `accept`: that one answers from the readiness the reactor
+/// last saw, and a connection queued since the reactor's last turn (under
+/// load, many milliseconds) would be left to the reset.
 async fn close(
     listener: &mut Option<TcpListener>,
     conns: &mut JoinSet<()>,
@@ -212,18 +217,31 @@ async fn close(
     state: &Arc<watch::Sender<State>>,
 ) {
     let Some(open) = listener.take() else { return };
-    loop {
-        tokio::select! {
-            biased;
-            accepted = open.accept() => match accepted {
-                Ok((stream, _)) => {
-                    conns.spawn(connection(stream, config, Arc::clone(state)));
-                }
-                Err(_) => break,
-            },
-            () = std::future::ready(()) => break,
+    for stream in take_queued(open) {
+        conns.spawn(connection(stream, config, Arc::clone(state)));
+    }
+}
+
+/// Every connection in `listener`'s accept queue, then the listener closed.
+/// Bounded: a queue refilled as fast as it is emptied stops being taken
+/// after the listen backlog's worth.
+fn take_queued(listener: TcpListener) -> Vec<TcpStream> {
+    let mut taken = Vec::new();
+    let Ok(listener) = listener.into_std() else {
+        return taken;
+    };
+    for _ in 0..4096 {
+        // Non-blocking, as tokio left it: `WouldBlock` once the queue is empty.
+        let Ok((stream, _)) = listener.accept() else {
+            break;
+        };
+        if stream.set_nonblocking(true).is_ok()
+            && let Ok(stream) = TcpStream::from_std(stream)
+        {
+            taken.push(stream);
         }
     }
+    taken
 }
 
 fn far_future() -> tokio::time::Instant {
@@ -398,4 +416,27 @@ async fn respond(
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connections the kernel completed that the reactor has not yet
+    /// reported are taken at the close, not reset.
+    #[tokio::test]
+    async fn closing_takes_the_connections_queued_since_the_reactor_last_looked() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Blocking connects: each returns once the kernel queued it, and
+        // the runtime never turns in between.
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        let mut conns = JoinSet::new();
+        let (state, _) = watch::channel(State::default());
+        let config = TargetConfig::new(Mode::Graceful, 0);
+        close(&mut Some(listener), &mut conns, config, &Arc::new(state)).await;
+        assert_eq!(conns.len(), clients.len());
+    }
 }

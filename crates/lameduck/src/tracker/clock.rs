@@ -16,6 +16,10 @@
 //! wakes the thread. So an idle process costs no wake-ups, and a busy one
 //! one relaxed load more per read. It is the only thread this crate starts
 //! on its own. If it cannot be spawned, `track` reads the clock itself.
+//!
+//! A start given as an `Instant` (`track_since`) is taken as it is
+//! ([`time_of`]), also one before the first tracker: times count from well
+//! before it ([`BEFORE`]).
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,7 +39,13 @@ const NO_TICKER: u64 = u64::MAX;
 /// second.
 const IDLE_TICKS: u32 = 5;
 
-/// Nanoseconds since [`epoch`] as of the last tick.
+/// What the clock reads at [`epoch`]: times are nanoseconds since
+/// `epoch - BEFORE` (2^62 ns, 146 years), so that a start before the epoch
+/// — the first tracker's creation — given to `track_since` (a process that
+/// started earlier) has a time too. That leaves 438 years after it.
+const BEFORE: u64 = 1 << 62;
+
+/// The clock ([`precise_now`]) as of the last tick.
 static NOW: AtomicU64 = AtomicU64::new(0);
 /// Trackers alive; the ticker parks while this is zero.
 static TRACKERS: AtomicUsize = AtomicUsize::new(0);
@@ -50,10 +60,22 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Nanoseconds since the process-wide epoch, read from the clock.
+/// Nanoseconds since the process-wide epoch, plus [`BEFORE`], read from
+/// the clock.
 pub(super) fn precise_now() -> u64 {
-    // u64 nanoseconds last 584 years.
-    epoch().elapsed().as_nanos() as u64
+    // u64 nanoseconds last 584 years: 438 after the epoch.
+    BEFORE + epoch().elapsed().as_nanos() as u64
+}
+
+/// `at` as a time of this clock: exact, except that an instant more than
+/// 146 years before the epoch counts as that limit.
+pub(super) fn time_of(at: Instant) -> u64 {
+    let epoch = epoch();
+    match at.checked_duration_since(epoch) {
+        Some(after) => BEFORE.saturating_add(u64::try_from(after.as_nanos()).unwrap_or(u64::MAX)),
+        None => BEFORE
+            .saturating_sub(u64::try_from(epoch.duration_since(at).as_nanos()).unwrap_or(u64::MAX)),
+    }
 }
 
 /// The start time for new work: the last tick, or the clock if no ticker.
@@ -86,19 +108,27 @@ fn first_read() -> u64 {
     NOW.load(Ordering::Relaxed)
 }
 
-/// Now, to within one tick (never later than the true time), as
-/// nanoseconds since the process-wide epoch: the cost of a load while a
-/// tracker exists, of the clock otherwise.
+/// Now, to within one tick (never later than the true time), as a time of
+/// this clock (nanoseconds; only differences and [`instant_at`] mean
+/// anything): the cost of a load while a tracker exists, of the clock
+/// otherwise.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 #[inline]
 pub(crate) fn coarse_nanos() -> u64 {
     start_time()
 }
 
-/// The instant `nanos` after the process-wide epoch.
+/// The instant of the time `nanos` of this clock.
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 pub(crate) fn instant_at(nanos: u64) -> Instant {
-    epoch() + Duration::from_nanos(nanos)
+    let epoch = epoch();
+    match nanos.checked_sub(BEFORE) {
+        Some(after) => epoch + Duration::from_nanos(after),
+        // Not a time `coarse_nanos` gives; as early as `Instant` reaches.
+        None => epoch
+            .checked_sub(Duration::from_nanos(BEFORE - nanos))
+            .unwrap_or(epoch),
+    }
 }
 
 /// A tracker was created: make sure the ticker runs.
@@ -202,6 +232,24 @@ mod tests {
             thread::yield_now();
         }
         release();
+    }
+
+    #[test]
+    fn an_instant_before_the_epoch_keeps_its_distance_from_it() {
+        let epoch = epoch();
+        let hour = Duration::from_secs(3600);
+        // `Instant` may not reach an hour before the process started.
+        if let Some(earlier) = epoch.checked_sub(hour) {
+            assert_eq!(time_of(earlier), BEFORE - 3_600_000_000_000);
+            assert_eq!(instant_at(time_of(earlier)), earlier);
+        }
+        let later = epoch + hour;
+        assert_eq!(time_of(later), BEFORE + 3_600_000_000_000);
+        assert_eq!(instant_at(time_of(later)), later);
+        assert_eq!(time_of(epoch), BEFORE);
+        let now = Instant::now();
+        let then = precise_now();
+        assert!(time_of(now) <= then, "the clock and `time_of` agree");
     }
 
     #[test]
