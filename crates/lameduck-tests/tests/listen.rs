@@ -104,7 +104,7 @@ fn a_name_count_that_does_not_match_is_refused() {
     refused(
         through_sh("LISTEN_FDNAMES=http:admin", h),
         "LISTEN_FDNAMES",
-        "LISTEN_FDNAMES: has 2 names for 1 descriptors",
+        "LISTEN_FDNAMES: has 2 names for 1 descriptor",
     );
 }
 

@@ -28,6 +28,18 @@ impl fmt::Display for Seconds {
     }
 }
 
+/// A count and its noun, singular for one: `1 arrival`, `3 arrivals`.
+/// The noun is given in the singular and takes an `s`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Count<'a>(pub(crate) usize, pub(crate) &'a str);
+
+impl fmt::Display for Count<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Count(n, noun) = *self;
+        write!(f, "{n} {noun}{}", if n == 1 { "" } else { "s" })
+    }
+}
+
 fn trim(s: String) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
@@ -35,6 +47,13 @@ fn trim(s: String) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_count_of_one_is_singular_and_any_other_plural() {
+        assert_eq!(Count(1, "arrival").to_string(), "1 arrival");
+        assert_eq!(Count(0, "arrival").to_string(), "0 arrivals");
+        assert_eq!(Count(2, "name").to_string(), "2 names");
+    }
 
     #[test]
     fn trims_trailing_zeros() {

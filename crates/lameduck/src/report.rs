@@ -166,8 +166,8 @@ impl fmt::Display for DrainReport {
             // begun before it may have run all through it.
             return write!(
                 f,
-                ", traffic not sampled: {} arrivals counted between its start and end",
-                self.arrivals
+                ", traffic not sampled: {} counted between its start and end",
+                crate::fmt::Count(self.arrivals as usize, "arrival")
             );
         }
         match self.last_traffic {
@@ -178,7 +178,11 @@ impl fmt::Display for DrainReport {
         // Sampled every tenth of a second: the first sample of the drain
         // may hold arrivals from just before it, so "during" would not be
         // true of each of them.
-        write!(f, ", {} arrivals sampled during it", self.arrivals)
+        write!(
+            f,
+            ", {} sampled during it",
+            crate::fmt::Count(self.arrivals as usize, "arrival")
+        )
     }
 }
 
@@ -620,6 +624,15 @@ mod tests {
         assert_eq!(
             fixed_drain(true, 3, Some(Duration::from_millis(200))).to_string(),
             "drain delay over, last traffic 200ms before its end, 3 arrivals sampled during it"
+        );
+        // One is one.
+        assert_eq!(
+            fixed_drain(true, 1, Some(Duration::from_millis(200))).to_string(),
+            "drain delay over, last traffic 200ms before its end, 1 arrival sampled during it"
+        );
+        assert_eq!(
+            fixed_drain(false, 1, None).to_string(),
+            "drain delay over, traffic not sampled: 1 arrival counted between its start and end"
         );
     }
 }

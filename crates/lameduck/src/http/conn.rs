@@ -461,7 +461,7 @@ impl ConnState {
     /// Describes the connection for a report: who, what it is doing, since
     /// when.
     pub(crate) fn describe(&self, now: Instant) -> String {
-        use crate::fmt::Seconds;
+        use crate::fmt::{Count, Seconds};
         let proto = match self.proto() {
             Proto::Unknown => "protocol not yet known",
             Proto::H1 => "HTTP/1",
@@ -471,8 +471,10 @@ impl ConnState {
         let state = match self.activity() {
             Activity::Upgraded => "upgraded connection open".to_string(),
             Activity::Writing => "writing a response the client is not reading".to_string(),
-            Activity::Handling(n) => format!("{n} request(s) in flight"),
-            Activity::Streaming(n) => format!("{n} response stream(s) not finished on the wire"),
+            Activity::Handling(n) => format!("{} in flight", Count(n, "request")),
+            Activity::Streaming(n) => {
+                format!("{} not finished on the wire", Count(n, "response stream"))
+            }
             Activity::Reading => "request head incomplete".to_string(),
             Activity::New => "no request sent yet".to_string(),
             Activity::Idle => "idle".to_string(),

@@ -101,8 +101,9 @@ pub(crate) fn parse(vars: &Vars, me: u32) -> Result<Vec<Slot>, ListenError> {
                 return Err(ListenError::env(
                     "LISTEN_FDNAMES",
                     format!(
-                        "has {} names for {count} descriptors (LISTEN_FDS={count})",
-                        names.len()
+                        "has {} for {} (LISTEN_FDS={count})",
+                        crate::fmt::Count(names.len(), "name"),
+                        crate::fmt::Count(count, "descriptor")
                     ),
                 ));
             }
@@ -227,7 +228,7 @@ mod tests {
     fn a_name_count_that_does_not_match_is_an_error() {
         let e = err(vars(Some("42"), Some("2"), Some("http")));
         assert_eq!(e.variable(), Some("LISTEN_FDNAMES"));
-        assert!(e.to_string().contains("1 names for 2 descriptors"), "{e}");
+        assert!(e.to_string().contains("1 name for 2 descriptors"), "{e}");
     }
 
     #[test]
