@@ -49,8 +49,12 @@ fn a_program_that_never_passes_its_liveness_check_is_restarted_each_time_until_l
     let mut run = Running::start(&args);
     let code = run.wait();
     assert_ne!(code, Some(0), "{}", run.log());
-    let count = std::fs::read_to_string(&runs).unwrap().lines().count();
-    assert_eq!(count, 3, "the first run and two restarts; {}", run.log());
+    // Counted by lameduck's log: an instance may fail its check (every
+    // 20 ms) before its shell gets to write to the runs file.
+    let started = run.log().matches("program started").count();
+    assert_eq!(started, 3, "the first run and two restarts; {}", run.log());
+    let wrote = std::fs::read_to_string(&runs).unwrap_or_default();
+    assert!(wrote.lines().count() <= 3, "{wrote}");
     assert_eq!(
         run.log()
             .matches("the program failed its liveness check")
