@@ -287,13 +287,21 @@ impl Known {
         } else {
             told.procs.iter().map(|p| p.pid.as_raw()).collect()
         };
-        // Told ones first: their `/proc` entries are not read again.
-        let new: Vec<Proc> = outside(found, pgid)
-            .into_iter()
+        // Told ones first: their `/proc` entries are not read again; the
+        // others' once, for their group and their parent.
+        let new: Vec<Proc> = found
+            .iter()
+            .copied()
             .filter(|p| {
                 !told.procs.contains(p)
                     && (kill || at_the_stop || told.ran_at_the_stop(p))
-                    && !tree::started_by_one_of(p.pid, &told_pids)
+                    && tree::parentage(p.pid).is_some_and(|(parent, group)| {
+                        // Outside the group (the group's signal does not
+                        // reach it), and not started by a process told.
+                        group != pgid.as_raw()
+                            && !told_pids.contains(&parent)
+                            && !told_pids.contains(&group)
+                    })
             })
             .collect();
         told.procs.extend(&new);
@@ -395,16 +403,6 @@ pub fn signal(procs: &[Proc], sig: Signal) {
             let _ = kill(p.pid, sig);
         }
     }
-}
-
-/// Those of `procs` outside the process group `pgid`: they do not hear a
-/// signal sent to the group.
-pub fn outside(procs: &[Proc], pgid: Pid) -> Vec<Proc> {
-    procs
-        .iter()
-        .copied()
-        .filter(|p| tree::group_of(p.pid).is_some_and(|g| g != pgid.as_raw()))
-        .collect()
 }
 
 #[cfg(test)]

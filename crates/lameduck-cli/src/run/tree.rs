@@ -11,7 +11,7 @@
 //! comes on another task before the component's next look, and still
 //! names them.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -251,14 +251,17 @@ pub fn now() -> u64 {
 }
 
 /// Clock ticks per second (`_SC_CLK_TCK`, `USER_HZ`): the unit of a start
-/// time; 100 if it cannot be read.
+/// time; 100 if it cannot be read. Read once.
 fn ticks_per_second() -> u64 {
-    nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
-        .ok()
-        .flatten()
-        .and_then(|hz| u64::try_from(hz).ok())
-        .filter(|hz| *hz > 0)
-        .unwrap_or(100)
+    static HZ: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *HZ.get_or_init(|| {
+        nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .ok()
+            .flatten()
+            .and_then(|hz| u64::try_from(hz).ok())
+            .filter(|hz| *hz > 0)
+            .unwrap_or(100)
+    })
 }
 
 /// Nanoseconds since boot, suspend included (`CLOCK_BOOTTIME`).
@@ -369,12 +372,11 @@ pub fn group_of(pid: Pid) -> Option<i32> {
     stat(pid.as_raw()).map(|s| s.pgid)
 }
 
-/// Whether `pid`'s parent or its process group's leader is one of `pids`
-/// (by pid): a process that one of them started, or one in the group of
-/// one. `false` for none, and without `/proc`.
-pub fn started_by_one_of(pid: Pid, pids: &HashSet<i32>) -> bool {
-    !pids.is_empty()
-        && stat(pid.as_raw()).is_some_and(|s| pids.contains(&s.ppid) || pids.contains(&s.pgid))
+/// The parent and the process group of `pid` (a process that one of a
+/// set started has it as its parent, or is in its group: a `setsid`
+/// daemon's children); `None` once it is gone, and without `/proc`.
+pub fn parentage(pid: Pid) -> Option<(i32, i32)> {
+    stat(pid.as_raw()).map(|s| (s.ppid, s.pgid))
 }
 
 /// Whether the leader of the process group `pgid` (an instance of the
